@@ -1,0 +1,30 @@
+"""neuronika: automatic differentiation and dynamic neural networks on NumPy.
+
+A tracer records the forward graph lazily; a transformer turns it into a
+specialised forward and backward function written as Python source, compiled
+once and cached by the graph's signature.
+
+>>> import neuronika
+>>> x = neuronika.rand((4, 8))
+>>> w = neuronika.rand((8, 8)).requires_grad()
+>>> b = neuronika.zeros(8).requires_grad()
+>>> loss = (x.mm(w) + b).tanh().sum()
+>>> loss.backward()
+>>> w.grad.shape, b.grad.shape
+((8, 8), (8,))
+"""
+from . import transform
+from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
+                       ones, rand, randn, stack, zeros)
+from .errors import AnomalyError, GradientError, ShapeError
+from .random import manual_seed
+from .variable import Param, Var, VarDiff, detect_anomaly, no_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "manual_seed", "transform",
+    "ShapeError", "GradientError", "AnomalyError",
+    "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
+    "logspace", "geomspace", "concatenate", "stack",
+]

@@ -1,0 +1,147 @@
+"""Leaf constructors. Every one returns a non-differentiable leaf ``Var``;
+``.requires_grad()`` turns it into a differentiable one. ``shape`` may be an int
+or a tuple; ``dtype`` defaults to float32."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import random as _random
+from .errors import ShapeError
+from .graph import apply, leaf
+from .ops import OPS, normalize_axis
+from .variable import Var, _located, _operand, _wrap
+
+DEFAULT_DTYPE = np.float32
+
+
+def _shape(shape, name):
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise ShapeError(f"{name}: a shape is non-negative ints, got {shape}")
+    return tuple(int(d) for d in shape)
+
+
+def _var(array):
+    return _wrap(leaf(array))
+
+
+def zeros(shape, dtype=DEFAULT_DTYPE) -> Var:
+    """A leaf of zeros.
+
+    >>> import neuronika
+    >>> neuronika.zeros((2, 3)).shape
+    (2, 3)
+    """
+    return _var(np.zeros(_shape(shape, "zeros"), dtype))
+
+
+def ones(shape, dtype=DEFAULT_DTYPE) -> Var:
+    """A leaf of ones."""
+    return _var(np.ones(_shape(shape, "ones"), dtype))
+
+
+def full(shape, value, dtype=DEFAULT_DTYPE) -> Var:
+    """A leaf filled with ``value``.
+
+    >>> import neuronika
+    >>> neuronika.full(2, 7.0).data
+    array([7., 7.], dtype=float32)
+    """
+    return _var(np.full(_shape(shape, "full"), value, dtype))
+
+
+def rand(shape, dtype=DEFAULT_DTYPE) -> Var:
+    """Uniform on [0, 1); reproducible under ``manual_seed``."""
+    return _var(_random.generator().random(_shape(shape, "rand")).astype(dtype))
+
+
+def randn(shape, dtype=DEFAULT_DTYPE) -> Var:
+    """Standard normal; reproducible under ``manual_seed``."""
+    return _var(_random.generator().standard_normal(_shape(shape, "randn")).astype(dtype))
+
+
+def eye(n: int, dtype=DEFAULT_DTYPE) -> Var:
+    """The n x n identity."""
+    return _var(np.eye(n, dtype=dtype))
+
+
+def from_ndarray(array, dtype=None) -> Var:
+    """A leaf over ``array`` (shared, not copied). Float arrays keep their dtype,
+    integer arrays stay integer data (labels, indices); ``dtype`` converts.
+
+    >>> import numpy as np, neuronika
+    >>> neuronika.from_ndarray(np.arange(3.0)).dtype
+    dtype('float64')
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"from_ndarray: arrays of dtype {array.dtype} cannot be data; "
+                        f"give numbers (float or integer)")
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return _var(array)
+
+
+def arange(start, stop=None, step=1, dtype=DEFAULT_DTYPE) -> Var:
+    """start, start + step, ... below stop (stop excluded); ``arange(n)`` counts from 0."""
+    if stop is None:
+        start, stop = 0, start
+    if step == 0:
+        raise ValueError("arange: step cannot be zero")
+    return _var(np.arange(start, stop, step, dtype=dtype))
+
+
+def linspace(start, stop, n: int, dtype=DEFAULT_DTYPE) -> Var:
+    """n evenly spaced values from start to stop, both included."""
+    return _var(np.linspace(start, stop, n, dtype=dtype))
+
+
+def logspace(start, stop, n: int, base: float = 10.0, dtype=DEFAULT_DTYPE) -> Var:
+    """base ** linspace(start, stop, n)."""
+    return _var(np.logspace(start, stop, n, base=base, dtype=dtype))
+
+
+def geomspace(start, stop, n: int, dtype=DEFAULT_DTYPE) -> Var:
+    """n values from start to stop in geometric progression; the ends must be nonzero and of one sign."""
+    if start == 0 or stop == 0 or (start < 0) != (stop < 0):
+        raise ValueError(f"geomspace: the ends must be nonzero and of the same sign, got "
+                         f"start={start} and stop={stop}")
+    return _var(np.geomspace(start, stop, n, dtype=dtype))
+
+
+def _nodes(name, values):
+    values = list(values)
+    if not values:
+        raise _located(f"{name}: needs at least one operand")
+    like = next((v._node for v in values if isinstance(v, Var)), None)
+    if like is None:
+        like = leaf(np.asarray(values[0]))
+    nodes = tuple(_operand(v, like) for v in values)
+    if any(n is None for n in nodes):
+        raise TypeError(f"{name}: operands must be variables or arrays")
+    return nodes
+
+
+def concatenate(values, axis: int = 0) -> Var:
+    """Join along an existing axis; any mix of Var, VarDiff and arrays.
+
+    >>> import neuronika
+    >>> neuronika.concatenate([neuronika.ones(2), neuronika.zeros(3)]).shape
+    (5,)
+    """
+    nodes = _nodes("concatenate", values)
+    try:
+        axis = normalize_axis("concatenate", axis, len(nodes[0].shape))
+    except ShapeError as error:
+        raise _located(str(error)) from None
+    return _wrap(apply(OPS["concatenate"], nodes, (axis,)))
+
+
+def stack(values, axis: int = 0) -> Var:
+    """Join along a new axis; any mix of Var, VarDiff and arrays."""
+    nodes = _nodes("stack", values)
+    try:
+        axis = normalize_axis("stack", axis, len(nodes[0].shape) + 1)
+    except ShapeError as error:
+        raise _located(str(error)) from None
+    return _wrap(apply(OPS["stack"], nodes, (axis,)))

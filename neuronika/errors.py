@@ -1,0 +1,14 @@
+"""Exceptions raised by neuronika. Each message names the op, the shapes or
+values involved and, where a graph was being built, the user's file and line."""
+
+
+class ShapeError(ValueError):
+    """Operand shapes (or ranks, or axes) do not fit the operation."""
+
+
+class GradientError(RuntimeError):
+    """A gradient was asked for where none can be computed."""
+
+
+class AnomalyError(FloatingPointError):
+    """Raised under ``detect_anomaly()`` when an op produces NaN or Inf."""

@@ -1,0 +1,201 @@
+"""The graph IR: nodes, build-time modes, topological order and signature.
+
+A ``Node`` is immutable once built except for what evaluation caches on it
+(``value``, and on a root the program and the values its backward reads).
+Nodes point at their inputs only, so dropping the last handle on a result
+frees its graph and leaves the leaves.
+"""
+from __future__ import annotations
+
+import itertools
+import operator
+import os
+import sys
+
+import numpy as np
+
+from .errors import ShapeError
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_serial = itertools.count()
+
+
+class _Modes:
+    """Process-wide switches read while a graph is built or compiled."""
+
+    grad_enabled = True
+    anomaly = False
+
+
+modes = _Modes()
+
+
+class Node:
+    """One value in the graph: a leaf (``op is None``) or an op application.
+
+    ``key`` is the node's part of the graph signature: for a leaf its kind,
+    shape, dtype and whether it needs a gradient; for an op the op, its
+    attributes and flags. Values never enter a key.
+    """
+
+    __slots__ = (
+        "op", "inputs", "attrs", "shape", "dtype", "requires_grad", "key",
+        "value", "grad", "where", "serial", "retain", "program", "saved",
+        "leaves", "retained", "__weakref__",
+    )
+
+    def __init__(self, op, inputs, attrs, shape, dtype, requires_grad, where):
+        self.serial = next(_serial)
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.shape = shape
+        self.dtype = dtype
+        self.requires_grad = requires_grad
+        self.where = where
+        self.value = None
+        self.grad = None
+        self.retain = False
+        self.program = None
+        self.saved = None
+        self.leaves = None
+        self.retained = None
+        self.key = (op, attrs, requires_grad, False)
+
+    def rekey(self):
+        self.key = (self.op, self.attrs, self.requires_grad, self.retain)
+
+
+def leaf(value, requires_grad=False):
+    """A leaf node over an array (or a NumPy scalar: a number used as an operand)."""
+    node = Node.__new__(Node)
+    node.op = None
+    node.inputs = ()
+    node.attrs = ()
+    node.value = value
+    node.grad = None
+    node.retain = False
+    node.program = None
+    node.saved = None
+    node.leaves = None
+    node.retained = None
+    node.where = None
+    node.requires_grad = requires_grad
+    node.serial = next(_serial)
+    node.shape = value.shape
+    node.dtype = value.dtype
+    node.key = ("leaf", value.shape, value.dtype, requires_grad)
+    return node
+
+
+def user_line():
+    """(file, line) of the first frame outside this package: where the user built the node."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def format_where(where):
+    if where is None:
+        return "an unknown line"
+    return f"{where[0]}:{where[1]}"
+
+
+def result_dtype(nodes):
+    first = nodes[0].dtype
+    for node in nodes:
+        if node.dtype is not first:
+            return np.result_type(*[n.dtype for n in nodes])
+    return first
+
+
+def apply(op, inputs, attrs=()):
+    """Build the node for ``op`` over ``inputs``: shapes and dtypes only, no data.
+
+    The user's line is recorded only under ``detect_anomaly`` (errors raised
+    here find it on the stack when they happen).
+    """
+    try:
+        if len(inputs) == 1:
+            shape = op.shape(inputs[0].shape, *attrs)
+        else:
+            shape = op.shape(*[n.shape for n in inputs], *attrs)
+    except ShapeError as error:
+        raise ShapeError(f"{error} (at {format_where(user_line())})") from None
+    requires_grad = False
+    if modes.grad_enabled:
+        for node in inputs[: op.n_differentiable]:
+            if node.requires_grad:
+                requires_grad = True
+                break
+    node = Node(op, inputs, attrs, shape, op.dtype(inputs, attrs), requires_grad,
+                user_line() if modes.anomaly else None)
+    return node
+
+
+def linearize(root):
+    """Topological order of the graph behind ``root``, its leaves, and its signature.
+
+    Nodes are numbered as they are created, and every input is created before
+    its consumers, so creation order is a topological order; a graph built the
+    same way again gets the same order and an equal signature.
+    """
+    seen = {root}
+    stack = [root]
+    pop, push, add = stack.pop, stack.append, seen.add
+    while stack:
+        for node in pop().inputs:
+            if node not in seen:
+                add(node)
+                push(node)
+    order = sorted(seen, key=_by_serial)
+    position = {node: i for i, node in enumerate(order)}
+    keys = []
+    leaves = []
+    for node in order:
+        inputs = node.inputs
+        if inputs:
+            keys.append((node.key, tuple([position[i] for i in inputs])))
+        else:
+            keys.append(node.key)
+            leaves.append(node)
+    keys.append(modes.anomaly)
+    return order, leaves, tuple(keys)
+
+
+_by_serial = operator.attrgetter("serial")
+
+
+def differentiable_leaves(root):
+    """Leaves behind ``root`` that need a gradient, each once, in creation order."""
+    seen = set()
+    found = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op is None:
+            if node.requires_grad:
+                found.append(node)
+        else:
+            stack.extend(node.inputs)
+    found.sort(key=lambda n: n.serial)
+    return found
+
+
+def walk(root):
+    """Every node behind ``root`` (including it), each once."""
+    seen = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        yield node
+        stack.extend(node.inputs)

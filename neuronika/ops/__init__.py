@@ -1,0 +1,175 @@
+"""The op catalogue: every primitive declared once, with what the engine needs.
+
+An op is a shape rule, a forward template and one adjoint template per
+differentiable input. Templates are Python source over these names:
+
+- the op's input names (``x``, or ``a`` and ``b``; variadic ops get ``x0``,
+  ``x1``, ...), ``y`` for its output and ``dy`` for the output's gradient;
+- the op's attributes and the values its ``statics`` hook computes from shapes;
+- ``xp`` (the array namespace, NumPy) and the kernels in ``ops/kernels.py``.
+
+A template is one expression, or statements that assign the result to ``y``
+(forward) or ``dx`` (adjoint); other names they assign are locals, and an
+adjoint may read the forward template's locals (say, a dropout mask).
+A template may also be a function of the op's static context (shapes,
+attributes) returning such source, for ops whose code depends on them.
+
+Elementwise ops write adjoints in the output's space: the engine reduces
+each one to its input's shape (``unbroadcast``) only where the shapes differ,
+and lets ``dy`` stay a smaller array that broadcasts, as long as that is exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import result_dtype
+
+OPS = {}
+
+
+class Grad:
+    """An adjoint template with what the engine cannot read off its source.
+
+    ``shape``: the shape of the result when it is not the input's (or, for an
+    elementwise op, the broadcast of the arrays it reads). ``view``: the
+    result may share memory with ``dy`` or a forward value, so it must never be
+    written in place.
+    """
+
+    __slots__ = ("src", "shape", "view")
+
+    def __init__(self, src, shape=None, view=False):
+        self.src = src
+        self.shape = shape
+        self.view = view
+
+
+class Ctx:
+    """The static facts a template function may read: shapes, dtypes, attrs.
+
+    ``gshape`` is the shape of the ``dy`` array the adjoint receives (it may be
+    smaller than ``shape`` where it broadcasts); ``slot`` the input's position.
+    """
+
+    def __init__(self, op, names, shapes, dtypes, shape, dtype, attrs, gshape=None, slot=None):
+        self.op = op
+        self.names = names
+        self.shapes = shapes
+        self.dtypes = dtypes
+        self.shape = shape
+        self.dtype = dtype
+        self.attrs = attrs
+        self.gshape = gshape
+        self.slot = slot
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["attrs"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Op:
+    """One primitive. See the module docstring for the template language."""
+
+    def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
+                 elementwise=False, implicit_dy=None, statics=None, accumulate=None,
+                 n_differentiable=None, variadic=None, doc=""):
+        self.name = name
+        self.inputs = inputs
+        self.attrs = attrs
+        self.forward = forward
+        self.grads = grads
+        self.accumulate = accumulate or {}
+        self.shape = shape or _same_shape
+        self.dtype = dtype or _default_dtype
+        self.elementwise = elementwise
+        self.implicit_dy = elementwise if implicit_dy is None else implicit_dy
+        self.statics = statics
+        self.n_differentiable = n_differentiable
+        self.variadic = variadic
+        self.doc = doc
+
+    def input_names(self, count):
+        """Template names of ``count`` inputs: the fixed ones, then ``x0, x1, ...`` for a variadic tail."""
+        if self.variadic is None:
+            return self.inputs
+        tail = count - len(self.inputs)
+        return self.inputs + tuple(f"{self.variadic}{i}" for i in range(tail))
+
+    def _entry(self, table, slot):
+        key = self.inputs[slot] if slot < len(self.inputs) else self.variadic
+        return table.get(key)
+
+    def grad_template(self, slot):
+        """The adjoint for the input in ``slot``, or None where the op has none."""
+        if self.n_differentiable is not None and slot >= self.n_differentiable:
+            return None
+        return self._entry(self.grads, slot)
+
+    def accumulate_template(self, slot):
+        return self._entry(self.accumulate, slot)
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+def declare(name, inputs, forward, grads, **kwargs):
+    """Add an op to the catalogue and return it."""
+    if name in OPS:
+        raise ValueError(f"op {name!r} is declared twice")
+    op = Op(name, tuple(inputs), forward, grads, **kwargs)
+    OPS[name] = op
+    return op
+
+
+def _same_shape(shape, *attrs):
+    return shape
+
+
+def _default_dtype(inputs, attrs):
+    return result_dtype(inputs)
+
+
+def broadcast_shapes(name, a, b):
+    """NumPy's broadcasting rule for two shapes, with an error that names the op."""
+    if a == b:
+        return a
+    given = (a, b)
+    if len(a) < len(b):
+        a = (1,) * (len(b) - len(a)) + a
+    elif len(b) < len(a):
+        b = (1,) * (len(a) - len(b)) + b
+    result = []
+    for m, n in zip(a, b):
+        if m == n or n == 1:
+            result.append(m)
+        elif m == 1:
+            result.append(n)
+        else:
+            raise ShapeError(f"{name}: shapes {given[0]} and {given[1]} do not broadcast together")
+    return tuple(result)
+
+
+def normalize_axis(name, axis, ndim):
+    """An int axis in range(ndim), negative counting from the end."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ShapeError(f"{name}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{name}: axis {axis} is out of range for a value with {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def normalize_axes(name, axis, ndim):
+    """None (all axes) or a sorted tuple of distinct axes."""
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    result = tuple(sorted({normalize_axis(name, a, ndim) for a in axes}))
+    if len(result) != len(axes):
+        raise ShapeError(f"{name}: axis {axis!r} repeats an axis")
+    return result
+
+
+from . import elementwise, reduce, linalg, shape  # noqa: E402,F401  (fills OPS)

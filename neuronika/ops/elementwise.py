@@ -1,0 +1,84 @@
+"""Elementwise ops. Adjoints are written in the output's space; the engine
+reduces them to each input's (broadcast) shape."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Grad, declare, broadcast_shapes
+
+
+def float_dtype(ufunc):
+    """A dtype rule: float inputs keep their dtype; others get what ``ufunc`` gives."""
+    def rule(inputs, attrs):
+        dtype = inputs[0].dtype
+        if dtype.kind == "f":
+            return dtype
+        return ufunc(np.ones((1,), dtype)).dtype
+    return rule
+
+
+def _binary(name, forward, da, db, doc):
+    return declare(name, ("a", "b"), forward, {"a": da, "b": db},
+                   shape=lambda a, b: broadcast_shapes(name, a, b), elementwise=True, doc=doc)
+
+
+def _unary(name, forward, dx, doc, ufunc=None, **kwargs):
+    dtype = float_dtype(ufunc) if ufunc is not None else None
+    return declare(name, ("x",), forward, {"x": dx}, elementwise=True, dtype=dtype, doc=doc, **kwargs)
+
+
+ADD = _binary("add", "a + b", "dy", "dy", "a + b with broadcasting")
+SUB = _binary("sub", "a - b", "dy", "-dy", "a - b with broadcasting")
+MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting")
+DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting")
+POWER = _binary("power", "a ** b", "dy * b * a ** (b - 1)", "dy * y * log_where_nonzero(a)",
+                "a ** b with a variable exponent")
+
+NEG = _unary("neg", "-x", "-dy", "-x")
+POW = _unary("pow", "x ** p", "dy * p * x ** pm1", "x ** p for a constant exponent p",
+             attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1}, shape=lambda s, p: s)
+SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)
+EXP = _unary("exp", "xp.exp(x)", "dy * y", "e ** x", np.exp)
+LOG = _unary("log", "xp.log(x)", "dy / x", "natural logarithm", np.log)
+ABS = _unary("abs", "xp.abs(x)", "dy * xp.sign(x)", "|x|")
+RELU = _unary("relu", "xp.maximum(x, 0)", "dy * (x > 0)", "max(x, 0)")
+LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x > 0, dy, slope * dy)",
+                    "x for x > 0, slope * x otherwise", attrs=("slope",), shape=lambda s, slope: s)
+SOFTPLUS = _unary("softplus", "xp.logaddexp(0, x)", "dy * xp.exp(x - y)",
+                  "log(1 + e ** x), computed without overflow", np.exp)
+SIGMOID = _unary("sigmoid", "xp.exp(-xp.logaddexp(0, -x))", "dy * y * (1 - y)",
+                 "1 / (1 + e ** -x), computed without overflow", np.exp)
+TANH = _unary("tanh", "xp.tanh(x)", "dy * (1 - y * y)", "hyperbolic tangent", np.tanh)
+SIN = _unary("sin", "xp.sin(x)", "dy * xp.cos(x)", "sine", np.sin)
+COS = _unary("cos", "xp.cos(x)", "-dy * xp.sin(x)", "cosine", np.cos)
+
+
+def _clamp_grad(ctx):
+    if ctx.lo is None:
+        return "dy * (x <= hi)"
+    if ctx.hi is None:
+        return "dy * (x >= lo)"
+    return "dy * ((x >= lo) & (x <= hi))"
+
+
+CLAMP = _unary("clamp", "xp.clip(x, lo, hi)", _clamp_grad,
+               "x limited to [lo, hi]; the gradient passes where lo <= x <= hi",
+               attrs=("lo", "hi"), shape=lambda s, lo, hi: s)
+
+
+def _dropout_forward(ctx):
+    if ctx.training and ctx.p > 0:
+        return "mask = dropout_mask(x_shape, p, dtype)\ny = x * mask"
+    return "x"
+
+
+def _dropout_grad(ctx):
+    return "dy * mask" if ctx.training and ctx.p > 0 else "dy"
+
+
+DROPOUT = _unary("dropout", _dropout_forward, _dropout_grad,
+                 "zeroes each element with probability p and scales the rest by 1 / (1 - p) "
+                 "while training; the identity in eval",
+                 attrs=("p", "training"), shape=lambda s, p, training: s)
+
+__all__ = [name for name, value in dict(globals()).items() if name.isupper()]

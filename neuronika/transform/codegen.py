@@ -1,0 +1,337 @@
+"""From a linearised graph to a compiled forward and backward program.
+
+``build`` runs once per graph signature (a cache miss). It splices each op's
+forward template into one straight-line ``forward`` and the adjoint templates
+into one ``backward``, renders them with astor, compiles the rendered source
+and registers it with linecache, so ``.source`` and tracebacks show exactly
+the code that runs. The program keeps code and shapes, never arrays or nodes.
+"""
+from __future__ import annotations
+
+import itertools
+import linecache
+
+import astor
+import gast
+import numpy as np
+
+from ..ops import Ctx, Grad
+from . import passes
+from .templates import GLOBALS, TemplateError, constant, expression, instantiate, parse
+
+_serial = itertools.count(1)
+
+
+class Anomaly(Exception):
+    """Raised by generated code under ``detect_anomaly``; the runtime names the node."""
+
+    def __init__(self, index, phase):
+        super().__init__(index, phase)
+        self.index = index
+        self.phase = phase
+
+
+def check_finite(value, index, phase):
+    if not np.isfinite(value).all():
+        raise Anomaly(index, phase)
+
+
+class Program:
+    """Compiled code for one graph signature.
+
+    ``forward(*leaf_values)`` returns the root's value, and when the root
+    needs a gradient also the tuple of values the backward reads;
+    ``backward(seed, *saved)`` returns the gradients of the leaves at
+    ``grad_leaves`` (positions among the leaves) and of the nodes at
+    ``retained`` (positions in the order).
+    """
+
+    __slots__ = ("forward", "backward", "forward_source", "backward_source", "grad_leaves",
+                 "retained", "filenames")
+
+    def source(self):
+        return self.forward_source + ("\n" + self.backward_source if self.backward_source else "")
+
+
+class _Grad:
+    """A gradient variable while the backward is written: its name, the shape of
+    the array it holds (it may broadcast to the node's), and whether the
+    backward allocated it (only then may it be added to in place)."""
+
+    __slots__ = ("name", "shape", "fresh")
+
+    def __init__(self, name, shape, fresh):
+        self.name = name
+        self.shape = tuple(shape)
+        self.fresh = fresh
+
+
+def _name(identifier, ctx=None):
+    return gast.Name(identifier, ctx or gast.Load(), None, None)
+
+
+def _assign(target, value):
+    return gast.Assign([_name(target, gast.Store())], value, None)
+
+
+def _resolve(spec, ctx):
+    return spec(ctx) if callable(spec) else spec
+
+
+def _where(node):
+    return f"op {node.op.name}"
+
+
+def _value_name(node, index):
+    if node.op is not None:
+        return f"v{index}"
+    return f"p{index}" if node.requires_grad else f"x{index}"
+
+
+def _context(node, names, index_of, order, gshape=None, slot=None):
+    op = node.op
+    shapes = {name: inp.shape for name, inp in zip(names, node.inputs)}
+    dtypes = {name: inp.dtype for name, inp in zip(names, node.inputs)}
+    attrs = dict(zip(op.attrs, node.attrs))
+    return Ctx(op, names, shapes, dtypes, node.shape, node.dtype, attrs, gshape, slot)
+
+
+def _statics(ctx):
+    """Constants a template may name: attributes, ``<input>_shape``, ``y_shape``,
+    ``dtype`` and whatever the op's ``statics`` hook computes."""
+    values = dict(ctx.attrs)
+    for name, shape in ctx.shapes.items():
+        values[f"{name}_shape"] = shape
+    values["y_shape"] = ctx.shape
+    values["dtype"] = ctx.dtype
+    if ctx.op.statics is not None:
+        values.update(ctx.op.statics(ctx))
+    return values
+
+
+class _Bindings(dict):
+    """Template names to AST: program variables given as AST, constants made on demand."""
+
+    def __getitem__(self, name):
+        return constant(dict.__getitem__(self, name))
+
+
+def build(order, leaves, anomaly=False):
+    index_of = {node: i for i, node in enumerate(order)}
+    values = [_value_name(node, i) for i, node in enumerate(order)]
+    root = len(order) - 1
+    leaf_args = [values[index_of[leaf]] for leaf in leaves]
+
+    forward, forward_locals = _forward(order, index_of, values, anomaly)
+    program = Program()
+    program.filenames = []
+    if not order[root].requires_grad:
+        body = passes.free_after_last_use(forward, [values[root]]) + [gast.Return(_name(values[root]))]
+        program.forward, program.forward_source = _compile("forward", leaf_args, body, program)
+        program.backward = program.backward_source = None
+        program.grad_leaves = program.retained = ()
+        return program
+
+    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, forward_locals, anomaly)
+    saved_tuple = gast.Tuple([_name(s) for s in saved], gast.Load())
+    body = (passes.free_after_last_use(forward, [values[root], *saved])
+            + [gast.Return(gast.Tuple([_name(values[root]), saved_tuple], gast.Load()))])
+    program.forward, program.forward_source = _compile("forward", leaf_args, body, program)
+    result = gast.Tuple([_name(r) if r is not None else gast.Constant(None, None) for r in returned], gast.Load())
+    body = backward + [gast.Return(result)]
+    program.backward, program.backward_source = _compile("backward", ["seed", *saved], body, program)
+    leaf_position = {index_of[leaf]: k for k, leaf in enumerate(leaves)}
+    program.grad_leaves = tuple(leaf_position[i] for i in grad_leaves)
+    program.retained = tuple(retained)
+    return program
+
+
+def _forward(order, index_of, values, anomaly):
+    stmts = []
+    forward_locals = {}
+    for i, node in enumerate(order):
+        op = node.op
+        if op is None:
+            continue
+        names = op.input_names(len(node.inputs))
+        ctx = _context(node, names, index_of, order)
+        template = parse(_resolve(op.forward, ctx))
+        bindings = _Bindings(_statics(ctx))
+        for name, inp in zip(names, node.inputs):
+            bindings[name] = _name(values[index_of[inp]])
+        prefix = f"{values[i]}_"
+        body, _ = instantiate(template, bindings, prefix, "y", values[i], _where(node))
+        forward_locals[i] = {local: prefix + local for local in template.stores - {"y"}}
+        stmts.extend(body)
+        if anomaly:
+            stmts.append(_check(values[i], i, "forward"))
+    return stmts, forward_locals
+
+
+def _check(name, index, phase):
+    call = gast.Call(_name("check_finite"), [_name(name), constant(index), constant(phase)], [])
+    return gast.Expr(call)
+
+
+def _backward(order, index_of, values, forward_locals, anomaly):
+    root = len(order) - 1
+    root_node = order[root]
+    grads = {root: _Grad("seed", root_node.shape, False)}
+    stmts = []
+    saved = {}
+
+    def read(bindings_used, array_names):
+        for name in bindings_used:
+            if name in array_names:
+                saved.setdefault(array_names[name], None)
+
+    for i in range(root, -1, -1):
+        node = order[i]
+        op = node.op
+        if op is None or not node.requires_grad or i not in grads:
+            continue
+        g = grads[i]
+        full = None
+        names = op.input_names(len(node.inputs))
+        for slot, (name, inp) in enumerate(zip(names, node.inputs)):
+            spec = op.grad_template(slot)
+            if spec is None or not inp.requires_grad:
+                continue
+            j = index_of[inp]
+            dy = g
+            if not op.implicit_dy and g.shape != node.shape:
+                if full is None:
+                    full = _Grad(f"{g.name}_full", node.shape, False)
+                    call = gast.Call(gast.Attribute(_name("xp"), "broadcast_to", gast.Load()),
+                                     [_name(g.name), constant(node.shape)], [])
+                    stmts.append(_assign(full.name, call))
+                dy = full
+            ctx = _context(node, names, index_of, order, gshape=dy.shape, slot=slot)
+            bindings = _Bindings(_statics(ctx))
+            arrays = {}     # template name -> forward value name, for the saved set
+            shapes = {"dy": dy.shape}
+            for other_name, other in zip(names, node.inputs):
+                arrays[other_name] = values[index_of[other]]
+                shapes[other_name] = other.shape
+            arrays["y"] = values[i]
+            shapes["y"] = node.shape
+            for local, var in forward_locals.get(i, {}).items():
+                arrays[local] = var
+                shapes[local] = node.shape
+            for template_name, var in arrays.items():
+                bindings[template_name] = _name(var)
+            bindings["dy"] = _name(dy.name)
+            where = _where(node)
+
+            accumulate = op.accumulate_template(slot)
+            target = grads.get(j)
+            if (accumulate is not None and target is not None and target.fresh
+                    and target.shape == inp.shape and inp.dtype == node.dtype):
+                bindings["acc"] = _name(target.name)
+                body, used = instantiate(parse(_resolve(accumulate, ctx)), bindings, f"t{i}_{slot}_",
+                                         None, None, where)
+                read(used, arrays)
+                stmts.extend(body)
+                continue
+
+            grad = _resolve(spec, ctx)
+            if not isinstance(grad, Grad):
+                grad = Grad(grad)
+            template = parse(grad.src)
+            if template.expr is not None:
+                value, used = expression(template, bindings, where)
+                fresh = not grad.view and not isinstance(template.expr, gast.Name)
+            else:
+                temp = f"t{i}_{slot}"
+                body, used = instantiate(template, bindings, f"{temp}_", "dx", temp, where)
+                stmts.extend(body)
+                value, fresh = _name(temp), not grad.view
+            read(used, arrays)
+            if grad.shape is not None:
+                shape = tuple(grad.shape)
+            elif op.elementwise:
+                shape = passes.broadcast(*[shapes[n] for n in used if n in shapes])
+            else:
+                shape = inp.shape
+            extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
+            value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
+            if inp.dtype != node.dtype:
+                value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)], [])
+                fresh = True
+            _check_shape(shape, inp.shape, where)
+            _accumulate(stmts, grads, j, value, shape, fresh)
+            if anomaly:
+                stmts.append(_check(grads[j].name, i, "backward"))
+
+    leaf_returns, retained_returns, grad_leaves, retained = [], [], [], []
+    for i, node in enumerate(order):
+        if not node.requires_grad:
+            continue
+        if node.op is None:
+            grad_leaves.append(i)
+            leaf_returns.append(_finish(stmts, grads.get(i), node, f"g{i}"))
+        elif node.retain:
+            retained.append(i)
+            retained_returns.append(_finish(stmts, grads.get(i), node, f"g{i}"))
+    returned = leaf_returns + retained_returns
+    stmts = passes.free_after_last_use(stmts, [r for r in returned if r])
+    return stmts, list(saved), returned, grad_leaves, retained
+
+
+def _check_shape(shape, target, where):
+    if len(shape) > len(target) or passes.broadcast(shape, target) != tuple(target):
+        raise TemplateError(f"{where}: an adjoint of shape {shape} does not fit its input of shape {target}")
+
+
+def _accumulate(stmts, grads, j, value, shape, fresh):
+    """The first contribution to node j's gradient is assigned; later ones are
+    added, in place only into an array the backward allocated itself."""
+    current = grads.get(j)
+    if current is None:
+        if isinstance(value, gast.Name):
+            grads[j] = _Grad(value.id, shape, fresh)
+            return
+        stmts.append(_assign(f"g{j}", value))
+        grads[j] = _Grad(f"g{j}", shape, fresh)
+        return
+    combined = passes.broadcast(current.shape, shape)
+    if current.fresh and combined == current.shape:
+        stmts.append(gast.AugAssign(_name(current.name, gast.Store()), gast.Add(), value))
+        return
+    stmts.append(_assign(f"g{j}", gast.BinOp(_name(current.name), gast.Add(), value)))
+    grads[j] = _Grad(f"g{j}", combined, True)
+
+
+def _finish(stmts, grad, node, name):
+    """A returned gradient must have the node's full shape and be a new array."""
+    if grad is None:
+        return None
+    if grad.shape != node.shape:
+        call = gast.Call(gast.Attribute(_name("xp"), "full", gast.Load()),
+                         [constant(node.shape), _name(grad.name)], [])
+        stmts.append(_assign(name, call))
+        return name
+    if not grad.fresh:
+        stmts.append(_assign(name, gast.Call(gast.Attribute(_name(grad.name), "copy", gast.Load()), [], [])))
+        return name
+    return grad.name
+
+
+def _compile(name, args, body, program):
+    module = gast.parse(f"def {name}({', '.join(args)}):\n    pass\n")
+    module.body[0].body = body
+    tree = gast.gast_to_ast(module)
+    source = astor.to_source(tree, pretty_source=lambda parts: "".join(parts))
+    filename = f"<neuronika {name} #{next(_serial)}>"
+    namespace = dict(GLOBALS)
+    namespace["check_finite"] = check_finite
+    exec(compile(source, filename, "exec"), namespace)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    program.filenames.append(filename)
+    return namespace[name], source
+
+
+def forget(program):
+    """Drop a program's source from linecache (when the cache evicts it)."""
+    for filename in program.filenames:
+        linecache.cache.pop(filename, None)

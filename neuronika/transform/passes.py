@@ -1,0 +1,109 @@
+"""Passes over generated code: reducing a gradient to its input's shape, and
+freeing values after their last use."""
+from __future__ import annotations
+
+import gast
+import numpy as np
+
+
+def reduce_plan(shape, target, extent):
+    """How to turn a gradient array of ``shape`` into one for an input of ``target`` shape.
+
+    The array stands for a gradient of shape ``extent`` (it may be smaller and
+    broadcast). Along an axis where the input was broadcast (target 1 or
+    missing, extent > 1) the gradient is summed; where the array itself is
+    only broadcast there, the sum is ``extent`` times its value. Returns the
+    axes to sum (in ``extent``'s numbering), that factor, and the shape the
+    result has with the summed axes kept as 1s.
+    """
+    ndim = len(extent)
+    padded = (1,) * (ndim - len(shape)) + tuple(shape)
+    padded_target = (1,) * (ndim - len(target)) + tuple(target)
+    summed = []
+    factor = 1
+    for axis in range(ndim):
+        if padded_target[axis] == extent[axis] or extent[axis] == 1:
+            continue
+        if padded[axis] == 1:
+            factor *= extent[axis]
+        else:
+            summed.append(axis)
+    kept = tuple(1 if axis in summed else padded[axis] for axis in range(ndim))
+    return summed, factor, kept
+
+
+def _strip(shape):
+    shape = tuple(shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _call(obj, method, args=(), keywords=()):
+    func = gast.Attribute(obj, method, gast.Load())
+    return gast.Call(func, list(args), [gast.keyword(k, v) for k, v in keywords])
+
+
+def _const(value):
+    from .templates import constant
+    return constant(value)
+
+
+def unbroadcast(expr, shape, target, extent, fresh):
+    """``expr`` (a gradient array of ``shape``) reduced for an input of ``target`` shape.
+
+    Returns the new expression, its shape, and whether it is a new array.
+    Emits nothing where nothing is needed.
+    """
+    summed, factor, kept = reduce_plan(shape, target, extent)
+    result = _strip(kept)
+    offset = len(extent) - len(shape)
+    if summed:
+        axes = [a - offset for a in summed]
+        axis = _const(axes[0] if len(axes) == 1 else tuple(axes))
+        dropped = tuple(d for i, d in enumerate(shape) if i not in axes)
+        if _strip(dropped) == result and len(dropped) <= len(target):
+            expr, shape = _call(expr, "sum", keywords=[("axis", axis)]), dropped
+        else:
+            expr = _call(expr, "sum", keywords=[("axis", axis), ("keepdims", gast.Constant(True, None))])
+            shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        fresh = True
+    if len(shape) > len(target):
+        expr, shape = _call(expr, "reshape", [_const(result)]), result
+    if factor != 1:
+        expr, fresh = gast.BinOp(expr, gast.Mult(), _const(factor)), True
+    return expr, tuple(shape), fresh
+
+
+def broadcast(*shapes):
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _names(stmt):
+    loads, stores = set(), set()
+    for node in gast.walk(stmt):
+        if isinstance(node, gast.Name):
+            (stores if isinstance(node.ctx, gast.Store) else loads).add(node.id)
+    return loads, stores
+
+
+def free_after_last_use(stmts, keep):
+    """Insert ``del`` for every name assigned in ``stmts`` right after its last use,
+    except the names in ``keep`` (returned values)."""
+    last = {}
+    assigned = set()
+    for index, stmt in enumerate(stmts):
+        loads, stores = _names(stmt)
+        assigned |= stores
+        for name in loads | stores:
+            last[name] = index
+    dead = {}
+    for name in assigned - set(keep):
+        dead.setdefault(last[name], []).append(name)
+    result = []
+    for index, stmt in enumerate(stmts):
+        result.append(stmt)
+        if index in dead:
+            targets = [gast.Name(n, gast.Del(), None, None) for n in sorted(dead[index])]
+            result.append(gast.Delete(targets))
+    return result

@@ -1,0 +1,135 @@
+"""Op templates as gast ASTs, and splicing them into a program.
+
+A template is parsed once (per distinct source text); ``instantiate`` copies
+its AST and renames every name: the op's inputs, output and gradient to the
+program's variables, attributes and statics to constants, locals to names
+private to the node. Anything else must be a global of generated code (``xp``
+or a kernel), or the template is rejected with an error naming the op.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import textwrap
+
+import gast
+import numpy as np
+
+from ..ops import kernels
+
+#: Globals every generated function sees.
+GLOBALS = {"xp": np, "slice": slice, **{name: getattr(kernels, name) for name in kernels.__all__}}
+
+
+class Template:
+    __slots__ = ("src", "body", "expr", "loads", "stores")
+
+    def __init__(self, src):
+        self.src = src
+        tree = gast.parse(textwrap.dedent(src).strip())
+        self.body = tree.body
+        if len(self.body) == 1 and isinstance(self.body[0], gast.Expr):
+            self.expr = self.body[0].value
+        else:
+            self.expr = None
+        self.loads = set()
+        self.stores = set()
+        for node in gast.walk(tree):
+            if isinstance(node, gast.Name):
+                (self.stores if isinstance(node.ctx, gast.Store) else self.loads).add(node.id)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(src):
+    return Template(src)
+
+
+def constant(value):
+    """An AST expression that evaluates to ``value`` in generated code."""
+    if isinstance(value, gast.AST):
+        return value
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        dtype = np.dtype(value)
+        if getattr(np, dtype.name, None) is dtype.type:
+            return gast.Attribute(gast.Name("xp", gast.Load(), None, None), dtype.name, gast.Load())
+        return gast.parse(f"xp.dtype({dtype.str!r})").body[0].value
+    if isinstance(value, slice):
+        return gast.Slice(*(None if v is None else constant(v) for v in (value.start, value.stop, value.step)))
+    if isinstance(value, tuple):
+        return gast.Tuple([constant(v) for v in value], gast.Load())
+    if value is Ellipsis:
+        return gast.Constant(Ellipsis, None)
+    if isinstance(value, (bool, np.bool_)):
+        return gast.Constant(bool(value), None)
+    if isinstance(value, (int, np.integer)):
+        value = int(value)
+        node = gast.Constant(abs(value), None)
+        return gast.UnaryOp(gast.USub(), node) if value < 0 else node
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return gast.parse("xp.nan").body[0].value
+        if math.isinf(value):
+            return gast.parse("xp.inf" if value > 0 else "-xp.inf").body[0].value
+        node = gast.Constant(abs(value), None)
+        return gast.UnaryOp(gast.USub(), node) if value < 0 or math.copysign(1, value) < 0 else node
+    if value is None or isinstance(value, str):
+        return gast.Constant(value, None)
+    raise TypeError(f"cannot write {value!r} as a constant in generated code")
+
+
+class TemplateError(RuntimeError):
+    pass
+
+
+class _Renamer(gast.NodeTransformer):
+    def __init__(self, bindings, local_prefix, result, result_name, where):
+        self.bindings = bindings
+        self.local_prefix = local_prefix
+        self.result = result
+        self.result_name = result_name
+        self.where = where
+        self.used = set()
+
+    def visit_Name(self, node):
+        name = node.id
+        if name == self.result:
+            return gast.Name(self.result_name, node.ctx, None, None)
+        if name in self.bindings and isinstance(node.ctx, gast.Load):
+            self.used.add(name)
+            return copy.deepcopy(self.bindings[name])
+        if isinstance(node.ctx, (gast.Store, gast.Del)) or name in self.locals:
+            return gast.Name(f"{self.local_prefix}{name}", node.ctx, None, None)
+        if name in GLOBALS:
+            return node
+        raise TemplateError(f"{self.where}: the template refers to {name!r}, which is neither "
+                            f"an input, an attribute, a static nor a kernel")
+
+
+def instantiate(template, bindings, local_prefix, result, result_name, where):
+    """Statements computing ``template`` into ``result_name``, and the binding names it read.
+
+    ``bindings`` maps template names to AST expressions; ``result`` is the
+    template's own name for its result (``y`` or ``dx``).
+    """
+    renamer = _Renamer(bindings, local_prefix, result, result_name, where)
+    renamer.locals = template.stores - {result}
+    if template.expr is not None:
+        value = renamer.visit(copy.deepcopy(template.expr))
+        if result_name is None:
+            stmts = [gast.Expr(value)]
+        else:
+            stmts = [gast.Assign([gast.Name(result_name, gast.Store(), None, None)], value, None)]
+    else:
+        if result is not None and result not in template.stores:
+            raise TemplateError(f"{where}: a statement template must assign {result!r}")
+        stmts = [renamer.visit(copy.deepcopy(s)) for s in template.body]
+    return stmts, renamer.used
+
+
+def expression(template, bindings, where):
+    """The template's expression with names bound (expression templates only)."""
+    renamer = _Renamer(bindings, "_", None, None, where)
+    renamer.locals = set()
+    return renamer.visit(copy.deepcopy(template.expr)), renamer.used
