@@ -21,8 +21,9 @@ _ADD, _SUB, _MUL, _DIV, _POWER, _SUM = (OPS[n] for n in ("add", "sub", "mul", "d
 _NUMBER = (int, float, bool, np.number, np.bool_)
 
 
-def _located(message):
-    return ShapeError(f"{message} (at {format_where(user_line())})")
+def _located(message, kind=ShapeError):
+    """An exception whose message ends with the user's file and line."""
+    return kind(f"{message} (at {format_where(user_line())})")
 
 
 def _wrap(node):
@@ -97,8 +98,12 @@ class Var:
     # ---- value and metadata ---------------------------------------------------------
     @property
     def data(self) -> np.ndarray:
-        """The value as a NumPy array. Evaluates the graph if it never was; on a leaf,
-        assigning copies the new values in place (same shape)."""
+        """The value as a NumPy array; on a leaf, assigning copies the new values in place.
+
+        A node never evaluated is evaluated when read. The values inside a graph are
+        not kept after ``forward()`` (only what the backward needs is), so reading an
+        intermediate evaluates it again: with dropout behind it, with a new mask.
+        """
         node = self._node
         value = node.value
         if value is None:
@@ -178,8 +183,8 @@ class Var:
         run.evaluate(self._node)
 
     def backward(self, seed=1.0) -> None:
-        raise GradientError("backward: this is a Var, which never needs a gradient; build it "
-                            "from a differentiable leaf (x.requires_grad()) to get a VarDiff")
+        """Refused: a Var needs no gradient (the error says how to get a VarDiff)."""
+        run.backpropagate(self._node, seed)
 
     def requires_grad(self) -> "VarDiff":
         """A differentiable leaf over the same data.
@@ -299,15 +304,15 @@ class Var:
     def clamp(self, lo=None, hi=None):
         """Limit to [lo, hi] (either may be None); the gradient passes where lo <= x <= hi."""
         if lo is None and hi is None:
-            raise _located("clamp: give at least one of lo and hi")
+            raise _located("clamp: give at least one of lo and hi", ValueError)
         if lo is not None and hi is not None and lo > hi:
-            raise _located(f"clamp: lo = {lo} is above hi = {hi}")
+            raise _located(f"clamp: lo = {lo} is above hi = {hi}", ValueError)
         return _unary("clamp", self, (None if lo is None else float(lo), None if hi is None else float(hi)))
 
     def dropout(self, p: float = 0.5):
         """Zero each element with probability p (scaling the rest by 1/(1-p)) while training."""
         if not 0.0 <= p <= 1.0:
-            raise _located(f"dropout: p must be in [0, 1], got {p}")
+            raise _located(f"dropout: p must be in [0, 1], got {p}", ValueError)
         return _unary("dropout", self, (float(p), True))
 
     # ---- reductions -------------------------------------------------------------------------------
@@ -476,7 +481,7 @@ class Var:
         """
         modes_ = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "edge": "edge"}
         if mode not in modes_:
-            raise _located(f"pad: mode must be 'constant', 'reflect' or 'replicate', got {mode!r}")
+            raise _located(f"pad: mode must be 'constant', 'reflect' or 'replicate', got {mode!r}", ValueError)
         try:
             pairs = np.broadcast_to(np.asarray(widths, dtype=np.int64), (self.ndim, 2))
         except ValueError:

@@ -73,11 +73,12 @@ def _seed_array(root, seed):
 def backpropagate(root, seed=1.0):
     """Add d(seed . root)/d(leaf) into the ``grad`` of every differentiable leaf behind ``root``."""
     if not root.requires_grad:
-        raise GradientError(
-            "backward: this variable does not depend on any differentiable leaf, so there is no "
-            "gradient to compute; make a leaf differentiable with .requires_grad() "
-            + ("(it was built inside no_grad())" if any_differentiable_leaf(root) else "")
-            + f" (root built at {format_where(root.where)})")
+        if any_differentiable_leaf(root):
+            why = "it was built inside no_grad(), which records nothing for a backward"
+        else:
+            why = ("it depends on no differentiable leaf; make the leaves you want gradients "
+                   "for differentiable with .requires_grad()")
+        raise GradientError(f"backward: this is a Var, not a VarDiff: {why}")
     seed = _seed_array(root, seed)
     if root.op is None:
         _add_grad(root, seed.copy())
