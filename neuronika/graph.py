@@ -118,22 +118,31 @@ def apply(op, inputs, attrs=()):
     The user's line is recorded only under ``detect_anomaly`` (errors raised
     here find it on the stack when they happen).
     """
+    first = inputs[0]
     try:
-        if len(inputs) == 1:
-            shape = op.shape(inputs[0].shape, *attrs)
+        if op.keeps_shape:
+            shape = first.shape
+        elif len(inputs) == 1:
+            shape = op.shape(first.shape, *attrs)
         else:
             shape = op.shape(*[n.shape for n in inputs], *attrs)
     except ShapeError as error:
-        raise ShapeError(f"{error} (at {format_where(user_line())})") from None
+        raise ShapeError(f"{op.name}: {error} (at {format_where(user_line())})") from None
+    if op.default_dtype:
+        dtype = first.dtype
+        for node in inputs:
+            if node.dtype is not dtype:
+                dtype = np.result_type(*[n.dtype for n in inputs])
+                break
+    else:
+        dtype = op.dtype(inputs, attrs)
     requires_grad = False
     if modes.grad_enabled:
         for node in inputs[: op.n_differentiable]:
             if node.requires_grad:
                 requires_grad = True
                 break
-    node = Node(op, inputs, attrs, shape, op.dtype(inputs, attrs), requires_grad,
-                user_line() if modes.anomaly else None)
-    return node
+    return Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if modes.anomaly else None)
 
 
 def linearize(root):

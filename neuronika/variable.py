@@ -341,9 +341,15 @@ class Var:
         other_node = _operand(other, self._node)
         if other_node is None:
             raise TypeError(f"{name}: cannot multiply by a {type(other).__name__}")
-        if ranks is not None and (self.ndim, len(other_node.shape)) != ranks:
-            raise _located(f"{name}: needs operands of {ranks[0]} and {ranks[1]} dimensions, got "
-                           f"shapes {self.shape} and {other_node.shape}")
+        if ranks is not None:
+            a, b = self.shape, other_node.shape
+            if (len(a), len(b)) != ranks:
+                raise _located(f"{name}: needs operands of {ranks[0]} and {ranks[1]} dimensions, got "
+                               f"shapes {a} and {b}")
+            inner = b[0] if len(b) == 1 else b[-2]
+            if a[-1] != inner:
+                raise _located(f"{name}: shapes {a} and {b} do not fit: the inner dimensions "
+                               f"{a[-1]} and {inner} differ")
         return _wrap(apply(OPS["matmul"], (self._node, other_node)))
 
     def mm(self, other):
@@ -633,7 +639,7 @@ class Param:
 def _index(x, key):
     if not isinstance(key, tuple):
         key = (key,)
-    layout, data = [], []
+    parts = []
     for part in key:
         if isinstance(part, Var):
             part = part.data
@@ -642,40 +648,40 @@ def _index(x, key):
                 raise _located(f"index: slice bounds must be ints, got {part}")
             if part.step == 0:
                 raise _located("index: slice step cannot be zero")
+        elif part is not None and part is not Ellipsis and not (
+                isinstance(part, numbers.Integral) and not isinstance(part, (bool, np.bool_))):
+            array = np.asarray(part)
+            if array.size == 0 and array.dtype.kind == "f":
+                array = array.astype(np.intp)          # x[[]], as in NumPy
+            if array.dtype != bool and array.dtype.kind not in "iu":
+                raise _located(f"index: an index must be an int, a slice, None, ... or an integer "
+                               f"array, got {part!r}")
+            if array.dtype == bool and array.ndim == 0:
+                raise _located("index: a 0-dim boolean index is not supported")
+            part = array
+        parts.append(part)
+    # Out-of-range indices and masks of the wrong shape are caught here, with the real values.
+    try:
+        np.broadcast_to(np.empty((), np.int8), x.shape)[tuple(parts)]
+    except IndexError as error:
+        raise _located(f"index: {error} (indexing a value of shape {x.shape})") from None
+    layout, data = [], []
+    for part in parts:
+        if isinstance(part, slice):
             layout.append(("s",) + tuple(None if v is None else int(v) for v in (part.start, part.stop, part.step)))
         elif part is None:
             layout.append(("n",))
         elif part is Ellipsis:
             layout.append(("e",))
-        elif isinstance(part, (numbers.Integral, np.integer)) and not isinstance(part, (bool, np.bool_)):
+        elif isinstance(part, np.ndarray):
+            # A mask selects by position: the same as its nonzero() integer arrays.
+            for array in np.nonzero(part) if part.dtype == bool else (part.astype(np.intp, copy=False),):
+                layout.append(("k", len(data)))
+                data.append(array)
+        else:
             layout.append(("k", len(data)))
             data.append(np.intp(part))
-        else:
-            array = np.asarray(part)
-            if array.dtype == bool:
-                # A mask selects by position: the same as its nonzero() integer arrays.
-                for index_array in np.nonzero(array) if array.ndim else (array,):
-                    layout.append(("k", len(data)))
-                    data.append(index_array)
-                if array.ndim == 0:
-                    raise _located("index: a 0-dim boolean index is not supported")
-                continue
-            if array.dtype.kind not in "iu":
-                raise _located(f"index: an index must be an int, a slice, None, ... or an integer "
-                               f"array, got {part!r}")
-            layout.append(("k", len(data)))
-            data.append(array.astype(np.intp, copy=False))
-    # Out-of-range indices are caught here, with the real values.
-    try:
-        real = []
-        for entry in layout:
-            kind = entry[0]
-            real.append(data[entry[1]] if kind == "k" else slice(*entry[1:]) if kind == "s"
-                        else None if kind == "n" else Ellipsis)
-        np.broadcast_to(np.empty((), np.int8), x.shape)[tuple(real)]
-    except IndexError as error:
-        raise _located(f"index: {error} (indexing a value of shape {x.shape})").with_traceback(None) from None
-    nodes = (x._node,) + tuple(leaf(np.asarray(d) if isinstance(d, np.ndarray) else d) for d in data)
+    nodes = (x._node,) + tuple(leaf(d) for d in data)
     return _wrap(apply(OPS["index"], nodes, (tuple(layout),)))
 
 

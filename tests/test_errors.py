@@ -20,7 +20,9 @@ def test_shape_error_is_a_value_error_naming_op_shapes_and_line():
 
 
 @pytest.mark.parametrize("build, words", [
-    (lambda: neuronika.ones((2, 3)).mm(neuronika.ones((4, 2))), ["matmul", "(2, 3)", "(4, 2)"]),
+    (lambda: neuronika.ones((2, 3)).mm(neuronika.ones((4, 2))), ["mm", "inner", "(2, 3)", "(4, 2)"]),
+    (lambda: neuronika.ones((2, 3, 4)) @ neuronika.ones((3, 4, 5)), ["matmul", "(2, 3, 4)", "(3, 4, 5)", "batch"]),
+    (lambda: neuronika.ones((4, 3))[np.ones((2, 2), bool)], ["index", "boolean"]),
     (lambda: neuronika.ones((2, 3)).mm(neuronika.ones(3)), ["mm", "2 and 2", "(2, 3)", "(3,)"]),
     (lambda: neuronika.ones((2, 3)).mv(neuronika.ones((3, 1))), ["mv", "(3, 1)"]),
     (lambda: neuronika.ones(3).vm(neuronika.ones(3)), ["vm", "(3,)"]),

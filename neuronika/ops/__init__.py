@@ -83,7 +83,9 @@ class Op:
         self.grads = grads
         self.accumulate = accumulate or {}
         self.shape = shape or _same_shape
+        self.keeps_shape = self.shape is _same_shape   # apply() skips the call
         self.dtype = dtype or _default_dtype
+        self.default_dtype = self.dtype is _default_dtype   # apply() inlines the common case
         self.elementwise = elementwise
         self.implicit_dy = elementwise if implicit_dy is None else implicit_dy
         self.statics = statics
@@ -116,7 +118,12 @@ class Op:
 
 
 def declare(name, inputs, forward, grads, **kwargs):
-    """Add an op to the catalogue and return it."""
+    """Add an op to the catalogue and return it.
+
+    A shape rule takes the input shapes then the attributes, returns the output
+    shape, and raises ShapeError with a message that the engine prefixes with
+    the op's name and suffixes with the user's line.
+    """
     if name in OPS:
         raise ValueError(f"op {name!r} is declared twice")
     op = Op(name, tuple(inputs), forward, grads, **kwargs)
@@ -132,8 +139,8 @@ def _default_dtype(inputs, attrs):
     return result_dtype(inputs)
 
 
-def broadcast_shapes(name, a, b):
-    """NumPy's broadcasting rule for two shapes, with an error that names the op."""
+def broadcast_shapes(a, b):
+    """NumPy's broadcasting rule for two shapes (the shape rule of elementwise binary ops)."""
     if a == b:
         return a
     given = (a, b)
@@ -148,7 +155,7 @@ def broadcast_shapes(name, a, b):
         elif m == 1:
             result.append(n)
         else:
-            raise ShapeError(f"{name}: shapes {given[0]} and {given[1]} do not broadcast together")
+            raise ShapeError(f"shapes {given[0]} and {given[1]} do not broadcast together")
     return tuple(result)
 
 

@@ -19,7 +19,7 @@ def float_dtype(ufunc):
 
 def _binary(name, forward, da, db, doc):
     return declare(name, ("a", "b"), forward, {"a": da, "b": db},
-                   shape=lambda a, b: broadcast_shapes(name, a, b), elementwise=True, doc=doc)
+                   shape=broadcast_shapes, elementwise=True, doc=doc)
 
 
 def _unary(name, forward, dx, doc, ufunc=None, **kwargs):
@@ -31,23 +31,31 @@ ADD = _binary("add", "a + b", "dy", "dy", "a + b with broadcasting")
 SUB = _binary("sub", "a - b", "dy", "-dy", "a - b with broadcasting")
 MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting")
 DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting")
-POWER = _binary("power", "a ** b", "dy * b * a ** (b - 1)", "dy * y * log_where_nonzero(a)",
-                "a ** b with a variable exponent")
+# Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
+# taken as 1 so that a ** (b - 1) never divides by zero.
+POWER = _binary("power", "a ** b", "dy * b * a ** (xp.where(b == 0, 1, b) - 1)",
+                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent")
 
 NEG = _unary("neg", "-x", "-dy", "-x")
-POW = _unary("pow", "x ** p", "dy * p * x ** pm1", "x ** p for a constant exponent p",
-             attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1}, shape=lambda s, p: s)
+POW = _unary("pow", "x ** p", lambda ctx: "dy * p * x ** pm1" if ctx.p != 0 else "xp.zeros_like(x)",
+             "x ** p for a constant exponent p", attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1})
 SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)
 EXP = _unary("exp", "xp.exp(x)", "dy * y", "e ** x", np.exp)
 LOG = _unary("log", "xp.log(x)", "dy / x", "natural logarithm", np.log)
 ABS = _unary("abs", "xp.abs(x)", "dy * xp.sign(x)", "|x|")
 RELU = _unary("relu", "xp.maximum(x, 0)", "dy * (x > 0)", "max(x, 0)")
 LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x > 0, dy, slope * dy)",
-                    "x for x > 0, slope * x otherwise", attrs=("slope",), shape=lambda s, slope: s)
-SOFTPLUS = _unary("softplus", "xp.logaddexp(0, x)", "dy * xp.exp(x - y)",
+                    "x for x > 0, slope * x otherwise", attrs=("slope",))
+# Both are written so that exp never sees a positive argument (no overflow at
+# |x| = 1000) while the tails keep their relative precision; NumPy's logaddexp
+# would do the same at several times the cost.
+SOFTPLUS = _unary("softplus", "xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))", "dy * xp.exp(x - y)",
                   "log(1 + e ** x), computed without overflow", np.exp)
-SIGMOID = _unary("sigmoid", "xp.exp(-xp.logaddexp(0, -x))", "dy * y * (1 - y)",
-                 "1 / (1 + e ** -x), computed without overflow", np.exp)
+SIGMOID = _unary("sigmoid",
+                 "e = xp.exp(-xp.abs(x))\n"
+                 "r = 1 / (1 + e)\n"
+                 "y = xp.where(x >= 0, r, e * r)",
+                 "dy * y * (1 - y)", "1 / (1 + e ** -x), computed without overflow", np.exp)
 TANH = _unary("tanh", "xp.tanh(x)", "dy * (1 - y * y)", "hyperbolic tangent", np.tanh)
 SIN = _unary("sin", "xp.sin(x)", "dy * xp.cos(x)", "sine", np.sin)
 COS = _unary("cos", "xp.cos(x)", "-dy * xp.sin(x)", "cosine", np.cos)
@@ -63,7 +71,7 @@ def _clamp_grad(ctx):
 
 CLAMP = _unary("clamp", "xp.clip(x, lo, hi)", _clamp_grad,
                "x limited to [lo, hi]; the gradient passes where lo <= x <= hi",
-               attrs=("lo", "hi"), shape=lambda s, lo, hi: s)
+               attrs=("lo", "hi"))
 
 
 def _dropout_forward(ctx):
@@ -79,6 +87,6 @@ def _dropout_grad(ctx):
 DROPOUT = _unary("dropout", _dropout_forward, _dropout_grad,
                  "zeroes each element with probability p and scales the rest by 1 / (1 - p) "
                  "while training; the identity in eval",
-                 attrs=("p", "training"), shape=lambda s, p, training: s)
+                 attrs=("p", "training"))
 
 __all__ = [name for name, value in dict(globals()).items() if name.isupper()]

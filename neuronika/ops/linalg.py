@@ -9,11 +9,11 @@ def _matmul_shape(a, b):
     if len(a) == 2 and len(b) == 2 and a[1] == b[0]:
         return (a[0], b[1])
     if not a or not b:
-        raise ShapeError(f"matmul: operands must have at least one dimension, got shapes {a} and {b}")
+        raise ShapeError(f"operands must have at least one dimension, got shapes {a} and {b}")
     k_a = a[-1]
     k_b = b[0] if len(b) == 1 else b[-2]
     if k_a != k_b:
-        raise ShapeError(f"matmul: shapes {a} and {b} do not fit: the inner dimensions "
+        raise ShapeError(f"shapes {a} and {b} do not fit: the inner dimensions "
                          f"{k_a} and {k_b} differ")
     if len(a) == 1 and len(b) == 1:
         return ()
@@ -21,7 +21,11 @@ def _matmul_shape(a, b):
         return b[:-2] + b[-1:]
     if len(b) == 1:
         return a[:-1]
-    batch = broadcast_shapes("matmul", a[:-2], b[:-2])
+    try:
+        batch = broadcast_shapes(a[:-2], b[:-2])
+    except ShapeError:
+        raise ShapeError(f"shapes {a} and {b} do not fit: the batch dimensions {a[:-2]} and "
+                         f"{b[:-2]} do not broadcast together") from None
     return batch + (a[-2], b[-1])
 
 
@@ -62,9 +66,9 @@ MATMUL = declare("matmul", ("a", "b"), "a @ b", {"a": _matmul_grad_a, "b": _matm
 
 def _mm_t_shape(a, b):
     if len(a) != 2 or len(b) != 2:
-        raise ShapeError(f"mm_t: both operands must be 2-D, got shapes {a} and {b}")
+        raise ShapeError(f"both operands must be 2-D, got shapes {a} and {b}")
     if a[1] != b[1]:
-        raise ShapeError(f"mm_t: shapes {a} and {b} do not fit: a has {a[1]} columns, b has {b[1]}")
+        raise ShapeError(f"shapes {a} and {b} do not fit: a has {a[1]} columns, b has {b[1]}")
     return (a[0], b[0])
 
 

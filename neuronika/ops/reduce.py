@@ -78,7 +78,7 @@ def _extreme_grad(ctx):
     y, _ = _expand(ctx, "y", ctx.shape)
     args = call_args(ctx.axis, True)
     return (f"hit = x == {y}\n"
-            f"dx = {dy} * hit / hit.sum({args})")
+            f"dx = {dy} * hit / hit.sum({args}, dtype=dtype)")
 
 
 def _reduction(name, method, grad, doc, dtype):
@@ -99,7 +99,7 @@ SOFTMAX = declare(
     "e = xp.exp(x - x.max(axis=axis, keepdims=True))\n"
     "y = e / e.sum(axis=axis, keepdims=True)",
     {"x": "y * (dy - (dy * y).sum(axis=axis, keepdims=True))"},
-    attrs=("axis",), shape=lambda s, axis: s, implicit_dy=True, dtype=float_dtype(np.exp),
+    attrs=("axis",), implicit_dy=True, dtype=float_dtype(np.exp),
     doc="exp(x) / sum(exp(x)) along axis, shifted by the maximum so it cannot overflow")
 
 LOG_SOFTMAX = declare(
@@ -107,5 +107,5 @@ LOG_SOFTMAX = declare(
     "z = x - x.max(axis=axis, keepdims=True)\n"
     "y = z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))",
     {"x": "dy - xp.exp(y) * dy.sum(axis=axis, keepdims=True)"},
-    attrs=("axis",), shape=lambda s, axis: s, dtype=float_dtype(np.exp),
+    attrs=("axis",), dtype=float_dtype(np.exp),
     doc="x - log(sum(exp(x))) along axis, computed without overflow")

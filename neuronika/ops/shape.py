@@ -66,7 +66,7 @@ def _index_shape(x, *rest):
     try:
         return dummy[dummy_key(layout, index_shapes)].shape
     except IndexError as error:
-        raise ShapeError(f"index: {error} (value of shape {x})") from None
+        raise ShapeError(f"{error} (value of shape {x})") from None
 
 
 def _is_advanced(ctx):
@@ -99,14 +99,14 @@ INDEX = declare("index", ("x",), lambda ctx: f"x[{_format_index(ctx.layout)}]",
 
 def _pad_shape(x, widths, mode, value):
     if len(widths) != len(x):
-        raise ShapeError(f"pad: {len(widths)} (before, after) pairs given for a value of shape {x}")
+        raise ShapeError(f"{len(widths)} (before, after) pairs given for a value of shape {x}")
     if mode == "reflect":
         for axis, ((before, after), size) in enumerate(zip(widths, x)):
             if max(before, after) >= size:
-                raise ShapeError(f"pad: reflect padding of ({before}, {after}) on axis {axis} needs "
+                raise ShapeError(f"reflect padding of ({before}, {after}) on axis {axis} needs "
                                  f"widths below the size {size} of that axis")
     if mode == "edge" and any(w and s == 0 for (w, s) in zip(widths, x)):
-        raise ShapeError(f"pad: cannot replicate the edge of an empty axis (shape {x})")
+        raise ShapeError(f"cannot replicate the edge of an empty axis (shape {x})")
     return tuple(size + before + after for (before, after), size in zip(widths, x))
 
 
@@ -140,7 +140,7 @@ def _concatenate_shape(*rest):
     first = shapes[0]
     for other in shapes[1:]:
         if len(other) != len(first) or any(a != b for i, (a, b) in enumerate(zip(first, other)) if i != axis):
-            raise ShapeError(f"concatenate: shapes {' and '.join(map(str, shapes))} differ "
+            raise ShapeError(f"shapes {' and '.join(map(str, shapes))} differ "
                              f"outside axis {axis}")
     return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
 
@@ -167,7 +167,7 @@ CONCATENATE = declare("concatenate", (), lambda ctx: f"xp.concatenate({_operands
 def _stack_shape(*rest):
     *shapes, axis = rest
     if any(s != shapes[0] for s in shapes):
-        raise ShapeError(f"stack: all shapes must be equal, got {' and '.join(map(str, shapes))}")
+        raise ShapeError(f"all shapes must be equal, got {' and '.join(map(str, shapes))}")
     return shapes[0][:axis] + (len(shapes),) + shapes[0][axis:]
 
 

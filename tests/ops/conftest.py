@@ -11,8 +11,6 @@ import numpy as np
 import neuronika as nk
 from neuronika.testing import numerical_grads
 
-THIS_DIR_FILES = ("test_elementwise.py", "test_reduce.py", "test_linalg.py", "test_shape.py")
-
 
 def rng(seed=0):
     return np.random.default_rng(seed)
@@ -20,7 +18,7 @@ def rng(seed=0):
 
 def uniform(shape, lo=-2.0, hi=2.0, seed=0, dtype=np.float64):
     """Uniform values on [lo, hi)."""
-    return rng(seed).uniform(lo, hi, size=shape).astype(dtype)
+    return np.asarray(rng(seed).uniform(lo, hi, size=shape), dtype=dtype)
 
 
 def away(shape, lo=0.2, hi=2.0, seed=0, dtype=np.float64):
@@ -28,14 +26,14 @@ def away(shape, lo=0.2, hi=2.0, seed=0, dtype=np.float64):
     r = rng(seed)
     magnitude = r.uniform(lo, hi, size=shape)
     sign = np.where(r.random(size=shape) < 0.5, -1.0, 1.0)
-    return (sign * magnitude).astype(dtype)
+    return np.asarray(sign * magnitude, dtype=dtype)
 
 
 def distinct(shape, seed=0, gap=0.25, dtype=np.float64):
     """Values that are pairwise at least ``gap`` apart (no ties for max/min)."""
     n = int(np.prod(shape, dtype=np.int64))
     values = (np.arange(n) - n / 2.0) * gap
-    return rng(seed).permutation(values).reshape(shape).astype(dtype)
+    return np.asarray(rng(seed).permutation(values).reshape(shape), dtype=dtype)
 
 
 def diff(array):
