@@ -180,21 +180,7 @@ _by_serial = operator.attrgetter("serial")
 
 def differentiable_leaves(root):
     """Leaves behind ``root`` that need a gradient, each once, in creation order."""
-    seen = set()
-    found = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if node.op is None:
-            if node.requires_grad:
-                found.append(node)
-        else:
-            stack.extend(node.inputs)
-    found.sort(key=lambda n: n.serial)
-    return found
+    return sorted((n for n in walk(root) if n.op is None and n.requires_grad), key=_by_serial)
 
 
 def walk(root):
