@@ -11,14 +11,12 @@ from .elementwise import float_dtype
 
 
 def reduced_shape(shape, axis, keepdims):
-    axes = range(len(shape)) if axis is None else axis
+    if axis is None:
+        return (1,) * len(shape) if keepdims else ()
+    axes = axis
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axes)
-
-
-def _reduce_shape(shape, axis, keepdims):
-    return reduced_shape(shape, axis, keepdims)
 
 
 def call_args(axis, keepdims):
@@ -83,7 +81,7 @@ def _extreme_grad(ctx):
 
 def _reduction(name, method, grad, doc, dtype):
     return declare(name, ("x",), lambda ctx: f"x.{method}({call_args(ctx.axis, ctx.keepdims)})",
-                   {"x": grad}, attrs=("axis", "keepdims"), shape=_reduce_shape,
+                   {"x": grad}, attrs=("axis", "keepdims"), shape=reduced_shape,
                    implicit_dy=True, dtype=dtype, doc=doc)
 
 
