@@ -17,14 +17,16 @@ from . import transform
 from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
                        ones, rand, randn, stack, zeros)
 from .errors import AnomalyError, GradientError, ShapeError
+from .functional import custom_vjp, grad, jacobian, value_and_grad, vjp
 from .random import manual_seed
-from .variable import Param, Var, VarDiff, detect_anomaly, no_grad
+from .variable import Param, Var, VarDiff, detect_anomaly, no_grad, stop_gradient
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "manual_seed", "transform",
+    "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient", "manual_seed", "transform",
     "ShapeError", "GradientError", "AnomalyError",
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
+    "grad", "value_and_grad", "vjp", "jacobian", "custom_vjp",
 ]

@@ -72,7 +72,14 @@ def from_ndarray(array, dtype=None) -> Var:
     >>> import numpy as np, neuronika
     >>> neuronika.from_ndarray(np.arange(3.0)).dtype
     dtype('float64')
+
+    Given a variable, returns it (a traced argument stays traced).
     """
+    if isinstance(array, Var):
+        if dtype is None or np.dtype(dtype) == array.dtype:
+            return array
+        raise TypeError(f"from_ndarray: cannot convert a variable of dtype {array.dtype} to "
+                        f"{np.dtype(dtype)}; convert the array before making it a variable")
     array = np.asarray(array)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"from_ndarray: arrays of dtype {array.dtype} cannot be data; "

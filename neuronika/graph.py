@@ -21,10 +21,15 @@ _serial = itertools.count()
 
 
 class _Modes:
-    """Process-wide switches read while a graph is built or compiled."""
+    """Process-wide switches read while a graph is built or compiled.
+
+    ``tracer`` is the functional trace in progress (it records the Python-level
+    values a traced function reads, to guard them), or None.
+    """
 
     grad_enabled = True
     anomaly = False
+    tracer = None
 
 
 modes = _Modes()
@@ -88,6 +93,20 @@ def leaf(value, requires_grad=False):
     return node
 
 
+def weak_leaf(value):
+    """A leaf for a Python float argument of a traced function: passed to generated
+    code as a Python float, so NumPy types it weakly (``x32 * lr`` stays float32),
+    and typed weakly by the dtype rules too."""
+    node = leaf(np.float64(value))
+    node.value = float(value)
+    node.key = ("weak",)
+    return node
+
+
+def _dtype_operand(node):
+    return node.value if node.key[0] == "weak" else node.dtype
+
+
 def user_line():
     """(file, line) of the first frame outside this package: where the user built the node."""
     frame = sys._getframe(1)
@@ -108,7 +127,7 @@ def result_dtype(nodes):
     first = nodes[0].dtype
     for node in nodes:
         if node.dtype is not first:
-            return np.result_type(*[n.dtype for n in nodes])
+            return np.result_type(*[_dtype_operand(n) for n in nodes])
     return first
 
 
@@ -132,7 +151,7 @@ def apply(op, inputs, attrs=()):
         dtype = first.dtype
         for node in inputs:
             if node.dtype is not dtype:
-                dtype = np.result_type(*[n.dtype for n in inputs])
+                dtype = result_dtype(inputs)
                 break
     else:
         dtype = op.dtype(inputs, attrs)
@@ -145,15 +164,15 @@ def apply(op, inputs, attrs=()):
     return Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if modes.anomaly else None)
 
 
-def linearize(root):
-    """Topological order of the graph behind ``root``, its leaves, and its signature.
+def linearize(*roots):
+    """Topological order of the graph behind ``roots``, its leaves, and its signature.
 
     Nodes are numbered as they are created, and every input is created before
     its consumers, so creation order is a topological order; a graph built the
     same way again gets the same order and an equal signature.
     """
-    seen = {root}
-    stack = [root]
+    seen = set(roots)
+    stack = list(roots)
     pop, push, add = stack.pop, stack.append, seen.add
     while stack:
         for node in pop().inputs:

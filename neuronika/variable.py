@@ -19,6 +19,8 @@ from .transform import run
 
 _ADD, _SUB, _MUL, _DIV, _POWER, _SUM = (OPS[n] for n in ("add", "sub", "mul", "div", "power", "sum"))
 _NUMBER = (int, float, bool, np.number, np.bool_)
+_COMPARE = {">": OPS["greater"], ">=": OPS["greater_equal"], "<": OPS["less"],
+            "<=": OPS["less_equal"], "==": OPS["equal"], "!=": OPS["not_equal"]}
 
 
 def _located(message, kind=ShapeError):
@@ -154,20 +156,41 @@ class Var:
         for i in range(len(self)):
             yield self[i]
 
+    def _observe(self, kind):
+        """A Python-level value read from the graph; inside a trace, it is guarded."""
+        data = self.data
+        value = {"bool": bool, "float": float, "int": int}[kind](data.item() if data.size == 1 else data)
+        if modes.tracer is not None:
+            modes.tracer.observe(self._node, kind, value)
+        return value
+
     def item(self):
         """The value of a one-element variable as a Python number."""
+        if modes.tracer is not None:
+            return self._observe("int" if self.dtype.kind in "biu" else "float")
         return self.data.item()
 
     def __float__(self):
-        return float(self.item())
+        return self._observe("float")
 
     def __int__(self):
-        return int(self.item())
+        return self._observe("int")
+
+    def __index__(self):
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"only integer variables can be used as an index, not {self.dtype}")
+        return self._observe("int")
 
     def __bool__(self):
-        return bool(self.data)
+        return self._observe("bool")
 
     def __array__(self, dtype=None, copy=None):
+        tracer = modes.tracer
+        if tracer is not None and tracer.depends(self._node):
+            raise GradientError(
+                "a traced variable was converted to a NumPy array (np.asarray, a NumPy function, "
+                "...), which would make its value a constant of the trace; use neuronika's "
+                "operations on it inside a function given to neuronika.grad")
         data = self.data
         return data if dtype is None else data.astype(dtype)
 
@@ -247,6 +270,28 @@ class Var:
 
     def __neg__(self):
         return _unary("neg", self)
+
+    # Comparisons are elementwise (a boolean Var, no gradient), as in NumPy; so
+    # Var keeps identity hashing explicitly.
+    __hash__ = object.__hash__
+
+    def __gt__(self, other):
+        return _binary(_COMPARE[">"], self, other)
+
+    def __ge__(self, other):
+        return _binary(_COMPARE[">="], self, other)
+
+    def __lt__(self, other):
+        return _binary(_COMPARE["<"], self, other)
+
+    def __le__(self, other):
+        return _binary(_COMPARE["<="], self, other)
+
+    def __eq__(self, other):
+        return _binary(_COMPARE["=="], self, other)
+
+    def __ne__(self, other):
+        return _binary(_COMPARE["!="], self, other)
 
     def __pow__(self, exponent):
         if isinstance(exponent, _NUMBER):
@@ -685,6 +730,21 @@ def _index(x, key):
     return _wrap(apply(OPS["index"], nodes, (tuple(layout),)))
 
 
+def stop_gradient(x) -> Var:
+    """The value of ``x`` as a Var: no gradient flows back through it.
+
+    >>> import neuronika
+    >>> w = neuronika.full(2, 3.0).requires_grad()
+    >>> loss = (w * neuronika.stop_gradient(w)).sum()
+    >>> loss.backward()
+    >>> w.grad
+    array([3., 3.], dtype=float32)
+    """
+    if not isinstance(x, Var):
+        return _wrap(leaf(np.asarray(x)))
+    return _wrap(apply(OPS["stop_gradient"], (x._node,)))
+
+
 # ---- modes ----------------------------------------------------------------------------------------
 
 def _set_training(root, training):
@@ -730,4 +790,4 @@ class detect_anomaly(contextlib.ContextDecorator):
         return False
 
 
-__all__ = ["Var", "VarDiff", "Param", "no_grad", "detect_anomaly"]
+__all__ = ["Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient"]

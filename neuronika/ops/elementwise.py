@@ -89,4 +89,35 @@ DROPOUT = _unary("dropout", _dropout_forward, _dropout_grad,
                  "while training; the identity in eval",
                  attrs=("p", "training"))
 
+def _compare(name, symbol):
+    return declare(name, ("a", "b"), f"a {symbol} b", {}, shape=broadcast_shapes, elementwise=True,
+                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
+                   doc=f"a {symbol} b elementwise: a boolean value, with no gradient")
+
+
+GREATER = _compare("greater", ">")
+GREATER_EQUAL = _compare("greater_equal", ">=")
+LESS = _compare("less", "<")
+LESS_EQUAL = _compare("less_equal", "<=")
+EQUAL = _compare("equal", "==")
+NOT_EQUAL = _compare("not_equal", "!=")
+
+STOP_GRADIENT = _unary("stop_gradient", "x", None, "the value of x, through which no gradient flows",
+                       n_differentiable=0)
+
+
+def _custom_forward(ctx):
+    args = ", ".join(ctx.names)
+    return f"result = fwd({args})\ny = result[0]"
+
+
+def _custom_grad(ctx):
+    return Grad(f"bwd(result[1], dy)[{ctx.slot}]", view=True)
+
+
+CUSTOM_VJP = declare("custom_vjp", (), _custom_forward, {"x": _custom_grad},
+                     attrs=("fwd", "bwd", "out_shape", "out_dtype"), variadic="x",
+                     shape=lambda *rest: rest[-2], dtype=lambda inputs, attrs: attrs[3],
+                     doc="a user function with its own gradient (see neuronika.custom_vjp)")
+
 __all__ = [name for name, value in dict(globals()).items() if name.isupper()]

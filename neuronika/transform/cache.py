@@ -48,6 +48,10 @@ CACHE = ProgramCache()
 def cache_info() -> CacheInfo:
     """Hits, misses, maximum and current size of the program cache, like functools'.
 
+    Counts both the programs of graphs (``backward()``) and the traces of
+    functions (``neuronika.grad``); ``maxsize`` bounds the first (each traced
+    function keeps at most 64 signatures).
+
     >>> import neuronika
     >>> neuronika.transform.cache_clear()
     >>> x = neuronika.ones(3).requires_grad()
@@ -56,12 +60,16 @@ def cache_info() -> CacheInfo:
     >>> neuronika.transform.cache_info()
     CacheInfo(hits=2, misses=1, maxsize=512, currsize=1)
     """
-    return CACHE.info()
+    from .trace import total_traces
+    info = CACHE.info()
+    return info._replace(currsize=info.currsize + total_traces())
 
 
 def cache_clear() -> None:
-    """Empty the program cache and reset its counters."""
+    """Empty the program cache (graphs' programs and functions' traces) and reset its counters."""
+    from .trace import clear_traces
     CACHE.clear()
+    clear_traces()
 
 
 def set_cache_size(maxsize: int) -> None:

@@ -110,45 +110,111 @@ def _statics(ctx):
 
 
 class _Bindings(dict):
-    """Template names to AST: program variables given as AST, constants made on demand."""
+    """Template names to AST: program variables given as AST, constants made on demand.
+    A Python function (a custom_vjp's) becomes a global of the generated code."""
+
+    def __init__(self, values, extra):
+        super().__init__(values)
+        self.extra = extra
 
     def __getitem__(self, name):
-        return constant(dict.__getitem__(self, name))
+        value = dict.__getitem__(self, name)
+        if callable(value) and not isinstance(value, (type, gast.AST)):
+            for known, obj in self.extra.items():
+                if obj is value:
+                    return _name(known)
+            label = f"{getattr(value, '__name__', 'fn')}_{len(self.extra)}"
+            self.extra[label] = value
+            return _name(label)
+        return constant(value)
 
 
-def build(order, leaves, anomaly=False):
+class Retrace(Exception):
+    """Raised by a traced program whose guard on a Python-level value failed."""
+
+
+def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
+          guards=()):
+    """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
+
+    By default (``backward()`` on a root) the last node is the output and, if it
+    needs a gradient, the one differentiated: ``forward`` returns its value and
+    the values the backward reads, ``backward(seed, *saved)`` the gradients.
+    The functional face asks for more: several ``outputs`` (positions), the
+    ``loss`` position, one ``fused`` function computing values and gradients,
+    a seed known to be 1 (``unit_seed``: multiplications by it are dropped), and
+    ``guards``: (position, kind, value) checks that raise ``Retrace``.
+    """
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     root = len(order) - 1
+    outputs = [root] if outputs is None else list(outputs)
+    if loss is None and outputs == [root] and order[root].requires_grad:
+        loss = root
     leaf_args = [values[index_of[leaf]] for leaf in leaves]
+    extra = {}
 
-    forward, forward_locals = _forward(order, index_of, values, anomaly)
+    forward, forward_locals = _forward(order, index_of, values, anomaly, extra, guards)
+    out_names = [values[i] for i in outputs]
+    out_value = _name(out_names[0]) if len(outputs) == 1 else _tuple(out_names)
+    guard_names = [values[p] for p, _, _ in guards]
     program = Program()
     program.filenames = []
-    if not order[root].requires_grad:
-        body = passes.free_after_last_use(forward, [values[root]]) + [gast.Return(_name(values[root]))]
-        program.forward, program.forward_source = _compile("forward", leaf_args, body, program)
-        program.backward = program.backward_source = None
-        program.grad_leaves = program.retained = ()
+    program.grad_leaves = program.retained = ()
+    program.backward = program.backward_source = None
+    if loss is None:
+        forward = passes.drop_dead_assignments(forward, out_names + guard_names)
+        body = passes.free_after_last_use(forward, out_names) + [gast.Return(out_value)]
+        program.forward, program.forward_source = _compile("forward", leaf_args, body, program, extra)
         return program
 
-    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, forward_locals, anomaly)
-    saved_tuple = gast.Tuple([_name(s) for s in saved], gast.Load())
-    body = (passes.free_after_last_use(forward, [values[root], *saved])
-            + [gast.Return(gast.Tuple([_name(values[root]), saved_tuple], gast.Load()))])
-    program.forward, program.forward_source = _compile("forward", leaf_args, body, program)
-    result = gast.Tuple([_name(r) if r is not None else gast.Constant(None, None) for r in returned], gast.Load())
-    body = backward + [gast.Return(result)]
-    program.backward, program.backward_source = _compile("backward", ["seed", *saved], body, program)
+    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, forward_locals,
+                                                                 anomaly, loss, extra)
+    if unit_seed:
+        backward = passes.drop_unit_factor(backward, "seed")
+    grads = _tuple([r for r in returned])
+    if fused:
+        keep = out_names + [r for r in returned if r]
+        body = passes.drop_dead_assignments(forward + backward, keep + guard_names)
+        body = passes.free_after_last_use(body, keep)
+        body.append(gast.Return(gast.Tuple([out_value, grads], gast.Load())))
+        program.forward, program.forward_source = _compile("program", ["seed", *leaf_args], body,
+                                                           program, extra)
+    else:
+        body = (passes.free_after_last_use(forward, out_names + saved)
+                + [gast.Return(gast.Tuple([out_value, _tuple(saved)], gast.Load()))])
+        program.forward, program.forward_source = _compile("forward", leaf_args, body, program, extra)
+        body = passes.free_after_last_use(backward, [r for r in returned if r]) + [gast.Return(grads)]
+        program.backward, program.backward_source = _compile("backward", ["seed", *saved], body,
+                                                             program, extra)
     leaf_position = {index_of[leaf]: k for k, leaf in enumerate(leaves)}
     program.grad_leaves = tuple(leaf_position[i] for i in grad_leaves)
     program.retained = tuple(retained)
     return program
 
 
-def _forward(order, index_of, values, anomaly):
+def _tuple(names):
+    return gast.Tuple([_name(n) if n is not None else gast.Constant(None, None) for n in names], gast.Load())
+
+
+def _guard(name, kind, expected):
+    """``if <value observed differs>: raise Retrace``."""
+    value = _name(name)
+    if kind == "bool":
+        test = value if not expected else gast.UnaryOp(gast.Not(), value)
+    else:
+        converted = gast.Call(_name(kind), [value], [])
+        test = gast.Compare(converted, [gast.NotEq()], [constant(expected)])
+    raise_ = gast.Raise(_name("Retrace"), None)
+    return gast.If(test, [raise_], [])
+
+
+def _forward(order, index_of, values, anomaly, extra, guards):
     stmts = []
     forward_locals = {}
+    guards_at = {}
+    for position, kind, expected in guards:
+        guards_at.setdefault(position, []).append((kind, expected))
     for i, node in enumerate(order):
         op = node.op
         if op is None:
@@ -156,7 +222,7 @@ def _forward(order, index_of, values, anomaly):
         names = op.input_names(len(node.inputs))
         ctx = _context(node, names, index_of, order)
         template = parse(_resolve(op.forward, ctx))
-        bindings = _Bindings(_statics(ctx))
+        bindings = _Bindings(_statics(ctx), extra)
         for name, inp in zip(names, node.inputs):
             bindings[name] = _name(values[index_of[inp]])
         prefix = f"{values[i]}_"
@@ -165,6 +231,8 @@ def _forward(order, index_of, values, anomaly):
         stmts.extend(body)
         if anomaly:
             stmts.append(_check(values[i], i, "forward"))
+        for kind, expected in guards_at.get(i, ()):
+            stmts.append(_guard(values[i], kind, expected))
     return stmts, forward_locals
 
 
@@ -173,8 +241,7 @@ def _check(name, index, phase):
     return gast.Expr(call)
 
 
-def _backward(order, index_of, values, forward_locals, anomaly):
-    root = len(order) - 1
+def _backward(order, index_of, values, forward_locals, anomaly, root, extra):
     root_node = order[root]
     grads = {root: _Grad("seed", root_node.shape, False)}
     stmts = []
@@ -207,7 +274,7 @@ def _backward(order, index_of, values, forward_locals, anomaly):
                     stmts.append(_assign(full.name, call))
                 dy = full
             ctx = _context(node, names, index_of, order, gshape=dy.shape, slot=slot)
-            bindings = _Bindings(_statics(ctx))
+            bindings = _Bindings(_statics(ctx), extra)
             arrays = {}     # template name -> forward value name, for the saved set
             shapes = {"dy": dy.shape}
             for other_name, other in zip(names, node.inputs):
@@ -274,7 +341,6 @@ def _backward(order, index_of, values, forward_locals, anomaly):
             retained.append(i)
             retained_returns.append(_finish(stmts, grads.get(i), node, f"g{i}"))
     returned = leaf_returns + retained_returns
-    stmts = passes.free_after_last_use(stmts, [r for r in returned if r])
     return stmts, list(saved), returned, grad_leaves, retained
 
 
@@ -317,7 +383,7 @@ def _finish(stmts, grad, node, name):
     return grad.name
 
 
-def _compile(name, args, body, program):
+def _compile(name, args, body, program, extra):
     module = gast.parse(f"def {name}({', '.join(args)}):\n    pass\n")
     module.body[0].body = body
     tree = gast.gast_to_ast(module)
@@ -325,6 +391,8 @@ def _compile(name, args, body, program):
     filename = f"<neuronika {name} #{next(_serial)}>"
     namespace = dict(GLOBALS)
     namespace["check_finite"] = check_finite
+    namespace["Retrace"] = Retrace
+    namespace.update(extra)
     exec(compile(source, filename, "exec"), namespace)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     program.filenames.append(filename)

@@ -107,3 +107,45 @@ def free_after_last_use(stmts, keep):
             targets = [gast.Name(n, gast.Del(), None, None) for n in sorted(dead[index])]
             result.append(gast.Delete(targets))
     return result
+
+
+def drop_unit_factor(stmts, name):
+    """Where ``name`` is known to be 1 and is only ever a factor, drop it:
+    ``seed * (1 - v * v)`` becomes ``1 - v * v``. Left as is otherwise."""
+    uses = sum(isinstance(n, gast.Name) and n.id == name for s in stmts for n in gast.walk(s))
+    factors = []
+    for stmt in stmts:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.BinOp) and isinstance(node.op, gast.Mult):
+                for side in ("left", "right"):
+                    operand = getattr(node, side)
+                    if isinstance(operand, gast.Name) and operand.id == name:
+                        factors.append((node, "right" if side == "left" else "left"))
+    if not uses or len(factors) != uses:
+        return stmts
+
+    class Drop(gast.NodeTransformer):
+        def visit_BinOp(self, node):
+            self.generic_visit(node)
+            for binop, keep in factors:
+                if node is binop:
+                    return getattr(node, keep)
+            return node
+
+    return [Drop().visit(s) for s in stmts]
+
+
+def drop_dead_assignments(stmts, keep):
+    """Remove ``name = expr`` statements whose value nothing reads (to a fixed point):
+    ``grad`` does not compute a loss value it does not return."""
+    keep = set(keep)
+    while True:
+        loaded = set()
+        for stmt in stmts:
+            loaded |= _names(stmt)[0]
+        kept = [s for s in stmts if not (isinstance(s, gast.Assign) and len(s.targets) == 1
+                                         and isinstance(s.targets[0], gast.Name)
+                                         and s.targets[0].id not in loaded | keep)]
+        if len(kept) == len(stmts):
+            return stmts
+        stmts = kept

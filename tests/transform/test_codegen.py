@@ -146,4 +146,5 @@ def test_every_catalogue_op_is_covered_by_some_test_graph():
     assert {"add", "sub", "mul", "div", "power", "neg", "pow", "sqrt", "exp", "log", "abs", "relu",
             "leaky_relu", "softplus", "sigmoid", "tanh", "sin", "cos", "clamp", "dropout", "sum",
             "mean", "max", "min", "softmax", "log_softmax", "matmul", "mm_t", "transpose",
-            "reshape", "index", "pad", "concatenate", "stack"} == set(OPS)
+            "reshape", "index", "pad", "concatenate", "stack", "greater", "greater_equal", "less",
+            "less_equal", "equal", "not_equal", "stop_gradient", "custom_vjp"} == set(OPS)

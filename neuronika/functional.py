@@ -1,0 +1,358 @@
+"""The functional face: differentiate plain Python functions of arrays.
+
+``grad(f)`` traces ``f`` once per signature (argument structure, shapes,
+dtypes, static arguments) into the same graph IR the imperative API builds,
+compiles one straight-line function computing the value and the gradients, and
+afterwards only calls it. Conventions follow JAX.
+
+What is dynamic and what is static. NumPy arrays, Python floats, Vars, and
+dicts / lists / tuples of them are the function's data: their values may change
+from call to call. Everything else (ints, bools, strings, None, ...) is static:
+part of the signature, so a new value traces again; a static argument must be
+hashable.
+
+Python control flow on traced values (``if loss > 0:``, ``float(x)``,
+``x.item()``, ``while x.sum() > 1:``) is guarded: each value the function read
+is checked by the compiled program at the point it is computed, and a different
+value traces the function again. Both traces stay cached (up to 8 per
+signature), so a function alternating between two branches runs compiled code
+for each. A value read with ``float()`` or ``.item()`` changes with the data, so
+such a function is in effect traced on every call: compare variables instead
+(``if x > 0``), which guards only the truth value.
+
+Arrays the function reads from outside its arguments (closures, globals,
+arrays it computes with NumPy) are constants of the trace: the trace keeps the
+array object it saw, so changing it in place is seen on the next call, while
+rebinding a name the function reads directly (a global or a closure variable)
+is detected and traces again. For anything else, re-create the function with
+``neuronika.grad`` or call ``neuronika.transform.cache_clear()``. Random draws
+inside the function (``neuronika.rand``) are constants too; ``dropout`` draws
+its mask on every call.
+"""
+from __future__ import annotations
+
+import functools
+import weakref
+
+import numpy as np
+
+from .errors import GradientError
+from .graph import apply, leaf
+from .ops import OPS
+from .transform import trace as _trace
+from .transform.codegen import Retrace
+from .variable import Var, _operand, _wrap
+
+__all__ = ["grad", "value_and_grad", "vjp", "jacobian", "custom_vjp"]
+
+def _argnums(argnums, name):
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    if not nums or not all(isinstance(n, int) for n in nums):
+        raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
+    return single, nums
+
+
+class _Traced:
+    """A function traced and compiled per signature; calls run the cached program."""
+
+    want_value = True
+
+    def __init__(self, fn, argnums, has_aux, split, name):
+        self.fn = fn
+        self.single, self.argnums = _argnums(argnums, name)
+        self.has_aux = has_aux
+        self.split = split
+        self.name = name
+        self.cache = _trace.TraceCache()
+        functools.update_wrapper(self, fn)
+
+    def _signature(self, args, kwargs):
+        values = []
+        flatten = _trace.flatten
+        try:
+            entries = tuple([flatten(a, values, i) for i, a in enumerate(args)])
+            if kwargs:
+                kw_items = tuple((k, flatten(v, values, k)) for k, v in kwargs.items())
+                return values, entries, kw_items, (entries, kw_items)
+        except _trace.Unhashable as error:
+            raise TypeError(error.message(self.name)) from None
+        return values, entries, (), entries
+
+    def __call__(self, *args, **kwargs):
+        # The hot path: plain array arguments, a cached trace, gradients in order.
+        if not kwargs and not self.has_aux:
+            values = []
+            entries = []
+            for i, a in enumerate(args):
+                if a.__class__ is np.ndarray:
+                    values.append(a)
+                    entries.append((a.shape, a.dtype))
+                else:
+                    break
+            else:
+                entries = tuple(entries)
+                traces = self.cache.get(entries)
+                if traces is not None:
+                    for found in traces:
+                        if found.plain and not found.closure:
+                            try:
+                                outs, grads = found.run(values)
+                            except Retrace:
+                                continue
+                            _trace.count_hit()
+                            return self._finish(outs if found.want_value and found.n_outputs == 1 else None,
+                                                None, grads[0] if self.single else grads)
+                        break
+        return self._finish(*self._results(*self._lookup(args, kwargs)))
+
+    def _lookup(self, args, kwargs):
+        """(trace, values, entries, outputs, grads) for a call, tracing when needed."""
+        values, entries, kw_items, key = self._signature(args, kwargs)
+        traces = self.cache.get(key)
+        if traces is not None:
+            for found in traces:
+                if found.closure and found.stale():
+                    continue
+                try:
+                    outs, grads = found.run(values)
+                except Retrace:
+                    continue
+                _trace.count_hit()
+                return found, entries, outs, grads
+        for n in self.argnums:
+            if not -len(args) <= n < len(args):
+                raise GradientError(f"{self.name}: argnums {n} is out of range for a call with "
+                                    f"{len(args)} positional arguments")
+        _trace.count_miss()
+        differentiate = {n % len(args) for n in self.argnums}
+        found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
+                             self.split, self.name, self.want_value or self.has_aux)
+        found.plain = found.plain and self.plain_arguments(entries)
+        self.cache.add(key, found)
+        outs, grads = found.run(values)
+        return found, entries, outs, grads
+
+    def _results(self, found, entries, outs, grads):
+        if not found.want_value:
+            value = None
+            aux = _trace.rebuild_aux(found.aux, iter(outs if found.n_outputs > 1 else (outs,))) if found.aux else None
+        elif found.n_outputs == 1:
+            value, aux = outs, None
+        else:
+            value, aux = outs[0], _trace.rebuild_aux(found.aux, iter(outs[1:]))
+        if found.plain:
+            return value, aux, grads[0] if self.single else grads
+        flat = [grads[s] if s is not None else np.zeros(*z)
+                for s, z in zip(found.grad_slots, found.zeros)]
+        per_arg = []
+        items = iter(flat)
+        order = sorted({n % len(entries) for n in self.argnums})
+        for n in order:
+            per_arg.append(_unflatten_grads(entries[n], items))
+        by_position = dict(zip(order, per_arg))
+        wanted = [by_position[n % len(entries)] for n in self.argnums]
+        return value, aux, wanted[0] if self.single else tuple(wanted)
+
+    def plain_arguments(self, entries):
+        """True when each wanted argument is one array, asked for in increasing order."""
+        nums = self.argnums
+        for k, n in enumerate(nums):
+            if k and nums[k - 1] >= n or n < 0 or n >= len(entries) or not _trace.is_dynamic(entries[n]):
+                return False
+        return True
+
+    def source(self, *args, **kwargs) -> str:
+        """The generated Python for the signature of these arguments."""
+        found, _, _, _ = self._lookup(args, kwargs)
+        return found.program.source()
+
+
+def _unflatten_grads(entry, items):
+    if _trace.is_dynamic(entry):
+        return next(items)
+    tag = entry[0]
+    if tag == "s":
+        return None
+    if tag == "t":
+        return tuple(_unflatten_grads(e, items) for e in entry[1:])
+    if tag == "l":
+        return [_unflatten_grads(e, items) for e in entry[1:]]
+    return {k: _unflatten_grads(e, items) for k, e in zip(entry[1], entry[2:])}
+
+
+class _Grad(_Traced):
+    want_value = False      # grad() returns no value: the program does not compute it
+
+    def _finish(self, value, aux, grads):
+        return (grads, aux) if self.has_aux else grads
+
+
+class _ValueAndGrad(_Traced):
+    def _finish(self, value, aux, grads):
+        return ((value, aux), grads) if self.has_aux else (value, grads)
+
+
+def grad(fn=None, argnums=0, has_aux=False):
+    """The gradient of a scalar function of arrays with respect to argument(s) ``argnums``.
+
+    Usable as ``@neuronika.grad`` and as ``neuronika.grad(f, argnums=(0, 2))``.
+    Gradients come back as NumPy arrays shaped like the arguments (dicts, lists
+    and tuples of arrays keep their structure); with ``has_aux=True``, ``f``
+    returns ``(value, aux)`` and the call returns ``(grads, aux)``.
+
+    >>> import numpy as np, neuronika
+    >>> @neuronika.grad
+    ... def f(x):
+    ...     return (x ** 3).sum()
+    >>> f(np.array([1.0, 2.0]))
+    array([ 3., 12.])
+    """
+    if fn is None:
+        return lambda f: grad(f, argnums, has_aux)
+    return _Grad(fn, argnums, has_aux, False, "grad")
+
+
+def value_and_grad(fn=None, argnums=0, has_aux=False):
+    """Like ``grad``, returning ``(value, grads)`` (``((value, aux), grads)`` with ``has_aux``).
+
+    >>> import numpy as np, neuronika
+    >>> value, g = neuronika.value_and_grad(lambda x: (x * x).sum())(np.array([3.0]))
+    >>> float(value), g
+    (9.0, array([6.]))
+    """
+    if fn is None:
+        return lambda f: value_and_grad(f, argnums, has_aux)
+    return _ValueAndGrad(fn, argnums, has_aux, False, "value_and_grad")
+
+
+_vjp_traced = weakref.WeakKeyDictionary()
+
+
+def _pullback(fn, args, argnums, name):
+    """Trace ``fn`` (split: forward now, backward later) and return (value, vjp function)."""
+    try:
+        traced = _vjp_traced[fn].get(argnums)
+    except (KeyError, TypeError):
+        traced = None
+    if traced is None:
+        traced = _Traced(fn, argnums, False, True, name)
+        try:
+            _vjp_traced.setdefault(fn, {})[argnums] = traced
+        except TypeError:
+            pass
+    found, entries, outs, _ = traced._lookup(args, {})
+    program = found.program
+    if program.backward is not None:
+        value, saved = outs
+    else:
+        value, saved = outs, None
+    value = np.asarray(value)
+
+    def vjp_fn(cotangent):
+        cotangent = np.asarray(cotangent)
+        if cotangent.shape != value.shape:
+            raise GradientError(f"{name}: the cotangent has shape {cotangent.shape} but the output "
+                                f"has shape {value.shape}")
+        if saved is None:
+            grads = ()
+        else:
+            grads = program.backward(cotangent.astype(found.out_dtype, copy=False), *saved)
+        _, _, result = traced._results(found, entries, value, grads)
+        return result
+
+    return value, vjp_fn
+
+
+def vjp(fn, *args):
+    """``(value, vjp_fn)``: ``vjp_fn(cotangent)`` returns one gradient per positional argument.
+
+    >>> import numpy as np, neuronika
+    >>> value, pullback = neuronika.vjp(lambda x: x * x, np.array([1.0, 2.0]))
+    >>> pullback(np.array([1.0, 1.0]))
+    (array([2., 4.]),)
+    """
+    return _pullback(fn, args, tuple(range(len(args))), "vjp")
+
+
+def jacobian(fn, argnums=0):
+    """The Jacobian of ``fn`` (any output shape) with respect to argument(s) ``argnums``:
+    an array of shape ``output.shape + argument.shape``, built from one vjp per output element.
+
+    >>> import numpy as np, neuronika
+    >>> neuronika.jacobian(lambda x: x * x)(np.array([1.0, 2.0]))
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    single, nums = _argnums(argnums, "jacobian")
+
+    def jac(*args):
+        value, pullback = _pullback(fn, args, nums, "jacobian")
+        rows = []
+        for k in range(value.size):
+            cotangent = np.zeros(value.size, value.dtype)
+            cotangent[k] = 1
+            rows.append(pullback(cotangent.reshape(value.shape)))
+        result = []
+        for i in range(len(nums)):
+            parts = [np.asarray(row[i]) for row in rows]
+            stacked = np.stack(parts) if parts else np.zeros((0,))
+            result.append(stacked.reshape(value.shape + parts[0].shape) if parts else stacked)
+        return result[0] if single else tuple(result)
+
+    return functools.wraps(fn)(jac)
+
+
+class custom_vjp:
+    """A function with a gradient of your own, JAX-style.
+
+    ``fwd(*args)`` returns ``(out, residuals)``; ``bwd(residuals, g)`` returns one
+    gradient per argument (a tuple), each shaped and typed like its argument. Both
+    see NumPy arrays; ``g`` is read-only.
+
+    >>> import numpy as np, neuronika
+    >>> @neuronika.custom_vjp
+    ... def log1pexp(x):
+    ...     return np.logaddexp(0, x)
+    >>> def fwd(x):
+    ...     return np.logaddexp(0, x), x
+    >>> def bwd(x, g):
+    ...     return (g / (1 + np.exp(-x)),)       # d/dx log(1 + e^x) = sigmoid(x)
+    >>> _ = log1pexp.defvjp(fwd, bwd)
+    >>> neuronika.grad(lambda x: log1pexp(x).sum())(np.array([0.0, 100.0]))
+    array([0.5, 1. ])
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self._fwd = self._bwd = None
+        functools.update_wrapper(self, fn)
+
+    def defvjp(self, fwd, bwd):
+        def forward(*arrays):
+            out, residuals = fwd(*arrays)
+            return np.asarray(out), residuals
+
+        def backward(residuals, g):
+            grads = bwd(residuals, g)
+            return grads if isinstance(grads, tuple) else (grads,)
+
+        forward.__name__ = f"{getattr(self.fn, '__name__', 'custom')}_fwd"
+        backward.__name__ = f"{getattr(self.fn, '__name__', 'custom')}_bwd"
+        self._fwd, self._bwd = forward, backward
+        return self
+
+    def __call__(self, *args):
+        if not any(isinstance(a, Var) for a in args):
+            return self.fn(*args)
+        if self._fwd is None:
+            raise GradientError(f"custom_vjp {self.__name__}: call .defvjp(fwd, bwd) before using it "
+                                f"on variables")
+        like = next(a._node for a in args if isinstance(a, Var))
+        nodes = tuple(a._node if isinstance(a, Var) else _operand(a, like) for a in args)
+        out, _ = self._fwd(*[_value(n) for n in nodes])
+        return _wrap(apply(OPS["custom_vjp"], nodes, (self._fwd, self._bwd, out.shape, out.dtype)))
+
+
+def _value(node):
+    return _wrap(node).data if node.op is not None else np.asarray(node.value)

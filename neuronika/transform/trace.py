@@ -1,0 +1,352 @@
+"""Tracing a Python function of arrays into one cached program (the functional face).
+
+A traced function is called once per *signature*: the structure of its
+arguments (nested dicts, lists and tuples), each array's shape and dtype, and
+the value of every static argument (ints, bools, strings, ...). The call runs
+the user's function on leaves over the real arrays, so the graph it builds is
+the IR; the engine compiles it into one program that computes the outputs and
+gradients. Later calls with the same signature only flatten the arguments, look
+the signature up and call that program.
+
+Python control flow on a traced value (``if loss > 0``, ``float(x)``,
+``x.item()``, a ``while`` on a value) is guarded: the trace records each value
+the function read, the program checks it when it computes it, and a different
+value makes the function be traced again (kept beside the first trace, so both
+branches stay compiled).
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from ..errors import GradientError
+from ..graph import leaf, linearize, modes, weak_leaf
+from . import codegen
+from .cache import CACHE
+
+WEAK = "w"          # signature entry of a Python float argument
+
+_registry = weakref.WeakSet()     # live trace caches, for cache_info / cache_clear
+
+
+def flatten(obj, values, where):
+    """Signature entry of one argument; its arrays are appended to ``values``.
+
+    ``where`` locates the argument for an error message (a position, then dict
+    keys): it is only formatted, by the caller, if ``Unhashable`` is raised.
+    """
+    cls = obj.__class__
+    if cls is np.ndarray:
+        values.append(obj)
+        return (obj.shape, obj.dtype)
+    if cls is float:
+        values.append(obj)
+        return WEAK
+    if cls is tuple or cls is list:
+        return ("t" if cls is tuple else "l",) + tuple(flatten(o, values, where) for o in obj)
+    if cls is dict:
+        keys = tuple(obj)
+        return ("d", keys) + tuple(flatten(obj[k], values, (where, k)) for k in keys)
+    if hasattr(obj, "_node"):                       # a Var: its value
+        data = obj.data
+        values.append(data)
+        return (data.shape, data.dtype)
+    if isinstance(obj, np.floating):
+        data = np.asarray(obj)
+        values.append(data)
+        return (data.shape, data.dtype)
+    try:
+        hash(obj)
+    except TypeError:
+        raise Unhashable(where, obj) from None
+    return ("s", obj)
+
+
+class Unhashable(TypeError):
+    """A static argument that cannot be part of a signature."""
+
+    def __init__(self, where, obj):
+        super().__init__(where, obj)
+        self.where, self.obj = where, obj
+
+    def message(self, name):
+        path = self.where
+        keys = []
+        while isinstance(path, tuple):
+            path, key = path
+            keys.append(f"[{key!r}]")
+        place = f"argument {path}" if isinstance(path, int) else f"argument {path!r}"
+        return (f"{name}: {place}{''.join(reversed(keys))} is a {type(self.obj).__name__}, which is "
+                f"neither an array (or a dict/list/tuple of arrays) nor hashable, so it cannot be a "
+                f"static argument of a traced function; pass arrays, or make it hashable (a tuple "
+                f"instead of a list of numbers, say)")
+
+
+def is_dynamic(entry):
+    return entry == WEAK or (entry.__class__ is tuple and entry and entry[0].__class__ is tuple)
+
+
+def unflatten(entry, items):
+    """Rebuild an argument of signature ``entry`` from an iterator over its arrays."""
+    if is_dynamic(entry):
+        return next(items)
+    tag = entry[0]
+    if tag == "s":
+        return entry[1]
+    if tag == "t":
+        return tuple(unflatten(e, items) for e in entry[1:])
+    if tag == "l":
+        return [unflatten(e, items) for e in entry[1:]]
+    return {k: unflatten(e, items) for k, e in zip(entry[1], entry[2:])}
+
+
+def count_arrays(entry):
+    if is_dynamic(entry):
+        return 1
+    if entry[0] == "s":
+        return 0
+    return sum(count_arrays(e) for e in (entry[2:] if entry[0] == "d" else entry[1:]))
+
+
+class Tracer:
+    """Collects the guards of the trace in progress."""
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+        self.guards = []
+
+    def depends(self, node):
+        """Whether ``node`` depends on an argument of the traced function."""
+        from ..graph import walk
+        return any(n in self.inputs for n in walk(node))
+
+    def observe(self, node, kind, value):
+        if self.depends(node):
+            self.guards.append((node, kind, value))
+
+
+class Trace:
+    """One compiled trace: the program and how to call it and read its results."""
+
+    __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
+                 "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value")
+
+    def stale(self):
+        """True when a name the function read from outside was rebound since the trace."""
+        for holder, name, obj in self.closure:
+            current = holder.cell_contents if name is None else holder.get(name)
+            if current is not obj:
+                return True
+        return False
+
+    def arguments(self, values):
+        if self.direct is not None:
+            return values + self.direct if self.direct else values
+        return [values[p] if p >= 0 else c for p, c in self.plan]
+
+    def run(self, values):
+        """(outputs, gradients): one call of a fused program, or a split program's forward."""
+        if self.fused:
+            if self.direct is not None:
+                return self.program.forward(*self.prefix, *values, *self.direct)
+            return self.program.forward(*self.prefix, *self.arguments(values))
+        return self.program.forward(*self.arguments(values)), ()
+
+
+def _closure_snapshot(fn):
+    """The arrays and numbers ``fn`` reads by name from closures and globals."""
+    watched = []
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            obj = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(obj, (np.ndarray, int, float)) or hasattr(obj, "_node"):
+            watched.append((cell, None, obj))
+    for name in code.co_names:
+        obj = fn.__globals__.get(name)
+        if isinstance(obj, (np.ndarray, int, float)) or hasattr(obj, "_node"):
+            watched.append((fn.__globals__, name, obj))
+    return tuple(watched)
+
+
+def _leaves_for(values, entries, differentiate, where):
+    """Leaf nodes over the flattened argument values."""
+    nodes = []
+    k = 0
+    for i, entry in enumerate(entries):
+        for _ in range(count_arrays(entry)):
+            value = values[k]
+            k += 1
+            if i in differentiate:
+                array = np.asarray(value, dtype=np.float64) if value.__class__ is float else value
+                if array.dtype.kind != "f":
+                    raise GradientError(f"{where}: argument {i} holds an array of dtype {array.dtype}; "
+                                        f"only float arrays can be differentiated (leave integer "
+                                        f"arrays out of argnums)")
+                nodes.append(leaf(array, requires_grad=True))
+            elif value.__class__ is float:
+                nodes.append(weak_leaf(value))
+            else:
+                nodes.append(leaf(value))
+    return nodes
+
+
+def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True):
+    """Run ``fn`` on leaves over ``values`` and compile what it computed.
+
+    ``entries`` are the positional arguments' signature entries, ``kw_items``
+    (name, entry) pairs for the keyword arguments, ``differentiate`` the
+    positions of the arguments whose gradients are wanted.
+    """
+    from ..variable import Var, _wrap
+    nodes = _leaves_for(values, list(entries) + [e for _, e in kw_items], differentiate, where)
+    handles = iter([_wrap(n) for n in nodes])
+    args = [unflatten(e, handles) for e in entries]
+    kwargs = {name: unflatten(e, handles) for name, e in kw_items}
+    tracer = Tracer(set(nodes))
+    previous = (modes.tracer, modes.grad_enabled)
+    modes.tracer, modes.grad_enabled = tracer, True
+    try:
+        out = fn(*args, **kwargs)
+    finally:
+        modes.tracer, modes.grad_enabled = previous
+
+    aux_value = None
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise GradientError(f"{where}: has_aux=True needs the function to return a pair "
+                                f"(value, aux), got {type(out).__name__}")
+        out, aux_value = out
+    if not isinstance(out, Var):
+        out = _wrap(leaf(np.asarray(out)))
+    if not split:
+        if out.size != 1:
+            raise GradientError(f"{where}: the function must return a scalar (one element) to be "
+                                f"differentiated, got shape {out.shape}; use neuronika.vjp or "
+                                f"neuronika.jacobian for non-scalar outputs")
+        if out.shape != ():
+            out = out.reshape(())
+    aux_nodes = []
+    aux_entry = None
+    if has_aux:
+        aux_values = []
+        aux_entry = flatten_aux(aux_value, aux_nodes, aux_values)
+    guard_nodes = [g[0] for g in tracer.guards]
+    order, leaves, _ = linearize(out._node, *aux_nodes, *guard_nodes)
+    position = {node: i for i, node in enumerate(order)}
+    loss = position[out._node]
+    outputs = ([loss] if want_value else []) + [position[n] for n in aux_nodes]
+    differentiable = out._node.requires_grad
+    guards = [(position[node], kind, value) for node, kind, value in tracer.guards]
+    program = codegen.build(order, leaves, anomaly=modes.anomaly, outputs=outputs,
+                            loss=loss if differentiable else None, fused=not split,
+                            unit_seed=not split, guards=guards)
+
+    result = Trace()
+    result.program = program
+    result.split = split
+    result.fused = not split and differentiable
+    result.n_outputs = len(outputs)
+    result.want_value = want_value
+    result.aux = aux_entry
+    result.closure = _closure_snapshot(fn)
+    result.out_shape, result.out_dtype = out.shape, out.dtype
+    index_of_input = {node: k for k, node in enumerate(nodes)}
+    result.plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]
+    inputs_first = [p for p, _ in result.plan[:len(nodes)]]
+    if inputs_first == list(range(len(nodes))):
+        result.direct = [c for _, c in result.plan[len(nodes):]]
+    else:
+        result.direct = None
+    # Where each differentiated input's gradient comes from (None: it does not reach the output).
+    from_program = {index_of_input[leaves[p]]: k for k, p in enumerate(program.grad_leaves)}
+    diff_inputs = [k for k, n in enumerate(nodes) if n.requires_grad]
+    result.grad_slots = [from_program.get(k) for k in diff_inputs]
+    result.zeros = [(nodes[k].shape, nodes[k].dtype) for k in diff_inputs]
+    # Every wanted gradient comes straight from the program, in order: no re-packing.
+    result.plain = result.grad_slots == list(range(len(diff_inputs)))
+    if result.fused:
+        unit = np.ones((), out.dtype)
+        unit.flags.writeable = False
+        result.prefix = (unit,)
+    else:
+        result.prefix = ()
+    return result
+
+
+def flatten_aux(obj, nodes, values):
+    """Signature of the aux output: Vars become outputs of the program, the rest is kept as is."""
+    if hasattr(obj, "_node"):
+        nodes.append(obj._node)
+        return ("v",)
+    if isinstance(obj, (tuple, list)):
+        return ("t" if isinstance(obj, tuple) else "l",) + tuple(flatten_aux(o, nodes, values) for o in obj)
+    if isinstance(obj, dict):
+        return ("d", tuple(obj)) + tuple(flatten_aux(obj[k], nodes, values) for k in obj)
+    return ("s", obj)
+
+
+def rebuild_aux(entry, items):
+    tag = entry[0]
+    if tag == "v":
+        value = next(items)
+        return value if value.__class__ is np.ndarray else np.asarray(value)
+    if tag == "s":
+        return entry[1]
+    if tag == "t":
+        return tuple(rebuild_aux(e, items) for e in entry[1:])
+    if tag == "l":
+        return [rebuild_aux(e, items) for e in entry[1:]]
+    return {k: rebuild_aux(e, items) for k, e in zip(entry[1], entry[2:])}
+
+
+class TraceCache:
+    """Per-function traces: signature -> list of traces (one per guarded branch), LRU-bounded."""
+
+    def __init__(self, maxsize=64, per_signature=8):
+        from collections import OrderedDict
+        self.traces = OrderedDict()
+        self.maxsize = maxsize
+        self.per_signature = per_signature
+        _registry.add(self)
+
+    def get(self, key):
+        found = self.traces.get(key)
+        if found is not None:
+            self.traces.move_to_end(key)
+        return found
+
+    def add(self, key, trace):
+        found = self.traces.setdefault(key, [])
+        found.insert(0, trace)
+        del found[self.per_signature:]
+        while len(self.traces) > self.maxsize:
+            self.traces.popitem(last=False)
+
+    def clear(self):
+        self.traces.clear()
+
+    def __len__(self):
+        return sum(len(v) for v in self.traces.values())
+
+
+def total_traces():
+    return sum(len(c) for c in list(_registry))
+
+
+def clear_traces():
+    for cache in list(_registry):
+        cache.clear()
+
+
+def count_hit():
+    CACHE.hits += 1
+
+
+def count_miss():
+    CACHE.misses += 1
