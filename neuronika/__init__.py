@@ -17,7 +17,7 @@ from . import transform
 from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
                        ones, rand, randn, stack, zeros)
 from .errors import AnomalyError, GradientError, ShapeError
-from .functional import custom_vjp, grad, jacobian, value_and_grad, vjp
+from .functional import custom_vjp, grad, hessian, hvp, jacobian, value_and_grad, vjp
 from .random import manual_seed
 from .variable import Param, Var, VarDiff, detect_anomaly, no_grad, stop_gradient
 
@@ -28,5 +28,5 @@ __all__ = [
     "ShapeError", "GradientError", "AnomalyError",
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
-    "grad", "value_and_grad", "vjp", "jacobian", "custom_vjp",
+    "grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp",
 ]

@@ -43,7 +43,7 @@ from .transform import trace as _trace
 from .transform.codegen import Retrace
 from .variable import Var, _operand, _wrap
 
-__all__ = ["grad", "value_and_grad", "vjp", "jacobian", "custom_vjp"]
+__all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp"]
 
 def _argnums(argnums, name):
     single = isinstance(argnums, int)
@@ -65,7 +65,7 @@ class _Traced:
         self.split = split
         self.name = name
         self.cache = _trace.TraceCache()
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())
 
     def _signature(self, args, kwargs):
         values = []
@@ -101,10 +101,43 @@ class _Traced:
                             except Retrace:
                                 continue
                             _trace.count_hit()
-                            return self._finish(outs if found.want_value and found.n_outputs == 1 else None,
-                                                None, grads[0] if self.single else grads)
+                            value = outs if found.want_value else None
+                            if value is not None and value.__class__ is not np.ndarray:
+                                value = np.asarray(value)
+                            return self._finish(value, None, grads[0] if self.single else grads)
                         break
+        if _holds_var(args) or _holds_var(kwargs):
+            return self._finish(*self._symbolic(args, kwargs))
         return self._finish(*self._results(*self._lookup(args, kwargs)))
+
+    def _symbolic(self, args, kwargs):
+        """Called on variables (inside another trace): the gradient as graph nodes,
+        so that it can be differentiated again."""
+        from .transform import symbolic
+        single, nums = self.single, [n % len(args) for n in self.argnums]
+        args = list(args)
+        wrt = []
+        for n in sorted(set(nums)):
+            args[n] = _to_vars(args[n], wrt, self.name, n)
+        out = self.fn(*args, **kwargs)
+        aux = None
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise GradientError(f"{self.name}: has_aux=True needs the function to return a pair "
+                                    f"(value, aux), got {type(out).__name__}")
+            out, aux = out
+        if not isinstance(out, Var):
+            out = _wrap(leaf(np.asarray(out)))
+        if out.size != 1:
+            raise GradientError(f"{self.name}: the function must return a scalar (one element) to be "
+                                f"differentiated, got shape {out.shape}; use neuronika.vjp or "
+                                f"neuronika.jacobian for non-scalar outputs")
+        if out.shape != ():
+            out = out.reshape(())
+        grads = iter(symbolic.gradients(out, wrt))
+        per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
+        wanted = [per_arg[n] for n in nums]
+        return out, aux, wanted[0] if single else tuple(wanted)
 
     def _lookup(self, args, kwargs):
         """(trace, values, entries, outputs, grads) for a call, tracing when needed."""
@@ -138,9 +171,9 @@ class _Traced:
             value = None
             aux = _trace.rebuild_aux(found.aux, iter(outs if found.n_outputs > 1 else (outs,))) if found.aux else None
         elif found.n_outputs == 1:
-            value, aux = outs, None
+            value, aux = np.asarray(outs), None
         else:
-            value, aux = outs[0], _trace.rebuild_aux(found.aux, iter(outs[1:]))
+            value, aux = np.asarray(outs[0]), _trace.rebuild_aux(found.aux, iter(outs[1:]))
         if found.plain:
             return value, aux, grads[0] if self.single else grads
         flat = [grads[s] if s is not None else np.zeros(*z)
@@ -166,6 +199,46 @@ class _Traced:
         """The generated Python for the signature of these arguments."""
         found, _, _, _ = self._lookup(args, kwargs)
         return found.program.source()
+
+
+def _holds_var(obj):
+    if isinstance(obj, Var):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return any(_holds_var(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(_holds_var(o) for o in obj.values())
+    return False
+
+
+def _to_vars(obj, wrt, name, position):
+    """The argument with every array a variable (collected in ``wrt``, in order)."""
+    if isinstance(obj, Var):
+        wrt.append(obj)
+        return obj
+    if isinstance(obj, (np.ndarray, float, np.floating)):
+        array = np.asarray(obj, dtype=np.float64) if isinstance(obj, float) else obj
+        if array.dtype.kind != "f":
+            raise GradientError(f"{name}: argument {position} holds an array of dtype {array.dtype}; "
+                                f"only float arrays can be differentiated")
+        var = _wrap(leaf(array))
+        wrt.append(var)
+        return var
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_vars(o, wrt, name, position) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_vars(v, wrt, name, position) for k, v in obj.items()}
+    return obj
+
+
+def _rebuild(obj, grads):
+    if isinstance(obj, Var):
+        return next(grads)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_rebuild(o, grads) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _rebuild(v, grads) for k, v in obj.items()}
+    return None
 
 
 def _unflatten_grads(entry, items):
@@ -231,6 +304,8 @@ _vjp_traced = weakref.WeakKeyDictionary()
 
 def _pullback(fn, args, argnums, name):
     """Trace ``fn`` (split: forward now, backward later) and return (value, vjp function)."""
+    if _holds_var(args):
+        return _symbolic_pullback(fn, args, argnums, name)
     try:
         traced = _vjp_traced[fn].get(argnums)
     except (KeyError, TypeError):
@@ -262,6 +337,26 @@ def _pullback(fn, args, argnums, name):
         return result
 
     return value, vjp_fn
+
+
+def _symbolic_pullback(fn, args, argnums, name):
+    """vjp on variables (inside another trace): value and gradients as graph nodes."""
+    from .transform import symbolic
+    args = list(args)
+    nums = [n % len(args) for n in argnums]
+    wrt = []
+    for n in sorted(set(nums)):
+        args[n] = _to_vars(args[n], wrt, name, n)
+    out = fn(*args)
+    if not isinstance(out, Var):
+        out = _wrap(leaf(np.asarray(out)))
+
+    def vjp_fn(cotangent):
+        grads = iter(symbolic.gradients((out * cotangent).sum(), wrt))
+        per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
+        return tuple(per_arg[n] for n in nums)
+
+    return out, vjp_fn
 
 
 def vjp(fn, *args):
@@ -300,7 +395,43 @@ def jacobian(fn, argnums=0):
             result.append(stacked.reshape(value.shape + parts[0].shape) if parts else stacked)
         return result[0] if single else tuple(result)
 
-    return functools.wraps(fn)(jac)
+    return functools.wraps(fn, updated=())(jac)
+
+
+_hvp_traced = weakref.WeakKeyDictionary()
+
+
+def hessian(fn, argnums=0):
+    """The Hessian of a scalar function of one array: ``jacobian(grad(fn))``, shaped
+    ``x.shape + x.shape``. The gradient is built as a graph and differentiated again.
+
+    >>> import numpy as np, neuronika
+    >>> neuronika.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    if not isinstance(argnums, int):
+        raise TypeError("hessian: argnums must be one int (the Hessian of one array)")
+    return jacobian(grad(fn, argnums), argnums)
+
+
+def hvp(fn, x, v):
+    """The Hessian of scalar ``fn`` at ``x`` times ``v`` (shaped like ``x``), without
+    forming the Hessian: the gradient of ``grad(fn)(x) . v``, traced once per signature.
+
+    >>> import numpy as np, neuronika
+    >>> neuronika.hvp(lambda x: (x ** 3).sum(), np.array([1.0, 2.0]), np.array([1.0, 1.0]))
+    array([ 6., 12.])
+    """
+    traced = _hvp_traced.get(fn)
+    if traced is None:
+        inner = grad(fn)
+        traced = grad(lambda point, direction: (inner(point) * direction).sum())
+        try:
+            _hvp_traced[fn] = traced
+        except TypeError:
+            pass
+    return traced(x, v)
 
 
 class custom_vjp:
@@ -326,7 +457,7 @@ class custom_vjp:
     def __init__(self, fn):
         self.fn = fn
         self._fwd = self._bwd = None
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn, updated=())
 
     def defvjp(self, fwd, bwd):
         def forward(*arrays):

@@ -301,6 +301,18 @@ class Var:
     def __rpow__(self, base):
         return _binary(_POWER, base, self)
 
+    def __and__(self, other):
+        return _binary(OPS["logical_and"], self, other)
+
+    __rand__ = __and__
+
+    def astype(self, dtype) -> "Var":
+        """The value converted to ``dtype`` (the gradient is converted back)."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        return _unary("cast", self, (dtype,))
+
     def pow(self, p) -> "Var":
         """x ** p for a constant exponent p."""
         if not isinstance(p, _NUMBER):
@@ -361,7 +373,9 @@ class Var:
         return _unary("dropout", self, (float(p), True))
 
     # ---- reductions -------------------------------------------------------------------------------
-    def sum(self, axis=None, keepdims: bool = False):
+    def sum(self, axis=None, keepdims: bool = False, dtype=None):
+        if dtype is not None:
+            return self.astype(dtype).sum(axis, keepdims)
         if axis is None and not keepdims:
             return _wrap(apply(_SUM, (self._node,), (None, False)))
         return _unary("sum", self, (_axes("sum", axis, self.ndim), bool(keepdims)))

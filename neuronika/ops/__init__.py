@@ -8,6 +8,11 @@ differentiable input. Templates are Python source over these names:
 - the op's attributes and the values its ``statics`` hook computes from shapes;
 - ``xp`` (the array namespace, NumPy) and the kernels in ``ops/kernels.py``.
 
+For second derivatives an adjoint template is also evaluated on variables, with
+``xp`` bound to ``transform/symbolic.py``'s namespace, which builds catalogue
+ops: so templates use only calls that namespace knows (each an op here). An op
+whose adjoint cannot be written that way gives a ``symbolic`` function instead.
+
 A template is one expression, or statements that assign the result to ``y``
 (forward) or ``dx`` (adjoint); other names they assign are locals, and an
 adjoint may read the forward template's locals (say, a dropout mask).
@@ -75,7 +80,7 @@ class Op:
 
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
-                 n_differentiable=None, variadic=None, doc=""):
+                 n_differentiable=None, variadic=None, symbolic=None, doc=""):
         self.name = name
         self.inputs = inputs
         self.attrs = attrs
@@ -91,6 +96,7 @@ class Op:
         self.statics = statics
         self.n_differentiable = n_differentiable
         self.variadic = variadic
+        self.symbolic = symbolic or {}
         self.doc = doc
 
     def input_names(self, count):
@@ -112,6 +118,11 @@ class Op:
 
     def accumulate_template(self, slot):
         return self._entry(self.accumulate, slot)
+
+    def symbolic_grad(self, slot):
+        """An adjoint built from variables for second derivatives, where the template
+        cannot be evaluated on variables as it stands (index: in-place NumPy)."""
+        return self._entry(self.symbolic, slot)
 
     def __repr__(self):
         return f"<op {self.name}>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import result_dtype
 from . import Grad, declare, broadcast_shapes
 
 
@@ -22,8 +23,8 @@ def _binary(name, forward, da, db, doc):
                    shape=broadcast_shapes, elementwise=True, doc=doc)
 
 
-def _unary(name, forward, dx, doc, ufunc=None, **kwargs):
-    dtype = float_dtype(ufunc) if ufunc is not None else None
+def _unary(name, forward, dx, doc, ufunc=None, dtype=None, **kwargs):
+    dtype = float_dtype(ufunc) if ufunc is not None else dtype
     return declare(name, ("x",), forward, {"x": dx}, elementwise=True, dtype=dtype, doc=doc, **kwargs)
 
 
@@ -101,6 +102,25 @@ LESS = _compare("less", "<")
 LESS_EQUAL = _compare("less_equal", "<=")
 EQUAL = _compare("equal", "==")
 NOT_EQUAL = _compare("not_equal", "!=")
+
+def _where_shape(c, a, b):
+    return broadcast_shapes(broadcast_shapes(c, a), b)
+
+
+WHERE = declare("where", ("c", "a", "b"), "xp.where(c, a, b)",
+                {"a": "xp.where(c, dy, 0)", "b": "xp.where(c, 0, dy)"},
+                shape=_where_shape, elementwise=True,
+                dtype=lambda inputs, attrs: result_dtype(inputs[1:]),
+                doc="a where c is true, b elsewhere (c is a boolean value with no gradient)")
+SIGN = _unary("sign", "xp.sign(x)", None, "-1, 0 or 1: the sign of x (zero gradient)", n_differentiable=0)
+LOGICAL_AND = declare("logical_and", ("a", "b"), "a & b", {}, shape=broadcast_shapes, elementwise=True,
+                      n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
+                      doc="a and b elementwise, for boolean values")
+CAST = _unary("cast", "x.astype(dtype)", "dy.astype(x_dtype)", "x converted to another dtype",
+              attrs=("dtype",), dtype=lambda inputs, attrs: attrs[0])
+LOG_WHERE_NONZERO = _unary("log_where_nonzero", "log_where_nonzero(x)",
+                           "xp.where(x == 0, 0, dy / xp.where(x == 0, 1, x))",
+                           "log(x) where x != 0, 0 where x == 0 (the power op's exponent gradient)")
 
 STOP_GRADIENT = _unary("stop_gradient", "x", None, "the value of x, through which no gradient flows",
                        n_differentiable=0)

@@ -14,6 +14,18 @@ RESHAPE = declare("reshape", ("x",), "x.reshape(shape)",
                   doc="same elements, new shape (flatten, squeeze and unsqueeze are reshapes)")
 
 
+def _broadcast_to_shape(x, shape):
+    padded = (1,) * (len(shape) - len(x)) + tuple(x)
+    if len(x) > len(shape) or any(a != b and a != 1 for a, b in zip(padded, shape)):
+        raise ShapeError(f"cannot broadcast shape {x} to {shape}")
+    return shape
+
+
+BROADCAST_TO = declare("broadcast_to", ("x",), "xp.broadcast_to(x, shape)", {"x": "dy"},
+                       attrs=("shape",), shape=_broadcast_to_shape, elementwise=True,
+                       doc="x repeated along broadcast axes (a read-only view)")
+
+
 # ---- indexing ---------------------------------------------------------------
 # ``layout`` is the index with its data pulled out: a tuple whose entries are
 # ("k", j) for the j-th index input (an int or an integer array, passed at run
@@ -87,8 +99,35 @@ def _index_accumulate(ctx):
     return f"acc[{key}] += dy"
 
 
+def _scatter_forward(ctx):
+    if any(len(ctx.shapes[name]) > 0 for name in ctx.names[1:]):
+        return f"y = xp.zeros(shape, dtype)\nxp.add.at(y, {_format_index(ctx.layout, True)}, g)"
+    return f"y = xp.zeros(shape, dtype)\ny[{_format_index(ctx.layout)}] = g"
+
+
+def _scatter_shape(g, *rest):
+    *index_shapes, layout, shape = rest
+    return shape
+
+
+SCATTER = declare("scatter", ("g",), _scatter_forward,
+                  {"g": lambda ctx: Grad(f"dy[{_format_index(ctx.layout)}]", view=True)},
+                  attrs=("layout", "shape"), shape=_scatter_shape, variadic="k", n_differentiable=1,
+                  implicit_dy=False, dtype=lambda inputs, attrs: inputs[0].dtype,
+                  doc="zeros of shape with g added at [key] (repeated indices add up): the "
+                      "adjoint of indexing, as an op so it can be differentiated again")
+
+
+def _index_symbolic(ctx, xp, bindings):
+    from ..graph import apply
+    from ..variable import _wrap
+    nodes = (bindings["dy"]._node,) + tuple(bindings[name]._node for name in ctx.names[1:])
+    return _wrap(apply(SCATTER, nodes, (ctx.layout, ctx.shapes["x"])))
+
+
 INDEX = declare("index", ("x",), lambda ctx: f"x[{_format_index(ctx.layout)}]",
                 {"x": _index_grad}, accumulate={"x": _index_accumulate},
+                symbolic={"x": _index_symbolic},
                 attrs=("layout",), shape=_index_shape, implicit_dy=True, variadic="k",
                 n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype,
                 doc="x[key] with ints, slices, None, ... and integer arrays; repeated "
@@ -126,6 +165,13 @@ def _pad_grad(ctx):
 def _slices(slices):
     return ", ".join(f"{s.start}:{s.stop}" for s in slices) or "()"
 
+
+PAD_FOLD = declare("pad_fold", ("x",), "pad_fold(x, widths, mode)", {"x": "xp.pad(dy, widths, mode=mode)"},
+                   attrs=("widths", "mode"),
+                   shape=lambda x, widths, mode: tuple(s - b - a for s, (b, a) in zip(x, widths)),
+                   implicit_dy=False,
+                   doc="border values added back onto the elements reflect / edge padding copied "
+                       "them from: the adjoint of pad, as an op so it can be differentiated again")
 
 PAD = declare("pad", ("x",), _pad_forward, {"x": _pad_grad},
               attrs=("widths", "mode", "value"), shape=_pad_shape,

@@ -102,6 +102,7 @@ def _statics(ctx):
     values = dict(ctx.attrs)
     for name, shape in ctx.shapes.items():
         values[f"{name}_shape"] = shape
+        values[f"{name}_dtype"] = ctx.dtypes[name]
     values["y_shape"] = ctx.shape
     values["dtype"] = ctx.dtype
     if ctx.op.statics is not None:
@@ -369,9 +370,14 @@ def _accumulate(stmts, grads, j, value, shape, fresh):
 
 
 def _finish(stmts, grad, node, name):
-    """A returned gradient must have the node's full shape and be a new array."""
+    """A returned gradient must have the node's full shape and be a new array
+    (an ndarray: NumPy gives 0-dim results as scalars)."""
     if grad is None:
         return None
+    if node.shape == ():
+        stmts.append(_assign(name, gast.Call(gast.Attribute(_name("xp"), "array", gast.Load()),
+                                             [_name(grad.name), constant(node.dtype)], [])))
+        return name
     if grad.shape != node.shape:
         call = gast.Call(gast.Attribute(_name("xp"), "full", gast.Load()),
                          [constant(node.shape), _name(grad.name)], [])

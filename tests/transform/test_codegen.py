@@ -147,4 +147,5 @@ def test_every_catalogue_op_is_covered_by_some_test_graph():
             "leaky_relu", "softplus", "sigmoid", "tanh", "sin", "cos", "clamp", "dropout", "sum",
             "mean", "max", "min", "softmax", "log_softmax", "matmul", "mm_t", "transpose",
             "reshape", "index", "pad", "concatenate", "stack", "greater", "greater_equal", "less",
-            "less_equal", "equal", "not_equal", "stop_gradient", "custom_vjp"} == set(OPS)
+            "less_equal", "equal", "not_equal", "stop_gradient", "custom_vjp", "where", "sign",
+            "logical_and", "cast", "log_where_nonzero", "broadcast_to", "scatter", "pad_fold"} == set(OPS)
