@@ -38,7 +38,13 @@ POWER = _binary("power", "a ** b", "dy * b * a ** (xp.where(b == 0, 1, b) - 1)",
                 "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent")
 
 NEG = _unary("neg", "-x", "-dy", "-x")
-POW = _unary("pow", "x ** p", lambda ctx: "dy * p * x ** pm1" if ctx.p != 0 else "xp.zeros_like(x)",
+def _pow_grad(ctx):
+    if ctx.p == 0:
+        return "xp.zeros_like(x)"
+    return "dy * p * x" if ctx.p == 2 else "dy * p * x ** pm1"
+
+
+POW = _unary("pow", "x ** p", _pow_grad,
              "x ** p for a constant exponent p", attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1})
 SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)
 EXP = _unary("exp", "xp.exp(x)", "dy * y", "e ** x", np.exp)
