@@ -47,8 +47,8 @@ __all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custo
 
 def _argnums(argnums, name):
     single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
-    if not nums or not all(isinstance(n, int) for n in nums):
+    nums = (argnums,) if single else tuple(argnums) if isinstance(argnums, (tuple, list)) else None
+    if not nums or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
         raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
     return single, nums
 
@@ -167,13 +167,13 @@ class _Traced:
         return found, entries, outs, grads
 
     def _results(self, found, entries, outs, grads):
-        if not found.want_value:
-            value = None
-            aux = _trace.rebuild_aux(found.aux, iter(outs if found.n_outputs > 1 else (outs,))) if found.aux else None
-        elif found.n_outputs == 1:
-            value, aux = np.asarray(outs), None
+        if found.want_value:
+            value = np.asarray(outs if found.n_outputs == 1 else outs[0])
+            rest = outs[1:] if found.n_outputs > 1 else ()
         else:
-            value, aux = np.asarray(outs[0]), _trace.rebuild_aux(found.aux, iter(outs[1:]))
+            value = None
+            rest = outs if found.n_outputs > 1 else (outs,) if found.n_outputs == 1 else ()
+        aux = _trace.rebuild_aux(found.aux, iter(rest)) if found.aux is not None else None
         if found.plain:
             return value, aux, grads[0] if self.single else grads
         flat = [grads[s] if s is not None else np.zeros(*z)

@@ -699,8 +699,15 @@ def _index(x, key):
     if not isinstance(key, tuple):
         key = (key,)
     parts = []
-    for part in key:
+    index_nodes = {}        # position in parts -> the Var's node, kept as the index input
+    for position, part in enumerate(key):
         if isinstance(part, Var):
+            if part.dtype.kind in "iu":
+                index_nodes[position] = part._node
+            elif part.dtype == bool and modes.tracer is not None and modes.tracer.depends(part._node):
+                raise _located("index: a boolean mask computed from a traced argument selects a "
+                               "data-dependent number of elements; multiply by the mask instead",
+                               GradientError)
             part = part.data
         if isinstance(part, slice):
             if not all(v is None or isinstance(v, numbers.Integral) for v in (part.start, part.stop, part.step)):
@@ -725,8 +732,11 @@ def _index(x, key):
     except IndexError as error:
         raise _located(f"index: {error} (indexing a value of shape {x.shape})") from None
     layout, data = [], []
-    for part in parts:
-        if isinstance(part, slice):
+    for position, part in enumerate(parts):
+        if position in index_nodes:
+            layout.append(("k", len(data)))
+            data.append(index_nodes[position])
+        elif isinstance(part, slice):
             layout.append(("s",) + tuple(None if v is None else int(v) for v in (part.start, part.stop, part.step)))
         elif part is None:
             layout.append(("n",))
@@ -740,7 +750,7 @@ def _index(x, key):
         else:
             layout.append(("k", len(data)))
             data.append(np.intp(part))
-    nodes = (x._node,) + tuple(leaf(d) for d in data)
+    nodes = (x._node,) + tuple(d if isinstance(d, graph.Node) else leaf(d) for d in data)
     return _wrap(apply(OPS["index"], nodes, (tuple(layout),)))
 
 

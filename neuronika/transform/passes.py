@@ -110,26 +110,20 @@ def free_after_last_use(stmts, keep):
 
 
 def drop_unit_factor(stmts, name):
-    """Where ``name`` is known to be 1 and is only ever a factor, drop it:
-    ``seed * (1 - v * v)`` becomes ``1 - v * v``. Left as is otherwise."""
-    uses = sum(isinstance(n, gast.Name) and n.id == name for s in stmts for n in gast.walk(s))
-    factors = []
-    for stmt in stmts:
-        for node in gast.walk(stmt):
-            if isinstance(node, gast.BinOp) and isinstance(node.op, gast.Mult):
-                for side in ("left", "right"):
-                    operand = getattr(node, side)
-                    if isinstance(operand, gast.Name) and operand.id == name:
-                        factors.append((node, "right" if side == "left" else "left"))
-    if not uses or len(factors) != uses:
-        return stmts
+    """Where ``name`` is known to be 1, drop it as a factor: ``seed * (1 - v * v)``
+    becomes ``1 - v * v``. Only where the other factor is arithmetic, so a new
+    array either way: ``seed * p0`` stays, or the gradient would alias ``p0`` (and
+    the code generator, which saw a new array there, may add into it in place)."""
 
     class Drop(gast.NodeTransformer):
         def visit_BinOp(self, node):
             self.generic_visit(node)
-            for binop, keep in factors:
-                if node is binop:
-                    return getattr(node, keep)
+            if isinstance(node.op, gast.Mult):
+                for side, other in (("left", "right"), ("right", "left")):
+                    operand, kept = getattr(node, side), getattr(node, other)
+                    if (isinstance(operand, gast.Name) and operand.id == name
+                            and isinstance(kept, (gast.BinOp, gast.UnaryOp))):
+                        return kept
             return node
 
     return [Drop().visit(s) for s in stmts]
