@@ -747,6 +747,8 @@ def _index(x, key):
             for array in np.nonzero(part) if part.dtype == bool else (part.astype(np.intp, copy=False),):
                 layout.append(("k", len(data)))
                 data.append(array)
+        elif modes.tracer is not None:
+            layout.append(("i", int(part)))
         else:
             layout.append(("k", len(data)))
             data.append(np.intp(part))

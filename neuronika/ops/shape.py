@@ -29,8 +29,10 @@ BROADCAST_TO = declare("broadcast_to", ("x",), "xp.broadcast_to(x, shape)", {"x"
 # ---- indexing ---------------------------------------------------------------
 # ``layout`` is the index with its data pulled out: a tuple whose entries are
 # ("k", j) for the j-th index input (an int or an integer array, passed at run
-# time so a loop over i does not compile a program per i), ("s", start, stop,
-# step) for a slice, ("n",) for None and ("e",) for Ellipsis.
+# time so a loop over i does not compile a program per i), ("i", n) for an int
+# written into the code (inside a functional trace, where a Python int is a
+# constant of the trace anyway), ("s", start, stop, step) for a slice, ("n",)
+# for None and ("e",) for Ellipsis.
 
 def _format_index(layout, call=False):
     """The index as written in a subscript, or (``call=True``) as a tuple expression
@@ -40,6 +42,8 @@ def _format_index(layout, call=False):
         kind = entry[0]
         if kind == "k":
             parts.append(f"k{entry[1]}")
+        elif kind == "i":
+            parts.append(str(entry[1]))
         elif kind == "s":
             if call:
                 parts.append(f"slice{entry[1:]}")
@@ -63,6 +67,8 @@ def dummy_key(layout, index_shapes):
         if kind == "k":
             shape = index_shapes[entry[1]]
             key.append(np.zeros(shape, np.intp) if shape else 0)
+        elif kind == "i":
+            key.append(entry[1])
         elif kind == "s":
             key.append(slice(*entry[1:]))
         elif kind == "n":
