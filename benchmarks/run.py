@@ -1,25 +1,41 @@
 """Workloads timed against a hand-written NumPy floor.
 
-For each workload one *iteration* of neuronika is what a training loop does:
-build the graph again, ``backward()``, then ``zero_grad()`` on the parameters.
-The *floor* is the same computation written by hand in NumPy (forward and
-backward), the way a careful person would: no graph, no wasted calls. The
-ratio neuronika / floor is the cost of the library.
+For each workload the *floor* is the computation written by hand in NumPy
+(forward and backward), the way a careful person would: no graph, no wasted
+calls. Each *path* computes the same loss and gradients another way, and its
+time divided by the floor's is its cost:
 
-Before any timing, each workload checks once that neuronika's loss and
-gradients equal the floor's (``np.allclose``, rtol 1e-4, float32), so the floor
-is honestly the same computation; a mismatch raises ``GradientMismatch``.
+- ``imperative``: neuronika as a training loop uses it: build the graph again,
+  ``backward()``, then ``zero_grad()`` on the parameters.
+- ``grad``: neuronika's functional face, ``neuronika.value_and_grad(loss,
+  argnums=...)(params..., data...)`` on NumPy arrays: traced once per signature,
+  then each call runs one cached compiled function. ``value_and_grad`` (not
+  ``grad``) so that it does the floor's work, which computes the loss too.
+- competitors, when installed (see :mod:`benchmarks.competitors`): HIPS
+  ``autograd``, PyTorch eager (CPU), JAX under ``jit`` and without it.
 
-Timing: warm up (the first call compiles and caches the program), then take
-many short samples (~30 ms each), alternating neuronika and floor samples (and
-which of the two goes first), and report the median time per iteration of
+Each workload's loss is written once in method style (``x.mm(w)``, ``.tanh()``,
+``.log_softmax(1)``, ``.sum()``): the same function runs on neuronika variables
+(imperative), inside ``value_and_grad`` (where the arguments are variables) and
+on torch tensors; once more in NumPy style (``F.tanh(x @ w + b)``) for autograd
+and JAX.
+
+Before any timing, each path's loss and gradients are checked equal to the
+floor's (``np.allclose``, rtol 1e-4, atol 1e-6, float32), so every row computes
+the same thing; a mismatch raises ``GradientMismatch``.
+
+Timing: warm up (the first call compiles and caches), then take many short
+samples (~30 ms each), round-robin over the paths (the order rotates and
+reverses from round to round), and report the median time per iteration of
 each. Run from the repository root::
 
-    python -m benchmarks                 # the full table (well under 2 minutes)
-    python -m benchmarks --quick         # a smoke run: few, short samples
-    python -m benchmarks --only tiny,mlp64
-    python -m benchmarks --profile tiny  # cProfile of neuronika's iteration
-    python benchmarks/run.py ...         # the same
+    python -m benchmarks                     # the full table (2 to 3 minutes on 2 cores)
+    python -m benchmarks --quick             # a smoke run: few, short samples
+    python -m benchmarks --only tiny,rnn
+    python -m benchmarks --paths floor,imperative,grad   # neuronika only
+    python -m benchmarks --profile tiny      # cProfile of neuronika's imperative iteration
+    python -m benchmarks --profile tiny-grad # ... of the functional path (any path key)
+    python benchmarks/run.py ...             # the same
 """
 from __future__ import annotations
 
@@ -40,6 +56,9 @@ if __package__ in (None, ""):
     # Run as a script (python benchmarks/run.py): make the checkout importable
     # even where neuronika is not installed.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import competitors  # noqa: E402
+else:
+    from . import competitors
 
 import neuronika  # noqa: E402
 
@@ -48,9 +67,67 @@ SEED = 0
 RTOL = 1e-4
 ATOL = 1e-6
 
+# Path keys (for --paths and --profile), in table order, and their names in the table.
+PATHS = {
+    "floor": "numpy floor",
+    "imperative": "neuronika imperative",
+    "grad": "neuronika grad",
+    "autograd": "autograd",
+    "torch": "torch eager",
+    "jax-jit": "jax jit",
+    "jax-eager": "jax eager",
+}
+NEURONIKA_PATHS = ("floor", "imperative", "grad")
+
 
 class GradientMismatch(AssertionError):
-    """neuronika and the NumPy floor disagree: the floor is not the same computation."""
+    """A path and the NumPy floor disagree: they do not compute the same thing."""
+
+
+class Path:
+    """One way to compute a workload's loss and gradients.
+
+    ``step()`` is one timed iteration; ``result()`` returns the loss and the
+    gradients (NumPy arrays, in the order of the workload's parameters) for the check.
+    """
+
+    __slots__ = ("key", "step", "result")
+
+    def __init__(self, key, step, result):
+        self.key, self.step, self.result = key, step, result
+
+    @property
+    def label(self):
+        return PATHS[self.key]
+
+    def __repr__(self):
+        return f"Path({self.key!r})"
+
+
+# ---- targets --------------------------------------------------------------------------------
+
+class Ratio:
+    """Met when the path's time is at most ``limit`` times the floor's."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.label = f"<= {limit:g}"
+
+    def met(self, key, times):
+        return times[key] <= self.limit * times["floor"]
+
+
+class FasterThan:
+    """Met when the path is faster than another path; unknown ('-') when that one did not run."""
+
+    def __init__(self, other):
+        self.other = other
+        self.label = f"< {PATHS[other]}"
+
+    def met(self, key, times):
+        if self.other not in times:
+            return None
+        return times[key] < times[self.other]
 
 
 # ---- workloads ------------------------------------------------------------------------------
@@ -58,21 +135,36 @@ class GradientMismatch(AssertionError):
 class Workload:
     """One benchmark case over fixed data.
 
-    Subclasses set ``name``, ``target`` (the highest acceptable ratio, or None),
-    ``about``, create the differentiable leaves in ``self.leaves`` (in creation
-    order), and define ``build`` (the user's neuronika code, returning the loss)
-    and ``floor`` (hand-written NumPy: returns the loss and the gradients of
-    ``self.leaves``, in that order).
+    Subclasses set ``name``, ``about`` and ``targets`` (path key -> tuple of targets),
+    and define:
+
+    - ``setup``: create the differentiable arrays with ``self.leaf(array)`` (in the
+      order of the loss's first arguments) and append the data arrays (the
+      arguments after them) to ``self.data``;
+    - ``loss(*params, *data)``: a static method in method style; it runs on
+      neuronika variables and on torch tensors;
+    - ``loss_xp(F, *params, *data)``: the same in NumPy style over ``F`` (a namespace
+      with ``sum``, ``tanh``, ``sin``, ``sigmoid``, ``relu``, ``log_softmax`` over
+      axis 1), for autograd and JAX;
+    - ``floor``: hand-written NumPy returning the loss and the gradients of the
+      parameters, in order.
+
+    The loss functions read nothing from module globals or closures: the
+    functional path watches such names (and a changed one traces again), which
+    takes it off its fastest path; a real training script's loss is as plain.
     """
 
     name = "?"
-    target = None
     about = ""
+    targets = {}
 
     def __init__(self, seed: int = SEED):
         self.rng = np.random.default_rng(seed)
-        self.leaves = []
+        self.leaves = []                    # neuronika Params over ...
+        self.param_arrays = []              # ... these arrays (shared memory)
+        self.data = []
         self.setup()
+        self.data_vars = [neuronika.from_ndarray(d) for d in self.data]
         # What an optimizer holds: the Params of the loss, fetched once.
         self.params = self.build().parameters()
         got = {id(p._node) for p in self.params}
@@ -80,6 +172,15 @@ class Workload:
         if got != want:
             raise GradientMismatch(f"{self.name}: parameters() of the loss are not the leaves the "
                                    f"floor differentiates")
+        self._grad_fn = None
+
+    @property
+    def target(self):
+        """The imperative path's ratio limit (or None)."""
+        for t in self.targets.get("imperative", ()):
+            if isinstance(t, Ratio):
+                return t.limit
+        return None
 
     def array(self, *shape, scale=1.0):
         return (self.rng.standard_normal(shape) * scale).astype(DTYPE)
@@ -87,18 +188,28 @@ class Workload:
     def leaf(self, array):
         handle = neuronika.from_ndarray(array).requires_grad()
         self.leaves.append(handle)
+        self.param_arrays.append(array)
         return handle
 
     def setup(self):
         raise NotImplementedError
 
-    def build(self):
+    @staticmethod
+    def loss(*args):
+        raise NotImplementedError
+
+    @staticmethod
+    def loss_xp(F, *args):
         raise NotImplementedError
 
     def floor(self):
         raise NotImplementedError
 
-    # ---- neuronika's iteration ----
+    # ---- neuronika, imperative ----
+    def build(self):
+        """The loss as a neuronika graph over the Params and the data variables."""
+        return self.loss(*self.leaves, *self.data_vars)
+
     def neuronika_step(self):
         """One training-loop iteration: build, backward, zero_grad."""
         self.build().backward()
@@ -115,23 +226,67 @@ class Workload:
             p.zero_grad()
         return value, grads
 
+    # ---- neuronika, functional ----
+    def grad_fn(self):
+        """``neuronika.value_and_grad`` of the loss with respect to the parameters."""
+        if self._grad_fn is None:
+            self._grad_fn = neuronika.value_and_grad(self.loss,
+                                                     argnums=tuple(range(len(self.param_arrays))))
+        return self._grad_fn
+
+    def grad_step_and_result(self):
+        fn = self.grad_fn()
+        args = list(self.param_arrays) + list(self.data)
+
+        def step():
+            return fn(*args)
+
+        def result():
+            value, grads = fn(*args)
+            return np.array(value, copy=True), [np.array(g, copy=True) for g in grads]
+
+        return step, result
+
+    def path(self, key, makers=None):
+        """The Path ``key`` of this workload (competitors from ``makers``, see
+        ``competitors.load``)."""
+        if key == "floor":
+            return Path(key, self.floor, self.floor)
+        if key == "imperative":
+            return Path(key, self.neuronika_step, self.neuronika_result)
+        if key == "grad":
+            return Path(key, *self.grad_step_and_result())
+        if makers is None or key not in makers:
+            raise KeyError(f"path {key!r} is not available")
+        return Path(key, *makers[key](self))
+
 
 class Tiny(Workload):
     name = "tiny"
-    target = 3.0
     about = "sum(tanh(x.mm(w) + b)), x (4, 8) data, w (8, 8) and b (8,) differentiable"
+    targets = {
+        "imperative": (Ratio(3.0),),
+        "grad": (Ratio(1.3), FasterThan("autograd"), FasterThan("torch")),
+    }
 
     def setup(self):
         self.x_data = self.array(4, 8)
-        self.x = neuronika.from_ndarray(self.x_data)
-        self.w = self.leaf(self.array(8, 8, scale=0.5))
-        self.b = self.leaf(self.array(8, scale=0.5))
+        self.w_data = self.array(8, 8, scale=0.5)
+        self.b_data = self.array(8, scale=0.5)
+        self.w = self.leaf(self.w_data)
+        self.b = self.leaf(self.b_data)
+        self.data.append(self.x_data)
 
-    def build(self):
-        return (self.x.mm(self.w) + self.b).tanh().sum()
+    @staticmethod
+    def loss(w, b, x):
+        return (x.mm(w) + b).tanh().sum()
+
+    @staticmethod
+    def loss_xp(F, w, b, x):
+        return F.sum(F.tanh(x @ w + b))
 
     def floor(self):
-        x, w, b = self.x_data, self.w.data, self.b.data
+        x, w, b = self.x_data, self.w_data, self.b_data
         t = x @ w
         t += b
         np.tanh(t, out=t)
@@ -146,10 +301,10 @@ class MLP(Workload):
 
     sizes = (784, 256, 128, 10)
 
-    def __init__(self, batch: int, target: float, seed: int = SEED):
+    def __init__(self, batch: int, targets: dict, seed: int = SEED):
         self.batch = batch
         self.name = f"mlp{batch}"
-        self.target = target
+        self.targets = targets
         self.about = (f"784-256-128-10 ReLU MLP, log_softmax + NLL with ops, batch {batch}; "
                       f"all weights and biases differentiable")
         super().__init__(seed)
@@ -160,24 +315,32 @@ class MLP(Workload):
         self.x_data = self.array(batch, n_in)
         labels = self.rng.integers(0, n_out, batch)
         self.onehot_data = np.eye(n_out, dtype=DTYPE)[labels]
-        self.x = neuronika.from_ndarray(self.x_data)
-        self.onehot = neuronika.from_ndarray(self.onehot_data)
         layers = []
         for fan_in, fan_out in ((n_in, h1), (h1, h2), (h2, n_out)):
-            w = self.leaf(self.array(fan_in, fan_out, scale=np.sqrt(2.0 / fan_in)))
-            b = self.leaf(self.array(fan_out, scale=0.1))
+            w = self.array(fan_in, fan_out, scale=np.sqrt(2.0 / fan_in))
+            b = self.array(fan_out, scale=0.1)
+            self.leaf(w)
+            self.leaf(b)
             layers.append((w, b))
         self.layers = layers
+        self.data += [self.x_data, self.onehot_data]
 
-    def build(self):
-        (w1, b1), (w2, b2), (w3, b3) = self.layers
-        h = (self.x.mm(w1) + b1).relu()
+    @staticmethod
+    def loss(w1, b1, w2, b2, w3, b3, x, onehot):
+        h = (x.mm(w1) + b1).relu()
         h = (h.mm(w2) + b2).relu()
-        logp = (h.mm(w3) + b3).log_softmax(axis=1)
-        return -(logp * self.onehot).sum() / self.batch
+        logp = (h.mm(w3) + b3).log_softmax(1)
+        return -(logp * onehot).sum() / x.shape[0]
+
+    @staticmethod
+    def loss_xp(F, w1, b1, w2, b2, w3, b3, x, onehot):
+        h = F.relu(x @ w1 + b1)
+        h = F.relu(h @ w2 + b2)
+        logp = F.log_softmax(h @ w3 + b3)
+        return -F.sum(logp * onehot) / x.shape[0]
 
     def floor(self):
-        (w1, b1), (w2, b2), (w3, b3) = [(w.data, b.data) for w, b in self.layers]
+        (w1, b1), (w2, b2), (w3, b3) = self.layers
         x, onehot, batch = self.x_data, self.onehot_data, self.batch
         # forward (ReLU in place: h > 0 is the same mask as pre-activation > 0)
         h1 = x @ w1
@@ -209,7 +372,7 @@ class MLP(Workload):
         return loss, [gw1, gb1, gw2, gb2, gw3, gb3]
 
 
-CHAIN_OPS = 50
+CHAIN_OPS = 50          # the loss functions write it as a literal (see Workload)
 CHAIN_CYCLE = ("x * 1.01", "sigmoid", "x - 0.5", "x * 4.0", "tanh", "sin")
 
 
@@ -220,15 +383,17 @@ class Chain(Workload):
     a sigmoid, so the summed values are positive and the loss has no cancellation."""
 
     name = "chain"
-    target = None
     about = f"{CHAIN_OPS} chained elementwise ops ({', '.join(CHAIN_CYCLE)}, ...) on 10,000 elements"
+    targets = {}
 
     def setup(self):
-        self.v = self.leaf(self.array(10_000))
+        self.v_data = self.array(10_000)
+        self.v = self.leaf(self.v_data)
 
-    def build(self):
-        y = self.v
-        for k in range(CHAIN_OPS):
+    @staticmethod
+    def loss(v):
+        y = v
+        for k in range(50):                 # CHAIN_OPS
             kind = k % 6
             if kind == 0:
                 y = y * 1.01
@@ -244,8 +409,27 @@ class Chain(Workload):
                 y = y.sin()
         return y.sum()
 
+    @staticmethod
+    def loss_xp(F, v):
+        y = v
+        for k in range(50):                 # CHAIN_OPS
+            kind = k % 6
+            if kind == 0:
+                y = y * 1.01
+            elif kind == 1:
+                y = F.sigmoid(y)
+            elif kind == 2:
+                y = y - 0.5
+            elif kind == 3:
+                y = y * 4.0
+            elif kind == 4:
+                y = F.tanh(y)
+            else:
+                y = F.sin(y)
+        return F.sum(y)
+
     def floor(self):
-        x = self.v.data
+        x = self.v_data
         saved = []                          # what each op's derivative reads
         for k in range(CHAIN_OPS):
             kind = k % 6
@@ -290,37 +474,119 @@ class Chain(Workload):
         return loss, [g]
 
 
+RNN_STEPS, RNN_BATCH, RNN_INPUT, RNN_HIDDEN = 50, 16, 32, 64
+
+
+class RNN(Workload):
+    """An unrolled tanh RNN: h_1 = tanh(x_0 Wx + b), h_t+1 = tanh(x_t Wx + h_t Wh + b) for 50
+    steps (h_0 = 0, so its Wh product is left out), loss = mean(h_50 ** 2) (a regression-style
+    loss on the last state: the gradient flows back through every step). Wx (32, 64) and
+    Wh (64, 64) scaled 1/sqrt(fan-in) (the recurrence neither explodes nor dies over 50
+    steps), b (64,) small; xs (50, 16, 32) data, indexed xs[t] inside the loss.
+
+    The floor is backpropagation through time written step by step, mirroring the program
+    (it accumulates each step's x_t^T da and h^T da into the weight gradients in place;
+    batching those products over all steps afterwards would be faster still, but would be
+    another program)."""
+
+    name = "rnn"
+    about = (f"unrolled tanh RNN, {RNN_STEPS} steps, hidden {RNN_HIDDEN}, input {RNN_INPUT}, "
+             f"batch {RNN_BATCH}; loss mean(h_last ** 2); Wx, Wh, b differentiable")
+    targets = {"grad": (FasterThan("autograd"), FasterThan("torch"))}
+
+    def setup(self):
+        self.xs_data = self.array(RNN_STEPS, RNN_BATCH, RNN_INPUT)
+        self.wx_data = self.array(RNN_INPUT, RNN_HIDDEN, scale=1 / np.sqrt(RNN_INPUT))
+        self.wh_data = self.array(RNN_HIDDEN, RNN_HIDDEN, scale=1 / np.sqrt(RNN_HIDDEN))
+        self.b_data = self.array(RNN_HIDDEN, scale=0.1)
+        for a in (self.wx_data, self.wh_data, self.b_data):
+            self.leaf(a)
+        self.data.append(self.xs_data)
+
+    @staticmethod
+    def loss(wx, wh, b, xs):
+        h = (xs[0].mm(wx) + b).tanh()
+        for t in range(1, xs.shape[0]):
+            h = (xs[t].mm(wx) + h.mm(wh) + b).tanh()
+        return (h * h).mean()
+
+    @staticmethod
+    def loss_xp(F, wx, wh, b, xs):
+        h = F.tanh(xs[0] @ wx + b)
+        for t in range(1, xs.shape[0]):
+            h = F.tanh(xs[t] @ wx + h @ wh + b)
+        # sum / size, not mean: HIPS autograd's mean gradient divides by a NumPy int64,
+        # which turns float32 gradients into float64.
+        return F.sum(h * h) / (h.shape[0] * h.shape[1])
+
+    def floor(self):
+        wx, wh, b, xs = self.wx_data, self.wh_data, self.b_data, self.xs_data
+        steps = xs.shape[0]
+        hs = np.empty((steps,) + (xs.shape[1], wh.shape[0]), DTYPE)    # every state, for BPTT
+        a = xs[0] @ wx
+        a += b
+        np.tanh(a, out=hs[0])
+        for t in range(1, steps):
+            a = xs[t] @ wx
+            a += hs[t - 1] @ wh
+            a += b
+            np.tanh(a, out=hs[t])
+        h = hs[-1]
+        loss = (h * h).mean()
+        dh = h * (2.0 / h.size)             # d loss / d h_last
+        for t in range(steps - 1, -1, -1):
+            ht = hs[t]
+            da = ht * ht                    # d / d pre-activation: dh (1 - h^2)
+            np.subtract(1, da, out=da)
+            da *= dh
+            if t == steps - 1:
+                gb = da.sum(axis=0)
+                gwx = xs[t].T @ da
+                gwh = hs[t - 1].T @ da
+            else:
+                gb += da.sum(axis=0)
+                gwx += xs[t].T @ da
+                if t:
+                    gwh += hs[t - 1].T @ da
+            if t:
+                dh = da @ wh.T
+        return loss, [gwx, gwh, gb]
+
+
 WORKLOADS = {
     "tiny": Tiny,
-    "mlp64": lambda seed=SEED: MLP(64, 1.3, seed),
-    "mlp512": lambda seed=SEED: MLP(512, 1.1, seed),
+    "mlp64": lambda seed=SEED: MLP(64, {"imperative": (Ratio(1.3),), "grad": (Ratio(1.1),)}, seed),
+    "mlp512": lambda seed=SEED: MLP(512, {"imperative": (Ratio(1.1),)}, seed),
     "chain": Chain,
+    "rnn": RNN,
 }
 
 
 # ---- correctness ----------------------------------------------------------------------------
 
-def check(workload: Workload) -> float:
-    """Compare neuronika's loss and gradients with the floor's; raise GradientMismatch if they
-    differ. Returns the largest relative difference seen (for information)."""
-    nk_loss, nk_grads = workload.neuronika_result()
+def check(workload: Workload, path: Path | None = None) -> float:
+    """Compare a path's loss and gradients (default: neuronika imperative) with the floor's;
+    raise GradientMismatch if they differ. Returns the largest relative difference seen
+    (for information)."""
+    path = path or workload.path("imperative")
+    got_loss, got_grads = path.result()
     fl_loss, fl_grads = workload.floor()
     fl_loss = np.asarray(fl_loss)
-    pairs = [("loss", nk_loss, fl_loss)]
+    pairs = [("loss", got_loss, fl_loss)]
     pairs += [(f"grad {i} (shape {np.shape(f)})", n, f)
-              for i, (n, f) in enumerate(zip(nk_grads, fl_grads))]
+              for i, (n, f) in enumerate(zip(got_grads, fl_grads))]
     problems = []
-    if len(nk_grads) != len(fl_grads):
-        problems.append(f"neuronika gives {len(nk_grads)} gradients, the floor {len(fl_grads)}")
+    if len(got_grads) != len(fl_grads):
+        problems.append(f"{path.label} gives {len(got_grads)} gradients, the floor {len(fl_grads)}")
     worst = 0.0
     for what, n, f in pairs:
         n, f = np.asarray(n), np.asarray(f)
         if n.dtype != DTYPE or f.dtype != DTYPE:
-            problems.append(f"{what}: dtypes neuronika {n.dtype}, floor {f.dtype}; both must be "
+            problems.append(f"{what}: dtypes {path.label} {n.dtype}, floor {f.dtype}; both must be "
                             f"{np.dtype(DTYPE)}")
             continue
         if n.shape != f.shape:
-            problems.append(f"{what}: shapes neuronika {n.shape}, floor {f.shape}")
+            problems.append(f"{what}: shapes {path.label} {n.shape}, floor {f.shape}")
             continue
         if not np.all(np.isfinite(n)) or not np.all(np.isfinite(f)):
             problems.append(f"{what}: not finite")
@@ -329,9 +595,10 @@ def check(workload: Workload) -> float:
         diff = float(np.max(np.abs(n.astype(np.float64) - f))) if f.size else 0.0
         worst = max(worst, diff / scale if scale else diff)
         if not np.allclose(n, f, rtol=RTOL, atol=ATOL):
-            problems.append(f"{what}: max |neuronika - floor| = {diff:.3g} (max |floor| = {scale:.3g})")
+            problems.append(f"{what}: max |{path.label} - floor| = {diff:.3g} "
+                            f"(max |floor| = {scale:.3g})")
     if problems:
-        raise GradientMismatch(f"{workload.name}: neuronika and the NumPy floor disagree "
+        raise GradientMismatch(f"{workload.name}: {path.label} and the NumPy floor disagree "
                                f"(rtol {RTOL}, atol {ATOL}):\n  " + "\n  ".join(problems))
     return worst
 
@@ -356,31 +623,31 @@ def _iterations_for(fn, seconds):
     return max(1, round(seconds / per_iteration))
 
 
-def measure(workload, samples=41, sample_s=0.030, warmup_s=0.25):
-    """Median per-iteration seconds of neuronika and of the floor, from interleaved samples."""
-    nk, fl = workload.neuronika_step, workload.floor
+def measure(paths, samples=41, sample_s=0.030, warmup_s=0.25):
+    """Median per-iteration seconds of each path, from samples taken round-robin.
+
+    Returns {key: {"median", "n" (iterations per sample), "samples", "spread"}}. Round i
+    starts at path i mod k and goes forwards or (every other cycle) backwards, so that each
+    path is measured in every position and after different neighbours.
+    """
     deadline = time.perf_counter() + warmup_s
     warm = 0
     while warm < 3 or time.perf_counter() < deadline:
-        nk()
-        fl()
+        for p in paths:
+            p.step()
         warm += 1
-    n_nk = _iterations_for(nk, sample_s)
-    n_fl = _iterations_for(fl, sample_s)
-    t_nk, t_fl = [], []
+    counts = [_iterations_for(p.step, sample_s) for p in paths]
+    times = [[] for _ in paths]
+    k = len(paths)
     gc.collect()
     for i in range(samples):
-        if i % 2 == 0:
-            t_nk.append(_per_iteration(nk, n_nk))
-            t_fl.append(_per_iteration(fl, n_fl))
-        else:
-            t_fl.append(_per_iteration(fl, n_fl))
-            t_nk.append(_per_iteration(nk, n_nk))
-    return {
-        "neuronika": statistics.median(t_nk), "floor": statistics.median(t_fl),
-        "n_neuronika": n_nk, "n_floor": n_fl, "samples": samples,
-        "spread_neuronika": _spread(t_nk), "spread_floor": _spread(t_fl),
-    }
+        order = [(i + j) % k for j in range(k)]
+        if (i // k) % 2:
+            order.reverse()
+        for j in order:
+            times[j].append(_per_iteration(paths[j].step, counts[j]))
+    return {p.key: {"median": statistics.median(t), "n": n, "samples": samples, "spread": _spread(t)}
+            for p, n, t in zip(paths, counts, times)}
 
 
 def _spread(times):
@@ -393,11 +660,13 @@ def _spread(times):
 
 # ---- reporting ------------------------------------------------------------------------------
 
-def machine_facts():
-    blas = "?"
+def machine_facts(blas=None):
+    """Lines describing the machine; ``blas`` is ``competitors.blas_threads()`` (computed here
+    when None)."""
+    name = "?"
     try:
         blas_info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        blas = f"{blas_info.get('name', '?')} {blas_info.get('version', '')}".strip()
+        name = f"{blas_info.get('name', '?')} {blas_info.get('version', '')}".strip()
     except Exception:  # noqa: BLE001 - informational only
         pass
     try:
@@ -406,12 +675,14 @@ def machine_facts():
         usable = os.cpu_count()
     threads = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
                if k in os.environ]
+    n, how = blas if blas is not None else competitors.blas_threads()
+    found = f"{n} ({how})" if n else f"? ({how})"
     return [
         f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"numpy {np.__version__} (BLAS: {blas}), neuronika {neuronika.__version__}",
+        f"numpy {np.__version__} (BLAS: {name}), neuronika {neuronika.__version__}",
         f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"CPUs: {os.cpu_count()} (usable: {usable}), BLAS threads: "
-        f"{', '.join(threads) or 'library default'}",
+        f"CPUs: {os.cpu_count()} (usable: {usable}), BLAS threads: {found}; environment: "
+        f"{', '.join(threads) or 'none set'}",
     ]
 
 
@@ -420,19 +691,37 @@ def _us(seconds):
     return f"{us:.1f}" if us < 1000 else f"{us:,.0f}"
 
 
-def format_table(rows):
-    """rows: (name, target or None, result dict) -> markdown table lines."""
-    header = ["workload", "neuronika µs", "NumPy floor µs", "ratio", "target", "met?"]
-    body = []
-    for name, target, result in rows:
-        ratio = result["neuronika"] / result["floor"]
-        body.append([
-            name, _us(result["neuronika"]), _us(result["floor"]), f"{ratio:.2f}",
-            "-" if target is None else f"<= {target:g}",
-            "-" if target is None else ("yes" if ratio <= target else "no"),
+def _percent(fraction):
+    return "-" if fraction != fraction else f"{fraction:.0%}"
+
+
+def _verdict(ok):
+    return "-" if ok is None else ("yes" if ok else "no")
+
+
+def table_rows(name, targets, times):
+    """Cells of one workload's rows: ``times`` maps path keys (floor included) to median
+    seconds, ``targets`` path keys to tuples of targets."""
+    rows = []
+    floor = times["floor"]
+    for key in PATHS:
+        if key not in times:
+            continue
+        wanted = targets.get(key, ())
+        rows.append([
+            name, PATHS[key], _us(times[key]), f"{times[key] / floor:.2f}",
+            "; ".join(t.label for t in wanted) or "-",
+            "; ".join(_verdict(t.met(key, times)) for t in wanted) or "-",
         ])
+    return rows
+
+
+def format_table(rows):
+    """rows: lists of cells (``table_rows``) -> markdown table lines."""
+    header = ["workload", "path", "µs per iteration", "ratio to floor", "target", "met?"]
+    body = [list(r) for r in rows]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    right = [False, True, True, True, False, False]
+    right = [False, False, True, True, False, False]
 
     def line(cells):
         return "| " + " | ".join(c.rjust(w) if r else c.ljust(w)
@@ -443,28 +732,54 @@ def format_table(rows):
     return [line(header), rule] + [line(r) for r in body]
 
 
-def profile(name, seconds=2.0, top=20, out=None):
-    """cProfile over about ``seconds`` (unprofiled) worth of neuronika iterations of one workload."""
+# ---- profiling ------------------------------------------------------------------------------
+
+def parse_profile(text):
+    """'tiny' (the imperative path), 'tiny-grad', 'rnn-torch', ... -> (workload, path key)."""
+    name, _, key = text.partition("-")
+    key = key or "imperative"
+    if name not in WORKLOADS or key not in PATHS:
+        raise argparse.ArgumentTypeError(
+            f"unknown profile target {text!r}: WORKLOAD or WORKLOAD-PATH, workloads "
+            f"{', '.join(WORKLOADS)}, paths {', '.join(PATHS)}")
+    return name, key
+
+
+def profile(name, key="imperative", seconds=2.0, top=20, out=None):
+    """cProfile over about ``seconds`` (unprofiled) worth of iterations of one path of one
+    workload."""
     out = out or sys.stdout
     workload = WORKLOADS[name]()
-    check(workload)
+    makers = {}
+    if key not in NEURONIKA_PATHS:
+        makers, lines = competitors.load({key}, competitors.blas_threads()[0])
+        for line in lines:
+            print(line, file=out)
+        if key not in makers:
+            return 1
+    path = workload.path(key, makers)
+    check(workload, path)
     for _ in range(5):
-        workload.neuronika_step()
-    n = _iterations_for(workload.neuronika_step, seconds)
-    step = workload.neuronika_step
+        path.step()
+    n = _iterations_for(path.step, seconds)
+    step = path.step
     profiler = cProfile.Profile()
     gc.collect()
     profiler.enable()
     for _ in range(n):
         step()
     profiler.disable()
-    print(f"cProfile: {n} iterations of neuronika's {name} step (build, backward, zero_grad); "
-          f"top {top} by tottime", file=out)
+    what = {"imperative": "neuronika's imperative step (build, backward, zero_grad)",
+            "grad": "neuronika.value_and_grad(loss, argnums=...)(params..., data...)"}.get(key, PATHS[key])
+    print(f"cProfile: {n} iterations of {name}, {what}; top {top} by tottime", file=out)
     buffer = io.StringIO()
     stats = pstats.Stats(profiler, stream=buffer)
     stats.strip_dirs().sort_stats("tottime").print_stats(top)
     print(buffer.getvalue().strip("\n"), file=out)
+    return 0
 
+
+# ---- command line ---------------------------------------------------------------------------
 
 def _names(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -475,63 +790,95 @@ def _names(text):
     return names
 
 
-def _name(text):
-    if text not in WORKLOADS:
-        raise argparse.ArgumentTypeError(f"unknown workload {text!r}; choose from "
-                                         f"{', '.join(WORKLOADS)}")
-    return text
+def _path_keys(text):
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in PATHS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"unknown path(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(PATHS)}")
+    return keys
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Time neuronika (graph rebuilt each iteration: build, backward, zero_grad) "
-                    "against a hand-written NumPy floor of the same computation.")
+        description="Time neuronika (imperative: graph rebuilt each iteration; functional: "
+                    "value_and_grad) and, when installed, HIPS autograd, PyTorch and JAX against "
+                    "a hand-written NumPy floor of the same computation.")
     parser.add_argument("--quick", action="store_true",
                         help="few, short samples: a smoke check, not a measurement")
     parser.add_argument("--only", type=_names, metavar="NAME[,NAME]",
                         help=f"run only these workloads ({', '.join(WORKLOADS)})")
-    parser.add_argument("--profile", type=_name, metavar="NAME",
-                        help="cProfile neuronika's iteration of one workload; print the top "
-                             "functions by tottime (no table)")
+    parser.add_argument("--paths", type=_path_keys, metavar="KEY[,KEY]",
+                        help=f"time only these paths ({', '.join(PATHS)}; the floor always runs); "
+                             f"default: all, competitors where installed")
+    parser.add_argument("--profile", type=parse_profile, metavar="WORKLOAD[-PATH]",
+                        help="cProfile one path of one workload (default path: imperative; e.g. "
+                             "tiny-grad); print the top functions by tottime (no table)")
+    parser.add_argument("--top", type=int, default=20, help="functions --profile prints (default 20)")
     parser.add_argument("--samples", type=int, default=None,
-                        help="samples per side per workload (default 41; 5 with --quick)")
+                        help="samples per path per workload (default 41; 5 with --quick)")
     parser.add_argument("--sample-ms", type=float, default=None,
                         help="length of one sample in ms (default 30; 5 with --quick)")
     args = parser.parse_args(argv)
 
-    for fact in machine_facts():
+    blas = competitors.blas_threads()
+    for fact in machine_facts(blas):
         print(fact)
     print()
 
     if args.profile:
-        profile(args.profile, seconds=0.5 if args.quick else 2.0)
-        return 0
+        name, key = args.profile
+        return profile(name, key, seconds=0.5 if args.quick else 2.0, top=args.top)
+
+    keys = ["floor"] + [k for k in PATHS if k != "floor" and (args.paths is None or k in args.paths)]
+    if args.quick and args.paths is None:
+        # jax eager costs seconds of first calls and slow iterations: not for a smoke run.
+        keys.remove("jax-eager")
+        print("--quick: jax eager left out (ask for it with --paths)")
+    makers, lines = competitors.load(set(keys), blas[0])
+    for line in lines:
+        print(line)
+    if lines:
+        print()
+    keys = [k for k in keys if k in NEURONIKA_PATHS or k in makers]
 
     samples = args.samples or (5 if args.quick else 41)
     sample_s = (args.sample_ms or (5.0 if args.quick else 30.0)) / 1000
     warmup_s = 0.05 if args.quick else 0.25
-    rows, notes = [], []
+    rows, notes, noisy = [], [], []
     for name in args.only or list(WORKLOADS):
         workload = WORKLOADS[name]()
-        worst = check(workload)                 # raises GradientMismatch: loud, before timing
-        result = measure(workload, samples=samples, sample_s=sample_s, warmup_s=warmup_s)
-        rows.append((name, workload.target, result))
-        notes.append(f"- {name}: {workload.about}. Gradients match the floor (max rel. diff "
-                     f"{worst:.1e}). {result['samples']} samples per side of "
-                     f"{result['n_neuronika']} / {result['n_floor']} iterations; half-IQR "
-                     f"{result['spread_neuronika']:.0%} / {result['spread_floor']:.0%}.")
+        paths = [workload.path(k, makers) for k in keys]
+        worst = {p.key: check(workload, p) for p in paths if p.key != "floor"}   # loud, before timing
+        result = measure(paths, samples=samples, sample_s=sample_s, warmup_s=warmup_s)
+        times = {k: r["median"] for k, r in result.items()}
+        rows += table_rows(name, workload.targets, times)
+        notes.append(f"- {name}: {workload.about}. Gradients match the floor (max rel. diff: "
+                     + ", ".join(f"{PATHS[k]} {w:.1e}" for k, w in worst.items()) + "). "
+                     f"Iterations per sample / half-IQR: "
+                     + ", ".join(f"{PATHS[k]} {r['n']:,} / {_percent(r['spread'])}" for k, r in result.items())
+                     + ".")
+        noisy += [(k, f"{name} {PATHS[k]}") for k, r in result.items() if r["spread"] > 0.10]
     for line in format_table(rows):
         print(line)
     print()
-    print(f"Median time per iteration over interleaved samples of ~{sample_s * 1000:g} ms; "
-          f"ratio = neuronika / floor.")
+    print(f"Median time per iteration over {samples} samples per path of ~{sample_s * 1000:g} ms, "
+          f"taken round-robin; ratio = path / numpy floor. Each iteration computes the loss and "
+          f"the gradients of all parameters.")
     for note in notes:
         print(note)
-    noisy = [name for name, _, r in rows if max(r["spread_neuronika"], r["spread_floor"]) > 0.10]
-    if noisy:
-        print(f"WARNING: noisy samples (half-IQR above 10%) for {', '.join(noisy)}: the machine was "
-              f"busy; run again before trusting those rows.")
+    if args.quick:
+        print("--quick: a smoke run, not a measurement.")
+    else:
+        ours = [n for k, n in noisy if k in NEURONIKA_PATHS]
+        theirs = [n for k, n in noisy if k not in NEURONIKA_PATHS]
+        if ours:
+            print(f"WARNING: noisy samples (half-IQR above 10%) for {', '.join(ours)}: the machine "
+                  f"was busy; run again before trusting those rows.")
+        if theirs:
+            print(f"Noisy competitor rows (half-IQR above 10%): {', '.join(theirs)} (their worker "
+                  f"threads share the cores with NumPy's; or the machine was busy).")
     print()
     print(f"neuronika.transform.cache_info(): {neuronika.transform.cache_info()}")
     return 0

@@ -40,6 +40,7 @@ from .errors import GradientError
 from .graph import apply, leaf
 from .ops import OPS
 from .transform import trace as _trace
+from .transform.cache import CACHE
 from .transform.codegen import Retrace
 from .variable import Var, _operand, _wrap
 
@@ -82,30 +83,23 @@ class _Traced:
     def __call__(self, *args, **kwargs):
         # The hot path: plain array arguments, a cached trace, gradients in order.
         if not kwargs and not self.has_aux:
-            values = []
-            entries = []
-            for i, a in enumerate(args):
-                if a.__class__ is np.ndarray:
-                    values.append(a)
-                    entries.append((a.shape, a.dtype))
-                else:
+            ndarray = np.ndarray
+            for a in args:
+                if a.__class__ is not ndarray:
                     break
             else:
-                entries = tuple(entries)
-                traces = self.cache.get(entries)
+                traces = self.cache.traces.get(tuple([(a.shape, a.dtype) for a in args]))
                 if traces is not None:
-                    for found in traces:
-                        if found.plain and not found.closure:
-                            try:
-                                outs, grads = found.run(values)
-                            except Retrace:
-                                continue
-                            _trace.count_hit()
-                            value = outs if found.want_value else None
-                            if value is not None and value.__class__ is not np.ndarray:
-                                value = np.asarray(value)
-                            return self._finish(value, None, grads[0] if self.single else grads)
-                        break
+                    found = traces[0]
+                    if found.plain and not found.closure and found.direct is not None:
+                        try:
+                            outs, grads = found.program.forward(*found.prefix, *args, *found.direct)
+                        except Retrace:
+                            pass
+                        else:
+                            CACHE.hits += 1
+                            return self._finish(outs if found.want_value else None, None,
+                                                grads[0] if self.single else grads)
         if _holds_var(args) or _holds_var(kwargs):
             return self._finish(*self._symbolic(args, kwargs))
         return self._finish(*self._results(*self._lookup(args, kwargs)))
@@ -168,7 +162,7 @@ class _Traced:
 
     def _results(self, found, entries, outs, grads):
         if found.want_value:
-            value = np.asarray(outs if found.n_outputs == 1 else outs[0])
+            value = outs if found.n_outputs == 1 else outs[0]
             rest = outs[1:] if found.n_outputs > 1 else ()
         else:
             value = None
@@ -287,7 +281,8 @@ def grad(fn=None, argnums=0, has_aux=False):
 
 
 def value_and_grad(fn=None, argnums=0, has_aux=False):
-    """Like ``grad``, returning ``(value, grads)`` (``((value, aux), grads)`` with ``has_aux``).
+    """Like ``grad``, returning ``(value, grads)`` (``((value, aux), grads)`` with ``has_aux``);
+    the value of a scalar function is a NumPy scalar.
 
     >>> import numpy as np, neuronika
     >>> value, g = neuronika.value_and_grad(lambda x: (x * x).sum())(np.array([3.0]))

@@ -1,4 +1,5 @@
-"""The benchmark harness and its NumPy floors stay correct (nothing here is timed)."""
+"""The benchmark harness and its NumPy floors stay correct (nothing here is timed, and
+nothing here needs the competitors: autograd, torch and jax are blocked where they matter)."""
 import os
 import sys
 
@@ -8,17 +9,48 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmarks  # noqa: E402
-from benchmarks import run  # noqa: E402
+from benchmarks import competitors, run  # noqa: E402
 
 
-@pytest.mark.parametrize("name", list(benchmarks.WORKLOADS))
-def test_workload_floor_matches_neuronika(name):
-    workload = benchmarks.WORKLOADS[name]()
+@pytest.fixture(scope="module", params=list(benchmarks.WORKLOADS))
+def workload(request):
+    return benchmarks.WORKLOADS[request.param]()
+
+
+def test_floor_matches_neuronika_imperative(workload):
     benchmarks.check(workload)          # raises GradientMismatch if the floor is not the same
     workload.neuronika_step()           # the timed iteration runs and leaves no gradient behind
     assert all(p._node.grad is None for p in workload.params)
     loss, grads = workload.floor()
     assert np.isfinite(loss) and len(grads) == len(workload.leaves)
+
+
+def test_floor_matches_neuronika_grad(workload):
+    path = workload.path("grad")
+    benchmarks.check(workload, path)    # value_and_grad of the same loss, on NumPy arrays
+    value, grads = path.step()          # the timed call returns the value and every gradient
+    assert np.shape(value) == () and len(grads) == len(workload.param_arrays)
+
+
+def test_rnn_floor_is_backpropagation_through_time():
+    rnn = benchmarks.WORKLOADS["rnn"]()
+    loss, (gwx, gwh, gb) = rnn.floor()
+    # A central difference on one entry of Wh, in float64, agrees with the floor's gradient.
+    wx, wh, b, xs = (a.astype(np.float64) for a in (rnn.wx_data, rnn.wh_data, rnn.b_data, rnn.xs_data))
+
+    def f(wh):
+        h = np.tanh(xs[0] @ wx + b)
+        for t in range(1, xs.shape[0]):
+            h = np.tanh(xs[t] @ wx + h @ wh + b)
+        return (h * h).mean()
+
+    eps = 1e-6
+    up, down = wh.copy(), wh.copy()
+    up[3, 5] += eps
+    down[3, 5] -= eps
+    assert np.isclose(f(wh), loss, rtol=1e-5)
+    assert np.isclose((f(up) - f(down)) / (2 * eps), gwh[3, 5], rtol=1e-3, atol=1e-7)
+    assert gwx.shape == rnn.wx_data.shape and gb.shape == rnn.b_data.shape
 
 
 def test_check_fails_loudly_on_a_wrong_floor():
@@ -30,17 +62,53 @@ def test_check_fails_loudly_on_a_wrong_floor():
         return loss, [gw, gb * 1.01]
 
     workload.floor = wrong
-    with pytest.raises(benchmarks.GradientMismatch, match="tiny"):
+    with pytest.raises(benchmarks.GradientMismatch, match="tiny: neuronika imperative"):
         benchmarks.check(workload)
+    with pytest.raises(benchmarks.GradientMismatch, match="tiny: neuronika grad"):
+        benchmarks.check(workload, workload.path("grad"))
 
 
 def test_table_format():
-    result = {"neuronika": 40e-6, "floor": 10e-6}
-    lines = benchmarks.format_table([("tiny", 3.0, result), ("chain", None, result)])
+    times = {"floor": 10e-6, "imperative": 40e-6, "grad": 12e-6, "torch": 11e-6}
+    rows = benchmarks.table_rows("tiny", benchmarks.WORKLOADS["tiny"].targets, times)
+    rows += benchmarks.table_rows("chain", {}, {"floor": 10e-6, "imperative": 40e-6})
+    lines = benchmarks.format_table(rows)
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines]
-    assert cells[0] == ["workload", "neuronika µs", "NumPy floor µs", "ratio", "target", "met?"]
-    assert cells[2] == ["tiny", "40.0", "10.0", "4.00", "<= 3", "no"]
-    assert cells[3] == ["chain", "40.0", "10.0", "4.00", "-", "-"]
+    assert cells[0] == ["workload", "path", "µs per iteration", "ratio to floor", "target", "met?"]
+    assert cells[2] == ["tiny", "numpy floor", "10.0", "1.00", "-", "-"]
+    assert cells[3] == ["tiny", "neuronika imperative", "40.0", "4.00", "<= 3", "no"]
+    # autograd did not run: its comparison is '-', not a pass
+    assert cells[4] == ["tiny", "neuronika grad", "12.0", "1.20",
+                        "<= 1.3; < autograd; < torch eager", "yes; -; no"]
+    assert cells[5] == ["tiny", "torch eager", "11.0", "1.10", "-", "-"]
+    assert cells[7] == ["chain", "neuronika imperative", "40.0", "4.00", "-", "-"]
+
+
+@pytest.fixture
+def no_competitors(monkeypatch):
+    for name in ("autograd", "torch", "jax"):
+        monkeypatch.setitem(sys.modules, name, None)      # import raises ImportError
+
+
+def test_missing_competitors_are_reported_and_skipped(no_competitors):
+    makers, lines = competitors.load(set(benchmarks.PATHS), threads=2)
+    assert makers == {}
+    assert len(lines) == 3 and all("not installed" in line for line in lines)
+
+
+def test_main_runs_without_competitors(no_competitors, capsys):
+    assert run.main(["--quick", "--only", "tiny", "--samples", "1", "--sample-ms", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "torch: not installed" in out
+    assert "| tiny     | neuronika grad" in out
+
+
+def test_profile_targets():
+    assert run.parse_profile("tiny") == ("tiny", "imperative")
+    assert run.parse_profile("tiny-grad") == ("tiny", "grad")
+    assert run.parse_profile("rnn-jax-jit") == ("rnn", "jax-jit")
+    with pytest.raises(Exception):
+        run.parse_profile("tiny-nope")
 
 
 def test_unknown_workload_is_rejected():

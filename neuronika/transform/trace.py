@@ -142,7 +142,7 @@ class Trace:
 
     def arguments(self, values):
         if self.direct is not None:
-            return values + self.direct if self.direct else values
+            return list(values) + self.direct if self.direct else values
         return [values[p] if p >= 0 else c for p, c in self.plan]
 
     def run(self, values):
