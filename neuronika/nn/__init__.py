@@ -1,0 +1,16 @@
+"""Neural-network building blocks: Module and containers, layers, initialisers, losses.
+
+>>> import neuronika
+>>> from neuronika import nn
+>>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+>>> len(model.parameters())
+4
+"""
+from . import init
+from .layers import (Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
+                     Sigmoid, Softmax, Softplus, Tanh)
+from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
+
+__all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init",
+           "Linear", "Dropout", "Embedding", "LayerNorm", "Flatten", "Identity", "ReLU", "LeakyReLU",
+           "Tanh", "Sigmoid", "Softplus", "Softmax", "LogSoftmax"]

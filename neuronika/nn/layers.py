@@ -1,0 +1,186 @@
+"""Basic layers: Linear, Dropout, Embedding, LayerNorm, Flatten, Identity and the
+activation modules. Every layer takes ``dtype=`` (float32 by default)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..creation import from_ndarray
+from ..errors import ShapeError
+from ..variable import Var
+from . import init
+from .module import Module, parameter
+
+
+def as_var(x) -> Var:
+    """A layer's input: a variable, or an array made a (non-differentiable) leaf."""
+    return x if isinstance(x, Var) else from_ndarray(np.asarray(x))
+
+
+def check_input(layer, x, ok, expected):
+    if not ok:
+        raise ShapeError(f"{layer!r}: expected an input of shape {expected}, got {x.shape}")
+
+
+class Linear(Module):
+    """y = x W^T + b, with W of shape (out_features, in_features), on (N, in) or (N, *, in).
+
+    Initialised as PyTorch does: W and b uniform in +-1/sqrt(in_features).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = parameter(np.empty((out_features, in_features), dtype))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if bias:
+            self.bias = parameter(np.empty(out_features, dtype))
+            bound = 1 / math.sqrt(in_features) if in_features else 0.0
+            init.uniform_(self.bias, -bound, bound)
+        else:
+            self.bias = None
+
+    def forward(self, x):
+        x = as_var(x)
+        check_input(self, x, x.ndim >= 1 and x.shape[-1] == self.in_features,
+                    f"(N, {self.in_features}) or (N, *, {self.in_features})")
+        y = x.mm_t(self.weight) if x.ndim == 2 else x @ self.weight.T
+        return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Dropout(Module):
+    """Zeroes elements with probability p (scaling the rest by 1/(1-p)) while training."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        x = as_var(x)
+        return x.dropout(self.p) if self.training and self.p > 0 else x
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Embedding(Module):
+    """Rows of a (num_embeddings, embedding_dim) table, picked by integer indices.
+    Repeated indices add up in the gradient."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = parameter(np.empty((num_embeddings, embedding_dim), dtype))
+        init.normal_(self.weight)
+
+    def forward(self, indices):
+        data = indices.data if isinstance(indices, Var) else np.asarray(indices)
+        if data.dtype.kind not in "iu":
+            raise TypeError(f"{self!r}: indices must be integers, got dtype {data.dtype}")
+        if data.size and (data.min() < 0 or data.max() >= self.num_embeddings):
+            raise IndexError(f"{self!r}: indices must be in [0, {self.num_embeddings}), got values "
+                             f"from {data.min()} to {data.max()}")
+        return self.weight[indices if isinstance(indices, Var) else data]
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class LayerNorm(Module):
+    """Normalises over the trailing ``normalized_shape`` axes, then scales and shifts."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 dtype=np.float32):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        if elementwise_affine:
+            self.weight = parameter(np.ones(shape, dtype))
+            self.bias = parameter(np.zeros(shape, dtype))
+        else:
+            self.weight = self.bias = None
+
+    def forward(self, x):
+        x = as_var(x)
+        n = len(self.normalized_shape)
+        check_input(self, x, x.shape[x.ndim - n:] == self.normalized_shape and x.ndim >= n,
+                    f"(*, {', '.join(map(str, self.normalized_shape))})")
+        axes = tuple(range(x.ndim - n, x.ndim))
+        centred = x - x.mean(axis=axes, keepdims=True)
+        variance = (centred * centred).mean(axis=axes, keepdims=True)
+        y = centred / (variance + self.eps).sqrt()
+        return y * self.weight + self.bias if self.weight is not None else y
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class Flatten(Module):
+    """Merges the axes from ``start_axis`` (default 1: keep the batch axis) on."""
+
+    def __init__(self, start_axis: int = 1):
+        super().__init__()
+        self.start_axis = start_axis
+
+    def forward(self, x):
+        return as_var(x).flatten(self.start_axis)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return as_var(x)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return as_var(x).relu()
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return as_var(x).leaky_relu(self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return as_var(x).tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return as_var(x).sigmoid()
+
+
+class Softplus(Module):
+    def forward(self, x):
+        return as_var(x).softplus()
+
+
+class Softmax(Module):
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return as_var(x).softmax(self.axis)
+
+    def extra_repr(self):
+        return f"axis={self.axis}"
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x):
+        return as_var(x).log_softmax(self.axis)

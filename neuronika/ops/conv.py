@@ -1,0 +1,1 @@
+"""Convolution (filled in by the convolution work)."""
