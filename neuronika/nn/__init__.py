@@ -6,11 +6,15 @@
 >>> len(model.parameters())
 4
 """
-from . import init
+from . import functional, init
 from .layers import (Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
                      Sigmoid, Softmax, Softplus, Tanh)
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MAELoss,
+                   MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
 
-__all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init",
+__all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init", "functional",
+           "MSELoss", "L1Loss", "MAELoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
+           "KLDivLoss", "HuberLoss", "SmoothL1Loss",
            "Linear", "Dropout", "Embedding", "LayerNorm", "Flatten", "Identity", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softplus", "Softmax", "LogSoftmax"]
