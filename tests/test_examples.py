@@ -1,0 +1,29 @@
+"""The examples run and reach what they promise."""
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name, capsys):
+    sys.modules.pop("__main__example__", None)
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_quickstart_runs_and_the_loss_falls(capsys):
+    out = run_example("quickstart.py", capsys)
+    losses = [float(v) for v in re.findall(r"step +\d+ +loss ([0-9.]+)", out)]
+    assert len(losses) >= 5 and losses[-1] < 0.01 * losses[0]
+    assert "def backward(seed" in out
+
+
+def test_mlp_digits_reaches_95_percent(capsys):
+    pytest.importorskip("sklearn", reason="the digits examples need the 'examples' extra (scikit-learn)")
+    out = run_example("mlp_digits.py", capsys)
+    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95
