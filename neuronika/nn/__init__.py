@@ -12,9 +12,12 @@ from .layers import (Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MAELoss,
                    MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
+from .normalization import BatchNorm1d, BatchNorm2d
+from .recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
 
 __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init", "functional",
            "MSELoss", "L1Loss", "MAELoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
            "KLDivLoss", "HuberLoss", "SmoothL1Loss",
            "Linear", "Dropout", "Embedding", "LayerNorm", "Flatten", "Identity", "ReLU", "LeakyReLU",
-           "Tanh", "Sigmoid", "Softplus", "Softmax", "LogSoftmax"]
+           "Tanh", "Sigmoid", "Softplus", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d",
+           "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU"]

@@ -55,6 +55,9 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
                                  f"attributes")
+        if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
+            object.__setattr__(self, name, value)       # a buffer stays a buffer (as in PyTorch)
+            return
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 registry.remove(name)

@@ -135,7 +135,7 @@ class Retrace(Exception):
 
 
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
-          guards=()):
+          guards=(), wrt=None):
     """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
 
     By default (``backward()`` on a root) the last node is the output and, if it
@@ -144,7 +144,9 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     The functional face asks for more: several ``outputs`` (positions), the
     ``loss`` position, one ``fused`` function computing values and gradients,
     a seed known to be 1 (``unit_seed``: multiplications by it are dropped), and
-    ``guards``: (position, kind, value) checks that raise ``Retrace``.
+    ``guards``: (position, kind, value) checks that raise ``Retrace``, and
+    ``wrt``: the leaves to differentiate (default: every differentiable leaf;
+    the others are then constants, with no adjoint code).
     """
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
@@ -170,7 +172,7 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
         return program
 
     backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, forward_locals,
-                                                                 anomaly, loss, extra)
+                                                                 anomaly, loss, extra, wrt)
     if unit_seed:
         backward = passes.drop_unit_factor(backward, "seed")
     grads = _tuple([r for r in returned])
@@ -242,8 +244,23 @@ def _check(name, index, phase):
     return gast.Expr(call)
 
 
-def _backward(order, index_of, values, forward_locals, anomaly, root, extra):
+def _reaching(order, wrt):
+    """The nodes a gradient flows through: the wanted leaves and what depends on
+    them through differentiable inputs."""
+    if wrt is None:
+        return {node for node in order if node.requires_grad}
+    reaches = set(wrt)
+    for node in order:
+        op = node.op
+        if op is not None and node.requires_grad and any(
+                inp in reaches and op.grad_template(slot) is not None for slot, inp in enumerate(node.inputs)):
+            reaches.add(node)
+    return reaches
+
+
+def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt):
     root_node = order[root]
+    reaches = _reaching(order, wrt)
     grads = {root: _Grad("seed", root_node.shape, False)}
     stmts = []
     saved = {}
@@ -256,14 +273,14 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra):
     for i in range(root, -1, -1):
         node = order[i]
         op = node.op
-        if op is None or not node.requires_grad or i not in grads:
+        if op is None or node not in reaches or i not in grads:
             continue
         g = grads[i]
         full = None
         names = op.input_names(len(node.inputs))
         for slot, (name, inp) in enumerate(zip(names, node.inputs)):
             spec = op.grad_template(slot)
-            if spec is None or not inp.requires_grad:
+            if spec is None or inp not in reaches:
                 continue
             j = index_of[inp]
             dy = g
@@ -333,7 +350,7 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra):
 
     leaf_returns, retained_returns, grad_leaves, retained = [], [], [], []
     for i, node in enumerate(order):
-        if not node.requires_grad:
+        if node not in reaches:
             continue
         if node.op is None:
             grad_leaves.append(i)

@@ -243,9 +243,13 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     outputs = ([loss] if want_value else []) + [position[n] for n in aux_nodes]
     differentiable = out._node.requires_grad
     guards = [(position[node], kind, value) for node, kind, value in tracer.guards]
+    # Differentiable leaves the function did not get as arguments (a module's
+    # parameters it closes over) are constants here: gradients only for arguments.
+    wanted = [n for n in nodes if n.requires_grad]
+    differentiable = differentiable and bool(codegen._reaching(order, wanted) & {out._node})
     program = codegen.build(order, leaves, anomaly=modes.anomaly, outputs=outputs,
                             loss=loss if differentiable else None, fused=not split,
-                            unit_seed=not split, guards=guards)
+                            unit_seed=not split, guards=guards, wrt=wanted)
 
     result = Trace()
     result.program = program
