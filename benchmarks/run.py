@@ -12,7 +12,8 @@ time divided by the floor's is its cost:
   then each call runs one cached compiled function. ``value_and_grad`` (not
   ``grad``) so that it does the floor's work, which computes the loss too.
 - competitors, when installed (see :mod:`benchmarks.competitors`): HIPS
-  ``autograd``, PyTorch eager (CPU), JAX under ``jit`` and without it.
+  ``autograd``, PyTorch eager (CPU), JAX under ``jit`` and without it. A workload
+  may name the ones it supports (``Workload.competitors``): ``cnn`` has torch only.
 
 Each workload's loss is written once in method style (``x.mm(w)``, ``.tanh()``,
 ``.log_softmax(1)``, ``.sum()``): the same function runs on neuronika variables
@@ -61,6 +62,7 @@ else:
     from . import competitors
 
 import neuronika  # noqa: E402
+from neuronika.nn.conv import conv  # noqa: E402
 
 DTYPE = np.float32
 SEED = 0
@@ -157,6 +159,9 @@ class Workload:
     name = "?"
     about = ""
     targets = {}
+    #: The competitor paths this workload can run (None: all of them). A workload
+    #: whose loss uses an op that ``loss_xp``'s namespace lacks leaves out autograd and JAX.
+    competitors = None
 
     def __init__(self, seed: int = SEED):
         self.rng = np.random.default_rng(seed)
@@ -247,9 +252,15 @@ class Workload:
 
         return step, result
 
+    def supports(self, key):
+        """Whether this workload has a path ``key`` (neuronika's always)."""
+        return key in NEURONIKA_PATHS or self.competitors is None or key in self.competitors
+
     def path(self, key, makers=None):
         """The Path ``key`` of this workload (competitors from ``makers``, see
         ``competitors.load``)."""
+        if not self.supports(key):
+            raise KeyError(f"path {key!r} is not available for workload {self.name!r}")
         if key == "floor":
             return Path(key, self.floor, self.floor)
         if key == "imperative":
@@ -553,12 +564,173 @@ class RNN(Workload):
         return loss, [gwx, gwh, gb]
 
 
+def conv2d(x, w, b):
+    """A 3x3 convolution (no padding, stride 1) plus a bias, on neuronika variables or on
+    torch tensors (the workloads' losses run on both)."""
+    if isinstance(x, neuronika.Var):
+        return conv(x, w) + b.reshape(-1, 1, 1)
+    import torch.nn.functional as F
+    return F.conv2d(x, w, b)
+
+
+def cross_entropy(logits, probabilities):
+    """Cross-entropy with class-probability targets (here one-hot rows), averaged over the
+    rows: neuronika's ``nn.functional.cross_entropy`` or torch's, whichever fits."""
+    if isinstance(logits, neuronika.Var):
+        return neuronika.nn.functional.cross_entropy(logits, probabilities)
+    import torch.nn.functional as F
+    return F.cross_entropy(logits, probabilities)
+
+
+# The floor's convolutions: k x k, stride 1, 2-D, written out by hand the way neuronika's
+# kernels do it (im2col + a product per sample, a few samples at a time so that the
+# columns stay in a cache-sized buffer; ~1 MiB of columns per chunk).
+CHUNK_BYTES = 1 << 20
+
+
+def windows(x, k):
+    """Every k x k window of x (N, C, H, W): a strided view (N, C, k, k, H - k + 1, W - k + 1)."""
+    n, c, h, w = x.shape
+    s = x.strides
+    return np.lib.stride_tricks.as_strided(x, (n, c, k, k, h - k + 1, w - k + 1), s[:2] + s[2:] + s[2:],
+                                           writeable=False)
+
+
+def conv_forward(x, w):
+    """conv(x, w): per chunk of samples, the windows copied into columns (C k k, P), then
+    the kernel (C_out, C k k) times the columns."""
+    view = windows(x, w.shape[2])
+    n, c, k, _, oh, ow = view.shape
+    co = w.shape[0]
+    matrix = w.reshape(co, c * k * k)
+    y = np.empty((n, co, oh * ow), x.dtype)
+    chunk = max(1, CHUNK_BYTES // (c * k * k * oh * ow * x.itemsize))
+    buffer = np.empty((chunk,) + view.shape[1:], x.dtype)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        cols = buffer[:last - first]
+        np.copyto(cols, view[first:last])
+        np.matmul(matrix, cols.reshape(last - first, c * k * k, oh * ow), out=y[first:last])
+    return y.reshape(n, co, oh, ow)
+
+
+def conv_weight_grad(dy, x, k):
+    """d<dy, conv(x, w)>/dw: per chunk, the columns again, dy times their transpose."""
+    view = windows(x, k)
+    n, c, _, _, oh, ow = view.shape
+    co = dy.shape[1]
+    dy = dy.reshape(n, co, oh * ow)
+    gw = np.zeros((co, c * k * k), x.dtype)
+    chunk = max(1, CHUNK_BYTES // (c * k * k * oh * ow * x.itemsize))
+    buffer = np.empty((chunk,) + view.shape[1:], x.dtype)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        cols = buffer[:last - first]
+        np.copyto(cols, view[first:last])
+        gw += (dy[first:last] @ cols.reshape(last - first, c * k * k, oh * ow).transpose(0, 2, 1)).sum(axis=0)
+    return gw.reshape(co, c, k, k)
+
+
+def conv_input_grad(dy, w, shape):
+    """d<dy, conv(x, w)>/dx for x of ``shape``: per chunk, w^T dy (the columns' gradient)
+    added back onto the windows (col2im). dy is zero-padded to the input's width first, so
+    that each kernel offset adds one contiguous span per (sample, channel) rather than one
+    short row per output row (what makes col2im slow on small images)."""
+    n, c, h, wd = shape
+    co, k = w.shape[0], w.shape[2]
+    oh, ow = h - k + 1, wd - k + 1
+    span, length = oh * wd, oh * wd - (k - 1)
+    matrix = w.reshape(co, c * k * k).T
+    dx = np.zeros((n, c, h * wd), dy.dtype)
+    chunk = max(1, CHUNK_BYTES // (c * k * k * span * dy.itemsize))
+    wide = np.zeros((chunk, co, oh, wd), dy.dtype)
+    buffer = np.empty((chunk, c * k * k, span), dy.dtype)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        m = last - first
+        wide[:m, :, :, :ow] = dy[first:last]
+        cols = np.matmul(matrix, wide[:m].reshape(m, co, span), out=buffer[:m]).reshape(m, c, k * k, span)
+        part = dx[first:last]
+        for i in range(k):
+            for j in range(k):
+                start = i * wd + j
+                part[:, :, start:start + length] += cols[:, :, i * k + j, :length]
+    return dx.reshape(shape)
+
+
+class CNN(Workload):
+    """A small convolutional network on MNIST-shaped data: conv 1->8 3x3, ReLU, conv 8->16
+    3x3, ReLU, flatten, linear 9216->10, cross-entropy against one-hot rows
+    (``nn.functional.cross_entropy``: log_softmax, -(logp * onehot) summed, averaged over
+    the batch); batch 32 of 1x28x28. Both convolutions are im2col + a product per sample,
+    a few samples at a time (neuronika's conv op; the floor by hand, the same way); the
+    input needs no gradient, so the first convolution has no col2im. No autograd or JAX
+    rows: their losses would need a convolution in ``loss_xp``'s namespace."""
+
+    name = "cnn"
+    about = ("conv 1->8 3x3, ReLU, conv 8->16 3x3, ReLU, flatten, linear 9216->10, cross-entropy "
+             "(one-hot targets), batch 32 of 1x28x28; all kernels, weights and biases differentiable")
+    targets = {"imperative": (Ratio(1.5),), "grad": (Ratio(1.5),)}
+    competitors = ("torch",)
+    batch = 32
+
+    def setup(self):
+        batch = self.batch
+        self.x_data = self.array(batch, 1, 28, 28)
+        labels = self.rng.integers(0, 10, batch)
+        self.onehot_data = np.eye(10, dtype=DTYPE)[labels]
+        self.w1 = self.leaf(self.array(8, 1, 3, 3, scale=np.sqrt(2.0 / 9)))
+        self.b1 = self.leaf(self.array(8, scale=0.1))
+        self.w2 = self.leaf(self.array(16, 8, 3, 3, scale=np.sqrt(2.0 / 72)))
+        self.b2 = self.leaf(self.array(16, scale=0.1))
+        self.w3 = self.leaf(self.array(16 * 24 * 24, 10, scale=np.sqrt(2.0 / (16 * 24 * 24))))
+        self.b3 = self.leaf(self.array(10, scale=0.1))
+        self.data += [self.x_data, self.onehot_data]
+
+    @staticmethod
+    def loss(w1, b1, w2, b2, w3, b3, x, onehot):
+        h = conv2d(x, w1, b1).relu()
+        h = conv2d(h, w2, b2).relu()
+        return cross_entropy(h.flatten(1).mm(w3) + b3, onehot)
+
+    def floor(self):
+        w1, b1, w2, b2, w3, b3 = self.param_arrays
+        x, onehot, n = self.x_data, self.onehot_data, self.batch
+        # forward (bias and ReLU in place: h > 0 is the same mask as pre-activation > 0)
+        h1 = conv_forward(x, w1)                                # (n, 8, 26, 26)
+        h1 += b1[:, None, None]
+        np.maximum(h1, 0, out=h1)
+        h2 = conv_forward(h1, w2)                               # (n, 16, 24, 24)
+        h2 += b2[:, None, None]
+        np.maximum(h2, 0, out=h2)
+        flat = h2.reshape(n, 16 * 576)
+        z = flat @ w3
+        z += b3
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -(logp * onehot).sum() / n
+        # backward (the exact adjoint of log_softmax, as in the MLP floor)
+        dlogp = onehot * (-1.0 / n)
+        dz = dlogp - np.exp(logp) * dlogp.sum(axis=1, keepdims=True)
+        gw3 = flat.T @ dz
+        gb3 = dz.sum(axis=0)
+        dh2 = (dz @ w3.T).reshape(h2.shape)
+        dh2 *= h2 > 0
+        gb2 = dh2.sum(axis=(0, 2, 3))
+        gw2 = conv_weight_grad(dh2, h1, 3)
+        dh1 = conv_input_grad(dh2, w2, h1.shape)
+        dh1 *= h1 > 0
+        gb1 = dh1.sum(axis=(0, 2, 3))
+        gw1 = conv_weight_grad(dh1, x, 3)
+        return loss, [gw1, gb1, gw2, gb2, gw3, gb3]
+
 WORKLOADS = {
     "tiny": Tiny,
     "mlp64": lambda seed=SEED: MLP(64, {"imperative": (Ratio(1.3),), "grad": (Ratio(1.1),)}, seed),
     "mlp512": lambda seed=SEED: MLP(512, {"imperative": (Ratio(1.1),)}, seed),
     "chain": Chain,
     "rnn": RNN,
+    "cnn": CNN,
 }
 
 
@@ -750,6 +922,9 @@ def profile(name, key="imperative", seconds=2.0, top=20, out=None):
     workload."""
     out = out or sys.stdout
     workload = WORKLOADS[name]()
+    if not workload.supports(key):
+        print(f"{name} has no {PATHS[key]} path", file=out)
+        return 1
     makers = {}
     if key not in NEURONIKA_PATHS:
         makers, lines = competitors.load({key}, competitors.blas_threads()[0])
@@ -849,7 +1024,7 @@ def main(argv=None):
     rows, notes, noisy = [], [], []
     for name in args.only or list(WORKLOADS):
         workload = WORKLOADS[name]()
-        paths = [workload.path(k, makers) for k in keys]
+        paths = [workload.path(k, makers) for k in keys if workload.supports(k)]
         worst = {p.key: check(workload, p) for p in paths if p.key != "floor"}   # loud, before timing
         result = measure(paths, samples=samples, sample_s=sample_s, warmup_s=warmup_s)
         times = {k: r["median"] for k, r in result.items()}

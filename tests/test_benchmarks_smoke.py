@@ -114,3 +114,58 @@ def test_profile_targets():
 def test_unknown_workload_is_rejected():
     with pytest.raises(SystemExit):
         run.main(["--only", "nope"])
+
+
+def test_cnn_floor_matches_finite_differences():
+    cnn = benchmarks.WORKLOADS["cnn"]()
+    loss, grads = cnn.floor()
+    assert [g.shape for g in grads] == [a.shape for a in cnn.param_arrays]
+    params = [a.astype(np.float64) for a in cnn.param_arrays]
+    x, onehot = cnn.x_data.astype(np.float64), cnn.onehot_data.astype(np.float64)
+
+    def conv(h, w, b):                     # direct loops over the 3x3 offsets
+        n, c, hh, ww = h.shape
+        out = np.zeros((n, w.shape[0], hh - 2, ww - 2))
+        for i in range(3):
+            for j in range(3):
+                out += np.einsum("nchw,oc->nohw", h[:, :, i:i + hh - 2, j:j + ww - 2], w[:, :, i, j])
+        return out + b[:, None, None]
+
+    def f(params):
+        w1, b1, w2, b2, w3, b3 = params
+        h = np.maximum(conv(x, w1, b1), 0)
+        h = np.maximum(conv(h, w2, b2), 0)
+        z = h.reshape(len(x), -1) @ w3 + b3
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -(logp * onehot).sum() / len(x)
+
+    assert np.isclose(f(params), loss, rtol=1e-5)
+    eps = 1e-6
+    for which, index in [(0, (3, 0, 1, 2)), (1, (5,)), (2, (7, 4, 0, 1)), (3, (2,))]:
+        up = [p.copy() for p in params]
+        down = [p.copy() for p in params]
+        up[which][index] += eps
+        down[which][index] -= eps
+        assert np.isclose((f(up) - f(down)) / (2 * eps), grads[which][index], rtol=1e-3, atol=1e-6)
+
+
+def test_cnn_runs_only_the_competitors_it_supports():
+    cnn = benchmarks.WORKLOADS["cnn"]()
+    assert cnn.supports("floor") and cnn.supports("grad") and cnn.supports("torch")
+    assert not cnn.supports("autograd") and not cnn.supports("jax-jit")
+    with pytest.raises(KeyError, match="cnn"):
+        cnn.path("autograd", {"autograd": lambda workload: None})
+
+
+def test_cnn_torch_path_matches_the_floor():
+    pytest.importorskip("torch")
+    cnn = benchmarks.WORKLOADS["cnn"]()
+    makers, _ = competitors.load({"torch"}, threads=None)
+    benchmarks.check(cnn, cnn.path("torch", makers))
+
+
+def test_main_runs_the_cnn_without_competitors(no_competitors, capsys):
+    assert run.main(["--quick", "--only", "cnn", "--samples", "1", "--sample-ms", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "| cnn      | neuronika imperative" in out

@@ -27,3 +27,10 @@ def test_mlp_digits_reaches_95_percent(capsys):
     out = run_example("mlp_digits.py", capsys)
     accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
     assert accuracy >= 0.95
+
+
+def test_cnn_digits_reaches_97_percent(capsys):
+    pytest.importorskip("sklearn", reason="the digits examples need the 'examples' extra (scikit-learn)")
+    out = run_example("cnn_digits.py", capsys)
+    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.97

@@ -137,6 +137,10 @@ def declare(name, inputs, forward, grads, **kwargs):
     """
     if name in OPS:
         raise ValueError(f"op {name!r} is declared twice")
+    reserved = {"y", "dy", "dx", "acc", "xp"} & set(inputs)
+    if reserved:
+        raise ValueError(f"op {name!r}: input names {sorted(reserved)} are reserved in templates "
+                         f"(the output, the gradients, the accumulator, the array namespace)")
     op = Op(name, tuple(inputs), forward, grads, **kwargs)
     OPS[name] = op
     return op

@@ -6,11 +6,15 @@ arrays and constants.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .. import random as _random
 
-__all__ = ["dropout_mask", "pad_fold", "log_where_nonzero"]
+__all__ = ["dropout_mask", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
+           "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather", "avg_pool", "avg_pool_grad"]
 
 
 def dropout_mask(shape, p, dtype):
@@ -54,4 +58,254 @@ def pad_fold(dy, widths, mode):
             if after:
                 core[_along(core.ndim, axis, slice(size - 1 - after, size - 1))] += np.flip(grad[_along(grad.ndim, axis, slice(before + size, None))], axis)
         grad = core
+    return grad
+
+
+# ---- convolution and pooling -----------------------------------------------------------------
+# Spatial axes are the trailing ones; ``kernel``, ``stride`` and ``dilation`` hold
+# one int per spatial axis. Output sizes follow PyTorch (no padding here: the
+# pad op runs before): (size - dilation * (kernel - 1) - 1) // stride + 1.
+
+def _out_sizes(sizes, kernel, stride, dilation=None):
+    dilation = dilation or (1,) * len(kernel)
+    return tuple((s - d * (k - 1) - 1) // t + 1 for s, k, t, d in zip(sizes, kernel, stride, dilation))
+
+
+def _offset_keys(kernel, stride, dilation, out, lead):
+    """For each kernel offset (row-major), the index of the input elements that
+    offset meets across all windows: strided slices over the trailing axes."""
+    keys = []
+    for offset in np.ndindex(*kernel):
+        key = (slice(None),) * lead + tuple(
+            slice(o * d, o * d + t * (m - 1) + 1, t) for o, d, t, m in zip(offset, dilation, stride, out))
+        keys.append(key)
+    return keys
+
+
+#: Bytes of columns a convolution kernel works on at once: the batch is taken a few
+#: samples at a time so that the columns stay in cache and one small buffer is reused,
+#: instead of a fresh array as large as the input times the kernel size.
+CHUNK_BYTES = 1 << 20
+
+
+def _chunk(n, per_sample):
+    return max(1, min(n, CHUNK_BYTES // max(1, per_sample)))
+
+
+def _windows(x, kernel, stride, dilation):
+    """A strided view (N, C, *kernel, *out) of ``x`` (N, C, *size): every window, no copy."""
+    n, c = x.shape[:2]
+    sizes, steps = x.shape[2:], x.strides[2:]
+    out = _out_sizes(sizes, kernel, stride, dilation)
+    return as_strided(x, (n, c) + tuple(kernel) + out,
+                      x.strides[:2] + tuple(s * d for s, d in zip(steps, dilation))
+                      + tuple(s * t for s, t in zip(steps, stride)), writeable=False)
+
+
+def _pointwise(kernel, stride):
+    """A 1 x 1 kernel with stride 1: the input is its own columns."""
+    return math.prod(kernel) == 1 and all(t == 1 for t in stride)
+
+
+def conv_forward(x, w, stride, dilation, groups):
+    """conv(x, w) by im2col + GEMM: x (N, C, *size), w (C_out, C / groups, *k).
+
+    A few samples at a time, the windows are copied into columns (C / groups * prod(k),
+    P) per group (P output positions) and multiplied by the kernel as a matrix
+    (C_out / groups, C / groups * prod(k)): the output comes out in (N, C_out, *out) layout.
+    """
+    n, c = x.shape[:2]
+    co, kernel = w.shape[0], tuple(w.shape[2:])
+    rows = c // groups * math.prod(kernel)
+    matrix = w.reshape(co, rows) if groups == 1 else w.reshape(groups, co // groups, rows)
+    view = _windows(x, kernel, stride, dilation)
+    out = view.shape[2 + len(kernel):]
+    p = math.prod(out)
+    inner = (rows, p) if groups == 1 else (groups, rows, p)
+    if _pointwise(kernel, stride):
+        return (matrix @ x.reshape((n,) + inner)).reshape((n, co) + out)
+    y = np.empty((n,) + ((co, p) if groups == 1 else (groups, co // groups, p)), np.result_type(x, w))
+    chunk = _chunk(n, c * math.prod(kernel) * p * x.itemsize)
+    buffer = np.empty((chunk,) + view.shape[1:], x.dtype)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        cols = buffer[:last - first]
+        np.copyto(cols, view[first:last])
+        np.matmul(matrix, cols.reshape((last - first,) + inner), out=y[first:last])
+    return y.reshape((n, co) + out)
+
+
+def conv_weight_grad(g, x, kernel, stride, dilation, groups):
+    """d<g, conv(x, w)>/dw for a kernel of spatial size ``kernel``: per sample, g (as
+    (C_out / groups, P) per group) times the columns of x transposed, summed over the batch."""
+    n, c = x.shape[:2]
+    co, kernel = g.shape[1], tuple(kernel)
+    rows = c // groups * math.prod(kernel)
+    p = math.prod(g.shape[2:])
+    inner = (rows, p) if groups == 1 else (groups, rows, p)
+    grads = g.reshape((n, co, p) if groups == 1 else (n, groups, co // groups, p))
+    w_shape = (co, c // groups) + kernel
+    if _pointwise(kernel, stride):
+        return (grads @ x.reshape((n,) + inner).swapaxes(-1, -2)).sum(axis=0).reshape(w_shape)
+    view = _windows(x, kernel, stride, dilation)
+    total = np.zeros(grads.shape[1:-1] + (rows,), np.result_type(g, x))
+    chunk = _chunk(n, c * math.prod(kernel) * p * x.itemsize)
+    buffer = np.empty((chunk,) + view.shape[1:], x.dtype)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        cols = buffer[:last - first]
+        np.copyto(cols, view[first:last])
+        total += (grads[first:last] @ cols.reshape((last - first,) + inner).swapaxes(-1, -2)).sum(axis=0)
+    return total.reshape(w_shape)
+
+
+def conv_input_grad(g, w, shape, stride, dilation, groups):
+    """d<g, conv(x, w)>/dx for x of ``shape`` (N, C, *size): the transposed convolution.
+
+    Per sample, the kernel's transpose times g gives the columns' gradient, which is
+    added back onto the windows (col2im). With stride 1 and two or three spatial axes
+    the columns span the input's full width (g zero-padded to it first): each kernel
+    offset then adds one contiguous span per (sample, channel), instead of one short
+    row per output row, which is what makes col2im slow on small images.
+    """
+    n, c = shape[:2]
+    co, kernel = w.shape[0], tuple(w.shape[2:])
+    sizes, out = tuple(shape[2:]), tuple(g.shape[2:])
+    rows = c // groups * math.prod(kernel)
+    matrix = w.reshape(groups, co // groups, rows).swapaxes(1, 2)
+    if groups == 1:
+        matrix = matrix[0]
+    dtype = np.result_type(w, g)
+
+    def grouped(array, m, span):
+        return array.reshape((m, co, span) if groups == 1 else (m, groups, co // groups, span))
+
+    if _pointwise(kernel, stride):
+        return (matrix @ grouped(g, n, math.prod(out))).reshape(shape)
+    wide = len(kernel) > 1 and all(t == 1 for t in stride)
+    if wide:
+        rows_shape = (out[0],) + sizes[1:]              # output rows over the full input width
+        span = math.prod(rows_shape)
+        steps = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]   # flat strides of the axes
+        tail = sum((k - 1) * d * st for k, d, st in zip(kernel[1:], dilation[1:], steps[1:]))
+        length = span - tail                            # the rest of each span is padding
+        starts = [sum(o * d * st for o, d, st in zip(offset, dilation, steps))
+                  for offset in np.ndindex(*kernel)]
+        valid = (slice(None), slice(None)) + tuple(slice(0, m) for m in out)
+    else:
+        span = math.prod(out)
+        keys = _offset_keys(kernel, stride, dilation, out, 2)
+        offsets = [(slice(None), slice(None)) + o for o in np.ndindex(*kernel)]
+    grad = np.zeros(shape, dtype)
+    chunk = _chunk(n, c * math.prod(kernel) * span * dtype.itemsize)
+    if wide:
+        padded = np.zeros((chunk, co) + rows_shape, g.dtype)
+    buffer = np.empty((chunk,) + ((rows, span) if groups == 1 else (groups, rows, span)), dtype)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        m = last - first
+        if wide:
+            padded[valid][:m] = g[first:last]
+            cols = np.matmul(matrix, grouped(padded[:m], m, span), out=buffer[:m])
+            cols = cols.reshape(m, c, len(starts), span)
+            part = grad[first:last].reshape(m, c, -1)
+            for i, start in enumerate(starts):
+                part[:, :, start:start + length] += cols[:, :, i, :length]
+        else:
+            cols = np.matmul(matrix, grouped(g[first:last], m, span), out=buffer[:m])
+            cols = cols.reshape((m, c) + kernel + out)
+            part = grad[first:last]
+            for key, offset in zip(keys, offsets):
+                part[key] += cols[offset]
+    return grad
+
+
+def _pool_keys(shape, kernel, stride):
+    out = _out_sizes(shape[len(shape) - len(kernel):], kernel, stride)
+    return _offset_keys(kernel, stride, (1,) * len(kernel), out, len(shape) - len(kernel))
+
+
+def _pool_target(shape, kernel, stride, dtype):
+    """The array a pooling adjoint fills, and whether its windows are disjoint (then
+    each offset's part is assigned rather than added). Zeros unless the windows tile
+    the input exactly."""
+    disjoint = all(t >= k for t, k in zip(stride, kernel))
+    sizes = shape[len(shape) - len(kernel):]
+    tiled = disjoint and all(t == k and s % k == 0 for t, k, s in zip(stride, kernel, sizes))
+    return (np.empty if tiled else np.zeros)(shape, dtype), disjoint
+
+
+def max_pool(x, kernel, stride):
+    """Maximum over each window of the trailing axes (np.maximum over strided slices,
+    one per kernel offset: no copy of the windows)."""
+    keys = _pool_keys(x.shape, kernel, stride)
+    if len(keys) == 1:
+        return x[keys[0]].copy()
+    y = np.maximum(x[keys[0]], x[keys[1]])
+    for key in keys[2:]:
+        np.maximum(y, x[key], out=y)
+    return y
+
+
+def _first_hits(x, y, keys):
+    """For each kernel offset, where its element is the first maximum of its window
+    (row-major within the window): boolean arrays of the output's shape."""
+    taken = None
+    last = len(keys) - 1
+    for i, key in enumerate(keys):
+        hit = x[key] == y
+        if taken is None:
+            taken = hit.copy() if last else hit
+        else:
+            hit &= ~taken
+            if i < last:
+                taken |= hit
+        yield key, hit
+
+
+def max_pool_grad(g, x, y, kernel, stride):
+    """The adjoint of ``max_pool``: each window's gradient goes to the first element
+    (in row-major order within the window) equal to its maximum, as in PyTorch."""
+    keys = _pool_keys(x.shape, kernel, stride)
+    grad, disjoint = _pool_target(x.shape, kernel, stride, g.dtype)
+    for key, hit in _first_hits(x, y, keys):
+        if disjoint:
+            np.multiply(g, hit, out=grad[key])
+        else:
+            grad[key] += g * hit
+    return grad
+
+
+def max_pool_gather(z, x, y, kernel, stride):
+    """The adjoint of ``max_pool_grad`` (in its first argument): for each window, ``z``
+    at the element ``max_pool_grad`` sends the window's gradient to."""
+    result = None
+    for key, hit in _first_hits(x, y, _pool_keys(x.shape, kernel, stride)):
+        if result is None:
+            result = z[key] * hit
+        else:
+            result += z[key] * hit
+    return result
+
+
+def avg_pool(x, kernel, stride):
+    """Mean over each window of the trailing axes (sums of strided slices)."""
+    keys = _pool_keys(x.shape, kernel, stride)
+    y = x[keys[0]].astype(x.dtype if x.dtype.kind == "f" else np.float64)
+    for key in keys[1:]:
+        y += x[key]
+    y *= y.dtype.type(1.0 / len(keys))
+    return y
+
+
+def avg_pool_grad(g, shape, kernel, stride):
+    """The adjoint of ``avg_pool``: each window's gradient spread evenly over the window."""
+    keys = _pool_keys(shape, kernel, stride)
+    share = g * g.dtype.type(1.0 / len(keys))
+    grad, disjoint = _pool_target(shape, kernel, stride, g.dtype)
+    for key in keys:
+        if disjoint:
+            grad[key] = share
+        else:
+            grad[key] += share
     return grad

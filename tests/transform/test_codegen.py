@@ -148,4 +148,12 @@ def test_every_catalogue_op_is_covered_by_some_test_graph():
             "mean", "max", "min", "softmax", "log_softmax", "matmul", "mm_t", "transpose",
             "reshape", "index", "pad", "concatenate", "stack", "greater", "greater_equal", "less",
             "less_equal", "equal", "not_equal", "stop_gradient", "custom_vjp", "where", "sign",
-            "logical_and", "cast", "log_where_nonzero", "broadcast_to", "scatter", "pad_fold"} == set(OPS)
+            "logical_and", "cast", "log_where_nonzero", "broadcast_to", "scatter", "pad_fold",
+            "conv", "conv_transpose", "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather",
+            "avg_pool", "avg_pool_grad"} == set(OPS)
+
+
+def test_declare_refuses_reserved_input_names():
+    from neuronika.ops import declare
+    with pytest.raises(ValueError, match="reserved"):
+        declare("uses_y_as_input", ("x", "y"), "x + y", {"x": "dy", "y": "dy"})

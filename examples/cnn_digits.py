@@ -1,0 +1,58 @@
+"""A small CNN on scikit-learn's bundled 8x8 digits (no download).
+
+Run: pip install -e ".[examples]" && python examples/cnn_digits.py
+
+conv 1->16 3x3 (padding 1), ReLU, max-pool 2, conv 16->32 3x3 (padding 1), ReLU,
+max-pool 2, flatten, linear 128->10; SGD with momentum written by hand over
+``model.parameters()`` until ``neuronika.optim`` exists.
+"""
+import time
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+import neuronika
+from neuronika import nn
+from neuronika.nn import functional as F
+
+start = time.perf_counter()
+neuronika.manual_seed(0)
+rng = np.random.default_rng(0)
+
+digits = load_digits()
+images = (digits.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)   # (N, channels, 8, 8)
+labels = digits.target
+order = rng.permutation(len(images))
+train, test = order[:1437], order[1437:]
+
+model = nn.Sequential(
+    nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),     # -> (16, 4, 4)
+    nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # -> (32, 2, 2)
+    nn.Flatten(), nn.Linear(128, 10),
+)
+print(model)
+
+learning_rate, momentum, batch_size = 0.05, 0.9, 32
+velocity = [np.zeros_like(p.data) for p in model.parameters()]
+
+for epoch in range(1, 16):
+    model.train()
+    shuffled = rng.permutation(train)
+    total = 0.0
+    for first in range(0, len(shuffled), batch_size):
+        batch = shuffled[first:first + batch_size]
+        loss = F.cross_entropy(model(images[batch]), labels[batch])
+        loss.backward()
+        for p, v in zip(model.parameters(), velocity):
+            v *= momentum
+            v += p.grad
+            p.data -= learning_rate * v
+            p.zero_grad()
+        total += loss.item() * len(batch)
+    model.eval()
+    with neuronika.no_grad():
+        predicted = model(images[test]).data.argmax(axis=1)
+    accuracy = (predicted == labels[test]).mean()
+    print(f"epoch {epoch:2d}  train loss {total / len(train):.4f}  test accuracy {accuracy:.4f}")
+
+print(f"final test accuracy {accuracy:.4f} in {time.perf_counter() - start:.1f} s")
