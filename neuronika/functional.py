@@ -176,7 +176,7 @@ class _Traced:
         items = iter(flat)
         order = sorted({n % len(entries) for n in self.argnums})
         for n in order:
-            per_arg.append(_unflatten_grads(entries[n], items))
+            per_arg.append(_trace.unflatten(entries[n], items, statics=False))
         by_position = dict(zip(order, per_arg))
         wanted = [by_position[n % len(entries)] for n in self.argnums]
         return value, aux, wanted[0] if self.single else tuple(wanted)
@@ -233,19 +233,6 @@ def _rebuild(obj, grads):
     if isinstance(obj, dict):
         return {k: _rebuild(v, grads) for k, v in obj.items()}
     return None
-
-
-def _unflatten_grads(entry, items):
-    if _trace.is_dynamic(entry):
-        return next(items)
-    tag = entry[0]
-    if tag == "s":
-        return None
-    if tag == "t":
-        return tuple(_unflatten_grads(e, items) for e in entry[1:])
-    if tag == "l":
-        return [_unflatten_grads(e, items) for e in entry[1:]]
-    return {k: _unflatten_grads(e, items) for k, e in zip(entry[1], entry[2:])}
 
 
 class _Grad(_Traced):

@@ -87,18 +87,19 @@ def is_dynamic(entry):
     return entry == WEAK or (entry.__class__ is tuple and entry and entry[0].__class__ is tuple)
 
 
-def unflatten(entry, items):
-    """Rebuild an argument of signature ``entry`` from an iterator over its arrays."""
+def unflatten(entry, items, statics=True):
+    """Rebuild an argument of signature ``entry`` from an iterator over its arrays;
+    its static parts come back as they were (or as None, for a gradient's structure)."""
     if is_dynamic(entry):
         return next(items)
     tag = entry[0]
     if tag == "s":
-        return entry[1]
+        return entry[1] if statics else None
     if tag == "t":
-        return tuple(unflatten(e, items) for e in entry[1:])
+        return tuple(unflatten(e, items, statics) for e in entry[1:])
     if tag == "l":
-        return [unflatten(e, items) for e in entry[1:]]
-    return {k: unflatten(e, items) for k, e in zip(entry[1], entry[2:])}
+        return [unflatten(e, items, statics) for e in entry[1:]]
+    return {k: unflatten(e, items, statics) for k, e in zip(entry[1], entry[2:])}
 
 
 def count_arrays(entry):
