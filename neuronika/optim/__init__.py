@@ -1,0 +1,4 @@
+"""Optimizers, penalties, learning-rate schedulers and gradient clipping."""
+from .optimizer import Optimizer
+
+__all__ = ["Optimizer"]
