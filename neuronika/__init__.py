@@ -13,7 +13,7 @@ once and cached by the graph's signature.
 >>> w.grad.shape, b.grad.shape
 ((8, 8), (8,))
 """
-from . import nn, transform
+from . import data, nn, optim, transform
 from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
                        ones, rand, randn, stack, zeros)
 from .errors import AnomalyError, GradientError, ShapeError
@@ -24,7 +24,7 @@ from .variable import Param, Var, VarDiff, detect_anomaly, no_grad, stop_gradien
 __version__ = "0.1.0"
 
 __all__ = [
-    "nn", "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient", "manual_seed", "transform",
+    "nn", "optim", "data", "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient", "manual_seed", "transform",
     "ShapeError", "GradientError", "AnomalyError",
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
