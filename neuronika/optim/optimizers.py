@@ -1,0 +1,331 @@
+"""Optimizers with PyTorch's update rules and keyword defaults.
+
+Each updates ``p.data`` in place in ``step()``, reading ``self.gradient(p, group)``
+(the stored gradient plus the group's ``penalty``, a copy). Parameters whose
+gradient was never set (no backward reached them since ``zero_grad()``) are
+skipped, as PyTorch skips parameters whose ``.grad`` is None.
+
+``weight_decay`` follows PyTorch: it adds ``weight_decay * w`` to the gradient (the
+gradient of ``(weight_decay / 2) * sum(w ** 2)``), except in ``AdamW`` where it is
+decoupled (``w *= 1 - lr * weight_decay``). A ``penalty`` (``L1``, ``L2``,
+``ElasticNet`` of ``neuronika.optim``) adds its own gradient; ``L2(lambda_)`` adds
+``2 * lambda_ * w``. Every option is part of each parameter group, so groups may
+override any of them.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .optimizer import Optimizer
+from .penalty import Penalty
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "AMSGrad", "RMSprop", "Adamax"]
+
+
+# ---- validation ----------------------------------------------------------------------------------
+
+def _number(name, label, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
+        raise ValueError(f"{name}: {label} must be a number, got {value!r}")
+    return value
+
+
+def _nonneg(name, label, value):
+    _number(name, label, value)
+    if value < 0:
+        raise ValueError(f"{name}: invalid {label} {value!r} (must be >= 0)")
+
+
+def _betas(name, value):
+    try:
+        b1, b2 = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {value!r}") from None
+    for i, b in enumerate((b1, b2)):
+        _number(name, f"beta{i + 1}", b)
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"{name}: invalid beta{i + 1} {b!r} in betas (must be in [0, 1))")
+
+
+def _penalty(name, value):
+    if value is not None and not (isinstance(value, Penalty) or callable(getattr(value, "gradient", None))):
+        raise ValueError(f"{name}: penalty must be None or a penalty (L1, L2, ElasticNet), "
+                         f"got {value!r}")
+
+
+class _Base(Optimizer):
+    """Validates every group's options after the base builds the groups."""
+
+    def __init__(self, params, defaults):
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            self._validate(group)
+
+    def _validate(self, group):
+        name = type(self).__name__
+        for key in ("lr", "weight_decay", "eps"):
+            if key in group:
+                _nonneg(name, {"lr": "learning rate"}.get(key, key), group[key])
+        if "betas" in group:
+            _betas(name, group["betas"])
+        _penalty(name, group.get("penalty"))
+
+    def _active(self, group):
+        """The group's parameters that have a gradient."""
+        return [p for p in group["params"] if p._node.grad is not None]
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in self._active(group):
+                self._update(p, group, self.gradient(p, group))
+
+    def _update(self, p, group, grad):
+        raise NotImplementedError
+
+
+# ---- SGD -----------------------------------------------------------------------------------------
+
+class SGD(_Base):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum, as torch.optim.SGD::
+
+        g = grad + weight_decay * w
+        if momentum:  b = g (first step) else momentum * b + (1 - dampening) * g
+                      g = g + momentum * b if nesterov else b
+        w -= lr * g
+    """
+
+    def __init__(self, params, lr=None, momentum=0, dampening=0, nesterov=False,
+                 weight_decay=0, penalty=None):
+        if lr is None:
+            raise TypeError("SGD: the learning rate lr is required, e.g. SGD(params, lr=0.01)")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      nesterov=nesterov, weight_decay=weight_decay, penalty=penalty))
+
+    def _validate(self, group):
+        super()._validate(group)
+        _nonneg("SGD", "momentum", group["momentum"])
+        _number("SGD", "dampening", group["dampening"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"SGD: Nesterov momentum requires a momentum > 0 and zero dampening, "
+                             f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
+
+    def _update(self, p, group, grad):
+        if group["weight_decay"] != 0:
+            grad += group["weight_decay"] * p.data
+        momentum = group["momentum"]
+        if momentum != 0:
+            state = self.state.setdefault(p, {})
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * grad
+            if group["nesterov"]:
+                grad += momentum * buf
+            else:
+                grad = buf
+        data = p.data
+        data -= group["lr"] * grad
+
+
+# ---- Adagrad -------------------------------------------------------------------------------------
+
+class Adagrad(_Base):
+    """Adagrad, as torch.optim.Adagrad::
+
+        t += 1;  g = grad + weight_decay * w
+        clr = lr / (1 + (t - 1) * lr_decay)
+        s += g * g                       (s starts at initial_accumulator_value)
+        w -= clr * g / (sqrt(s) + eps)
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                 eps=1e-10, penalty=None):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps, penalty=penalty))
+
+    def _validate(self, group):
+        super()._validate(group)
+        _nonneg("Adagrad", "lr_decay", group["lr_decay"])
+        _nonneg("Adagrad", "initial_accumulator_value", group["initial_accumulator_value"])
+
+    def _update(self, p, group, grad):
+        state = self.state.setdefault(p, {})
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype)
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad += group["weight_decay"] * p.data
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        state["sum"] += grad * grad
+        data = p.data
+        data -= clr * grad / (np.sqrt(state["sum"]) + group["eps"])
+
+
+# ---- Adam family ---------------------------------------------------------------------------------
+
+class Adam(_Base):
+    """Adam, as torch.optim.Adam (``weight_decay`` is added to the gradient, L2 style)::
+
+        t += 1;  g = grad + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g * g
+        (amsgrad: vmax = max(vmax, v), used instead of v)
+        w -= lr / (1 - beta1 ** t) * m / (sqrt(v) / sqrt(1 - beta2 ** t) + eps)
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, penalty=None):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas,
+                                      eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      penalty=penalty))
+
+    def _update(self, p, group, grad):
+        state = self.state.setdefault(p, {})
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros(p.shape, p.dtype)
+            state["exp_avg_sq"] = np.zeros(p.shape, p.dtype)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros(p.shape, p.dtype)
+        beta1, beta2 = group["betas"]
+        lr, wd = group["lr"], group["weight_decay"]
+        data = p.data
+        state["step"] += 1
+        t = state["step"]
+        if wd != 0:
+            if self._decoupled:
+                data *= 1 - lr * wd
+            else:
+                grad += wd * data
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        if group["amsgrad"]:
+            vmax = state.get("max_exp_avg_sq")
+            if vmax is None:            # amsgrad switched on mid-training
+                vmax = state["max_exp_avg_sq"] = np.zeros(p.shape, p.dtype)
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        step_size = lr / (1 - beta1 ** t)
+        denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
+        data -= step_size * m / denom
+
+
+class AdamW(Adam):
+    """AdamW, as torch.optim.AdamW: Adam with decoupled weight decay
+    (``w *= 1 - lr * weight_decay`` before the Adam update; the gradient is not decayed)."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, penalty=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, penalty=penalty)
+
+
+class AMSGrad(Adam):
+    """Adam with ``amsgrad=True``: the running maximum of the second moment is used."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 penalty=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=True, penalty=penalty)
+
+
+# ---- RMSprop -------------------------------------------------------------------------------------
+
+class RMSprop(_Base):
+    """RMSprop, as torch.optim.RMSprop::
+
+        g = grad + weight_decay * w
+        s = alpha * s + (1 - alpha) * g * g
+        centered: a = alpha * a + (1 - alpha) * g;   d = sqrt(s - a * a) + eps
+        else:                                         d = sqrt(s) + eps
+        momentum > 0: b = momentum * b + g / d;  w -= lr * b
+        else:                                    w -= lr * g / d
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, penalty=None):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, penalty=penalty))
+
+    def _validate(self, group):
+        super()._validate(group)
+        _nonneg("RMSprop", "momentum", group["momentum"])
+        _nonneg("RMSprop", "alpha", group["alpha"])
+
+    def _update(self, p, group, grad):
+        state = self.state.setdefault(p, {})
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros(p.shape, p.dtype)
+        alpha, momentum = group["alpha"], group["momentum"]
+        data = p.data
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad += group["weight_decay"] * data
+        s = state["square_avg"]
+        s *= alpha
+        s += (1 - alpha) * grad * grad
+        if group["centered"]:
+            a = state.get("grad_avg")
+            if a is None:
+                a = state["grad_avg"] = np.zeros(p.shape, p.dtype)
+            a *= alpha
+            a += (1 - alpha) * grad
+            avg = np.sqrt(s - a * a) + group["eps"]
+        else:
+            avg = np.sqrt(s) + group["eps"]
+        if momentum > 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.zeros(p.shape, p.dtype)
+            buf *= momentum
+            buf += grad / avg
+            data -= group["lr"] * buf
+        else:
+            data -= group["lr"] * grad / avg
+
+
+# ---- Adamax --------------------------------------------------------------------------------------
+
+class Adamax(_Base):
+    """Adamax, as torch.optim.Adamax::
+
+        t += 1;  g = grad + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g;   u = max(beta2 * u, |g| + eps)
+        w -= lr / (1 - beta1 ** t) * m / u
+    """
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 penalty=None):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas,
+                                      eps=eps, weight_decay=weight_decay, penalty=penalty))
+
+    def _update(self, p, group, grad):
+        state = self.state.setdefault(p, {})
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros(p.shape, p.dtype)
+            state["exp_inf"] = np.zeros(p.shape, p.dtype)
+        beta1, beta2 = group["betas"]
+        data = p.data
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad += group["weight_decay"] * data
+        m, u = state["exp_avg"], state["exp_inf"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        np.maximum(beta2 * u, np.abs(grad) + group["eps"], out=u)
+        data -= group["lr"] / (1 - beta1 ** state["step"]) * m / u
