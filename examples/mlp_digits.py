@@ -2,8 +2,8 @@
 
 Run: pip install -e ".[examples]" && python examples/mlp_digits.py
 
-The update is SGD with momentum written by hand over ``model.parameters()``
-(``.data`` and ``.grad`` are live arrays), until ``neuronika.optim`` exists.
+Trained with ``neuronika.optim.SGD`` (momentum) and a cosine learning-rate
+schedule, fed by a shuffling ``neuronika.data.DataLoader``.
 """
 import time
 
@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import neuronika
-from neuronika import nn
+from neuronika import nn, optim
+from neuronika.data import DataLoader, Dataset
 from neuronika.nn import functional as F
 
 start = time.perf_counter()
@@ -27,23 +28,20 @@ train, test = order[:1437], order[1437:]                 # 80% / 20%
 model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 10))
 print(model)
 
-learning_rate, momentum, batch_size = 0.05, 0.9, 32
-velocity = [np.zeros_like(p.data) for p in model.parameters()]
+optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)
+loader = DataLoader(Dataset(images[train], labels[train]), batch_size=32, shuffle=True, seed=0)
 
 for epoch in range(1, 21):
     model.train()
-    shuffled = rng.permutation(train)
     total = 0.0
-    for first in range(0, len(shuffled), batch_size):
-        batch = shuffled[first:first + batch_size]
-        loss = F.cross_entropy(model(images[batch]), labels[batch])
+    for batch_images, batch_labels in loader:
+        loss = F.cross_entropy(model(batch_images), batch_labels)
         loss.backward()
-        for p, v in zip(model.parameters(), velocity):
-            v *= momentum
-            v += p.grad
-            p.data -= learning_rate * v
-            p.zero_grad()
-        total += loss.item() * len(batch)
+        optimizer.step()
+        optimizer.zero_grad()
+        total += loss.item() * len(batch_labels)
+    scheduler.step()
     model.eval()
     with neuronika.no_grad():
         predicted = model(images[test]).data.argmax(axis=1)

@@ -84,3 +84,31 @@ for step in range(40):
         print(f"step {step:2d}  loss {loss.item():.5f}")
 print("learned w:", weight.data.ravel().round(3), " true w:", w_true.ravel())
 print("program cache:", neuronika.transform.cache_info())
+
+section("A full training loop: model, optimizer, scheduler, loader")
+from neuronika import nn, optim                                   # noqa: E402
+from neuronika.data import DataLoader, Dataset                    # noqa: E402
+from neuronika.nn import functional as F                          # noqa: E402
+
+# y = sin(3x) + noise, fitted by a small MLP.
+inputs = rng.uniform(-1, 1, (256, 1)).astype(np.float32)
+outputs = (np.sin(3 * inputs) + 0.05 * rng.standard_normal((256, 1))).astype(np.float32)
+loader = DataLoader(Dataset(inputs, outputs), batch_size=32, shuffle=True, seed=0)
+model = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 1))
+optimizer = optim.Adam(model.parameters(), lr=0.03)
+scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+for epoch in range(1, 31):
+    for x_batch, y_batch in loader:
+        loss = F.mse_loss(model(x_batch), y_batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    scheduler.step()
+    if epoch % 5 == 0:
+        with neuronika.no_grad():
+            mse = F.mse_loss(model(inputs), outputs).item()
+        print(f"epoch {epoch:2d}  lr {scheduler.get_last_lr()[0]:.4f}  mean squared error {mse:.5f}")
+import os, tempfile                                               # noqa: E401,E402
+path = os.path.join(tempfile.gettempdir(), "quickstart_model.npz")
+model.save(path)
+print("saved; reloaded keys:", list(nn.load(path)))

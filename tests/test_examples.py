@@ -34,3 +34,20 @@ def test_cnn_digits_reaches_97_percent(capsys):
     out = run_example("cnn_digits.py", capsys)
     accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
     assert accuracy >= 0.97
+
+
+def test_tour_notebook_executes():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(EXAMPLES / "tour.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for o in cell.get("outputs", []))
+    assert "test accuracy" in outputs and "def forward" in outputs
+
+
+def test_regression_csv_beats_predicting_the_mean(capsys):
+    out = run_example("regression_csv.py", capsys)
+    final = re.search(r"final validation RMSE ([0-9.]+)k \(predicting the mean: ([0-9.]+)k\)", out)
+    assert float(final.group(1)) < 0.25 * float(final.group(2))
