@@ -37,6 +37,30 @@ def numerical_grads(fn, arrays, cotangent, eps=1e-6, wrt=None):
     return grads
 
 
+def numerical_jacobian(fn, x, eps=1e-6):
+    """d fn(x) / d x by central differences, shaped ``fn(x).shape + x.shape``;
+    ``fn`` maps a float64 NumPy array to an array (or number).
+
+    >>> import numpy as np
+    >>> numerical_jacobian(lambda v: v * v, np.array([1.0, 2.0])).round(6)
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    x = np.array(x, dtype=np.float64)
+    base = np.asarray(fn(x))
+    jacobian = np.zeros(base.shape + x.shape)
+    flat = x.reshape(-1)
+    for k in range(flat.size):
+        keep = flat[k]
+        flat[k] = keep + eps
+        up = np.asarray(fn(x))
+        flat[k] = keep - eps
+        down = np.asarray(fn(x))
+        flat[k] = keep
+        jacobian[(Ellipsis,) + np.unravel_index(k, x.shape)] = (up - down) / (2 * eps)
+    return jacobian
+
+
 def check_grad(fn, *arrays, rtol=1e-6, atol=1e-7, eps=1e-6, seed=0, wrt=None, scalar_seed=False):
     """Assert that neuronika's gradients of ``fn`` match finite differences.
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import neuronika
 from neuronika import GradientError, transform
+from neuronika.testing import numerical_jacobian
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -60,24 +61,6 @@ def fd_grads(f, args, argnums, eps=1e-6):
             return f(*call)
         out.append(fd_grad(partial, args[n], eps))
     return out
-
-
-def fd_jacobian(f, x, eps=1e-6):
-    """d f(x) / d x, shape f(x).shape + x.shape, by central differences."""
-    x = np.array(x, dtype=np.float64)
-    y = np.asarray(f(x))
-    jac = np.zeros(y.shape + x.shape)
-    flat = x.reshape(-1)
-    jflat = jac.reshape(y.shape + (-1,))
-    for k in range(flat.size):
-        keep = flat[k]
-        flat[k] = keep + eps
-        up = np.asarray(f(x))
-        flat[k] = keep - eps
-        down = np.asarray(f(x))
-        flat[k] = keep
-        jflat[..., k] = (up - down) / (2 * eps)
-    return jac
 
 
 def fresh(arrays):
@@ -797,7 +780,7 @@ def test_jacobian_vector_to_vector():
     x = normal(4, seed=47) * 0.5
     J = neuronika.jacobian(f)(x)
     assert J.shape == (4, 4)
-    close(J, fd_jacobian(f_np, x), rtol=1e-6, atol=1e-9)
+    close(J, numerical_jacobian(f_np, x), rtol=1e-6, atol=1e-9)
     # closed form for the elementwise one
     close(neuronika.jacobian(lambda x: x * x)(x), np.diag(2 * x))
 
@@ -811,7 +794,7 @@ def test_jacobian_matrix_to_vector():
     M = normal(2, 3, seed=49)
     J = neuronika.jacobian(f)(M)
     assert J.shape == (2, 2, 3)
-    close(J, fd_jacobian(lambda M: np.tanh(M @ v), M), rtol=1e-6, atol=1e-9)
+    close(J, numerical_jacobian(lambda M: np.tanh(M @ v), M), rtol=1e-6, atol=1e-9)
     # closed form: dy_i/dM_jk = delta_ij (1 - y_i^2) v_k
     y = np.tanh(M @ v)
     want = np.einsum("ij,k->ijk", np.diag(1 - y ** 2), v)
@@ -825,8 +808,8 @@ def test_jacobian_argnums_tuple():
     M, v = normal(2, 3, seed=50), normal(3, seed=51)
     JM, Jv = neuronika.jacobian(f, argnums=(0, 1))(M, v)
     assert JM.shape == (2, 2, 3) and Jv.shape == (2, 3)
-    close(JM, fd_jacobian(lambda M: np.sin(M @ v), M), rtol=1e-6, atol=1e-9)
-    close(Jv, fd_jacobian(lambda v: np.sin(M @ v), v), rtol=1e-6, atol=1e-9)
+    close(JM, numerical_jacobian(lambda M: np.sin(M @ v), M), rtol=1e-6, atol=1e-9)
+    close(Jv, numerical_jacobian(lambda v: np.sin(M @ v), v), rtol=1e-6, atol=1e-9)
     Jv2, JM2 = neuronika.jacobian(f, argnums=(1, 0))(M, v)
     close(Jv2, Jv)
     close(JM2, JM)
@@ -851,7 +834,7 @@ def test_jacobian_matrix_output():
     x = normal(3, seed=53)
     J = neuronika.jacobian(lambda x: x.reshape(3, 1) * x.reshape(1, 3))(x)
     assert J.shape == (3, 3, 3)
-    close(J, fd_jacobian(lambda x: np.outer(x, x), x), rtol=1e-6, atol=1e-9)
+    close(J, numerical_jacobian(lambda x: np.outer(x, x), x), rtol=1e-6, atol=1e-9)
 
 
 # ---- 4. stop_gradient and custom_vjp --------------------------------------------------------------

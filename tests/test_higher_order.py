@@ -3,23 +3,7 @@ import numpy as np
 import pytest
 
 import neuronika as nk
-
-
-def fd_jacobian_of(fn, x, eps=1e-6):
-    """Central differences of a NumPy function of one array (any output shape)."""
-    x = np.array(x, dtype=np.float64)
-    base = np.asarray(fn(x))
-    jac = np.zeros(base.shape + x.shape)
-    flat = x.reshape(-1)
-    for k in range(flat.size):
-        keep = flat[k]
-        flat[k] = keep + eps
-        up = np.asarray(fn(x))
-        flat[k] = keep - eps
-        down = np.asarray(fn(x))
-        flat[k] = keep
-        jac[(Ellipsis,) + np.unravel_index(k, x.shape)] = (up - down) / (2 * eps)
-    return jac
+from neuronika.testing import numerical_jacobian
 
 
 @pytest.mark.parametrize("f, d2", [
@@ -61,7 +45,7 @@ def test_hessian_matches_finite_differences_of_the_gradient():
 
     x = rng.standard_normal(4)
     gradient = nk.grad(f)
-    expected = fd_jacobian_of(gradient, x)
+    expected = numerical_jacobian(gradient, x)
     np.testing.assert_allclose(nk.hessian(f)(x), expected, rtol=1e-6, atol=1e-8)
 
 
@@ -143,7 +127,7 @@ def test_second_derivatives_through_every_op(name):
         return (op(v) * nk.from_ndarray(c)).sum()
 
     gradient = nk.grad(f)
-    expected = fd_jacobian_of(gradient, x)
+    expected = numerical_jacobian(gradient, x)
     np.testing.assert_allclose(nk.hessian(f)(x), expected, rtol=1e-5, atol=1e-6)
 
 

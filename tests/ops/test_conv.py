@@ -19,7 +19,7 @@ import neuronika as nk
 from neuronika.graph import apply
 from neuronika.nn.conv import conv
 from neuronika.ops import OPS
-from neuronika.testing import check_grad
+from neuronika.testing import check_grad, numerical_jacobian
 from neuronika.variable import _wrap
 
 from .conftest import LAYOUTS, assert_located, check_grad_views, const, diff, distinct, non_contiguous, uniform
@@ -241,25 +241,8 @@ def test_conv_unbatched():
 
 # ---- second derivatives: conv, conv_transpose and conv_weight_grad are each other's adjoints ---------
 
-def fd_jacobian_of(fn, x, eps=1e-6):
-    """Central differences of a NumPy function of one array."""
-    x = np.array(x, dtype=np.float64)
-    base = np.asarray(fn(x))
-    jac = np.zeros(base.shape + x.shape)
-    flat = x.reshape(-1)
-    for k in range(flat.size):
-        keep = flat[k]
-        flat[k] = keep + eps
-        up = np.asarray(fn(x))
-        flat[k] = keep - eps
-        down = np.asarray(fn(x))
-        flat[k] = keep
-        jac[(Ellipsis,) + np.unravel_index(k, x.shape)] = (up - down) / (2 * eps)
-    return jac
-
-
 def check_hessian(f, x):
-    np.testing.assert_allclose(nk.hessian(f)(x), fd_jacobian_of(nk.grad(f), x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nk.hessian(f)(x), numerical_jacobian(nk.grad(f), x), rtol=1e-5, atol=1e-6)
 
 
 SECOND = {"stride": ((2, 1), (1, 1), 1), "dilation_groups": ((1, 1), (2, 1), 2)}
@@ -278,7 +261,7 @@ def test_second_derivatives_through_conv(geometry):
         gw = nk.grad(lambda k: (raw_conv(v, k, stride, dilation, groups).tanh() * C).sum())(W)
         return (gw * gw).sum()
 
-    np.testing.assert_allclose(nk.grad(mixed)(x), fd_jacobian_of(lambda a: mixed(const(a)).data, x),
+    np.testing.assert_allclose(nk.grad(mixed)(x), numerical_jacobian(lambda a: mixed(const(a)).data, x),
                                rtol=1e-5, atol=1e-7)
 
 
