@@ -113,21 +113,8 @@ class _Traced:
         wrt = []
         for n in sorted(set(nums)):
             args[n] = _to_vars(args[n], wrt, self.name, n)
-        out = self.fn(*args, **kwargs)
-        aux = None
-        if self.has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise GradientError(f"{self.name}: has_aux=True needs the function to return a pair "
-                                    f"(value, aux), got {type(out).__name__}")
-            out, aux = out
-        if not isinstance(out, Var):
-            out = _wrap(leaf(np.asarray(out)))
-        if out.size != 1:
-            raise GradientError(f"{self.name}: the function must return a scalar (one element) to be "
-                                f"differentiated, got shape {out.shape}; use neuronika.vjp or "
-                                f"neuronika.jacobian for non-scalar outputs")
-        if out.shape != ():
-            out = out.reshape(())
+        out, aux = _trace.split_aux(self.fn(*args, **kwargs), self.has_aux, self.name)
+        out = _trace.scalar_output(out, self.name)
         grads = iter(symbolic.gradients(out, wrt))
         per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
         wanted = [per_arg[n] for n in nums]
@@ -145,13 +132,13 @@ class _Traced:
                     outs, grads = found.run(values)
                 except Retrace:
                     continue
-                _trace.count_hit()
+                CACHE.hits += 1
                 return found, entries, outs, grads
         for n in self.argnums:
             if not -len(args) <= n < len(args):
                 raise GradientError(f"{self.name}: argnums {n} is out of range for a call with "
                                     f"{len(args)} positional arguments")
-        _trace.count_miss()
+        CACHE.misses += 1
         differentiate = {n % len(args) for n in self.argnums}
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
                              self.split, self.name, self.want_value or self.has_aux)
@@ -329,9 +316,7 @@ def _symbolic_pullback(fn, args, argnums, name):
     wrt = []
     for n in sorted(set(nums)):
         args[n] = _to_vars(args[n], wrt, name, n)
-    out = fn(*args)
-    if not isinstance(out, Var):
-        out = _wrap(leaf(np.asarray(out)))
+    out = _trace.as_output(fn(*args))
 
     def vjp_fn(cotangent):
         grads = iter(symbolic.gradients((out * cotangent).sum(), wrt))

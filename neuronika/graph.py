@@ -73,22 +73,8 @@ class Node:
 
 def leaf(value, requires_grad=False):
     """A leaf node over an array (or a NumPy scalar: a number used as an operand)."""
-    node = Node.__new__(Node)
-    node.op = None
-    node.inputs = ()
-    node.attrs = ()
+    node = Node(None, (), (), value.shape, value.dtype, requires_grad, None)
     node.value = value
-    node.grad = None
-    node.retain = False
-    node.program = None
-    node.saved = None
-    node.leaves = None
-    node.retained = None
-    node.where = None
-    node.requires_grad = requires_grad
-    node.serial = next(_serial)
-    node.shape = value.shape
-    node.dtype = value.dtype
     node.key = ("leaf", value.shape, value.dtype, requires_grad)
     return node
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import leaf
-from ..variable import Param, Var, VarDiff, _wrap
+from ..variable import Param, VarDiff, _wrap
 
 
 def parameter(array) -> VarDiff:

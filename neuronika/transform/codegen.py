@@ -88,7 +88,7 @@ def _value_name(node, index):
     return f"p{index}" if node.requires_grad else f"x{index}"
 
 
-def _context(node, names, index_of, order, gshape=None, slot=None):
+def _context(node, names, gshape=None, slot=None):
     op = node.op
     shapes = {name: inp.shape for name, inp in zip(names, node.inputs)}
     dtypes = {name: inp.dtype for name, inp in zip(names, node.inputs)}
@@ -223,7 +223,7 @@ def _forward(order, index_of, values, anomaly, extra, guards):
         if op is None:
             continue
         names = op.input_names(len(node.inputs))
-        ctx = _context(node, names, index_of, order)
+        ctx = _context(node, names)
         template = parse(_resolve(op.forward, ctx))
         bindings = _Bindings(_statics(ctx), extra)
         for name, inp in zip(names, node.inputs):
@@ -291,7 +291,7 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
                                      [_name(g.name), constant(node.shape)], [])
                     stmts.append(_assign(full.name, call))
                 dy = full
-            ctx = _context(node, names, index_of, order, gshape=dy.shape, slot=slot)
+            ctx = _context(node, names, gshape=dy.shape, slot=slot)
             bindings = _Bindings(_statics(ctx), extra)
             arrays = {}     # template name -> forward value name, for the saved set
             shapes = {"dy": dy.shape}

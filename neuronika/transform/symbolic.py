@@ -156,7 +156,6 @@ def gradients(out, wrt):
     grads = {}
     if out._node in reaches:
         grads[out._node] = _var(leaf(np.ones(out.shape, out.dtype)))
-    index_of = {node: i for i, node in enumerate(order)}
     for node in reversed(order):
         op = node.op
         if op is None or node not in grads:
@@ -170,7 +169,7 @@ def gradients(out, wrt):
             dy = g
             if not op.implicit_dy and dy.shape != node.shape:
                 dy = SymbolicNumPy.broadcast_to(dy, node.shape)
-            ctx = _context(node, names, index_of, order, gshape=dy.shape, slot=slot)
+            ctx = _context(node, names, gshape=dy.shape, slot=slot)
             bindings = _statics(ctx)
             for other_name, other in zip(names, node.inputs):
                 bindings[other_name] = _var(other)

@@ -23,7 +23,6 @@ import numpy as np
 from ..errors import GradientError
 from ..graph import leaf, linearize, modes, weak_leaf
 from . import codegen
-from .cache import CACHE
 
 WEAK = "w"          # signature entry of a Python float argument
 
@@ -204,7 +203,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     (name, entry) pairs for the keyword arguments, ``differentiate`` the
     positions of the arguments whose gradients are wanted.
     """
-    from ..variable import Var, _wrap
+    from ..variable import _wrap
     nodes = _leaves_for(values, list(entries) + [e for _, e in kw_items], differentiate, where)
     handles = iter([_wrap(n) for n in nodes])
     args = [unflatten(e, handles) for e in entries]
@@ -217,21 +216,8 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     finally:
         modes.tracer, modes.grad_enabled = previous
 
-    aux_value = None
-    if has_aux:
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise GradientError(f"{where}: has_aux=True needs the function to return a pair "
-                                f"(value, aux), got {type(out).__name__}")
-        out, aux_value = out
-    if not isinstance(out, Var):
-        out = _wrap(leaf(np.asarray(out)))
-    if not split:
-        if out.size != 1:
-            raise GradientError(f"{where}: the function must return a scalar (one element) to be "
-                                f"differentiated, got shape {out.shape}; use neuronika.vjp or "
-                                f"neuronika.jacobian for non-scalar outputs")
-        if out.shape != ():
-            out = out.reshape(())
+    out, aux_value = split_aux(out, has_aux, where)
+    out = as_output(out) if split else scalar_output(out, where)
     aux_nodes = []
     aux_entry = None
     if has_aux:
@@ -282,6 +268,32 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     else:
         result.prefix = ()
     return result
+
+
+def split_aux(out, has_aux, where):
+    """(value, aux) of a function's result; aux is None without has_aux."""
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise GradientError(f"{where}: has_aux=True needs the function to return a pair "
+                            f"(value, aux), got {type(out).__name__}")
+    return out
+
+
+def as_output(out):
+    """A function's result as a variable (a constant if it computed a plain value)."""
+    from ..variable import Var, _wrap
+    return out if isinstance(out, Var) else _wrap(leaf(np.asarray(out)))
+
+
+def scalar_output(out, where):
+    """The result of a function to differentiate: one element, as a 0-dim variable."""
+    out = as_output(out)
+    if out.size != 1:
+        raise GradientError(f"{where}: the function must return a scalar (one element) to be "
+                            f"differentiated, got shape {out.shape}; use neuronika.vjp or "
+                            f"neuronika.jacobian for non-scalar outputs")
+    return out if out.shape == () else out.reshape(())
 
 
 def flatten_aux(obj, nodes, values):
@@ -347,11 +359,3 @@ def total_traces():
 def clear_traces():
     for cache in list(_registry):
         cache.clear()
-
-
-def count_hit():
-    CACHE.hits += 1
-
-
-def count_miss():
-    CACHE.misses += 1
