@@ -7,9 +7,9 @@ import numpy as np
 
 from . import random as _random
 from .errors import ShapeError
-from .graph import apply, leaf
-from .ops import OPS, normalize_axis
-from .variable import Var, _located, _operand, _wrap
+from .graph import leaf
+from .numpy._shape import concatenate as _concatenate, stack as _stack
+from .variable import Var, _wrap
 
 DEFAULT_DTYPE = np.float32
 
@@ -116,39 +116,16 @@ def geomspace(start, stop, n: int, dtype=DEFAULT_DTYPE) -> Var:
     return _var(np.geomspace(start, stop, n, dtype=dtype))
 
 
-def _nodes(name, values):
-    values = list(values)
-    if not values:
-        raise _located(f"{name}: needs at least one operand")
-    like = next((v._node for v in values if isinstance(v, Var)), None)
-    if like is None:
-        like = leaf(np.asarray(values[0]))
-    nodes = tuple(_operand(v, like) for v in values)
-    if any(n is None for n in nodes):
-        raise TypeError(f"{name}: operands must be variables or arrays")
-    return nodes
-
-
 def concatenate(values, axis: int = 0) -> Var:
-    """Join along an existing axis; any mix of Var, VarDiff and arrays.
+    """Join along an existing axis; any mix of Var, VarDiff and arrays (always a variable).
 
     >>> import neuronika
     >>> neuronika.concatenate([neuronika.ones(2), neuronika.zeros(3)]).shape
     (5,)
     """
-    nodes = _nodes("concatenate", values)
-    try:
-        axis = normalize_axis("concatenate", axis, len(nodes[0].shape))
-    except ShapeError as error:
-        raise _located(str(error)) from None
-    return _wrap(apply(OPS["concatenate"], nodes, (axis,)))
+    return _concatenate.implementation(values, axis)
 
 
 def stack(values, axis: int = 0) -> Var:
-    """Join along a new axis; any mix of Var, VarDiff and arrays."""
-    nodes = _nodes("stack", values)
-    try:
-        axis = normalize_axis("stack", axis, len(nodes[0].shape) + 1)
-    except ShapeError as error:
-        raise _located(str(error)) from None
-    return _wrap(apply(OPS["stack"], nodes, (axis,)))
+    """Join along a new axis; any mix of Var, VarDiff and arrays (always a variable)."""
+    return _stack.implementation(values, axis)

@@ -39,10 +39,11 @@ import numpy as np
 from .errors import GradientError
 from .graph import apply, leaf
 from .ops import OPS
-from .transform import trace as _trace
-from .transform.cache import CACHE
+from . import symbolic, tracing as _trace
+from .transform.cache import CACHE, TraceCache
 from .transform.codegen import Retrace
-from .variable import Var, _operand, _wrap
+from .numpy._core import node_of
+from .variable import Var, _wrap
 
 __all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp"]
 
@@ -65,7 +66,7 @@ class _Traced:
         self.has_aux = has_aux
         self.split = split
         self.name = name
-        self.cache = _trace.TraceCache()
+        self.cache = TraceCache()
         functools.update_wrapper(self, fn, updated=())
 
     def _signature(self, args, kwargs):
@@ -107,7 +108,6 @@ class _Traced:
     def _symbolic(self, args, kwargs):
         """Called on variables (inside another trace): the gradient as graph nodes,
         so that it can be differentiated again."""
-        from .transform import symbolic
         single, nums = self.single, [n % len(args) for n in self.argnums]
         args = list(args)
         wrt = []
@@ -310,7 +310,6 @@ def _pullback(fn, args, argnums, name):
 
 def _symbolic_pullback(fn, args, argnums, name):
     """vjp on variables (inside another trace): value and gradients as graph nodes."""
-    from .transform import symbolic
     args = list(args)
     nums = [n % len(args) for n in argnums]
     wrt = []
@@ -447,7 +446,7 @@ class custom_vjp:
             raise GradientError(f"custom_vjp {self.__name__}: call .defvjp(fwd, bwd) before using it "
                                 f"on variables")
         like = next(a._node for a in args if isinstance(a, Var))
-        nodes = tuple(a._node if isinstance(a, Var) else _operand(a, like) for a in args)
+        nodes = tuple(a._node if isinstance(a, Var) else node_of(a, like) for a in args)
         out, _ = self._fwd(*[_value(n) for n in nodes])
         return _wrap(apply(OPS["custom_vjp"], nodes, (self._fwd, self._bwd, out.shape, out.dtype)))
 

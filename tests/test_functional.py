@@ -1373,8 +1373,7 @@ def test_has_aux_function_not_returning_a_pair():
         neuronika.value_and_grad(lambda x: ((x * x).sum(), 1, 2), has_aux=True)(np.ones(2))
 
 
-@pytest.mark.parametrize("convert", [np.asarray, np.array, lambda v: np.concatenate([v, v])],
-                         ids=["asarray", "array", "concatenate"])
+@pytest.mark.parametrize("convert", [np.asarray, np.array], ids=["asarray", "array"])
 def test_np_asarray_of_a_traced_var_raises(convert):
     with pytest.raises(GradientError, match=r"converted to a NumPy array.*neuronika"):
         neuronika.grad(lambda x: neuronika.from_ndarray(convert(x) * 2).sum())(np.ones(2))
@@ -1385,9 +1384,9 @@ def test_np_asarray_of_a_value_computed_from_a_traced_var_raises():
         neuronika.grad(lambda x: (x * np.asarray(x.tanh())).sum())(np.ones(2))
 
 
-def test_numpy_ufunc_on_a_traced_var_raises():
-    with pytest.raises(TypeError):
-        neuronika.grad(lambda x: np.tanh(x).sum())(np.ones(2))
+def test_numpy_ufunc_on_a_traced_var_is_differentiated():
+    g = neuronika.grad(lambda x: np.tanh(x).sum())(np.ones(2))
+    close(g, 1 - np.tanh(np.ones(2)) ** 2)
 
 
 def test_np_asarray_of_a_constant_var_is_allowed():

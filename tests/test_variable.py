@@ -53,9 +53,12 @@ def test_python_scalars_keep_float32():
     np.testing.assert_allclose(x.grad, np.full(3, 0.5 / 3 - 2), rtol=1e-6)
 
 
-def test_numpy_scalars_act_like_python_numbers():
+def test_numbers_promote_as_in_numpy_2():
     x = neuronika.ones(2)
-    assert (x * np.float64(2.0)).dtype == np.float32
+    assert (x * 2.0).dtype == np.float32                  # a Python number is weakly typed
+    assert (x * np.float64(2.0)).dtype == np.float64      # a NumPy scalar is not
+    assert (x * np.float32(2.0)).dtype == np.float32
+    assert (neuronika.ones(2, np.int64) * 2.5).dtype == np.float64
 
 
 # ---- values ----------------------------------------------------------------------------------------

@@ -9,9 +9,15 @@ differentiable input. Templates are Python source over these names:
 - ``xp`` (the array namespace, NumPy) and the kernels in ``ops/kernels.py``.
 
 For second derivatives an adjoint template is also evaluated on variables, with
-``xp`` bound to ``transform/symbolic.py``'s namespace, which builds catalogue
-ops: so templates use only calls that namespace knows (each an op here). An op
-whose adjoint cannot be written that way gives a ``symbolic`` function instead.
+``xp`` bound to ``neuronika.numpy``, whose functions build catalogue ops (and a
+kernel call builds the op whose forward is that kernel): so templates use only
+NumPy functions that ``neuronika.numpy`` differentiates. An op whose adjoint
+cannot be written that way gives a ``symbolic`` function ``(ctx, build,
+bindings)`` instead, where ``build(op, inputs, attrs)`` returns a variable.
+
+An input whose gradient is identically zero (floor, sign, ...) has ``ZERO`` as
+its adjoint: gradients flow through it (the output needs one if the input does)
+but no code is written for it, and a leaf reached only that way gets zeros.
 
 A template is one expression, or statements that assign the result to ``y``
 (forward) or ``dx`` (adjoint); other names they assign are locals, and an
@@ -48,6 +54,16 @@ class Grad:
         self.src = src
         self.shape = shape
         self.view = view
+
+
+class _Zero:
+    """The adjoint of an input whose gradient is identically zero."""
+
+    def __repr__(self):
+        return "ZERO"
+
+
+ZERO = _Zero()
 
 
 class Ctx:

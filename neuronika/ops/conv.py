@@ -92,12 +92,6 @@ class _Dims:
         return f"conv_weight_grad({g}, {x}, {self.kernel}, {self.geometry})"
 
 
-def _wrap(op, nodes, attrs):
-    from ..graph import apply
-    from ..variable import _wrap as wrap
-    return wrap(apply(op, tuple(v._node for v in nodes), attrs))
-
-
 # ---- conv --------------------------------------------------------------------------------------
 
 def _conv_dims(ctx):
@@ -108,9 +102,9 @@ CONV = declare(
     "conv", ("x", "w"), lambda ctx: _conv_dims(ctx).forward("x", "w"),
     {"x": lambda ctx: _conv_dims(ctx).transpose("dy", "w"),
      "w": lambda ctx: _conv_dims(ctx).weight("dy", "x")},
-    symbolic={"x": lambda ctx, xp, b: _wrap(CONV_TRANSPOSE, (b["dy"], b["w"]),
+    symbolic={"x": lambda ctx, build, b: build(CONV_TRANSPOSE, (b["dy"], b["w"]),
                                              (ctx.shapes["x"][2:], ctx.stride, ctx.dilation, ctx.groups)),
-              "w": lambda ctx, xp, b: _wrap(CONV_WEIGHT_GRAD, (b["dy"], b["x"]),
+              "w": lambda ctx, build, b: build(CONV_WEIGHT_GRAD, (b["dy"], b["x"]),
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("stride", "dilation", "groups"), shape=_conv_shape,
     doc="N-d convolution (cross-correlation) of (N, C_in, *size) with a (C_out, C_in / groups, *k) "
@@ -141,9 +135,9 @@ CONV_TRANSPOSE = declare(
     "conv_transpose", ("g", "w"), lambda ctx: _transpose_dims(ctx).transpose("g", "w"),
     {"g": lambda ctx: _transpose_dims(ctx).forward("dy", "w"),
      "w": lambda ctx: _transpose_dims(ctx).weight("g", "dy")},
-    symbolic={"g": lambda ctx, xp, b: _wrap(CONV, (b["dy"], b["w"]),
+    symbolic={"g": lambda ctx, build, b: build(CONV, (b["dy"], b["w"]),
                                              (ctx.stride, ctx.dilation, ctx.groups)),
-              "w": lambda ctx, xp, b: _wrap(CONV_WEIGHT_GRAD, (b["g"], b["dy"]),
+              "w": lambda ctx, build, b: build(CONV_WEIGHT_GRAD, (b["g"], b["dy"]),
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("size", "stride", "dilation", "groups"), shape=_conv_transpose_shape,
     doc="transposed convolution: the gradient of conv with respect to its input, for an input "
@@ -178,9 +172,9 @@ CONV_WEIGHT_GRAD = declare(
     "conv_weight_grad", ("g", "x"), lambda ctx: _weight_dims(ctx).weight("g", "x"),
     {"g": lambda ctx: _weight_dims(ctx).forward("x", "dy"),
      "x": lambda ctx: _weight_dims(ctx).transpose("g", "dy")},
-    symbolic={"g": lambda ctx, xp, b: _wrap(CONV, (b["x"], b["dy"]),
+    symbolic={"g": lambda ctx, build, b: build(CONV, (b["x"], b["dy"]),
                                              (ctx.stride, ctx.dilation, ctx.groups)),
-              "x": lambda ctx, xp, b: _wrap(CONV_TRANSPOSE, (b["g"], b["dy"]),
+              "x": lambda ctx, build, b: build(CONV_TRANSPOSE, (b["g"], b["dy"]),
                                              (ctx.shapes["x"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("kernel", "stride", "dilation", "groups"), shape=_weight_grad_shape,
     doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)")
@@ -224,7 +218,7 @@ def _first_dtype(inputs, attrs):
 MAX_POOL = declare(
     "max_pool", ("x",), "max_pool(x, kernel, stride)",
     {"x": "max_pool_grad(dy, x, y, kernel, stride)"},
-    symbolic={"x": lambda ctx, xp, b: _wrap(MAX_POOL_GRAD, (b["dy"], b["x"], b["y"]),
+    symbolic={"x": lambda ctx, build, b: build(MAX_POOL_GRAD, (b["dy"], b["x"], b["y"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape,
     doc="maximum over windows of the trailing axes; the gradient goes to the first maximum of "
@@ -233,7 +227,7 @@ MAX_POOL = declare(
 MAX_POOL_GRAD = declare(
     "max_pool_grad", ("g", "x", "pooled"), "max_pool_grad(g, x, pooled, kernel, stride)",
     {"g": "max_pool_gather(dy, x, pooled, kernel, stride)"},
-    symbolic={"g": lambda ctx, xp, b: _wrap(MAX_POOL_GATHER, (b["dy"], b["x"], b["pooled"]),
+    symbolic={"g": lambda ctx, build, b: build(MAX_POOL_GATHER, (b["dy"], b["x"], b["pooled"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_grad_shape, n_differentiable=1, dtype=_first_dtype,
     doc="g (a max_pool output's gradient) sent to the first maximum of each window of x: the "
@@ -242,7 +236,7 @@ MAX_POOL_GRAD = declare(
 MAX_POOL_GATHER = declare(
     "max_pool_gather", ("z", "x", "pooled"), "max_pool_gather(z, x, pooled, kernel, stride)",
     {"z": "max_pool_grad(dy, x, pooled, kernel, stride)"},
-    symbolic={"z": lambda ctx, xp, b: _wrap(MAX_POOL_GRAD, (b["dy"], b["x"], b["pooled"]),
+    symbolic={"z": lambda ctx, build, b: build(MAX_POOL_GRAD, (b["dy"], b["x"], b["pooled"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_gather_shape, n_differentiable=1, dtype=_first_dtype,
     doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad")
@@ -250,7 +244,7 @@ MAX_POOL_GATHER = declare(
 AVG_POOL = declare(
     "avg_pool", ("x",), "avg_pool(x, kernel, stride)",
     {"x": "avg_pool_grad(dy, x_shape, kernel, stride)"},
-    symbolic={"x": lambda ctx, xp, b: _wrap(AVG_POOL_GRAD, (b["dy"],),
+    symbolic={"x": lambda ctx, build, b: build(AVG_POOL_GRAD, (b["dy"],),
                                              (ctx.shapes["x"], ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape, dtype=float_dtype(np.mean),
     doc="mean over windows of the trailing axes (the window size is the divisor)")
@@ -267,6 +261,6 @@ def _avg_grad_shape(g, shape, kernel, stride):
 AVG_POOL_GRAD = declare(
     "avg_pool_grad", ("g",), "avg_pool_grad(g, shape, kernel, stride)",
     {"g": "avg_pool(dy, kernel, stride)"},
-    symbolic={"g": lambda ctx, xp, b: _wrap(AVG_POOL, (b["dy"],), (ctx.kernel, ctx.stride))},
+    symbolic={"g": lambda ctx, build, b: build(AVG_POOL, (b["dy"],), (ctx.kernel, ctx.stride))},
     attrs=("shape", "kernel", "stride"), shape=_avg_grad_shape, dtype=float_dtype(np.mean),
     doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import result_dtype
-from . import Grad, declare, broadcast_shapes
+from . import ZERO, Grad, declare, broadcast_shapes
 
 
 def float_dtype(ufunc):
@@ -18,9 +18,15 @@ def float_dtype(ufunc):
     return rule
 
 
-def _binary(name, forward, da, db, doc):
+def _binary(name, forward, da, db, doc, dtype=None):
     return declare(name, ("a", "b"), forward, {"a": da, "b": db},
-                   shape=broadcast_shapes, elementwise=True, doc=doc)
+                   shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype)
+
+
+def inexact_dtype(inputs, attrs):
+    """The promoted dtype, float64 where that would be an integer or boolean (true division)."""
+    dtype = result_dtype(inputs)
+    return dtype if dtype.kind in "fc" else np.dtype(np.float64)
 
 
 def _unary(name, forward, dx, doc, ufunc=None, dtype=None, **kwargs):
@@ -31,7 +37,7 @@ def _unary(name, forward, dx, doc, ufunc=None, dtype=None, **kwargs):
 ADD = _binary("add", "a + b", "dy", "dy", "a + b with broadcasting")
 SUB = _binary("sub", "a - b", "dy", "-dy", "a - b with broadcasting")
 MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting")
-DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting")
+DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting", inexact_dtype)
 # Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
 # taken as 1 so that a ** (b - 1) never divides by zero.
 POWER = _binary("power", "a ** b", "dy * b * a ** (xp.where(b == 0, 1, b) - 1)",
@@ -118,7 +124,7 @@ WHERE = declare("where", ("c", "a", "b"), "xp.where(c, a, b)",
                 shape=_where_shape, elementwise=True,
                 dtype=lambda inputs, attrs: result_dtype(inputs[1:]),
                 doc="a where c is true, b elsewhere (c is a boolean value with no gradient)")
-SIGN = _unary("sign", "xp.sign(x)", None, "-1, 0 or 1: the sign of x (zero gradient)", n_differentiable=0)
+SIGN = _unary("sign", "xp.sign(x)", ZERO, "-1, 0 or 1: the sign of x (zero gradient)")
 LOGICAL_AND = declare("logical_and", ("a", "b"), "a & b", {}, shape=broadcast_shapes, elementwise=True,
                       n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
                       doc="a and b elementwise, for boolean values")
@@ -127,6 +133,15 @@ CAST = _unary("cast", "x.astype(dtype)", "dy.astype(x_dtype)", "x converted to a
 LOG_WHERE_NONZERO = _unary("log_where_nonzero", "log_where_nonzero(x)",
                            "xp.where(x == 0, 0, dy / xp.where(x == 0, 1, x))",
                            "log(x) where x != 0, 0 where x == 0 (the power op's exponent gradient)")
+
+def _predicate(name, doc):
+    return declare(name, ("x",), f"xp.{name}(x)", {}, elementwise=True, n_differentiable=0,
+                   dtype=lambda inputs, attrs: np.dtype(bool), doc=doc)
+
+
+ISFINITE = _predicate("isfinite", "whether x is neither infinite nor NaN (no gradient)")
+ISNAN = _predicate("isnan", "whether x is NaN (no gradient)")
+ISINF = _predicate("isinf", "whether x is +inf or -inf (no gradient)")
 
 STOP_GRADIENT = _unary("stop_gradient", "x", None, "the value of x, through which no gradient flows",
                        n_differentiable=0)

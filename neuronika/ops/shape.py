@@ -124,11 +124,9 @@ SCATTER = declare("scatter", ("g",), _scatter_forward,
                       "adjoint of indexing, as an op so it can be differentiated again")
 
 
-def _index_symbolic(ctx, xp, bindings):
-    from ..graph import apply
-    from ..variable import _wrap
-    nodes = (bindings["dy"]._node,) + tuple(bindings[name]._node for name in ctx.names[1:])
-    return _wrap(apply(SCATTER, nodes, (ctx.layout, ctx.shapes["x"])))
+def _index_symbolic(ctx, build, bindings):
+    inputs = (bindings["dy"],) + tuple(bindings[name] for name in ctx.names[1:])
+    return build(SCATTER, inputs, (ctx.layout, ctx.shapes["x"]))
 
 
 INDEX = declare("index", ("x",), lambda ctx: f"x[{_format_index(ctx.layout)}]",

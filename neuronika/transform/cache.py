@@ -1,6 +1,7 @@
 """The bounded (LRU) cache of compiled programs, keyed by graph signature."""
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict, namedtuple
 
 from . import codegen
@@ -44,6 +45,38 @@ class ProgramCache:
 
 CACHE = ProgramCache()
 
+_trace_caches = weakref.WeakSet()     # live per-function trace caches, for cache_info / cache_clear
+
+
+class TraceCache:
+    """A traced function's programs: signature -> list of traces (one per guarded
+    branch, newest first), LRU-bounded."""
+
+    def __init__(self, maxsize=64, per_signature=8):
+        self.traces = OrderedDict()
+        self.maxsize = maxsize
+        self.per_signature = per_signature
+        _trace_caches.add(self)
+
+    def get(self, key):
+        found = self.traces.get(key)
+        if found is not None:
+            self.traces.move_to_end(key)
+        return found
+
+    def add(self, key, trace):
+        found = self.traces.setdefault(key, [])
+        found.insert(0, trace)
+        del found[self.per_signature:]
+        while len(self.traces) > self.maxsize:
+            self.traces.popitem(last=False)
+
+    def clear(self):
+        self.traces.clear()
+
+    def __len__(self):
+        return sum(len(v) for v in self.traces.values())
+
 
 def cache_info() -> CacheInfo:
     """Hits, misses, maximum and current size of the program cache, like functools'.
@@ -60,16 +93,15 @@ def cache_info() -> CacheInfo:
     >>> neuronika.transform.cache_info()
     CacheInfo(hits=2, misses=1, maxsize=512, currsize=1)
     """
-    from .trace import total_traces
     info = CACHE.info()
-    return info._replace(currsize=info.currsize + total_traces())
+    return info._replace(currsize=info.currsize + sum(len(c) for c in list(_trace_caches)))
 
 
 def cache_clear() -> None:
     """Empty the program cache (graphs' programs and functions' traces) and reset its counters."""
-    from .trace import clear_traces
     CACHE.clear()
-    clear_traces()
+    for cache in list(_trace_caches):
+        cache.clear()
 
 
 def set_cache_size(maxsize: int) -> None:

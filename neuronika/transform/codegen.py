@@ -15,7 +15,7 @@ import astor
 import gast
 import numpy as np
 
-from ..ops import Ctx, Grad
+from ..ops import ZERO, Ctx, Grad
 from . import passes
 from .templates import GLOBALS, TemplateError, constant, expression, instantiate, parse
 
@@ -280,7 +280,7 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
         names = op.input_names(len(node.inputs))
         for slot, (name, inp) in enumerate(zip(names, node.inputs)):
             spec = op.grad_template(slot)
-            if spec is None or inp not in reaches:
+            if spec is None or spec is ZERO or inp not in reaches:
                 continue
             j = index_of[inp]
             dy = g
@@ -341,6 +341,8 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
             extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
             value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
             if inp.dtype != node.dtype:
+                if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
+                    value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
                 value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)], [])
                 fresh = True
             _check_shape(shape, inp.shape, where)
@@ -388,9 +390,12 @@ def _accumulate(stmts, grads, j, value, shape, fresh):
 
 def _finish(stmts, grad, node, name):
     """A returned gradient must have the node's full shape and be a new array
-    (an ndarray: NumPy gives 0-dim results as scalars)."""
+    (an ndarray: NumPy gives 0-dim results as scalars). A node no gradient reached
+    (only through ops with a zero adjoint) gets zeros."""
     if grad is None:
-        return None
+        stmts.append(_assign(name, gast.Call(gast.Attribute(_name("xp"), "zeros", gast.Load()),
+                                             [constant(node.shape), constant(node.dtype)], [])))
+        return name
     if node.shape == ():
         stmts.append(_assign(name, gast.Call(gast.Attribute(_name("xp"), "array", gast.Load()),
                                              [_name(grad.name), constant(node.dtype)], [])))

@@ -16,17 +16,14 @@ branches stay compiled).
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
-from ..errors import GradientError
-from ..graph import leaf, linearize, modes, weak_leaf
-from . import codegen
+from .errors import GradientError
+from .graph import leaf, linearize, modes, walk, weak_leaf
+from .transform import codegen
+from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
-
-_registry = weakref.WeakSet()     # live trace caches, for cache_info / cache_clear
 
 
 def flatten(obj, values, where):
@@ -118,7 +115,6 @@ class Tracer:
 
     def depends(self, node):
         """Whether ``node`` depends on an argument of the traced function."""
-        from ..graph import walk
         return any(n in self.inputs for n in walk(node))
 
     def observe(self, node, kind, value):
@@ -203,7 +199,6 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     (name, entry) pairs for the keyword arguments, ``differentiate`` the
     positions of the arguments whose gradients are wanted.
     """
-    from ..variable import _wrap
     nodes = _leaves_for(values, list(entries) + [e for _, e in kw_items], differentiate, where)
     handles = iter([_wrap(n) for n in nodes])
     args = [unflatten(e, handles) for e in entries]
@@ -282,7 +277,6 @@ def split_aux(out, has_aux, where):
 
 def as_output(out):
     """A function's result as a variable (a constant if it computed a plain value)."""
-    from ..variable import Var, _wrap
     return out if isinstance(out, Var) else _wrap(leaf(np.asarray(out)))
 
 
@@ -320,42 +314,3 @@ def rebuild_aux(entry, items):
     if tag == "l":
         return [rebuild_aux(e, items) for e in entry[1:]]
     return {k: rebuild_aux(e, items) for k, e in zip(entry[1], entry[2:])}
-
-
-class TraceCache:
-    """Per-function traces: signature -> list of traces (one per guarded branch), LRU-bounded."""
-
-    def __init__(self, maxsize=64, per_signature=8):
-        from collections import OrderedDict
-        self.traces = OrderedDict()
-        self.maxsize = maxsize
-        self.per_signature = per_signature
-        _registry.add(self)
-
-    def get(self, key):
-        found = self.traces.get(key)
-        if found is not None:
-            self.traces.move_to_end(key)
-        return found
-
-    def add(self, key, trace):
-        found = self.traces.setdefault(key, [])
-        found.insert(0, trace)
-        del found[self.per_signature:]
-        while len(self.traces) > self.maxsize:
-            self.traces.popitem(last=False)
-
-    def clear(self):
-        self.traces.clear()
-
-    def __len__(self):
-        return sum(len(v) for v in self.traces.values())
-
-
-def total_traces():
-    return sum(len(c) for c in list(_registry))
-
-
-def clear_traces():
-    for cache in list(_registry):
-        cache.clear()

@@ -1,0 +1,89 @@
+"""Free functions beyond NumPy that every model reaches for: ``logsumexp``,
+``softmax``, ``log_softmax``, ``sigmoid`` (``expit``), ``logit`` and the
+activations. They are exported as ``neuronika.<name>`` and are also methods of
+variables (``v.softmax(axis=-1)``). Each is stable for extreme inputs.
+
+>>> import numpy, neuronika
+>>> x = numpy.array([1000.0, 1000.0])
+>>> float(neuronika.logsumexp(x).data)
+1000.6931471805599
+>>> neuronika.softmax(x).data
+array([0.5, 0.5])
+"""
+from __future__ import annotations
+
+from ..variable import Var, _wrap
+from ._core import axes, axis_, build, located, node_of
+
+__all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu",
+           "softplus"]
+
+
+def _var(x, name) -> Var:
+    return x if isinstance(x, Var) else _wrap(node_of(x, name=name))
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False) -> Var:
+    """log(sum(b * exp(a))) over ``axis`` (scipy.special's signature), shifted by the
+    maximum so it neither overflows nor underflows; the gradient is the softmax."""
+    from ._reductions import max as max_, sum as sum_
+    from ._ufuncs import exp, log, where
+    a = _var(a, "logsumexp")
+    if return_sign:
+        raise located("logsumexp: return_sign=True is not supported", TypeError)
+    reduced = axes("logsumexp", axis, a.ndim)
+    shift = build("stop_gradient", (max_(a, axis=reduced, keepdims=True),))
+    from ._ufuncs import isfinite
+    shift = where(isfinite(shift), shift, 0.0)
+    terms = exp(a - shift)
+    if b is not None:
+        terms = terms * b
+    out = log(sum_(terms, axis=reduced, keepdims=True)) + shift
+    if not keepdims:
+        from ._shape import reshape
+        kept = range(a.ndim) if reduced is None else reduced
+        out = reshape(out, tuple(d for i, d in enumerate(out.shape) if i not in kept))
+    return out
+
+
+def softmax(x, axis=-1) -> Var:
+    """exp(x) / sum(exp(x)) along ``axis`` (one axis), without overflow."""
+    x = _var(x, "softmax")
+    return build("softmax", (x,), (axis_("softmax", axis, x.ndim),))
+
+
+def log_softmax(x, axis=-1) -> Var:
+    """x - logsumexp(x) along ``axis`` (one axis), without overflow."""
+    x = _var(x, "log_softmax")
+    return build("log_softmax", (x,), (axis_("log_softmax", axis, x.ndim),))
+
+
+def sigmoid(x) -> Var:
+    """1 / (1 + exp(-x)), without overflow (``expit`` is the same function)."""
+    return build("sigmoid", (_var(x, "sigmoid"),))
+
+
+expit = sigmoid
+
+
+def logit(p) -> Var:
+    """log(p / (1 - p)), the inverse of ``sigmoid``."""
+    from ._ufuncs import log
+    p = _var(p, "logit")
+    return log(p) - log(1 - p)
+
+
+def relu(x) -> Var:
+    """max(x, 0); the gradient is 1 where x > 0 and 0 elsewhere."""
+    return build("relu", (_var(x, "relu"),))
+
+
+def leaky_relu(x, slope: float = 0.01) -> Var:
+    """x where x > 0, slope * x elsewhere."""
+    return build("leaky_relu", (_var(x, "leaky_relu"),), (float(slope),))
+
+
+def softplus(x) -> Var:
+    """log(1 + exp(x)), without overflow."""
+    return build("softplus", (_var(x, "softplus"),))
+
