@@ -35,7 +35,7 @@ from ._products import *  # noqa: F401,F403
 from ._reductions import *  # noqa: F401,F403
 from ._shape import *  # noqa: F401,F403
 from ._ufuncs import *  # noqa: F401,F403
-from . import _indexing, _methods, _products, _reductions, _shape, _ufuncs
+from . import _indexing, _methods, _products, _reductions, _shape, _ufuncs, linalg
 
 __all__ = sorted(set(_indexing.__all__ + _products.__all__ + _reductions.__all__ + _shape.__all__
                      + _ufuncs.__all__))

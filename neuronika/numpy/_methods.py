@@ -36,6 +36,11 @@ NUMPY_METHODS = (
 )
 
 
+def _namespace():
+    import neuronika.numpy
+    return neuronika.numpy
+
+
 def _forward(name, fn):
     fn = getattr(fn, "implementation", fn)
 
@@ -131,6 +136,22 @@ class Methods:
     def T(self):
         """The axes reversed."""
         return _shape.transpose(self)
+
+    @property
+    def at(self):
+        """JAX's index update without mutation: ``v.at[idx].set(u)``, ``.add(u)``,
+        ``.multiply(u)``, ``.min(u)``, ``.max(u)`` return the updated value."""
+        return _indexing.At(self)
+
+    @property
+    def real(self):
+        """The real part (the value itself for a real variable)."""
+        return _namespace().real(self)
+
+    @property
+    def imag(self):
+        """The imaginary part (zeros for a real variable)."""
+        return _namespace().imag(self)
 
     def copy(self, order="C"):
         """The same value (a variable is immutable, so no copy is needed)."""

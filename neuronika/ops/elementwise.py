@@ -125,7 +125,7 @@ WHERE = declare("where", ("c", "a", "b"), "xp.where(c, a, b)",
                 dtype=lambda inputs, attrs: result_dtype(inputs[1:]),
                 doc="a where c is true, b elsewhere (c is a boolean value with no gradient)")
 SIGN = _unary("sign", "xp.sign(x)", ZERO, "-1, 0 or 1: the sign of x (zero gradient)")
-LOGICAL_AND = declare("logical_and", ("a", "b"), "a & b", {}, shape=broadcast_shapes, elementwise=True,
+LOGICAL_AND = declare("logical_and", ("a", "b"), "xp.logical_and(a, b)", {}, shape=broadcast_shapes, elementwise=True,
                       n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
                       doc="a and b elementwise, for boolean values")
 CAST = _unary("cast", "x.astype(dtype)", "dy.astype(x_dtype)", "x converted to another dtype",
