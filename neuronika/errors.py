@@ -12,3 +12,8 @@ class GradientError(RuntimeError):
 
 class AnomalyError(FloatingPointError):
     """Raised under ``detect_anomaly()`` when an op produces NaN or Inf."""
+
+
+class ArgnumsError(GradientError, TypeError):
+    """An argument that ``argnums`` selects cannot be differentiated: an int, a bool, an
+    integer array (JAX's rule: only floating-point and complex values have gradients)."""

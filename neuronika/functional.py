@@ -140,6 +140,8 @@ class _Traced:
                                     f"{len(args)} positional arguments")
         CACHE.misses += 1
         differentiate = {n % len(args) for n in self.argnums}
+        for n in sorted(differentiate):
+            _trace.check_differentiable(entries[n], n, self.name)
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
                              self.split, self.name, self.want_value or self.has_aux)
         found.plain = found.plain and self.plain_arguments(entries)
@@ -172,7 +174,8 @@ class _Traced:
         """True when each wanted argument is one array, asked for in increasing order."""
         nums = self.argnums
         for k, n in enumerate(nums):
-            if k and nums[k - 1] >= n or n < 0 or n >= len(entries) or not _trace.is_dynamic(entries[n]):
+            if (k and nums[k - 1] >= n or n < 0 or n >= len(entries) or not _trace.is_dynamic(entries[n])
+                    or entries[n] == _trace.WEAK):
                 return False
         return True
 
@@ -209,6 +212,7 @@ def _to_vars(obj, wrt, name, position):
         return type(obj)(_to_vars(o, wrt, name, position) for o in obj)
     if isinstance(obj, dict):
         return {k: _to_vars(v, wrt, name, position) for k, v in obj.items()}
+    _trace.check_differentiable(("s", obj), position, name)
     return obj
 
 

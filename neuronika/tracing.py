@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GradientError
+from .errors import ArgnumsError, GradientError
 from .graph import leaf, linearize, modes, walk, weak_leaf
 from .transform import codegen
 from .variable import Var, _wrap
@@ -85,9 +85,11 @@ def is_dynamic(entry):
 
 def unflatten(entry, items, statics=True):
     """Rebuild an argument of signature ``entry`` from an iterator over its arrays;
-    its static parts come back as they were (or as None, for a gradient's structure)."""
+    its static parts come back as they were (or as None, for a gradient's structure,
+    where a Python float's gradient is a Python float)."""
     if is_dynamic(entry):
-        return next(items)
+        item = next(items)
+        return float(item) if entry == WEAK and not statics else item
     tag = entry[0]
     if tag == "s":
         return entry[1] if statics else None
@@ -126,7 +128,8 @@ class Trace:
     """One compiled trace: the program and how to call it and read its results."""
 
     __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
-                 "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value")
+                 "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
+                 "floats")
 
     def stale(self):
         """True when a name the function read from outside was rebound since the trace."""
@@ -143,6 +146,10 @@ class Trace:
 
     def run(self, values):
         """(outputs, gradients): one call of a fused program, or a split program's forward."""
+        if self.floats:
+            values = list(values)
+            for k in self.floats:
+                values[k] = np.asarray(values[k], dtype=np.float64)
         if self.fused:
             if self.direct is not None:
                 return self.program.forward(*self.prefix, *values, *self.direct)
@@ -170,6 +177,44 @@ def _closure_snapshot(fn):
     return tuple(watched)
 
 
+def check_differentiable(entry, position, where):
+    """Refuse an argument selected by argnums that holds an int or a bool (JAX's rule)."""
+    if entry.__class__ is not tuple or not entry or entry[0].__class__ is tuple or entry == WEAK:
+        return
+    tag = entry[0]
+    if tag == "s":
+        value = entry[1]
+        if isinstance(value, (int, np.integer, bool, np.bool_)):
+            raise ArgnumsError(
+                f"{where}: argnums selects argument {position}, which holds the {type(value).__name__} "
+                f"{value!r}; only floating-point values can be differentiated: pass {float(value)!r}, "
+                f"or leave it out of argnums")
+        return
+    for e in (entry[2:] if tag == "d" else entry[1:]):
+        check_differentiable(e, position, where)
+
+
+def float_positions(entries, differentiate):
+    """Positions, among the flattened values, of the Python floats being differentiated
+    (passed to the program as 0-d float64 arrays)."""
+    positions = []
+    k = 0
+    for i, entry in enumerate(entries):
+        for kind in _dynamic_kinds(entry):
+            if kind == WEAK and i in differentiate:
+                positions.append(k)
+            k += 1
+    return positions
+
+
+def _dynamic_kinds(entry):
+    if is_dynamic(entry):
+        yield entry
+    elif entry[0] != "s":
+        for e in (entry[2:] if entry[0] == "d" else entry[1:]):
+            yield from _dynamic_kinds(e)
+
+
 def _leaves_for(values, entries, differentiate, where):
     """Leaf nodes over the flattened argument values."""
     nodes = []
@@ -180,10 +225,10 @@ def _leaves_for(values, entries, differentiate, where):
             k += 1
             if i in differentiate:
                 array = np.asarray(value, dtype=np.float64) if value.__class__ is float else value
-                if array.dtype.kind != "f":
-                    raise GradientError(f"{where}: argument {i} holds an array of dtype {array.dtype}; "
-                                        f"only float arrays can be differentiated (leave integer "
-                                        f"arrays out of argnums)")
+                if array.dtype.kind not in "fc":
+                    raise ArgnumsError(f"{where}: argnums selects argument {i}, which holds an array of "
+                                       f"dtype {array.dtype}; only floating-point arrays can be "
+                                       f"differentiated (leave integer arrays out of argnums)")
                 nodes.append(leaf(array, requires_grad=True))
             elif value.__class__ is float:
                 nodes.append(weak_leaf(value))
@@ -241,6 +286,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     result.want_value = want_value
     result.aux = aux_entry
     result.closure = _closure_snapshot(fn)
+    result.floats = float_positions(list(entries) + [e for _, e in kw_items], differentiate)
     result.out_shape, result.out_dtype = out.shape, out.dtype
     index_of_input = {node: k for k, node in enumerate(nodes)}
     result.plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]

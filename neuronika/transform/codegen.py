@@ -227,7 +227,7 @@ def _forward(order, index_of, values, anomaly, extra, guards):
         template = parse(_resolve(op.forward, ctx))
         bindings = _Bindings(_statics(ctx), extra)
         for name, inp in zip(names, node.inputs):
-            bindings[name] = _name(values[index_of[inp]])
+            bindings[name] = _input(values[index_of[inp]], inp, op)
         prefix = f"{values[i]}_"
         body, _ = instantiate(template, bindings, prefix, "y", values[i], _where(node))
         forward_locals[i] = {local: prefix + local for local in template.stores - {"y"}}
@@ -237,6 +237,15 @@ def _forward(order, index_of, values, anomaly, extra, guards):
         for kind, expected in guards_at.get(i, ()):
             stmts.append(_guard(values[i], kind, expected))
     return stmts, forward_locals
+
+
+def _input(name, node, op):
+    """How a template reads an input. A Python float argument of a traced function is
+    passed as a float (NumPy types it weakly in arithmetic); a template that is not
+    elementwise may call array methods on it, so it reads it as a 0-d array."""
+    if node.key[0] == "weak" and not op.elementwise:
+        return gast.Call(gast.Attribute(_name("xp"), "asarray", gast.Load()), [_name(name)], [])
+    return _name(name)
 
 
 def _check(name, index, phase):
@@ -305,6 +314,8 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
                 shapes[local] = node.shape
             for template_name, var in arrays.items():
                 bindings[template_name] = _name(var)
+            for other_name, other in zip(names, node.inputs):
+                bindings[other_name] = _input(values[index_of[other]], other, op)
             bindings["dy"] = _name(dy.name)
             where = _where(node)
 
