@@ -73,13 +73,14 @@ ATOL = 1e-6
 PATHS = {
     "floor": "numpy floor",
     "imperative": "neuronika imperative",
+    "dispatch": "neuronika imperative, numpy.* calls",
     "grad": "neuronika grad",
     "autograd": "autograd",
     "torch": "torch eager",
     "jax-jit": "jax jit",
     "jax-eager": "jax eager",
 }
-NEURONIKA_PATHS = ("floor", "imperative", "grad")
+NEURONIKA_PATHS = ("floor", "imperative", "dispatch", "grad")
 
 
 class GradientMismatch(AssertionError):
@@ -119,6 +120,19 @@ class Ratio:
         return times[key] <= self.limit * times["floor"]
 
 
+class Relative:
+    """Met when the path's time is at most ``limit`` times another path's."""
+
+    def __init__(self, other, limit):
+        self.other, self.limit = other, limit
+        self.label = f"<= {limit:g} x {PATHS[other]}"
+
+    def met(self, key, times):
+        if self.other not in times:
+            return None
+        return times[key] <= self.limit * times[self.other]
+
+
 class FasterThan:
     """Met when the path is faster than another path; unknown ('-') when that one did not run."""
 
@@ -149,7 +163,10 @@ class Workload:
       with ``sum``, ``tanh``, ``sin``, ``sigmoid``, ``relu``, ``log_softmax`` over
       axis 1), for autograd and JAX;
     - ``floor``: hand-written NumPy returning the loss and the gradients of the
-      parameters, in order.
+      parameters, in order;
+    - optionally ``loss_numpy(*params, *data)``: the loss written with NumPy's own
+      functions (``numpy.tanh(v)``), which reach neuronika through NumPy's dispatch:
+      the ``dispatch`` path.
 
     The loss functions read nothing from module globals or closures: the
     functional path watches such names (and a changed one traces again), which
@@ -162,6 +179,7 @@ class Workload:
     #: The competitor paths this workload can run (None: all of them). A workload
     #: whose loss uses an op that ``loss_xp``'s namespace lacks leaves out autograd and JAX.
     competitors = None
+    loss_numpy = None
 
     def __init__(self, seed: int = SEED):
         self.rng = np.random.default_rng(seed)
@@ -221,9 +239,18 @@ class Workload:
         for p in self.params:
             p.zero_grad()
 
-    def neuronika_result(self):
+    def dispatch_step(self):
+        """One training-loop iteration with the loss written in NumPy's functions."""
+        self.loss_numpy(*self.leaves, *self.data_vars).backward()
+        for p in self.params:
+            p.zero_grad()
+
+    def dispatch_result(self):
+        return self.neuronika_result(self.loss_numpy)
+
+    def neuronika_result(self, loss_fn=None):
         """The loss and (copies of) the gradients of one iteration; leaves them zeroed."""
-        loss = self.build()
+        loss = (loss_fn or self.loss)(*self.leaves, *self.data_vars)
         loss.backward()
         value = np.asarray(loss.data).copy()
         grads = [np.array(v.grad, copy=True) for v in self.leaves]
@@ -254,6 +281,8 @@ class Workload:
 
     def supports(self, key):
         """Whether this workload has a path ``key`` (neuronika's always)."""
+        if key == "dispatch":
+            return self.loss_numpy is not None
         return key in NEURONIKA_PATHS or self.competitors is None or key in self.competitors
 
     def path(self, key, makers=None):
@@ -265,6 +294,8 @@ class Workload:
             return Path(key, self.floor, self.floor)
         if key == "imperative":
             return Path(key, self.neuronika_step, self.neuronika_result)
+        if key == "dispatch":
+            return Path(key, self.dispatch_step, self.dispatch_result)
         if key == "grad":
             return Path(key, *self.grad_step_and_result())
         if makers is None or key not in makers:
@@ -277,6 +308,7 @@ class Tiny(Workload):
     about = "sum(tanh(x.mm(w) + b)), x (4, 8) data, w (8, 8) and b (8,) differentiable"
     targets = {
         "imperative": (Ratio(3.0),),
+        "dispatch": (Relative("imperative", 1.05),),
         "grad": (Ratio(1.3), FasterThan("autograd"), FasterThan("torch")),
     }
 
@@ -295,6 +327,10 @@ class Tiny(Workload):
     @staticmethod
     def loss_xp(F, w, b, x):
         return F.sum(F.tanh(x @ w + b))
+
+    @staticmethod
+    def loss_numpy(w, b, x):
+        return np.sum(np.tanh(np.matmul(x, w) + b))
 
     def floor(self):
         x, w, b = self.x_data, self.w_data, self.b_data

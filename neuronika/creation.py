@@ -66,7 +66,7 @@ def eye(n: int, dtype=DEFAULT_DTYPE) -> Var:
 
 
 def from_ndarray(array, dtype=None) -> Var:
-    """A leaf over ``array`` (shared, not copied). Float arrays keep their dtype,
+    """A leaf over ``array`` (shared, not copied). Float and complex arrays keep their dtype,
     integer arrays stay integer data (labels, indices); ``dtype`` converts.
 
     >>> import numpy as np, neuronika
@@ -81,9 +81,9 @@ def from_ndarray(array, dtype=None) -> Var:
         raise TypeError(f"from_ndarray: cannot convert a variable of dtype {array.dtype} to "
                         f"{np.dtype(dtype)}; convert the array before making it a variable")
     array = np.asarray(array)
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in "biufc":
         raise TypeError(f"from_ndarray: arrays of dtype {array.dtype} cannot be data; "
-                        f"give numbers (float or integer)")
+                        f"give numbers (float, complex or integer)")
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     return _var(array)

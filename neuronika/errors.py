@@ -1,5 +1,6 @@
 """Exceptions raised by neuronika. Each message names the op, the shapes or
 values involved and, where a graph was being built, the user's file and line."""
+import numpy as _numpy
 
 
 class ShapeError(ValueError):
@@ -17,3 +18,13 @@ class AnomalyError(FloatingPointError):
 class ArgnumsError(GradientError, TypeError):
     """An argument that ``argnums`` selects cannot be differentiated: an int, a bool, an
     integer array (JAX's rule: only floating-point and complex values have gradients)."""
+
+
+class IndexingError(ShapeError, IndexError):
+    """An index that does not fit the value it indexes (out of range, too many indices, a
+    mask of the wrong shape): a ShapeError, and an IndexError as NumPy raises."""
+
+
+class LinAlgShapeError(ShapeError, _numpy.linalg.LinAlgError):
+    """Operands of the wrong shape for a linear-algebra function: a ShapeError that is also
+    NumPy's LinAlgError (which NumPy raises there)."""

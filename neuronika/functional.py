@@ -175,7 +175,7 @@ class _Traced:
         nums = self.argnums
         for k, n in enumerate(nums):
             if (k and nums[k - 1] >= n or n < 0 or n >= len(entries) or not _trace.is_dynamic(entries[n])
-                    or entries[n] == _trace.WEAK):
+                    or entries[n] == _trace.WEAK or entries[n] == _trace.WEAK_COMPLEX):
                 return False
         return True
 
@@ -200,11 +200,11 @@ def _to_vars(obj, wrt, name, position):
     if isinstance(obj, Var):
         wrt.append(obj)
         return obj
-    if isinstance(obj, (np.ndarray, float, np.floating)):
-        array = np.asarray(obj, dtype=np.float64) if isinstance(obj, float) else obj
-        if array.dtype.kind != "f":
+    if isinstance(obj, (np.ndarray, float, complex, np.floating, np.complexfloating)):
+        array = np.asarray(obj) if isinstance(obj, (float, complex)) else obj
+        if array.dtype.kind not in "fc":
             raise GradientError(f"{name}: argument {position} holds an array of dtype {array.dtype}; "
-                                f"only float arrays can be differentiated")
+                                f"only float and complex arrays can be differentiated")
         var = _wrap(leaf(array))
         wrt.append(var)
         return var
@@ -302,6 +302,10 @@ def _pullback(fn, args, argnums, name):
         if cotangent.shape != value.shape:
             raise GradientError(f"{name}: the cotangent has shape {cotangent.shape} but the output "
                                 f"has shape {value.shape}")
+        if cotangent.dtype.kind == "c" and value.dtype.kind != "c":
+            raise GradientError(f"{name}: a complex cotangent for an output of dtype {value.dtype}; "
+                                f"the result is the gradient of Re(sum(cotangent * output)), which "
+                                f"would drop its imaginary part: pass a real cotangent")
         if saved is None:
             grads = ()
         else:
@@ -343,6 +347,8 @@ def vjp(fn, *args):
 def jacobian(fn, argnums=0):
     """The Jacobian of ``fn`` (any output shape) with respect to argument(s) ``argnums``:
     an array of shape ``output.shape + argument.shape``, built from one vjp per output element.
+    For complex values, row k is the gradient of Re(output[k]) (HIPS autograd's convention,
+    d/dx - 1j d/dy): the complex Jacobian df/dz when ``fn`` is holomorphic.
 
     >>> import numpy as np, neuronika
     >>> neuronika.jacobian(lambda x: x * x)(np.array([1.0, 2.0]))

@@ -17,6 +17,7 @@ import numpy as np
 from .errors import ShapeError
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SKIPPED_DIRS = (_PACKAGE_DIR, os.path.dirname(np.__file__) + os.sep)
 _serial = itertools.count()
 
 
@@ -94,9 +95,10 @@ def _dtype_operand(node):
 
 
 def user_line():
-    """(file, line) of the first frame outside this package: where the user built the node."""
+    """(file, line) of the first frame outside this package and NumPy's: where the user
+    built the node (possibly through a NumPy function that dispatched to neuronika)."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIPPED_DIRS):
         frame = frame.f_back
     if frame is None:
         return None
@@ -140,7 +142,10 @@ def apply(op, inputs, attrs=()):
                 dtype = result_dtype(inputs)
                 break
     else:
-        dtype = op.dtype(inputs, attrs)
+        try:
+            dtype = op.dtype(inputs, attrs)
+        except TypeError as error:            # no such dtype for this op (complex relu, ...)
+            raise TypeError(f"{op.name}: {error} (at {format_where(user_line())})") from None
     requires_grad = False
     if modes.grad_enabled:
         for node in inputs[: op.n_differentiable]:

@@ -139,6 +139,8 @@ def gradients(out, wrt):
                 contribution = symbolic(ctx, _build, bindings)
             else:
                 grad = _resolve(spec, ctx)
+                if grad is ZERO:
+                    continue
                 src = grad.src if isinstance(grad, Grad) else grad
                 contribution = _evaluate(src, bindings, f"op {op.name}")
             contribution = var_of(contribution, dy._node)

@@ -24,6 +24,7 @@ from .transform import codegen
 from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
+WEAK_COMPLEX = "wc"  # signature entry of a Python complex argument
 
 
 def flatten(obj, values, where):
@@ -39,6 +40,9 @@ def flatten(obj, values, where):
     if cls is float:
         values.append(obj)
         return WEAK
+    if cls is complex:
+        values.append(obj)
+        return WEAK_COMPLEX
     if cls is tuple or cls is list:
         return ("t" if cls is tuple else "l",) + tuple(flatten(o, values, where) for o in obj)
     if cls is dict:
@@ -48,7 +52,7 @@ def flatten(obj, values, where):
         data = obj.data
         values.append(data)
         return (data.shape, data.dtype)
-    if isinstance(obj, np.floating):
+    if isinstance(obj, (np.floating, np.complexfloating)):
         data = np.asarray(obj)
         values.append(data)
         return (data.shape, data.dtype)
@@ -80,16 +84,19 @@ class Unhashable(TypeError):
 
 
 def is_dynamic(entry):
-    return entry == WEAK or (entry.__class__ is tuple and entry and entry[0].__class__ is tuple)
+    return (entry == WEAK or entry == WEAK_COMPLEX
+            or (entry.__class__ is tuple and entry and entry[0].__class__ is tuple))
 
 
 def unflatten(entry, items, statics=True):
     """Rebuild an argument of signature ``entry`` from an iterator over its arrays;
     its static parts come back as they were (or as None, for a gradient's structure,
-    where a Python float's gradient is a Python float)."""
+    where a Python float's gradient is a Python float, a Python complex's a complex)."""
     if is_dynamic(entry):
         item = next(items)
-        return float(item) if entry == WEAK and not statics else item
+        if statics or entry.__class__ is tuple:
+            return item
+        return float(item) if entry == WEAK else complex(item)
     tag = entry[0]
     if tag == "s":
         return entry[1] if statics else None
@@ -149,7 +156,7 @@ class Trace:
         if self.floats:
             values = list(values)
             for k in self.floats:
-                values[k] = np.asarray(values[k], dtype=np.float64)
+                values[k] = np.asarray(values[k])     # float64 (complex128 for a complex)
         if self.fused:
             if self.direct is not None:
                 return self.program.forward(*self.prefix, *values, *self.direct)
@@ -168,11 +175,11 @@ def _closure_snapshot(fn):
             obj = cell.cell_contents
         except ValueError:
             continue
-        if isinstance(obj, (np.ndarray, int, float)) or hasattr(obj, "_node"):
+        if isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node"):
             watched.append((cell, None, obj))
     for name in code.co_names:
         obj = fn.__globals__.get(name)
-        if isinstance(obj, (np.ndarray, int, float)) or hasattr(obj, "_node"):
+        if isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node"):
             watched.append((fn.__globals__, name, obj))
     return tuple(watched)
 
@@ -195,13 +202,13 @@ def check_differentiable(entry, position, where):
 
 
 def float_positions(entries, differentiate):
-    """Positions, among the flattened values, of the Python floats being differentiated
-    (passed to the program as 0-d float64 arrays)."""
+    """Positions, among the flattened values, of the Python floats (and complex numbers) being
+    differentiated (passed to the program as 0-d float64 / complex128 arrays)."""
     positions = []
     k = 0
     for i, entry in enumerate(entries):
         for kind in _dynamic_kinds(entry):
-            if kind == WEAK and i in differentiate:
+            if (kind == WEAK or kind == WEAK_COMPLEX) and i in differentiate:
                 positions.append(k)
             k += 1
     return positions
@@ -224,7 +231,7 @@ def _leaves_for(values, entries, differentiate, where):
             value = values[k]
             k += 1
             if i in differentiate:
-                array = np.asarray(value, dtype=np.float64) if value.__class__ is float else value
+                array = np.asarray(value) if value.__class__ in (float, complex) else value
                 if array.dtype.kind not in "fc":
                     raise ArgnumsError(f"{where}: argnums selects argument {i}, which holds an array of "
                                        f"dtype {array.dtype}; only floating-point arrays can be "
@@ -232,9 +239,20 @@ def _leaves_for(values, entries, differentiate, where):
                 nodes.append(leaf(array, requires_grad=True))
             elif value.__class__ is float:
                 nodes.append(weak_leaf(value))
+            elif value.__class__ is complex:
+                nodes.append(_weak_complex_leaf(value))
             else:
                 nodes.append(leaf(value))
     return nodes
+
+
+def _weak_complex_leaf(value):
+    """A Python complex argument, typed weakly like a Python float (``weak_leaf``):
+    ``x32 * 1j`` is complex64."""
+    node = leaf(np.complex128(value))
+    node.value = value
+    node.key = ("weak", "complex")
+    return node
 
 
 def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True):

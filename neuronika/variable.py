@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
 
 import numpy as np
 
@@ -19,6 +21,9 @@ from .errors import GradientError, ShapeError
 from .graph import apply, differentiable_leaves, format_where, leaf, modes, user_line, walk
 from .ops import OPS
 from .transform import run
+
+
+_NUMPY_DIR = os.path.dirname(np.__file__) + os.sep
 
 
 def _located(message, kind=ShapeError):
@@ -107,7 +112,8 @@ class Var:
     def _observe(self, kind):
         """A Python-level value read from the graph; inside a trace, it is guarded."""
         data = self.data
-        value = {"bool": bool, "float": float, "int": int}[kind](data.item() if data.size == 1 else data)
+        value = {"bool": bool, "float": float, "int": int, "complex": complex}[kind](
+            data.item() if data.size == 1 else data)
         if modes.tracer is not None:
             modes.tracer.observe(self._node, kind, value)
         return value
@@ -115,7 +121,8 @@ class Var:
     def item(self):
         """The value of a one-element variable as a Python number."""
         if modes.tracer is not None:
-            return self._observe("int" if self.dtype.kind in "biu" else "float")
+            kind = self.dtype.kind
+            return self._observe("int" if kind in "biu" else "complex" if kind == "c" else "float")
         return self.data.item()
 
     def __float__(self):
@@ -123,6 +130,9 @@ class Var:
 
     def __int__(self):
         return self._observe("int")
+
+    def __complex__(self):
+        return self._observe("complex")
 
     def __index__(self):
         if self.dtype.kind not in "iu":
@@ -139,6 +149,16 @@ class Var:
                 "a traced variable was converted to a NumPy array (np.asarray, a NumPy function, "
                 "...), which would make its value a constant of the trace; use neuronika's "
                 "operations on it inside a function given to neuronika.grad")
+        if self._node.requires_grad:
+            caller = sys._getframe(1).f_code
+            if caller.co_filename.startswith(_NUMPY_DIR):
+                # NumPy's own Python code (numpy.r_, ...) converting the variable: the user did
+                # not ask to leave the graph, and the gradient would be lost without a word.
+                raise TypeError(
+                    f"NumPy's {caller.co_name} (in {os.path.basename(caller.co_filename)}) converted "
+                    f"a variable that needs a gradient to an array, which would lose the gradient; use "
+                    f"the neuronika.numpy function of the same name, or numpy.asarray(v) to leave the "
+                    f"graph on purpose (at {format_where(user_line())})")
         data = self.data
         return data if dtype is None else data.astype(dtype)
 
@@ -170,9 +190,9 @@ class Var:
             raise GradientError(f"requires_grad: only a leaf can be made differentiable; this "
                                 f"variable is the result of {node.op.name} (use detach() first "
                                 f"to get a leaf over its value)")
-        if node.dtype.kind != "f":
+        if node.dtype.kind not in "fc":
             raise GradientError(f"requires_grad: a leaf of dtype {node.dtype} cannot be "
-                                f"differentiable; convert it to float32 or float64 first")
+                                f"differentiable; convert it to a float (or complex) dtype first")
         return _wrap(leaf(node.value, requires_grad=True))
 
     def detach(self) -> "Var":

@@ -51,3 +51,31 @@ def test_regression_csv_beats_predicting_the_mean(capsys):
     out = run_example("regression_csv.py", capsys)
     final = re.search(r"final validation RMSE ([0-9.]+)k \(predicting the mean: ([0-9.]+)k\)", out)
     assert float(final.group(1)) < 0.25 * float(final.group(2))
+
+
+def test_numpy_gp_regression_fits_the_hyperparameters(capsys):
+    out = run_example("numpy_gp_regression.py", capsys)
+    fitted = re.search(r"fitted length scale ([0-9.]+) \(true ([0-9.]+)\)", out)
+    assert abs(float(fitted.group(1)) / float(fitted.group(2)) - 1) < 0.2
+    final = re.search(r"held-out RMSE ([0-9.]+) \(predicting the mean: ([0-9.]+)\)", out)
+    assert float(final.group(1)) < 0.5 * float(final.group(2))
+
+
+def test_numpy_digits_reaches_95_percent(capsys):
+    pytest.importorskip("sklearn", reason="the digits examples need the 'examples' extra (scikit-learn)")
+    out = run_example("numpy_digits.py", capsys)
+    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95
+
+
+@pytest.mark.parametrize("name", ["numpy_gp_regression.py", "numpy_digits.py"])
+def test_numpy_examples_use_only_neuronika_numpy_and_grad(name):
+    import ast
+    tree = ast.parse((EXAMPLES / name).read_text())
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            used |= {a.name for a in node.names if a.name.startswith("neuronika")}
+        elif isinstance(node, ast.ImportFrom) and node.module.startswith("neuronika"):
+            used |= {f"{node.module}.{a.name}" for a in node.names}
+    assert used == {"neuronika.numpy", "neuronika.grad"}

@@ -30,15 +30,16 @@ import sys as _sys
 import numpy as _numpy
 
 from ._core import NON_DIFFERENTIABLE
+from ._complex import *  # noqa: F401,F403
 from ._indexing import *  # noqa: F401,F403
 from ._products import *  # noqa: F401,F403
 from ._reductions import *  # noqa: F401,F403
 from ._shape import *  # noqa: F401,F403
 from ._ufuncs import *  # noqa: F401,F403
-from . import _indexing, _methods, _products, _reductions, _shape, _ufuncs, linalg
+from . import _complex, _indexing, _methods, _products, _reductions, _shape, _ufuncs, linalg
 
-__all__ = sorted(set(_indexing.__all__ + _products.__all__ + _reductions.__all__ + _shape.__all__
-                     + _ufuncs.__all__))
+__all__ = sorted(set(_complex.__all__ + _indexing.__all__ + _products.__all__ + _reductions.__all__
+                     + _shape.__all__ + _ufuncs.__all__))
 
 _methods.install(_sys.modules[__name__])
 

@@ -26,6 +26,9 @@ from ..variable import Var, _wrap
 UFUNCS = {}
 #: numpy function -> the neuronika.numpy function that implements it on variables
 FUNCTIONS = {}
+#: numpy ufunc -> the catalogue op it is, when called on variables with no options (the
+#: dispatch's fast path: it builds the node without a further call)
+UFUNC_OPS = {}
 #: neuronika.numpy name -> why it has no gradient (integer or boolean results, ...)
 NON_DIFFERENTIABLE = {}
 
@@ -213,6 +216,6 @@ def constant_value(name, value, what):
     return value
 
 
-__all__ = ["UFUNCS", "FUNCTIONS", "NON_DIFFERENTIABLE", "function", "node_of", "nodes_of", "var_of",
+__all__ = ["UFUNCS", "UFUNC_OPS", "FUNCTIONS", "NON_DIFFERENTIABLE", "function", "node_of", "nodes_of", "var_of",
            "build", "located", "axes", "axis_", "refuse", "needs_grad", "constant_value", "is_var",
            "holds_var", "any_var", "OPS"]

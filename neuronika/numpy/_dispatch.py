@@ -26,9 +26,9 @@ TypeError: numpy.fft.fft has no gradient in neuronika, and argument 0 is a varia
 """
 from __future__ import annotations
 
-from ..graph import format_where, user_line
-from ..variable import Var
-from ._core import FUNCTIONS, UFUNCS, located, needs_grad
+from ..graph import apply, format_where, user_line
+from ..variable import Var, _wrap
+from ._core import FUNCTIONS, UFUNC_OPS, UFUNCS, located, needs_grad
 
 #: ufunc.reduce / accumulate forms that are neuronika.numpy functions: (ufunc name, method) -> name
 _REDUCTIONS = {
@@ -89,6 +89,15 @@ def no_gradient(name, args, kwargs, call):
 def array_ufunc(self, ufunc, method, *inputs, **kwargs):
     """NEP 13: a ufunc (or one of its methods) called with a variable among its inputs."""
     if method == "__call__":
+        op = UFUNC_OPS.get(ufunc)
+        if op is not None and not kwargs:
+            # The common call, numpy.tanh(v) or a * v: the op's node, built here.
+            if len(inputs) == 2:
+                a, b = inputs
+                if isinstance(a, Var) and isinstance(b, Var):
+                    return _wrap(apply(op, (a._node, b._node)))
+            elif isinstance(inputs[0], Var):
+                return _wrap(apply(op, (inputs[0]._node,)))
         fn = UFUNCS.get(ufunc)
         if fn is not None:
             return fn(*inputs, **kwargs)
@@ -97,6 +106,8 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
         fn = getattr(namespace, _REDUCTIONS[ufunc.__name__, method])
         array, *rest = inputs
         kwargs.setdefault("axis", 0)
+        if "dtype" in kwargs and kwargs["dtype"] is None:
+            del kwargs["dtype"]                 # passed positionally; max / min / all take none
         return fn(array, *rest, **kwargs)
     elif method == "outer" and UFUNCS.get(ufunc) is not None and len(inputs) == 2:
         a, b = inputs
@@ -115,6 +126,6 @@ def array_function(self, func, types, args, kwargs):
     """NEP 18: a NumPy function called with a variable among its arguments."""
     fn = FUNCTIONS.get(func)
     if fn is not None:
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs) if kwargs else fn(*args)
     return no_gradient(_qualified(func), args, kwargs, func)
 

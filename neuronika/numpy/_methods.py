@@ -26,6 +26,7 @@ from ..variable import Var
 from . import _core, _dispatch, _indexing, _products, _reductions, _shape, _special, _ufuncs
 from ._core import located
 
+_MATMUL = _core.OPS["matmul"]
 _OPERANDS = (Var, np.ndarray, np.generic, int, float, complex, bool, list, tuple)
 
 #: ndarray methods that are the neuronika.numpy function of the same name, ``self`` first.
@@ -51,7 +52,14 @@ def _forward(name, fn):
     return method
 
 
+def _impl(fn):
+    """The implementation behind a public neuronika.numpy function (no check for variables:
+    a method's ``self`` is one)."""
+    return getattr(fn, "implementation", fn)
+
+
 def _operator(fn, name, reverse=False):
+    fn = _impl(fn)
     if reverse:
         def method(self, other):
             if not isinstance(other, _OPERANDS):
@@ -88,17 +96,34 @@ class Methods:
     __le__ = _operator(_ufuncs.less_equal, "__le__")
     __eq__ = _operator(_ufuncs.equal, "__eq__")
     __ne__ = _operator(_ufuncs.not_equal, "__ne__")
-    __and__ = _operator(_ufuncs.logical_and, "__and__")
-    __rand__ = _operator(_ufuncs.logical_and, "__rand__", reverse=True)
+    __and__ = _operator(_ufuncs.bitwise_and, "__and__")
+    __rand__ = _operator(_ufuncs.bitwise_and, "__rand__", reverse=True)
+    __floordiv__ = _operator(_ufuncs.floor_divide, "__floordiv__")
+    __rfloordiv__ = _operator(_ufuncs.floor_divide, "__rfloordiv__", reverse=True)
+    __mod__ = _operator(_ufuncs.remainder, "__mod__")
+    __rmod__ = _operator(_ufuncs.remainder, "__rmod__", reverse=True)
+    __divmod__ = _operator(_ufuncs.divmod, "__divmod__")
+    __rdivmod__ = _operator(_ufuncs.divmod, "__rdivmod__", reverse=True)
+    __or__ = _operator(_ufuncs.bitwise_or, "__or__")
+    __ror__ = _operator(_ufuncs.bitwise_or, "__ror__", reverse=True)
+    __xor__ = _operator(_ufuncs.bitwise_xor, "__xor__")
+    __rxor__ = _operator(_ufuncs.bitwise_xor, "__rxor__", reverse=True)
+
+    def __invert__(self):
+        return _impl(_ufuncs.invert)(self)
+
+    def __round__(self, ndigits=None):
+        """``round(v)`` / ``round(v, n)``: ``numpy.round`` (a variable, not an int)."""
+        return _impl(_ufuncs.round)(self, 0 if ndigits is None else ndigits)
 
     def __neg__(self):
-        return _ufuncs.negative(self)
+        return _impl(_ufuncs.negative)(self)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        return _ufuncs.absolute(self)
+        return _impl(_ufuncs.absolute)(self)
 
     def __getitem__(self, key):
         return _indexing.getitem(self, key)
@@ -173,23 +198,24 @@ class Methods:
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
         """``numpy.sum`` as a method (``v.sum(0, True)`` reads as axis and keepdims)."""
-        dtype, keepdims = _legacy_keepdims(dtype, keepdims)
-        return _reductions.sum(self, axis, dtype, out, keepdims, **kwargs)
+        if dtype is not None:
+            dtype, keepdims = _legacy_keepdims(dtype, keepdims)
+        return _sum(self, axis, dtype, out, keepdims, **kwargs)
 
     def mean(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
         """``numpy.mean`` as a method (``v.mean(0, True)`` reads as axis and keepdims)."""
         dtype, keepdims = _legacy_keepdims(dtype, keepdims)
-        return _reductions.mean(self, axis, dtype, out, keepdims, **kwargs)
+        return _impl(_reductions.mean)(self, axis, dtype, out, keepdims, **kwargs)
 
     def max(self, axis=None, out=None, keepdims=False, **kwargs):
         """``numpy.max`` as a method (``v.max(0, True)`` reads as axis and keepdims)."""
         out, keepdims = _legacy_keepdims(out, keepdims)
-        return _reductions.max(self, axis, out, keepdims, **kwargs)
+        return _impl(_reductions.max)(self, axis, out, keepdims, **kwargs)
 
     def min(self, axis=None, out=None, keepdims=False, **kwargs):
         """``numpy.min`` as a method (``v.min(0, True)`` reads as axis and keepdims)."""
         out, keepdims = _legacy_keepdims(out, keepdims)
-        return _reductions.min(self, axis, out, keepdims, **kwargs)
+        return _impl(_reductions.min)(self, axis, out, keepdims, **kwargs)
 
     def tolist(self):
         """The value as nested Python lists (leaving the graph)."""
@@ -225,28 +251,28 @@ class Methods:
         return _shape.transpose(self)
 
     def sqrt(self):
-        return _ufuncs.sqrt(self)
+        return _impl(_ufuncs.sqrt)(self)
 
     def exp(self):
-        return _ufuncs.exp(self)
+        return _impl(_ufuncs.exp)(self)
 
     def ln(self):
         """Natural logarithm (alias: ``log``)."""
-        return _ufuncs.log(self)
+        return _impl(_ufuncs.log)(self)
 
     log = ln
 
     def abs(self):
-        return _ufuncs.absolute(self)
+        return _impl(_ufuncs.absolute)(self)
 
     def tanh(self):
-        return _ufuncs.tanh(self)
+        return _impl(_ufuncs.tanh)(self)
 
     def sin(self):
-        return _ufuncs.sin(self)
+        return _impl(_ufuncs.sin)(self)
 
     def cos(self):
-        return _ufuncs.cos(self)
+        return _impl(_ufuncs.cos)(self)
 
     def relu(self):
         return _special.relu(self)
@@ -332,7 +358,10 @@ class Methods:
         modes = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "edge": "edge"}
         if mode not in modes:
             raise located(f"pad: mode must be 'constant', 'reflect' or 'replicate', got {mode!r}", ValueError)
-        return _shape.pad(self, widths, modes[mode], constant_values=value)
+        return _shape.pad_op(self, widths, modes[mode], value)
+
+
+_sum = _impl(_reductions.sum)
 
 
 def _legacy_keepdims(second, keepdims):
@@ -352,7 +381,7 @@ def _product(a, b, name, ranks):
     if x[-1] != inner:
         raise located(f"{name}: shapes {x} and {y} do not fit: the inner dimensions "
                       f"{x[-1]} and {inner} differ")
-    return _core.build("matmul", (a, other))
+    return _core._wrap(_core.apply(_MATMUL, (a._node, other)))
 
 
 def install(namespace):

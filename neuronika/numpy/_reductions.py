@@ -1,5 +1,15 @@
-"""Reductions: NumPy's signatures (``axis`` an int, a tuple or None; ``keepdims``;
-``dtype``), each one catalogue op or an exact composition of them.
+"""Reductions, scans, sorting and statistics: NumPy's signatures (``axis`` an int, a tuple
+or None; ``keepdims``; ``dtype``; ``ddof``), each one catalogue op or an exact
+composition of them.
+
+- ``max``/``min`` share the gradient evenly among ties. ``prod``'s first and second
+  derivatives and ``cumprod``'s first are exact where elements are zero; the next
+  order of each divides by the elements, so it is exact away from zeros only.
+- ``sort`` is ``argsort`` and a gather, whose adjoint puts each gradient back where its
+  element came from; ``median``, ``quantile`` and ``percentile`` sort and interpolate
+  linearly between the two neighbours, as NumPy's default method does.
+- ``argmax``, ``argsort``, ``all``, ``count_nonzero``, ``nonzero``, ... have integer or
+  boolean results and no gradient.
 
 >>> import numpy, neuronika, neuronika.numpy as nnp
 >>> x = neuronika.from_ndarray(numpy.array([[1.0, 5.0], [3.0, 2.0]])).requires_grad()
@@ -10,17 +20,26 @@ VarDiff([5., 3.], dtype=float64)
 >>> x.grad
 array([[0., 1.],
        [1., 0.]])
+>>> nnp.median(numpy.array([3.0, 1.0, 2.0, 4.0]))
+np.float64(2.5)
 """
 from __future__ import annotations
 
+import builtins
+import math
+
 import numpy as np
 
-from ..graph import apply
+from ..errors import GradientError
+from ..graph import apply, leaf, modes
 from ..variable import Var, _wrap
-from ._core import OPS, axes, build, function, located, node_of, refuse
+from ._core import OPS, axes, axis_, build, constant_value, function, located, node_of, refuse, var_of
 from ._ufuncs import astype
 
-__all__ = ["sum", "mean", "max", "min", "amax", "amin"]
+__all__ = ["sum", "mean", "max", "min", "amax", "amin", "prod", "average", "var", "std", "ptp",
+           "cumsum", "cumprod", "median", "quantile", "percentile", "sort", "argsort", "argmax",
+           "argmin", "all", "any", "count_nonzero", "nonzero", "flatnonzero", "searchsorted",
+           "nansum", "nanmean", "nanmax", "nanmin"]
 
 _SUM = OPS["sum"]
 _NO_VALUE = np._NoValue
@@ -39,6 +58,17 @@ def _no_where(name, where):
     refuse(name, "where", where, True) if where is not _NO_VALUE else None
 
 
+def _keep(keepdims):
+    return False if keepdims is _NO_VALUE else bool(keepdims)
+
+
+def _count(shape, reduced):
+    """How many elements each reduction over ``reduced`` (None: all axes) takes."""
+    return math.prod(shape) if reduced is None else math.prod(shape[a] for a in reduced)
+
+
+# ---- sums, products, means ------------------------------------------------------------------------
+
 @function(np.sum)
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NO_VALUE, where=_NO_VALUE):  # noqa: A001
     """``numpy.sum``; the gradient is the output's gradient spread back over the summed axes."""
@@ -52,9 +82,24 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NO_VALUE, w
     if axis is None and not keepdims:
         result = _wrap(apply(_SUM, (a._node,), (None, False)))
     else:
-        result = reduce("sum", a, axis, keepdims, "sum")
+        result = reduce("sum", a, axis, _keep(keepdims), "sum")
     if initial is not _NO_VALUE and initial is not None:
         result = result + initial
+    return result
+
+
+@function(np.prod)
+def prod(a, axis=None, dtype=None, out=None, keepdims=_NO_VALUE, initial=_NO_VALUE, where=_NO_VALUE):
+    """``numpy.prod``: the gradient of each element is the product of the others. First and
+    second derivatives are exact with zeros; third derivatives, away from zeros."""
+    a = as_var(a, "prod")
+    refuse("prod", "out", out)
+    _no_where("prod", where)
+    if dtype is not None:
+        a = astype(a, dtype)
+    result = reduce("prod", a, axis, _keep(keepdims), "prod")
+    if initial is not _NO_VALUE and initial is not None:
+        result = result * initial
     return result
 
 
@@ -66,8 +111,101 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=_NO_VALUE)
     _no_where("mean", where)
     if dtype is not None:
         a = astype(a, dtype)
-    return reduce("mean", a, axis, keepdims, "mean")
+    return reduce("mean", a, axis, _keep(keepdims), "mean")
 
+
+def _user_axes(name, axis, ndim):
+    """The axes as the user ordered them, each checked (for weights laid out that way)."""
+    listed = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    result = tuple(axis_(name, ax, ndim) for ax in listed)
+    if len(set(result)) != len(result):
+        raise located(f"{name}: axis {axis!r} repeats an axis")
+    return result
+
+
+@function(np.average)
+def average(a, axis=None, weights=None, returned=False, *, keepdims=_NO_VALUE):
+    """``numpy.average``: ``sum(a * weights) / sum(weights)`` over ``axis``, with gradients
+    to both; ``returned=True`` also gives the sum of the weights. (Weights summing to zero
+    give inf / nan rather than NumPy's ZeroDivisionError when they are a variable.)"""
+    from ._shape import broadcast_to, reshape, transpose
+    a = as_var(a, "average")
+    keepdims = _keep(keepdims)
+    if weights is None:
+        avg = mean(a, axis, keepdims=keepdims)
+        if not returned:
+            return avg
+        scale = avg.dtype.type(a.size / builtins.max(avg.size, 1))
+        return avg, np.full(avg.shape, scale, avg.dtype)[()]
+    w = var_of(weights, name="average")
+    if w.shape != a.shape:
+        if axis is None:
+            raise located("average: axis must be specified when shapes of a and weights differ",
+                          TypeError)
+        order = _user_axes("average", axis, a.ndim)
+        if w.shape != tuple(a.shape[ax] for ax in order):
+            raise located(f"average: shape of weights {w.shape} must be consistent with shape of "
+                          f"a {a.shape} along axis {axis}", ValueError)
+        if list(order) != sorted(order):
+            w = transpose(w, tuple(int(i) for i in np.argsort(order)))
+        w = reshape(w, tuple(s if i in order else 1 for i, s in enumerate(a.shape)))
+    if a.dtype.kind in "biu":
+        dtype = np.result_type(a.dtype, w.dtype, np.float64)
+    else:
+        dtype = np.result_type(a.dtype, w.dtype)
+    a, w = astype(a, dtype), astype(w, dtype)
+    if not isinstance(weights, Var):
+        given = np.asarray(weights)
+        totals = given.sum(axis) if given.shape == a.shape else given.sum()
+        if np.any(totals == 0):
+            raise located("average: weights sum to zero, can't be normalized", ZeroDivisionError)
+    scale = sum(w, axis, keepdims=keepdims)
+    avg = sum(a * w, axis, keepdims=keepdims) / scale
+    if not returned:
+        return avg
+    if scale.shape != avg.shape:
+        scale = broadcast_to(scale, avg.shape)
+    return avg, scale
+
+
+def _variance(name, a, axis, dtype, out, ddof, keepdims, where, mean_, correction):
+    if correction is not _NO_VALUE:
+        if ddof != 0:
+            raise located(f"{name}: ddof and correction can't be provided simultaneously.", ValueError)
+        ddof = correction
+    a = as_var(a, name)
+    refuse(name, "out", out)
+    _no_where(name, where)
+    if dtype is not None:
+        a = astype(a, dtype)
+    reduced = axes(name, axis, a.ndim)
+    m = mean(a, reduced, keepdims=True) if mean_ is _NO_VALUE else mean_
+    d = a - m
+    if d.dtype.kind == "c":
+        from . import _complex
+        squares = _complex.real(d * _complex.conjugate(d))
+    else:
+        squares = d * d
+    total = sum(squares, reduced, keepdims=_keep(keepdims))
+    return total / builtins.max(_count(a.shape, reduced) - ddof, 0)
+
+
+@function(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=_NO_VALUE, *, where=_NO_VALUE,
+        mean=_NO_VALUE, correction=_NO_VALUE):
+    """``numpy.var``: ``sum(|a - mean(a)| ** 2) / (n - ddof)`` over ``axis``."""
+    return _variance("var", a, axis, dtype, out, ddof, keepdims, where, mean, correction)
+
+
+@function(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=_NO_VALUE, *, where=_NO_VALUE,
+        mean=_NO_VALUE, correction=_NO_VALUE):
+    """``numpy.std``: the square root of ``var``."""
+    from ._ufuncs import sqrt
+    return sqrt(_variance("std", a, axis, dtype, out, ddof, keepdims, where, mean, correction))
+
+
+# ---- extremes -----------------------------------------------------------------------------------
 
 def _extreme(op_name, name, a, axis, out, keepdims, initial, where):
     a = as_var(a, name)
@@ -75,10 +213,10 @@ def _extreme(op_name, name, a, axis, out, keepdims, initial, where):
     _no_where(name, where)
     if a.size == 0 and initial is _NO_VALUE:
         reduced = range(a.ndim) if axis is None else axes(name, axis, a.ndim)
-        if any(a.shape[i] == 0 for i in reduced):
+        if builtins.any(a.shape[i] == 0 for i in reduced):
             raise located(f"{name}: zero-size array to reduction operation {name} which has no "
                           f"identity (shape {a.shape}, axis {axis})", ValueError)
-    result = reduce(op_name, a, axis, keepdims, name)
+    result = reduce(op_name, a, axis, _keep(keepdims), name)
     if initial is not _NO_VALUE:
         from ._ufuncs import where as where_
         from ._ufuncs import greater, less
@@ -101,3 +239,324 @@ def min(a, axis=None, out=None, keepdims=False, initial=_NO_VALUE, where=_NO_VAL
 
 amax = max
 amin = min
+
+
+@function(np.ptp)
+def ptp(a, axis=None, out=None, keepdims=_NO_VALUE):
+    """``numpy.ptp``: ``max - min`` over ``axis``."""
+    a = as_var(a, "ptp")
+    if a.dtype == np.bool_:
+        raise located("ptp: numpy boolean subtract, the `-` operator, is not supported", TypeError)
+    return max(a, axis, out, _keep(keepdims)) - min(a, axis, out, _keep(keepdims))
+
+
+# ---- scans ----------------------------------------------------------------------------------------
+
+def _scan(op_name, name, a, axis, dtype, out):
+    from ._shape import ravel
+    a = as_var(a, name)
+    refuse(name, "out", out)
+    if dtype is not None:
+        a = astype(a, dtype)
+    if axis is None:
+        a, axis = ravel(a), 0
+    attrs = (axis_(name, axis, a.ndim),) + ((False,) if op_name == "cumsum" else ())
+    return build(op_name, (a,), attrs)
+
+
+@function(np.cumsum)
+def cumsum(a, axis=None, dtype=None, out=None):
+    """``numpy.cumsum``: the gradient is the running sum from the other end."""
+    return _scan("cumsum", "cumsum", a, axis, dtype, out)
+
+
+@function(np.cumprod)
+def cumprod(a, axis=None, dtype=None, out=None):
+    """``numpy.cumprod``: the gradient is exact with zeros; second derivatives are exact
+    away from zeros."""
+    return _scan("cumprod", "cumprod", a, axis, dtype, out)
+
+
+# ---- sorting --------------------------------------------------------------------------------------
+
+def _kind(name, kind, order, stable):
+    refuse(name, "order", order)
+    if stable is not None:
+        if kind is not None:
+            raise located(f"{name}: `kind` and `stable` parameters can't both be specified.",
+                          ValueError)
+        return "stable" if stable else None
+    return kind
+
+
+def _argsort(a, axis, kind):
+    return build("argsort", (a,), (axis, kind))
+
+
+@function(np.sort)
+def sort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """``numpy.sort``: ``argsort`` and a gather along ``axis``; the gradient of each element
+    goes back to the position it came from (a sorted copy: variables are immutable)."""
+    from ._shape import ravel
+    a = as_var(a, "sort")
+    kind = _kind("sort", kind, order, stable)
+    if axis is None:
+        a, axis = ravel(a), 0
+    axis = axis_("sort", axis, a.ndim)
+    return build("permute_along_axis", (a, _argsort(a, axis, kind)), (axis,))
+
+
+@function(np.argsort, differentiable=False, why="integer indices")
+def argsort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """``numpy.argsort``: the indices that sort ``a`` along ``axis`` (no gradient)."""
+    from ._shape import ravel
+    a = as_var(a, "argsort")
+    kind = _kind("argsort", kind, order, stable)
+    if axis is None:
+        a, axis = ravel(a), 0
+    return _argsort(a, axis_("argsort", axis, a.ndim), kind)
+
+
+def _sorted_lanes(name, a, axis):
+    """``a`` with the axes in ``axis`` merged into one last axis and sorted along it; the
+    reduced axes, and the shape the lanes were kept in."""
+    from ._shape import reshape, transpose
+    ndim = a.ndim
+    reduced = axes(name, axis, ndim)
+    reduced = tuple(range(ndim)) if reduced is None else reduced
+    kept = tuple(i for i in range(ndim) if i not in reduced)
+    kept_shape = tuple(a.shape[i] for i in kept)
+    if kept + reduced != tuple(range(ndim)):
+        a = transpose(a, kept + reduced)
+    if len(reduced) != 1:
+        a = reshape(a, kept_shape + (_count(a.shape[len(kept):], None),))
+    return sort(a, axis=-1), reduced, kept_shape
+
+
+def _kept_dims(result, reduced, shape, lead=()):
+    """``result`` (of shape ``lead + kept``) with the reduced axes put back as 1s."""
+    from ._shape import reshape
+    return reshape(result, lead + tuple(1 if i in reduced else s for i, s in enumerate(shape)))
+
+
+@function(np.median)
+def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    """``numpy.median``: the middle of the sorted values (the mean of the two middle ones for
+    an even count); the gradient goes to them."""
+    a = as_var(a, "median")
+    refuse("median", "out", out)
+    s, reduced, kept_shape = _sorted_lanes("median", a, axis)
+    n = s.shape[-1]
+    half = n // 2
+    if n % 2 and s.dtype.kind in "fc":
+        result = s[..., half]
+    else:
+        result = mean(s[..., half - 1 + n % 2:half + 1], axis=-1)
+    return _kept_dims(result, reduced, a.shape) if keepdims else result
+
+
+def _quantile(name, a, q, weak, axis, out, method, keepdims, weights, message):
+    a = as_var(a, name)
+    refuse(name, "out", out)
+    refuse(name, "weights", weights)
+    if method != "linear":
+        raise located(f"{name}: method={method!r} is not supported on variables (only 'linear')",
+                      TypeError)
+    if a.dtype.kind == "c":
+        raise located(f"{name}: a must be an array of real numbers", TypeError)
+    if q.size and not (np.all(q >= 0) and np.all(q <= 1)):
+        raise located(f"{name}: {message}", ValueError)
+    exact = q.dtype.kind in "biu"            # q of 0 and 1: elements taken, no interpolation
+    if not exact:
+        if a.dtype == np.bool_:
+            raise located(f"{name}: numpy boolean subtract, the `-` operator, is not supported "
+                          f"(interpolating between boolean values)", TypeError)
+        dtype = np.result_type(a.dtype, 0.0 if weak else q.dtype)
+        if dtype != a.dtype:
+            a = astype(a, dtype)
+    s, reduced, kept_shape = _sorted_lanes(name, a, axis)
+    n = s.shape[-1]
+    if n == 0:
+        raise located(f"{name}: index -1 is out of bounds for axis 0 with size 0", IndexError)
+    position = np.asarray((n - 1) * q)
+    lower = np.minimum(np.floor(position), n - 1).astype(np.intp)
+    upper = np.minimum(lower + 1, n - 1)
+    t = position - lower
+    if q.ndim == 0:
+        lower, upper = int(lower), int(upper)
+    result = s[..., lower]
+    if not exact and np.any(t != 0):
+        t = float(t) if weak else t.astype(s.dtype)
+        result = result + (s[..., upper] - result) * t
+    if q.ndim and kept_shape:
+        from ._shape import moveaxis
+        k = len(kept_shape)
+        result = moveaxis(result, tuple(range(k, k + q.ndim)), tuple(range(q.ndim)))
+    return _kept_dims(result, reduced, a.shape, q.shape) if keepdims else result
+
+
+def _q_value(name, q):
+    q = constant_value(name, q, "q")
+    return np.asarray(q), type(q) in (int, float)      # Python numbers are typed weakly
+
+
+@function(np.quantile)
+def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *,
+             weights=None):
+    """``numpy.quantile`` with the default 'linear' method: the sorted values interpolated
+    linearly at ``q * (n - 1)``; the gradient goes to the two neighbours with the
+    interpolation weights. ``q`` is a constant (a number or an array)."""
+    q, weak = _q_value("quantile", q)
+    return _quantile("quantile", a, q, weak, axis, out, method, keepdims, weights,
+                     "Quantiles must be in the range [0, 1]")
+
+
+@function(np.percentile)
+def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *,
+               weights=None):
+    """``numpy.percentile``: ``quantile`` at ``q / 100``."""
+    q, weak = _q_value("percentile", q)
+    return _quantile("percentile", a, np.true_divide(q, 100), weak, axis, out, method, keepdims,
+                     weights, "Percentiles must be in the range [0, 100]")
+
+
+# ---- NaN-ignoring forms -------------------------------------------------------------------------
+
+def _nan_masked(a, fill):
+    from ._ufuncs import isnan, where as where_
+    if a.dtype.kind not in "fc":
+        return a, None
+    nan = isnan(a)
+    return where_(nan, a.dtype.type(fill), a), nan
+
+
+@function(np.nansum)
+def nansum(a, axis=None, dtype=None, out=None, keepdims=_NO_VALUE, initial=_NO_VALUE, where=_NO_VALUE):
+    """``numpy.nansum``: ``sum`` with NaNs taken as zero (they get no gradient)."""
+    a, _ = _nan_masked(as_var(a, "nansum"), 0)
+    return sum(a, axis, dtype, out, _keep(keepdims), initial, where)
+
+
+@function(np.nanmean)
+def nanmean(a, axis=None, dtype=None, out=None, keepdims=_NO_VALUE, *, where=_NO_VALUE):
+    """``numpy.nanmean``: the mean of the elements that are not NaN."""
+    a = as_var(a, "nanmean")
+    if a.dtype.kind not in "fc":
+        return mean(a, axis, dtype, out, _keep(keepdims), where=where)
+    refuse("nanmean", "out", out)
+    _no_where("nanmean", where)
+    if dtype is not None:
+        a = astype(a, dtype)
+    masked, nan = _nan_masked(a, 0)
+    from ._ufuncs import where as where_
+    real = np.empty(0, a.dtype).real.dtype.type
+    count = sum(where_(nan, real(0), real(1)), axis, keepdims=_keep(keepdims))
+    return sum(masked, axis, keepdims=_keep(keepdims)) / count
+
+
+def _nan_extreme(name, extreme, fill, a, axis, out, keepdims, initial, where):
+    a = as_var(a, name)
+    masked, nan = _nan_masked(a, fill)
+    result = extreme(masked, axis, out, _keep(keepdims), initial, where)
+    if nan is None:
+        return result
+    from ._ufuncs import where as where_
+    return where_(all(nan, axis, keepdims=_keep(keepdims)), a.dtype.type(np.nan), result)
+
+
+@function(np.nanmax)
+def nanmax(a, axis=None, out=None, keepdims=_NO_VALUE, initial=_NO_VALUE, where=_NO_VALUE):
+    """``numpy.nanmax``: ``max`` ignoring NaNs (NaN where a lane has nothing else)."""
+    return _nan_extreme("nanmax", max, -np.inf, a, axis, out, keepdims, initial, where)
+
+
+@function(np.nanmin)
+def nanmin(a, axis=None, out=None, keepdims=_NO_VALUE, initial=_NO_VALUE, where=_NO_VALUE):
+    """``numpy.nanmin``: ``min`` ignoring NaNs (NaN where a lane has nothing else)."""
+    return _nan_extreme("nanmin", min, np.inf, a, axis, out, keepdims, initial, where)
+
+
+# ---- integer and boolean results: no gradient -------------------------------------------------------
+
+def _arg_extreme(name, a, axis, out, keepdims):
+    a = as_var(a, name)
+    refuse(name, "out", out)
+    axis = None if axis is None else axis_(name, axis, a.ndim)
+    if (a.size == 0 if axis is None else a.shape[axis] == 0):
+        raise located(f"{name}: attempt to get {name} of an empty sequence", ValueError)
+    return build(name, (a,), (axis, _keep(keepdims)))
+
+
+@function(np.argmax, differentiable=False, why="integer indices")
+def argmax(a, axis=None, out=None, *, keepdims=_NO_VALUE):
+    """``numpy.argmax``: the index of the first maximum (flat when ``axis`` is None)."""
+    return _arg_extreme("argmax", a, axis, out, keepdims)
+
+
+@function(np.argmin, differentiable=False, why="integer indices")
+def argmin(a, axis=None, out=None, *, keepdims=_NO_VALUE):
+    """``numpy.argmin``: the index of the first minimum (flat when ``axis`` is None)."""
+    return _arg_extreme("argmin", a, axis, out, keepdims)
+
+
+def _logical(name, a, axis, out, keepdims, where):
+    a = as_var(a, name)
+    refuse(name, "out", out)
+    _no_where(name, where)
+    return reduce(name, a, axis, _keep(keepdims), name)
+
+
+@function(np.all, differentiable=False, why="a boolean result")
+def all(a, axis=None, out=None, keepdims=_NO_VALUE, *, where=_NO_VALUE):  # noqa: A001
+    """``numpy.all``: whether every element over ``axis`` is nonzero."""
+    return _logical("all", a, axis, out, keepdims, where)
+
+
+@function(np.any, differentiable=False, why="a boolean result")
+def any(a, axis=None, out=None, keepdims=_NO_VALUE, *, where=_NO_VALUE):  # noqa: A001
+    """``numpy.any``: whether some element over ``axis`` is nonzero."""
+    return _logical("any", a, axis, out, keepdims, where)
+
+
+@function(np.count_nonzero, differentiable=False, why="an integer count")
+def count_nonzero(a, axis=None, *, keepdims=False):
+    """``numpy.count_nonzero``: how many elements over ``axis`` are nonzero."""
+    return reduce("count_nonzero", as_var(a, "count_nonzero"), axis, keepdims, "count_nonzero")
+
+
+def _value(name, a):
+    """The value of ``a``, for functions whose result's shape depends on it. Inside a trace
+    that would freeze a traced value into the program, so it is refused."""
+    if modes.tracer is not None and modes.tracer.depends(a._node):
+        raise located(f"{name}: its result's shape depends on the values of a traced argument; "
+                      f"use a mask (multiply, or where(condition, x, y)) instead", GradientError)
+    return a.data
+
+
+@function(np.nonzero, differentiable=False, why="integer indices")
+def nonzero(a):
+    """``numpy.nonzero``: a tuple of index arrays (constants: their number depends on the
+    values, so this reads ``a``'s value, and is refused on a traced argument)."""
+    a = as_var(a, "nonzero")
+    return tuple(_wrap(leaf(i)) for i in np.nonzero(_value("nonzero", a)))
+
+
+@function(np.flatnonzero, differentiable=False, why="integer indices")
+def flatnonzero(a):
+    """``numpy.flatnonzero``: the indices of the nonzero elements of the flattened value."""
+    a = as_var(a, "flatnonzero")
+    return _wrap(leaf(np.flatnonzero(_value("flatnonzero", a))))
+
+
+@function(np.searchsorted, differentiable=False, why="integer indices")
+def searchsorted(a, v, side="left", sorter=None):
+    """``numpy.searchsorted``: where the elements of ``v`` would go in the sorted 1-D ``a``."""
+    a = as_var(a, "searchsorted")
+    if a.ndim != 1:
+        raise located(f"searchsorted: a must be 1-D, got shape {a.shape}", ValueError)
+    if side not in ("left", "right"):
+        raise located(f"searchsorted: side must be 'left' or 'right', got {side!r}", ValueError)
+    if sorter is not None:
+        a = a[np.asarray(constant_value("searchsorted", sorter, "sorter"), np.intp)]
+    return build("searchsorted", (a, node_of(v, a._node, "searchsorted")), (side,))
+

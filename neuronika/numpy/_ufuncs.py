@@ -11,16 +11,29 @@ array([2.        , 5.43656366])
 >>> numpy.exp(x) * 2.0                  # NumPy's own function builds the same graph
 VarDiff([2.        , 5.43656366], dtype=float64)
 
-Options that make no sense for an immutable value (``out=``, ``where=`` masks)
-raise a TypeError naming the function; ``dtype=`` converts the inputs first.
+Piecewise-constant functions (``floor``, ``round``, ``sign``, ``floor_divide``, ...)
+have a zero gradient, so ``backward()`` through them gives zeros; ``maximum``,
+``minimum``, ``fmax`` and ``fmin`` split the gradient evenly at ties:
+
+>>> a = neuronika.from_ndarray(numpy.array([1.0, 2.0])).requires_grad()
+>>> nnp.sum(nnp.maximum(a, 1.0) + nnp.floor(a)).backward()
+>>> a.grad
+array([0.5, 1. ])
+
+Comparisons, ``logical_*``, ``isnan``, ``signbit`` and the bitwise functions give
+boolean or integer values, with no gradient. Options that make no sense for an
+immutable value (``out=``, ``where=`` masks) raise a TypeError naming the
+function; ``dtype=`` converts the inputs first.
 """
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 
 from ..graph import apply
 from ..variable import Var, _wrap
-from ._core import OPS, build, function, located, node_of, nodes_of, refuse
+from ._core import NON_DIFFERENTIABLE, OPS, UFUNC_OPS, build, function, located, node_of, nodes_of, refuse
 
 __all__ = []
 
@@ -61,6 +74,7 @@ def unary(ufunc, op_name, name=None, doc=None):
 
     fn.__name__ = name
     fn.__doc__ = doc or f"``numpy.{ufunc.__name__}`` on variables ({op.doc})."
+    UFUNC_OPS[ufunc] = op
     return _register(function(ufunc, name=name)(fn))
 
 
@@ -72,10 +86,13 @@ def binary(ufunc, op_name, name=None, doc=None):
     def fn(x1, x2, out=None, **kwargs):
         if out is not None or kwargs:
             x1, x2 = _with_options(name, (x1, x2), out, kwargs)
+        if isinstance(x1, Var) and isinstance(x2, Var):
+            return _wrap(apply(op, (x1._node, x2._node)))
         return _wrap(apply(op, nodes_of((x1, x2), name)))
 
     fn.__name__ = name
     fn.__doc__ = doc or f"``numpy.{ufunc.__name__}`` on variables ({op.doc})."
+    UFUNC_OPS[ufunc] = op
     return _register(function(ufunc, name=name)(fn))
 
 
@@ -94,8 +111,16 @@ add = binary(np.add, "add")
 subtract = binary(np.subtract, "sub")
 multiply = binary(np.multiply, "mul")
 divide = binary(np.divide, "div")
-true_divide = divide
+true_divide = divide                     # the same ufunc in NumPy 2
+__all__.append("true_divide")
 negative = unary(np.negative, "neg")
+floor_divide = binary(np.floor_divide, "floor_divide")
+remainder = binary(np.remainder, "remainder")
+mod = remainder                          # the same ufunc
+__all__.append("mod")
+fmod = binary(np.fmod, "fmod")
+square = unary(np.square, "square")
+reciprocal = unary(np.reciprocal, "reciprocal")
 
 
 @_register
@@ -106,6 +131,20 @@ def positive(x, out=None, **kwargs):
         x, = _with_options("positive", (x,), out, kwargs)
     return x if isinstance(x, Var) else _wrap(node_of(x, name="positive"))
 
+
+@_register
+@function(np.divmod, name="divmod")
+def divmod_(x1, x2, out=None, **kwargs):
+    """``numpy.divmod``: the tuple ``(floor_divide(x1, x2), remainder(x1, x2))``."""
+    if isinstance(out, tuple) and all(o is None for o in out):
+        out = None
+    if out is not None or kwargs:
+        x1, x2 = _with_options("divmod", (x1, x2), out, kwargs)
+    nodes = nodes_of((x1, x2), "divmod")
+    return build("floor_divide", nodes), build("remainder", nodes)
+
+
+divmod = divmod_                         # noqa: A001  (NumPy's name)
 
 _POWER = OPS["power"]
 
@@ -120,54 +159,171 @@ def power(x1, x2, out=None, **kwargs):
     if isinstance(x1, Var) and not isinstance(x2, (Var, np.ndarray, list, tuple)) and np.ndim(x2) == 0:
         p = x2.item() if isinstance(x2, np.generic) else x2
         if isinstance(p, (int, float)) and not isinstance(p, bool):
-            if isinstance(x2, np.generic) and np.result_type(x1.dtype, x2) != x1.dtype:
-                x1 = astype(x1, np.result_type(x1.dtype, x2))
+            dtype = np.result_type(x1.dtype, x2)      # a Python number is weak
+            if dtype != x1.dtype:
+                x1 = astype(x1, dtype)
             return build("pow", (x1,), (p,))
     return _wrap(apply(_POWER, nodes_of((x1, x2), "power")))
+
+
+def _kind(value):
+    if isinstance(value, Var):
+        return value.dtype.kind
+    return np.asarray(value).dtype.kind
+
+
+@_register
+@function(np.float_power)
+def float_power(x1, x2, out=None, **kwargs):
+    """``numpy.float_power``: ``power`` computed in float64 (complex128 for complex inputs)."""
+    if out is not None or kwargs:
+        x1, x2 = _with_options("float_power", (x1, x2), out, kwargs)
+    dtype = np.dtype(np.complex128 if "c" in (_kind(x1), _kind(x2)) else np.float64)
+
+    def converted(x):
+        if isinstance(x, Var):
+            return astype(x, dtype)
+        if type(x) in (int, float, complex):
+            return x                     # weak: takes the other operand's float64
+        return np.asarray(x, dtype)
+    return power(converted(x1), converted(x2))
 
 
 # ---- unary functions -------------------------------------------------------------------------
 
 sqrt = unary(np.sqrt, "sqrt")
+cbrt = unary(np.cbrt, "cbrt")
 exp = unary(np.exp, "exp")
+exp2 = unary(np.exp2, "exp2")
+expm1 = unary(np.expm1, "expm1")
 log = unary(np.log, "log")
+log2 = unary(np.log2, "log2")
+log10 = unary(np.log10, "log10")
+log1p = unary(np.log1p, "log1p")
 absolute = unary(np.absolute, "abs")
 abs = absolute                           # noqa: A001  (NumPy's name)
 __all__.append("abs")
-tanh = unary(np.tanh, "tanh")
+fabs = unary(np.fabs, "fabs")
 sin = unary(np.sin, "sin")
 cos = unary(np.cos, "cos")
-sign = unary(np.sign, "sign")
+tan = unary(np.tan, "tan")
+arcsin = unary(np.arcsin, "arcsin")
+arccos = unary(np.arccos, "arccos")
+arctan = unary(np.arctan, "arctan")
+sinh = unary(np.sinh, "sinh")
+cosh = unary(np.cosh, "cosh")
+tanh = unary(np.tanh, "tanh")
+arcsinh = unary(np.arcsinh, "arcsinh")
+arccosh = unary(np.arccosh, "arccosh")
+arctanh = unary(np.arctanh, "arctanh")
+deg2rad = unary(np.deg2rad, "deg2rad")
+radians = unary(np.radians, "deg2rad")
+rad2deg = unary(np.rad2deg, "rad2deg")
+degrees = unary(np.degrees, "rad2deg")
 
 
-# ---- comparisons and logic: boolean results, no gradient ---------------------------------------
+@_register
+@function(np.sinc)
+def sinc(x):
+    """``numpy.sinc``: sin(pi x) / (pi x), 1 at 0; the gradient there is 0."""
+    return build("sinc", (x if isinstance(x, Var) else node_of(x, name="sinc"),))
 
-def _boolean(ufunc, op_name):
-    fn = binary(ufunc, op_name)
-    from ._core import NON_DIFFERENTIABLE
-    NON_DIFFERENTIABLE[fn.__name__] = "a boolean result"
+
+# ---- two-input functions -----------------------------------------------------------------------
+
+arctan2 = binary(np.arctan2, "arctan2")
+hypot = binary(np.hypot, "hypot")
+logaddexp = binary(np.logaddexp, "logaddexp")
+logaddexp2 = binary(np.logaddexp2, "logaddexp2")
+maximum = binary(np.maximum, "maximum")
+minimum = binary(np.minimum, "minimum")
+fmax = binary(np.fmax, "fmax")
+fmin = binary(np.fmin, "fmin")
+copysign = binary(np.copysign, "copysign")
+
+
+# ---- piecewise constant: zero gradient ---------------------------------------------------------
+
+_SIGN, _SIGN_COMPLEX = OPS["sign"], OPS["sign_complex"]
+
+
+@_register
+@function(np.sign)
+def sign(x, out=None, **kwargs):
+    """``numpy.sign``: -1, 0 or 1 for real x (zero gradient); x / |x| for complex x."""
+    if out is not None or kwargs:
+        x, = _with_options("sign", (x,), out, kwargs)
+    node = x._node if isinstance(x, Var) else node_of(x, name="sign")
+    return _wrap(apply(_SIGN_COMPLEX if node.dtype.kind == "c" else _SIGN, (node,)))
+
+
+floor = unary(np.floor, "floor")
+ceil = unary(np.ceil, "ceil")
+trunc = unary(np.trunc, "trunc")
+rint = unary(np.rint, "rint")
+heaviside = binary(np.heaviside, "heaviside")
+
+
+@_register
+@function(np.fix)
+def fix(x, out=None):
+    """``numpy.fix``: rounded towards zero (``trunc``; zero gradient)."""
+    refuse("fix", "out", out)
+    return build("trunc", (x if isinstance(x, Var) else node_of(x, name="fix"),))
+
+
+def _rounded(name, a, decimals, out):
+    refuse(name, "out", out)
+    try:
+        decimals = operator.index(decimals)
+    except TypeError:
+        raise located(f"{name}: decimals must be an integer, got {decimals!r}", TypeError) from None
+    return build("round", (a if isinstance(a, Var) else node_of(a, name=name),), (decimals,))
+
+
+@_register
+@function(np.round, name="round")
+def round_(a, decimals=0, out=None):
+    """``numpy.round``: to ``decimals`` decimals, ties to even (zero gradient)."""
+    return _rounded("round", a, decimals, out)
+
+
+@_register
+@function(np.around)
+def around(a, decimals=0, out=None):
+    """``numpy.around``: the same as ``round``."""
+    return _rounded("around", a, decimals, out)
+
+
+round = round_                           # noqa: A001  (NumPy's name)
+
+
+# ---- comparisons, logic and bits: boolean or integer results, no gradient ------------------------
+
+def _no_gradient(ufunc, op_name, why="a boolean result"):
+    fn = (binary if ufunc.nin == 2 else unary)(ufunc, op_name)
+    NON_DIFFERENTIABLE[fn.__name__] = why
     return fn
 
 
-greater = _boolean(np.greater, "greater")
-greater_equal = _boolean(np.greater_equal, "greater_equal")
-less = _boolean(np.less, "less")
-less_equal = _boolean(np.less_equal, "less_equal")
-equal = _boolean(np.equal, "equal")
-not_equal = _boolean(np.not_equal, "not_equal")
-logical_and = _boolean(np.logical_and, "logical_and")
-
-
-def _predicate(ufunc):
-    fn = unary(ufunc, ufunc.__name__)
-    from ._core import NON_DIFFERENTIABLE
-    NON_DIFFERENTIABLE[fn.__name__] = "a boolean result"
-    return fn
-
-
-isfinite = _predicate(np.isfinite)
-isnan = _predicate(np.isnan)
-isinf = _predicate(np.isinf)
+greater = _no_gradient(np.greater, "greater")
+greater_equal = _no_gradient(np.greater_equal, "greater_equal")
+less = _no_gradient(np.less, "less")
+less_equal = _no_gradient(np.less_equal, "less_equal")
+equal = _no_gradient(np.equal, "equal")
+not_equal = _no_gradient(np.not_equal, "not_equal")
+logical_and = _no_gradient(np.logical_and, "logical_and")
+logical_or = _no_gradient(np.logical_or, "logical_or")
+logical_xor = _no_gradient(np.logical_xor, "logical_xor")
+logical_not = _no_gradient(np.logical_not, "logical_not")
+isfinite = _no_gradient(np.isfinite, "isfinite")
+isnan = _no_gradient(np.isnan, "isnan")
+isinf = _no_gradient(np.isinf, "isinf")
+signbit = _no_gradient(np.signbit, "signbit")
+bitwise_and = _no_gradient(np.bitwise_and, "bitwise_and", "an integer or boolean result")
+bitwise_or = _no_gradient(np.bitwise_or, "bitwise_or", "an integer or boolean result")
+bitwise_xor = _no_gradient(np.bitwise_xor, "bitwise_xor", "an integer or boolean result")
+invert = _no_gradient(np.invert, "invert", "an integer or boolean result")
 
 
 # ---- selection ---------------------------------------------------------------------------------
@@ -190,36 +346,41 @@ def where(condition, x=None, y=None):
     return _wrap(apply(OPS["where"], (c,) + nodes))
 
 
+def _constant_bound(bound, dtype):
+    """Whether a clip bound can be an attribute of the clamp op without changing the dtype."""
+    if bound is None:
+        return True
+    if isinstance(bound, (Var, np.ndarray, list, tuple)) or np.ndim(bound) != 0:
+        return False
+    if isinstance(bound, np.generic):    # np.float64 is a float too, but not weak
+        return np.result_type(dtype, bound) == dtype
+    return isinstance(bound, (int, float)) and not isinstance(bound, bool)    # weak
+
+
 @_register
 @function(np.clip)
 def clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, max=np._NoValue,
          **kwargs):
-    """``numpy.clip``: the gradient passes where a_min <= a <= a_max (to ``a``), and to the
-    bound that was taken elsewhere when the bounds are variables."""
-    lo = a_min if a_min is not np._NoValue else min
-    hi = a_max if a_max is not np._NoValue else max
-    lo = None if lo is np._NoValue else lo
-    hi = None if hi is np._NoValue else hi
+    """``numpy.clip``, ``minimum(maximum(a, a_min), a_max)``: the gradient passes to ``a``
+    where a_min <= a <= a_max, and to the bound taken elsewhere when the bounds are variables."""
+    if a_min is np._NoValue and a_max is np._NoValue:
+        lo = None if min is np._NoValue else min
+        hi = None if max is np._NoValue else max
+    elif a_min is np._NoValue or a_max is np._NoValue:       # as NumPy
+        missing = "a_min" if a_min is np._NoValue else "a_max"
+        raise located(f"clip() missing 1 required positional argument: {missing!r}", TypeError)
+    elif min is not np._NoValue or max is not np._NoValue:
+        raise located("clip: passing `min` or `max` keyword argument when `a_min` and `a_max` are "
+                      "provided is forbidden", ValueError)
+    else:
+        lo, hi = a_min, a_max
     if out is not None or kwargs:
         a, = _with_options("clip", (a,), out, kwargs)
     a = a if isinstance(a, Var) else _wrap(node_of(a, name="clip"))
-    constant = all(b is None or (not isinstance(b, (Var, np.ndarray, list, tuple)) and np.ndim(b) == 0)
-                   for b in (lo, hi))
-    if constant:
-        if lo is None and hi is None:
-            return a
-        if lo is not None and hi is not None and lo > hi:
-            return _clip_composed(a, lo, hi)          # NumPy gives a_max everywhere
+    if lo is None and hi is None:
+        return a
+    if (a.dtype.kind == "f" and _constant_bound(lo, a.dtype) and _constant_bound(hi, a.dtype)
+            and (lo is None or hi is None or not lo > hi)):
         return build("clamp", (a,), (None if lo is None else float(lo), None if hi is None else float(hi)))
-    return _clip_composed(a, lo, hi)
-
-
-def _clip_composed(a, lo, hi):
-    """clip as NumPy defines it, minimum(maximum(a, lo), hi), with the gradient going to
-    whichever of a, lo and hi was taken."""
-    result = a
-    if lo is not None:
-        result = where(less(result, lo), lo, result)
-    if hi is not None:
-        result = where(greater(result, hi), hi, result)
-    return result
+    result = a if lo is None else maximum(a, lo)
+    return result if hi is None else minimum(result, hi)

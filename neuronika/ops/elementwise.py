@@ -2,20 +2,38 @@
 reduces them to each input's (broadcast) shape."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..graph import result_dtype
 from . import ZERO, Grad, declare, broadcast_shapes
 
 
-def float_dtype(ufunc):
-    """A dtype rule: float inputs keep their dtype; others get what ``ufunc`` gives."""
+@functools.lru_cache(maxsize=None)
+def _loop_dtype(ufunc, dtype, nin):
+    with np.errstate(all="ignore"):              # arctanh(1 + 0j) and friends warn
+        return ufunc(*[np.ones((1,), dtype)] * nin).dtype
+
+
+def ufunc_dtype(ufunc, keep_float=False):
+    """A dtype rule: what ``ufunc`` gives for the inputs' promoted dtype (Python numbers
+    weak, as in NumPy 2), so ``exp`` of integers is float64 and ``hypot`` of int8 float16;
+    with ``keep_float`` a float dtype is kept without asking NumPy. A dtype with no loop
+    raises NumPy's TypeError when the graph is built."""
+    nin = getattr(ufunc, "nin", 1)          # np.sum, np.mean: the first input's dtype
+
     def rule(inputs, attrs):
-        dtype = inputs[0].dtype
-        if dtype.kind == "f":
+        dtype = inputs[0].dtype if nin == 1 else result_dtype(inputs[:nin])
+        if keep_float and dtype.kind == "f":
             return dtype
-        return ufunc(np.ones((1,), dtype)).dtype
+        return _loop_dtype(ufunc, dtype, nin)
     return rule
+
+
+def float_dtype(ufunc):
+    """A dtype rule: float inputs keep their (promoted) dtype; others get what ``ufunc`` gives."""
+    return ufunc_dtype(ufunc, keep_float=True)
 
 
 def _binary(name, forward, da, db, doc, dtype=None):
@@ -55,20 +73,51 @@ POW = _unary("pow", "x ** p", _pow_grad,
 SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)
 EXP = _unary("exp", "xp.exp(x)", "dy * y", "e ** x", np.exp)
 LOG = _unary("log", "xp.log(x)", "dy / x", "natural logarithm", np.log)
-ABS = _unary("abs", "xp.abs(x)", "dy * xp.sign(x)", "|x|")
-RELU = _unary("relu", "xp.maximum(x, 0)", "dy * (x > 0)", "max(x, 0)")
+
+
+def _abs_grad(ctx):
+    # complex x (HIPS autograd's convention): dy * conj(x) / |x|, 0 at 0; written without
+    # sign, whose (zero) adjoint does not hold for complex x, so that it differentiates again
+    if ctx.dtypes["x"].kind == "c":
+        return "dy * xp.conj(x) / xp.where(x == 0, 1, y)"
+    return "dy * xp.sign(x)"
+
+
+ABS = _unary("abs", "xp.abs(x)", _abs_grad, "|x| (a real value for complex x)",
+             dtype=ufunc_dtype(np.abs))
+
+
+def real_only(name, rule):
+    """A dtype rule that refuses complex inputs (an op whose form is for real values only)."""
+    def checked(inputs, attrs):
+        if any(n.dtype.kind == "c" for n in inputs):
+            raise TypeError(f"complex values are not supported: {name} is defined for real values")
+        return rule(inputs, attrs)
+    return checked
+
+
+def _same_dtype(inputs, attrs):
+    return inputs[0].dtype
+
+
+RELU = _unary("relu", "xp.maximum(x, 0)", "dy * (x > 0)", "max(x, 0)", dtype=real_only("relu", _same_dtype))
 LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x > 0, dy, slope * dy)",
-                    "x for x > 0, slope * x otherwise", attrs=("slope",))
+                    "x for x > 0, slope * x otherwise", attrs=("slope",),
+                    dtype=real_only("leaky_relu", _same_dtype))
+
+
 # Both are written so that exp never sees a positive argument (no overflow at
 # |x| = 1000) while the tails keep their relative precision; NumPy's logaddexp
 # would do the same at several times the cost.
 SOFTPLUS = _unary("softplus", "xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))", "dy * xp.exp(x - y)",
-                  "log(1 + e ** x), computed without overflow", np.exp)
+                  "log(1 + e ** x), computed without overflow",
+                  dtype=real_only("softplus", float_dtype(np.exp)))
 SIGMOID = _unary("sigmoid",
                  "e = xp.exp(-xp.abs(x))\n"
                  "r = 1 / (1 + e)\n"
                  "y = xp.where(x >= 0, r, e * r)",
-                 "dy * y * (1 - y)", "1 / (1 + e ** -x), computed without overflow", np.exp)
+                 "dy * y * (1 - y)", "1 / (1 + e ** -x), computed without overflow",
+                 dtype=real_only("sigmoid", float_dtype(np.exp)))
 TANH = _unary("tanh", "xp.tanh(x)", "dy * (1 - y * y)", "hyperbolic tangent", np.tanh)
 SIN = _unary("sin", "xp.sin(x)", "dy * xp.cos(x)", "sine", np.sin)
 COS = _unary("cos", "xp.cos(x)", "-dy * xp.sin(x)", "cosine", np.cos)
@@ -84,7 +133,7 @@ def _clamp_grad(ctx):
 
 CLAMP = _unary("clamp", "xp.clip(x, lo, hi)", _clamp_grad,
                "x limited to [lo, hi]; the gradient passes where lo <= x <= hi",
-               attrs=("lo", "hi"))
+               attrs=("lo", "hi"), dtype=real_only("clamp", _same_dtype))
 
 
 def _dropout_forward(ctx):
@@ -124,11 +173,18 @@ WHERE = declare("where", ("c", "a", "b"), "xp.where(c, a, b)",
                 shape=_where_shape, elementwise=True,
                 dtype=lambda inputs, attrs: result_dtype(inputs[1:]),
                 doc="a where c is true, b elsewhere (c is a boolean value with no gradient)")
-SIGN = _unary("sign", "xp.sign(x)", ZERO, "-1, 0 or 1: the sign of x (zero gradient)")
+SIGN = _unary("sign", "xp.sign(x)", ZERO, "-1, 0 or 1: the sign of real x (zero gradient)")
+# For complex x, sign(x) = x / |x| is not piecewise constant. In HIPS autograd's
+# convention its adjoint is (dy - Re(dy * y) * conj(y)) / |x|; 0 at x = 0.
+SIGN_COMPLEX = _unary("sign_complex", "xp.sign(x)",
+                      "r = xp.abs(x)\n"
+                      "dx = xp.where(r == 0, 0, (dy - xp.real(dy * y) * xp.conj(y)) / xp.where(r == 0, 1, r))",
+                      "x / |x| for complex x, 0 at 0")
 LOGICAL_AND = declare("logical_and", ("a", "b"), "xp.logical_and(a, b)", {}, shape=broadcast_shapes, elementwise=True,
                       n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
                       doc="a and b elementwise, for boolean values")
-CAST = _unary("cast", "x.astype(dtype)", "dy.astype(x_dtype)", "x converted to another dtype",
+# The engine converts an adjoint to its input's dtype (the real part for a real input).
+CAST = _unary("cast", "x.astype(dtype)", "dy", "x converted to another dtype",
               attrs=("dtype",), dtype=lambda inputs, attrs: attrs[0])
 LOG_WHERE_NONZERO = _unary("log_where_nonzero", "log_where_nonzero(x)",
                            "xp.where(x == 0, 0, dy / xp.where(x == 0, 1, x))",
@@ -160,5 +216,118 @@ CUSTOM_VJP = declare("custom_vjp", (), _custom_forward, {"x": _custom_grad},
                      attrs=("fwd", "bwd", "out_shape", "out_dtype"), variadic="x",
                      shape=lambda *rest: rest[-2], dtype=lambda inputs, attrs: attrs[3],
                      doc="a user function with its own gradient (see neuronika.custom_vjp)")
+
+
+# ---- NumPy's elementwise functions -------------------------------------------------------------
+# Constants are Python floats (weak: float32 stays float32). Integer inputs get
+# NumPy's float result through ``float_dtype``.
+
+_LN2 = 0.6931471805599453
+_LN10 = 2.302585092994046
+EXP2 = _unary("exp2", "xp.exp2(x)", f"dy * y * {_LN2!r}", "2 ** x", np.exp2)
+EXPM1 = _unary("expm1", "xp.expm1(x)", "dy * (y + 1)", "e ** x - 1, exact for small x", np.expm1)
+LOG2 = _unary("log2", "xp.log2(x)", f"dy / (x * {_LN2!r})", "base-2 logarithm", np.log2)
+LOG10 = _unary("log10", "xp.log10(x)", f"dy / (x * {_LN10!r})", "base-10 logarithm", np.log10)
+LOG1P = _unary("log1p", "xp.log1p(x)", "dy / (x + 1)", "log(1 + x), exact for small x", np.log1p)
+CBRT = _unary("cbrt", "xp.cbrt(x)", "dy / (3 * y * y)", "cube root", np.cbrt)
+SQUARE = _unary("square", "xp.square(x)", "dy * (x + x)", "x * x", dtype=ufunc_dtype(np.square))
+RECIPROCAL = _unary("reciprocal", "xp.reciprocal(x)", "-dy * y * y", "1 / x",
+                    dtype=ufunc_dtype(np.reciprocal))
+FABS = _unary("fabs", "xp.fabs(x)", "dy * xp.sign(x)", "|x| for real x, as a float", np.fabs)
+TAN = _unary("tan", "xp.tan(x)", "dy * (1 + y * y)", "tangent", np.tan)
+ARCSIN = _unary("arcsin", "xp.arcsin(x)", "dy / xp.sqrt(1 - x * x)", "inverse sine", np.arcsin)
+ARCCOS = _unary("arccos", "xp.arccos(x)", "-dy / xp.sqrt(1 - x * x)", "inverse cosine", np.arccos)
+ARCTAN = _unary("arctan", "xp.arctan(x)", "dy / (1 + x * x)", "inverse tangent", np.arctan)
+SINH = _unary("sinh", "xp.sinh(x)", "dy * xp.cosh(x)", "hyperbolic sine", np.sinh)
+COSH = _unary("cosh", "xp.cosh(x)", "dy * xp.sinh(x)", "hyperbolic cosine", np.cosh)
+ARCSINH = _unary("arcsinh", "xp.arcsinh(x)", "dy / xp.sqrt(x * x + 1)", "inverse hyperbolic sine",
+                 np.arcsinh)
+ARCCOSH = _unary("arccosh", "xp.arccosh(x)", "dy / xp.sqrt((x - 1) * (x + 1))",
+                 "inverse hyperbolic cosine", np.arccosh)
+ARCTANH = _unary("arctanh", "xp.arctanh(x)", "dy / (1 - x * x)", "inverse hyperbolic tangent",
+                 np.arctanh)
+DEG2RAD = _unary("deg2rad", "xp.deg2rad(x)", f"dy * {np.pi / 180!r}", "degrees to radians",
+                 np.deg2rad)
+RAD2DEG = _unary("rad2deg", "xp.rad2deg(x)", f"dy * {180 / np.pi!r}", "radians to degrees",
+                 np.rad2deg)
+# d sinc / dx = (cos(pi x) - sinc(x)) / x, whose numerator is 0 at x = 0, where the
+# denominator is taken as 1: the gradient there is 0, as it should be.
+SINC = _unary("sinc", "xp.sinc(x)", f"dy * (xp.cos({np.pi!r} * x) - y) / xp.where(x == 0, 1, x)",
+              "sin(pi x) / (pi x), 1 at 0", np.sinc)
+
+
+def _rounding(name, ufunc, doc):
+    return _unary(name, f"xp.{name}(x)", ZERO, f"{doc} (zero gradient)", dtype=ufunc_dtype(ufunc))
+
+
+FLOOR = _rounding("floor", np.floor, "the largest integer <= x")
+CEIL = _rounding("ceil", np.ceil, "the smallest integer >= x")
+TRUNC = _rounding("trunc", np.trunc, "x rounded towards zero")
+RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to even")
+ROUND = _unary("round", "xp.round(x, decimals)", ZERO,
+               "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",))
+
+FLOOR_DIVIDE = _binary("floor_divide", "xp.floor_divide(a, b)", ZERO, ZERO,
+                       "floor(a / b) (zero gradient)")
+# a = b * floor_divide(a, b) + remainder(a, b): the quotient is piecewise constant.
+REMAINDER = _binary("remainder", "xp.remainder(a, b)", "dy", "-dy * xp.floor_divide(a, b)",
+                    "a - b * floor(a / b), with the sign of b")
+FMOD = _binary("fmod", "xp.fmod(a, b)", "dy", "-dy * xp.trunc(a / b)",
+               "a - b * trunc(a / b), with the sign of a (C's fmod)")
+ARCTAN2 = _binary("arctan2", "xp.arctan2(a, b)", "dy * b / (a * a + b * b)", "-dy * a / (a * a + b * b)",
+                  "the angle of the point (b, a)", float_dtype(np.arctan2))
+HYPOT = _binary("hypot", "xp.hypot(a, b)", "dy * a / y", "dy * b / y", "sqrt(a * a + b * b)",
+                float_dtype(np.hypot))
+LOGADDEXP = _binary("logaddexp", "xp.logaddexp(a, b)", "dy * xp.exp(a - y)", "dy * xp.exp(b - y)",
+                    "log(e ** a + e ** b), without overflow", float_dtype(np.logaddexp))
+LOGADDEXP2 = _binary("logaddexp2", "xp.logaddexp2(a, b)", "dy * xp.exp2(a - y)", "dy * xp.exp2(b - y)",
+                     "log2(2 ** a + 2 ** b), without overflow", float_dtype(np.logaddexp2))
+COPYSIGN = _binary("copysign", "xp.copysign(a, b)", "dy * xp.copysign(1, a) * xp.copysign(1, b)", ZERO,
+                   "|a| with the sign of b", float_dtype(np.copysign))
+# heaviside(a, b) is b exactly where a == 0
+HEAVISIDE = _binary("heaviside", "xp.heaviside(a, b)", ZERO, "dy * (a == 0)",
+                    "0 where a < 0, b where a == 0, 1 where a > 0", float_dtype(np.heaviside))
+
+
+def _extremum(name, doc):
+    # The gradient goes to the input equal to the result, split evenly at ties (HIPS
+    # autograd's rule); a NaN that fmax / fmin skip gets none. Written with where so
+    # that float32 stays float32.
+    return _binary(name, f"xp.{name}(a, b)", "xp.where(a == b, 0.5 * dy, dy * (a == y))",
+                   "xp.where(a == b, 0.5 * dy, dy * (b == y))", doc)
+
+
+MAXIMUM = _extremum("maximum", "the larger of a and b (NaN if either is)")
+MINIMUM = _extremum("minimum", "the smaller of a and b (NaN if either is)")
+FMAX = _extremum("fmax", "the larger of a and b, ignoring a NaN")
+FMIN = _extremum("fmin", "the smaller of a and b, ignoring a NaN")
+
+
+def _no_gradient(name, forward, doc, arity, dtype):
+    return declare(name, ("a", "b") if arity == 2 else ("x",), forward, {},
+                   shape=broadcast_shapes if arity == 2 else None, elementwise=True,
+                   n_differentiable=0, dtype=dtype, doc=doc)
+
+
+def _boolean_result(inputs, attrs):
+    return np.dtype(bool)
+
+
+SIGNBIT = _no_gradient("signbit", "xp.signbit(x)", "whether the sign bit of x is set (no gradient)",
+                       1, _boolean_result)
+LOGICAL_NOT = _no_gradient("logical_not", "xp.logical_not(x)", "not x elementwise (no gradient)",
+                           1, _boolean_result)
+LOGICAL_OR = _no_gradient("logical_or", "xp.logical_or(a, b)", "a or b elementwise (no gradient)",
+                          2, _boolean_result)
+LOGICAL_XOR = _no_gradient("logical_xor", "xp.logical_xor(a, b)", "a xor b elementwise (no gradient)",
+                           2, _boolean_result)
+BITWISE_AND = _no_gradient("bitwise_and", "a & b", "a & b for integers and booleans (no gradient)",
+                           2, ufunc_dtype(np.bitwise_and))
+BITWISE_OR = _no_gradient("bitwise_or", "a | b", "a | b for integers and booleans (no gradient)",
+                          2, ufunc_dtype(np.bitwise_or))
+BITWISE_XOR = _no_gradient("bitwise_xor", "a ^ b", "a ^ b for integers and booleans (no gradient)",
+                           2, ufunc_dtype(np.bitwise_xor))
+INVERT = _no_gradient("invert", "~x", "~x: bitwise not for integers, not for booleans (no gradient)",
+                      1, ufunc_dtype(np.invert))
 
 __all__ = [name for name, value in dict(globals()).items() if name.isupper()]

@@ -309,3 +309,119 @@ def avg_pool_grad(g, shape, kernel, stride):
         else:
             grad[key] += share
     return grad
+
+
+# ---- reductions, scans and sorting (ops/reduce.py, ops/sort.py) ----------------------------------
+
+__all__ += ["prod_others", "prod_others_grad", "cumprod_grad", "unpermute_along_axis"]
+
+
+def prod_others(x, axis):
+    """For each element, the product of the other elements reduced with it over ``axis``
+    (a tuple of axes, or None for all): the gradient of ``prod``. No division, so it is
+    exact where elements are zero: the product of the running products from the left
+    and from the right, each excluding the element itself."""
+    x = np.asarray(x)
+    ndim = x.ndim
+    axes = tuple(range(ndim)) if axis is None else tuple(axis)
+    tail = tuple(range(ndim - len(axes), ndim))
+    moved = np.moveaxis(x, axes, tail) if axes != tail else x
+    n = math.prod(moved.shape[ndim - len(axes):])
+    flat = moved.reshape(moved.shape[:ndim - len(axes)] + (n,))
+    out = np.ones(flat.shape, flat.dtype)
+    if n > 1:
+        np.cumprod(flat[..., :-1], axis=-1, out=out[..., 1:])
+        out[..., :-1] *= np.cumprod(flat[..., :0:-1], axis=-1)[..., ::-1]
+    out = out.reshape(moved.shape)
+    return np.moveaxis(out, tail, axes) if axes != tail else out
+
+
+def prod_others_grad(x, g, axis):
+    """The gradient of ``prod_others(x, axis)`` given ``g`` (prod's second derivative
+    applied to ``g``): ``dx[k] = sum(g[i] * prod(x[j] for j not in (i, k)) for i != k)`` over
+    each group, exact with zeros. By the number of zeros in a group, with ``p`` the
+    product of its nonzero elements: none, ``p / x[k] * (sum(g / x) - g[k] / x[k])``; one,
+    at ``z``, ``p * sum(g / x)`` over the others at ``z`` and ``g[z] * p / x[k]`` elsewhere;
+    two, each zero gets ``p`` times the other zero's ``g``, the rest 0; more, 0."""
+    x = np.asarray(x)
+    axes = tuple(range(x.ndim)) if axis is None else tuple(axis)
+    zero = x == 0
+    if not zero.any():
+        u = g / x
+        return np.prod(x, axes, keepdims=True) / x * (u.sum(axes, keepdims=True) - u)
+    count = zero.sum(axes, keepdims=True)
+    safe = np.where(zero, 1, x)
+    p = np.prod(safe, axes, keepdims=True)
+    u = np.where(zero, 0, g / safe)
+    total = u.sum(axes, keepdims=True)
+    at_zeros = np.where(zero, g, 0).sum(axes, keepdims=True)
+    none = p / safe * (total - u)
+    one = np.where(zero, p * total, at_zeros * p / safe)
+    two = np.where(zero, p * (at_zeros - g), 0)
+    return np.where(count == 0, none, np.where(count == 1, one, np.where(count == 2, two, 0)))
+
+
+def _reverse_cumsum(a, axis):
+    return np.flip(np.cumsum(np.flip(a, axis), axis), axis)
+
+
+def cumprod_grad(x, g, axis):
+    """The gradient of ``cumprod(x, axis)`` given ``g``, its output's gradient:
+    ``dx[k] = sum(g[i] * prod(x[j] for j <= i if j != k) for i >= k)``, exact where
+    elements are zero. Without zeros it is the reversed cumsum of ``g * cumprod(x)``
+    divided by ``x``. Along a lane with zeros, that quotient holds before the first
+    zero; at the first zero the gradient is the reversed cumsum of ``g`` times the
+    cumprod with that zero taken as 1; after it, every term holds the zero: 0."""
+    y = np.cumprod(x, axis)
+    zero = x == 0
+    if not zero.any():
+        return _reverse_cumsum(g * y, axis) / x
+    seen = np.cumsum(zero, axis)
+    before = seen == 0
+    first = zero & (seen == 1)
+    a = _reverse_cumsum(g * y, axis) / np.where(before, x, 1)
+    b = _reverse_cumsum(g * np.cumprod(np.where(first, 1, x), axis), axis)
+    return np.where(before, a, np.where(first, b, 0))
+
+
+def unpermute_along_axis(g, perm, axis):
+    """The inverse of ``take_along_axis(x, perm, axis)`` where ``perm`` permutes each lane
+    along ``axis`` (argsort's result): ``out[..., perm[i], ...] = g[..., i, ...]``."""
+    out = np.empty(np.shape(perm), np.result_type(g))
+    np.put_along_axis(out, perm, g, axis)
+    return out
+
+
+# ---- index update ----------------------------------------------------------------------------
+
+__all__ += ["group_others"]
+
+
+def _segment_scan(values, groups):
+    """Inclusive products along the runs of equal ``groups`` labels (doubling: log2(n) passes,
+    no division, so zeros stay exact)."""
+    scan = values.copy()
+    d, n = 1, len(values)
+    while d < n:
+        scan[d:] = np.where(groups[d:] == groups[:-d], scan[d:] * scan[:-d], scan[d:])
+        d *= 2
+    return scan
+
+
+def group_others(values, groups):
+    """For each element of the 1-D ``values``, the product of the other elements with the same
+    ``groups`` label (1 where it is alone), without dividing: exact with zeros. The gradient of
+    ``numpy.multiply.at`` with repeated indices."""
+    if len(values) == 0:
+        return values.copy()
+    order = np.argsort(groups, kind="stable")
+    v, g = values[order], groups[order]
+    before = _segment_scan(v, g)
+    after = _segment_scan(v[::-1], g[::-1])[::-1]
+    neighbour = g[1:] == g[:-1]
+    others = np.ones_like(v)
+    others[1:] = np.where(neighbour, before[:-1], 1)
+    others[:-1] *= np.where(neighbour, after[1:], 1)
+    out = np.empty_like(others)
+    out[order] = others
+    return out

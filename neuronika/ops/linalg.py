@@ -100,3 +100,152 @@ def _transpose_grad(ctx):
 TRANSPOSE = declare("transpose", ("x",), _transpose_forward, {"x": _transpose_grad},
                     attrs=("axes",), shape=lambda s, axes: tuple(s[a] for a in axes),
                     doc="permutes the axes (a view)")
+
+
+# ---- einsum ------------------------------------------------------------------------------------
+# ``spec`` is a canonical subscripts string: letters only, an explicit output, no
+# ``...`` and no size-1 broadcasting between operands (neuronika.numpy.einsum
+# rewrites any subscripts into this form), one or two operands. An index may
+# repeat within an operand (a diagonal) and may belong to one operand only (a sum).
+
+#: Two-operand contractions whose work (the product of all index sizes) reaches this
+#: are written as one matmul over transposed, reshaped operands (BLAS); smaller ones
+#: as ``xp.einsum`` (one C loop, no temporaries).
+BLAS_WORK = 1024
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def split_spec(spec):
+    """('ab,bc->ac') -> (('ab', 'bc'), 'ac')."""
+    inputs, _, out = spec.partition("->")
+    return tuple(inputs.split(",")), out
+
+
+def _einsum_shape(*rest):
+    *shapes, spec = rest
+    subs, out = split_spec(spec)
+    if len(subs) != len(shapes):
+        raise ShapeError(f"subscripts {spec!r} name {len(subs)} operands, got {len(shapes)}")
+    sizes = {}
+    for sub, shape in zip(subs, shapes):
+        if len(sub) != len(shape):
+            raise ShapeError(f"subscripts {sub!r} do not fit an operand of shape {shape}")
+        for letter, size in zip(sub, shape):
+            if sizes.setdefault(letter, size) != size:
+                raise ShapeError(f"index {letter!r} of {spec!r} has sizes {sizes[letter]} and {size} "
+                                 f"(shapes {', '.join(map(str, shapes))})")
+    return tuple(sizes[letter] for letter in out)
+
+
+def _sizes(subs, shapes):
+    sizes = {}
+    for sub, shape in zip(subs, shapes):
+        sizes.update(zip(sub, shape))
+    return sizes
+
+
+def _prod(values):
+    result = 1
+    for v in values:
+        result *= v
+    return result
+
+
+def _arrange(name, sub, order, sizes, groups):
+    """Source for operand ``name`` (indices ``sub``) transposed to ``order`` and reshaped so
+    that each group of consecutive indices in ``groups`` (lengths) becomes one axis."""
+    if list(sub) != list(order):
+        name = f"xp.transpose({name}, {tuple(sub.index(c) for c in order)})"
+    shape, start = [], 0
+    for length in groups:
+        shape.append(_prod(sizes[c] for c in order[start:start + length]))
+        start += length
+    if len(shape) != len(order):
+        name = f"xp.reshape({name}, {tuple(shape)})"
+    return name
+
+
+def _matmul_contraction(subs, names, out, sizes):
+    """Two operands contracted by one matmul: indices only one operand has are summed
+    first; the shared indices kept in the output are batch axes."""
+    (sa, sb), (a, b) = subs, names
+    operands = []
+    for sub, name, other in ((sa, a, sb), (sb, b, sa)):
+        lonely = tuple(i for i, c in enumerate(sub) if c not in out and c not in other)
+        if lonely:
+            name = f"xp.sum({name}, axis={lonely[0] if len(lonely) == 1 else lonely})"
+            sub = "".join(c for i, c in enumerate(sub) if i not in lonely)
+        operands.append((sub, name))
+    (sa, a), (sb, b) = operands
+    batch = [c for c in sa if c in sb and c in out]
+    contracted = [c for c in sa if c in sb and c not in out]
+    left = [c for c in sa if c not in sb]
+    right = [c for c in sb if c not in sa]
+    ones = [1] * len(batch)
+    a = _arrange(a, sa, batch + left + contracted, sizes, ones + [len(left), len(contracted)])
+    b = _arrange(b, sb, batch + contracted + right, sizes, ones + [len(contracted), len(right)])
+    result = f"{a} @ {b}"
+    order = batch + left + right
+    if len(left) != 1 or len(right) != 1:
+        result = f"xp.reshape({result}, {tuple(sizes[c] for c in order)})"
+    if order != list(out):
+        result = f"xp.transpose({result}, {tuple(order.index(c) for c in out)})"
+    return result
+
+
+def contraction(subs, names, out, sizes):
+    """Source of an expression contracting operands ``names`` (indices ``subs``) into ``out``."""
+    letters = set("".join(subs))
+    if (len(subs) == 2 and all(len(set(s)) == len(s) for s in subs)
+            and _prod(sizes[c] for c in letters) >= BLAS_WORK):
+        return _matmul_contraction(subs, names, out, sizes)
+    return f"xp.einsum({','.join(subs) + '->' + out!r}, {', '.join(names)})"
+
+
+def _einsum_forward(ctx):
+    subs, out = split_spec(ctx.spec)
+    return contraction(subs, ctx.names, out, _sizes(subs, [ctx.shapes[n] for n in ctx.names]))
+
+
+def _einsum_grad(ctx):
+    """The adjoint of an operand: ``dy`` contracted with the other operands onto the operand's
+    distinct indices; a repeated index is put back on the diagonal (times an identity), an
+    index only this operand has is a broadcast axis (size 1)."""
+    subs, out = split_spec(ctx.spec)
+    k = ctx.slot
+    sub = subs[k]
+    sizes = _sizes(subs, [ctx.shapes[n] for n in ctx.names])
+    others = [(s, n) for i, (s, n) in enumerate(zip(subs, ctx.names)) if i != k]
+    reached = set(out).union(*[set(s) for s, _ in others])
+    target = "".join(dict.fromkeys(c for c in sub if c in reached))
+    view = False
+    if not others and target == out:
+        grad, view = "dy", True
+    else:
+        grad = contraction([out] + [s for s, _ in others], ["dy"] + [n for _, n in others], target, sizes)
+        view = not others      # a one-operand einsum (a transpose) is a view of dy
+    free = [c for c in LETTERS if c not in ctx.spec]
+    expanded, deltas, seen = [], [], set()
+    for c in sub:
+        if c in seen:
+            fresh = free.pop(0)
+            deltas.append(c + fresh)
+            expanded.append(fresh)
+        elif c in reached or sub.count(c) > 1:
+            expanded.append(c)
+        seen.add(c)
+    if deltas:
+        eyes = ", ".join(f"xp.eye({sizes[d[0]]}, dtype=dtype)" for d in deltas)
+        grad = f"xp.einsum({','.join([target] + deltas) + '->' + ''.join(expanded)!r}, {grad}, {eyes})"
+        view = False
+    shape = tuple(size if c in reached or sub.count(c) > 1 else 1 for c, size in zip(sub, ctx.shapes[ctx.names[k]]))
+    if len(expanded) != len(sub):
+        grad = f"xp.reshape({grad}, {shape})"
+    return Grad(grad, shape=shape, view=view)
+
+
+EINSUM = declare("einsum", (), _einsum_forward, {"x": _einsum_grad}, attrs=("spec",),
+                 shape=_einsum_shape, variadic="x",
+                 doc="Einstein summation over one or two operands (canonical subscripts: letters, "
+                     "an explicit output); each adjoint is again an einsum")

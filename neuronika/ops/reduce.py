@@ -107,3 +107,109 @@ LOG_SOFTMAX = declare(
     {"x": "dy - xp.exp(y) * dy.sum(axis=axis, keepdims=True)"},
     attrs=("axis",), dtype=float_dtype(np.exp),
     doc="x - log(sum(exp(x))) along axis, computed without overflow")
+
+
+# ---- products and scans ---------------------------------------------------------------------
+# prod's gradient is the product of the other elements (the kernel prod_others) and its
+# second derivative the kernel prod_others_grad: both exact with zeros. The third
+# derivative divides by x: exact away from zeros. cumprod's gradient is the kernel
+# cumprod_grad, exact with zeros; its adjoint (cumprod's second derivative) divides by x:
+# exact away from zeros.
+
+def _prod_grad(ctx):
+    dy, _ = _expand(ctx, "dy", ctx.gshape)
+    return f"{dy} * prod_others(x, axis)"
+
+
+PROD = _reduction("prod", "prod", _prod_grad,
+                  "product over axis (all axes when None); first and second derivatives are exact "
+                  "with zeros",
+                  float_dtype(np.prod))
+
+PROD_OTHERS = declare(
+    "prod_others", ("x",), "prod_others(x, axis)", {"x": "prod_others_grad(x, dy, axis)"},
+    attrs=("axis",),
+    doc="for each element, the product of the others reduced with it: prod's gradient, exact "
+        "with zeros")
+
+# d<dy, F(x, g)>/dx for F = prod_others_grad, away from zeros: with u = g / x, w = dy / x
+# and P the group's product, P / x[m] * ((sum(u) - u[m]) * (sum(w) - w[m]) - (sum(u * w) -
+# u[m] * w[m])). In g, F is the Hessian of prod (symmetric) applied to g: its adjoint is F
+# itself, exact.
+PROD_OTHERS_GRAD = declare(
+    "prod_others_grad", ("x", "g"), "prod_others_grad(x, g, axis)",
+    {"x": "u = g / x\n"
+          "w = dy / x\n"
+          "dx = xp.prod(x, axis=axis, keepdims=True) / x * ("
+          "(xp.sum(u, axis=axis, keepdims=True) - u) * (xp.sum(w, axis=axis, keepdims=True) - w)"
+          " - xp.sum(u * w, axis=axis, keepdims=True) + u * w)",
+     "g": "prod_others_grad(x, dy, axis)"},
+    attrs=("axis",),
+    doc="prod_others' gradient given g (prod's second derivative applied to g), exact with "
+        "zeros, as an op so it can be differentiated again (exactly away from zeros)")
+
+
+def _cumsum_src(name, axis, reverse):
+    if not reverse:
+        return f"xp.cumsum({name}, axis={axis})"
+    return f"xp.flip(xp.cumsum(xp.flip({name}, {axis}), axis={axis}), {axis})"
+
+
+def _cumsum_symbolic(ctx, build, bindings):
+    return build(CUMSUM, (bindings["dy"],), (ctx.axis, not ctx.reverse))
+
+
+CUMSUM = declare(
+    "cumsum", ("x",), lambda ctx: _cumsum_src("x", ctx.axis, ctx.reverse),
+    {"x": lambda ctx: _cumsum_src("dy", ctx.axis, not ctx.reverse)},
+    symbolic={"x": _cumsum_symbolic}, attrs=("axis", "reverse"), dtype=float_dtype(np.cumsum),
+    doc="running sum along axis (from the end when reverse); the gradient is the running sum "
+        "the other way")
+
+CUMPROD = declare(
+    "cumprod", ("x",), "xp.cumprod(x, axis=axis)", {"x": "cumprod_grad(x, dy, axis)"},
+    attrs=("axis",), dtype=float_dtype(np.cumprod),
+    doc="running product along axis; the gradient is exact with zeros")
+
+CUMPROD_GRAD = declare(
+    "cumprod_grad", ("x", "g"), "cumprod_grad(x, g, axis)",
+    {"x": "cumprod_grad(x, g * xp.cumsum(dy / x, axis=axis), axis) - dy * y / x",
+     "g": "xp.cumprod(x, axis=axis) * xp.cumsum(dy / x, axis=axis)"},
+    attrs=("axis",),
+    doc="the gradient of cumprod given its output's gradient g, as an op so it can be "
+        "differentiated again (exactly away from zeros of x)")
+
+
+# ---- integer and boolean results: no gradient ---------------------------------------------------
+
+def _arg_shape(shape, axis, keepdims):
+    if axis is None:
+        return (1,) * len(shape) if keepdims else ()
+    return reduced_shape(shape, (axis,), keepdims)
+
+
+def _arg_reduction(name, doc):
+    def forward(ctx):
+        parts = [] if ctx.axis is None else [f"axis={ctx.axis}"]
+        if ctx.keepdims:
+            parts.append("keepdims=True")
+        return f"xp.{name}(x{''.join(', ' + p for p in parts)})"
+    return declare(name, ("x",), forward, {}, attrs=("axis", "keepdims"), shape=_arg_shape,
+                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(np.intp), doc=doc)
+
+
+ARGMAX = _arg_reduction("argmax", "the index of the (first) maximum along axis (flat when None)")
+ARGMIN = _arg_reduction("argmin", "the index of the (first) minimum along axis (flat when None)")
+
+
+def _logical_reduction(name, dtype, doc):
+    def forward(ctx):
+        args = call_args(ctx.axis, ctx.keepdims)
+        return f"xp.{name}(x{', ' + args if args else ''})"
+    return declare(name, ("x",), forward, {}, attrs=("axis", "keepdims"), shape=reduced_shape,
+                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(dtype), doc=doc)
+
+
+ALL = _logical_reduction("all", bool, "whether every element over axis is nonzero")
+ANY = _logical_reduction("any", bool, "whether some element over axis is nonzero")
+COUNT_NONZERO = _logical_reduction("count_nonzero", np.intp, "how many elements over axis are nonzero")

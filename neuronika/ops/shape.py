@@ -2,10 +2,12 @@
 concatenation, stacking."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ShapeError
-from ..graph import result_dtype
+from ..graph import leaf, result_dtype
 from . import Grad, declare
 
 RESHAPE = declare("reshape", ("x",), "x.reshape(shape)",
@@ -116,8 +118,14 @@ def _scatter_shape(g, *rest):
     return shape
 
 
-SCATTER = declare("scatter", ("g",), _scatter_forward,
-                  {"g": lambda ctx: Grad(f"dy[{_format_index(ctx.layout)}]", view=True)},
+def _scatter_grad(ctx):
+    # dy[key] has the shape of x[key], which g (a gradient that may broadcast) need not have:
+    # said here, so that the engine sums it down to g's shape
+    selected = _index_shape(ctx.shape, *[ctx.shapes[name] for name in ctx.names[1:]], ctx.layout)
+    return Grad(f"dy[{_format_index(ctx.layout)}]", shape=selected, view=True)
+
+
+SCATTER = declare("scatter", ("g",), _scatter_forward, {"g": _scatter_grad},
                   attrs=("layout", "shape"), shape=_scatter_shape, variadic="k", n_differentiable=1,
                   implicit_dy=False, dtype=lambda inputs, attrs: inputs[0].dtype,
                   doc="zeros of shape with g added at [key] (repeated indices add up): the "
@@ -230,3 +238,214 @@ STACK = declare("stack", (), lambda ctx: f"xp.stack({_operands(ctx)}, axis={ctx.
                 {"x": _stack_grad}, attrs=("axis",), shape=_stack_shape, variadic="x",
                 dtype=lambda inputs, attrs: result_dtype(inputs),
                 doc="joins values along a new axis")
+
+
+# ---- index update (JAX's ``x.at[key].set(u)`` and friends) -----------------------------------------
+# ``index_update(x, u, k0, k1, ...)``: a copy of x with u written at [key] (``layout`` as for index)
+# by ``mode``: "set" (the last of repeated writes wins), "add" and "multiply" (repeated writes
+# accumulate, as np.add.at / np.multiply.at), "min" and "max" (the extreme of x and every write).
+# u broadcasts to the shape of x[key] and has x's dtype. Each adjoint is written twice: as NumPy
+# source for compiled code, and (``symbolic``) as a graph of catalogue ops for higher orders.
+
+_UFUNC = {"add": "add", "multiply": "multiply", "min": "minimum", "max": "maximum"}
+_AUGMENTED = {"add": "+=", "multiply": "*="}
+
+
+def _update_advanced(ctx):
+    """Whether the key holds an integer array (then a place may be written more than once)."""
+    return any(len(ctx.shapes[name]) > 0 for name in ctx.names[2:])
+
+
+def _selected(ctx):
+    """The shape of x[key]."""
+    index_shapes = [ctx.shapes[name] for name in ctx.names[2:]]
+    return _index_shape(ctx.shapes["x"], *index_shapes, ctx.layout)
+
+
+def _update_shape(x, u, *rest):
+    *index_shapes, layout, mode = rest
+    if mode not in ("set", "add", "multiply", "min", "max"):
+        raise ShapeError(f"unknown update mode {mode!r}")
+    selected = _index_shape(x, *index_shapes, layout)
+    padded = (1,) * (len(selected) - len(u)) + tuple(u)
+    if len(u) > len(selected) or any(a != b and a != 1 for a, b in zip(padded, selected)):
+        raise ShapeError(f"an update of shape {u} does not broadcast to the shape {selected} of "
+                         f"x[key] for x of shape {x}")
+    return x
+
+
+def _update_forward(ctx):
+    key = _format_index(ctx.layout)
+    if ctx.mode == "set":
+        return f"y = xp.array(x)\ny[{key}] = u"
+    if _update_advanced(ctx):
+        return f"y = xp.array(x)\nxp.{_UFUNC[ctx.mode]}.at(y, {_format_index(ctx.layout, True)}, u)"
+    if ctx.mode in _AUGMENTED:
+        return f"y = xp.array(x)\ny[{key}] {_AUGMENTED[ctx.mode]} u"
+    return f"y = xp.array(x)\ny[{key}] = xp.{_UFUNC[ctx.mode]}(y[{key}], u)"
+
+
+def _counts(ctx, hits):
+    """Source for ``c``: how many of x[i] and the writes to i reach the extreme y[i] (>= 1)."""
+    if _update_advanced(ctx):
+        return (f"c = (x == y).astype(dtype)\n"
+                f"xp.add.at(c, {_format_index(ctx.layout, True)}, {hits})")
+    return f"c = (x == y).astype(dtype)\nc[{_format_index(ctx.layout)}] += {hits}"
+
+
+def _update_grad_x(ctx):
+    key = _format_index(ctx.layout)
+    mode = ctx.mode
+    if mode == "set":
+        return f"dx = xp.array(dy)\ndx[{key}] = 0"
+    if mode == "add":
+        return Grad("dy", view=True)
+    if mode == "multiply":
+        if _update_advanced(ctx):
+            return f"dx = xp.array(dy)\nxp.multiply.at(dx, {_format_index(ctx.layout, True)}, u)"
+        return f"dx = xp.array(dy)\ndx[{key}] *= u"
+    return _counts(ctx, f"u == y[{key}]") + "\ndx = xp.where(x == y, dy / c, 0)"
+
+
+def _update_grad_u(ctx):
+    key = _format_index(ctx.layout)
+    mode, selected = ctx.mode, _selected(ctx)
+    advanced = _update_advanced(ctx)
+    if mode == "add" or (mode == "set" and not advanced):
+        return Grad(f"dy[{key}]", shape=selected, view=True)
+    if mode == "set":
+        # Only the write that won (the last, as NumPy assigns) gets a gradient: label the
+        # writes, assign the labels the same way, and see whose label stayed.
+        return Grad(f"label = xp.arange({math.prod(selected)}).reshape({selected})\n"
+                    f"won = xp.empty(x_shape, xp.intp)\n"
+                    f"won[{key}] = label\n"
+                    f"dx = xp.where(won[{key}] == label, dy[{key}], 0)", shape=selected)
+    if mode == "multiply":
+        if not advanced:
+            return Grad(f"dy[{key}] * x[{key}]", shape=selected)
+        # d/du_j of x[i] * prod_k u_k (k: the writes to place i) is x[i] times the product of
+        # the other writes to i (group_others: exact with zeros, no division).
+        return Grad(f"place = xp.arange({math.prod(ctx.shapes['x'])}).reshape(x_shape)[{key}]\n"
+                    f"others = group_others(xp.broadcast_to(u, {selected}).ravel(), place.ravel())\n"
+                    f"dx = dy[{key}] * x[{key}] * others.reshape({selected})", shape=selected)
+    return Grad(_counts(ctx, f"u == y[{key}]") + f"\ndx = xp.where(u == y[{key}], (dy / c)[{key}], 0)",
+                shape=selected)
+
+
+def _constant(value):
+    return leaf(value)
+
+
+def _keys(ctx, bindings):
+    return tuple(bindings[name] for name in ctx.names[2:])
+
+
+def _gather(build, ctx, bindings, g):
+    return build(INDEX, (g,) + _keys(ctx, bindings), (ctx.layout,))
+
+
+def _update(build, ctx, bindings, x, u, mode):
+    return build(INDEX_UPDATE, (x, u) + _keys(ctx, bindings), (ctx.layout, mode))
+
+
+def _scatter_add(build, ctx, bindings, g):
+    return build(SCATTER, (g,) + _keys(ctx, bindings), (ctx.layout, ctx.shapes["x"]))
+
+
+def _where(build, c, a, b):
+    return build("where", (c, a, b))
+
+
+def _zero(dtype):
+    return _constant(np.zeros((), dtype)[()])
+
+
+def _symbolic_counts(build, ctx, bindings):
+    x, u, y = bindings["x"], bindings["u"], bindings["y"]
+    hit_u = build("equal", (u, _gather(build, ctx, bindings, y)))
+    hit_x = build("equal", (x, y))
+    dtype = ctx.dtype
+    c = build("cast", (hit_x,), (dtype,)) + _scatter_add(build, ctx, bindings,
+                                                         build("cast", (hit_u,), (dtype,)))
+    return hit_x, hit_u, c
+
+
+def _update_symbolic_x(ctx, build, bindings):
+    dy, u, mode = bindings["dy"], bindings["u"], ctx.mode
+    if mode == "set":
+        return _update(build, ctx, bindings, dy, _zero(ctx.dtype), "set")
+    if mode == "add":
+        return dy
+    if mode == "multiply":
+        return _update(build, ctx, bindings, dy, u, "multiply")
+    hit_x, _, c = _symbolic_counts(build, ctx, bindings)
+    return _where(build, hit_x, dy / c, _zero(ctx.dtype))
+
+
+def _update_symbolic_u(ctx, build, bindings):
+    dy, x, mode = bindings["dy"], bindings["x"], ctx.mode
+    selected = _selected(ctx)
+    advanced = _update_advanced(ctx)
+    gathered = _gather(build, ctx, bindings, dy)
+    if mode == "add" or (mode == "set" and not advanced):
+        return gathered
+    zero = _zero(ctx.dtype)
+    if mode == "set":
+        label = _constant(np.arange(math.prod(selected)).reshape(selected))
+        won = _update(build, ctx, bindings, _constant(np.zeros(ctx.shapes["x"], np.intp)), label, "set")
+        return _where(build, build("equal", (_gather(build, ctx, bindings, won), label)), gathered, zero)
+    if mode == "multiply":
+        product = gathered * _gather(build, ctx, bindings, x)
+        if not advanced or not math.prod(selected):
+            return product
+        return product * _symbolic_others(build, ctx, bindings, selected)
+    _, hit_u, c = _symbolic_counts(build, ctx, bindings)
+    return _where(build, hit_u, _gather(build, ctx, bindings, dy / c), zero)
+
+
+def _symbolic_others(build, ctx, bindings, selected):
+    """``group_others`` (see kernels.py) as a graph of catalogue ops, so that it differentiates
+    again: the writes sorted by the place they go to, then products along the runs of equal
+    places by doubling (log2(n) steps of shifted products), forwards and backwards."""
+    n = math.prod(selected)
+    u = build("reshape", (build("broadcast_to", (bindings["u"],), (selected,)) if bindings["u"].shape != selected
+                          else bindings["u"],), ((n,),))
+    places = _constant(np.arange(math.prod(ctx.shapes["x"])).reshape(ctx.shapes["x"]))
+    place = build("reshape", (_gather(build, ctx, bindings, places),), ((n,),))
+    order = build("argsort", (place,), (0, "stable"))
+    v = build(INDEX, (u, order), ((("k", 0),),))
+    g = build(INDEX, (place, order), ((("k", 0),),))
+    one = _constant(np.ones((), ctx.dtype)[()])
+
+    def piece(a, start, stop, step=None):
+        return build(INDEX, (a,), ((("s", start, stop, step),),))
+
+    def scan(values, labels):
+        d = 1
+        while d < n:
+            same = build("equal", (piece(labels, d, None), piece(labels, None, -d)))
+            tail = _where(build, same, piece(values, d, None) * piece(values, None, -d), piece(values, d, None))
+            values = build(CONCATENATE, (piece(values, None, d), tail), (0,))
+            d *= 2
+        return values
+
+    def shifted(scanned, labels):
+        # for each i, the scan at its neighbour (i - 1) where that shares i's run, else 1
+        same = build("equal", (piece(labels, 1, None), piece(labels, None, -1)))
+        return build(CONCATENATE, (build("reshape", (one,), ((1,),)),
+                                   _where(build, same, piece(scanned, None, -1), one)), (0,))
+
+    before = shifted(scan(v, g), g)
+    backwards_v, backwards_g = piece(v, None, None, -1), piece(g, None, None, -1)
+    after = piece(shifted(scan(backwards_v, backwards_g), backwards_g), None, None, -1)
+    others = build(SCATTER, (before * after, order), ((("k", 0),), (n,)))
+    return build("reshape", (others,), (selected,))
+
+
+INDEX_UPDATE = declare("index_update", ("x", "u"), _update_forward,
+                       {"x": _update_grad_x, "u": _update_grad_u},
+                       symbolic={"x": _update_symbolic_x, "u": _update_symbolic_u},
+                       attrs=("layout", "mode"), shape=_update_shape, variadic="k", n_differentiable=2,
+                       dtype=lambda inputs, attrs: inputs[0].dtype,
+                       doc="a copy of x with u written at [key]: set (the last of repeated writes "
+                           "wins), add / multiply (repeated writes accumulate), min / max")

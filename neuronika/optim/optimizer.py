@@ -16,6 +16,11 @@ from ..variable import Param, VarDiff
 
 
 def _as_param(p, name):
+    if isinstance(p, (Param, VarDiff)) and p.dtype.kind == "c":
+        # A complex gradient here is d/d(re) - 1j d/d(im) (HIPS autograd's convention), and
+        # the optimizers' rules (momentum, second moments) are written for real values.
+        raise TypeError(f"{name}: complex parameters are not supported (shape {p.shape}, dtype "
+                        f"{p.dtype}); optimize the real and imaginary parts as two float parameters")
     if isinstance(p, Param):
         return p
     if isinstance(p, VarDiff) and p.is_leaf:

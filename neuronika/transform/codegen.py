@@ -331,6 +331,8 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
                 continue
 
             grad = _resolve(spec, ctx)
+            if grad is ZERO:                 # zero for these dtypes (imag of a real value)
+                continue
             if not isinstance(grad, Grad):
                 grad = Grad(grad)
             template = parse(grad.src)
@@ -354,8 +356,10 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
             if inp.dtype != node.dtype:
                 if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
                     value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
-                value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)], [])
-                fresh = True
+                # copy=False: an adjoint may already have the input's dtype (abs of a complex
+                # value); where it converts, a new array, where not, the same one: fresh as before
+                value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)],
+                                  [gast.keyword("copy", gast.Constant(False, None))])
             _check_shape(shape, inp.shape, where)
             _accumulate(stmts, grads, j, value, shape, fresh)
             if anomaly:

@@ -109,6 +109,12 @@ def free_after_last_use(stmts, keep):
     return result
 
 
+def _reads_a_value(expr):
+    """Whether ``expr`` reads a program variable (so it is an array, not a bare number
+    like ``-1j``)."""
+    return any(isinstance(n, gast.Name) and n.id != "xp" for n in gast.walk(expr))
+
+
 def drop_unit_factor(stmts, name):
     """Where ``name`` is known to be 1, drop it as a factor: ``seed * (1 - v * v)``
     becomes ``1 - v * v``. Only where the other factor is arithmetic, so a new
@@ -122,7 +128,7 @@ def drop_unit_factor(stmts, name):
                 for side, other in (("left", "right"), ("right", "left")):
                     operand, kept = getattr(node, side), getattr(node, other)
                     if (isinstance(operand, gast.Name) and operand.id == name
-                            and isinstance(kept, (gast.BinOp, gast.UnaryOp))):
+                            and isinstance(kept, (gast.BinOp, gast.UnaryOp)) and _reads_a_value(kept)):
                         return kept
             return node
 

@@ -55,6 +55,10 @@ def _seed_array(root, seed):
             unit = _UNIT_SEEDS[root.dtype] = np.ones((), root.dtype)
             unit.flags.writeable = False
         return unit
+    if root.dtype.kind != "c" and np.iscomplexobj(seed):
+        raise GradientError(f"backward: a complex seed for a root of dtype {root.dtype}; the gradient "
+                            f"is that of Re(sum(seed * root)), which would drop the seed's imaginary "
+                            f"part: pass a real seed (its real part)")
     if root.shape == ():
         if np.ndim(seed) != 0:
             raise GradientError(f"backward: the seed has shape {np.shape(seed)} but the root is a "

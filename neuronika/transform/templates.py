@@ -74,6 +74,9 @@ def constant(value):
             return gast.parse("xp.inf" if value > 0 else "-xp.inf").body[0].value
         node = gast.Constant(abs(value), None)
         return gast.UnaryOp(gast.USub(), node) if value < 0 or math.copysign(1, value) < 0 else node
+    if isinstance(value, (complex, np.complexfloating)):
+        return gast.Call(gast.Name("complex", gast.Load(), None, None),
+                         [constant(value.real), constant(value.imag)], [])
     if value is None or isinstance(value, str):
         return gast.Constant(value, None)
     raise TypeError(f"cannot write {value!r} as a constant in generated code")
@@ -115,6 +118,10 @@ def instantiate(template, bindings, local_prefix, result, result_name, where):
     """
     renamer = _Renamer(bindings, local_prefix, result, result_name, where)
     renamer.locals = template.stores - {result}
+    shadowed = sorted(name for name in renamer.locals if name in bindings)
+    if shadowed:
+        raise TemplateError(f"{where}: the template assigns {shadowed}, which the op also binds (an "
+                            f"input, an attribute, a static or a forward local); rename the local")
     if template.expr is not None:
         value = renamer.visit(copy.deepcopy(template.expr))
         if result_name is None:

@@ -129,3 +129,13 @@ def test_neuronika_numpy_without_variables_is_numpy():
     assert type(nnp.sum(x)) is np.float64
     assert nnp.zeros(3).dtype == np.float64 and nnp.pi == np.pi and nnp.newaxis is None
     assert nnp.random is np.random
+
+
+def test_numpy_python_code_converting_a_differentiable_variable_raises():
+    # numpy.r_ is Python code that converts its items with numpy.array: not a dispatched
+    # function, so the conversion itself refuses a variable that needs a gradient.
+    w = diff([1.0, 2.0])
+    with pytest.raises(TypeError, match="lose the gradient") as info:
+        np.r_[w, w]
+    assert FILE in str(info.value)
+    np.testing.assert_array_equal(np.r_[w.detach(), w.detach()], [1.0, 2.0, 1.0, 2.0])

@@ -4,9 +4,6 @@ some tested call.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import numpy as np
 
 import neuronika
@@ -28,23 +25,23 @@ INTERNAL_OPS = {
     "avg_pool": "nn average pooling", "avg_pool_grad": "the adjoint of avg_pool",
     "custom_vjp": "neuronika.custom_vjp", "dropout": "v.dropout / nn.Dropout",
     "mm_t": "v.mm_t and nn.Linear",
+    "prod_others": "the adjoint of prod", "prod_others_grad": "the adjoint of prod_others",
+    "cumprod_grad": "the adjoint of cumprod",
+    "unpermute_along_axis": "the adjoint of sort (permute_along_axis)",
 }
 
 
+#: Every public name: neuronika.numpy's, and its linalg submodule's as "linalg.<name>".
+PUBLIC = list(nnp.__all__) + [f"linalg.{name}" for name in nnp.linalg.__all__]
+
+
 def all_cases():
-    """Every Case of every test module in this package."""
-    found = []
-    package = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("test_") and info.name != "test_table":
-            module = importlib.import_module(f"{__package__}.{info.name}")
-            found.extend(getattr(module, "CASES", []))
-    return found
+    return [case for _, case in _cases.all_cases()]
 
 
 def test_every_function_is_tested_or_listed_as_non_differentiable():
     with_gradients = {c.name for c in all_cases() if c.wrt and c.order >= 1}
-    missing = [name for name in nnp.__all__
+    missing = [name for name in PUBLIC
                if name not in with_gradients and name not in nnp.NON_DIFFERENTIABLE]
     assert not missing, f"no gradient test and not listed as non-differentiable: {missing}"
     both = sorted(with_gradients & set(nnp.NON_DIFFERENTIABLE))
@@ -58,7 +55,7 @@ def test_every_listed_reason_is_given():
 
 def test_every_function_has_a_case():
     named = {c.name for c in all_cases()}
-    missing = [name for name in nnp.__all__ if name not in named]
+    missing = [name for name in PUBLIC if name not in named]
     assert not missing, f"no test case calls: {missing}"
 
 
@@ -73,6 +70,13 @@ def test_every_catalogue_op_is_reached():
 
 
 def test_public_functions_have_docstrings():
-    for name in nnp.__all__:
-        fn = getattr(nnp, name)
+    for name in PUBLIC:
+        fn = getattr(nnp.linalg, name[7:]) if name.startswith("linalg.") else getattr(nnp, name)
         assert fn.__doc__ and fn.__doc__.strip(), name
+def test_methods_listed_in_the_issue_exist():
+    v = neuronika.from_ndarray(np.ones((2, 3)))
+    for name in ("sum", "mean", "prod", "std", "var", "max", "min", "argmax", "argmin", "cumsum",
+                 "clip", "round", "ravel", "flatten", "reshape", "transpose", "swapaxes", "squeeze",
+                 "repeat", "astype", "copy", "conj", "real", "imag", "T", "ndim", "size", "dtype",
+                 "mm", "ln", "vv", "mv", "vm", "mm_t", "t", "at"):
+        assert hasattr(v, name), name

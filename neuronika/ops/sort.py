@@ -1,0 +1,41 @@
+"""Sorting: argsort, and the permutation it gives applied along an axis (a gather whose
+adjoint is the inverse permutation, itself an op, so sorting differentiates to any order)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import declare
+
+
+def _argsort_forward(ctx):
+    kind = "" if ctx.kind is None else f", kind={ctx.kind!r}"
+    return f"xp.argsort(x, axis={ctx.axis}{kind})"
+
+
+ARGSORT = declare("argsort", ("x",), _argsort_forward, {}, attrs=("axis", "kind"),
+                  n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(np.intp),
+                  doc="the indices that sort x along axis (no gradient)")
+
+
+def _permute_symbolic(ctx, build, bindings):
+    return build(PERMUTE_ALONG_AXIS, (bindings["dy"], bindings["perm"]), (ctx.axis,))
+
+
+PERMUTE_ALONG_AXIS = declare(
+    "permute_along_axis", ("x", "perm"), "xp.take_along_axis(x, perm, axis)",
+    {"x": "unpermute_along_axis(dy, perm, axis)"}, attrs=("axis",), n_differentiable=1,
+    dtype=lambda inputs, attrs: inputs[0].dtype,
+    doc="x reordered along axis by perm, a permutation of each lane (argsort's result): "
+        "sort(x) is x permuted by argsort(x)")
+
+UNPERMUTE_ALONG_AXIS = declare(
+    "unpermute_along_axis", ("g", "perm"), "unpermute_along_axis(g, perm, axis)",
+    {"g": "xp.take_along_axis(dy, perm, axis)"}, symbolic={"g": _permute_symbolic},
+    attrs=("axis",), n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype,
+    doc="g put back in the order perm took it from: the adjoint of permute_along_axis, as an "
+        "op so it can be differentiated again")
+
+SEARCHSORTED = declare("searchsorted", ("a", "v"), "xp.searchsorted(a, v, side=side)", {},
+                       attrs=("side",), shape=lambda a, v, side: v, n_differentiable=0,
+                       dtype=lambda inputs, attrs: np.dtype(np.intp),
+                       doc="where v's elements would be inserted into the sorted a (no gradient)")
