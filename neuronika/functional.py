@@ -42,7 +42,7 @@ from .ops import OPS
 from . import symbolic, tracing as _trace
 from .transform.cache import CACHE, TraceCache
 from .transform.codegen import Retrace
-from .numpy._core import node_of
+from .numpy._core import build, node_of, var_of
 from .variable import Var, _wrap
 
 __all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp"]
@@ -196,10 +196,14 @@ def _holds_var(obj):
 
 
 def _to_vars(obj, wrt, name, position):
-    """The argument with every array a variable (collected in ``wrt``, in order)."""
+    """The argument with every array a variable (collected in ``wrt``, in order). A variable
+    is taken through a fresh node (a reshape to its own shape): the gradient is with respect
+    to this position only, not to other uses of the same variable (one passed twice, or one
+    the function also reads from outside)."""
     if isinstance(obj, Var):
-        wrt.append(obj)
-        return obj
+        var = build("reshape", (obj,), (obj.shape,))
+        wrt.append(var)
+        return var
     if isinstance(obj, (np.ndarray, float, complex, np.floating, np.complexfloating)):
         array = np.asarray(obj) if isinstance(obj, (float, complex)) else obj
         if array.dtype.kind not in "fc":
@@ -296,8 +300,12 @@ def _pullback(fn, args, argnums, name):
     else:
         value, saved = outs, None
     value = np.asarray(value)
+    tree = found.out_tree
+    result_value = value if tree is None else tree.unflatten(value)
 
     def vjp_fn(cotangent):
+        if tree is not None:
+            cotangent = tree.flatten(cotangent, name)
         cotangent = np.asarray(cotangent)
         if cotangent.shape != value.shape:
             raise GradientError(f"{name}: the cotangent has shape {cotangent.shape} but the output "
@@ -313,7 +321,7 @@ def _pullback(fn, args, argnums, name):
         _, _, result = traced._results(found, entries, value, grads)
         return result
 
-    return value, vjp_fn
+    return result_value, vjp_fn
 
 
 def _symbolic_pullback(fn, args, argnums, name):
@@ -323,18 +331,51 @@ def _symbolic_pullback(fn, args, argnums, name):
     wrt = []
     for n in sorted(set(nums)):
         args[n] = _to_vars(args[n], wrt, name, n)
-    out = _trace.as_output(fn(*args))
+    out = fn(*args)
+    if _trace.is_structured(out):
+        parts = []
+        tree = _trace.tree_of(out, parts)
+        parts = [var_of(p, name="the function's result") for p in parts]
+        out = _trace.rebuild_tree(tree, iter(parts))
+    else:
+        out = _trace.as_output(out)
+        tree, parts = None, [out]
 
     def vjp_fn(cotangent):
-        grads = iter(symbolic.gradients((out * cotangent).sum(), wrt))
+        if tree is None:
+            cotangents = [cotangent]
+        else:
+            cotangents = []
+            if not _trace.same_structure(_trace.tree_of(cotangent, cotangents), tree):
+                raise GradientError(f"{name}: the cotangent's structure does not match the "
+                                    f"function's result")
+        total = None
+        for part, c in zip(parts, cotangents):
+            term = (part * c).sum()
+            total = term if total is None else total + term
+        if total is None:
+            return tuple(_rebuild(args[n], iter(_zeros_like_vars(args[n]))) for n in nums)
+        grads = iter(symbolic.gradients(total, wrt))
         per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
         return tuple(per_arg[n] for n in nums)
 
     return out, vjp_fn
 
 
+def _zeros_like_vars(obj):
+    if isinstance(obj, Var):
+        return [_wrap(leaf(np.zeros(obj.shape, obj.dtype)))]
+    if isinstance(obj, (tuple, list)):
+        return [z for o in obj for z in _zeros_like_vars(o)]
+    if isinstance(obj, dict):
+        return [z for o in obj.values() for z in _zeros_like_vars(o)]
+    return []
+
+
 def vjp(fn, *args):
     """``(value, vjp_fn)``: ``vjp_fn(cotangent)`` returns one gradient per positional argument.
+    ``fn`` may return a tuple, list or dict of arrays (nested): the value and the cotangent
+    then have that structure.
 
     >>> import numpy as np, neuronika
     >>> value, pullback = neuronika.vjp(lambda x: x * x, np.array([1.0, 2.0]))
@@ -359,6 +400,9 @@ def jacobian(fn, argnums=0):
 
     def jac(*args):
         value, pullback = _pullback(fn, args, nums, "jacobian")
+        if _trace.is_structured(value):
+            raise TypeError(f"jacobian: the function returned a {type(value).__name__}; it must "
+                            f"return one array (stack the parts, or take one Jacobian per part)")
         rows = []
         for k in range(value.size):
             cotangent = np.zeros(value.size, value.dtype)
@@ -366,8 +410,13 @@ def jacobian(fn, argnums=0):
             rows.append(pullback(cotangent.reshape(value.shape)))
         result = []
         for i in range(len(nums)):
-            parts = [np.asarray(row[i]) for row in rows]
-            stacked = np.stack(parts) if parts else np.zeros((0,))
+            parts = [row[i] for row in rows]
+            if any(isinstance(p, Var) for p in parts):        # inside another trace
+                from . import numpy as nnp
+                stacked = nnp.stack(parts)
+            else:
+                parts = [np.asarray(p) for p in parts]
+                stacked = np.stack(parts) if parts else np.zeros((0,))
             result.append(stacked.reshape(value.shape + parts[0].shape) if parts else stacked)
         return result[0] if single else tuple(result)
 

@@ -6,7 +6,8 @@ the value of every static argument (ints, bools, strings, ...). The call runs
 the user's function on leaves over the real arrays, so the graph it builds is
 the IR; the engine compiles it into one program that computes the outputs and
 gradients. Later calls with the same signature only flatten the arguments, look
-the signature up and call that program.
+the signature up and call that program. A new static value (an iteration number)
+traces again, but a trace that builds the same graph reuses the compiled program.
 
 Python control flow on a traced value (``if loss > 0``, ``float(x)``,
 ``x.item()``, a ``while`` on a value) is guarded: the trace records each value
@@ -16,11 +17,13 @@ branches stay compiled).
 """
 from __future__ import annotations
 
+
 import numpy as np
 
 from .errors import ArgnumsError, GradientError
 from .graph import leaf, linearize, modes, walk, weak_leaf
 from .transform import codegen
+from .transform.cache import TRACED
 from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
@@ -136,7 +139,7 @@ class Trace:
 
     __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
-                 "floats")
+                 "floats", "out_tree")
 
     def stale(self):
         """True when a name the function read from outside was rebound since the trace."""
@@ -255,6 +258,23 @@ def _weak_complex_leaf(value):
     return node
 
 
+def _program(order, leaves, signature, outputs, loss, split, guards, wanted):
+    """The compiled program for a trace, shared with any earlier trace that built the same
+    graph (``transform.cache.TRACED``)."""
+    def build():
+        return codegen.build(order, leaves, anomaly=modes.anomaly, outputs=outputs, loss=loss,
+                             fused=not split, unit_seed=not split, guards=guards, wrt=wanted)
+
+    leaf_index = {node: k for k, node in enumerate(leaves)}
+    key = (signature, tuple(outputs), loss, split, tuple(guards),
+           tuple(leaf_index[n] for n in wanted if n in leaf_index))
+    try:
+        hash(key)
+    except TypeError:                       # an unhashable guard value: no reuse
+        return build()
+    return TRACED.get_or_build(key, build)
+
+
 def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True):
     """Run ``fn`` on leaves over ``values`` and compile what it computed.
 
@@ -275,14 +295,18 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
         modes.tracer, modes.grad_enabled = previous
 
     out, aux_value = split_aux(out, has_aux, where)
-    out = as_output(out) if split else scalar_output(out, where)
+    out_tree = None
+    if split:
+        out, out_tree = flat_output(out)
+    else:
+        out = scalar_output(out, where)
     aux_nodes = []
     aux_entry = None
     if has_aux:
         aux_values = []
         aux_entry = flatten_aux(aux_value, aux_nodes, aux_values)
     guard_nodes = [g[0] for g in tracer.guards]
-    order, leaves, _ = linearize(out._node, *aux_nodes, *guard_nodes)
+    order, leaves, signature = linearize(out._node, *aux_nodes, *guard_nodes)
     position = {node: i for i, node in enumerate(order)}
     loss = position[out._node]
     outputs = ([loss] if want_value else []) + [position[n] for n in aux_nodes]
@@ -292,9 +316,8 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     # parameters it closes over) are constants here: gradients only for arguments.
     wanted = [n for n in nodes if n.requires_grad]
     differentiable = differentiable and bool(codegen._reaching(order, wanted) & {out._node})
-    program = codegen.build(order, leaves, anomaly=modes.anomaly, outputs=outputs,
-                            loss=loss if differentiable else None, fused=not split,
-                            unit_seed=not split, guards=guards, wrt=wanted)
+    program = _program(order, leaves, signature, outputs, loss if differentiable else None, split,
+                       guards, wanted)
 
     result = Trace()
     result.program = program
@@ -306,6 +329,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     result.closure = _closure_snapshot(fn)
     result.floats = float_positions(list(entries) + [e for _, e in kw_items], differentiate)
     result.out_shape, result.out_dtype = out.shape, out.dtype
+    result.out_tree = out_tree
     index_of_input = {node: k for k, node in enumerate(nodes)}
     result.plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]
     inputs_first = [p for p, _ in result.plan[:len(nodes)]]
@@ -340,8 +364,124 @@ def split_aux(out, has_aux, where):
 
 
 def as_output(out):
-    """A function's result as a variable (a constant if it computed a plain value)."""
-    return out if isinstance(out, Var) else _wrap(leaf(np.asarray(out)))
+    """A function's result as a variable (a constant if it computed a plain value; a list
+    holding variables is stacked, as ``numpy.asarray`` would)."""
+    if isinstance(out, Var):
+        return out
+    from .numpy._core import holds_var, var_of
+    if holds_var(out):
+        return var_of(out, name="the function's result")
+    return _wrap(leaf(np.asarray(out)))
+
+
+class OutputTree:
+    """Where the parts of a function's structured result (a tuple, list or dict of arrays,
+    nested) lie in the one flat vector ``flat_output`` made of them."""
+
+    __slots__ = ("tree", "shapes", "dtypes", "stops", "dtype")
+
+    def __init__(self, tree, shapes, dtypes, dtype):
+        self.tree, self.shapes, self.dtypes, self.dtype = tree, shapes, dtypes, dtype
+        stops, total = [], 0
+        for shape in shapes:
+            total += int(np.prod(shape, dtype=np.int64))
+            stops.append(total)
+        self.stops = stops
+
+    def unflatten(self, flat):
+        """The value of the result: the parts of ``flat`` (NumPy), each in its own dtype."""
+        parts = np.split(flat, self.stops[:-1]) if self.stops else []
+        arrays = []
+        for part, shape, dtype in zip(parts, self.shapes, self.dtypes):
+            if part.dtype.kind == "c" and dtype.kind != "c":
+                part = part.real
+            arrays.append(part.reshape(shape).astype(dtype, copy=False))
+        return rebuild_tree(self.tree, iter(arrays))
+
+    def flatten(self, cotangent, where):
+        """A cotangent with the result's structure as one flat array, checked part by part."""
+        parts = []
+        if not same_structure(tree_of(cotangent, parts), self.tree):
+            raise GradientError(f"{where}: the cotangent's structure does not match the function's "
+                                f"result (a {type(cotangent).__name__}, expected the same nesting of "
+                                f"tuples, lists and dicts as the result)")
+        flat = []
+        for k, (part, shape, dtype) in enumerate(zip(parts, self.shapes, self.dtypes)):
+            part = np.asarray(part)
+            if part.shape != shape:
+                raise GradientError(f"{where}: part {k} of the cotangent has shape {part.shape} but "
+                                    f"that part of the output has shape {shape}")
+            if part.dtype.kind == "c" and dtype.kind != "c":
+                raise GradientError(f"{where}: a complex cotangent for part {k} of the output, of "
+                                    f"dtype {dtype}; pass a real cotangent")
+            flat.append(part.reshape(-1).astype(self.dtype, copy=False))
+        return np.concatenate(flat) if flat else np.zeros(0, self.dtype)
+
+
+def tree_of(obj, parts):
+    """The structure of a (nested) tuple, list or dict; its other values are appended to
+    ``parts``. A named tuple (``EighResult``, ...) keeps its class, for ``rebuild_tree``."""
+    if isinstance(obj, tuple):
+        cls = obj.__class__
+        return ("t", tuple(tree_of(o, parts) for o in obj), cls if hasattr(cls, "_fields") else None)
+    cls = obj.__class__
+    if cls is list:
+        return ("l", tuple(tree_of(o, parts) for o in obj))
+    if cls is dict:
+        return ("d", tuple(obj), tuple(tree_of(obj[k], parts) for k in obj))
+    parts.append(obj)
+    return ("a",)
+
+
+def same_structure(a, b):
+    """Equal structures, a named tuple matching a plain tuple of the same length."""
+    if a[0] != b[0]:
+        return False
+    if a[0] == "a":
+        return True
+    if a[0] == "d" and a[1] != b[1]:
+        return False
+    children_a, children_b = (a[2], b[2]) if a[0] == "d" else (a[1], b[1])
+    return len(children_a) == len(children_b) and all(map(same_structure, children_a, children_b))
+
+
+def rebuild_tree(tree, items):
+    """The structure ``tree`` with its values taken from ``items`` in order."""
+    tag = tree[0]
+    if tag == "a":
+        return next(items)
+    if tag == "d":
+        return {k: rebuild_tree(t, items) for k, t in zip(tree[1], tree[2])}
+    rebuilt = [rebuild_tree(t, items) for t in tree[1]]
+    if tag == "l":
+        return rebuilt
+    return tree[2](*rebuilt) if tree[2] is not None else tuple(rebuilt)
+
+
+def is_structured(out):
+    return isinstance(out, tuple) or out.__class__ in (list, dict)
+
+
+def flat_output(out):
+    """``(variable, tree)``: a function's result as one variable; a tuple, list or dict of
+    arrays (nested) becomes the concatenation of its raveled parts, in their common dtype,
+    with ``tree`` (an ``OutputTree``) to take it apart; ``tree`` is None for one array."""
+    if not is_structured(out):
+        return as_output(out), None
+    from .numpy import concatenate, ravel
+    from .numpy._core import var_of
+    parts = []
+    tree = tree_of(out, parts)
+    parts = [var_of(p, name="the function's result") for p in parts]
+    dtypes = [p.dtype for p in parts]
+    dtype = np.result_type(*dtypes) if parts else np.dtype(np.float64)
+    flat = [ravel(p) for p in parts]
+    flat = [f if f.dtype == dtype else f.astype(dtype) for f in flat]
+    if not flat:
+        var = _wrap(leaf(np.zeros(0, dtype)))
+    else:
+        var = flat[0] if len(flat) == 1 else concatenate(flat)
+    return var, OutputTree(tree, [p.shape for p in parts], dtypes, dtype)
 
 
 def scalar_output(out, where):
@@ -351,6 +491,11 @@ def scalar_output(out, where):
         raise GradientError(f"{where}: the function must return a scalar (one element) to be "
                             f"differentiated, got shape {out.shape}; use neuronika.vjp or "
                             f"neuronika.jacobian for non-scalar outputs")
+    if out.dtype.kind not in "fc":
+        raise TypeError(f"{where}: the function returned a value of dtype {out.dtype} (a "
+                        f"{'comparison or test' if out.dtype.kind == 'b' else 'count or index'}), "
+                        f"which has no gradient; only float and complex outputs can be "
+                        f"differentiated (convert with .astype(float) if a zero gradient is meant)")
     return out if out.shape == () else out.reshape(())
 
 

@@ -146,9 +146,10 @@ class Var:
         tracer = modes.tracer
         if tracer is not None and tracer.depends(self._node):
             raise GradientError(
-                "a traced variable was converted to a NumPy array (np.asarray, a NumPy function, "
-                "...), which would make its value a constant of the trace; use neuronika's "
-                "operations on it inside a function given to neuronika.grad")
+                "a traced variable was converted to a NumPy array (np.asarray, np.int64(v), a NumPy "
+                "function, ...), which would make its value a constant of the trace; use neuronika's "
+                "operations on it inside a function given to neuronika.grad (to change the dtype, "
+                "v.astype(np.int64))")
         if self._node.requires_grad:
             caller = sys._getframe(1).f_code
             if caller.co_filename.startswith(_NUMPY_DIR):

@@ -837,6 +837,124 @@ def test_jacobian_matrix_output():
     close(J, numerical_jacobian(lambda x: np.outer(x, x), x), rtol=1e-6, atol=1e-9)
 
 
+def test_vjp_of_a_tuple_list_dict_result():
+    """A structured result: the value and the cotangent have its structure; each part's
+    cotangent reaches the argument (a stacked constant would give zeros)."""
+    x = normal(3, seed=60)
+    value, pullback = neuronika.vjp(lambda x: (x * 2.0, {"s": x.sum(), "l": [x.sin()]}), x)
+    assert isinstance(value, tuple) and isinstance(value[1], dict) and isinstance(value[1]["l"], list)
+    close(value[0], 2 * x)
+    assert value[1]["s"].shape == () and value[1]["s"] == pytest.approx(x.sum())
+    close(value[1]["l"][0], np.sin(x))
+    a, c = normal(3, seed=61), normal(3, seed=62)
+    (g,) = pullback((a, {"s": np.array(3.0), "l": [c]}))
+    close(g, 2 * a + 3.0 + np.cos(x) * c, rtol=1e-12)
+
+
+def test_vjp_of_a_structured_result_keeps_each_parts_dtype():
+    x = normal(2, seed=63)
+    value, pullback = neuronika.vjp(lambda x: [x.astype(np.float32), x * 1j], x)
+    assert value[0].dtype == np.float32 and value[1].dtype == np.complex128
+    (g,) = pullback([np.ones(2, np.float32), np.full(2, 1j)])
+    close(g, np.ones(2) - 1.0)       # Re(1j * 1j) = -1 from the second part
+    with pytest.raises(GradientError, match="complex cotangent"):
+        pullback([np.full(2, 1j), np.ones(2)])
+
+
+def test_vjp_of_a_named_tuple_result():
+    """eigh's EighResult comes back as an EighResult; a plain tuple serves as its cotangent.
+    d sum(eigenvalues) / dA = I (the trace)."""
+    import neuronika.numpy as nnp
+    a = np.array([[2.0, 1.0], [1.0, 3.0]])
+    value, pullback = neuronika.vjp(nnp.linalg.eigh, a)
+    assert type(value).__name__ == "EighResult"
+    close(value.eigenvalues, np.linalg.eigvalsh(a), rtol=1e-12)
+    (g,) = pullback((np.ones(2), np.zeros((2, 2))))
+    close(g, np.eye(2), atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [(np.ones(3),), [np.ones(3), np.ones(3)], (np.ones(2), np.ones(3))])
+def test_vjp_cotangent_of_the_wrong_structure_raises(bad):
+    _, pullback = neuronika.vjp(lambda x: (x, x * 2.0), np.ones(3))
+    with pytest.raises(GradientError, match="cotangent"):
+        pullback(bad)
+
+
+def test_vjp_of_a_structured_result_differentiates_again():
+    """grad of a function that calls vjp on a tuple-valued function (the pullback built as
+    a graph): d/dx sum(vjp(f, x)(x, 1)) for f(x) = (x ** 2, sum(x ** 3))."""
+    def f(x):
+        return x ** 2, (x ** 3).sum()
+
+    def outer(x):
+        _, pullback = neuronika.vjp(f, x)
+        (g,) = pullback((x, np.array(1.0)))
+        return g.sum()                       # sum(2 x * x + 3 x ** 2) = 5 sum(x ** 2)
+
+    x = normal(3, seed=64)
+    close(neuronika.grad(outer)(x), 10 * x, rtol=1e-12)
+
+
+def test_jacobian_of_a_structured_result_is_refused():
+    with pytest.raises(TypeError, match="jacobian: the function returned a tuple"):
+        neuronika.jacobian(lambda x: (x, x))(np.ones(2))
+
+
+def test_jacobian_of_jacobian():
+    """jacobian inside a trace: the rows are variables, stacked as a graph."""
+    def f(x):
+        return x * x.sum()                   # J_ij = delta_ij sum(x) + x_i
+
+    x = normal(3, seed=65)
+    H = neuronika.jacobian(neuronika.jacobian(f))(x)
+    assert H.shape == (3, 3, 3)
+    eye = np.eye(3)
+    # d J_ij / d x_k = delta_ij + delta_ik
+    close(H, eye[:, :, None] + eye[:, None, :], atol=1e-12)
+    close(neuronika.grad(lambda x: neuronika.jacobian(f)(x).sum())(x), np.full(3, 6.0), rtol=1e-12)
+
+
+def test_nested_grad_is_with_respect_to_the_inner_argument_only():
+    """No perturbation confusion: the inner gradient is with respect to its own argument, not
+    to other uses of the same variable (read from outside, or passed twice)."""
+    inner = lambda x: neuronika.grad(lambda y: y * x)(x)           # d/dy (y x) = x
+    assert neuronika.grad(inner)(3.0) == pytest.approx(1.0)
+    twice = lambda x: neuronika.grad(lambda p: p[0] * p[1])((x, x))   # (x, x)
+    assert neuronika.grad(lambda x: twice(x)[0] + 10 * twice(x)[1])(2.0) == pytest.approx(11.0)
+    pair = lambda x: neuronika.vjp(lambda a, b: a * b, x, x)[1](np.ones(2))
+    close(neuronika.grad(lambda x: pair(x)[0].sum())(np.ones(2)), np.ones(2))
+
+
+@pytest.mark.parametrize("fn", [lambda x: x.sum() > 0, lambda x: True, lambda x: x.argmax(), lambda x: 1])
+def test_grad_of_a_boolean_or_integer_result_raises(fn):
+    with pytest.raises(TypeError, match="no gradient"):
+        neuronika.grad(fn)(np.ones(2))
+
+
+def test_grad_of_a_list_holding_a_variable_stacks_it():
+    g = neuronika.grad(lambda x: [(x * x).sum()])(np.array([1.0, 2.0]))
+    close(g, [2.0, 4.0])
+
+
+def test_a_new_static_argument_that_builds_the_same_graph_reuses_the_program(monkeypatch):
+    """An optimizer passing the iteration number (an int: static) traces again for each new
+    value, but the graph is the same, so the compiled program is reused; a static argument
+    that changes the graph gets its own program."""
+    from neuronika import tracing
+    built = []
+    real_build = tracing.codegen.build
+    monkeypatch.setattr(tracing.codegen, "build", lambda *a, **k: built.append(1) or real_build(*a, **k))
+    f = neuronika.grad(lambda x, i: (x * x * 3.25).sum() + (x * float(i)).sum())
+    x = normal(3, seed=66)
+    for i in range(5):
+        close(f(x, i), 6.5 * x + i)            # the constant is the new one, not the first's
+    assert len(built) == 1
+    g = neuronika.grad(lambda x, k: (x ** k * 1.75).sum())
+    for k in (2, 3, 2):
+        close(g(x, k), 1.75 * k * x ** (k - 1), rtol=1e-12)
+    assert len(built) == 3
+
+
 # ---- 4. stop_gradient and custom_vjp --------------------------------------------------------------
 
 def test_stop_gradient_blocks_the_gradient():

@@ -9,8 +9,9 @@ through NumPy itself: ``numpy.tanh(v)`` builds the same graph as
 ``neuronika.numpy.tanh(v)``.
 
 Constants, dtypes, ``newaxis``, ``random``, ``fft`` and the array constructors
-(``zeros``, ``arange``, ``linspace``, ...) are NumPy's own. ``array`` and
-``asarray`` keep variables in the graph (a list holding variables is stacked).
+(``zeros``, ``arange``, ``eye``, ...) are NumPy's own. ``array`` and ``asarray``
+keep variables in the graph (a list holding variables is stacked), and
+``linspace``, ``r_`` and ``c_`` are differentiable in the variables they are given.
 
 >>> import neuronika
 >>> import neuronika.numpy as np

@@ -33,7 +33,7 @@ _OPERANDS = (Var, np.ndarray, np.generic, int, float, complex, bool, list, tuple
 NUMPY_METHODS = (
     "prod", "std", "var", "argmax", "argmin", "cumsum", "cumprod",
     "clip", "round", "ravel", "swapaxes", "repeat", "conj", "conjugate", "all", "any", "nonzero",
-    "argsort", "trace", "diagonal", "take", "dot", "squeeze", "ptp",
+    "argsort", "argpartition", "trace", "diagonal", "take", "dot", "squeeze", "ptp",
 )
 
 
@@ -275,25 +275,25 @@ class Methods:
         return _impl(_ufuncs.cos)(self)
 
     def relu(self):
-        return _special.relu(self)
+        return _impl(_special.relu)(self)
 
     def leaky_relu(self, slope: float = 0.01):
-        return _special.leaky_relu(self, slope)
+        return _impl(_special.leaky_relu)(self, slope)
 
     def softplus(self):
-        return _special.softplus(self)
+        return _impl(_special.softplus)(self)
 
     def sigmoid(self):
-        return _special.sigmoid(self)
+        return _impl(_special.sigmoid)(self)
 
     def softmax(self, axis: int = -1):
-        return _special.softmax(self, axis)
+        return _impl(_special.softmax)(self, axis)
 
     def log_softmax(self, axis: int = -1):
-        return _special.log_softmax(self, axis)
+        return _impl(_special.log_softmax)(self, axis)
 
     def logsumexp(self, axis=None, keepdims=False):
-        return _special.logsumexp(self, axis, keepdims=keepdims)
+        return _impl(_special.logsumexp)(self, axis, keepdims=keepdims)
 
     def pow(self, p):
         """x ** p for a constant exponent p."""

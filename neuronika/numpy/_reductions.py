@@ -6,8 +6,10 @@ composition of them.
   derivatives and ``cumprod``'s first are exact where elements are zero; the next
   order of each divides by the elements, so it is exact away from zeros only.
 - ``sort`` is ``argsort`` and a gather, whose adjoint puts each gradient back where its
-  element came from; ``median``, ``quantile`` and ``percentile`` sort and interpolate
+  element came from; ``partition`` gathers the same way, by the permutation that gives
+  NumPy's own result; ``median``, ``quantile`` and ``percentile`` sort and interpolate
   linearly between the two neighbours, as NumPy's default method does.
+- ``diff`` and ``gradient`` (finite differences) are slices and their differences.
 - ``argmax``, ``argsort``, ``all``, ``count_nonzero``, ``nonzero``, ... have integer or
   boolean results and no gradient.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
 
 import numpy as np
 
@@ -39,7 +42,7 @@ from ._ufuncs import astype
 __all__ = ["sum", "mean", "max", "min", "amax", "amin", "prod", "average", "var", "std", "ptp",
            "cumsum", "cumprod", "median", "quantile", "percentile", "sort", "argsort", "argmax",
            "argmin", "all", "any", "count_nonzero", "nonzero", "flatnonzero", "searchsorted",
-           "nansum", "nanmean", "nanmax", "nanmin"]
+           "nansum", "nanmean", "nanmax", "nanmin", "diff", "gradient", "partition", "argpartition"]
 
 _SUM = OPS["sum"]
 _NO_VALUE = np._NoValue
@@ -168,7 +171,7 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=_NO_VALUE):
     return avg, scale
 
 
-def _variance(name, a, axis, dtype, out, ddof, keepdims, where, mean_, correction):
+def _variance(name, a, axis, dtype, out, ddof, keepdims, where, mean_, correction, root=False):
     if correction is not _NO_VALUE:
         if ddof != 0:
             raise located(f"{name}: ddof and correction can't be provided simultaneously.", ValueError)
@@ -187,7 +190,15 @@ def _variance(name, a, axis, dtype, out, ddof, keepdims, where, mean_, correctio
     else:
         squares = d * d
     total = sum(squares, reduced, keepdims=_keep(keepdims))
-    return total / builtins.max(_count(a.shape, reduced) - ddof, 0)
+    count = _count(a.shape, reduced)
+    variance = total / builtins.max(count - ddof, 0)
+    if not root or (count == 1 and mean_ is _NO_VALUE):
+        # (std of one element per lane: its deviation from the mean is exactly 0, so the variance
+        # is 0, or NaN for ddof = 1, and equals its square root, whose gradient at 0 would be
+        # infinite; the variance's own gradient there is exactly 0, as it should be.)
+        return variance
+    from ._ufuncs import sqrt
+    return sqrt(variance)
 
 
 @function(np.var)
@@ -201,8 +212,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=_NO_VALUE, *, where
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=_NO_VALUE, *, where=_NO_VALUE,
         mean=_NO_VALUE, correction=_NO_VALUE):
     """``numpy.std``: the square root of ``var``."""
-    from ._ufuncs import sqrt
-    return sqrt(_variance("std", a, axis, dtype, out, ddof, keepdims, where, mean, correction))
+    return _variance("std", a, axis, dtype, out, ddof, keepdims, where, mean, correction, root=True)
 
 
 # ---- extremes -----------------------------------------------------------------------------------
@@ -277,6 +287,148 @@ def cumprod(a, axis=None, dtype=None, out=None):
     return _scan("cumprod", "cumprod", a, axis, dtype, out)
 
 
+# ---- differences ----------------------------------------------------------------------------------
+
+def _along(ndim, axis, part):
+    return (slice(None),) * axis + (part,) + (slice(None),) * (ndim - axis - 1)
+
+
+@function(np.diff)
+def diff(a, n=1, axis=-1, prepend=_NO_VALUE, append=_NO_VALUE):
+    """``numpy.diff``: the ``n``-th differences along ``axis`` (``a[1:] - a[:-1]``, ``n`` times),
+    after joining ``prepend`` and ``append`` (a number is one slice of them) to ``a``."""
+    from ._shape import _slices, broadcast_to, concatenate
+    from ._ufuncs import not_equal
+    a = as_var(a, "diff")
+    n = operator.index(n)
+    if n == 0:
+        return a
+    if n < 0:
+        raise located(f"diff: order must be non-negative but got {n!r}", ValueError)
+    if a.ndim == 0:
+        raise located("diff: diff requires input that is at least one dimensional", ValueError)
+    axis = axis_("diff", axis, a.ndim)
+    parts = []
+    for extra in (prepend, a, append):
+        if extra is a:
+            parts.append(a)
+        elif extra is not _NO_VALUE:
+            extra = as_var(extra, "diff")
+            if extra.ndim == 0:
+                extra = broadcast_to(extra, a.shape[:axis] + (1,) + a.shape[axis + 1:])
+            parts.append(extra)
+    if len(parts) > 1:
+        a = concatenate(parts, axis)
+    step = not_equal if a.dtype == np.bool_ else (lambda x, y: x - y)
+    for _ in range(n):
+        a = step(_slices(a, _along(a.ndim, axis, slice(1, None))),
+                 _slices(a, _along(a.ndim, axis, slice(None, -1))))
+    return a
+
+
+def _spacings(varargs, shape, chosen):
+    """``numpy.gradient``'s spacing arguments: per axis, a number, or the differences of a
+    coordinate array (a number when they are all equal), as NumPy reads them."""
+    n = len(varargs)
+    if n == 0:
+        return [1.0] * len(chosen)
+    varargs = [constant_value("gradient", v, "a spacing") for v in varargs]
+    if n == 1 and np.ndim(varargs[0]) == 0:
+        return varargs * len(chosen)
+    if n != len(chosen):
+        raise located("gradient: invalid number of arguments", TypeError)
+    spacings = []
+    for given, ax in zip(varargs, chosen):
+        distances = np.asanyarray(given)
+        if distances.ndim == 0:
+            spacings.append(given)
+            continue
+        if distances.ndim != 1:
+            raise located("gradient: distances must be either scalars or 1d", ValueError)
+        if len(distances) != shape[ax]:
+            raise located("gradient: when 1d, distances must match the length of the corresponding "
+                          "dimension", ValueError)
+        if np.issubdtype(distances.dtype, np.integer):
+            distances = distances.astype(np.float64)
+        steps = np.diff(distances)
+        spacings.append(steps[0] if (steps == steps[0]).all() else steps)
+    return spacings
+
+
+def _weighted(terms, shape, axis):
+    """``sum(w * f)`` over (weight, value) pairs; an array of weights lies along ``axis``."""
+    total = None
+    for w, f in terms:
+        if np.ndim(w):
+            w = w.reshape(tuple(-1 if d == axis else 1 for d in range(len(shape))))
+        total = w * f if total is None else total + w * f
+    return total
+
+
+@function(np.gradient)
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """``numpy.gradient``: central differences inside, one-sided ones (first or second order,
+    ``edge_order``) at the ends, along each axis in ``axis`` (all by default), with unit
+    spacing, one spacing, or a spacing or coordinate array per axis. One axis gives one
+    value, several a tuple. The gradient flows back through the differences."""
+    from ._shape import _slices, concatenate
+    f = as_var(f, "gradient")
+    ndim = f.ndim
+    try:
+        chosen = tuple(range(ndim)) if axis is None else np.lib.array_utils.normalize_axis_tuple(axis, ndim)
+    except (ValueError, TypeError) as error:
+        raise located(f"gradient: {error}", type(error)) from None
+    spacings = _spacings(varargs, f.shape, chosen)
+    if edge_order > 2:
+        raise located("gradient: 'edge_order' greater than 2 not supported", ValueError)
+    otype = f.dtype
+    if otype.kind not in "fc":
+        otype = np.dtype(np.float64)
+        f = astype(f, otype)
+    results = []
+    for ax, dx in zip(chosen, spacings):
+        if f.shape[ax] < edge_order + 1:
+            raise located("gradient: Shape of array too small to calculate a numerical gradient, at "
+                          "least (edge_order + 1) elements are required.", ValueError)
+
+        def at(start, stop=_NO_VALUE):
+            """f[start:stop] along the axis; one element (kept as an axis) without ``stop``."""
+            if stop is _NO_VALUE:
+                stop = start + 1 if start != -1 else None
+            return _slices(f, _along(ndim, ax, slice(start, stop)))
+        uniform = np.ndim(dx) == 0
+        if uniform:
+            inside = (at(2, None) - at(0, -2)) / (2. * dx)
+        else:
+            dx1, dx2 = dx[:-1], dx[1:]
+            inside = _weighted(((-dx2 / (dx1 * (dx1 + dx2)), at(0, -2)),
+                                ((dx2 - dx1) / (dx1 * dx2), at(1, -1)),
+                                (dx1 / (dx2 * (dx1 + dx2)), at(2, None))), f.shape, ax)
+        if edge_order == 1:
+            first = (at(1) - at(0)) / (dx if uniform else dx[0])
+            last = (at(-1) - at(-2)) / (dx if uniform else dx[-1])
+        else:
+            if uniform:
+                a, b, c = -1.5 / dx, 2. / dx, -0.5 / dx
+            else:
+                dx1, dx2 = dx[0], dx[1]
+                a = -(2. * dx1 + dx2) / (dx1 * (dx1 + dx2))
+                b = (dx1 + dx2) / (dx1 * dx2)
+                c = -dx1 / (dx2 * (dx1 + dx2))
+            first = a * at(0) + b * at(1) + c * at(2)
+            if uniform:
+                a, b, c = 0.5 / dx, -2. / dx, 1.5 / dx
+            else:
+                dx1, dx2 = dx[-2], dx[-1]
+                a = dx2 / (dx1 * (dx1 + dx2))
+                b = -(dx2 + dx1) / (dx1 * dx2)
+                c = (2. * dx2 + dx1) / (dx2 * (dx1 + dx2))
+            last = a * at(-3) + b * at(-2) + c * at(-1)
+        parts = [astype(p, otype) for p in (first, inside, last)]
+        results.append(concatenate(parts, axis=ax))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
 # ---- sorting --------------------------------------------------------------------------------------
 
 def _kind(name, kind, order, stable):
@@ -315,6 +467,48 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None):
     if axis is None:
         a, axis = ravel(a), 0
     return _argsort(a, axis_("argsort", axis, a.ndim), kind)
+
+
+def _kth(name, kth, a, axis):
+    """``kth`` checked as NumPy checks it (an int or a sequence of ints, each within the axis)."""
+    if isinstance(kth, Var):
+        kth = constant_value(name, kth, "kth")
+    if a.size:
+        np.argpartition(np.zeros(a.shape[axis], np.int8), kth)    # NumPy's own errors
+    k = np.asarray(kth)
+    return int(k) if k.ndim == 0 else tuple(int(i) for i in k)
+
+
+def _partition_args(name, a, kth, axis, kind, order):
+    from ._shape import ravel
+    a = as_var(a, name)
+    refuse(name, "order", order)
+    if kind != "introselect":
+        raise located(f"{name}: select kind must be 'introselect' (got {kind!r})", ValueError)
+    if axis is None:
+        a, axis = ravel(a), 0
+    axis = axis_(name, axis, a.ndim)
+    try:
+        kth = _kth(name, kth, a, axis)
+    except (ValueError, TypeError) as error:
+        raise located(f"{name}: {error}", type(error)) from None
+    return a, kth, axis
+
+
+@function(np.partition)
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """``numpy.partition``: each kth element where it would be in the sorted lane, smaller ones
+    before it and larger ones after (NumPy's own result, element for element); the gradient of
+    each element goes back to the position it came from."""
+    a, kth, axis = _partition_args("partition", a, kth, axis, kind, order)
+    return build("permute_along_axis", (a, build("partition_order", (a,), (kth, axis))), (axis,))
+
+
+@function(np.argpartition, differentiable=False, why="integer indices")
+def argpartition(a, kth, axis=-1, kind="introselect", order=None):
+    """``numpy.argpartition``: the indices that would partition ``a`` (no gradient)."""
+    a, kth, axis = _partition_args("argpartition", a, kth, axis, kind, order)
+    return build("argpartition", (a,), (kth, axis))
 
 
 def _sorted_lanes(name, a, axis):
@@ -560,3 +754,27 @@ def searchsorted(a, v, side="left", sorter=None):
         a = a[np.asarray(constant_value("searchsorted", sorter, "sorter"), np.intp)]
     return build("searchsorted", (a, node_of(v, a._node, "searchsorted")), (side,))
 
+
+
+@function(np.allclose, differentiable=False, why="a boolean result")
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``numpy.allclose``: a Python bool, ``all(isclose(...))``; inside neuronika.grad the
+    answer is guarded (a different one traces again), like ``if x > 0``."""
+    from ._ufuncs import isclose
+    return bool(all(isclose.implementation(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)))
+
+
+@function(np.array_equal, differentiable=False, why="a boolean result")
+def array_equal(a1, a2, equal_nan=False):
+    """``numpy.array_equal``: the same shape and elements (a Python bool, guarded in traces)."""
+    from ._ufuncs import equal, isnan, logical_and, logical_or
+    a1, a2 = var_of(a1, name="array_equal"), var_of(a2, name="array_equal")
+    if a1.shape != a2.shape:
+        return False
+    same = equal.implementation(a1, a2)
+    if equal_nan:
+        same = logical_or.implementation(same, logical_and.implementation(isnan(a1), isnan(a2)))
+    return bool(all(same))
+
+
+__all__ += ["allclose", "array_equal"]

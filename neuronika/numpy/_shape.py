@@ -1,9 +1,10 @@
 """Shape functions: reshape, transpose, joining, splitting, repeating, flipping and
 rolling, padding, diagonals and triangles, insert and delete, and building an array
-from a (nested) list of variables. They move elements without changing them, so each
-gradient moves them back: each is a composition of reshape, transpose, broadcast_to,
-concatenate, index (slices, or integer arrays whose repeats add up) and where, or the
-pad op.
+from a (nested) list of variables (``array``, ``r_``, ``c_``). They move elements
+without changing them, so each gradient moves them back: each is a composition of
+reshape, transpose, broadcast_to, concatenate, index (slices, or integer arrays whose
+repeats add up) and where, or the pad op. (``linspace`` between variable ends is here
+too: evenly spaced values, with gradients to both ends.)
 
 >>> import numpy, neuronika, neuronika.numpy as nnp
 >>> a = neuronika.from_ndarray(numpy.array([1.0, 2.0])).requires_grad()
@@ -529,6 +530,147 @@ def unstack(x, /, *, axis=0):
     axis = axis_("unstack", axis, x.ndim)
     from ._indexing import getitem
     return tuple(getitem(x, (slice(None),) * axis + (i,)) for i in range(x.shape[axis]))
+
+
+# ---- r_, c_ and linspace -----------------------------------------------------------------------------
+
+class AxisJoiner:
+    """``numpy.r_`` / ``numpy.c_`` that keep variables in the graph: ``r_[a, b, 1:3]`` joins
+    its items along the first axis (``c_``: 1-D items as columns, along the last), with
+    NumPy's rules: slices are ``arange`` (or ``linspace`` for a complex step), numbers are
+    one element, a leading string ``'axis,ndmin,trans1d'`` sets the layout, and all items
+    take one dtype. Without variables it is NumPy's own.
+
+    >>> import numpy, neuronika, neuronika.numpy as nnp
+    >>> x = neuronika.from_ndarray(numpy.array([1.0, 2.0])).requires_grad()
+    >>> nnp.r_[x, 0.0, 5:7]
+    VarDiff([1., 2., 0., 5., 6.], dtype=float64)
+    >>> nnp.c_[x, x].shape
+    (2, 2)
+    """
+
+    __slots__ = ("name", "_numpy", "axis", "ndmin", "trans1d")
+
+    def __init__(self, name, numpy_object, axis, ndmin, trans1d):
+        self.name, self._numpy = name, numpy_object
+        self.axis, self.ndmin, self.trans1d = axis, ndmin, trans1d
+
+    def __repr__(self):
+        return f"neuronika.numpy.{self.name}"
+
+    def __len__(self):
+        return 0
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not holds_var(items):
+            if isinstance(key, str):                 # the matrix syntax reads the caller's names
+                import sys
+                frame = sys._getframe(1)
+                return np.bmat(key, frame.f_globals, frame.f_locals)
+            return self._numpy[key]
+        axis, ndmin, trans1d = self.axis, self.ndmin, self.trans1d
+        parts, kinds = [], []
+        for k, item in enumerate(items):
+            if isinstance(item, str):
+                if k != 0:
+                    raise located(f"{self.name}: special directives must be the first entry.", ValueError)
+                if item in ("r", "c"):
+                    raise located(f"{self.name}: the matrix directive {item!r} is not supported on "
+                                  f"variables", TypeError)
+                fields = item.split(",")
+                try:
+                    if len(fields) == 1:
+                        axis = int(item)
+                    else:
+                        axis, ndmin = int(fields[0]), int(fields[1])
+                        if len(fields) == 3:
+                            trans1d = int(fields[2])
+                except ValueError:
+                    raise located(f"{self.name}: unknown special directive {item!r}", ValueError) from None
+                continue
+            if isinstance(item, slice):
+                start = 0 if item.start is None else item.start
+                step = 1 if item.step is None else item.step
+                if isinstance(step, (complex, np.complexfloating)):
+                    part = np.linspace(start, item.stop, num=int(abs(step)))
+                else:
+                    part = np.arange(start, item.stop, step)
+                if ndmin > 1:
+                    part = np.array(part, ndmin=ndmin)
+                    if trans1d != -1:
+                        part = part.swapaxes(-1, trans1d)
+                parts.append(part)
+                kinds.append(part.dtype)
+                continue
+            if type(item) in np.ScalarType:
+                parts.append(item)
+                kinds.append(item)          # a Python number is weak, as in NumPy
+                continue
+            part = array(item) if isinstance(item, (Var, list, tuple)) else np.asarray(item)
+            given = part.ndim
+            if given < ndmin:
+                part = reshape(part, (1,) * (ndmin - given) + part.shape)
+                if trans1d != -1:
+                    k2, k1 = ndmin - given, trans1d
+                    if k1 < 0:
+                        k1 += k2 + 1
+                    order = list(range(ndmin))
+                    part = transpose(part, order[:k1] + order[k2:] + order[k1:k2])
+            parts.append(part)
+            kinds.append(part.dtype)
+        dtype = np.result_type(*kinds)
+        joined = []
+        for part in parts:
+            if isinstance(part, Var):
+                if part.dtype != dtype:
+                    from ._ufuncs import astype
+                    part = astype(part, dtype)
+                if part.ndim < ndmin:
+                    part = reshape(part, (1,) * (ndmin - part.ndim) + part.shape)
+            else:
+                part = np.array(part, ndmin=ndmin, dtype=dtype)
+            joined.append(part)
+        return concatenate(joined, axis=axis)
+
+
+r_ = AxisJoiner("r_", np.r_, 0, 1, -1)
+c_ = AxisJoiner("c_", np.c_, -1, 2, 0)
+
+
+@function(np.linspace)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None):
+    """``numpy.linspace`` with ``start`` and ``stop`` variables (numbers or arrays): ``num``
+    evenly spaced values, ``start + i * (stop - start) / (num - 1)``, the last exactly
+    ``stop`` when ``endpoint``; gradients flow to both ends."""
+    from ._core import refuse
+    from ._ufuncs import astype, floor
+    refuse("linspace", "device", device, "cpu") if device is not None else None
+    num = operator.index(num)
+    if num < 0:
+        raise located(f"linspace: Number of samples, {num}, must be non-negative.", ValueError)
+    div = num - 1 if endpoint else num
+    start, stop = (_wrap(n) for n in nodes_of((start, stop), "linspace"))
+    inexact = np.result_type(start.dtype, stop.dtype, 0.0)
+    start, stop = astype(start, inexact), astype(stop, inexact)
+    delta = stop - start
+    steps = np.arange(0, num, dtype=inexact).reshape((-1,) + (1,) * delta.ndim)
+    step = delta / div if div > 0 else np.nan
+    y = steps * (step if div > 0 else delta) + start
+    if endpoint and num > 1:
+        last = reshape(broadcast_to(stop, delta.shape), (1,) + delta.shape)
+        y = concatenate([_slices(y, (slice(None, -1),)), last], axis=0)
+    if axis != 0:
+        y = moveaxis(y, 0, axis)
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype.kind in "iu":
+            y = floor(y)
+        y = astype(y, dtype)
+    return (y, step) if retstep else y
+
+
+__all__ += ["r_", "c_", "linspace"]
 
 
 # ---- splitting -----------------------------------------------------------------------------------------

@@ -1,28 +1,48 @@
 """Free functions beyond NumPy that every model reaches for: ``logsumexp``,
 ``softmax``, ``log_softmax``, ``sigmoid`` (``expit``), ``logit`` and the
 activations. They are exported as ``neuronika.<name>`` and are also methods of
-variables (``v.softmax(axis=-1)``). Each is stable for extreme inputs.
+variables (``v.softmax(axis=-1)``). Each is stable for extreme inputs. Like the
+``neuronika.numpy`` functions, given a variable they return one; given only plain
+data, a plain array (or NumPy scalar).
 
 >>> import numpy, neuronika
 >>> x = numpy.array([1000.0, 1000.0])
->>> float(neuronika.logsumexp(x).data)
+>>> float(neuronika.logsumexp(x))
 1000.6931471805599
->>> neuronika.softmax(x).data
+>>> neuronika.softmax(x)
 array([0.5, 0.5])
+>>> neuronika.softmax(neuronika.from_ndarray(x))
+Var([0.5, 0.5], dtype=float64)
 """
 from __future__ import annotations
 
+import functools
+
 from ..variable import Var, _wrap
-from ._core import axes, axis_, build, located, node_of
+from ._core import any_var, axes, axis_, build, located, node_of
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu",
            "softplus"]
+
+
+def _plain_for_plain(fn):
+    """Given no variable, the value computed, as NumPy would return it."""
+    @functools.wraps(fn)
+    def public(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        if any_var(args, kwargs):
+            return result
+        value = result.data
+        return value[()] if value.ndim == 0 else value
+    public.implementation = fn
+    return public
 
 
 def _var(x, name) -> Var:
     return x if isinstance(x, Var) else _wrap(node_of(x, name=name))
 
 
+@_plain_for_plain
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False) -> Var:
     """log(sum(b * exp(a))) over ``axis`` (scipy.special's signature), shifted by the
     maximum so it neither overflows nor underflows; the gradient is the softmax."""
@@ -46,18 +66,21 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False) -> Var:
     return out
 
 
+@_plain_for_plain
 def softmax(x, axis=-1) -> Var:
     """exp(x) / sum(exp(x)) along ``axis`` (one axis), without overflow."""
     x = _var(x, "softmax")
     return build("softmax", (x,), (axis_("softmax", axis, x.ndim),))
 
 
+@_plain_for_plain
 def log_softmax(x, axis=-1) -> Var:
     """x - logsumexp(x) along ``axis`` (one axis), without overflow."""
     x = _var(x, "log_softmax")
     return build("log_softmax", (x,), (axis_("log_softmax", axis, x.ndim),))
 
 
+@_plain_for_plain
 def sigmoid(x) -> Var:
     """1 / (1 + exp(-x)), without overflow (``expit`` is the same function)."""
     return build("sigmoid", (_var(x, "sigmoid"),))
@@ -66,6 +89,7 @@ def sigmoid(x) -> Var:
 expit = sigmoid
 
 
+@_plain_for_plain
 def logit(p) -> Var:
     """log(p / (1 - p)), the inverse of ``sigmoid``."""
     from ._ufuncs import log
@@ -73,16 +97,19 @@ def logit(p) -> Var:
     return log(p) - log(1 - p)
 
 
+@_plain_for_plain
 def relu(x) -> Var:
     """max(x, 0); the gradient is 1 where x > 0 and 0 elsewhere."""
     return build("relu", (_var(x, "relu"),))
 
 
+@_plain_for_plain
 def leaky_relu(x, slope: float = 0.01) -> Var:
     """x where x > 0, slope * x elsewhere."""
     return build("leaky_relu", (_var(x, "leaky_relu"),), (float(slope),))
 
 
+@_plain_for_plain
 def softplus(x) -> Var:
     """log(1 + exp(x)), without overflow."""
     return build("softplus", (_var(x, "softplus"),))

@@ -346,6 +346,33 @@ def where(condition, x=None, y=None):
     return _wrap(apply(OPS["where"], (c,) + nodes))
 
 
+def _finite_part(d, nan, posinf, neginf):
+    """A real value with NaN and the infinities replaced by numbers of its dtype."""
+    kind = d.dtype.type
+    fill = where(isnan(d), kind(nan), where(d > 0, kind(posinf), kind(neginf)))
+    return where(isfinite(d), d, fill)
+
+
+@_register
+@function(np.nan_to_num)
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """``numpy.nan_to_num``: NaN replaced by ``nan``, infinities by ``posinf`` and ``neginf``
+    (the dtype's largest and smallest values by default), in the real and imaginary parts
+    separately; the gradient passes where the value was finite."""
+    x = x if isinstance(x, Var) else _wrap(node_of(x, name="nan_to_num"))
+    if x.dtype.kind not in "fc":
+        return x
+    from . import _complex
+    real = _complex.real(x) if x.dtype.kind == "c" else x
+    info = np.finfo(real.dtype)
+    posinf = info.max if posinf is None else posinf
+    neginf = info.min if neginf is None else neginf
+    if x.dtype.kind != "c":
+        return _finite_part(x, nan, posinf, neginf)
+    return (_finite_part(real, nan, posinf, neginf)
+            + _finite_part(_complex.imag(x), nan, posinf, neginf) * 1j)
+
+
 def _constant_bound(bound, dtype):
     """Whether a clip bound can be an attribute of the clamp op without changing the dtype."""
     if bound is None:
@@ -384,3 +411,19 @@ def clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, 
         return build("clamp", (a,), (None if lo is None else float(lo), None if hi is None else float(hi)))
     result = a if lo is None else maximum(a, lo)
     return result if hi is None else minimum(result, hi)
+
+
+@_register
+@function(np.isclose, differentiable=False, why="a boolean result")
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``numpy.isclose``: ``|a - b| <= atol + rtol * |b|`` elementwise; an infinity is close
+    only to itself, a NaN to a NaN only with ``equal_nan``."""
+    from ._core import var_of
+    a, b = var_of(a, name="isclose"), var_of(b, name="isclose")
+    if b.dtype.kind not in "fc":                  # as NumPy: b made inexact first
+        b = astype(b, np.result_type(b.dtype, 1.0))
+    close = less_equal(absolute(subtract(a, b)), add(atol, multiply(rtol, absolute(b))))
+    result = logical_or(logical_and(close, isfinite(b)), equal(a, b))
+    if equal_nan:
+        result = logical_or(result, logical_and(isnan(a), isnan(b)))
+    return result

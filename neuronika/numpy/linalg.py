@@ -1,15 +1,16 @@
 """``neuronika.numpy.linalg``: NumPy's linear algebra on variables, batched over leading
 axes as in NumPy 2, with the same signatures, dtypes and result tuples
-(``EighResult``, ``SVDResult``, ``SlogdetResult``, ``QRResult``). Values are NumPy's
+(``EigResult``, ``EighResult``, ``SVDResult``, ``SlogdetResult``, ``QRResult``). Values are NumPy's
 own; gradients are closed forms (see ``neuronika/ops/decomp.py``) written in
 differentiable functions, so they differentiate again.
 
 Where a gradient exists only under a condition, it is documented and assumed:
 
-- ``eigh``, ``eigvalsh``: distinct eigenvalues; ``svd`` (and ``svdvals``, ``norm`` with
+- ``eig``, ``eigvals``, ``eigh``, ``eigvalsh``: distinct eigenvalues; ``svd`` (and ``svdvals``, ``norm`` with
   ord 2, -2, 'nuc', ``cond``): distinct nonzero singular values. Eigenvectors and
-  singular vectors are unique up to sign only: differentiate functions that do not
-  depend on the signs (``U * U``, ``U @ diag(s) @ Vh``, ``V @ diag(w) @ V.T``).
+  singular vectors are unique up to sign (a phase, when complex) only: differentiate
+  functions that do not depend on it (``U * U``, ``abs(U)``, ``U @ diag(s) @ Vh``,
+  ``V @ diag(w) @ V.T``).
 - ``cholesky`` and ``eigh`` read one triangle of the matrix (``upper``, ``UPLO``), as
   NumPy does: the gradient is that of the function NumPy computes, nonzero on that
   triangle only. For a symmetric gradient, pass ``(a + a.T) / 2``.
@@ -17,11 +18,13 @@ Where a gradient exists only under a condition, it is documented and assumed:
   change around the point; ``det``, ``slogdet``: an invertible matrix.
 - ``svd(full_matrices=True)`` of a non-square matrix and ``qr(mode='complete')`` of a
   tall one have no gradient (the extra columns are not unique): they refuse a variable
-  that needs one. Complex matrices: ``inv``, ``det``, ``solve``, ``matrix_power``,
-  ``multi_dot`` and the products only.
+  that needs one. Complex matrices: ``inv``, ``det``, ``solve``, ``eig``, ``eigvals``,
+  ``eigh``, ``eigvalsh`` (Hermitian), ``svd``, ``svdvals``, ``norm``, ``matrix_power``,
+  ``multi_dot`` and the products; gradients follow HIPS autograd's convention (see
+  ``neuronika.numpy._complex``).
 
-Functions not implemented here (``eig``, ``eigvals``) are NumPy's own: they compute on
-values, and refuse a variable that needs a gradient.
+Functions not implemented here are NumPy's own: they compute on values, and refuse a
+variable that needs a gradient.
 
 >>> import numpy, neuronika, neuronika.numpy as nnp
 >>> a = numpy.array([[2.0, 1.0], [1.0, 3.0]])
@@ -45,12 +48,18 @@ from ..variable import Var, _wrap
 from ._core import NON_DIFFERENTIABLE, axis_, build, function, located, needs_grad, node_of, var_of
 from . import _products
 
-__all__ = ["norm", "det", "slogdet", "inv", "pinv", "solve", "cholesky", "qr", "eigh", "eigvalsh",
+__all__ = ["norm", "det", "slogdet", "inv", "pinv", "solve", "cholesky", "qr", "eig", "eigvals", "eigh",
+           "eigvalsh",
            "svd", "svdvals", "lstsq", "matrix_power", "multi_dot", "matrix_transpose", "vecdot",
            "outer", "matmul", "tensordot", "cross", "diagonal", "trace", "matrix_norm", "vector_norm",
            "cond", "matrix_rank", "tensorinv", "tensorsolve"]
 
 LinAlgError = _numpy.linalg.LinAlgError
+
+
+class EigResult(NamedTuple):
+    eigenvalues: Any
+    eigenvectors: Any
 
 
 class EighResult(NamedTuple):
@@ -108,6 +117,11 @@ def _refuse_gradient(name, what, advice, values, compute):
     if isinstance(result, tuple):
         return type(result)(*[_wrap(node_of(_numpy.asarray(r))) for r in result])
     return _wrap(node_of(_numpy.asarray(result)))
+
+
+def _real(x):
+    from ._complex import real
+    return real(x)
 
 
 def _moveaxes(x, source, destination):
@@ -213,17 +227,53 @@ def _uplo(name, UPLO):
 def eigh(a, UPLO="L"):
     """``numpy.linalg.eigh``: ``EighResult(eigenvalues, eigenvectors)`` of symmetric matrices,
     ascending; reads the ``UPLO`` triangle. The gradient assumes distinct eigenvalues."""
-    a = _matrices(a, "eigh", square=True)
+    a = _matrices(a, "eigh", square=True, complex_ok=True)
     packed = build("eigh", (a,), (_uplo("eigh", UPLO),))
-    return EighResult(packed[..., 0, :], packed[..., 1:, :])
+    w = packed[..., 0, :]
+    return EighResult(_real(w) if a.dtype.kind == "c" else w, packed[..., 1:, :])
 
 
 @function(_numpy.linalg.eigvalsh)
 def eigvalsh(a, UPLO="L"):
     """``numpy.linalg.eigvalsh``: the eigenvalues of symmetric matrices, ascending (distinct,
     for the gradient)."""
-    a = _matrices(a, "eigvalsh", square=True)
+    a = _matrices(a, "eigvalsh", square=True, complex_ok=True)
     return build("eigvalsh", (a,), (_uplo("eigvalsh", UPLO),))
+
+
+def _real_if_all_real(a, values, parts):
+    """NumPy's rule for eig and eigvals of a real matrix: real results when every eigenvalue
+    is real (an exact test on the values; guarded inside neuronika.grad, so a matrix whose
+    answer differs traces again)."""
+    if a.dtype.kind == "c":
+        return parts
+    from ._complex import imag
+    from ._reductions import all as all_
+    from ._ufuncs import equal
+    if a.size == 0 or all_(equal(imag(values), 0)):
+        return tuple(_real(p) for p in parts)
+    return parts
+
+
+@function(_numpy.linalg.eig)
+def eig(a):
+    """``numpy.linalg.eig``: ``EigResult(eigenvalues, eigenvectors)`` of square matrices, the
+    eigenvectors of unit norm; complex, or real for a real matrix whose eigenvalues are all real
+    (NumPy's rule). The gradient needs distinct eigenvalues and, the eigenvectors' phases being
+    free, a function that does not depend on them (``abs(v)``, ``v @ diag(w) @ inv(v)``)."""
+    a = _matrices(a, "eig", square=True, complex_ok=True)
+    packed = build("eig", (a,))
+    w, v = packed[..., 0, :], packed[..., 1:, :]
+    return EigResult(*_real_if_all_real(a, w, (w, v)))
+
+
+@function(_numpy.linalg.eigvals)
+def eigvals(a):
+    """``numpy.linalg.eigvals``: the eigenvalues of square matrices (complex, or real when all
+    are real for a real matrix, as NumPy); the gradient needs them distinct."""
+    a = _matrices(a, "eigvals", square=True, complex_ok=True)
+    w = build("eigvals", (a,))
+    return _real_if_all_real(a, w, (w,))[0]
 
 
 @function(_numpy.linalg.svd)
@@ -231,7 +281,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """``numpy.linalg.svd``: ``SVDResult(U, S, Vh)``, or S alone with ``compute_uv=False``.
     Differentiable for square matrices and ``full_matrices=False`` (distinct nonzero
     singular values); the extra columns of a full U or Vh have no gradient."""
-    a = _matrices(a, "svd")
+    a = _matrices(a, "svd", complex_ok=True)
     m, n = a.shape[-2:]
     if hermitian:
         return _refuse_gradient("svd", "hermitian=True", "use eigh, or hermitian=False", [a],
@@ -243,13 +293,15 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
                                 "vectors are not unique)", "use full_matrices=False on variables that "
                                 "need one", [a], lambda v: _numpy.linalg.svd(v, True, True))
     packed = build("svd", (a,))
-    return SVDResult(packed[..., :m, :], packed[..., m, :], _swap(packed[..., m + 1:, :]))
+    s = packed[..., m, :]
+    return SVDResult(packed[..., :m, :], _real(s) if a.dtype.kind == "c" else s,
+                     _swap(packed[..., m + 1:, :]))
 
 
 @function(_numpy.linalg.svdvals)
 def svdvals(x, /):
     """``numpy.linalg.svdvals``: the singular values, descending (distinct, for the gradient)."""
-    return build("svdvals", (_matrices(x, "svdvals"),))
+    return build("svdvals", (_matrices(x, "svdvals", complex_ok=True),))
 
 
 def _scalar(name, parameter, value):

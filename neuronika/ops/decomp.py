@@ -76,6 +76,19 @@ def _lower(upper, s, n, ndim):
     return f"{s} * {incl} + {_mt(s, ndim)} * {strict}"
 
 
+def _hermitian_part(upper, s, n, ndim, complex_):
+    """``_lower`` for a real matrix; for a complex one, the gradient (HIPS autograd's
+    convention) of a function of the Hermitian matrix NumPy reads from one triangle, given
+    ``s``, the adjoint with respect to that Hermitian matrix in the conjugate convention:
+    ``conj(S_ij) + S_ji`` on the strict triangle, ``Re(S_ii)`` on the diagonal (whose
+    imaginary part NumPy ignores)."""
+    if not complex_:
+        return _lower(upper, s, n, ndim)
+    strict = f"xp.tri({n}, k=-1, dtype=dtype)" + (".T" if upper else "")
+    return (f"(xp.conj({s}) + {_mt(s, ndim)}) * {strict} "
+            f"+ xp.eye({n}, dtype=dtype) * xp.real({s})")
+
+
 # ---- inverse, determinants, solve ---------------------------------------------------------------
 
 def _inv_grad(ctx):
@@ -240,14 +253,26 @@ def _eigh_forward(ctx):
 
 def _eigh_grad(ctx):
     n, ndim = ctx.shapes["x"][-1], len(ctx.shape)
+    if ctx.dtype.kind != "c":
+        return "\n".join([
+            "w = y[..., 0, :]",
+            "v = y[..., 1:, :]",
+            f"e = xp.eye({n}, dtype=xp.bool_)",
+            "f = xp.where(e, 0, 1 / xp.where(e, 1, w[..., None, :] - w[..., :, None]))",
+            f"inner = f * ({_mt('v', ndim)} @ dy[..., 1:, :]) + dy[..., 0:1, :] * xp.eye({n}, dtype=dtype)",
+            f"s = v @ inner @ {_mt('v', ndim)}",
+            f"dx = {_lower(ctx.UPLO == 'U', 's', n, ndim)}"])
+    # Hermitian: S = V (diag(dw) + F o (V^H conj(dV))) V^H in the conjugate convention; the
+    # phase of each eigenvector is free, so the gradient assumes a loss that ignores it.
     return "\n".join([
-        "w = y[..., 0, :]",
+        "w = xp.real(y[..., 0, :])",
         "v = y[..., 1:, :]",
+        f"vh = xp.conj({_mt('v', ndim)})",
         f"e = xp.eye({n}, dtype=xp.bool_)",
         "f = xp.where(e, 0, 1 / xp.where(e, 1, w[..., None, :] - w[..., :, None]))",
-        f"inner = f * ({_mt('v', ndim)} @ dy[..., 1:, :]) + dy[..., 0:1, :] * xp.eye({n}, dtype=dtype)",
-        f"s = v @ inner @ {_mt('v', ndim)}",
-        f"dx = {_lower(ctx.UPLO == 'U', 's', n, ndim)}"])
+        f"inner = f * (vh @ xp.conj(dy[..., 1:, :])) + xp.real(dy[..., 0:1, :]) * xp.eye({n}, dtype=dtype)",
+        "s = v @ inner @ vh",
+        f"dx = {_hermitian_part(ctx.UPLO == 'U', 's', n, ndim, True)}"])
 
 
 EIGH = declare("eigh", ("x",), _eigh_forward, {"x": _eigh_grad}, attrs=("UPLO",),
@@ -258,15 +283,65 @@ EIGH = declare("eigh", ("x",), _eigh_forward, {"x": _eigh_grad}, attrs=("UPLO",)
 
 def _eigvalsh_grad(ctx):
     n, ndim = ctx.shapes["x"][-1], len(ctx.shapes["x"])
+    complex_ = ctx.dtypes["x"].kind == "c"
+    vh = f"xp.conj({_mt('v', ndim)})" if complex_ else _mt("v", ndim)
     return "\n".join([
         f"v = xp.linalg.eigh(x{_uplo(ctx)})[1]",
-        f"s = (v * dy[..., None, :]) @ {_mt('v', ndim)}",
-        f"dx = {_lower(ctx.UPLO == 'U', 's', n, ndim)}"])
+        f"s = (v * dy[..., None, :]) @ {vh}",
+        f"dx = {_hermitian_part(ctx.UPLO == 'U', 's', n, ndim, complex_)}"])
 
 
 EIGVALSH = declare("eigvalsh", ("x",), lambda ctx: f"xp.linalg.eigvalsh(x{_uplo(ctx)})",
                    {"x": _eigvalsh_grad}, attrs=("UPLO",), shape=lambda s, *_: _square(s)[:-1],
                    dtype=_inexact, doc="eigenvalues of a symmetric matrix, ascending")
+
+
+# ---- general eigendecomposition ----------------------------------------------------------------
+
+def _complex_dtype(inputs, attrs):
+    """eig's result: complex, of the input's precision (float32 -> complex64)."""
+    return np.result_type(_inexact(inputs, attrs), np.complex64)
+
+
+def _eig_grad(ctx):
+    """A V = V W, columns of V of unit norm (NumPy's). In the conjugate convention, with
+    ``Gw = conj(dw)``, ``Gv = conj(dV)``, ``M = V^H Gv`` and ``F_ij = 1 / (w_j - w_i)``:
+    ``G = V^-H (diag(Gw) + conj(F) o (M - V^H V diag(M))) V^H``; the result is ``conj(G)``
+    (its real part, for a real matrix). The phases of the eigenvectors are free: the gradient
+    assumes a loss that ignores them, and distinct eigenvalues."""
+    n, ndim = ctx.shapes["x"][-1], len(ctx.shape)
+    return "\n".join([
+        "w = y[..., 0, :]",
+        "v = y[..., 1:, :]",
+        f"vh = xp.conj({_mt('v', ndim)})",
+        f"e = xp.eye({n}, dtype=xp.bool_)",
+        "f = xp.where(e, 0, 1 / xp.where(e, 1, w[..., None, :] - w[..., :, None]))",
+        "mm = vh @ xp.conj(dy[..., 1:, :])",
+        f"z = xp.conj(f) * (mm - (vh @ v) @ xp.where(e, mm, 0)) "
+        f"+ xp.conj(dy[..., 0:1, :]) * xp.eye({n}, dtype=dtype)",
+        "dx = xp.conj(xp.linalg.solve(vh, z @ vh))"])
+
+
+EIG = declare("eig", ("x",), "ew, ev = xp.linalg.eig(x)\n"
+                             "y = xp.concatenate((ew[..., None, :], ev), axis=-2, dtype=dtype)",
+              {"x": _eig_grad}, shape=lambda s: _square(s)[:-2] + (s[-1] + 1, s[-1]),
+              dtype=_complex_dtype,
+              doc="eigenvalues (row 0) and unit eigenvectors (rows 1..n) of a square matrix, packed, "
+                  "complex; the gradient needs distinct eigenvalues")
+
+
+def _eigvals_grad(ctx):
+    ndim = len(ctx.shapes["x"])
+    return "\n".join([
+        "v = xp.linalg.eig(x)[1]",
+        f"vh = xp.conj({_mt('v', ndim)})",
+        "dx = xp.conj(xp.linalg.solve(vh, xp.conj(dy[..., :, None]) * vh))"])
+
+
+EIGVALS = declare("eigvals", ("x",), "xp.asarray(xp.linalg.eigvals(x), dtype=dtype)",
+                  {"x": _eigvals_grad}, shape=lambda s: _square(s)[:-1], dtype=_complex_dtype,
+                  doc="eigenvalues of a square matrix, complex; the gradient V^-H diag(conj(dw)) V^H "
+                      "(conjugated) needs them distinct")
 
 
 # ---- singular value decomposition -----------------------------------------------------------
@@ -280,6 +355,8 @@ def _svd_shape(s, *attrs):
 def _svd_grad(ctx):
     m, n = ctx.shapes["x"][-2:]
     k, ndim = min(m, n), len(ctx.shape)
+    if ctx.dtype.kind == "c":
+        return _svd_grad_complex(m, n, k, ndim)
     lines = [f"u = y[..., :{m}, :]", f"s = y[..., {m}, :]", f"v = y[..., {m + 1}:, :]",
              f"du = dy[..., :{m}, :]", f"dv = dy[..., {m + 1}:, :]",
              f"e = xp.eye({k}, dtype=xp.bool_)",
@@ -301,6 +378,36 @@ def _svd_grad(ctx):
     return "\n".join(lines)
 
 
+def _svd_grad_complex(m, n, k, ndim):
+    """The adjoint of the complex thin SVD. The packed V block is ``w = Vh^T = conj(V)``. In
+    the conjugate convention (G = dL/dRe + 1j dL/dIm) with ``Gu = conj(dU)``, ``Gv = dw``,
+    ``M = U^H Gu``, ``K = V^H Gv``:
+    ``G = U (F o (M - M^H) S + diag(ds) + S F o (K - K^H) + 1j Im(diag M) / S) V^H
+    + (I - U U^H) Gu S^-1 V^H + U S^-1 Gv^H (I - V V^H)``; the result is ``conj(G)``. The
+    phases of the singular vectors are free: the gradient assumes a loss that ignores them."""
+    lines = [f"u = y[..., :{m}, :]", f"s = xp.real(y[..., {m}, :])", f"w = y[..., {m + 1}:, :]",
+             f"gu = xp.conj(dy[..., :{m}, :])", f"gv = dy[..., {m + 1}:, :]",
+             f"uh = xp.conj({_mt('u', ndim)})",
+             f"e = xp.eye({k}, dtype=xp.bool_)",
+             "s2 = s * s",
+             "f = xp.where(e, 0, 1 / xp.where(e, 1, s2[..., None, :] - s2[..., :, None]))",
+             "mm = uh @ gu",
+             f"kk = {_mt('w', ndim)} @ gv",
+             f"inner = (f * (mm - xp.conj({_mt('mm', ndim)}))) * s[..., None, :] "
+             f"+ xp.real(dy[..., {m}:{m + 1}, :]) * xp.eye({k}, dtype=dtype) "
+             f"+ s[..., :, None] * (f * (kk - xp.conj({_mt('kk', ndim)}))) "
+             f"+ 1j * xp.where(e, xp.imag(mm), 0) / s[..., None, :]",
+             "left = u @ inner"]
+    if m > k:
+        lines.append("left = left + (gu - u @ mm) / s[..., None, :]")
+    lines.append(f"g = left @ {_mt('w', ndim)}")
+    if n > k:
+        lines.append(f"gvh = xp.conj({_mt('gv', ndim)})")
+        lines.append(f"g = g + (u / s[..., None, :]) @ (gvh - (gvh @ xp.conj(w)) @ {_mt('w', ndim)})")
+    lines.append("dx = xp.conj(g)")
+    return "\n".join(lines)
+
+
 SVD = declare("svd", ("x",), "su, ss, svh = xp.linalg.svd(x, full_matrices=False)\n"
                              "y = xp.concatenate((su, ss[..., None, :], xp.swapaxes(svh, -1, -2)), axis=-2)",
               {"x": _svd_grad}, shape=_svd_shape, dtype=_inexact,
@@ -308,8 +415,9 @@ SVD = declare("svd", ("x",), "su, ss, svh = xp.linalg.svd(x, full_matrices=False
                   "singular values")
 
 SVDVALS = declare("svdvals", ("x",), "xp.linalg.svd(x, compute_uv=False)",
-                  {"x": "u, s, vh = xp.linalg.svd(x, full_matrices=False)\n"
-                        "dx = (u * dy[..., None, :]) @ vh"},
+                  {"x": lambda ctx: "u, s, vh = xp.linalg.svd(x, full_matrices=False)\n" + (
+                      "dx = xp.conj((u * dy[..., None, :]) @ vh)" if ctx.dtypes["x"].kind == "c"
+                      else "dx = (u * dy[..., None, :]) @ vh")},
                   shape=lambda s: _matrix(s)[:-2] + (min(s[-2:]),),
                   dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
                   doc="singular values, descending; the gradient needs them distinct")

@@ -425,3 +425,24 @@ def group_others(values, groups):
     out = np.empty_like(others)
     out[order] = others
     return out
+
+
+# ---- partition ---------------------------------------------------------------------------------
+
+__all__ += ["partition_order"]
+
+
+def partition_order(x, kth, axis):
+    """Indices that reorder each lane of ``x`` along ``axis`` into exactly what
+    ``numpy.partition(x, kth, axis)`` gives (``argpartition`` usually does, but NumPy may
+    partition values and indices by different algorithms, which can order the elements
+    between the kth ones differently). Equal values are matched in order."""
+    perm = np.argpartition(x, kth, axis=axis)
+    want = np.partition(x, kth, axis=axis)
+    if np.array_equal(np.take_along_axis(x, perm, axis), want, equal_nan=x.dtype.kind in "fc"):
+        return perm
+    # Match the sorted orders: the j-th smallest of x goes where the j-th smallest of want is.
+    out = np.empty_like(perm)
+    np.put_along_axis(out, np.argsort(want, axis=axis, kind="stable"),
+                      np.argsort(x, axis=axis, kind="stable"), axis)
+    return out

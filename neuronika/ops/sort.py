@@ -1,5 +1,6 @@
 """Sorting: argsort, and the permutation it gives applied along an axis (a gather whose
-adjoint is the inverse permutation, itself an op, so sorting differentiates to any order)."""
+adjoint is the inverse permutation, itself an op, so sorting differentiates to any order).
+Partitioning gathers the same way, by the permutation that ``partition_order`` gives."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,3 +40,14 @@ SEARCHSORTED = declare("searchsorted", ("a", "v"), "xp.searchsorted(a, v, side=s
                        attrs=("side",), shape=lambda a, v, side: v, n_differentiable=0,
                        dtype=lambda inputs, attrs: np.dtype(np.intp),
                        doc="where v's elements would be inserted into the sorted a (no gradient)")
+
+ARGPARTITION = declare("argpartition", ("x",), "xp.argpartition(x, kth, axis=axis)", {},
+                       attrs=("kth", "axis"), n_differentiable=0,
+                       dtype=lambda inputs, attrs: np.dtype(np.intp),
+                       doc="indices that partition x along axis around the kth elements (no gradient)")
+
+PARTITION_ORDER = declare("partition_order", ("x",), "partition_order(x, kth, axis)", {},
+                          attrs=("kth", "axis"), n_differentiable=0,
+                          dtype=lambda inputs, attrs: np.dtype(np.intp),
+                          doc="the permutation of each lane that gives numpy.partition's result: "
+                              "partition(x) is x permuted by it (no gradient)")

@@ -19,6 +19,11 @@ class ProgramCache:
         self.misses = 0
 
     def lookup(self, key, order, leaves):
+        return self.get_or_build(key, lambda: codegen.build(order, leaves, anomaly=key[-1]))
+
+    def get_or_build(self, key, build):
+        """The program cached under ``key``, or ``build()``'s, cached (least recently used go
+        first when full)."""
         programs = self.programs
         program = programs.get(key)
         if program is not None:
@@ -26,7 +31,7 @@ class ProgramCache:
             programs.move_to_end(key)
             return program
         self.misses += 1
-        program = codegen.build(order, leaves, anomaly=key[-1])
+        program = build()
         programs[key] = program
         while len(programs) > self.maxsize:
             _, evicted = programs.popitem(last=False)
@@ -44,6 +49,9 @@ class ProgramCache:
 
 
 CACHE = ProgramCache()
+#: Programs of traced functions by graph signature: a function traced again (for a new
+#: static argument, say) that builds the same graph reuses the compiled program.
+TRACED = ProgramCache(maxsize=256)
 
 _trace_caches = weakref.WeakSet()     # live per-function trace caches, for cache_info / cache_clear
 
@@ -100,6 +108,7 @@ def cache_info() -> CacheInfo:
 def cache_clear() -> None:
     """Empty the program cache (graphs' programs and functions' traces) and reset its counters."""
     CACHE.clear()
+    TRACED.clear()
     for cache in list(_trace_caches):
         cache.clear()
 

@@ -16,6 +16,10 @@ from neuronika.graph import walk
 from .cases import Case, away, rng, spd, uniform
 
 
+def cuniform(shape, lo=-2.0, hi=2.0, seed=0):
+    return uniform(shape, lo, hi, seed) + 1j * uniform(shape, lo, hi, seed + 100)
+
+
 # ---- inputs -----------------------------------------------------------------------------------
 
 def dominant(n, batch=(), seed=0):
@@ -46,6 +50,46 @@ def singular_separated(m, n, batch=(), seed=0):
     v = orthogonal(n, batch, seed + 1)[..., :, :k]
     s = 1.3 * np.arange(k, 0, -1.0)
     return (u * s) @ np.swapaxes(v, -1, -2)
+
+
+def unitary(n, batch=(), seed=0):
+    z = rng(seed).standard_normal(batch + (n, n)) + 1j * rng(seed + 1).standard_normal(batch + (n, n))
+    q, r = np.linalg.qr(z)
+    d = np.diagonal(r, axis1=-2, axis2=-1)
+    return q * (d / np.abs(d))[..., None, :]
+
+
+def hermitian_separated(n, batch=(), seed=0, gap=1.5, hermitian=True):
+    """Hermitian matrices with eigenvalues ``gap`` apart (with noise in the upper triangle, which
+    eigh must ignore, when ``hermitian=False``)."""
+    w = (np.arange(n) - n / 2.0) * gap + 0.2
+    q = unitary(n, batch, seed)
+    a = (q * w) @ np.conj(np.swapaxes(q, -1, -2))
+    if not hermitian:
+        a = a + np.triu(uniform(batch + (n, n), seed=seed + 7) + 1j * uniform(batch + (n, n), seed=seed + 8), 1)
+    return a
+
+
+def csingular_separated(m, n, batch=(), seed=0):
+    """Complex (m, n) matrices with singular values k, k - 1, ..., 1 (times 1.3)."""
+    k = min(m, n)
+    u = unitary(m, batch, seed)[..., :, :k]
+    v = unitary(n, batch, seed + 2)[..., :, :k]
+    return (u * (1.3 * np.arange(k, 0, -1.0))) @ np.conj(np.swapaxes(v, -1, -2))
+
+
+def real_eigen(n, batch=(), seed=0):
+    """Non-symmetric real matrices with distinct real eigenvalues."""
+    p = dominant(n, batch, seed) / n
+    w = (np.arange(n) - n / 2.0) * 1.5 + 0.2
+    return (p * w) @ np.linalg.inv(p)
+
+
+def rotation_pair(seed=0):
+    """A real 3 x 3 matrix with a complex-conjugate pair of eigenvalues (and one real one)."""
+    p = dominant(3, seed=seed) / 3
+    block = np.array([[0.5, -1.2, 0.0], [1.2, 0.5, 0.0], [0.0, 0.0, 2.0]])
+    return p @ block @ np.linalg.inv(p)
 
 
 def full_rank(m, n, seed=0):
@@ -260,6 +304,37 @@ LINALG = [
     Case("linalg.svd", lambda np_, a: (lambda r: (r.U ** 2, r.S))(np_.linalg.svd(a, full_matrices=False)),
          singular_separated(3, 2, (2,)), id="svd-batch-tall"),
     Case("linalg.svdvals", lambda np_, a: np_.linalg.svdvals(a), singular_separated(2, 3, (2,))),
+    # complex: eigh of Hermitian matrices, svd; functions that ignore the vectors' phases
+    Case("linalg.eigh", lambda np_, a: (lambda w, v: (w, np_.abs(v)))(*np_.linalg.eigh(a)),
+         hermitian_separated(3), id="eigh-complex"),
+    Case("linalg.eigh", lambda np_, a: (lambda w, v: (w, np_.abs(v) ** 2))(*np_.linalg.eigh(a, "U")),
+         hermitian_separated(3, (2,), seed=3, hermitian=False), id="eigh-complex-upper-triangle"),
+    Case("linalg.eigh", lambda np_, a: (lambda w, v: (v * w[..., None, :]) @ np_.conj(np_.swapaxes(v, -1, -2)))(
+        *np_.linalg.eigh(a)), hermitian_separated(3, seed=4, hermitian=False), id="eigh-complex-rebuilt"),
+    Case("linalg.eigvalsh", lambda np_, a: np_.linalg.eigvalsh(a), hermitian_separated(3, hermitian=False),
+         id="eigvalsh-complex"),
+    Case("linalg.eigvalsh", lambda np_, a: np_.linalg.eigvalsh(a, UPLO="U"),
+         hermitian_separated(2, (2,), seed=5, hermitian=False), id="eigvalsh-complex-upper"),
+    Case("linalg.svd", lambda np_, a: (lambda u, s, vh: (np_.abs(u), s, np_.abs(vh), u @ vh))(
+        *np_.linalg.svd(a, full_matrices=False)), csingular_separated(4, 3), id="svd-complex-tall"),
+    Case("linalg.svd", lambda np_, a: (lambda u, s, vh: (np_.abs(u), s, np_.abs(vh), u @ vh))(
+        *np_.linalg.svd(a, full_matrices=False)), csingular_separated(2, 3, (2,), seed=1), id="svd-complex-wide"),
+    Case("linalg.svd", lambda np_, a: (lambda r: (np_.abs(r.U) ** 2, r.S))(np_.linalg.svd(a)),
+         csingular_separated(3, 3, seed=2), id="svd-complex-square"),
+    Case("linalg.svd", lambda np_, a: np_.linalg.svd(a, compute_uv=False), csingular_separated(3, 2, (2,)),
+         id="svd-complex-values"),
+    Case("linalg.svdvals", lambda np_, a: np_.linalg.svdvals(a), csingular_separated(2, 3), id="svdvals-complex"),
+    # eig: real matrices with real eigenvalues (real results, as NumPy), with a complex pair, complex
+    Case("linalg.eig", lambda np_, a: np_.linalg.eig(a), real_eigen(3), id="eig-real"),
+    Case("linalg.eig", lambda np_, a: (lambda w, v: (w, np_.abs(v)))(*np_.linalg.eig(a)), rotation_pair(),
+         id="eig-complex-pair"),
+    Case("linalg.eig", lambda np_, a: (lambda r: (r.eigenvalues, np_.abs(r.eigenvectors)))(np_.linalg.eig(a)),
+         cuniform((2, 3, 3), seed=4), id="eig-complex-batch"),
+    Case("linalg.eig", lambda np_, a: (lambda w, v: (v * w[..., None, :]) @ np_.linalg.inv(v))(*np_.linalg.eig(a)),
+         cuniform((3, 3), seed=6), id="eig-rebuilt"),
+    Case("linalg.eigvals", lambda np_, a: np_.linalg.eigvals(a), real_eigen(3, (2,), seed=1)),
+    Case("linalg.eigvals", lambda np_, a: np_.linalg.eigvals(a), rotation_pair(seed=2), id="eigvals-complex-pair"),
+    Case("linalg.eigvals", lambda np_, a: np_.linalg.eigvals(a), cuniform((3, 3), seed=5), id="eigvals-complex"),
     # pinv, lstsq
     Case("linalg.pinv", lambda np_, a: np_.linalg.pinv(a), full_rank(4, 3)),
     Case("linalg.pinv", lambda np_, a: np_.linalg.pinv(a), full_rank(2, 3)),
@@ -314,10 +389,15 @@ LINALG = [
     Case("linalg.svd", lambda np_, a: np_.linalg.svd(a, full_matrices=False), np.ones((0, 3, 2))),
     Case("linalg.qr", lambda np_, a: np_.linalg.qr(a), np.ones((0, 3, 2))),
     Case("linalg.cholesky", lambda np_, a: np_.linalg.cholesky(a), np.ones((0, 3, 3))),
+    Case("linalg.eig", lambda np_, a: np_.linalg.eig(a), np.ones((0, 3, 3))),
     # norms
     Case("linalg.norm", lambda np_, x: np_.linalg.norm(x), uniform((3,)) + 1j * uniform((3,), seed=1),
          id="norm-complex"),
     Case("linalg.norm", lambda np_, x: np_.linalg.norm(x, axis=1), uniform((0, 3)), id="norm-empty"),
+    *[Case("linalg.norm", lambda np_, x, o=o: np_.linalg.norm(x, o), csingular_separated(3, 2, seed=3),
+           id=f"norm-complex-matrix-{o}") for o in ("nuc", 2, -2, "fro")],
+    Case("linalg.norm", lambda np_, x: np_.linalg.norm(x, "nuc", axis=(0, 2)),
+         csingular_separated(3, 3, (2,), seed=4).transpose(1, 0, 2), id="norm-complex-nuc-axes"),
     *[Case("linalg.norm", lambda np_, x, o=o: np_.linalg.norm(x, o), away((4,)), id=f"norm-vector-{o}")
       for o in (None, 2, 1, np.inf, -np.inf, 3, 0.5, -1)],
     *[Case("linalg.norm", lambda np_, x, o=o: np_.linalg.norm(x, o), singular_separated(3, 2) + 0.05,
@@ -409,6 +489,59 @@ def test_eigenvalue_gradients_are_outer_products_of_eigenvectors():
         np.testing.assert_allclose(got, np.tril(2 * outer, -1) + np.diag(np.diag(outer)), atol=1e-12)
 
 
+def test_eigenvalue_gradient_of_a_general_matrix_is_left_times_right_eigenvector():
+    """d w_i / dA = u_i v_i^T / (u_i . v_i), u_i the left eigenvector (row i of inv(V)): for a
+    real matrix, and for a complex one (w_i is holomorphic in A, so HIPS autograd's convention
+    gives the complex derivative itself)."""
+    for a in (real_eigen(3, seed=2), cuniform((3, 3), seed=7)):
+        w, v = np.linalg.eig(a)
+        left = np.linalg.inv(v)
+        for i in range(3):
+            if a.dtype.kind == "c":
+                got = neuronika.grad(lambda a: nnp.real(nnp.linalg.eigvals(a)[i]))(a)
+            else:
+                got = neuronika.grad(lambda a: nnp.linalg.eig(a).eigenvalues[i])(a)
+            np.testing.assert_allclose(got, np.outer(left[i], v[:, i]), rtol=1e-9, atol=1e-12)
+
+
+def test_eig_of_a_real_matrix_is_real_when_numpys_is():
+    for a in (real_eigen(3), rotation_pair()):
+        got = nnp.linalg.eig(neuronika.from_ndarray(a))
+        want = np.linalg.eig(a)
+        assert got.eigenvalues.dtype == want.eigenvalues.dtype
+        assert got.eigenvectors.dtype == want.eigenvectors.dtype
+        assert nnp.linalg.eigvals(neuronika.from_ndarray(a)).dtype == np.linalg.eigvals(a).dtype
+
+
+def test_eig_realness_is_guarded_inside_a_trace():
+    """Real or complex results depend on the values: a traced function is traced again when
+    the answer changes, and gives each matrix its own."""
+    f = neuronika.grad(lambda a: nnp.sum(nnp.abs(nnp.linalg.eigvals(a))))
+    for a in (real_eigen(3), rotation_pair(), real_eigen(3, seed=1)):
+        w, v = np.linalg.eig(a)
+        want = np.real(np.linalg.inv(v).T @ np.diag(np.conj(w) / np.abs(w)) @ v.T)
+        np.testing.assert_allclose(f(a), want, rtol=1e-9, atol=1e-12)
+
+
+def test_complex_eigenvalue_gradient_of_a_hermitian_matrix():
+    """S = v_i v_i^H; NumPy reads the lower triangle: the gradient is 2 conj(S) below the
+    diagonal, Re(S) on it (HIPS autograd's convention)."""
+    a = hermitian_separated(3, seed=8, hermitian=False)
+    w, v = np.linalg.eigh(a)
+    for i in range(3):
+        got = neuronika.grad(lambda a: nnp.linalg.eigvalsh(a)[i])(a)
+        outer = np.outer(v[:, i], np.conj(v[:, i]))
+        want = np.tril(2 * np.conj(outer), -1) + np.diag(np.real(np.diag(outer)))
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_complex_nuclear_norm_gradient_is_conj_u_vh():
+    a = csingular_separated(4, 3, seed=2)
+    u, _, vh = np.linalg.svd(a, full_matrices=False)
+    got = neuronika.grad(lambda a: nnp.linalg.norm(a, "nuc"))(a)
+    np.testing.assert_allclose(got, np.conj(u @ vh), rtol=1e-10, atol=1e-12)
+
+
 def test_inverse_hessian_vector_product():
     """d/dA <B, inv(A)> = -inv(A).T B inv(A).T, then differentiated again (hvp)."""
     a, b = dominant(3, seed=1), uniform((3, 3), seed=2)
@@ -478,6 +611,8 @@ def test_einsum_keeps_float32():
     ("det", lambda np_, a: np_.linalg.det(a)),
     ("inv", lambda np_, a: np_.linalg.inv(a)),
     ("eigh", lambda np_, a: np_.linalg.eigh(a)[1]),
+    ("eig", lambda np_, a: np_.linalg.eig(a)[1]),
+    ("eigvals", lambda np_, a: np_.linalg.eigvals(a)),
     ("svd", lambda np_, a: np_.linalg.svd(a)[0]),
     ("cholesky", lambda np_, a: np_.linalg.cholesky(a)),
     ("qr", lambda np_, a: np_.linalg.qr(a)[1]),

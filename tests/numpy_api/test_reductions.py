@@ -140,12 +140,100 @@ def _scan_and_sort_cases():
     return out
 
 
+def _difference_cases():
+    """diff and gradient: every axis form, orders, prepend / append, spacings and coordinate
+    arrays, second-order edges, integer and float32 inputs (values), zero-size lanes."""
+    out = []
+    x = uniform(SHAPE, seed=21)
+    for n in (1, 2, 3):
+        for axis in (-1, 0, 1):
+            out.append(Case("diff", lambda np_, x, n=n, axis=axis: np_.diff(x, n=n, axis=axis), x,
+                            id=f"diff-n={n}-axis={axis}"))
+    out += [
+        Case("diff", lambda np_, x: np_.diff(x), uniform((1,)), id="diff-length-1"),
+        Case("diff", lambda np_, x: np_.diff(x, n=5), uniform((3,)), id="diff-beyond-length"),
+        Case("diff", lambda np_, x: np_.diff(x, n=0), uniform((3,)), id="diff-n=0"),
+        Case("diff", lambda np_, x: np_.diff(x, axis=0), uniform((0, 3)), id="diff-zero-size"),
+        Case("diff", lambda np_, x: np_.diff(x, axis=1, prepend=0.5, append=-1.0), uniform((2, 3)),
+             id="diff-prepend-append-numbers"),
+        Case("diff", lambda np_, x, p: np_.diff(x, n=2, axis=0, prepend=p), uniform((3, 2)),
+             uniform((2, 2), seed=1), id="diff-prepend-variable"),
+        Case("diff", lambda np_, x: np_.diff(x, append=np.array([[1.0], [2.0]])), uniform((2, 3)),
+             id="diff-append-array"),
+        Case("diff", lambda np_, x: np_.diff(x), np.array([True, False, False, True]), id="diff-bool"),
+        Case("diff", lambda np_, x: np_.diff(x, axis=0), np.arange(6, dtype=np.uint8).reshape(3, 2),
+             id="diff-uint8"),
+        Case("diff", lambda np_, x: np_.diff(x), uniform((4,)).astype(np.float32), wrt=(),
+             id="diff-float32"),
+    ]
+    for axis in (None, 0, -1, (2, 0)):
+        out.append(Case("gradient", lambda np_, x, axis=axis: np_.gradient(x, axis=axis), x,
+                        id=f"gradient-axis={axis}"))
+        out.append(Case("gradient", lambda np_, x, axis=axis: np_.gradient(x, axis=axis, edge_order=2),
+                        uniform((3, 4, 5), seed=22), id=f"gradient-edge-2-axis={axis}"))
+    uneven = np.array([0.0, 0.5, 1.5, 1.75, 3.0])
+    out += [
+        Case("gradient", lambda np_, x: np_.gradient(x), uniform((2,)), id="gradient-two-points"),
+        Case("gradient", lambda np_, x: np_.gradient(x, 0.25), uniform((5,)), id="gradient-spacing"),
+        Case("gradient", lambda np_, x: np_.gradient(x, 0.5, 2.0), uniform((3, 4)), id="gradient-spacings"),
+        Case("gradient", lambda np_, x: np_.gradient(x, uneven), uniform((5,)), id="gradient-coordinates"),
+        Case("gradient", lambda np_, x: np_.gradient(x, uneven, edge_order=2), uniform((5,)),
+             id="gradient-coordinates-edge-2"),
+        Case("gradient", lambda np_, x: np_.gradient(x, np.arange(4) * 2, 0.5, axis=(1, 0)),
+             uniform((3, 4)), id="gradient-even-coordinates"),
+        Case("gradient", lambda np_, x: np_.gradient(x, uneven[:3], axis=0), uniform((3, 2)),
+             id="gradient-coordinates-axis"),
+        Case("gradient", lambda np_, x: np_.gradient(x, 1.5j), uniform((4,)) + 1j * uniform((4,), seed=1),
+             id="gradient-complex"),
+        Case("gradient", lambda np_, x: np_.gradient(x), np.array([[1, 4, 9], [2, 3, 7]]), id="gradient-int"),
+        Case("gradient", lambda np_, x: np_.gradient(x, np.float64(0.5)), uniform((4,)).astype(np.float32),
+             wrt=(), value_rtol=1e-6, id="gradient-float32"),
+        Case("gradient", lambda np_, x: np_.gradient(x, uneven), uniform((5,)).astype(np.float32),
+             wrt=(), value_rtol=1e-6, id="gradient-float32-coordinates"),
+        Case("gradient", lambda np_, x: np_.gradient(x, axis=1), uniform((0, 3)), id="gradient-zero-size"),
+    ]
+    return out
+
+
+def _partition_cases():
+    """partition: NumPy's own result element for element (also where argpartition's order differs
+    from partition's, on long lanes), every kth form; argpartition as values."""
+    out = []
+    d = distinct(SHAPE, seed=23)
+    for kth in (0, 2, -1, [0, 3]):
+        out.append(Case("partition", lambda np_, x, kth=kth: np_.partition(x, kth), d, id=f"partition-kth={kth}"))
+        out.append(Case("argpartition", lambda np_, x, kth=kth: np_.argpartition(x, kth), d,
+                        id=f"argpartition-kth={kth}"))
+    long_lane = np.round(np.random.default_rng(3).standard_normal((2, 3000)), 1)     # many ties
+    out += [
+        Case("partition", lambda np_, x: np_.partition(x, 1, axis=0), d, id="partition-axis=0"),
+        Case("partition", lambda np_, x: np_.partition(x, (1, 5), axis=None), d, id="partition-flat"),
+        Case("partition", lambda np_, x: np_.partition(x, 0), uniform((3, 0)), id="partition-zero-size"),
+        Case("partition", lambda np_, x: np_.partition(x, -1, axis=None), long_lane, order=0,
+             id="partition-long-flat"),
+        Case("partition", lambda np_, x: np_.partition(x, [7, 1500, 2999]), long_lane, order=0,
+             id="partition-long-kths"),
+        Case("partition", lambda np_, x: np_.partition(x, 1), np.array([3, 1, 2, 1], dtype=np.int16),
+             id="partition-int16"),
+        Case("argpartition", lambda np_, x: np_.argpartition(x, 1, axis=None), d, id="argpartition-flat"),
+    ]
+    return out
+
+
 def _zero_and_size_cases():
     out = []
     for name in ("sum", "prod", "mean"):
         out.append(Case(name, lambda np_, x, name=name: getattr(np_, name)(x, axis=1), uniform((2, 0, 3)),
                         id=f"{name}-zero-size"))
     out.append(Case("prod", lambda np_, x: np_.prod(x, axis=0), uniform((0, 3)), id="prod-empty-axis"))
+    # std of one element per lane is 0 whatever the element: its gradient is exactly 0, not
+    # the infinite slope of sqrt at 0 times a zero
+    out.append(Case("std", lambda np_, x: np_.std(x, axis=1), uniform((3, 1, 2)), id="std-one-per-lane"))
+    out.append(Case("std", lambda np_, x: np_.std(x, axis=(0, 2), keepdims=True), uniform((1, 3, 1)),
+                    id="std-one-per-lane-keepdims"))
+    out.append(Case("std", lambda np_, x: np_.std(x), np.array([0.3 + 1.2j]), id="std-one-complex"))
+    out.append(Case("std", lambda np_, a: np_.std([a, 2 * a + 1.0]), uniform(()), dispatch=False,
+                    id="std-list-of-variables"))
     for name in ("var", "std", "median", "nanmean"):          # NaN over an empty axis, as in NumPy
         out.append(Case(name, lambda np_, x, name=name: getattr(np_, name)(x, axis=0), uniform((0, 3)),
                         id=f"{name}-empty-axis"))
@@ -305,13 +393,20 @@ def _method_cases():
     ]
 
 
-CASES = (_axis_cases() + _statistics_cases() + _scan_and_sort_cases() + _zero_and_size_cases()
-         + _dtype_cases() + _complex_cases() + _non_differentiable_cases() + _ufunc_method_cases() + _method_cases())
+_CLOSE = (np.array([1.0, np.inf, 2.0]), np.array([1.0 + 1e-9, np.inf, 2.0 - 1e-10]))
+
+CASES = ([Case("allclose", lambda np_, a, b: np_.allclose(a, b), *_CLOSE, wrt=()),
+          Case("allclose", lambda np_, a, b: np_.allclose(a, b, rtol=0.0, atol=0.0), *_CLOSE, wrt=(),
+               id="allclose-exact"),
+          Case("array_equal", lambda np_, a, b: np_.array_equal(a, b), *_CLOSE, wrt=()),
+          Case("array_equal", lambda np_, a: np_.array_equal(a, a[:2]), _CLOSE[0], wrt=(),
+               id="array_equal-shapes")]
+         + _axis_cases() + _statistics_cases() + _scan_and_sort_cases() + _difference_cases()
+         + _partition_cases() + _zero_and_size_cases() + _dtype_cases() + _complex_cases()
+         + _non_differentiable_cases() + _ufunc_method_cases() + _method_cases())
 for _case in CASES:
     if _case.name in nnp.NON_DIFFERENTIABLE:
         _case.wrt = ()                          # integer and boolean results: values only
-    elif _case.id == "std-0d":
-        _case.order = 0                         # sqrt(0): the variance of one element is 0
 
 
 @pytest.fixture(autouse=True)

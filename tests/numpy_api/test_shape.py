@@ -203,6 +203,50 @@ CASES += [
 ]
 
 
+# ---- r_, c_ and linspace --------------------------------------------------------------------------------
+_COLUMN = uniform((3,), seed=5)
+CASES += [
+    Case("r_", lambda np_, x: np_.r_[x], uniform((3, 2)), dispatch=False),
+    Case("r_", lambda np_, x: np_.r_[x, 2.5, x], uniform((3,)), dispatch=False, id="r_-number"),
+    Case("r_", lambda np_, x: np_.r_[x, _COLUMN, 1:4, -1:1:3j], uniform((2,)), dispatch=False,
+         id="r_-constants-and-slices"),
+    Case("r_", lambda np_, a, b: np_.r_[a, b], uniform((3, 2)), uniform((1, 2), seed=1), dispatch=False,
+         id="r_-two"),
+    Case("r_", lambda np_, a, b: np_.r_["-1", a, b], uniform((2, 2)), uniform((2, 3), seed=1),
+         dispatch=False, id="r_-axis-directive"),
+    Case("r_", lambda np_, a, b: np_.r_["0,2,0", a, b], uniform((3,)), uniform((3,), seed=1),
+         dispatch=False, id="r_-ndmin-directive"),
+    Case("r_", lambda np_, a: np_.r_["1,3,1", a, a], uniform((2, 3)), dispatch=False,
+         id="r_-trans1d-directive"),
+    Case("r_", lambda np_, a: np_.r_[a, np.arange(2)], uniform((3,)), dispatch=False, id="r_-promotes"),
+    Case("c_", lambda np_, x: np_.c_[x, _COLUMN, x], uniform((3,)), dispatch=False),
+    Case("c_", lambda np_, a, b: np_.c_[a, b], uniform((3, 2)), uniform((3,), seed=1), dispatch=False,
+         id="c_-matrix-and-column"),
+    Case("c_", lambda np_, a: np_.c_[a, 0.5], uniform((1,)), dispatch=False, id="c_-number"),
+]
+CASES += [
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 5), uniform(()), uniform((), seed=1)),
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 4, endpoint=False), uniform(()),
+         uniform((), seed=1), id="linspace-no-endpoint"),
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 1), uniform(()), uniform((), seed=1),
+         id="linspace-one"),
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 0), uniform(()), uniform((), seed=1),
+         id="linspace-none"),
+    Case("linspace", lambda np_, a: np_.linspace(a, a, 3), uniform(()), id="linspace-equal-ends"),
+    Case("linspace", lambda np_, a: np_.linspace(1.5, a, 6), uniform(()), id="linspace-number-start"),
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 3, axis=-1), uniform((2, 1)),
+         uniform((3,), seed=1), id="linspace-arrays-axis"),
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 4, retstep=True), uniform((2,)),
+         uniform((2,), seed=1), id="linspace-retstep"),
+    Case("linspace", lambda np_, a: np_.linspace(a, 9.0, 5, dtype=int), uniform(()), wrt=(),
+         id="linspace-int-dtype"),
+    Case("linspace", lambda np_, a: np_.linspace(a, 3.0, 5), uniform((2,)).astype(np.float32), wrt=(),
+         id="linspace-float32"),
+    Case("linspace", lambda np_, a, b: np_.linspace(a, b, 3), uniform(()) + 1j, uniform((), seed=1),
+         id="linspace-complex"),
+]
+
+
 def _constant_result(case):
     return case.name in ("shape", "ndim", "size", "zeros_like", "ones_like", "full_like", "empty_like",
                          "result_type", "iscomplexobj", "isrealobj")

@@ -173,7 +173,12 @@ def _dtype_cases():
     return out
 
 
+_CLOSE = (np.array([1.0, np.inf, np.nan, 2.0, 0.0]), np.array([1.0 + 1e-9, np.inf, np.nan, 2.1, 1e-9]))
+
 CASES = _unary_cases() + _binary_cases() + _predicate_cases() + _dtype_cases() + [
+    Case("isclose", lambda np_, a, b: np_.isclose(a, b), *_CLOSE, wrt=()),
+    Case("isclose", lambda np_, a, b: np_.isclose(a, b, rtol=0.1, equal_nan=True), *_CLOSE, wrt=(),
+         id="isclose-options"),
     Case("power", lambda np_, x: np_.power(x, 3), uniform((2, 3)), id="power-constant-int"),
     Case("power", lambda np_, x: np_.power(x, 0.5), uniform((2, 3), 0.5, 2.0), id="power-constant-float"),
     Case("float_power", lambda np_, x: np_.float_power(x, 3), uniform((2, 3)), id="float_power-constant"),
@@ -203,6 +208,21 @@ CASES = _unary_cases() + _binary_cases() + _predicate_cases() + _dtype_cases() +
     Case("sign", _call("sign"), np.array([[3.0 + 4.0j, -1.0 - 2.0j, 0.5j], [2.0, -1.5, 1.0 - 1.0j]]),
          id="sign-complex-gradients"),
     Case("sign", _call("sign"), np.array([0.0j, 1.0 + 1.0j]), wrt=(), id="sign-complex-zero"),
+    # nan_to_num: the gradient passes where the value is finite (NaN and infinities come from a
+    # constant added inside the call, as a user's data would bring them)
+    Case("nan_to_num", lambda np_, x: np_.sin(np_.nan_to_num(x + np.array([0.0, np.nan, np.inf, -np.inf]))),
+         uniform((2, 4))),
+    Case("nan_to_num", lambda np_, x: np_.nan_to_num(x + np.array([0.0, np.nan, np.inf, -np.inf]), nan=2.0,
+                                                      posinf=5.0, neginf=-7.0),
+         uniform((4,)), id="nan_to_num-replacements"),
+    Case("nan_to_num", lambda np_, x: np_.nan_to_num(x + np.array([complex(np.nan, 1.0), complex(1.0, np.inf),
+                                                                    complex(-np.inf, np.nan), 2.0]),
+                                                      posinf=3.0, neginf=-3.0),
+         uniform((4,)) + 1j * uniform((4,), seed=1), id="nan_to_num-complex"),
+    Case("nan_to_num", lambda np_, x: np_.nan_to_num(x), uniform((3,)), id="nan_to_num-finite"),
+    Case("nan_to_num", lambda np_, x: np_.nan_to_num(x / 0.0), np.array([1.0, -1.0, 0.0], np.float32),
+         wrt=(), id="nan_to_num-float32"),
+    Case("nan_to_num", lambda np_, x: np_.nan_to_num(x), np.array([1, -2]), wrt=(), id="nan_to_num-int"),
     # operators, with variables and arrays on either side
     Case("floor_divide", lambda np_, a, b: a // b, *quotient_pair((2, 3), (3,)), id="operator-floordiv"),
     Case("floor_divide", lambda np_, a: 7.0 // a, away((2, 3)), id="operator-rfloordiv"),
