@@ -139,3 +139,21 @@ def test_numpy_python_code_converting_a_differentiable_variable_raises():
         np.r_[w, w]
     assert FILE in str(info.value)
     np.testing.assert_array_equal(np.r_[w.detach(), w.detach()], [1.0, 2.0, 1.0, 2.0])
+
+
+def test_a_cached_program_is_the_same_whichever_way_the_loss_is_written():
+    # Dispatch happens while tracing; the compiled program, which is all that runs on later
+    # calls, is the same for NumPy's functions, neuronika.numpy's and the methods.
+    def with_numpy(w, b, x):
+        return np.sum(np.tanh(np.matmul(x, w) + b))
+
+    def with_neuronika_numpy(w, b, x):
+        return nnp.sum(nnp.tanh(nnp.matmul(x, w) + b))
+
+    def with_methods(w, b, x):
+        return (x.mm(w) + b).tanh().sum()
+
+    args = (np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
+    sources = {neuronika.value_and_grad(f, argnums=(0, 1)).source(*args)
+               for f in (with_numpy, with_neuronika_numpy, with_methods)}
+    assert len(sources) == 1
