@@ -3,12 +3,15 @@
 or a tuple; ``dtype`` defaults to float32."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import random as _random
 from .errors import ShapeError
 from .graph import leaf
 from .numpy._shape import concatenate as _concatenate, stack as _stack
+from .ops.kernels import checked_cast
 from .variable import Var, _wrap
 
 DEFAULT_DTYPE = np.float32
@@ -25,6 +28,25 @@ def _var(array):
     return _wrap(leaf(array))
 
 
+def _named(fn):
+    """A constructor whose errors name it: NumPy's own messages (a negative size, a float
+    count, an unknown dtype) get the constructor's name in front."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def constructor(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (OverflowError, TypeError, ValueError) as error:
+            message = str(error)
+            if message.startswith(f"{name}:"):
+                raise
+            kind = next(k for k in (ShapeError, OverflowError, TypeError, ValueError) if isinstance(error, k))
+            raise kind(f"{name}: {message}") from None
+    return constructor
+
+
+@_named
 def zeros(shape, dtype=DEFAULT_DTYPE) -> Var:
     """A leaf of zeros.
 
@@ -35,11 +57,13 @@ def zeros(shape, dtype=DEFAULT_DTYPE) -> Var:
     return _var(np.zeros(_shape(shape, "zeros"), dtype))
 
 
+@_named
 def ones(shape, dtype=DEFAULT_DTYPE) -> Var:
     """A leaf of ones."""
     return _var(np.ones(_shape(shape, "ones"), dtype))
 
 
+@_named
 def full(shape, value, dtype=DEFAULT_DTYPE) -> Var:
     """A leaf filled with ``value``.
 
@@ -47,24 +71,29 @@ def full(shape, value, dtype=DEFAULT_DTYPE) -> Var:
     >>> neuronika.full(2, 7.0).data
     array([7., 7.], dtype=float32)
     """
-    return _var(np.full(_shape(shape, "full"), value, dtype))
+    filler = checked_cast(np.asarray(value), np.dtype(dtype), "full")   # 1e39 in float32 raises
+    return _var(np.full(_shape(shape, "full"), filler, dtype))
 
 
+@_named
 def rand(shape, dtype=DEFAULT_DTYPE) -> Var:
     """Uniform on [0, 1); reproducible under ``manual_seed``."""
     return _var(_random.generator().random(_shape(shape, "rand")).astype(dtype))
 
 
+@_named
 def randn(shape, dtype=DEFAULT_DTYPE) -> Var:
     """Standard normal; reproducible under ``manual_seed``."""
     return _var(_random.generator().standard_normal(_shape(shape, "randn")).astype(dtype))
 
 
+@_named
 def eye(n: int, dtype=DEFAULT_DTYPE) -> Var:
     """The n x n identity."""
     return _var(np.eye(n, dtype=dtype))
 
 
+@_named
 def from_ndarray(array, dtype=None) -> Var:
     """A leaf over ``array`` (shared, not copied). Float and complex arrays keep their dtype,
     integer arrays stay integer data (labels, indices); ``dtype`` converts.
@@ -85,10 +114,11 @@ def from_ndarray(array, dtype=None) -> Var:
         raise TypeError(f"from_ndarray: arrays of dtype {array.dtype} cannot be data; "
                         f"give numbers (float, complex or integer)")
     if dtype is not None:
-        array = array.astype(dtype, copy=False)
+        array = checked_cast(array, dtype, "from_ndarray")   # 1e39 -> float32 raises, never inf
     return _var(array)
 
 
+@_named
 def arange(start, stop=None, step=1, dtype=DEFAULT_DTYPE) -> Var:
     """start, start + step, ... below stop (stop excluded); ``arange(n)`` counts from 0."""
     if stop is None:
@@ -98,16 +128,19 @@ def arange(start, stop=None, step=1, dtype=DEFAULT_DTYPE) -> Var:
     return _var(np.arange(start, stop, step, dtype=dtype))
 
 
+@_named
 def linspace(start, stop, n: int, dtype=DEFAULT_DTYPE) -> Var:
     """n evenly spaced values from start to stop, both included."""
     return _var(np.linspace(start, stop, n, dtype=dtype))
 
 
+@_named
 def logspace(start, stop, n: int, base: float = 10.0, dtype=DEFAULT_DTYPE) -> Var:
     """base ** linspace(start, stop, n)."""
     return _var(np.logspace(start, stop, n, base=base, dtype=dtype))
 
 
+@_named
 def geomspace(start, stop, n: int, dtype=DEFAULT_DTYPE) -> Var:
     """n values from start to stop in geometric progression; the ends must be nonzero and of one sign."""
     if start == 0 or stop == 0 or (start < 0) != (stop < 0):
@@ -116,6 +149,7 @@ def geomspace(start, stop, n: int, dtype=DEFAULT_DTYPE) -> Var:
     return _var(np.geomspace(start, stop, n, dtype=dtype))
 
 
+@_named
 def concatenate(values, axis: int = 0) -> Var:
     """Join along an existing axis; any mix of Var, VarDiff and arrays (always a variable).
 
@@ -126,6 +160,7 @@ def concatenate(values, axis: int = 0) -> Var:
     return _concatenate.implementation(values, axis)
 
 
+@_named
 def stack(values, axis: int = 0) -> Var:
     """Join along a new axis; any mix of Var, VarDiff and arrays (always a variable)."""
     return _stack.implementation(values, axis)

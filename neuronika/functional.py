@@ -28,16 +28,28 @@ is detected and traces again. For anything else, re-create the function with
 ``neuronika.grad`` or call ``neuronika.transform.cache_clear()``. Random draws
 inside the function (``neuronika.rand``) are constants too; ``dropout`` draws
 its mask on every call.
+
+Nested differentiation. Each ``grad`` differentiates with respect to its own
+arguments only. Called inside another traced function on a function that reads
+the outer one's variables (``grad(lambda x: x * grad(lambda y: x * y)(2.0))``),
+it builds its results as graph nodes, so the outer level differentiates through
+them (no perturbation confusion: the result above is 2x). A differentiable
+variable built outside any trace (a module's parameter) that the function reads
+is a constant of the compiled program; call ``grad`` on variables
+(``grad(f)(v)``) to get the gradient as a graph that ``backward`` goes through.
 """
 from __future__ import annotations
 
 import functools
+import inspect
+import keyword
+import re
 import weakref
 
 import numpy as np
 
 from .errors import GradientError
-from .graph import apply, leaf
+from .graph import apply, leaf, modes
 from .ops import OPS
 from . import symbolic, tracing as _trace
 from .transform.cache import CACHE, TraceCache
@@ -83,7 +95,7 @@ class _Traced:
 
     def __call__(self, *args, **kwargs):
         # The hot path: plain array arguments, a cached trace, gradients in order.
-        if not kwargs and not self.has_aux:
+        if not kwargs and not self.has_aux and modes.tracer is None:
             ndarray = np.ndarray
             for a in args:
                 if a.__class__ is not ndarray:
@@ -103,7 +115,13 @@ class _Traced:
                                                 grads[0] if self.single else grads)
         if _holds_var(args) or _holds_var(kwargs):
             return self._finish(*self._symbolic(args, kwargs))
-        return self._finish(*self._results(*self._lookup(args, kwargs)))
+        try:
+            looked_up = self._lookup(args, kwargs)
+        except _trace.ReadsOuter:
+            # Called inside another trace on a function that reads that trace's values
+            # (a closure): the outer level must be able to differentiate the result.
+            return self._finish(*self._symbolic(args, kwargs))
+        return self._finish(*self._results(*looked_up))
 
     def _symbolic(self, args, kwargs):
         """Called on variables (inside another trace): the gradient as graph nodes,
@@ -113,7 +131,9 @@ class _Traced:
         wrt = []
         for n in sorted(set(nums)):
             args[n] = _to_vars(args[n], wrt, self.name, n)
-        out, aux = _trace.split_aux(self.fn(*args, **kwargs), self.has_aux, self.name)
+        with _trace.level(wrt):
+            result = self.fn(*args, **kwargs)
+        out, aux = _trace.split_aux(result, self.has_aux, self.name)
         out = _trace.scalar_output(out, self.name)
         grads = iter(symbolic.gradients(out, wrt))
         per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
@@ -123,7 +143,10 @@ class _Traced:
     def _lookup(self, args, kwargs):
         """(trace, values, entries, outputs, grads) for a call, tracing when needed."""
         values, entries, kw_items, key = self._signature(args, kwargs)
-        traces = self.cache.get(key)
+        # Inside another trace, a cached trace may have read, through some object, what is
+        # now that trace's variable: trace again (once per outer trace) and keep nothing.
+        nested = modes.tracer is not None
+        traces = None if nested else self.cache.get(key)
         if traces is not None:
             for found in traces:
                 if found.closure and found.stale():
@@ -145,7 +168,8 @@ class _Traced:
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
                              self.split, self.name, self.want_value or self.has_aux)
         found.plain = found.plain and self.plain_arguments(entries)
-        self.cache.add(key, found)
+        if not nested:
+            self.cache.add(key, found)
         outs, grads = found.run(values)
         return found, entries, outs, grads
 
@@ -293,7 +317,10 @@ def _pullback(fn, args, argnums, name):
             _vjp_traced.setdefault(fn, {})[argnums] = traced
         except TypeError:
             pass
-    found, entries, outs, _ = traced._lookup(args, {})
+    try:
+        found, entries, outs, _ = traced._lookup(args, {})
+    except _trace.ReadsOuter:
+        return _symbolic_pullback(fn, args, argnums, name)
     program = found.program
     if program.backward is not None:
         value, saved = outs
@@ -331,7 +358,8 @@ def _symbolic_pullback(fn, args, argnums, name):
     wrt = []
     for n in sorted(set(nums)):
         args[n] = _to_vars(args[n], wrt, name, n)
-    out = fn(*args)
+    with _trace.level(wrt):
+        out = fn(*args)
     if _trace.is_structured(out):
         parts = []
         tree = _trace.tree_of(out, parts)
@@ -463,8 +491,10 @@ class custom_vjp:
     """A function with a gradient of your own, JAX-style.
 
     ``fwd(*args)`` returns ``(out, residuals)``; ``bwd(residuals, g)`` returns one
-    gradient per argument (a tuple), each shaped and typed like its argument. Both
-    see NumPy arrays; ``g`` is read-only.
+    gradient per argument (a tuple), each shaped and typed like its argument (None
+    for a zero gradient); any other shape or dtype raises a GradientError naming the
+    function and the argument. Both see NumPy arrays; ``g`` is read-only. Any callable
+    works, lambdas and functions defined in a notebook or by ``exec`` included.
 
     >>> import numpy as np, neuronika
     >>> @neuronika.custom_vjp
@@ -483,18 +513,29 @@ class custom_vjp:
         self.fn = fn
         self._fwd = self._bwd = None
         functools.update_wrapper(self, fn, updated=())
+        if not isinstance(getattr(self, "__name__", None), str):     # a functools.partial, ...
+            self.__name__ = type(fn).__name__
 
     def defvjp(self, fwd, bwd):
+        name = self.__name__
+        label = _identifier(name)      # generated code calls these by name: '<lambda>' is none
+        params = _parameter_names(self.fn)
+
         def forward(*arrays):
             out, residuals = fwd(*arrays)
             return np.asarray(out), residuals
 
-        def backward(residuals, g):
+        def backward(residuals, g, slot, shape, dtype):
             grads = bwd(residuals, g)
-            return grads if isinstance(grads, tuple) else (grads,)
+            grads = grads if isinstance(grads, tuple) else (grads,)
+            if slot >= len(grads):
+                raise GradientError(f"custom_vjp {name}: the backward {_described(bwd)} returned "
+                                    f"{len(grads)} gradient(s); it must return one per argument "
+                                    f"(a tuple), and argument {_argument(slot, params)} has none")
+            return _checked_gradient(grads[slot], shape, dtype, name, bwd, _argument(slot, params))
 
-        forward.__name__ = f"{getattr(self.fn, '__name__', 'custom')}_fwd"
-        backward.__name__ = f"{getattr(self.fn, '__name__', 'custom')}_bwd"
+        forward.__name__ = f"{label}_fwd"
+        backward.__name__ = f"{label}_bwd"
         self._fwd, self._bwd = forward, backward
         return self
 
@@ -508,6 +549,50 @@ class custom_vjp:
         nodes = tuple(a._node if isinstance(a, Var) else node_of(a, like) for a in args)
         out, _ = self._fwd(*[_value(n) for n in nodes])
         return _wrap(apply(OPS["custom_vjp"], nodes, (self._fwd, self._bwd, out.shape, out.dtype)))
+
+
+def _identifier(name):
+    """``name`` made a Python identifier (a lambda's ``'<lambda>'`` becomes ``'lambda_'``)."""
+    text = re.sub(r"\W", "_", str(name)).strip("_") or "custom"
+    text = text if not text[0].isdigit() else f"f_{text}"
+    return f"{text}_" if keyword.iskeyword(text) else text
+
+
+def _parameter_names(fn):
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()]
+    except (TypeError, ValueError):
+        return []
+
+
+def _argument(slot, params):
+    return f"{slot} ({params[slot]!r})" if slot < len(params) else str(slot)
+
+
+def _described(fn):
+    """A function's name and, when known, where it is defined."""
+    code = getattr(fn, "__code__", None)
+    where = f" (defined at {code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+    return f"{getattr(fn, '__name__', None) or repr(fn)}{where}"
+
+
+def _checked_gradient(grad, shape, dtype, name, bwd, argument):
+    """A custom backward's gradient for one argument: None is zeros, a Python number takes the
+    argument's dtype, and anything not shaped and typed like the argument is refused (it would
+    be added into other gradients, broadcast or converted without a word)."""
+    dtype = np.dtype(dtype)
+    if grad is None:
+        return np.zeros(shape, dtype)
+    if isinstance(grad, (int, float, complex)) and not isinstance(grad, bool):
+        grad = np.asarray(grad).astype(dtype)
+    got_shape, got_dtype = np.shape(grad), getattr(grad, "dtype", None)
+    if got_shape != tuple(shape) or got_dtype != dtype:
+        raise GradientError(
+            f"custom_vjp {name}: the backward {_described(bwd)} returned a gradient of shape "
+            f"{got_shape} and dtype {got_dtype} for argument {argument}, which has shape "
+            f"{tuple(shape)} and dtype {dtype}; return one gradient per argument, shaped and "
+            f"typed like it (None for a zero gradient)")
+    return grad
 
 
 def _value(node):

@@ -1,12 +1,14 @@
 """The graph IR: nodes, build-time modes, topological order and signature.
 
 A ``Node`` is immutable once built except for what evaluation caches on it
-(``value``, and on a root the program and the values its backward reads).
-Nodes point at their inputs only, so dropping the last handle on a result
-frees its graph and leaves the leaves.
+(``value``: a leaf's data, or the last value computed for a node evaluated as a
+root; on such a root, ``snapshot``: what its next backward reads) and the
+gradient. Nodes point at their inputs only, so dropping the last handle on a
+result frees its graph and leaves the leaves.
 """
 from __future__ import annotations
 
+import contextvars
 import itertools
 import operator
 import os
@@ -16,21 +18,50 @@ import numpy as np
 
 from .errors import ShapeError
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_SKIPPED_DIRS = (_PACKAGE_DIR, os.path.dirname(np.__file__) + os.sep)
 _serial = itertools.count()
+
+#: The switches, one ContextVar each: every thread and every asyncio task sees its own.
+GRAD_ENABLED = contextvars.ContextVar("neuronika.grad_enabled", default=True)
+ANOMALY = contextvars.ContextVar("neuronika.anomaly", default=False)
+TRACER = contextvars.ContextVar("neuronika.tracer", default=None)
+_grad_enabled = GRAD_ENABLED.get
+_anomaly = ANOMALY.get
 
 
 class _Modes:
-    """Process-wide switches read while a graph is built or compiled.
+    """The switches read while a graph is built or compiled, as attributes: reading or
+    setting ``modes.grad_enabled``, ``modes.anomaly`` or ``modes.tracer`` reads or sets
+    the ContextVar of the current thread (or asyncio task), never another's.
 
     ``tracer`` is the functional trace in progress (it records the Python-level
     values a traced function reads, to guard them), or None.
     """
 
-    grad_enabled = True
-    anomaly = False
-    tracer = None
+    __slots__ = ()
+
+    @property
+    def grad_enabled(self) -> bool:
+        return GRAD_ENABLED.get()
+
+    @grad_enabled.setter
+    def grad_enabled(self, value):
+        GRAD_ENABLED.set(bool(value))
+
+    @property
+    def anomaly(self) -> bool:
+        return ANOMALY.get()
+
+    @anomaly.setter
+    def anomaly(self, value):
+        ANOMALY.set(bool(value))
+
+    @property
+    def tracer(self):
+        return TRACER.get()
+
+    @tracer.setter
+    def tracer(self, value):
+        TRACER.set(value)
 
 
 modes = _Modes()
@@ -46,8 +77,7 @@ class Node:
 
     __slots__ = (
         "op", "inputs", "attrs", "shape", "dtype", "requires_grad", "key",
-        "value", "grad", "where", "serial", "retain", "program", "saved",
-        "leaves", "retained", "__weakref__",
+        "value", "grad", "where", "serial", "retain", "snapshot", "__weakref__",
     )
 
     def __init__(self, op, inputs, attrs, shape, dtype, requires_grad, where):
@@ -62,14 +92,18 @@ class Node:
         self.value = None
         self.grad = None
         self.retain = False
-        self.program = None
-        self.saved = None
-        self.leaves = None
-        self.retained = None
+        self.snapshot = None
         self.key = (op, attrs, requires_grad, False)
 
     def rekey(self):
+        """After a change of flags (retain, training): a new key, and every snapshot taken
+        before is out of date (``flags_changed`` counts such changes)."""
+        global flags_changed
         self.key = (self.op, self.attrs, self.requires_grad, self.retain)
+        flags_changed += 1
+
+
+flags_changed = 0
 
 
 def leaf(value, requires_grad=False):
@@ -94,11 +128,35 @@ def _dtype_operand(node):
     return node.value if node.key[0] == "weak" else node.dtype
 
 
+def _directory(path):
+    return os.path.join(os.path.realpath(path), "")
+
+
+_PACKAGE_DIR = _directory(os.path.dirname(__file__))
+_NUMPY_DIR = _directory(os.path.dirname(np.__file__))
+_origins = {}           # a code object's file name -> PACKAGE, NUMPY or USER
+USER, PACKAGE, NUMPY = 0, 1, 2
+
+
+def origin(filename):
+    """Whether code from ``filename`` is this package's (generated programs included),
+    NumPy's, or the user's. Paths are compared after ``os.path.realpath``, so a checkout
+    imported through ``..`` or a symlink is still recognised."""
+    found = _origins.get(filename)
+    if found is None:
+        if filename.startswith("<"):     # <stdin>, <string>, a notebook cell: the user's
+            return PACKAGE if filename.startswith("<neuronika ") else USER
+        real = os.path.realpath(filename)
+        found = PACKAGE if real.startswith(_PACKAGE_DIR) else NUMPY if real.startswith(_NUMPY_DIR) else USER
+        _origins[filename] = found
+    return found
+
+
 def user_line():
     """(file, line) of the first frame outside this package and NumPy's: where the user
     built the node (possibly through a NumPy function that dispatched to neuronika)."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIPPED_DIRS):
+    while frame is not None and origin(frame.f_code.co_filename):
         frame = frame.f_back
     if frame is None:
         return None
@@ -147,12 +205,12 @@ def apply(op, inputs, attrs=()):
         except TypeError as error:            # no such dtype for this op (complex relu, ...)
             raise TypeError(f"{op.name}: {error} (at {format_where(user_line())})") from None
     requires_grad = False
-    if modes.grad_enabled:
+    if _grad_enabled():
         for node in inputs[: op.n_differentiable]:
             if node.requires_grad:
                 requires_grad = True
                 break
-    return Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if modes.anomaly else None)
+    return Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if _anomaly() else None)
 
 
 def linearize(*roots):
@@ -181,7 +239,7 @@ def linearize(*roots):
         else:
             keys.append(node.key)
             leaves.append(node)
-    keys.append(modes.anomaly)
+    keys.append(_anomaly())
     return order, leaves, tuple(keys)
 
 

@@ -206,3 +206,19 @@ def _compare(got, want, array, rtol, atol, what):
     assert got.shape == array.shape, f"{what}: shape {got.shape}, input {array.shape}"
     assert got.dtype == array.dtype, f"{what}: dtype {got.dtype}, input {array.dtype}"
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{what} differs from finite differences")
+
+
+def oracle(name):
+    """Import ``name``, a library the test suite compares against (the ``test-oracles`` extra:
+    PyTorch's CPU build, scikit-learn). A missing oracle fails the test: it never skips, so a
+    run that lacks one cannot pass unnoticed.
+
+    >>> oracle("numpy").__name__
+    'numpy'
+    """
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImportError(f"this test compares against {name}, which is not installed; install the "
+                          f"oracles: pip install -e \".[test,test-oracles]\"") from None

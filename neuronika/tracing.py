@@ -119,19 +119,70 @@ def count_arrays(entry):
 
 
 class Tracer:
-    """Collects the guards of the trace in progress."""
+    """Collects the guards of the trace in progress.
 
-    def __init__(self, inputs):
+    ``parent`` is the trace this one runs inside (a ``grad`` called within a function
+    being traced): each trace is one differentiation level, and its arguments are that
+    level's variables. A value of an enclosing level read by this trace must stay a
+    variable of that level, so ``trace`` refuses to compile it (``ReadsOuter``).
+
+    A level differentiated as a graph (``compiled=False``: ``grad`` called on variables)
+    runs the function on every call, so it keeps no guards: a value it reads that
+    depends on an enclosing level is that level's to guard.
+    """
+
+    def __init__(self, inputs, parent=None, compiled=True):
         self.inputs = inputs
+        self.parent = parent
+        self.traced = inputs if parent is None else inputs | parent.traced
         self.guards = []
+        self.reads_outer = False
+        self.compiled = compiled
 
     def depends(self, node):
-        """Whether ``node`` depends on an argument of the traced function."""
-        return any(n in self.inputs for n in walk(node))
+        """Whether ``node`` depends on an argument of the traced function, or of one it
+        runs inside."""
+        traced = self.traced
+        return any(n in traced for n in walk(node))
 
     def observe(self, node, kind, value):
-        if self.depends(node):
+        inputs, traced = self.inputs, self.traced
+        own = outer = False
+        for n in walk(node):
+            if n in inputs:
+                own = True
+            elif n in traced:
+                outer = True
+        if not self.compiled:
+            if outer:
+                self.parent.observe(node, kind, value)
+            return
+        self.reads_outer = self.reads_outer or outer
+        if own:
             self.guards.append((node, kind, value))
+
+
+class level:
+    """Runs a function differentiated as a graph with respect to ``wrt`` as a level of
+    its own: converting those variables to NumPy arrays refuses (their gradient would be
+    lost), and a ``grad`` inside that reads them builds its result as a graph too."""
+
+    def __init__(self, wrt):
+        self.nodes = {w._node for w in wrt}
+
+    def __enter__(self):
+        self.previous = modes.tracer
+        modes.tracer = Tracer(self.nodes, self.previous, compiled=False)
+        return self
+
+    def __exit__(self, *exc):
+        modes.tracer = self.previous
+        return False
+
+
+class ReadsOuter(Exception):
+    """A function traced inside another trace read a value of the outer one: its results
+    must be built as graph nodes of the outer level, not compiled as constants."""
 
 
 class Trace:
@@ -286,7 +337,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     handles = iter([_wrap(n) for n in nodes])
     args = [unflatten(e, handles) for e in entries]
     kwargs = {name: unflatten(e, handles) for name, e in kw_items}
-    tracer = Tracer(set(nodes))
+    tracer = Tracer(set(nodes), modes.tracer)
     previous = (modes.tracer, modes.grad_enabled)
     modes.tracer, modes.grad_enabled = tracer, True
     try:
@@ -307,6 +358,10 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
         aux_entry = flatten_aux(aux_value, aux_nodes, aux_values)
     guard_nodes = [g[0] for g in tracer.guards]
     order, leaves, signature = linearize(out._node, *aux_nodes, *guard_nodes)
+    if tracer.parent is not None:
+        outer = tracer.parent.traced
+        if tracer.reads_outer or any(n in outer for n in order):
+            raise ReadsOuter
     position = {node: i for i, node in enumerate(order)}
     loss = position[out._node]
     outputs = ([loss] if want_value else []) + [position[n] for n in aux_nodes]

@@ -18,12 +18,10 @@ import sys
 import numpy as np
 
 from .errors import GradientError, ShapeError
-from .graph import apply, differentiable_leaves, format_where, leaf, modes, user_line, walk
+from .graph import (ANOMALY, GRAD_ENABLED, NUMPY, apply, differentiable_leaves, format_where, leaf,
+                    modes, origin, user_line, walk)
 from .ops import OPS
 from .transform import run
-
-
-_NUMPY_DIR = os.path.dirname(np.__file__) + os.sep
 
 
 def _located(message, kind=ShapeError):
@@ -48,16 +46,17 @@ class Var:
            [6., 6.]], dtype=float32)
     """
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "__weakref__")
 
     # ---- value and metadata ---------------------------------------------------------
     @property
     def data(self) -> np.ndarray:
         """The value as a NumPy array; on a leaf, assigning copies the new values in place.
 
-        A node never evaluated is evaluated when read. The values inside a graph are
-        not kept after ``forward()`` (only what the backward needs is), so reading an
-        intermediate evaluates it again: with dropout behind it, with a new mask.
+        On a result, the value its last ``forward()`` or ``backward()`` computed (a node
+        never evaluated is evaluated when read). The values inside a graph are not kept,
+        so reading an intermediate evaluates it again from the current leaf values: with
+        dropout behind it, with a new mask.
         """
         node = self._node
         value = node.value
@@ -152,7 +151,7 @@ class Var:
                 "v.astype(np.int64))")
         if self._node.requires_grad:
             caller = sys._getframe(1).f_code
-            if caller.co_filename.startswith(_NUMPY_DIR):
+            if origin(caller.co_filename) == NUMPY:
                 # NumPy's own Python code (numpy.r_, ...) converting the variable: the user did
                 # not ask to leave the graph, and the gradient would be lost without a word.
                 raise TypeError(
@@ -168,6 +167,28 @@ class Var:
         body = np.array2string(self.data, separator=", ", prefix=name + "(")
         dtype = "" if self.dtype == np.float32 else f", dtype={self.dtype}"
         return f"{name}({body}{dtype})"
+
+    # ---- in-place operators -------------------------------------------------------------
+    def __iadd__(self, other):
+        return _in_place(self, other, np.add, "+")
+
+    def __isub__(self, other):
+        return _in_place(self, other, np.subtract, "-")
+
+    def __imul__(self, other):
+        return _in_place(self, other, np.multiply, "*")
+
+    def __itruediv__(self, other):
+        return _in_place(self, other, np.true_divide, "/")
+
+    def __ifloordiv__(self, other):
+        return _in_place(self, other, np.floor_divide, "//")
+
+    def __imod__(self, other):
+        return _in_place(self, other, np.remainder, "%")
+
+    def __ipow__(self, other):
+        return _in_place(self, other, np.power, "**")
 
     # ---- evaluation ---------------------------------------------------------------------
     def forward(self) -> None:
@@ -241,6 +262,8 @@ class VarDiff(Var):
 
     @grad.setter
     def grad(self, value):
+        """Set the gradient (an array of the node's shape); ``None`` resets it, as
+        ``zero_grad()``: the next backward assigns a fresh array."""
         _set_grad(self._node, value)
 
     def zero_grad(self) -> None:
@@ -253,7 +276,6 @@ class VarDiff(Var):
         if node.op is not None and not node.retain:
             node.retain = True
             node.rekey()
-            node.saved = None
 
     def backward(self, seed=1.0) -> None:
         """Add the gradient of ``seed . self`` into every differentiable leaf behind it.
@@ -268,7 +290,53 @@ class VarDiff(Var):
         return [Param(node) for node in differentiable_leaves(self._node)]
 
 
+def _in_place(var, other, ufunc, symbol):
+    """``var <symbol>= other``, PyTorch's way: a leaf's data is updated in place under
+    ``no_grad()`` (or when it needs no gradient); anything that would lose a gradient
+    or change a value a graph computed is refused."""
+    node = var._node
+    if node.op is not None:
+        raise GradientError(
+            f"in-place {symbol}= on the result of {node.op.name}: a computed variable cannot be "
+            f"changed in place; write y = y {symbol} ... to build a new variable (at "
+            f"{format_where(user_line())})")
+    if modes.tracer is not None:
+        raise GradientError(
+            f"in-place {symbol}= inside a function traced by neuronika's transformations: the "
+            f"update would not be part of the compiled program; write x = x {symbol} ... (at "
+            f"{format_where(user_line())})")
+    grad_enabled = GRAD_ENABLED.get()
+    if node.requires_grad and grad_enabled:
+        raise GradientError(
+            f"a leaf Variable that requires grad is being used in an in-place operation "
+            f"({symbol}=); update it inside `with neuronika.no_grad():`, or write "
+            f"w = w {symbol} ... to build a new variable (at {format_where(user_line())})")
+    if isinstance(other, Var):
+        if other._node.requires_grad and grad_enabled:
+            raise GradientError(
+                f"in-place {symbol}= of a variable that needs a gradient into a leaf would lose "
+                f"that gradient; write x = x {symbol} ... to build a new variable, or update "
+                f"inside `with neuronika.no_grad():` (at {format_where(user_line())})")
+        other = other.data
+    target = node.value
+    if not target.flags.writeable:
+        raise ValueError(f"in-place {symbol}=: this leaf's data is a read-only array (at "
+                         f"{format_where(user_line())})")
+    try:
+        ufunc(target, other, out=target, casting="same_kind")
+    except TypeError as error:
+        raise TypeError(f"in-place {symbol}= on a leaf of dtype {node.dtype}: {error} (at "
+                        f"{format_where(user_line())})") from None
+    except ValueError as error:
+        raise ShapeError(f"in-place {symbol}=: an operand of shape {np.shape(other)} does not fit "
+                         f"a leaf of shape {node.shape} ({error}) (at {format_where(user_line())})") from None
+    return var
+
+
 def _set_grad(node, value):
+    if value is None:
+        node.grad = None
+        return
     value = np.array(value, dtype=node.dtype)
     if value.shape != node.shape:
         raise ShapeError(f"grad: cannot set a gradient of shape {value.shape} on a value of "
@@ -276,67 +344,39 @@ def _set_grad(node, value):
     node.grad = value
 
 
-class Param:
-    """A differentiable leaf as an optimizer sees it: ``.data`` and ``.grad`` are the
-    live arrays, to be updated in place.
+class Param(VarDiff):
+    """A differentiable leaf as an optimizer sees it: a VarDiff in every respect
+    (operators, methods, ``.data`` and ``.grad`` as the live arrays, updated in place),
+    compared and hashed by the leaf it stands for, so that optimizers can key state on it.
 
     >>> import neuronika
     >>> w = neuronika.ones(2).requires_grad()
     >>> (w * 2).sum().backward()
     >>> for p in (w * 2).sum().parameters():
-    ...     p.data -= 0.1 * p.grad
+    ...     with neuronika.no_grad():
+    ...         p -= 0.1 * p.grad
     >>> w.data
     array([0.8, 0.8], dtype=float32)
     """
 
-    __slots__ = ("_node",)
+    __slots__ = ()
 
     def __init__(self, node):
         self._node = node
 
     @property
-    def data(self) -> np.ndarray:
-        return self._node.value
-
-    @data.setter
-    def data(self, value):
-        np.copyto(self._node.value, value, casting="same_kind")
-
-    @property
-    def grad(self) -> np.ndarray:
-        node = self._node
-        if node.grad is None:
-            node.grad = np.zeros(node.shape, node.dtype)
-        return node.grad
-
-    @grad.setter
-    def grad(self, value):
-        _set_grad(self._node, value)
-
-    @property
-    def shape(self):
-        return self._node.shape
-
-    @property
-    def dtype(self):
-        return self._node.dtype
-
-    @property
     def var(self) -> VarDiff:
-        """The leaf as a VarDiff, to build graphs with."""
+        """The leaf as a plain VarDiff."""
         return _wrap(self._node)
-
-    def zero_grad(self) -> None:
-        self._node.grad = None
 
     def __eq__(self, other):
         return isinstance(other, Param) and other._node is self._node
 
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
     def __hash__(self):
         return id(self._node)
-
-    def __repr__(self):
-        return f"Param(shape={self.shape}, dtype={self.dtype})"
 
 
 def stop_gradient(x) -> Var:
@@ -363,8 +403,36 @@ def _set_training(root, training):
             node.rekey()
 
 
-class no_grad(contextlib.ContextDecorator):
+class _Switch(contextlib.ContextDecorator):
+    """Sets a mode's ContextVar for the ``with`` block (or the decorated call) and resets
+    it with its token on the way out, exceptions included; per thread and asyncio task."""
+
+    _var = None
+    _value = None
+
+    def __init__(self):
+        self._tokens = []
+
+    def _recreate_cm(self):
+        return type(self)()              # one instance per decorated call: reentrant, thread-safe
+
+    def __enter__(self):
+        var = self._var
+        self._tokens.append((var.get(), var.set(self._value)))
+        return self
+
+    def __exit__(self, *exc):
+        previous, token = self._tokens.pop()
+        try:
+            self._var.reset(token)
+        except ValueError:               # entered in another context (one instance shared)
+            self._var.set(previous)
+        return False
+
+
+class no_grad(_Switch):
     """Inside, operations build only Vars: nothing is recorded for a backward.
+    The switch is the current thread's (and asyncio task's) only.
 
     >>> import neuronika
     >>> w = neuronika.ones(2).requires_grad()
@@ -374,29 +442,18 @@ class no_grad(contextlib.ContextDecorator):
     'Var'
     """
 
-    def __enter__(self):
-        self._previous = modes.grad_enabled
-        modes.grad_enabled = False
-        return self
-
-    def __exit__(self, *exc):
-        modes.grad_enabled = self._previous
-        return False
+    _var = GRAD_ENABLED
+    _value = False
 
 
-class detect_anomaly(contextlib.ContextDecorator):
+class detect_anomaly(_Switch):
     """Inside, generated code checks every op's output (and gradient) for NaN and Inf
     and raises ``AnomalyError`` naming the first op that made one. Programs compiled
-    this way are separate cache entries, so normal runs pay nothing."""
+    this way are separate cache entries, so normal runs pay nothing. The switch is
+    the current thread's (and asyncio task's) only."""
 
-    def __enter__(self):
-        self._previous = modes.anomaly
-        modes.anomaly = True
-        return self
-
-    def __exit__(self, *exc):
-        modes.anomaly = self._previous
-        return False
+    _var = ANOMALY
+    _value = True
 
 
 __all__ = ["Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient"]

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmarks  # noqa: E402
 from benchmarks import competitors, run  # noqa: E402
+from neuronika.testing import oracle
 
 
 @pytest.fixture(scope="module", params=list(benchmarks.WORKLOADS))
@@ -159,7 +160,7 @@ def test_cnn_runs_only_the_competitors_it_supports():
 
 
 def test_cnn_torch_path_matches_the_floor():
-    pytest.importorskip("torch")
+    oracle("torch")
     cnn = benchmarks.WORKLOADS["cnn"]()
     makers, _ = competitors.load({"torch"}, threads=None)
     benchmarks.check(cnn, cnn.path("torch", makers))

@@ -1,5 +1,10 @@
 """Bad input: a clear exception naming the op, the shapes or values, and the user's line;
 state unchanged."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -116,3 +121,54 @@ def test_operand_types_are_checked():
         neuronika.ones(2).dropout(1.5)
     with pytest.raises(ValueError, match="pad.*'wrap'"):
         neuronika.ones(2).pad(1, mode="wrap")
+
+
+USER_SCRIPT = '''\
+import sys
+sys.path.insert(0, {path!r})
+import numpy as np
+import neuronika
+assert {marker!r} in neuronika.__file__, neuronika.__file__          # imported through that path
+a, b = neuronika.ones((4, 3)), neuronika.ones((2, 3))
+try:
+    a + b
+except neuronika.ShapeError as error:
+    print("shape:", error)
+w = neuronika.ones(2).requires_grad()
+with neuronika.detect_anomaly():
+    y = (w * np.float32("nan")).sum()
+    try:
+        y.backward()
+    except neuronika.AnomalyError as error:
+        print("anomaly:", error)
+'''
+
+
+def _link_package(tmp_path):
+    root = Path(neuronika.__file__).resolve().parent.parent
+    linked = tmp_path / "checkout"
+    linked.mkdir()
+    (linked / "neuronika").symlink_to(root / "neuronika", target_is_directory=True)
+    return str(linked)
+
+
+@pytest.mark.parametrize("through", ["dotdot", "symlink", "relative"])
+def test_the_users_line_is_found_whatever_path_imported_the_package(tmp_path, through):
+    root = Path(neuronika.__file__).resolve().parent.parent
+    cwd = tmp_path
+    if through == "dotdot":
+        path = marker = str(root / "tests" / "..")
+    elif through == "symlink":
+        path = marker = _link_package(tmp_path)
+    else:                                   # a notebook's sys.path.insert(0, "..")
+        cwd = root / "tests"
+        path, marker = "..", os.path.join("tests", "..", "neuronika")
+    script = tmp_path / "user_script.py"
+    script.write_text(USER_SCRIPT.format(path=path, marker=marker))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-I", str(script)], cwd=cwd, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert "user_script.py:8)" in lines["shape"], lines["shape"]
+    assert "user_script.py:13" in lines["anomaly"], lines["anomaly"]

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from neuronika.testing import oracle
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -23,14 +24,14 @@ def test_quickstart_runs_and_the_loss_falls(capsys):
 
 
 def test_mlp_digits_reaches_95_percent(capsys):
-    pytest.importorskip("sklearn", reason="the digits examples need the 'examples' extra (scikit-learn)")
+    oracle("sklearn")
     out = run_example("mlp_digits.py", capsys)
     accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
     assert accuracy >= 0.95
 
 
 def test_cnn_digits_reaches_97_percent(capsys):
-    pytest.importorskip("sklearn", reason="the digits examples need the 'examples' extra (scikit-learn)")
+    oracle("sklearn")
     out = run_example("cnn_digits.py", capsys)
     accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
     assert accuracy >= 0.97
@@ -62,7 +63,7 @@ def test_numpy_gp_regression_fits_the_hyperparameters(capsys):
 
 
 def test_numpy_digits_reaches_95_percent(capsys):
-    pytest.importorskip("sklearn", reason="the digits examples need the 'examples' extra (scikit-learn)")
+    oracle("sklearn")
     out = run_example("numpy_digits.py", capsys)
     accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
     assert accuracy >= 0.95

@@ -1053,6 +1053,113 @@ def test_custom_vjp_two_arguments():
     close(gb, np.cos(a * b) * a)
 
 
+def test_custom_vjp_on_a_lambda():
+    double = neuronika.custom_vjp(lambda x: x * 2)
+    double.defvjp(lambda x: (x * 2, None), lambda r, g: (2 * g,))
+    x = normal(3, seed=67)
+    close(neuronika.grad(lambda x: (double(x) * x).sum())(x), 4 * x)
+    scale = neuronika.custom_vjp(lambda x: x * 3)
+    scale.defvjp(lambda x: (x * 3, None), lambda r, g: 3 * g)          # one gradient, no tuple
+    value, g = neuronika.value_and_grad(lambda x: scale(x).sum())(x)
+    close(value, 3 * x.sum())
+    close(g, np.full(3, 3.0))
+
+
+@pytest.mark.parametrize("filename", ["<ipython-input-7-0c1d2e3f>", "<string>", "/tmp/cell.py"])
+def test_custom_vjp_on_functions_defined_by_exec(filename):
+    """As in a notebook cell: the functions' source cannot be read back."""
+    source = (
+        "@neuronika.custom_vjp\n"
+        "def cube(x):\n"
+        "    return x ** 3\n"
+        "def cube_fwd(x):\n"
+        "    return x ** 3, x\n"
+        "def cube_bwd(x, g):\n"
+        "    return (3 * x * x * g,)\n"
+        "cube.defvjp(cube_fwd, cube_bwd)\n"
+        "step = neuronika.custom_vjp(lambda x: -x)\n"
+        "step.defvjp(lambda x: (-x, None), lambda r, g: (-g,))\n")
+    namespace = {"neuronika": neuronika}
+    exec(compile(source, filename, "exec"), namespace)
+    cube, step = namespace["cube"], namespace["step"]
+    x = normal(4, seed=68)
+    close(neuronika.grad(lambda x: (cube(x) + step(x)).sum())(x), 3 * x * x - 1)
+    _, pullback = neuronika.vjp(lambda x: cube(step(x)), x)
+    close(pullback(np.ones(4))[0], -3 * x * x)
+    v = neuronika.from_ndarray(x.copy()).requires_grad()
+    cube(v).sum().backward()
+    close(v.grad, 3 * x * x)
+
+
+def test_custom_vjp_on_a_partial():
+    import functools
+
+    def power(x, k):
+        return x ** k
+
+    square = neuronika.custom_vjp(functools.partial(power, k=2))
+    square.defvjp(lambda x: (x ** 2, x), lambda x, g: (2 * x * g,))
+    x = normal(3, seed=69)
+    close(neuronika.grad(lambda x: square(x).sum())(x), 2 * x)
+
+
+def _mul_with(bwd):
+    @neuronika.custom_vjp
+    def scaled_product(a, b):
+        return a * b
+
+    scaled_product.defvjp(lambda a, b: (a * b, (a, b)), bwd)
+    return scaled_product
+
+
+@pytest.mark.parametrize("bwd, argument, shapes", [
+    (lambda r, g: (g * r[1], np.ones(5)), "1 ('b')", ("(5,)", "(3,)")),
+    (lambda r, g: (np.sum(g * r[1]), g * r[0]), "0 ('a')", ("()", "(3,)")),
+    (lambda r, g: ((g * r[1])[None], g * r[0]), "0 ('a')", ("(1, 3)", "(3,)")),
+])
+def test_custom_vjp_gradient_of_the_wrong_shape_raises(bwd, argument, shapes):
+    mul = _mul_with(bwd)
+    a, b = normal(3, seed=70), normal(3, seed=71)
+    with pytest.raises(GradientError) as info:
+        neuronika.grad(lambda a, b: mul(a, b).sum(), argnums=(0, 1))(a, b)
+    message = str(info.value)
+    assert "scaled_product" in message and f"argument {argument}" in message
+    assert f"shape {shapes[0]}" in message and f"shape {shapes[1]}" in message
+
+
+def test_custom_vjp_gradient_of_the_wrong_dtype_raises():
+    mul = _mul_with(lambda r, g: (g * r[1], (g * r[0]).astype(np.float64)))
+    a, b = normal(3, seed=72).astype(np.float32), normal(3, seed=73).astype(np.float32)
+    wrong = r"scaled_product.*dtype float64 for argument 1 \('b'\).*dtype float32"
+    with pytest.raises(GradientError, match=wrong):
+        neuronika.grad(lambda a, b: mul(a, b).sum(), argnums=(0, 1))(a, b)
+    complex_grad = _mul_with(lambda r, g: (g * r[1] + 0j, g * r[0]))
+    with pytest.raises(GradientError, match="complex128"):
+        neuronika.grad(lambda a, b: complex_grad(a, b).sum())(a.astype(np.float64), b.astype(np.float64))
+
+
+def test_custom_vjp_gradient_count_and_imperative_backward_are_checked():
+    too_few = _mul_with(lambda r, g: (g * r[1],))
+    with pytest.raises(GradientError, match="scaled_product.*1 gradient.*argument 1 \\('b'\\)"):
+        neuronika.grad(lambda a, b: too_few(a, b).sum(), argnums=1)(np.ones(2), np.ones(2))
+    bad = _mul_with(lambda r, g: (np.ones(7), g * r[0]))
+    a = neuronika.from_ndarray(np.ones(2)).requires_grad()
+    with pytest.raises(GradientError, match="shape \\(7,\\)"):
+        bad(a, np.ones(2)).sum().backward()
+
+
+def test_custom_vjp_none_is_a_zero_gradient_and_numbers_take_the_dtype():
+    first_only = _mul_with(lambda r, g: (g * r[1], None))
+    a, b = np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float32)
+    ga, gb = neuronika.grad(lambda a, b: first_only(a, b).sum(), argnums=(0, 1))(a, b)
+    close(ga, b)
+    assert gb.dtype == np.float32 and gb.shape == (2,) and not gb.any()
+    half = neuronika.custom_vjp(lambda x: x / 2)
+    half.defvjp(lambda x: (x / 2, None), lambda r, g: (0.5,))         # a Python float for a 0-d input
+    g = neuronika.grad(lambda x: half(x))(np.float32(3.0).reshape(()))
+    assert g.dtype == np.float32 and float(g) == 0.5
+
+
 # ---- 5. caching and retracing ---------------------------------------------------------------------
 
 def test_same_shapes_one_miss_then_hits():
@@ -1330,6 +1437,20 @@ def test_float_of_a_traced_value_used_as_a_number():
     g = neuronika.grad(f)
     for x in (np.array([1.0, 2.0]), np.array([4.0, -1.0]), np.array([1.0, 2.0])):
         close(g(x), np.full(2, x.sum()))
+
+
+def test_a_value_read_straight_off_an_argument_is_guarded():
+    """float(c), int(n), bool(x) on an argument itself (no op in between) are checked too."""
+    f = neuronika.grad(lambda x, c: x * float(c))
+    assert [f(1.0, c) for c in (3.0, 5.0, 3.0)] == [3.0, 5.0, 3.0]
+    g = neuronika.grad(lambda x, n: (x * int(n)).sum())
+    for n in (2, 7, 2):
+        close(g(np.ones(2), np.array(n)), np.full(2, float(n)))
+    h = neuronika.grad(lambda x: x * (1.0 if x else -2.0))
+    assert [float(h(np.array(v))) for v in (1.0, 0.0, 3.0)] == [1.0, -2.0, 1.0]
+    i = neuronika.grad(lambda x, c: (x * c.item()).sum())
+    for c in (2.0, -1.0):
+        close(i(np.ones(2), np.array(c)), np.full(2, c))
 
 
 def test_item_of_a_traced_value_in_a_branch():

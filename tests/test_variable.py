@@ -1,11 +1,13 @@
 """Var / VarDiff semantics: differentiability, values, gradients, parameters, modes."""
+import asyncio
 import copy
+import threading
 
 import numpy as np
 import pytest
 
 import neuronika
-from neuronika import Var, VarDiff
+from neuronika import GradientError, Var, VarDiff, nn
 
 
 def leaf(values, grad=False, dtype=np.float64):
@@ -81,6 +83,68 @@ def test_forward_recomputes_after_leaf_data_changes_in_place():
     x.data = np.array([1.0, 1.0])          # assignment copies in place
     y.forward()
     assert y.item() == 2.0
+
+
+def test_backward_after_an_in_place_change_uses_the_new_values_everywhere():
+    # d(w^3)/dw is 12 at w = 2 and 27 at w = 3; saved old intermediates mixed with the
+    # live leaf gave 22.
+    w = leaf(2.0, grad=True)
+    loss = w * w * w
+    loss.backward()
+    assert w.grad == 12.0
+    for forward_first in (False, True):
+        w.zero_grad()
+        w.data[...] = 3.0
+        if forward_first:
+            loss.forward()
+        loss.backward()
+        assert (w.grad, loss.item()) == (27.0, 27.0)
+        w.data[...] = 2.0
+    # A value read before the change: its backward differentiates that value (the
+    # loss printed and its gradient belong together), never a mix.
+    w.zero_grad()
+    loss.forward()
+    assert loss.item() == 8.0
+    w.data[...] = 3.0
+    loss.backward()
+    assert (w.grad, loss.item()) == (12.0, 8.0)
+    w.zero_grad()
+    loss.backward()                     # nothing read since: the current values
+    assert (w.grad, loss.item()) == (27.0, 27.0)
+
+
+def test_intermediate_values_follow_the_last_evaluation_through_them():
+    w = leaf([2.0], grad=True)
+    h = w * w
+    assert h.data[0] == 4.0
+    loss = (h * w).sum()
+    w.data[...] = 3.0
+    loss.forward()
+    assert loss.item() == 27.0 and h.data[0] == 9.0
+    w.data[...] = 1.0
+    loss.backward()                     # differentiates the forward above, at w = 3
+    np.testing.assert_array_equal(w.grad, [27.0])
+    assert loss.item() == 27.0 and h.data[0] == 9.0
+    w.zero_grad()
+    loss.backward()                     # evaluates: the current values, everywhere
+    np.testing.assert_array_equal(w.grad, [3.0])
+    assert loss.item() == 1.0 and h.data[0] == 1.0
+
+
+def test_retain_grad_after_the_loss_value_was_read():
+    w = leaf([1.0, 2.0], grad=True)
+    h = w * 3
+    loss = (h * h).sum()
+    assert loss.item() == 45.0
+    h.retain_grad()
+    loss.backward()
+    np.testing.assert_array_equal(h.grad, [6.0, 12.0])
+    g = h * 2
+    total = g.sum()
+    total.backward()
+    g.retain_grad()                     # after a backward: the next one keeps it
+    total.backward()
+    np.testing.assert_array_equal(g.grad, [1.0, 1.0])
 
 
 def test_leaf_data_assignment_checks_shape_and_refuses_non_leaves():
@@ -216,6 +280,110 @@ def test_gradients_reach_only_differentiable_leaves():
     assert "x0" not in (x * w).sum().source().split("def backward")[1].split("return")[-1]
 
 
+@pytest.mark.parametrize("shape", [(), (3,)])
+def test_setting_grad_to_none_resets_it(shape):
+    w = neuronika.full(shape, 2.0, dtype=np.float64).requires_grad()
+    (w * w).sum().backward()
+    old = w.grad
+    w.grad = None
+    (w * 3).sum().backward()
+    np.testing.assert_array_equal(w.grad, np.full(shape, 3.0))
+    np.testing.assert_array_equal(old, np.full(shape, 4.0))        # a fresh array, not added into
+    (p,) = (w * 1).sum().parameters()
+    p.grad = None
+    (w * 5).sum().backward()
+    np.testing.assert_array_equal(w.grad, np.full(shape, 5.0))
+
+
+@pytest.mark.parametrize("op, operand, expected", [
+    ("-=", "grad", [0.5, 1.0]), ("+=", "grad", [1.5, 3.0]), ("*=", 2.0, [2.0, 4.0]),
+    ("/=", 4.0, [0.25, 0.5]), ("-=", "var", [0.0, 0.0]), ("+=", "array", [2.0, 4.0])])
+def test_in_place_operators_under_no_grad_update_the_leaf(op, operand, expected):
+    a = leaf([1.0, 2.0], grad=True)
+    (a * a / 4).sum().backward()                   # a.grad = a / 2
+    handle, data = a, a.data
+    other = {"grad": a.grad, "var": a.detach(), "array": np.array([1.0, 2.0])}.get(operand, operand)
+    with neuronika.no_grad():
+        if op == "-=":
+            a -= other
+        elif op == "+=":
+            a += other
+        elif op == "*=":
+            a *= other
+        else:
+            a /= other
+    assert a is handle and a.data is data
+    np.testing.assert_array_equal(a.data, expected)
+
+
+def test_sgd_by_hand_with_the_pytorch_idiom():
+    a = leaf([1.0, -2.0], grad=True)
+    for _ in range(3):
+        loss = (a * a).sum()
+        loss.backward()
+        with neuronika.no_grad():
+            a -= 0.25 * a.grad
+        a.grad = None
+    np.testing.assert_array_equal(a.data, [0.125, -0.25])
+    assert type(a) is VarDiff and a.is_leaf
+
+
+def test_in_place_operators_outside_no_grad():
+    a = leaf([1.0, 2.0], grad=True)
+    with pytest.raises(GradientError, match="leaf Variable that requires grad .* in-place"):
+        a -= 1.0
+    np.testing.assert_array_equal(a.data, [1.0, 2.0])
+    y = a * 2
+    with pytest.raises(GradientError, match=r"result of mul.*y = y \+ \.\.\."):
+        y += 1.0
+    with pytest.raises(GradientError, match=r"y = y \* \.\.\."), neuronika.no_grad():
+        y *= 2.0
+    x = leaf([1.0, 2.0])                           # data: updated in place, as in PyTorch
+    data = x.data
+    x += 1.0
+    assert x.data is data
+    np.testing.assert_array_equal(data, [2.0, 3.0])
+    with pytest.raises(neuronika.ShapeError, match=r"\(3,\).*\(2,\)"), neuronika.no_grad():
+        a += np.ones(3)
+    i = neuronika.ones(2, dtype=np.int64)
+    with pytest.raises(TypeError, match="int64"):
+        i += 0.5
+    np.testing.assert_array_equal(i.data, [1, 1])
+    frozen = np.ones(2)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        neuronika.from_ndarray(frozen).__iadd__(1.0)
+
+
+def test_in_place_operators_are_refused_inside_a_trace():
+    def f(x):
+        x += 1.0
+        return x.sum()
+    with pytest.raises(GradientError, match="in-place"):
+        neuronika.grad(f)(np.ones(2))
+
+
+def test_a_param_is_a_variable():
+    neuronika.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    params = model.parameters()
+    assert all(isinstance(p, VarDiff) and p.is_leaf for p in params)
+    p = params[0]
+    np.testing.assert_array_equal((p * p).data, p.data ** 2)
+    penalty = sum(q.pow(2).sum() for q in model.parameters())
+    penalty.backward()
+    for q in params:
+        np.testing.assert_allclose(q.grad, 2 * q.data)
+    before = [q.data.copy() for q in params]
+    with neuronika.no_grad():
+        for q in model.parameters():
+            q -= 0.5 * q.grad
+    for q, old in zip(params, before):
+        np.testing.assert_allclose(q.data, 0.0)
+        assert q.data is q._node.value and old.shape == q.shape
+    assert p == model.parameters()[0] and len(set(model.parameters()) | set(params)) == 4
+
+
 # ---- parameters ----------------------------------------------------------------------------------
 
 def test_parameters_dedup_in_creation_order():
@@ -265,6 +433,115 @@ def test_no_grad_builds_only_vars():
     assert type(predict(w)) is Var
 
 
+def test_no_grad_is_per_thread():
+    w = leaf([1.0], grad=True)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with neuronika.no_grad():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    inside.wait(10)
+    try:
+        assert type(w * 2) is VarDiff
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_interleaved_no_grad_in_two_threads_restores_each():
+    # A enters, B enters, A exits, B exits: with one process-wide flag B restored False.
+    w = leaf([1.0], grad=True)
+    steps = [threading.Event() for _ in range(4)]
+    kinds = {}
+
+    def a():
+        with neuronika.no_grad():
+            steps[0].set()
+            steps[1].wait(10)
+        kinds["a"] = type(w * 2)
+        steps[2].set()
+
+    def b():
+        steps[0].wait(10)
+        with neuronika.no_grad():
+            steps[1].set()
+            steps[2].wait(10)
+        kinds["b"] = type(w * 2)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert kinds == {"a": VarDiff, "b": VarDiff}
+    assert type(w * 2) is VarDiff
+
+
+def test_detect_anomaly_is_per_thread():
+    w = leaf([1.0], grad=True)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with neuronika.detect_anomaly():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    inside.wait(10)
+    try:
+        with np.errstate(invalid="ignore"):
+            (w * np.nan).sum().backward()          # no AnomalyError: not this thread's mode
+    finally:
+        release.set()
+        thread.join()
+    assert np.isnan(w.grad).all()
+
+
+def test_no_grad_is_per_async_task():
+    w = leaf([1.0], grad=True)
+
+    async def hold(entered, release):
+        with neuronika.no_grad():
+            entered.set()
+            await release.wait()
+
+    async def main():
+        entered, release = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(hold(entered, release))
+        await entered.wait()
+        kind = type(w * 2)
+        release.set()
+        await task
+        return kind
+
+    assert asyncio.run(main()) is VarDiff
+
+
+def test_modes_are_restored_by_reentrant_decorators_and_on_exceptions():
+    w = leaf([1.0], grad=True)
+
+    @neuronika.no_grad()
+    def nested(n):
+        return w * 2 if n == 0 else nested(n - 1)
+
+    assert type(nested(3)) is Var
+    assert type(w * 2) is VarDiff
+    with pytest.raises(ZeroDivisionError), neuronika.no_grad(), neuronika.detect_anomaly():
+        1 / 0
+    assert type(w * 2) is VarDiff
+    assert neuronika.graph.modes.grad_enabled is True and neuronika.graph.modes.anomaly is False
+    with neuronika.no_grad() as outer:
+        with outer:                                   # one instance entered twice
+            pass
+        assert type(w * 2) is Var
+    assert type(w * 2) is VarDiff
+
+
 def test_train_and_eval_switch_dropout_behind_a_variable():
     neuronika.manual_seed(0)
     x = neuronika.ones((200, 50), dtype=np.float64).requires_grad()
@@ -289,3 +566,19 @@ def test_dropout_backward_uses_the_forward_mask():
     y.backward(1.0)
     np.testing.assert_array_equal(x.grad, y.data)      # y = x * mask, x = 1
     assert set(np.unique(y.data)) == {0.0, 4.0 / 3.0}
+
+
+@pytest.mark.parametrize("make", ["array", "view", "buffer"])
+def test_a_value_read_before_an_in_place_change_is_differentiated_whole(make):
+    # The backward of y = w.T @ x reads x and w (views of the leaves' memory): an
+    # evaluation keeps copies, so a later in-place change cannot mix into it.
+    base = {"array": lambda: np.full(4, 2.0), "view": lambda: np.full(8, 2.0)[::2],
+            "buffer": lambda: np.frombuffer(bytearray(np.full(4, 2.0).tobytes()))}[make]
+    w = neuronika.from_ndarray(base()).requires_grad()
+    x = neuronika.from_ndarray(base())
+    loss = (w.reshape(2, 2).T @ x.reshape(2, 2)).sum()
+    assert loss.item() == 32.0
+    w.data[...] = 5.0
+    x.data[...] = 7.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, np.full(4, 4.0))

@@ -12,6 +12,7 @@ splits, shuffling, k-fold cross-validation and train/test splitting.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from numbers import Integral, Real
@@ -281,15 +282,30 @@ def from_csv(path, labels=None, header=True, delimiter=",", dtype=DEFAULT_DTYPE,
     value is an int (a converter's int, or an integer field such as ``2``), else
     ``dtype``. Blank lines are skipped.
 
-    A malformed row (wrong number of fields, a field that is not a number and has no
-    converter, a converter that raises) raises ValueError naming the file, the 1-based
+    The file is read as UTF-8 (a byte-order mark is skipped). A malformed row (wrong
+    number of fields, a field that is not a number and has no converter, a converter that
+    raises), bytes that are not UTF-8, or a value that ``dtype`` cannot hold (an integer
+    out of its range, a float that would become inf, a fraction for an integer dtype; an
+    integer label out of int64's range) raise ValueError naming the file, the 1-based
     line (the header is line 1) and the column (its name when there is a header, else its
     index). Nothing is half-loaded: the function returns a full Dataset or raises.
     """
     path = os.fspath(path)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"from_csv: {dtype!r} is not a dtype") from None
+    if dtype.kind not in "iuf":
+        raise TypeError(f"from_csv: records are numbers: give an integer or float dtype, got {dtype}")
     converters = dict(converters or {})
     rows = []
-    with open(path, newline="") as handle:
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(_not_utf8(path, raw, error, delimiter, header)) from None
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         names = None
         for row in reader:
@@ -345,6 +361,8 @@ def from_csv(path, labels=None, header=True, delimiter=",", dtype=DEFAULT_DTYPE,
             raise TypeError(f"{path}: the converter for column {column(col)} is not callable")
         convert[col] = fn
 
+    integer_records = dtype.kind in "iu"
+
     def parse(line, col, text, is_label):
         where = f"{path}: line {line}, column {column(col)}"
         fn = convert.get(col)
@@ -355,25 +373,30 @@ def from_csv(path, labels=None, header=True, delimiter=",", dtype=DEFAULT_DTYPE,
                 raise ValueError(f"{where}: the converter raised {type(error).__name__}: "
                                  f"{error} (field {text!r})") from error
             if _is_int(value):
-                return int(value)
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: the converter returned {value!r}, "
-                                 f"which is not a number (field {text!r})") from None
+                value = int(value)
+            else:
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{where}: the converter returned {value!r}, "
+                                     f"which is not a number (field {text!r})") from None
+            return _fits(where, value, np.dtype(np.int64) if is_label and isinstance(value, int) else dtype)
         stripped = text.strip()
         if not stripped:
             raise ValueError(f"{where}: the field is empty")
-        if is_label:
+        if is_label or integer_records:
             try:
-                return int(stripped)
+                value = int(stripped)
             except ValueError:
                 pass
+            else:
+                return _fits(where, value, np.dtype(np.int64) if is_label else dtype)
         try:
-            return float(stripped)
+            value = float(stripped)
         except ValueError:
             raise ValueError(f"{where}: {text!r} is not a number; give a converter for this "
                              f"column to map it to one") from None
+        return _fits(where, value, dtype)
 
     records, label_rows = [], []
     for line, row in rows:
@@ -399,3 +422,50 @@ def from_csv(path, labels=None, header=True, delimiter=",", dtype=DEFAULT_DTYPE,
     if len(label_cols) == 1:
         label_array = label_array[:, 0]
     return Dataset(record_array, label_array)
+
+
+def _fits(where, value, dtype):
+    """``value`` (a Python int or float parsed from a field) if ``dtype`` holds it as it is;
+    otherwise a ValueError at ``where`` (the file, line and column)."""
+    if dtype.kind in "iu":
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"{where}: {value!r} is not an integer, and the records are {dtype} "
+                                 f"(give dtype=np.float32 for fractions)")
+            value = int(value)
+        info = np.iinfo(dtype)
+        if not info.min <= value <= info.max:
+            raise ValueError(f"{where}: the integer {value} is too large for {dtype} (range "
+                             f"[{info.min}, {info.max}])")
+        return value
+    if isinstance(value, int):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    else:
+        number = value
+    if math.isfinite(number) and abs(number) > float(np.finfo(dtype).max) or \
+            (isinstance(value, int) and math.isinf(number)):
+        raise ValueError(f"{where}: {value!r} is too large for {dtype} (largest finite value "
+                         f"{float(np.finfo(dtype).max):.8g}); it would become inf")
+    return value
+
+
+def _not_utf8(path, raw, error, delimiter, header):
+    """The message for a file that is not UTF-8: the file, line and column of the first bad byte."""
+    start = error.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+    line_start = raw.rfind(b"\n", 0, start) + 1
+    line = raw.count(b"\n", 0, start) + 1
+    prefix = raw[line_start:start].decode("utf-8", errors="replace")
+    col = len(next(csv.reader([prefix], delimiter=delimiter), [""])) - 1 if prefix else 0
+    column = str(col)
+    if header and line > 1:
+        first = raw[:raw.find(b"\n")] if b"\n" in raw else raw
+        names = next(csv.reader([first.decode("utf-8-sig", errors="replace").strip("\r")],
+                                delimiter=delimiter), [])
+        if col < len(names):
+            column = repr(names[col].strip())
+    bad = raw[error.start:error.end]
+    return (f"{path}: line {line}, column {column}: the byte(s) {bad!r} are not UTF-8 text; from_csv "
+            f"reads UTF-8: save the file in that encoding")

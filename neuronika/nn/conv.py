@@ -19,6 +19,7 @@ from ..ops import OPS
 from ..ops.conv import output_size
 from ..variable import Var, _wrap
 from . import init
+from ._checks import float_dtype
 from .layers import as_var, check_input
 from .module import Module, parameter
 
@@ -136,6 +137,7 @@ class _ConvNd(Module):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of "
                              f"{', '.join(map(repr, PADDING_MODES))}, got {padding_mode!r}")
+        dtype = float_dtype(name, dtype)
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = ntuple(kernel_size, n, f"{name}: kernel_size")
         self.stride = ntuple(stride, n, f"{name}: stride")
@@ -155,11 +157,15 @@ class _ConvNd(Module):
             self.bias = None
 
     def forward(self, x):
-        x = as_var(x)
+        x = as_var(x, self)
         n = self.spatial
         dims = ("L", "H, W", "D, H, W")[n - 1]
         expected = f"(N, {self.in_channels}, {dims}) or ({self.in_channels}, {dims})"
-        check_input(self, x, x.ndim in (n + 1, n + 2), expected)
+        hint = ""
+        if x.ndim == n:
+            hint = ("; it has no channel axis: add one with x.reshape((1,) + x.shape)" if self.in_channels == 1
+                    else ", which has no channel axis")
+        check_input(self, x, x.ndim in (n + 1, n + 2), expected, hint)
         check_input(self, x, x.shape[-n - 1] == self.in_channels, expected)
         sizes = tuple(s + b + a for s, (b, a) in zip(x.shape[-n:], self._pairs))
         extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))

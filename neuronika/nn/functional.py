@@ -24,9 +24,12 @@ Errors, raised while the graph is built:
 - ``TypeError`` for class-index targets that are not integers, and for
   non-float inputs.
 - ``IndexError`` for a class index outside [0, C) that is not ``ignore_index``
-  (the message names the loss, the value and C). The check reads the target's
-  values when the loss is built; a target changed in place afterwards, or a new
-  call of a compiled ``neuronika.grad`` function, is not checked again.
+  (the message names the loss, the value and C): when the loss is built if the
+  target's values are known then, and in any case each time the graph runs, so a
+  compiled ``neuronika.grad`` function called with new targets, or a target changed
+  in place, is checked again. Indices never wrap around.
+- ``ValueError`` for ``bce_loss`` inputs outside [0, 1] (NaN included), checked
+  the same way.
 - ``ValueError`` for an unknown ``reduction`` or an option out of range.
 """
 from __future__ import annotations
@@ -34,7 +37,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..creation import from_ndarray
-from ..variable import Var, _located
+from ..graph import apply, leaf
+from ..ops import OPS as _OPS
+from ..ops.checks import CHECK_CLASS_INDEX, CHECK_PROBABILITY
+from ..ops.kernels import check_class_index, check_probability
+from ..variable import Var, _located, _wrap
+from ._checks import integer, number
 
 __all__ = ["mse_loss", "l1_loss", "mae_loss", "bce_loss", "binary_cross_entropy", "bce_with_logits_loss",
            "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div_loss", "kl_div",
@@ -49,6 +57,20 @@ def _check_reduction(name, reduction, allowed=_REDUCTIONS):
     if reduction not in allowed:
         choices = ", ".join(repr(r) for r in allowed)
         raise ValueError(f"{name}: reduction must be one of {choices}, got {reduction!r}")
+
+
+def _option(name, label, value, lo=None, hi=None, open_lo=False) -> float:
+    try:
+        return number(name, label, value, lo, hi, open_lo=open_lo)
+    except ValueError as error:
+        raise _located(str(error), ValueError) from None
+
+
+def _ignore_index(name, value) -> int:
+    try:
+        return integer(name, "ignore_index", value)
+    except ValueError as error:
+        raise _located(str(error), ValueError) from None
 
 
 def _float_input(name, value) -> Var:
@@ -77,6 +99,16 @@ def _pair(name, input, target):
     return x, y
 
 
+def _probabilities(name, x) -> Var:
+    """``x`` through a ``check_probability`` node (checked now too, if its values are known)."""
+    if x._node.value is not None:
+        try:
+            check_probability(x._node.value, name)
+        except ValueError as error:
+            raise _located(str(error), ValueError) from None
+    return _wrap(apply(CHECK_PROBABILITY, (x._node,), (name,)))
+
+
 def _broadcast_weight(name, what, weight, x) -> Var:
     w = _data(weight, x.dtype)
     try:
@@ -96,12 +128,22 @@ def _reduce(loss, reduction):
     return loss
 
 
-def _clamped_log(p):
-    """log(p) limited to >= -100, as PyTorch's BCE. p = 0 gives -100 (through the
-    smallest subnormal, whose log is below -100 in float32 and float64) with a zero
-    gradient: the clamps pass no gradient there, so no 0 * inf appears."""
-    tiny = float(np.finfo(p.dtype).smallest_subnormal)
-    return p.clamp(lo=tiny).ln().clamp(lo=-100.0)
+def _clamped_log(p, tiny_inputs=False):
+    """log(p) limited to >= -100, as PyTorch's BCE, with a finite gradient. p = 0 gives
+    -100 (through the smallest subnormal, whose log is below -100 in float32 and float64)
+    with a zero gradient: the clamps pass no gradient there, so no 0 * inf appears.
+
+    With ``tiny_inputs`` (p may be below the smallest normal number, where 1 / p
+    overflows) the gradient there is 0. In float64 the clamp at -100 already sees to it;
+    in float32 (whose smallest normal is e ** -87.3) the value there is taken through
+    stop_gradient. (1 - x for x in [0, 1] is 0 or at least 2 ** -53 (2 ** -24 in float32):
+    never that small.)"""
+    info = np.finfo(p.dtype)
+    log = p.clamp(lo=float(info.smallest_subnormal)).ln().clamp(lo=-100.0)
+    if not tiny_inputs or np.log(info.tiny) < -100:
+        return log
+    normal = _wrap(apply(_OPS["greater_equal"], (p._node, leaf(info.tiny))))
+    return _wrap(apply(_OPS["where"], (normal._node, log._node, apply(_OPS["stop_gradient"], (log._node,)))))
 
 
 # ---- elementwise regression losses -------------------------------------------------------------
@@ -153,8 +195,7 @@ def huber_loss(input, target, *, reduction: str = "mean", delta: float = 1.0) ->
     array([0.125, 2.5  ])
     """
     _check_reduction("huber_loss", reduction)
-    if not delta > 0:
-        raise _located(f"huber_loss: delta must be positive, got {delta}", ValueError)
+    delta = _option("huber_loss", "delta", delta, 0.0, open_lo=True)
     x, y = _pair("huber_loss", input, target)
     return _reduce(_huber(x - y, float(delta)), reduction)
 
@@ -168,8 +209,7 @@ def smooth_l1_loss(input, target, *, reduction: str = "mean", beta: float = 1.0)
     array([0.0625, 2.    ])
     """
     _check_reduction("smooth_l1_loss", reduction)
-    if not beta >= 0:
-        raise _located(f"smooth_l1_loss: beta must not be negative, got {beta}", ValueError)
+    beta = _option("smooth_l1_loss", "beta", beta, 0.0)
     x, y = _pair("smooth_l1_loss", input, target)
     d = x - y
     if beta == 0:
@@ -184,12 +224,13 @@ def bce_loss(input, target, weight=None, *, reduction: str = "mean") -> Var:
     """Binary cross-entropy on probabilities:
     -weight * (target * log(input) + (1 - target) * log(1 - input)), each log limited to >= -100.
 
-    ``weight`` broadcasts to the input's shape. Inputs outside [0, 1] give NaN
-    (PyTorch raises; checking would cost a pass over the values). The gradient is
-    the derivative of the clamped formula: 0 where a log is clamped, so finite at
-    input 0 and 1 (PyTorch instead divides by max(x (1 - x), 1e-12) everywhere;
-    the two agree wherever no log is clamped). The clamp at -100 is exact in
-    float32 and float64.
+    ``weight`` broadcasts to the input's shape. Inputs outside [0, 1] (NaN
+    included) raise ValueError, as in PyTorch: when the loss is built if the values
+    are known then, and each time the graph runs. The gradient is the derivative of
+    the clamped formula: 0 where a log is clamped, so finite at input 0 and 1, and 0
+    where 1 / input would overflow (below float32's smallest normal number); PyTorch
+    instead divides by max(x (1 - x), 1e-12) everywhere; the two agree wherever no
+    log is clamped. The clamp at -100 is exact in float32 and float64.
 
     >>> import numpy as np
     >>> from neuronika.nn import functional as F
@@ -198,7 +239,8 @@ def bce_loss(input, target, weight=None, *, reduction: str = "mean") -> Var:
     """
     _check_reduction("bce_loss", reduction)
     x, y = _pair("bce_loss", input, target)
-    gain = y * _clamped_log(x) + (1.0 - y) * _clamped_log(1.0 - x)     # the loss is -gain
+    x = _probabilities("bce_loss", x)
+    gain = y * _clamped_log(x, tiny_inputs=True) + (1.0 - y) * _clamped_log(1.0 - x)     # the loss is -gain
     if weight is not None:
         gain = gain * _broadcast_weight("bce_loss", "weight", weight, x)
     return -_reduce(gain, reduction)
@@ -242,7 +284,10 @@ def _class_axis(name, x):
 
 
 def _index_target(name, x, target, ignore_index):
-    """The class-index target as an integer variable, checked against the input."""
+    """The class-index target as an integer variable, checked against the input: now where
+    its values are known (an error names the user's line), and by a ``check_class_index``
+    node each time the graph runs (a compiled ``neuronika.grad`` called with new targets,
+    a target changed in place)."""
     t = target if isinstance(target, Var) else np.asarray(target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{name}: the target must hold integer class indices, got dtype {t.dtype} "
@@ -254,14 +299,15 @@ def _index_target(name, x, target, ignore_index):
     if t.shape != expected:
         raise _located(f"{name}: for an input of shape {x.shape} the target must have shape {expected}, "
                        f"got target {t.shape}")
-    values = t.data if isinstance(t, Var) else t
     classes = x.shape[0 if x.ndim == 1 else 1]
-    bad = ((values < 0) | (values >= classes)) & (values != ignore_index)
-    if bad.any():
-        value = values[bad].flat[0]
-        raise _located(f"{name}: target {value} is out of range for {classes} classes: class indices "
-                       f"must be in [0, {classes}) or equal ignore_index = {ignore_index}", IndexError)
-    return t if isinstance(t, Var) else from_ndarray(t)
+    values = t._node.value if isinstance(t, Var) else t
+    if values is not None:
+        try:
+            check_class_index(values, classes, ignore_index, name)
+        except IndexError as error:
+            raise _located(str(error), IndexError) from None
+    t = t if isinstance(t, Var) else from_ndarray(t)
+    return _wrap(apply(CHECK_CLASS_INDEX, (t._node,), (classes, int(ignore_index), name)))
 
 
 def _gather(x, t):
@@ -329,6 +375,7 @@ def nll_loss(input, target, weight=None, *, ignore_index: int = -100, reduction:
     0.4581
     """
     _check_reduction("nll_loss", reduction)
+    ignore_index = _ignore_index("nll_loss", ignore_index)
     x = _float_input("nll_loss", input)
     _class_axis("nll_loss", x)
     picked, weights, _, _ = _picked("nll_loss", x, target, weight, ignore_index)
@@ -360,8 +407,8 @@ def cross_entropy(input, target, weight=None, *, ignore_index: int = -100, reduc
     """
     name = "cross_entropy"
     _check_reduction(name, reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise _located(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing}", ValueError)
+    label_smoothing = _option(name, "label_smoothing", label_smoothing, 0.0, 1.0)
+    ignore_index = _ignore_index(name, ignore_index)
     x = _float_input(name, input)
     axis = _class_axis(name, x)
     classes = x.shape[axis]

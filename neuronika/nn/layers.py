@@ -3,24 +3,35 @@ activation modules. Every layer takes ``dtype=`` (float32 by default)."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from ..creation import from_ndarray
 from ..errors import ShapeError
+from ..graph import format_where, user_line
 from ..variable import Var
 from . import init
+from ._checks import float_dtype, number, positive_int
 from .module import Module, parameter
 
 
-def as_var(x) -> Var:
-    """A layer's input: a variable, or an array made a (non-differentiable) leaf."""
-    return x if isinstance(x, Var) else from_ndarray(np.asarray(x))
+def as_var(x, layer=None) -> Var:
+    """A layer's input: a variable, or an array made a (non-differentiable) leaf. Given the
+    ``layer`` (whose parameters are real), a complex input raises TypeError naming it."""
+    x = x if isinstance(x, Var) else from_ndarray(np.asarray(x))
+    if layer is not None and x.dtype.kind == "c":
+        name = layer if isinstance(layer, str) else repr(layer)
+        raise TypeError(f"{name}: complex inputs are not supported (got dtype {x.dtype}); the layer "
+                        f"computes on real values (at {format_where(user_line())})")
+    return x
 
 
-def check_input(layer, x, ok, expected):
+def check_input(layer, x, ok, expected, hint=""):
+    """A ShapeError naming the layer, the shapes and the user's line unless ``ok``."""
     if not ok:
-        raise ShapeError(f"{layer!r}: expected an input of shape {expected}, got {x.shape}")
+        raise ShapeError(f"{layer!r}: expected an input of shape {expected}, got a {x.ndim}-D input "
+                         f"of shape {x.shape}{hint} (at {format_where(user_line())})")
 
 
 class Linear(Module):
@@ -31,18 +42,21 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32):
         super().__init__()
+        in_features = positive_int("Linear", "in_features", in_features)
+        out_features = positive_int("Linear", "out_features", out_features)
+        dtype = float_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         self.weight = parameter(np.empty((out_features, in_features), dtype))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if bias:
             self.bias = parameter(np.empty(out_features, dtype))
-            bound = 1 / math.sqrt(in_features) if in_features else 0.0
+            bound = 1 / math.sqrt(in_features)
             init.uniform_(self.bias, -bound, bound)
         else:
             self.bias = None
 
     def forward(self, x):
-        x = as_var(x)
+        x = as_var(x, self)
         check_input(self, x, x.ndim >= 1 and x.shape[-1] == self.in_features,
                     f"(N, {self.in_features}) or (N, *, {self.in_features})")
         y = x.mm_t(self.weight) if x.ndim == 2 else x @ self.weight.T
@@ -57,9 +71,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p = number("Dropout", "p", p, 0.0, 1.0)
 
     def forward(self, x):
         x = as_var(x)
@@ -75,8 +87,10 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32):
         super().__init__()
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = parameter(np.empty((num_embeddings, embedding_dim), dtype))
+        self.num_embeddings = positive_int("Embedding", "num_embeddings", num_embeddings)
+        self.embedding_dim = positive_int("Embedding", "embedding_dim", embedding_dim)
+        dtype = float_dtype("Embedding", dtype)
+        self.weight = parameter(np.empty((self.num_embeddings, self.embedding_dim), dtype))
         init.normal_(self.weight)
 
     def forward(self, indices):
@@ -98,8 +112,18 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  dtype=np.float32):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.normalized_shape, self.eps = shape, eps
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        try:
+            shape = tuple(normalized_shape)
+        except TypeError:
+            raise ValueError(f"LayerNorm: normalized_shape must be an int or a tuple of ints, got "
+                             f"{normalized_shape!r}") from None
+        if not shape:
+            raise ValueError("LayerNorm: normalized_shape must name at least one axis, got ()")
+        shape = tuple(positive_int("LayerNorm", "each size of normalized_shape", d) for d in shape)
+        self.normalized_shape, self.eps = shape, number("LayerNorm", "eps", eps, 0.0, open_lo=True)
+        dtype = float_dtype("LayerNorm", dtype)
         if elementwise_affine:
             self.weight = parameter(np.ones(shape, dtype))
             self.bias = parameter(np.zeros(shape, dtype))
@@ -107,7 +131,7 @@ class LayerNorm(Module):
             self.weight = self.bias = None
 
     def forward(self, x):
-        x = as_var(x)
+        x = as_var(x, self)
         n = len(self.normalized_shape)
         check_input(self, x, x.shape[x.ndim - n:] == self.normalized_shape and x.ndim >= n,
                     f"(*, {', '.join(map(str, self.normalized_shape))})")
@@ -126,10 +150,17 @@ class Flatten(Module):
 
     def __init__(self, start_axis: int = 1):
         super().__init__()
-        self.start_axis = start_axis
+        if not isinstance(start_axis, numbers.Integral) or isinstance(start_axis, bool):
+            raise ValueError(f"Flatten: start_axis must be an int, got {start_axis!r}")
+        self.start_axis = int(start_axis)
 
     def forward(self, x):
-        return as_var(x).flatten(self.start_axis)
+        x = as_var(x)
+        axis = self.start_axis
+        check_input(self, x, -x.ndim <= axis < x.ndim, f"at least {axis + 1 if axis >= 0 else -axis} dimensions")
+        axis %= x.ndim
+        # explicit sizes: a -1 is ambiguous when the batch is empty
+        return x.reshape(x.shape[:axis] + (math.prod(x.shape[axis:]),))
 
 
 class Identity(Module):
@@ -145,7 +176,7 @@ class ReLU(Module):
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = number("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x):
         return as_var(x).leaky_relu(self.negative_slope)
@@ -169,13 +200,20 @@ class Softplus(Module):
         return as_var(x).softplus()
 
 
+def _numeric(x):
+    """Booleans as float64 (what NumPy makes of integers here), since x - max(x) needs numbers."""
+    return x.astype(np.float64) if x.dtype.kind == "b" else x
+
+
 class Softmax(Module):
     def __init__(self, axis: int = -1):
         super().__init__()
-        self.axis = axis
+        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+            raise ValueError(f"{type(self).__name__}: axis must be an int, got {axis!r}")
+        self.axis = int(axis)
 
     def forward(self, x):
-        return as_var(x).softmax(self.axis)
+        return _numeric(as_var(x)).softmax(self.axis)
 
     def extra_repr(self):
         return f"axis={self.axis}"
@@ -183,4 +221,4 @@ class Softmax(Module):
 
 class LogSoftmax(Softmax):
     def forward(self, x):
-        return as_var(x).log_softmax(self.axis)
+        return _numeric(as_var(x)).log_softmax(self.axis)

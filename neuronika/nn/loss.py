@@ -14,8 +14,11 @@ in the state dict and follow ``to(dtype)``.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..variable import Var
 from . import functional as F
+from ._checks import integer, number
 from .module import Module
 
 __all__ = ["MSELoss", "L1Loss", "MAELoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
@@ -35,8 +38,12 @@ class _Loss(Module):
         """A weight: an array becomes a buffer, a variable an attribute, None stays None."""
         if value is None or isinstance(value, Var):
             setattr(self, name, value)
-        else:
-            self.register_buffer(name, value)
+            return
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{self._name}: {name} must be real numbers (an array or a variable), got "
+                            f"{value!r:.60} of dtype {array.dtype}")
+        self.register_buffer(name, array)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
@@ -94,7 +101,7 @@ class NLLLoss(_Loss):
     def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
         super().__init__(reduction)
         self._keep("weight", weight)
-        self.ignore_index = ignore_index
+        self.ignore_index = integer(self._name, "ignore_index", ignore_index)
 
     def forward(self, input, target):
         return F.nll_loss(input, target, self.weight, ignore_index=self.ignore_index,
@@ -111,11 +118,9 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
                  label_smoothing: float = 0.0):
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.label_smoothing = number(self._name, "label_smoothing", label_smoothing, 0.0, 1.0)
         self._keep("weight", weight)
-        self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
+        self.ignore_index = integer(self._name, "ignore_index", ignore_index)
 
     def forward(self, input, target):
         return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
@@ -149,9 +154,7 @@ class HuberLoss(_Loss):
 
     def __init__(self, *, reduction: str = "mean", delta: float = 1.0):
         super().__init__(reduction)
-        if not delta > 0:
-            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
-        self.delta = delta
+        self.delta = number(self._name, "delta", delta, 0.0, open_lo=True)
 
     def forward(self, input, target):
         return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
@@ -166,9 +169,7 @@ class SmoothL1Loss(_Loss):
 
     def __init__(self, *, reduction: str = "mean", beta: float = 1.0):
         super().__init__(reduction)
-        if not beta >= 0:
-            raise ValueError(f"SmoothL1Loss: beta must not be negative, got {beta}")
-        self.beta = beta
+        self.beta = number(self._name, "beta", beta, 0.0)
 
     def forward(self, input, target):
         return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)

@@ -23,12 +23,14 @@ variable number of layers need no bookkeeping:
 from __future__ import annotations
 
 import os
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..graph import leaf
+from ..ops.kernels import checked_cast
 from ..variable import Param, VarDiff, _wrap
 
 
@@ -139,15 +141,30 @@ class Module:
             p.zero_grad()
 
     def to(self, dtype):
-        """Convert every parameter and buffer to ``dtype`` (float32 or float64)."""
-        dtype = np.dtype(dtype)
-        for module in self.modules():
-            for name in module._parameters:
-                object.__setattr__(module, name, parameter(getattr(module, name).data.astype(dtype)))
-            for name in module._buffers:
-                value = getattr(module, name)
-                if value.dtype.kind == "f":
-                    object.__setattr__(module, name, value.astype(dtype))
+        """Convert every parameter and buffer to ``dtype`` (float32 or float64). A value that
+        the conversion would change out of recognition (1e39 to float32 becomes inf) raises
+        OverflowError naming it, and then nothing is converted."""
+        name = f"{type(self).__name__}.to"
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{name}: {dtype!r} is not a dtype") from None
+        if dtype.kind != "f":
+            raise TypeError(f"{name}: parameters are floating point; got dtype {dtype} "
+                            f"(give float32 or float64)")
+        changes = []
+        for prefix, module in self.named_modules():
+            for attr in module._parameters:
+                value = getattr(module, attr).data
+                changes.append((module, attr, True,
+                                checked_cast(value, dtype, f"{name}({dtype}): {prefix}{attr}")))
+            for attr in module._buffers:
+                value = getattr(module, attr)
+                if value is not None and value.dtype.kind == "f":
+                    changes.append((module, attr, False,
+                                    checked_cast(value, dtype, f"{name}({dtype}): {prefix}{attr}")))
+        for module, attr, is_parameter, value in changes:      # every value converted: now assign
+            object.__setattr__(module, attr, parameter(value) if is_parameter else value)
         return self
 
     # ---- state ---------------------------------------------------------------------------------
@@ -161,40 +178,45 @@ class Module:
         return state
 
     def load_state_dict(self, state, strict: bool = True) -> None:
-        """Copy ``state`` into the parameters and buffers. Every key and shape is
-        checked first: on an error nothing is changed."""
+        """Copy ``state`` into the parameters and buffers. Every entry is checked first (its
+        name, its shape, that its dtype converts to the model's and that its values fit):
+        on an error, which names the entry (and the file, for a state from ``nn.load``),
+        nothing is changed."""
+        where = f"load_state_dict({type(self).__name__})"
+        source = getattr(state, "path", None)
+        if source is not None:
+            where += f" from {source}"
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+            raise TypeError(f"{where}: expected a dict of arrays (a state_dict() or nn.load(path)), "
+                            f"got {type(state).__name__}")
         targets = {}
         for name, p in self.named_parameters():
             targets[name] = ("parameter", p)
         for name, module, attr in self._named_buffers():
             targets[name] = ("buffer", (module, attr))
+        keys = list(state.keys())
         missing = [k for k in targets if k not in state]
-        unexpected = [k for k in state if k not in targets]
+        unexpected = [k for k in keys if k not in targets]
         if strict and (missing or unexpected):
             parts = []
             if missing:
                 parts.append(f"missing keys {missing}")
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
-            raise KeyError(f"load_state_dict({type(self).__name__}): {' and '.join(parts)}; nothing "
+            raise KeyError(f"{where}: {' and '.join(parts)}; nothing "
                            f"was loaded (strict=False loads the keys that match)")
         updates = []
         for name, (kind, target) in targets.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
             current = target.data if kind == "parameter" else getattr(*target)
-            if value.shape != current.shape:
-                raise ShapeError(f"load_state_dict({type(self).__name__}): {name} has shape "
-                                 f"{value.shape} in the state but {current.shape} in the model; "
-                                 f"nothing was loaded")
-            updates.append((kind, target, value))
-        for kind, target, value in updates:
+            updates.append((kind, target, _loadable(where, name, state[name], current)))
+        for kind, target, value in updates:                 # every entry checked: now copy
             if kind == "parameter":
-                np.copyto(target.data, value, casting="same_kind")
+                np.copyto(target.data, value)
             else:
                 module, attr = target
-                object.__setattr__(module, attr, value.astype(getattr(module, attr).dtype, copy=True))
+                object.__setattr__(module, attr, value)
 
     def save(self, path) -> None:
         """Write the state dict to ``path`` as .npz (no pickle)."""
@@ -215,13 +237,94 @@ class Module:
         return "\n".join(lines) + f"\n)  # {count:,} parameters"
 
 
+def _loadable(where, name, value, current):
+    """``value`` (a state entry) as a new array of ``current``'s shape and dtype, or an error
+    naming the entry: a shape that differs, a dtype of another kind (complex into float,
+    float into int, text), a value that does not fit (1e39 into float32)."""
+    nothing = "; nothing was loaded"
+    if current is None:
+        return None if value is None else np.array(value, copy=True)
+    try:
+        array = np.asarray(value)
+    except Exception as error:
+        raise TypeError(f"{where}: {name} is not an array ({type(error).__name__}: {error}){nothing}") from None
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{where}: {name} has dtype {array.dtype} in the state, not numbers{nothing}")
+    if array.shape != current.shape:
+        raise ShapeError(f"{where}: {name} has shape {array.shape} in the state but {current.shape} in "
+                         f"the model{nothing}")
+    if not np.can_cast(array.dtype, current.dtype, "same_kind"):
+        raise TypeError(f"{where}: {name} has dtype {array.dtype} in the state, which does not convert "
+                        f"to the model's {current.dtype}{nothing}")
+    try:
+        return np.array(checked_cast(array, current.dtype, f"{where}: {name}"), copy=True)
+    except OverflowError as error:
+        raise OverflowError(f"{error}{nothing}") from None
+
+
+class StateDict(OrderedDict):
+    """The state dict ``load`` returns: an OrderedDict that remembers its file, so that
+    ``load_state_dict`` can name it in an error."""
+
+    path = None
+
+
 def load(path) -> "OrderedDict[str, np.ndarray]":
-    """Read a state dict written by ``Module.save`` (``.npz``, no pickle)."""
+    """Read a state dict written by ``Module.save`` (``.npz``, no pickle).
+
+    Every array is read here: a missing, truncated or corrupt file, or one holding
+    pickled objects, raises an error naming the file and what is wrong (FileNotFoundError,
+    or ValueError), and no partial state is returned.
+    """
     path = os.fspath(path)
     if not os.path.exists(path) and os.path.exists(path + ".npz"):
         path += ".npz"
-    with np.load(path, allow_pickle=False) as archive:
-        return OrderedDict((name, archive[name]) for name in archive.files)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"nn.load: {path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"nn.load: {path} is a directory, not a .npz file")
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        what = ("an empty file" if not head else
+                "a .npy file (one array), not a .npz archive of named arrays" if head == b"\x93NUMPY"
+                else "not a .npz archive (it does not start as a zip file: corrupt, or another format)")
+        raise ValueError(f"nn.load: {path} is {what}")
+    state = StateDict()
+    entry = None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            expected = _entry_count(path)
+            if expected is not None and expected != len(archive.files):
+                raise zipfile.BadZipFile(f"its directory lists {expected} entries, {len(archive.files)} "
+                                         f"of them readable")
+            for entry in archive.files:
+                state[entry] = archive[entry]
+    except Exception as error:         # whatever a damaged archive makes zipfile or NumPy raise
+        text = str(error)
+        if "pickle" in text:
+            why = "it holds pickled Python objects, which are never loaded (arrays of numbers only)"
+        else:
+            why = f"the file is truncated or corrupt ({type(error).__name__}: {text})"
+        at = f" (entry {entry!r})" if entry is not None else ""
+        raise ValueError(f"nn.load: {path} cannot be read{at}: {why}") from None
+    state.path = path
+    return state
+
+
+def _entry_count(path):
+    """The number of entries a zip file's end record announces (None for zip64 files, whose
+    count is elsewhere): zipfile reads the directory without checking it against this."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - (1 << 16) - 22))
+        tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        raise zipfile.BadZipFile("it has no end-of-archive record")
+    count = int.from_bytes(tail[at + 10:at + 12], "little")
+    return None if count == 0xFFFF else count
 
 
 class ModuleList(Module):

@@ -31,6 +31,7 @@ import numpy as np
 from ..creation import from_ndarray
 from ..graph import modes
 from ..variable import Var
+from ._checks import float_dtype, number
 from .layers import as_var, check_input
 from .module import Module, parameter
 
@@ -45,13 +46,10 @@ class _BatchNorm(Module):
         name = type(self).__name__
         if not isinstance(num_features, numbers.Integral) or isinstance(num_features, bool) or num_features < 1:
             raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"{name}: eps must be positive, got {eps!r}")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
         self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
+        self.eps = number(name, "eps", eps, 0.0, open_lo=True)
+        self.momentum = None if momentum is None else number(name, "momentum (or None)", momentum, 0.0, 1.0)
+        dtype = float_dtype(name, dtype)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         if self.affine:
@@ -84,7 +82,7 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def forward(self, x) -> Var:
-        x = as_var(x)
+        x = as_var(x, self)
         check_input(self, x, x.ndim in self._ranks and x.shape[1] == self.num_features, self._expected())
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)       # a channel's values broadcast

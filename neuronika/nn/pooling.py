@@ -68,7 +68,7 @@ def max_pool(x, kernel_size, stride=None, padding=0) -> Var:
     array([[ 5.,  7.],
            [13., 15.]])
     """
-    x = as_var(x)
+    x = as_var(x, "max_pool")
     kernel, stride, padding = _geometry(kernel_size, stride, padding, _spatial(kernel_size, x), "max_pool")
     return _pool("max", x, kernel, stride, padding)
 
@@ -85,7 +85,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0) -> Var:
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
     """
-    x = as_var(x)
+    x = as_var(x, "avg_pool")
     kernel, stride, padding = _geometry(kernel_size, stride, padding, _spatial(kernel_size, x), "avg_pool")
     return _pool("avg", x, kernel, stride, padding)
 
@@ -100,7 +100,7 @@ class _PoolNd(Module):
                                                                 type(self).__name__)
 
     def forward(self, x):
-        x = as_var(x)
+        x = as_var(x, self)
         n = self.spatial
         dims = ("L", "H, W", "D, H, W")[n - 1]
         check_input(self, x, x.ndim in (n + 1, n + 2), f"(N, C, {dims}) or (C, {dims})")

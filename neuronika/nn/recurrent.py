@@ -28,6 +28,7 @@ from ..creation import stack
 from ..errors import ShapeError
 from ..variable import Var
 from . import init
+from ._checks import float_dtype
 from .layers import as_var, check_input
 from .module import Module, parameter
 
@@ -54,7 +55,7 @@ def _shape_text(shape):
 
 def _check_state(layer, what, value, expected):
     """``value`` (a state given by the caller) as a Var of shape ``expected``."""
-    value = as_var(value)
+    value = as_var(value, layer)
     if value.shape != tuple(expected):
         raise ShapeError(f"{layer!r}: expected {what} of shape {_shape_text(expected)}, got {value.shape}")
     return value
@@ -115,6 +116,7 @@ class _CellBase(Module):
         name = type(self).__name__
         self.input_size = _positive(name, "input_size", input_size)
         self.hidden_size = _positive(name, "hidden_size", hidden_size)
+        dtype = float_dtype(name, dtype)
         rows = self._gates * self.hidden_size
         self.weight_ih = parameter(np.empty((rows, self.input_size), dtype))
         self.weight_hh = parameter(np.empty((rows, self.hidden_size), dtype))
@@ -137,7 +139,7 @@ class _CellBase(Module):
 
     def _input(self, x):
         """(x as a 2-D Var, whether the call is unbatched)."""
-        x = as_var(x)
+        x = as_var(x, self)
         check_input(self, x, x.ndim in (1, 2) and x.shape[-1] == self.input_size,
                     f"(N, {self.input_size}) or ({self.input_size},)")
         if x.ndim == 1:
@@ -274,6 +276,7 @@ class _RNNBase(Module):
         if dropout > 0 and self.num_layers == 1:
             warnings.warn(f"{name}: dropout={dropout} acts between layers, so with num_layers=1 it "
                           f"does nothing", stacklevel=3)
+        dtype = float_dtype(name, dtype)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -309,7 +312,7 @@ class _RNNBase(Module):
     # ---- shapes -------------------------------------------------------------------------------------
     def _input(self, x):
         """(x batched, with the batch axis where batch_first says, whether unbatched)."""
-        x = as_var(x)
+        x = as_var(x, self)
         size = self.input_size
         layout = f"(N, L, {size})" if self.batch_first else f"(L, N, {size})"
         ok = x.ndim in (2, 3) and x.shape[-1] == size

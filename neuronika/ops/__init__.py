@@ -210,4 +210,4 @@ def normalize_axes(name, axis, ndim):
     return result
 
 
-from . import elementwise, reduce, linalg, decomp, shape, conv, complex, sort  # noqa: E402,F401  (fills OPS)
+from . import elementwise, reduce, linalg, decomp, shape, conv, complex, sort, checks  # noqa: E402,F401  (fills OPS)

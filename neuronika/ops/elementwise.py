@@ -209,7 +209,9 @@ def _custom_forward(ctx):
 
 
 def _custom_grad(ctx):
-    return Grad(f"bwd(result[1], dy)[{ctx.slot}]", view=True)
+    # the wrapper (neuronika.custom_vjp.defvjp) checks the user's gradient against these
+    name = ctx.names[ctx.slot]
+    return Grad(f"bwd(result[1], dy, {ctx.slot}, {name}_shape, {name}_dtype)", view=True)
 
 
 CUSTOM_VJP = declare("custom_vjp", (), _custom_forward, {"x": _custom_grad},

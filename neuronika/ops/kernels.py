@@ -446,3 +446,65 @@ def partition_order(x, kth, axis):
     np.put_along_axis(out, np.argsort(want, axis=axis, kind="stable"),
                       np.argsort(x, axis=axis, kind="stable"), axis)
     return out
+
+
+# ---- value checks --------------------------------------------------------------------------------
+# The forwards of the ops in ops/checks.py: each returns its input unchanged or raises, so a
+# compiled program checks the values of every call, not only those seen when it was traced.
+
+__all__ += ["check_class_index", "check_probability"]
+
+
+def check_class_index(t, classes, ignore_index, loss):
+    """``t`` itself, once every entry is a class index in [0, classes) or equals ignore_index."""
+    if t.size and (t.min() < 0 or t.max() >= classes):
+        t = np.asarray(t)
+        bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
+        if bad.any():
+            raise IndexError(f"{loss}: target {t[bad].flat[0]} is out of range for {classes} classes: "
+                             f"class indices must be in [0, {classes}) or equal ignore_index = "
+                             f"{ignore_index}")
+    return t
+
+
+def check_probability(x, loss):
+    """``x`` itself, once every entry is in [0, 1] (NaN is not)."""
+    if x.size and not (x.min() >= 0 and x.max() <= 1):
+        a = np.asarray(x)
+        value = a[~((a >= 0) & (a <= 1))].flat[0]
+        raise ValueError(f"{loss}: the input must hold probabilities in [0, 1], got {value}; "
+                         f"for logits use bce_with_logits_loss")
+    return x
+
+
+def checked_cast(array, dtype, name):
+    """``array`` converted to ``dtype``, refusing a conversion that changes a value out of
+    recognition: a finite float that becomes inf, a NaN, inf or out-of-range float made an
+    integer, an integer out of the range of a narrower integer dtype (which would wrap)."""
+    array = np.asarray(array)
+    dtype = np.dtype(dtype)
+    if array.dtype == dtype:
+        return array
+    if dtype.kind in "iu" and array.dtype.kind in "iub":
+        info = np.iinfo(dtype)
+        if array.size and array.dtype.kind != "b" and (array.min() < info.min or array.max() > info.max):
+            value = array[(array < info.min) | (array > info.max)].flat[0]
+            raise OverflowError(f"{name}: {value} does not fit {dtype} (range [{info.min}, {info.max}]); "
+                                f"converting would wrap it around")
+        return array.astype(dtype, copy=False)
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            return array.astype(dtype, copy=False)
+    except FloatingPointError:
+        pass
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        ok = np.isfinite(array) & (array >= info.min) & (array <= info.max)
+        value = array[~ok].flat[0]
+        raise OverflowError(f"{name}: {value} cannot be converted to {dtype} (range [{info.min}, "
+                            f"{info.max}])")
+    limit = np.finfo(dtype).max
+    finite = np.isfinite(array)
+    value = array[finite & (np.abs(array) > limit)].flat[0]
+    raise OverflowError(f"{name}: {value} overflows {dtype} (largest finite value {float(limit):.8g}); "
+                        f"converting would make it inf")

@@ -28,8 +28,8 @@ __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "AMSGrad", "RMSprop", "Adamax"]
 # ---- validation ----------------------------------------------------------------------------------
 
 def _number(name, label, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
-        raise ValueError(f"{name}: {label} must be a number, got {value!r}")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name}: {label} must be a finite number, got {value!r}")
     return value
 
 

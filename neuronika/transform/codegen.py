@@ -4,12 +4,15 @@
 forward template into one straight-line ``forward`` and the adjoint templates
 into one ``backward``, renders them with astor, compiles the rendered source
 and registers it with linecache, so ``.source`` and tracebacks show exactly
-the code that runs. The program keeps code and shapes, never arrays or nodes.
+the code that runs. The program keeps code and shapes, never arrays or nodes;
+its linecache entries go when it does (a finalizer), whichever cache dropped it.
 """
 from __future__ import annotations
 
 import itertools
 import linecache
+import threading
+import weakref
 
 import astor
 import gast
@@ -47,7 +50,7 @@ class Program:
     """
 
     __slots__ = ("forward", "backward", "forward_source", "backward_source", "grad_leaves",
-                 "retained", "filenames")
+                 "retained", "filenames", "__weakref__")
 
     def source(self):
         return self.forward_source + ("\n" + self.backward_source if self.backward_source else "")
@@ -134,6 +137,11 @@ class Retrace(Exception):
     """Raised by a traced program whose guard on a Python-level value failed."""
 
 
+#: One compilation at a time: CPython 3.11's parser is not safe to run from two threads at
+#: once ("AST constructor recursion depth mismatch"), and templates are parsed here.
+_compiling = threading.RLock()
+
+
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
           guards=(), wrt=None):
     """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
@@ -148,6 +156,11 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     ``wrt``: the leaves to differentiate (default: every differentiable leaf;
     the others are then constants, with no adjoint code).
     """
+    with _compiling:
+        return _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
+
+
+def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt):
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     root = len(order) - 1
@@ -163,6 +176,7 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     guard_names = [values[p] for p, _, _ in guards]
     program = Program()
     program.filenames = []
+    weakref.finalize(program, _forget_files, program.filenames).atexit = False
     program.grad_leaves = program.retained = ()
     program.backward = program.backward_source = None
     if loss is None:
@@ -221,6 +235,9 @@ def _forward(order, index_of, values, anomaly, extra, guards):
     for i, node in enumerate(order):
         op = node.op
         if op is None:
+            # a value read straight off an argument (``float(c)``) is checked on entry
+            for kind, expected in guards_at.get(i, ()):
+                stmts.append(_guard(values[i], kind, expected))
             continue
         names = op.input_names(len(node.inputs))
         ctx = _context(node, names)
@@ -439,10 +456,16 @@ def _compile(name, args, body, program, extra):
     exec(compile(source, filename, "exec"), namespace)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     program.filenames.append(filename)
-    return namespace[name], source
+    # The function is not left among its own globals: no reference cycle, so a dropped
+    # program is freed at once, not at the next garbage collection.
+    return namespace.pop(name), source
+
+
+def _forget_files(filenames):
+    for filename in filenames:
+        linecache.cache.pop(filename, None)
 
 
 def forget(program):
-    """Drop a program's source from linecache (when the cache evicts it)."""
-    for filename in program.filenames:
-        linecache.cache.pop(filename, None)
+    """Drop a program's source from linecache now (it goes anyway when the program is freed)."""
+    _forget_files(program.filenames)

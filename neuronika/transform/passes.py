@@ -115,6 +115,10 @@ def _reads_a_value(expr):
     return any(isinstance(n, gast.Name) and n.id != "xp" for n in gast.walk(expr))
 
 
+# a mask such as ``(x >= lo) & (x <= hi)`` is boolean: the factor 1 gives it the gradient's dtype
+_LOGICAL = (gast.BitAnd, gast.BitOr, gast.BitXor, gast.Invert, gast.Not)
+
+
 def drop_unit_factor(stmts, name):
     """Where ``name`` is known to be 1, drop it as a factor: ``seed * (1 - v * v)``
     becomes ``1 - v * v``. Only where the other factor is arithmetic, so a new
@@ -128,7 +132,8 @@ def drop_unit_factor(stmts, name):
                 for side, other in (("left", "right"), ("right", "left")):
                     operand, kept = getattr(node, side), getattr(node, other)
                     if (isinstance(operand, gast.Name) and operand.id == name
-                            and isinstance(kept, (gast.BinOp, gast.UnaryOp)) and _reads_a_value(kept)):
+                            and isinstance(kept, (gast.BinOp, gast.UnaryOp)) and _reads_a_value(kept)
+                            and not isinstance(kept.op, _LOGICAL)):
                         return kept
             return node
 
@@ -143,9 +148,14 @@ def drop_dead_assignments(stmts, keep):
         loaded = set()
         for stmt in stmts:
             loaded |= _names(stmt)[0]
-        kept = [s for s in stmts if not (isinstance(s, gast.Assign) and len(s.targets) == 1
-                                         and isinstance(s.targets[0], gast.Name)
-                                         and s.targets[0].id not in loaded | keep)]
+        # ``g += d`` is dead with the ``g = ...`` before it (a gradient flowing only into a
+        # zero adjoint, as floor's): dropping one but not the other reads an unbound name
+        kept = [s for s in stmts if not ((isinstance(s, gast.Assign) and len(s.targets) == 1
+                                          and isinstance(s.targets[0], gast.Name)
+                                          and s.targets[0].id not in loaded | keep)
+                                         or (isinstance(s, gast.AugAssign)
+                                             and isinstance(s.target, gast.Name)
+                                             and s.target.id not in loaded | keep))]
         if len(kept) == len(stmts):
             return stmts
         stmts = kept

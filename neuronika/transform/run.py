@@ -3,11 +3,19 @@
 On a cache hit this is: linearise the graph (order + signature), one dict
 look-up, one call of the generated forward, and for backward one call of the
 generated backward plus a loop that adds each gradient into its leaf.
+
+``backward()`` differentiates the values the last evaluation computed when one came
+since the previous backward (``forward()``, or reading the value: the loss printed
+and its gradient belong together, dropout masks included); such an evaluation keeps
+copies of what the backward reads from the leaves' memory, so data changed in place
+afterwards cannot mix into it. Otherwise ``backward()`` runs the forward itself,
+from the current leaf values.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import graph
 from ..errors import AnomalyError, GradientError
 from ..graph import format_where, linearize, modes
 from .cache import CACHE
@@ -22,25 +30,57 @@ def program_for(root):
 
 
 def evaluate(root):
-    """Compute ``root``'s value from the current leaf values; keep what backward needs."""
+    """Compute ``root``'s value from the current leaf values (and keep it on ``root``);
+    a root that needs a gradient keeps what its next backward reads (a snapshot)."""
     if root.op is None:
         return root.value
     order, leaves, key = linearize(root)
     program = CACHE.lookup(key, order, leaves)
-    try:
-        out = program.forward(*[leaf.value for leaf in leaves])
-    except Anomaly as anomaly:
-        raise _anomaly_error(order, anomaly) from None
-    if program.backward is not None:
-        value, root.saved = out
-        root.leaves = leaves
-        root.program = program
-        if program.retained:
-            root.retained = [order[i] for i in program.retained]
-    else:
-        value = out
+    flags = graph.flags_changed
+    if program.backward is None:
+        out = _forward(program, order, [leaf.value for leaf in leaves])
+        root.value = out
+        return out
+    values = [leaf.value for leaf in leaves]
+    value, saved = _forward(program, order, values)
+    # What the backward reads from the leaves' own memory (a leaf, a view of one) is
+    # copied: data changed in place later must not mix into this evaluation.
+    owners = set()
+    for v in values:
+        while v is not None:                 # the leaf and what its memory belongs to
+            owners.add(id(v))
+            v = getattr(v, "base", None)
+    kept = []
+    for v in saved:
+        if v.__class__ is _ndarray:
+            base = v
+            while base is not None:
+                if id(base) in owners:
+                    v = v.copy()
+                    break
+                base = getattr(base, "base", None)
+        kept.append(v)
+    saved = tuple(kept)
+    retained = ()
+    if program.retained:                      # the root itself as None: no cycle through it
+        last = len(order) - 1
+        retained = [None if i == last else order[i] for i in program.retained]
+    root.snapshot = (program, leaves, saved, retained, flags)
     root.value = value
     return value
+
+
+def _forward(program, order, values):
+    try:
+        out = program.forward(*values)
+    except Anomaly as anomaly:
+        raise _anomaly_error(order, anomaly) from None
+    for node in order:
+        # Values cached on the graph's other nodes (read through .data) may predate the
+        # current leaf values: dropped, a later read evaluates them again.
+        if node.value is not None and node.inputs:
+            node.value = None
+    return out
 
 
 _UNIT_SEEDS = {}
@@ -87,15 +127,25 @@ def backpropagate(root, seed=1.0):
     if root.op is None:
         _add_grad(root, seed.copy())
         return
-    if root.saved is None:
-        evaluate(root)
-    program = root.program
+    snapshot = root.snapshot
+    if snapshot is not None:
+        root.snapshot = None
+        if snapshot[4] != graph.flags_changed:        # retain_grad(), train()/eval() since
+            snapshot = None
+    if snapshot is None:
+        order, leaves, key = linearize(root)
+        program = CACHE.lookup(key, order, leaves)
+        root.value, saved = _forward(program, order, [leaf.value for leaf in leaves])
+        retained = program.retained
+    else:
+        order = None
+        program, leaves, saved, retained, _ = snapshot
+        del snapshot
     try:
-        grads = program.backward(seed, *root.saved)
+        grads = program.backward(seed, *saved)
     except Anomaly as anomaly:
-        order, _, _ = linearize(root)
-        raise _anomaly_error(order, anomaly) from None
-    leaves = root.leaves
+        raise _anomaly_error(order or linearize(root)[0], anomaly) from None
+    del saved
     for position, grad in zip(program.grad_leaves, grads):
         leaf = leaves[position]
         current = leaf.grad
@@ -103,8 +153,12 @@ def backpropagate(root, seed=1.0):
             leaf.grad = grad if grad.__class__ is _ndarray else np.array(grad, dtype=leaf.dtype)
         else:
             current += grad
-    if program.retained:
-        for node, grad in zip(root.retained, grads[len(program.grad_leaves):]):
+    if retained:
+        for node, grad in zip(retained, grads[len(program.grad_leaves):]):
+            if order is not None:
+                node = order[node]
+            elif node is None:
+                node = root
             node.grad = grad if grad.__class__ is _ndarray else np.asarray(grad)
 
 

@@ -286,3 +286,36 @@ def test_train_test_split_arrays():
         train_test_split(make(4), test_size=1.5)
     with pytest.raises(ValueError, match="own"):
         train_test_split(make(4), np.arange(4))
+
+
+# ---- encodings and values the dtype cannot hold (issue 11) --------------------------------------
+
+def test_csv_that_is_not_utf8_names_file_line_and_column(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("x,name,y\n1,2,3\n4,caf\xe9,6\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.csv: line 3, column 'name': .*\\xe9.*not UTF-8"):
+        from_csv(path, converters={"name": len})
+    path.write_bytes("1,2\n\xff,3\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.csv: line 2, column 0: .*not UTF-8"):
+        from_csv(path, header=False)
+    path.write_bytes(b"\xef\xbb\xbfx,y\n1,2\n")          # a byte-order mark is fine
+    assert from_csv(path, labels="y").labels.tolist() == [2]
+
+
+@pytest.mark.parametrize("text, kwargs, words", [
+    ("x,y\n1,2\n3,99999999999999999999\n", {"labels": "y"}, ["line 3, column 'y'", "99999999999999999999", "int64"]),
+    ("x,y\n1,2\n300,4\n", {"dtype": np.int8}, ["line 3, column 'x'", "300", "int8"]),
+    ("x,y\n1,2\n3e39,4\n", {}, ["line 3, column 'x'", "3e+39", "float32"]),
+    ("x,y\n1,2\n1.5,4\n", {"dtype": np.int32}, ["line 3, column 'x'", "1.5", "not an integer"]),
+])
+def test_csv_values_the_dtype_cannot_hold_name_file_line_and_column(tmp_path, text, kwargs, words):
+    path = write(tmp_path, text, "big.csv")
+    with pytest.raises(ValueError) as info:
+        from_csv(path, **kwargs)
+    for word in ["big.csv"] + words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_csv_integer_records_keep_every_digit(tmp_path):
+    path = write(tmp_path, "x\n9007199254740993\n", "wide.csv")
+    assert from_csv(path, dtype=np.int64).records.tolist() == [[9007199254740993]]

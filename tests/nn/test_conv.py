@@ -12,7 +12,7 @@ import pytest
 import neuronika as nk
 from neuronika.nn.conv import Conv1d, Conv2d, Conv3d
 from neuronika.nn.module import Sequential
-from neuronika.testing import check_grad
+from neuronika.testing import oracle, check_grad
 
 LAYERS = {1: Conv1d, 2: Conv2d, 3: Conv3d}
 
@@ -237,7 +237,7 @@ def test_float64_layer_and_functional_path():
 
 @pytest.mark.parametrize("g", GEOMETRIES, ids=geometry_id)
 def test_against_torch(g):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     dims, c_in, c_out, k, s, p, d, groups, size = g
     for mode in ("zeros", "reflect", "replicate"):
         if mode != "zeros" and dims == 3:
@@ -260,3 +260,12 @@ def test_against_torch(g):
         np.testing.assert_allclose(xv.grad, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.weight.grad, ref.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.bias.grad, ref.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_conv2d_on_a_2d_input_says_it_has_no_channel_axis():
+    with pytest.raises(nk.ShapeError) as info:
+        Conv2d(1, 4, 3)(np.zeros((8, 8), np.float32))
+    message = str(info.value)
+    for words in ("Conv2d(1, 4", "(N, 1, H, W) or (1, H, W)", "2-D input of shape (8, 8)",
+                  "no channel axis", "x.reshape((1,) + x.shape)", "test_conv.py"):
+        assert words in message, message

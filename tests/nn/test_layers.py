@@ -210,3 +210,23 @@ def test_every_layer_round_trips_its_state(name, tmp_path):
     b.load_state_dict(nn.load(tmp_path / "layer.npz"))
     for key, value in a.state_dict().items():
         np.testing.assert_array_equal(b.state_dict()[key], value, err_msg=f"{name}.{key}")
+
+
+# ---- clear messages for bad sizes and options (issue 11) -------------------------------------------
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: nn.Linear(0, 3), ["Linear", "in_features", "positive int", "0"]),
+    (lambda: nn.Linear(3, -1), ["Linear", "out_features", "-1"]),
+    (lambda: nn.Linear(2.5, 3), ["Linear", "in_features", "2.5"]),
+    (lambda: nn.Embedding(0, 4), ["Embedding", "num_embeddings"]),
+    (lambda: nn.LayerNorm((3, 0)), ["LayerNorm", "normalized_shape"]),
+    (lambda: nn.LayerNorm(3, eps=0.0), ["LayerNorm", "eps"]),
+    (lambda: nn.Dropout("half"), ["Dropout", "p", "'half'"]),
+    (lambda: nn.Dropout(float("nan")), ["Dropout", "p", "nan"]),
+    (lambda: nn.Linear(2, 3, dtype=np.int32), ["Linear", "floating point", "int32"]),
+])
+def test_bad_sizes_and_options_raise_naming_the_layer(make, words):
+    with pytest.raises((ValueError, TypeError)) as info:
+        make()
+    for word in words:
+        assert word in str(info.value), str(info.value)

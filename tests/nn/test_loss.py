@@ -17,7 +17,7 @@ import pytest
 import neuronika as nk
 from neuronika.nn import functional as F
 from neuronika.nn import loss as L
-from neuronika.testing import check_grad
+from neuronika.testing import oracle, check_grad
 
 REDUCTIONS = ("mean", "sum", "none")
 DTYPES = (np.float32, np.float64)
@@ -242,7 +242,7 @@ def test_value_matches_numpy_reference(name, reduction, dtype):
 
 @pytest.mark.parametrize("name,reduction", ALL)
 def test_value_matches_torch(name, reduction):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     _, _, torch_name, x, t, _ = CASES[name]
     opts = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
             for k, v in options(CASES[name], reduction).items()}
@@ -541,3 +541,54 @@ def test_other_option_errors():
         F.bce_loss(probs((4, 5), 0), probs((4, 5), 1), np.ones((2, 5)))
     with pytest.raises(TypeError, match="mse_loss: the input must be floating point"):
         F.mse_loss(np.arange(3), np.arange(3))
+
+
+# ---- checks that compiled code keeps (issue 11) --------------------------------------------------
+
+def test_bce_is_finite_in_float32_where_the_probability_underflows():
+    # sigmoid(-90) in float32 is subnormal: 1 / p overflows float32, and the gradient was -inf
+    z = nk.from_ndarray(np.array([-80.0, -88.0, -90.0, -100.0, -104.0, -200.0], np.float32)).requires_grad()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = F.bce_loss(z.sigmoid(), np.ones(6, np.float32), reduction="none")
+        loss.backward(np.ones(6, np.float32))
+    assert loss.dtype == np.float32 and np.all(np.isfinite(z.grad))
+    np.testing.assert_allclose(loss.data, [80, 88, 90, 100, 100, 100], rtol=1e-3)   # log clamped at -100
+    np.testing.assert_allclose(z.grad[0], -1.0, rtol=1e-6)
+    assert np.all(z.grad <= 0) and np.all(z.grad >= -1)
+
+
+def test_bce_refuses_inputs_outside_zero_one_when_built_and_when_compiled():
+    with pytest.raises(ValueError, match=r"bce_loss: .*\[0, 1\], got 1.5.*test_loss.py"):
+        F.bce_loss(np.array([0.5, 1.5]), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"bce_loss: .*\[0, 1\], got nan"):
+        L.BCELoss()(np.array([0.5, np.nan]), np.array([0.0, 1.0]))
+    x = nk.from_ndarray(np.array([0.5, 1.5])).requires_grad()
+    loss = F.bce_loss(x * 1.0, np.array([0.0, 1.0]))         # a value not known when built
+    with pytest.raises(ValueError, match=r"bce_loss: .*got 1.5"):
+        loss.forward()
+    grad = nk.grad(lambda p, t: F.bce_loss(p, t))
+    np.testing.assert_allclose(grad(np.array([0.5, 0.2]), np.array([0.0, 1.0])), [1.0, -2.5])
+    with pytest.raises(ValueError, match=r"bce_loss: .*got -0.2"):
+        grad(np.array([0.5, -0.2]), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("fn", [F.nll_loss, F.cross_entropy], ids=lambda f: f.__name__)
+def test_class_indices_are_checked_on_every_call_of_a_compiled_loss(fn):
+    name = fn.__name__
+    grad = nk.grad(lambda x, t: fn(x, t))
+    x = rng(7).standard_normal((4, 3))
+    grad(x, np.array([0, 1, 2, 0]))                       # traced and compiled with good targets
+    for bad, value in (([0, 1, -1, 2], -1), ([0, 3, 1, 2], 3)):
+        with pytest.raises(IndexError, match=rf"{name}: target {value} is out of range for 3 classes"):
+            grad(x, np.array(bad))
+    np.testing.assert_array_equal(grad(x, np.array([0, -100, 1, 2]))[1], 0.0)    # ignored: no gradient
+
+    t = nk.from_ndarray(np.array([0, 1, 2, 0]))
+    v = nk.from_ndarray(x.copy()).requires_grad()
+    loss = fn(v, t)
+    loss.backward()
+    t.data[1] = 7                                         # the same graph run again
+    with pytest.raises(IndexError, match=rf"{name}: target 7 is out of range for 3 classes"):
+        loss.forward()
+

@@ -187,3 +187,75 @@ def test_module_list_and_dict_type_checks():
 def test_forward_must_be_defined():
     with pytest.raises(NotImplementedError, match="forward"):
         nn.Module()(1)
+
+
+# ---- atomic loads, clear file errors (issue 11) ------------------------------------------------
+
+def _changed_state(m):
+    """A state with every entry different from the model's, for checking nothing was loaded."""
+    return {k: (v + 1).astype(v.dtype) for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("key, value, error, words", [
+    ("1.bias", np.ones(3, np.complex64), TypeError, ["1.bias", "complex64", "float32"]),
+    ("1.weight", np.full((3, 4), "x"), TypeError, ["1.weight", "<U1"]),
+    ("0.running_mean", np.full(4, 1e39), OverflowError, ["0.running_mean", "1e+39", "float32"]),
+    ("0.num_batches_tracked", np.array(1.5), TypeError, ["0.num_batches_tracked", "int64"]),
+    ("1.bias", [1.0, 2.0], nk.ShapeError, ["1.bias", "(2,)", "(3,)"]),
+])
+def test_load_state_dict_checks_every_entry_before_changing_anything(key, value, error, words):
+    m = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 3))
+    before = m.state_dict()
+    state = _changed_state(m)
+    state[key] = value                            # a bad entry after good ones
+    with pytest.raises(error) as info:
+        m.load_state_dict(state)
+    for word in words + ["nothing was loaded"]:
+        assert word in str(info.value)
+    for name, array in m.state_dict().items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+        assert array.dtype == before[name].dtype
+
+
+def test_load_state_dict_from_a_file_names_the_file(tmp_path):
+    m = nn.Linear(3, 2)
+    path = tmp_path / "bad.npz"
+    np.savez(path, weight=np.zeros((2, 3), np.float32), bias=np.zeros(5, np.float32))
+    before = m.state_dict()
+    with pytest.raises(nk.ShapeError, match=r"bad\.npz.*bias.*\(5,\).*\(2,\)"):
+        m.load_state_dict(nn.load(path))
+    np.testing.assert_array_equal(m.weight.data, before["weight"])
+
+
+def test_nn_load_names_the_file_and_what_is_wrong(tmp_path):
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    good = tmp_path / "good.npz"
+    m.save(good)
+    raw = good.read_bytes()
+    cases = {"missing.npz": None, "truncated.npz": raw[: len(raw) // 2], "tail.npz": raw[:-20],
+             "empty.npz": b"", "text.npz": b"weight,bias\n1,2\n",
+             "crc.npz": raw[:80] + bytes(b ^ 0xFF for b in raw[80:120]) + raw[120:]}
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises((ValueError, OSError)) as info:
+            nn.load(path)
+        message = str(info.value)
+        assert name in message, message
+        assert any(word in message for word in ("no such file", "truncated", "corrupt", "empty")), message
+    np.save(tmp_path / "one.npy", np.ones(3))
+    with pytest.raises(ValueError, match=r"one\.npy is a \.npy file"):
+        nn.load(tmp_path / "one.npy")
+    assert list(nn.load(good)) == list(m.state_dict())
+
+
+def test_to_a_dtype_that_overflows_raises_and_converts_nothing():
+    m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).to(np.float64)
+    m[1].running_var[...] = 1e39
+    with pytest.raises(OverflowError, match=r"1\.running_var.*1e\+39.*float32"):
+        m.to(np.float32)
+    assert all(p.dtype == np.float64 for p in m.parameters())
+    assert m[1].running_var.dtype == np.float64
+    with pytest.raises(TypeError, match=r"to: parameters are floating point.*int32"):
+        m.to(np.int32)

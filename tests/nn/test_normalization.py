@@ -7,7 +7,7 @@ import neuronika as nk
 from neuronika.nn import Module
 from neuronika.nn.module import load
 from neuronika.nn.normalization import BatchNorm1d, BatchNorm2d
-from neuronika.testing import check_grad
+from neuronika.testing import oracle, check_grad
 
 
 def randn(*shape, seed=0, loc=0.0, scale=1.0):
@@ -269,7 +269,7 @@ def test_running_statistics_refuse_a_trace():
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("cls, shape, axes", LAYOUTS)
 def test_matches_torch_training_and_eval(cls, shape, axes, momentum):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     ours = with_affine(cls(3, momentum=momentum, dtype=np.float64))
     theirs = getattr(torch.nn, cls.__name__)(3, momentum=momentum).double()
     assert list(ours.state_dict()) == list(theirs.state_dict())
@@ -296,7 +296,7 @@ def test_matches_torch_training_and_eval(cls, shape, axes, momentum):
 
 
 def test_torch_state_dict_loads_into_ours():
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     torch.manual_seed(0)
     theirs = torch.nn.BatchNorm1d(3)
     for _ in range(2):

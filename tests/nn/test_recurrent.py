@@ -13,7 +13,7 @@ import pytest
 import neuronika as nk
 from neuronika.nn import Linear
 from neuronika.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from neuronika.testing import check_grad
+from neuronika.testing import oracle, check_grad
 
 
 def rng(seed=0):
@@ -492,7 +492,7 @@ OURS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU, "RNNCell": RNNCell, "LSTMCell": LS
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("name, extra", TORCH_SEQUENCES)
 def test_sequence_matches_torch_values_and_gradients(name, extra, batch_first):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     nk.manual_seed(11)
     ours = OURS[name](3, 5, num_layers=2, batch_first=batch_first, dtype=np.float64, **extra)
     theirs = getattr(torch.nn, name)(3, 5, num_layers=2, batch_first=batch_first, **extra).double()
@@ -532,7 +532,7 @@ def test_sequence_matches_torch_values_and_gradients(name, extra, batch_first):
 @pytest.mark.parametrize("name, extra", [("RNNCell", {}), ("RNNCell", {"nonlinearity": "relu"}),
                                          ("LSTMCell", {}), ("GRUCell", {})])
 def test_cells_match_torch_values_and_gradients(name, extra):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     nk.manual_seed(12)
     ours = OURS[name](3, 5, dtype=np.float64, **extra)
     theirs = getattr(torch.nn, name)(3, 5, **extra).double()
@@ -558,7 +558,7 @@ def test_cells_match_torch_values_and_gradients(name, extra):
 
 
 def test_torch_state_dict_loads_into_ours():
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True)
     ours = LSTM(3, 4, num_layers=2, batch_first=True)

@@ -19,7 +19,7 @@ import neuronika as nk
 from neuronika.graph import apply
 from neuronika.nn.conv import conv
 from neuronika.ops import OPS
-from neuronika.testing import check_grad, numerical_jacobian
+from neuronika.testing import oracle, check_grad, numerical_jacobian
 from neuronika.variable import _wrap
 
 from .conftest import LAYOUTS, assert_located, check_grad_views, const, diff, distinct, non_contiguous, uniform
@@ -478,7 +478,7 @@ TORCH_CONVS = [
 
 @pytest.mark.parametrize("case", TORCH_CONVS, ids=str)
 def test_conv_against_torch(case):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     F = torch.nn.functional
     x_shape, w_shape, stride, padding, dilation, groups, mode = case
     x, w = uniform(x_shape, seed=40), uniform(w_shape, seed=41)
@@ -504,7 +504,7 @@ def test_conv_against_torch(case):
 
 @pytest.mark.parametrize("case", POOLS[:8], ids=pool_id)
 def test_pool_against_torch(case):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     F = torch.nn.functional
     shape, kernel, stride = case
     x = np.round(uniform(shape, seed=43), 1)           # ties included

@@ -11,6 +11,7 @@ from neuronika.optim import Optimizer
 from neuronika.optim.lr_scheduler import (CosineAnnealingLR, ExponentialLR, LambdaLR, LRScheduler,
                                           MultiplicativeLR, MultiStepLR, OneCycleLR,
                                           ReduceLROnPlateau, StepLR)
+from neuronika.testing import oracle
 
 
 def make_opt(*lrs, **extra):
@@ -461,7 +462,7 @@ class _Mine:                                            # our module under torch
 
 @pytest.mark.parametrize("kind", sorted(TORCH_CASES))
 def test_matches_torch(kind):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     import warnings
     build, steps = TORCH_CASES[kind]
     lrs = (0.5, 0.1)
@@ -481,7 +482,7 @@ def test_matches_torch(kind):
 
 
 def test_chained_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     import warnings
     w = torch.zeros(2, requires_grad=True)
     topt = torch.optim.SGD([w], lr=1.0)
@@ -499,7 +500,7 @@ def test_chained_matches_torch():
 
 
 def test_onecycle_momentum_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     import warnings
     w = torch.zeros(2, requires_grad=True)
     topt = torch.optim.SGD([w], lr=1.0, momentum=0.9)
@@ -518,7 +519,7 @@ def test_onecycle_momentum_matches_torch():
 
 
 def test_plateau_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     w = torch.zeros(2, requires_grad=True)
     topt = torch.optim.SGD([{"params": [w], "lr": 1.0}, {"params": [torch.zeros(1, requires_grad=True)],
                                                           "lr": 0.3}], lr=1.0)

@@ -12,6 +12,7 @@ import neuronika as nk
 from neuronika.optim.optimizers import SGD, Adagrad, Adam, AdamW, AMSGrad, RMSprop, Adamax
 from neuronika.optim.penalty import L1, L2, ElasticNet
 from neuronika.optim.clip import clip_grad_norm_, clip_grad_value_
+from neuronika.testing import oracle
 
 W0 = np.array([[1.0, -2.0, 0.5], [-0.3, 1.5, -1.0]], dtype=np.float32)
 B0 = np.array([0.2, -0.7, 1.1], dtype=np.float32)
@@ -164,7 +165,7 @@ def test_trajectory_matches_reference(cls, kw):
 
 @pytest.mark.parametrize("cls,kw", CASES, ids=IDS)
 def test_trajectory_matches_torch(cls, kw):
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     w, b = make()
     got = run(cls([w, b], **kw), w, b)
     tw = torch.tensor(W0, requires_grad=True)
@@ -454,7 +455,7 @@ def test_clip_grad_value():
 
 
 def test_clip_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = oracle("torch")
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5).astype(np.float32)]
     for norm_type in (2.0, 1.0, 3.0, float("inf")):
@@ -468,3 +469,52 @@ def test_clip_matches_torch():
         assert total == pytest.approx(float(ttotal), rel=1e-5)
         for p, t in zip(ps, ts):
             np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+# ---- atomic loads and clear errors (issue 11) -----------------------------------------------------
+
+def test_load_state_dict_names_what_is_missing():
+    w, b = make()
+    opt = SGD([w, b], lr=0.1)
+    with pytest.raises(ValueError, match=r"SGD\.load_state_dict: the state dict has no 'state' and no "
+                                         r"'param_groups' entry"):
+        opt.load_state_dict({})
+    with pytest.raises(ValueError, match=r"no 'state' entry"):
+        opt.load_state_dict({"param_groups": opt.state_dict()["param_groups"]})
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: s["state"][1].__setitem__("exp_avg", np.zeros(7, np.float32)), ["exp_avg", "parameter 1", "(7,)"]),
+    (lambda s: s["state"][1].__setitem__("exp_avg", np.zeros(3, np.complex64)), ["exp_avg", "complex64"]),
+    (lambda s: s["state"].__setitem__(5, {"step": 1}), ["parameter 5", "0 to 1"]),
+    (lambda s: s["param_groups"][0].__setitem__("lr", -1.0), ["group 0", "learning rate"]),
+    (lambda s: s["state"][0].__setitem__("step", -2), ["step", "parameter 0"]),
+])
+def test_a_bad_optimizer_state_changes_nothing(edit, words):
+    w, b = make()
+    opt = Adam([w, b], lr=0.1)
+    backward(w, b)
+    opt.step()
+    before = opt.state_dict()
+    saved = opt.state_dict()
+    saved["param_groups"][0]["lr"] = 0.5           # a good change before the bad one
+    for entries in saved["state"].values():
+        entries["exp_avg"] = entries["exp_avg"] + 1
+    edit(saved)
+    with pytest.raises((ValueError, TypeError)) as info:
+        opt.load_state_dict(saved)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    for i, entries in before["state"].items():
+        for key, value in entries.items():
+            np.testing.assert_array_equal(after["state"][i][key], value)
+
+
+def test_a_parameter_given_twice_is_named():
+    w, b = make()
+    with pytest.raises(ValueError, match=r"SGD: a parameter \(shape \(2, 3\)\) appears twice in parameter group 0"):
+        SGD([w, w], lr=0.1)
+    with pytest.raises(ValueError, match=r"appears in parameter groups 0 and 1"):
+        Adam([{"params": [w, b]}, {"params": [b]}])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import neuronika
-from neuronika import transform
 
 
 def split_source(var):
