@@ -16,18 +16,21 @@ once and cached by the graph's signature.
 from . import numpy, data, nn, optim, transform
 from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
                        ones, rand, randn, stack, zeros)
-from .errors import AnomalyError, ArgnumsError, GradientError, IndexingError, LinAlgShapeError, ShapeError
+from .errors import (AnomalyError, ArgnumsError, GradientError, IndexingError, LinAlgShapeError,
+                     RetraceWarning, ShapeError)
 from .functional import custom_vjp, grad, hessian, hvp, jacobian, value_and_grad, vjp
 from .numpy._special import (expit, leaky_relu, log_softmax, logit, logsumexp, relu, sigmoid, softmax,
                              softplus)
 from .random import manual_seed
+from .transform.run import config
 from .variable import Param, Var, VarDiff, detect_anomaly, no_grad, stop_gradient
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "numpy", "nn", "optim", "data", "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient", "manual_seed", "transform",
+    "numpy", "nn", "optim", "data", "config", "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient", "manual_seed", "transform",
     "ShapeError", "GradientError", "AnomalyError", "ArgnumsError", "IndexingError", "LinAlgShapeError",
+    "RetraceWarning",
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
     "grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp",

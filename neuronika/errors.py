@@ -28,3 +28,9 @@ class IndexingError(ShapeError, IndexError):
 class LinAlgShapeError(ShapeError, _numpy.linalg.LinAlgError):
     """Operands of the wrong shape for a linear-algebra function: a ShapeError that is also
     NumPy's LinAlgError (which NumPy raises there)."""
+
+
+class RetraceWarning(UserWarning):
+    """A traced function (``neuronika.grad``, ...) was traced again more often than the
+    limit (``neuronika.transform.set_retrace_warning``); the message names the argument or
+    the value read that changed. Issued once per function."""

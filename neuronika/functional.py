@@ -5,11 +5,24 @@ dtypes, static arguments) into the same graph IR the imperative API builds,
 compiles one straight-line function computing the value and the gradients, and
 afterwards only calls it. Conventions follow JAX.
 
-What is dynamic and what is static. NumPy arrays, Python floats, Vars, and
-dicts / lists / tuples of them are the function's data: their values may change
-from call to call. Everything else (ints, bools, strings, None, ...) is static:
-part of the signature, so a new value traces again; a static argument must be
-hashable.
+What is dynamic and what is static. NumPy arrays, Python ints, floats and complex
+numbers, NumPy scalars, Vars, and dicts / lists / tuples of them are the function's
+data: their values may change from call to call without a new trace (a Python number
+is a weakly typed scalar of the program: ``x32 * n`` stays float32, as in NumPy;
+arithmetic on it gives NumPy's scalar types, so ``x32 * (n + 1)`` is float64).
+Bools, strings, None and other hashable objects are static: part of the signature, so
+a new value traces again. ``static_argnums`` / ``static_argnames`` (JAX's ``jit``
+options) make any argument static: the function gets the Python object itself, and
+each new value is a new trace; a static argument must be hashable.
+
+An int given as a value reaches the function as a 0-dim integer variable. Used as a
+value (``x * i``, ``x ** n``, an index into a variable ``x[i]``), it costs nothing more.
+Read as a Python number (``range(n)``, ``x[:n]``, ``x.reshape(n, -1)``, an axis,
+``data[i]`` on a NumPy array, ``if i % 10 == 0``; and, for the argument itself, ``d[i]``,
+``f"w{i}"``, ``np.arange(n)``), the read is guarded like any other (below): each new
+value traces again, checked before the program runs and sharing the program when the
+graph is the same. Where it cannot be taken as a value (``numpy.roll``'s shift, a NumPy
+function given ``n + 1``), the error's note says to mark it static.
 
 Python control flow on traced values (``if loss > 0:``, ``float(x)``,
 ``x.item()``, ``while x.sum() > 1:``) is guarded: each value the function read
@@ -20,14 +33,24 @@ for each. A value read with ``float()`` or ``.item()`` changes with the data, so
 such a function is in effect traced on every call: compare variables instead
 (``if x > 0``), which guards only the truth value.
 
+Which function. The traces are kept per function, not per ``grad(f)`` object: the key
+is ``f``'s code, what its closure cells hold, the globals its code names and its
+defaults (numbers and strings by value, functions by their own key, anything else by
+identity), with ``grad``'s options. So ``grad(loss)(params)`` written inside
+``update()`` traces once, and so does a lambda made again over the same objects; a
+closure over a new array (or a global rebound) traces again, sharing the program.
+A function traced again more than 8 times warns once (``neuronika.RetraceWarning``,
+``transform.set_retrace_warning``), naming the argument or the value read that
+changed; ``neuronika.transform.explain(f, *args)`` says why a call missed.
+
 Arrays the function reads from outside its arguments (closures, globals,
-arrays it computes with NumPy) are constants of the trace: the trace keeps the
-array object it saw, so changing it in place is seen on the next call, while
-rebinding a name the function reads directly (a global or a closure variable)
-is detected and traces again. For anything else, re-create the function with
-``neuronika.grad`` or call ``neuronika.transform.cache_clear()``. Random draws
-inside the function (``neuronika.rand``) are constants too; ``dropout`` draws
-its mask on every call.
+attributes, arrays it computes with NumPy) are constants of the trace: the trace
+keeps the array object it saw, so changing it in place is seen on the next call,
+while rebinding a name the function reads directly (a global or a closure
+variable) is detected and traces again. An array reached otherwise (an
+attribute, ``self.w = new_w``) is not watched: pass it as an argument, or call
+``neuronika.transform.cache_clear()``. Random draws inside the function
+(``neuronika.rand``) are constants too; ``dropout`` draws its mask on every call.
 
 Nested differentiation. Each ``grad`` differentiates with respect to its own
 arguments only. Called inside another traced function on a function that reads
@@ -44,15 +67,19 @@ import functools
 import inspect
 import keyword
 import re
+import sys
+import types
+import warnings
 import weakref
 
 import numpy as np
 
-from .errors import GradientError
-from .graph import apply, leaf, modes
+from .errors import GradientError, RetraceWarning
+from .graph import USER, apply, leaf, modes, origin
 from .ops import OPS
 from . import symbolic, tracing as _trace
-from .transform.cache import CACHE, TraceCache
+from .transform.cache import CACHE, RETRACE_WARNING, cache_limits, functions
+from .transform.cache import tick as _tick
 from .transform.codegen import Retrace
 from .numpy._core import build, node_of, var_of
 from .variable import Var, _wrap
@@ -67,35 +94,225 @@ def _argnums(argnums, name):
     return single, nums
 
 
+def _static_spec(fn, static_argnums, static_argnames, name):
+    """(positional parameter names, static positions, static names), JAX's way: a position
+    marked static makes its parameter's name static too, and a name, its position."""
+    if isinstance(static_argnums, int) and not isinstance(static_argnums, bool):
+        static_argnums = (static_argnums,)
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    try:
+        nums = tuple(static_argnums)
+        names = tuple(static_argnames)
+    except TypeError:
+        raise TypeError(f"{name}: static_argnums must be an int or a sequence of ints, and "
+                        f"static_argnames a str or a sequence of str") from None
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+        raise TypeError(f"{name}: static_argnums must be ints, got {static_argnums!r}")
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{name}: static_argnames must be strings, got {static_argnames!r}")
+    params, posonly = _positional_parameters(fn)
+    nums, names = set(nums), set(names)
+    for i in list(nums):
+        if posonly <= i < len(params):
+            names.add(params[i])
+    for n in list(names):
+        if n in params[posonly:]:
+            nums.add(params.index(n))
+    return params, tuple(sorted(nums)), frozenset(names)
+
+
+def _positional_parameters(fn):
+    """(names of the positional parameters, how many of them are positional-only)."""
+    if fn.__class__ is _FUNCTION:          # from the code object: inspect.signature is slow
+        code = fn.__code__
+        return code.co_varnames[:code.co_argcount], code.co_posonlyargcount
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return (), 0
+    positional = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                      inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    posonly = sum(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in positional)
+    return tuple(p.name for p in positional), posonly
+
+
+class _Same:
+    """A key part equal only to a part holding the very same object."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj) >> 4
+
+    def __eq__(self, other):
+        return other.__class__ is _Same and other.obj is self.obj
+
+
+_NUMBERS = (int, float, complex, bool)
+_PLAIN = (str, bytes, type(None))
+_FUNCTION = types.FunctionType
+
+
+def _value_key(obj, coarse, depth, seen):
+    """The part of a function's key for one object it reads: numbers and strings by value,
+    functions by their own key, tuples by their items, anything else by identity. ``coarse``
+    (a family key): numbers by type and arrays by shape and dtype only."""
+    cls = obj.__class__
+    if cls in _NUMBERS:
+        return (cls,) if coarse else (cls, repr(obj))      # repr: 0.0 and -0.0 differ
+    if cls in _PLAIN:
+        return (cls, obj)
+    if coarse and cls is np.ndarray:
+        return ("a", obj.shape, obj.dtype)
+    if cls is _FUNCTION or cls is types.MethodType or cls is functools.partial or isinstance(obj, _Traced):
+        return _function_key(obj, coarse, depth + 1, seen)
+    if cls is tuple and len(obj) <= 16:
+        return (tuple,) + tuple(_value_key(o, coarse, depth, seen) for o in obj)
+    return _Same(obj)
+
+
+def _function_parts(fn):
+    """What a Python function reads besides its arguments: [(label, object)] for its closure
+    cells, the globals its code names (nested functions' code included) and its defaults."""
+    code = fn.__code__
+    parts = []
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            parts.append((f"the closure variable {name!r}", cell.cell_contents))
+        except ValueError:                       # an empty cell (a name assigned later)
+            parts.append((f"the closure variable {name!r}", _EMPTY))
+    scope = fn.__globals__
+    for name in _global_names(code):
+        if name in scope:
+            parts.append((f"the global {name!r}", scope[name]))
+    for k, value in enumerate(fn.__defaults__ or ()):
+        parts.append((f"default {k}", value))
+    for name, value in sorted((fn.__kwdefaults__ or {}).items()):
+        parts.append((f"the default of {name!r}", value))
+    return parts
+
+
+_EMPTY = object()
+_names_of = {}
+
+
+def _global_names(code):
+    names = _names_of.get(code)
+    if names is None:
+        found = dict.fromkeys(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                found.update(dict.fromkeys(_global_names(const)))
+        names = tuple(found)
+        if len(_names_of) > 4096:
+            _names_of.clear()
+        _names_of[code] = names
+    return names
+
+
+def _function_key(fn, coarse=False, depth=0, seen=None):
+    """A function's identity for the trace caches: the code object, and what it reads
+    (closure cells, globals named by its code, defaults), not the function object; so
+    ``grad(f)`` made again, or a closure made again over the same objects, finds the
+    traces of the first. A method is its function and its object; a traced function, its key."""
+    if isinstance(fn, _Traced):
+        return ("t", fn.family if coarse else fn.key)
+    cls = fn.__class__
+    if cls is types.MethodType:
+        return ("m", _function_key(fn.__func__, coarse, depth, seen), _Same(fn.__self__))
+    if cls is functools.partial:
+        seen = set() if seen is None else seen
+        return ("p", _function_key(fn.func, coarse, depth, seen),
+                tuple(_value_key(a, coarse, depth, seen) for a in fn.args),
+                tuple(sorted((k, _value_key(v, coarse, depth, seen)) for k, v in fn.keywords.items())))
+    if cls is not _FUNCTION or depth > 3:
+        return _Same(fn)
+    return _key_of_parts(fn, _function_parts(fn), coarse, depth, seen)
+
+
+def _key_of_parts(fn, parts, coarse, depth=0, seen=None):
+    seen = set() if seen is None else seen
+    if id(fn) in seen:
+        return ("recursive", fn.__code__)
+    seen.add(id(fn))
+    try:
+        keys = tuple(_value_key(obj, coarse, depth, seen) for _, obj in parts)
+    finally:
+        seen.discard(id(fn))
+    return ("f", fn.__code__, _Same(fn.__globals__), keys)
+
+
 class _Traced:
-    """A function traced and compiled per signature; calls run the cached program."""
+    """A function traced and compiled per signature; calls run the cached program.
+
+    Its trace cache is shared with every traced function of the same kind, options and
+    ``_function_key`` (``transform.cache.functions``)."""
 
     want_value = True
 
-    def __init__(self, fn, argnums, has_aux, split, name):
+    def __init__(self, fn, argnums, has_aux, split, name, static_argnums=(), static_argnames=()):
         self.fn = fn
         self.single, self.argnums = _argnums(argnums, name)
         self.has_aux = has_aux
         self.split = split
         self.name = name
-        self.cache = TraceCache()
+        self.params, self.static_nums, self.static_names = _static_spec(
+            fn, static_argnums, static_argnames, name)
+        for n in self.argnums:
+            if n in self.static_nums:
+                raise ValueError(f"{name}: argument {n} is both differentiated (argnums) and static "
+                                 f"(static_argnums / static_argnames); a static argument has no gradient")
+        options = (type(self).__name__, self.argnums, self.single, has_aux, split, self.static_nums,
+                   tuple(sorted(self.static_names)))
+        if fn.__class__ is _FUNCTION:
+            parts = _function_parts(fn)
+            self.key = options + (_key_of_parts(fn, parts, False),)
+            self.family = options + (_key_of_parts(fn, parts, True),)
+            self.external = {id(obj) for _, obj in parts}
+        else:
+            self.key = options + (_function_key(fn),)
+            self.family = options + (_function_key(fn, coarse=True),)
+            self.external = set()
+        self.cache = functions.cache_for(self.key)
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        self.stats = functions.stats_for(self.family, self._label(fn, name), code,
+                                         functools.partial(_remake, type(self), argnums, has_aux, split,
+                                                           name, static_argnums, static_argnames))
+        self._plain_call = not has_aux and not self.static_nums
         functools.update_wrapper(self, fn, updated=())
+
+    @staticmethod
+    def _label(fn, name):
+        called = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+        return f"{name}({called})"
 
     def _signature(self, args, kwargs):
         values = []
         flatten = _trace.flatten
         try:
-            entries = tuple([flatten(a, values, i) for i, a in enumerate(args)])
+            if self.static_nums:
+                n = len(args)
+                marked = {i % n for i in self.static_nums if -n <= i < n}
+                entries = tuple([_trace.static_entry(a, i, True) if i in marked else flatten(a, values, i)
+                                 for i, a in enumerate(args)])
+            else:
+                entries = tuple([flatten(a, values, i) for i, a in enumerate(args)])
             if kwargs:
-                kw_items = tuple((k, flatten(v, values, k)) for k, v in kwargs.items())
-                return values, entries, kw_items, (entries, kw_items)
+                names = self.static_names
+                kw_items = tuple((k, _trace.static_entry(v, k, True) if k in names else flatten(v, values, k))
+                                 for k, v in kwargs.items())
+                return values, entries, kw_items, (entries, kw_items, _KW)
         except _trace.Unhashable as error:
             raise TypeError(error.message(self.name)) from None
         return values, entries, (), entries
 
     def __call__(self, *args, **kwargs):
         # The hot path: plain array arguments, a cached trace, gradients in order.
-        if not kwargs and not self.has_aux and modes.tracer is None:
+        if not kwargs and self._plain_call and modes.tracer is None:
             ndarray = np.ndarray
             for a in args:
                 if a.__class__ is not ndarray:
@@ -104,12 +321,13 @@ class _Traced:
                 traces = self.cache.traces.get(tuple([(a.shape, a.dtype) for a in args]))
                 if traces is not None:
                     found = traces[0]
-                    if found.plain and not found.closure and found.direct is not None:
+                    if found.fast:
                         try:
                             outs, grads = found.program.forward(*found.prefix, *args, *found.direct)
                         except Retrace:
                             pass
                         else:
+                            traces.used = _tick()
                             CACHE.hits += 1
                             return self._finish(outs if found.want_value else None, None,
                                                 grads[0] if self.single else grads)
@@ -140,6 +358,22 @@ class _Traced:
         wanted = [per_arg[n] for n in nums]
         return out, aux, wanted[0] if single else tuple(wanted)
 
+    def _find(self, traces, values):
+        """(trace, outputs, grads) of the first cached trace that accepts ``values``, or
+        (None, rejected, None): rejected is (the newest trace rejected, why) or None."""
+        rejected = None
+        for found in traces:
+            if found.closure and found.stale():
+                rejected = rejected or (found, "rebound")
+                continue
+            try:
+                outs, grads = found.run(values)
+            except Retrace:
+                rejected = rejected or (found, "read")
+                continue
+            return found, outs, grads
+        return None, rejected, None
+
     def _lookup(self, args, kwargs):
         """(trace, values, entries, outputs, grads) for a call, tracing when needed."""
         values, entries, kw_items, key = self._signature(args, kwargs)
@@ -147,31 +381,123 @@ class _Traced:
         # now that trace's variable: trace again (once per outer trace) and keep nothing.
         nested = modes.tracer is not None
         traces = None if nested else self.cache.get(key)
+        rejected = None
         if traces is not None:
-            for found in traces:
-                if found.closure and found.stale():
-                    continue
-                try:
-                    outs, grads = found.run(values)
-                except Retrace:
-                    continue
+            found, outs, grads = self._find(traces, values)
+            if found is not None:
                 CACHE.hits += 1
                 return found, entries, outs, grads
+            rejected = outs
+        found = self._trace(args, values, entries, kw_items)
+        if not nested:
+            reason = self._miss_reason(key, entries, kw_items, rejected, found)
+            self.cache.add(key, found, found.nbytes)
+            self._traced(reason)
+        outs, grads = found.run(values)
+        return found, entries, outs, grads
+
+    def _trace(self, args, values, entries, kw_items):
         for n in self.argnums:
             if not -len(args) <= n < len(args):
                 raise GradientError(f"{self.name}: argnums {n} is out of range for a call with "
                                     f"{len(args)} positional arguments")
         CACHE.misses += 1
         differentiate = {n % len(args) for n in self.argnums}
+        marked = {i % len(args) for i in self.static_nums if -len(args) <= i < len(args)}
         for n in sorted(differentiate):
-            _trace.check_differentiable(entries[n], n, self.name)
+            if n in marked:
+                raise ValueError(f"{self.name}: argument {n} is both differentiated (argnums) and "
+                                 f"static (static_argnums); a static argument has no gradient")
+            _trace.check_differentiable(entries[n], args[n], n, self.name)
+        labels = _trace.value_labels(entries, kw_items, self.params)
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
-                             self.split, self.name, self.want_value or self.has_aux)
+                             self.split, self.name, self.want_value or self.has_aux, labels, self.external)
         found.plain = found.plain and self.plain_arguments(entries)
-        if not nested:
-            self.cache.add(key, found)
-        outs, grads = found.run(values)
-        return found, entries, outs, grads
+        found.fast = found.fast and found.plain
+        return found
+
+    # ---- why a call missed, and the retrace warning ------------------------------------------
+    def _miss_reason(self, key, entries, kw_items, rejected, new):
+        """(text, hint): why the call with signature ``key`` was traced (``new``: its trace)."""
+        if rejected is not None:
+            old, why = rejected
+            if why == "rebound":
+                return (f"{old.rebound() or 'a name it reads'} was rebound since it was traced",
+                        "a trace keeps the arrays and numbers a function reads from outside as "
+                        "constants: pass values that change as arguments")
+            return _Reason(_trace.describe_reads, old.reads, new.reads if new is not None else None)
+        if key in self.cache.evicted:
+            limits = cache_limits()
+            return (f"its signature was traced before, and evicted from the cache (the limit: "
+                    f"{limits.entries} entries, {limits.bytes / 2 ** 20:.0f} MiB)",
+                    "raise it with neuronika.transform.set_cache_size(entries=..., bytes=...)")
+        keys = self.cache.recent(8)
+        if keys:
+            return _Reason(_trace.describe_change, keys, key, self.params)
+        if self.stats.traced:
+            return self._function_change()
+        return ("it was called for the first time", "")
+
+    def _function_change(self):
+        old = dict((label, (ident, summary)) for label, ident, summary in self.stats.parts or ())
+        now = _summaries(self.fn)
+        for label, ident, summary in now:
+            if label not in old or old[label][0] == ident:
+                continue
+            if summary[0] in ("value", "function") and summary == old[label][1]:
+                continue                        # an equal number, or function, in another object
+            return (f"{label} holds {_described_change(old[label][1], summary)}",
+                    "a trace keeps what a function reads from its closure and globals as "
+                    "constants (the same function made again over other objects traces again): "
+                    "pass values that change as arguments")
+        return ("the function was made again over other objects (a new closure, say)",
+                "pass values that change as arguments")
+
+    def _traced(self, reason):
+        stats = self.stats
+        stats.traced += 1
+        stats.used = _tick()
+        stats.last_miss = reason
+        stats.parts = _summaries(self.fn)
+        limit = RETRACE_WARNING[0]
+        if limit is None or stats.warned or stats.traced - 1 <= limit:
+            return
+        stats.warned = True
+        text, hint = reason
+        message = (f"{stats.name} has been traced {stats.traced} times (the warning comes after "
+                   f"{limit} retraces); the last time because {text}.")
+        if hint:
+            message += f" {hint[0].upper()}{hint[1:]}."
+        message += (" neuronika.transform.explain(f, *args) says why a call misses; "
+                    "neuronika.transform.set_retrace_warning(None) silences this warning.")
+        warnings.warn(RetraceWarning(message), stacklevel=_user_stacklevel())
+
+    def explain(self, *args, **kwargs) -> str:
+        """Why the last call missed the cache; given arguments, whether a call with them
+        would hit, and if not why (``neuronika.transform.explain``)."""
+        label = self.stats.name
+        if not args and not kwargs:
+            return self.stats.describe()
+        values, entries, kw_items, key = self._signature(args, kwargs)
+        traces = self.cache.get(key)
+        rejected = None
+        if traces is not None:
+            found, outs, _ = self._find(traces, values)
+            if found is not None:
+                return f"{label}: a call with these arguments hits the cache"
+            rejected = outs
+        new = None
+        if rejected is not None and rejected[1] == "read":
+            previous = modes.tracer
+            try:
+                new = self._trace(args, values, entries, kw_items)
+            except _trace.ReadsOuter:
+                new = None
+            finally:
+                modes.tracer = previous
+        text, hint = self._miss_reason(key, entries, kw_items, rejected, new)
+        return f"{label}: a call with these arguments would be traced, because {text}" + (
+            f"; {hint}" if hint else "")
 
     def _results(self, found, entries, outs, grads):
         if found.want_value:
@@ -199,7 +525,7 @@ class _Traced:
         nums = self.argnums
         for k, n in enumerate(nums):
             if (k and nums[k - 1] >= n or n < 0 or n >= len(entries) or not _trace.is_dynamic(entries[n])
-                    or entries[n] == _trace.WEAK or entries[n] == _trace.WEAK_COMPLEX):
+                    or entries[n].__class__ is str):
                 return False
         return True
 
@@ -207,6 +533,74 @@ class _Traced:
         """The generated Python for the signature of these arguments."""
         found, _, _, _ = self._lookup(args, kwargs)
         return found.program.source()
+
+
+_KW = "kw"      # marks a signature with keyword arguments: (entries, kw_items, _KW)
+
+
+class _Reason:
+    """Why a call missed, as (text, hint), worked out when first asked for (most misses are
+    never explained)."""
+
+    __slots__ = ("compute", "args", "value")
+
+    def __init__(self, compute, *args):
+        self.compute, self.args, self.value = compute, args, None
+
+    def __iter__(self):
+        if self.value is None:
+            self.value = self.compute(*self.args)
+            self.args = None
+        return iter(self.value)
+
+    def __str__(self):
+        return next(iter(self))
+
+
+def _remake(cls, argnums, has_aux, split, name, static_argnums, static_argnames, fn):
+    return cls(fn, argnums, has_aux, split, name, static_argnums, static_argnames)
+
+
+def _summaries(fn):
+    """[(label, id, summary)] of what a function reads from outside (``_function_parts``),
+    kept to say what changed when the function is made again; no object is kept."""
+    if fn.__class__ is not _FUNCTION:
+        return []
+    out = []
+    for label, obj in _function_parts(fn):
+        if obj.__class__ is np.ndarray:
+            summary = ("array", obj.shape, obj.dtype)
+        elif obj.__class__ is _FUNCTION:
+            summary = ("function", hash(_function_key(obj)))
+        elif obj.__class__ in _NUMBERS + _PLAIN:
+            text = repr(obj)
+            summary = ("value", text if len(text) <= 60 else text[:57] + "...")
+        else:
+            summary = ("object", type(obj).__name__)
+        out.append((label, id(obj), summary))
+    return out
+
+
+def _described_change(old, new):
+    if old[0] == new[0] == "array":
+        if old[1:] != new[1:]:
+            return f"an array of shape {new[1]} and dtype {new[2]} (was {old[1]}, {old[2]})"
+        return "another array (of the same shape and dtype)"
+    if old[0] == new[0] == "value":
+        return f"{new[1]} (was {old[1]})"
+    if new[0] == "function":
+        return "another function (reading other objects)"
+    return f"another {new[1] if new[0] == 'object' else 'value'}"
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` for ``warnings.warn`` that points at the user's line."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and origin(frame.f_code.co_filename) != USER:
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _holds_var(obj):
@@ -266,7 +660,7 @@ class _ValueAndGrad(_Traced):
         return ((value, aux), grads) if self.has_aux else (value, grads)
 
 
-def grad(fn=None, argnums=0, has_aux=False):
+def grad(fn=None, argnums=0, has_aux=False, *, static_argnums=(), static_argnames=()):
     """The gradient of a scalar function of arrays with respect to argument(s) ``argnums``.
 
     Usable as ``@neuronika.grad`` and as ``neuronika.grad(f, argnums=(0, 2))``.
@@ -274,19 +668,27 @@ def grad(fn=None, argnums=0, has_aux=False):
     and tuples of arrays keep their structure); with ``has_aux=True``, ``f``
     returns ``(value, aux)`` and the call returns ``(grads, aux)``.
 
+    Arguments marked by ``static_argnums`` (positions) or ``static_argnames`` (names),
+    JAX's ``jit`` options, reach ``f`` as the Python objects given and are part of the
+    cache key: each new value traces again. They must be hashable. Unmarked, ints and
+    floats are values (see the module's docstring).
+
     >>> import numpy as np, neuronika
     >>> @neuronika.grad
     ... def f(x):
     ...     return (x ** 3).sum()
     >>> f(np.array([1.0, 2.0]))
     array([ 3., 12.])
+    >>> neuronika.grad(lambda x, n: (x ** n).sum(), static_argnums=1)(np.array([2.0]), 3)
+    array([12.])
     """
     if fn is None:
-        return lambda f: grad(f, argnums, has_aux)
-    return _Grad(fn, argnums, has_aux, False, "grad")
+        return lambda f: grad(f, argnums, has_aux, static_argnums=static_argnums,
+                              static_argnames=static_argnames)
+    return _Grad(fn, argnums, has_aux, False, "grad", static_argnums, static_argnames)
 
 
-def value_and_grad(fn=None, argnums=0, has_aux=False):
+def value_and_grad(fn=None, argnums=0, has_aux=False, *, static_argnums=(), static_argnames=()):
     """Like ``grad``, returning ``(value, grads)`` (``((value, aux), grads)`` with ``has_aux``);
     the value of a scalar function is a NumPy scalar.
 
@@ -296,31 +698,35 @@ def value_and_grad(fn=None, argnums=0, has_aux=False):
     (9.0, array([6.]))
     """
     if fn is None:
-        return lambda f: value_and_grad(f, argnums, has_aux)
-    return _ValueAndGrad(fn, argnums, has_aux, False, "value_and_grad")
+        return lambda f: value_and_grad(f, argnums, has_aux, static_argnums=static_argnums,
+                                        static_argnames=static_argnames)
+    return _ValueAndGrad(fn, argnums, has_aux, False, "value_and_grad", static_argnums, static_argnames)
 
 
 _vjp_traced = weakref.WeakKeyDictionary()
 
 
-def _pullback(fn, args, argnums, name):
-    """Trace ``fn`` (split: forward now, backward later) and return (value, vjp function)."""
-    if _holds_var(args):
-        return _symbolic_pullback(fn, args, argnums, name)
+def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
+    """Trace ``fn`` (split: forward now, backward later) and return (value, vjp function);
+    ``statics``: (static_argnums, static_argnames)."""
+    kwargs = kwargs or {}
+    if _holds_var(args) or _holds_var(kwargs):
+        return _symbolic_pullback(fn, args, argnums, name, kwargs)
+    config = (argnums, _hashable_statics(statics))
     try:
-        traced = _vjp_traced[fn].get(argnums)
+        traced = _vjp_traced[fn].get(config)
     except (KeyError, TypeError):
         traced = None
     if traced is None:
-        traced = _Traced(fn, argnums, False, True, name)
+        traced = _Traced(fn, argnums, False, True, name, *statics)
         try:
-            _vjp_traced.setdefault(fn, {})[argnums] = traced
+            _vjp_traced.setdefault(fn, {})[config] = traced
         except TypeError:
             pass
     try:
-        found, entries, outs, _ = traced._lookup(args, {})
+        found, entries, outs, _ = traced._lookup(args, kwargs)
     except _trace.ReadsOuter:
-        return _symbolic_pullback(fn, args, argnums, name)
+        return _symbolic_pullback(fn, args, argnums, name, kwargs)
     program = found.program
     if program.backward is not None:
         value, saved = outs
@@ -351,7 +757,14 @@ def _pullback(fn, args, argnums, name):
     return result_value, vjp_fn
 
 
-def _symbolic_pullback(fn, args, argnums, name):
+def _hashable_statics(statics):
+    nums, names = statics
+    nums = (nums,) if isinstance(nums, int) else tuple(nums)
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return nums, names
+
+
+def _symbolic_pullback(fn, args, argnums, name, kwargs=None):
     """vjp on variables (inside another trace): value and gradients as graph nodes."""
     args = list(args)
     nums = [n % len(args) for n in argnums]
@@ -359,7 +772,7 @@ def _symbolic_pullback(fn, args, argnums, name):
     for n in sorted(set(nums)):
         args[n] = _to_vars(args[n], wrt, name, n)
     with _trace.level(wrt):
-        out = fn(*args)
+        out = fn(*args, **(kwargs or {}))
     if _trace.is_structured(out):
         parts = []
         tree = _trace.tree_of(out, parts)
@@ -400,8 +813,9 @@ def _zeros_like_vars(obj):
     return []
 
 
-def vjp(fn, *args):
-    """``(value, vjp_fn)``: ``vjp_fn(cotangent)`` returns one gradient per positional argument.
+def vjp(fn, *args, static_argnums=()):
+    """``(value, vjp_fn)``: ``vjp_fn(cotangent)`` returns one gradient per positional argument
+    (None for those marked ``static_argnums``, which reach ``fn`` as given and key the cache).
     ``fn`` may return a tuple, list or dict of arrays (nested): the value and the cotangent
     then have that structure.
 
@@ -409,15 +823,32 @@ def vjp(fn, *args):
     >>> value, pullback = neuronika.vjp(lambda x: x * x, np.array([1.0, 2.0]))
     >>> pullback(np.array([1.0, 1.0]))
     (array([2., 4.]),)
+    >>> _, pullback = neuronika.vjp(lambda x, n: x ** n, np.array([1.0, 2.0]), 3, static_argnums=1)
+    >>> pullback(np.array([1.0, 1.0]))
+    (array([ 3., 12.]), None)
     """
-    return _pullback(fn, args, tuple(range(len(args))), "vjp")
+    spec = _hashable_statics((static_argnums, ()))[0]
+    if not spec:
+        return _pullback(fn, args, tuple(range(len(args))), "vjp")
+    marked = {n % len(args) for n in spec if -len(args) <= n < len(args)}
+    nums = tuple(i for i in range(len(args)) if i not in marked)
+    if not nums:
+        raise TypeError("vjp: every argument is static (static_argnums): nothing to differentiate")
+    value, pullback = _pullback(fn, args, nums, "vjp", (tuple(sorted(marked)), ()))
+
+    def vjp_fn(cotangent):
+        grads = iter(pullback(cotangent))
+        return tuple(None if i in marked else next(grads) for i in range(len(args)))
+
+    return value, vjp_fn
 
 
-def jacobian(fn, argnums=0):
+def jacobian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
     """The Jacobian of ``fn`` (any output shape) with respect to argument(s) ``argnums``:
     an array of shape ``output.shape + argument.shape``, built from one vjp per output element.
     For complex values, row k is the gradient of Re(output[k]) (HIPS autograd's convention,
     d/dx - 1j d/dy): the complex Jacobian df/dz when ``fn`` is holomorphic.
+    ``static_argnums`` / ``static_argnames`` as for ``grad``.
 
     >>> import numpy as np, neuronika
     >>> neuronika.jacobian(lambda x: x * x)(np.array([1.0, 2.0]))
@@ -425,9 +856,10 @@ def jacobian(fn, argnums=0):
            [0., 4.]])
     """
     single, nums = _argnums(argnums, "jacobian")
+    statics = (static_argnums, static_argnames)
 
-    def jac(*args):
-        value, pullback = _pullback(fn, args, nums, "jacobian")
+    def jac(*args, **kwargs):
+        value, pullback = _pullback(fn, args, nums, "jacobian", statics, kwargs)
         if _trace.is_structured(value):
             raise TypeError(f"jacobian: the function returned a {type(value).__name__}; it must "
                             f"return one array (stack the parts, or take one Jacobian per part)")
@@ -454,9 +886,10 @@ def jacobian(fn, argnums=0):
 _hvp_traced = weakref.WeakKeyDictionary()
 
 
-def hessian(fn, argnums=0):
+def hessian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
     """The Hessian of a scalar function of one array: ``jacobian(grad(fn))``, shaped
     ``x.shape + x.shape``. The gradient is built as a graph and differentiated again.
+    ``static_argnums`` / ``static_argnames`` as for ``grad``.
 
     >>> import numpy as np, neuronika
     >>> neuronika.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
@@ -465,7 +898,8 @@ def hessian(fn, argnums=0):
     """
     if not isinstance(argnums, int):
         raise TypeError("hessian: argnums must be one int (the Hessian of one array)")
-    return jacobian(grad(fn, argnums), argnums)
+    statics = {"static_argnums": static_argnums, "static_argnames": static_argnames}
+    return jacobian(grad(fn, argnums, **statics), argnums, **statics)
 
 
 def hvp(fn, x, v):

@@ -9,6 +9,7 @@ result frees its graph and leaves the leaves.
 from __future__ import annotations
 
 import contextvars
+import gc
 import itertools
 import operator
 import os
@@ -24,6 +25,9 @@ _serial = itertools.count()
 GRAD_ENABLED = contextvars.ContextVar("neuronika.grad_enabled", default=True)
 ANOMALY = contextvars.ContextVar("neuronika.anomaly", default=False)
 TRACER = contextvars.ContextVar("neuronika.tracer", default=None)
+#: (mode, compile_after): when a graph signature is compiled rather than interpreted.
+COMPILE = contextvars.ContextVar("neuronika.compile", default=("auto", 2))
+COMPILE_MODES = ("auto", "always", "never")
 _grad_enabled = GRAD_ENABLED.get
 _anomaly = ANOMALY.get
 
@@ -34,7 +38,9 @@ class _Modes:
     the ContextVar of the current thread (or asyncio task), never another's.
 
     ``tracer`` is the functional trace in progress (it records the Python-level
-    values a traced function reads, to guard them), or None.
+    values a traced function reads, to guard them), or None. ``compile`` is
+    "auto" (a signature is interpreted until its ``compile_after``-th run, then
+    compiled), "always" or "never" (``neuronika.config`` sets both).
     """
 
     __slots__ = ()
@@ -62,6 +68,35 @@ class _Modes:
     @tracer.setter
     def tracer(self, value):
         TRACER.set(value)
+
+    @property
+    def compile(self) -> str:
+        return COMPILE.get()[0]
+
+    @compile.setter
+    def compile(self, value):
+        COMPILE.set((check_compile_mode(value), COMPILE.get()[1]))
+
+    @property
+    def compile_after(self) -> int:
+        return COMPILE.get()[1]
+
+    @compile_after.setter
+    def compile_after(self, value):
+        COMPILE.set((COMPILE.get()[0], check_compile_after(value)))
+
+
+def check_compile_mode(value):
+    if not isinstance(value, str) or value not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(map(repr, COMPILE_MODES))}, got {value!r}")
+    return value
+
+
+def check_compile_after(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"compile_after must be an int of at least 1 (the run on which a signature "
+                         f"is compiled), got {value!r}")
+    return int(value)
 
 
 modes = _Modes()
@@ -229,20 +264,30 @@ def linearize(*roots):
                 add(node)
                 push(node)
     order = sorted(seen, key=_by_serial)
-    position = {node: i for i, node in enumerate(order)}
-    keys = []
-    leaves = []
-    for node in order:
-        inputs = node.inputs
-        if inputs:
-            keys.append((node.key, tuple([position[i] for i in inputs])))
-        else:
-            keys.append(node.key)
-            leaves.append(node)
-    keys.append(_anomaly())
+    # a tuple per node and no garbage cycles: for a large graph, the collector would walk
+    # it again and again while the signature is built
+    collecting = len(order) >= _LARGE and gc.isenabled()
+    if collecting:
+        gc.disable()
+    try:
+        position = {node: i for i, node in enumerate(order)}
+        keys = []
+        leaves = []
+        for node in order:
+            inputs = node.inputs
+            if inputs:
+                keys.append((node.key, tuple([position[i] for i in inputs])))
+            else:
+                keys.append(node.key)
+                leaves.append(node)
+        keys.append(_anomaly())
+    finally:
+        if collecting:
+            gc.enable()
     return order, leaves, tuple(keys)
 
 
+_LARGE = 4096
 _by_serial = operator.attrgetter("serial")
 
 

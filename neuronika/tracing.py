@@ -2,18 +2,24 @@
 
 A traced function is called once per *signature*: the structure of its
 arguments (nested dicts, lists and tuples), each array's shape and dtype, and
-the value of every static argument (ints, bools, strings, ...). The call runs
-the user's function on leaves over the real arrays, so the graph it builds is
-the IR; the engine compiles it into one program that computes the outputs and
-gradients. Later calls with the same signature only flatten the arguments, look
-the signature up and call that program. A new static value (an iteration number)
-traces again, but a trace that builds the same graph reuses the compiled program.
+the value of every static argument (bools, strings, None, other hashable
+objects, and whatever ``static_argnums`` / ``static_argnames`` mark). Python
+ints, floats and complex numbers are values, like arrays: weakly typed scalars
+of the program. The call runs the user's function on leaves over the real
+arrays, so the graph it builds is the IR; the engine compiles it into one
+program that computes the outputs and gradients. Later calls with the same
+signature only flatten the arguments, look the signature up and call that
+program. A new static value traces again, but a trace that builds the same
+graph reuses the compiled program.
 
 Python control flow on a traced value (``if loss > 0``, ``float(x)``,
-``x.item()``, a ``while`` on a value) is guarded: the trace records each value
-the function read, the program checks it when it computes it, and a different
-value makes the function be traced again (kept beside the first trace, so both
-branches stay compiled).
+``x.item()``, ``range(n)``, a ``while`` on a value) is guarded: the trace records
+each value the function read, and a different value makes the function be
+traced again (kept beside the first trace, so both branches stay compiled). A
+value computed from the data is checked by the program when it computes it; one
+computed from Python-number arguments only (``range(n)``, ``if i % 10 == 0``,
+a slice ``data[i * b:(i + 1) * b]``) is checked before the program runs, and is
+not part of the program's key: traces that differ only there share one program.
 """
 from __future__ import annotations
 
@@ -21,13 +27,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ArgnumsError, GradientError
-from .graph import leaf, linearize, modes, walk, weak_leaf
+from .graph import format_where, leaf, linearize, modes, user_line, walk, weak_leaf
 from .transform import codegen
-from .transform.cache import TRACED
+from .transform.cache import TRACED, program_bytes
+from .transform.codegen import Retrace
 from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
 WEAK_COMPLEX = "wc"  # signature entry of a Python complex argument
+WEAK_INT = "wi"     # signature entry of a Python int argument
+SCALARS = (WEAK, WEAK_COMPLEX, WEAK_INT)
 
 
 def flatten(obj, values, where):
@@ -43,6 +52,9 @@ def flatten(obj, values, where):
     if cls is float:
         values.append(obj)
         return WEAK
+    if cls is int and -2 ** 63 <= obj < 2 ** 63:
+        values.append(obj)
+        return WEAK_INT
     if cls is complex:
         values.append(obj)
         return WEAK_COMPLEX
@@ -55,23 +67,37 @@ def flatten(obj, values, where):
         data = obj.data
         values.append(data)
         return (data.shape, data.dtype)
-    if isinstance(obj, (np.floating, np.complexfloating)):
+    if isinstance(obj, (np.floating, np.complexfloating, np.integer)):
         data = np.asarray(obj)
         values.append(data)
         return (data.shape, data.dtype)
+    return static_entry(obj, where)
+
+
+def static_entry(obj, where, marked=False):
+    """The signature entry of a static argument: its value and its type (``1``, ``1.0`` and
+    ``True`` are equal in Python but not to a traced function). ``marked``: the user made it
+    static (``static_argnums`` / ``static_argnames``)."""
     try:
         hash(obj)
     except TypeError:
-        raise Unhashable(where, obj) from None
-    return ("s", obj)
+        raise Unhashable(where, obj, marked) from None
+    return ("s", obj, _typed(obj))
+
+
+def _typed(obj):
+    cls = obj.__class__
+    if cls is tuple:
+        return (tuple,) + tuple(_typed(o) for o in obj)
+    return cls
 
 
 class Unhashable(TypeError):
     """A static argument that cannot be part of a signature."""
 
-    def __init__(self, where, obj):
+    def __init__(self, where, obj, marked=False):
         super().__init__(where, obj)
-        self.where, self.obj = where, obj
+        self.where, self.obj, self.marked = where, obj, marked
 
     def message(self, name):
         path = self.where
@@ -80,6 +106,11 @@ class Unhashable(TypeError):
             path, key = path
             keys.append(f"[{key!r}]")
         place = f"argument {path}" if isinstance(path, int) else f"argument {path!r}"
+        if self.marked:
+            return (f"{name}: {place}{''.join(reversed(keys))} is marked static (static_argnums / "
+                    f"static_argnames) but is a {type(self.obj).__name__}, which is not hashable; a "
+                    f"static argument is part of the cache key: pass a hashable value (a tuple instead "
+                    f"of a list), or do not mark it static (arrays and numbers are values)")
         return (f"{name}: {place}{''.join(reversed(keys))} is a {type(self.obj).__name__}, which is "
                 f"neither an array (or a dict/list/tuple of arrays) nor hashable, so it cannot be a "
                 f"static argument of a traced function; pass arrays, or make it hashable (a tuple "
@@ -87,7 +118,7 @@ class Unhashable(TypeError):
 
 
 def is_dynamic(entry):
-    return (entry == WEAK or entry == WEAK_COMPLEX
+    return (entry.__class__ is str
             or (entry.__class__ is tuple and entry and entry[0].__class__ is tuple))
 
 
@@ -99,7 +130,7 @@ def unflatten(entry, items, statics=True):
         item = next(items)
         if statics or entry.__class__ is tuple:
             return item
-        return float(item) if entry == WEAK else complex(item)
+        return float(item) if entry == WEAK else complex(item) if entry == WEAK_COMPLEX else None
     tag = entry[0]
     if tag == "s":
         return entry[1] if statics else None
@@ -147,10 +178,11 @@ class Tracer:
 
     def observe(self, node, kind, value):
         inputs, traced = self.inputs, self.traced
-        own = outer = False
+        own = []
+        outer = False
         for n in walk(node):
             if n in inputs:
-                own = True
+                own.append(n)
             elif n in traced:
                 outer = True
         if not self.compiled:
@@ -159,7 +191,7 @@ class Tracer:
             return
         self.reads_outer = self.reads_outer or outer
         if own:
-            self.guards.append((node, kind, value))
+            self.guards.append((node, kind, value, user_line(), own))
 
 
 class level:
@@ -186,27 +218,66 @@ class ReadsOuter(Exception):
 
 
 class Trace:
-    """One compiled trace: the program and how to call it and read its results."""
+    """One compiled trace: the program and how to call it and read its results.
+
+    ``pins`` and ``precheck`` check, before the program runs, the values the function
+    read from its Python-number arguments (``range(n)``, ``if i % 10 == 0``): ``pins``
+    (position among the values, kind, value) those read straight off an argument,
+    ``precheck`` (program, plan, [(kind, value)]) those computed from such arguments.
+    ``reads`` describes every value read, for ``explain``; ``fast``: a call with plain
+    array arguments can run the program directly."""
 
     __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
-                 "floats", "out_tree")
+                 "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes")
 
     def stale(self):
         """True when a name the function read from outside was rebound since the trace."""
-        for holder, name, obj in self.closure:
+        for holder, name, obj, _ in self.closure:
             current = holder.cell_contents if name is None else holder.get(name)
             if current is not obj:
                 return True
         return False
+
+    def rebound(self):
+        """The name (text) of the first outside name rebound since the trace, or None."""
+        for holder, name, obj, label in self.closure:
+            try:
+                current = holder.cell_contents if name is None else holder.get(name)
+            except ValueError:
+                current = None
+            if current is not obj:
+                return label
+        return None
 
     def arguments(self, values):
         if self.direct is not None:
             return list(values) + self.direct if self.direct else values
         return [values[p] if p >= 0 else c for p, c in self.plan]
 
+    def check(self, values):
+        """Raise ``Retrace`` when a value read from a Python-number argument differs now."""
+        for k, kind, expected in self.pins:
+            if _CONVERT[kind](values[k]) != expected:
+                raise Retrace
+        if self.precheck is not None:
+            if self.precheck_values(values) != self.precheck[2]:
+                raise Retrace
+
+    def precheck_values(self, values):
+        program, plan, expected = self.precheck
+        try:
+            out = program.forward(*[values[p] if p >= 0 else c for p, c in plan])
+        except Exception:            # noqa: BLE001 - a value the trace never met: trace again
+            return None
+        if len(expected) == 1:
+            out = (out,)
+        return [(kind, _CONVERT[kind](v)) for (kind, _), v in zip(expected, out)]
+
     def run(self, values):
         """(outputs, gradients): one call of a fused program, or a split program's forward."""
+        if self.pins or self.precheck is not None:
+            self.check(values)
         if self.floats:
             values = list(values)
             for k in self.floats:
@@ -218,8 +289,17 @@ class Trace:
         return self.program.forward(*self.arguments(values)), ()
 
 
+def _item(value):
+    return value.item() if hasattr(value, "item") and getattr(value, "size", 1) == 1 else value
+
+
+_CONVERT = {"bool": lambda v: bool(_item(v)), "int": lambda v: int(_item(v)),
+            "float": lambda v: float(_item(v)), "complex": lambda v: complex(_item(v))}
+
+
 def _closure_snapshot(fn):
-    """The arrays and numbers ``fn`` reads by name from closures and globals."""
+    """The arrays and numbers ``fn`` reads by name from closures and globals:
+    (holder, name or None for a cell, object, label)."""
     watched = []
     code = getattr(fn, "__code__", None)
     if code is None:
@@ -230,29 +310,33 @@ def _closure_snapshot(fn):
         except ValueError:
             continue
         if isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node"):
-            watched.append((cell, None, obj))
+            watched.append((cell, None, obj, f"the closure variable {name!r}"))
     for name in code.co_names:
         obj = fn.__globals__.get(name)
         if isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node"):
-            watched.append((fn.__globals__, name, obj))
+            watched.append((fn.__globals__, name, obj, f"the global {name!r}"))
     return tuple(watched)
 
 
-def check_differentiable(entry, position, where):
+def check_differentiable(entry, obj, position, where):
     """Refuse an argument selected by argnums that holds an int or a bool (JAX's rule)."""
-    if entry.__class__ is not tuple or not entry or entry[0].__class__ is tuple or entry == WEAK:
-        return
-    tag = entry[0]
-    if tag == "s":
-        value = entry[1]
+    if entry == WEAK_INT or (entry.__class__ is tuple and entry and entry[0] == "s"):
+        value = obj if entry == WEAK_INT else entry[1]
         if isinstance(value, (int, np.integer, bool, np.bool_)):
             raise ArgnumsError(
                 f"{where}: argnums selects argument {position}, which holds the {type(value).__name__} "
                 f"{value!r}; only floating-point values can be differentiated: pass {float(value)!r}, "
                 f"or leave it out of argnums")
         return
-    for e in (entry[2:] if tag == "d" else entry[1:]):
-        check_differentiable(e, position, where)
+    if entry.__class__ is not tuple or not entry or entry[0].__class__ is tuple:
+        return
+    tag = entry[0]
+    if tag == "d":
+        for key, e in zip(entry[1], entry[2:]):
+            check_differentiable(e, obj[key], position, where)
+    else:
+        for e, o in zip(entry[1:], obj):
+            check_differentiable(e, o, position, where)
 
 
 def float_positions(entries, differentiate):
@@ -285,7 +369,7 @@ def _leaves_for(values, entries, differentiate, where):
             value = values[k]
             k += 1
             if i in differentiate:
-                array = np.asarray(value) if value.__class__ in (float, complex) else value
+                array = np.asarray(value) if value.__class__ in (float, complex, int) else value
                 if array.dtype.kind not in "fc":
                     raise ArgnumsError(f"{where}: argnums selects argument {i}, which holds an array of "
                                        f"dtype {array.dtype}; only floating-point arrays can be "
@@ -295,6 +379,8 @@ def _leaves_for(values, entries, differentiate, where):
                 nodes.append(weak_leaf(value))
             elif value.__class__ is complex:
                 nodes.append(_weak_complex_leaf(value))
+            elif value.__class__ is int:
+                nodes.append(_weak_int_leaf(value))
             else:
                 nodes.append(leaf(value))
     return nodes
@@ -307,6 +393,45 @@ def _weak_complex_leaf(value):
     node.value = value
     node.key = ("weak", "complex")
     return node
+
+
+def _weak_int_leaf(value):
+    """A Python int argument: passed to generated code as a Python int, so NumPy types it
+    weakly (``x32 * n`` is float32, ``i8 + n`` int8), as the dtype rules do."""
+    node = leaf(np.int64(value))
+    node.value = value
+    node.key = _INT_KEY
+    return node
+
+
+_INT_KEY = ("weak", "int")
+
+
+class IntArgument(Var):
+    """The variable a Python int argument becomes. Where Python or NumPy need the int itself
+    (a hash: ``d[i]``, ``i in some_set``; text: ``f"w{i}"``; a NumPy function that converts
+    its arguments: ``np.arange(i)``, ``np.full(3, i)``), it reads the value, so a new value
+    traces again (a guard), as for ``range(i)``."""
+
+    __slots__ = ()
+
+    def __hash__(self):
+        return hash(self.__index__())
+
+    def __str__(self):
+        return str(self.__index__())
+
+    def __format__(self, spec):
+        return format(self.__index__(), spec)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.__index__(), dtype=dtype)
+
+
+def _int_argument(node):
+    handle = object.__new__(IntArgument)
+    handle._node = node
+    return handle
 
 
 def _program(order, leaves, signature, outputs, loss, split, guards, wanted):
@@ -326,15 +451,19 @@ def _program(order, leaves, signature, outputs, loss, split, guards, wanted):
     return TRACED.get_or_build(key, build)
 
 
-def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True):
+def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True,
+          labels=None, external=()):
     """Run ``fn`` on leaves over ``values`` and compile what it computed.
 
     ``entries`` are the positional arguments' signature entries, ``kw_items``
     (name, entry) pairs for the keyword arguments, ``differentiate`` the
-    positions of the arguments whose gradients are wanted.
+    positions of the arguments whose gradients are wanted; ``labels`` names each
+    value (``value_labels``) in messages, and constant arrays whose id is in
+    ``external`` (the function's closure and globals) do not count in the trace's size.
     """
-    nodes = _leaves_for(values, list(entries) + [e for _, e in kw_items], differentiate, where)
-    handles = iter([_wrap(n) for n in nodes])
+    all_entries = list(entries) + [e for _, e in kw_items]
+    nodes = _leaves_for(values, all_entries, differentiate, where)
+    handles = iter([_int_argument(n) if n.key == _INT_KEY else _wrap(n) for n in nodes])
     args = [unflatten(e, handles) for e in entries]
     kwargs = {name: unflatten(e, handles) for name, e in kw_items}
     tracer = Tracer(set(nodes), modes.tracer)
@@ -342,6 +471,9 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     modes.tracer, modes.grad_enabled = tracer, True
     try:
         out = fn(*args, **kwargs)
+    except Exception as error:
+        _note_int_arguments(error, all_entries, labels, where)
+        raise
     finally:
         modes.tracer, modes.grad_enabled = previous
 
@@ -356,8 +488,24 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     if has_aux:
         aux_values = []
         aux_entry = flatten_aux(aux_value, aux_nodes, aux_values)
-    guard_nodes = [g[0] for g in tracer.guards]
-    order, leaves, signature = linearize(out._node, *aux_nodes, *guard_nodes)
+    index_of_input = {node: k for k, node in enumerate(nodes)}
+    if labels is None:
+        labels = [f"value {k}" for k in range(len(nodes))]
+    # Values read from Python-number arguments only are checked before the program runs
+    # (``Trace.check``); those read from the data, by the program.
+    scalar_inputs = {n for n, kind in zip(nodes, _flat_kinds(all_entries))
+                     if kind in SCALARS and not n.requires_grad}
+    data_guards, pins, computed, reads = [], [], [], []
+    for node, kind, value, line, depends in tracer.guards:
+        reads.append((kind, value, format_where(line), tuple(labels[index_of_input[n]] for n in depends)))
+        if not node.requires_grad and all(n in scalar_inputs for n in depends):
+            if node in index_of_input:
+                pins.append((index_of_input[node], kind, value))
+            else:
+                computed.append((node, kind, value))
+        else:
+            data_guards.append((node, kind, value))
+    order, leaves, signature = linearize(out._node, *aux_nodes, *[g[0] for g in data_guards])
     if tracer.parent is not None:
         outer = tracer.parent.traced
         if tracer.reads_outer or any(n in outer for n in order):
@@ -366,7 +514,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     loss = position[out._node]
     outputs = ([loss] if want_value else []) + [position[n] for n in aux_nodes]
     differentiable = out._node.requires_grad
-    guards = [(position[node], kind, value) for node, kind, value in tracer.guards]
+    guards = [(position[node], kind, value) for node, kind, value in data_guards]
     # Differentiable leaves the function did not get as arguments (a module's
     # parameters it closes over) are constants here: gradients only for arguments.
     wanted = [n for n in nodes if n.requires_grad]
@@ -382,10 +530,12 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     result.want_value = want_value
     result.aux = aux_entry
     result.closure = _closure_snapshot(fn)
-    result.floats = float_positions(list(entries) + [e for _, e in kw_items], differentiate)
+    result.floats = float_positions(all_entries, differentiate)
     result.out_shape, result.out_dtype = out.shape, out.dtype
     result.out_tree = out_tree
-    index_of_input = {node: k for k, node in enumerate(nodes)}
+    result.pins = pins
+    result.precheck = _precheck(computed, index_of_input) if computed else None
+    result.reads = reads
     result.plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]
     inputs_first = [p for p, _ in result.plan[:len(nodes)]]
     if inputs_first == list(range(len(nodes))):
@@ -399,13 +549,218 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     result.zeros = [(nodes[k].shape, nodes[k].dtype) for k in diff_inputs]
     # Every wanted gradient comes straight from the program, in order: no re-packing.
     result.plain = result.grad_slots == list(range(len(diff_inputs)))
+    result.fast = (result.plain and not result.closure and result.direct is not None
+                   and not pins and result.precheck is None)
     if result.fused:
         unit = np.ones((), out.dtype)
         unit.flags.writeable = False
         result.prefix = (unit,)
     else:
         result.prefix = ()
+    result.nbytes = _TRACE_BYTES + program_bytes(program) + _constant_bytes(result.plan, external)
     return result
+
+
+_TRACE_BYTES = 1024
+
+
+def _constant_bytes(plan, external):
+    """Bytes of the constant arrays a trace keeps that its function does not hold anyway."""
+    total = 0
+    for p, c in plan:
+        if p < 0 and c.__class__ is np.ndarray:
+            base = c
+            while base is not None and id(base) not in external:
+                base = getattr(base, "base", None)
+            if base is None:
+                total += c.nbytes
+    return total
+
+
+def _precheck(computed, index_of_input):
+    """(program, plan, [(kind, value)]): the values read that were computed from Python-number
+    arguments, computed again from the new ones before the trace's program runs."""
+    roots = [node for node, _, _ in computed]
+    order, leaves, signature = linearize(*roots)
+    position = {node: i for i, node in enumerate(order)}
+    outputs = [position[n] for n in roots]
+
+    def build():
+        return codegen.build(order, leaves, anomaly=False, outputs=outputs)
+
+    program = TRACED.get_or_build(("precheck", signature, tuple(outputs)), build)
+    plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]
+    return program, plan, [(kind, value) for _, kind, value in computed]
+
+
+def _flat_kinds(entries):
+    kinds = []
+    for entry in entries:
+        kinds.extend(_dynamic_kinds(entry))
+    return kinds
+
+
+def value_labels(entries, kw_items, params=()):
+    """A name for each flattened value, for messages: ``argument 1 ('i')``,
+    ``argument 0 ('params')['w']``, ``argument 'scale'``."""
+    labels = []
+    for i, entry in enumerate(entries):
+        name = f"argument {i} ({params[i]!r})" if i < len(params) else f"argument {i}"
+        _labels(entry, name, labels)
+    for key, entry in kw_items:
+        _labels(entry, f"argument {key!r}", labels)
+    return labels
+
+
+def _labels(entry, name, into):
+    if is_dynamic(entry):
+        into.append(name)
+        return
+    tag = entry[0]
+    if tag == "s":
+        return
+    if tag == "d":
+        for key, e in zip(entry[1], entry[2:]):
+            _labels(e, f"{name}[{key!r}]", into)
+        return
+    for k, e in enumerate(entry[1:]):
+        _labels(e, f"{name}[{k}]", into)
+
+
+def _note_int_arguments(error, entries, labels, where):
+    """An error while tracing a function given Python ints: say that they are values now."""
+    about_a_variable = isinstance(error, (TypeError, KeyError, GradientError)) or (
+        isinstance(error, (ValueError, IndexError)) and ("Var(" in str(error) or "IntArgument(" in str(error)))
+    if isinstance(error, ArgnumsError) or not about_a_variable:
+        return
+    ints = [label for label, kind in zip(labels or (), _flat_kinds(entries)) if kind == WEAK_INT]
+    if not ints or any("static_argnums" in note for note in getattr(error, "__notes__", ())):
+        return
+    error.add_note(
+        f"neuronika: {where} passes Python ints to the function as values (0-dim integer "
+        f"variables), as JAX does: {', '.join(ints)}; if the function needs one as a Python int "
+        f"(a shape, an axis, a dict key), mark it static: {where}(f, static_argnums=...) or "
+        f"static_argnames=...")
+
+
+# ---- why a call missed: what changed, in words (``explain``, the retrace warning) ---------------
+
+def describe_reads(old, new):
+    """(text, hint): the first value read by the function that differs between an earlier
+    trace's reads and a new one's (``Trace.reads``)."""
+    if new is not None:
+        for before, now in zip(old, new):
+            if before[1] != now[1] or before[0] != now[0]:
+                kind, value, where, depends = now
+                return (f"the Python {before[0]} it read at {where} ({_from(depends)}) was "
+                        f"{before[1]!r} and is now {value!r}", _read_hint(depends))
+        if len(new) != len(old):
+            return ("it read other values from its arguments than in the earlier trace "
+                    f"({len(old)} then, {len(new)} now)", _read_hint(()))
+    return ("a value it read from its arguments (Python control flow, float(), int(), an index) "
+            "differs from the earlier traces'", _read_hint(()))
+
+
+def _from(depends):
+    if not depends:
+        return "from no argument"
+    shown = ", ".join(depends[:3]) + (", ..." if len(depends) > 3 else "")
+    return f"computed from {shown}"
+
+
+def _read_hint(depends):
+    return ("each branch of Python control flow on a traced value, and each value read as a Python "
+            "number (range(n), a shape, an index into a NumPy array), is a trace of its own: "
+            "compare variables instead of Python numbers where you can (a gather x[i] needs no "
+            "trace per i), or mark an argument that selects the program static (static_argnums)")
+
+
+def _split(key):
+    if key.__class__ is tuple and len(key) == 3 and key[2] == "kw" and key[1].__class__ is tuple \
+            and key[0].__class__ is tuple and all(e.__class__ is tuple and len(e) == 2 for e in key[1]):
+        return key[0], key[1]
+    return key, ()
+
+
+def describe_change(keys, key, params=()):
+    """(text, hint): how signature ``key`` differs from the closest of ``keys`` (cached
+    signatures, most recent last), argument by argument."""
+    entries, kw_items = _split(key)
+    best = None
+    for old in reversed(keys):
+        old_entries, old_kw = _split(old)
+        changes = []
+        if len(old_entries) != len(entries):
+            changes.append(f"{len(entries)} positional arguments (was {len(old_entries)})")
+        for i, (a, b) in enumerate(zip(old_entries, entries)):
+            name = f"argument {i} ({params[i]!r})" if i < len(params) else f"argument {i}"
+            _diff(a, b, name, changes)
+        old_kw, new_kw = dict(old_kw), dict(kw_items)
+        for k in new_kw.keys() - old_kw.keys():
+            changes.append(f"keyword argument {k!r} given (it was not)")
+        for k in old_kw.keys() - new_kw.keys():
+            changes.append(f"keyword argument {k!r} not given (it was)")
+        for k in new_kw.keys() & old_kw.keys():
+            _diff(old_kw[k], new_kw[k], f"argument {k!r}", changes)
+        if best is None or len(changes) < len(best):
+            best = changes
+    if not best:
+        return ("its signature was not in the cache", "")
+    text = "; ".join(best[:3]) + (f"; and {len(best) - 3} more changes" if len(best) > 3 else "")
+    if any("static" in c for c in best):
+        hint = ("a static argument (a bool, a string, or one marked static_argnums) makes one trace "
+                "per value: pass a value that changes as an array or a number instead")
+    elif any("shape" in c for c in best):
+        hint = ("each new shape is a new program: keep shapes fixed (pad, or bucket variable "
+                "lengths into a few sizes)")
+    else:
+        hint = "each new structure, shape or dtype of the arguments is a new trace"
+    return text, hint
+
+
+def _describe(entry):
+    if entry == WEAK:
+        return "a Python float"
+    if entry == WEAK_INT:
+        return "a Python int"
+    if entry == WEAK_COMPLEX:
+        return "a Python complex"
+    if entry[0].__class__ is tuple:
+        return f"an array of shape {entry[0]} and dtype {entry[1]}"
+    tag = entry[0]
+    if tag == "s":
+        text = repr(entry[1])
+        return f"the static value {text if len(text) <= 40 else text[:37] + '...'}"
+    if tag == "d":
+        return f"a dict with keys {list(entry[1])}"
+    return f"a {'tuple' if tag == 't' else 'list'} of {len(entry) - 1}"
+
+
+def _diff(old, new, name, into):
+    if old == new:
+        return
+    if is_dynamic(old) and is_dynamic(new) and old.__class__ is tuple and new.__class__ is tuple:
+        if old[0] != new[0]:
+            into.append(f"{name}: shape {old[0]} -> {new[0]}")
+        if old[1] != new[1]:
+            into.append(f"{name}: dtype {old[1]} -> {new[1]}")
+        return
+    if old.__class__ is tuple and new.__class__ is tuple and not is_dynamic(old) and not is_dynamic(new):
+        if old[0] == new[0] == "s":
+            change = f"{old[1]!r} -> {new[1]!r}"
+            if old[1] == new[1]:
+                change = f"{type(old[1]).__name__} {old[1]!r} -> {type(new[1]).__name__} {new[1]!r}"
+            into.append(f"{name}: static value {change if len(change) <= 80 else 'changed'}")
+            return
+        if old[0] == new[0] and old[0] in "tl" and len(old) == len(new):
+            for k, (a, b) in enumerate(zip(old[1:], new[1:])):
+                _diff(a, b, f"{name}[{k}]", into)
+            return
+        if old[0] == new[0] == "d" and old[1] == new[1]:
+            for key, a, b in zip(old[1], old[2:], new[2:]):
+                _diff(a, b, f"{name}[{key!r}]", into)
+            return
+    into.append(f"{name}: {_describe(old)} -> {_describe(new)}")
 
 
 def split_aux(out, has_aux, where):

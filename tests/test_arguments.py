@@ -45,9 +45,23 @@ def test_differentiating_with_respect_to_an_integer_raises_naming_argnums(argume
     assert isinstance(info.value, ArgnumsError)
 
 
-def test_an_integer_argument_outside_argnums_is_static():
+def test_an_integer_argument_outside_argnums_is_a_value():
     f = neuronika.grad(lambda x, n: (x ** n).sum())
     np.testing.assert_allclose(f(np.array([2.0]), 3), [12.0])
+    np.testing.assert_allclose(f(np.array([2.0]), 4), [32.0])
+    assert f.stats.traced == 1                       # a new value, the same trace
+
+
+def test_an_integer_argument_marked_static_is_a_python_int():
+    f = neuronika.grad(lambda x, n: (x ** n).sum() if isinstance(n, int) else None, static_argnums=1)
+    np.testing.assert_allclose(f(np.array([2.0]), 3), [12.0])
+    np.testing.assert_allclose(f(np.array([2.0]), 4), [32.0])
+    assert f.stats.traced == 2                       # a new static value, a new trace
+
+
+def test_differentiating_an_int_inside_a_container_raises_naming_argnums():
+    with pytest.raises(ArgnumsError, match="argnums selects argument 0, which holds the int 2"):
+        neuronika.grad(lambda p: p["w"] * p["n"])({"w": 1.5, "n": 2})
 
 
 def test_second_derivative_of_a_float_function():

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmarks  # noqa: E402
+import neuronika  # noqa: E402
 from benchmarks import competitors, run  # noqa: E402
 from neuronika.testing import oracle
 
@@ -170,3 +171,56 @@ def test_main_runs_the_cnn_without_competitors(no_competitors, capsys):
     assert run.main(["--quick", "--only", "cnn", "--samples", "1", "--sample-ms", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "| cnn      | neuronika imperative" in out
+
+
+# ---- benchmarks/compile_scaling.py -----------------------------------------------------------
+
+from benchmarks import compile_scaling  # noqa: E402
+
+
+def test_compile_scaling_runs_and_prints_the_table(no_competitors, capsys):
+    argv = ["--sizes", "60,240", "--only", "chain-forward,chain-grad,rnn-grad,chain-hvp"]
+    assert compile_scaling.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| chain") or line.startswith("| rnn")]
+    assert len(rows) == 8
+    cells = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
+    assert all(len(c) == 13 for c in cells)
+    assert [c[0] for c in cells[:2]] == ["chain-forward", "chain-forward"]
+    assert all(c[-1] == "" for c in cells)              # autograd missing: no ratio
+    assert "- chain-grad: first-call exponent" in out
+
+
+def test_compile_scaling_measures_what_it_says():
+    case = compile_scaling.CASES["chain-grad"]
+    row = compile_scaling.run_case(case, 300, repeats=1, firsts=2, with_autograd=False)
+    assert 280 <= row["nodes"] <= 320
+    assert row["compiled"] == row["nodes"]               # one program: the function's graph
+    assert 0 < row["first_cpu"] and 0 < row["repeat"] < row["first"]
+    hvp = compile_scaling.run_case(compile_scaling.CASES["chain-hvp"], 300, repeats=1, with_autograd=False)
+    assert hvp["compiled"] > 2 * hvp["nodes"]            # the gradient's graph is compiled too
+    assert compile_scaling.exponent({"nodes": 100, "first": 2.0}, {"nodes": 1000, "first": 20.0},
+                                    "first") == pytest.approx(1.0)
+    table = compile_scaling.table({"chain-grad": [dict(row, autograd=row["first"] / 2)]})
+    assert table[2].split("|")[-2].strip() == "2.00"     # first call / autograd's
+
+
+def test_compile_scaling_skips_sizes_that_would_take_too_long():
+    logged = []
+    results = compile_scaling.measure(["chain-forward"], (50, 5_000_000), max_seconds=1.0,
+                                      with_autograd=False, log=logged.append)
+    first, skipped = results["chain-forward"]
+    assert "skipped" in skipped and skipped["skipped"] > 1.0
+    assert any("skipped" in line for line in logged)
+
+
+def test_compile_scaling_functions_agree_with_numpy():
+    # The functions are written once over a NumPy-like namespace: on NumPy itself they give
+    # what neuronika computes.
+    (v,) = compile_scaling._chain_inputs(None)
+    loss = compile_scaling.chain(neuronika.numpy, neuronika.from_ndarray(v), 30)
+    assert np.isclose(loss.item(), compile_scaling.chain(np, v, 30))
+    arrays = compile_scaling._rnn_inputs(7)
+    loss = compile_scaling.rnn(neuronika.numpy, *[neuronika.from_ndarray(a) for a in arrays])
+    assert np.isclose(loss.item(), compile_scaling.rnn(np, *arrays))
+    assert compile_scaling.RNN.param_for(600) > 50

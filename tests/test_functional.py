@@ -674,16 +674,21 @@ def test_kwargs_are_data_or_static_like_positionals():
     _, misses = info()
     close(f_grad(x, scale=np.array([1.0, 1.0]), power=2), 2 * x)
     assert info()[1] == misses
-    # int kwarg is static: new value traces again
+    # an int kwarg is data too: a new value, the same trace
     close(f_grad(x, scale=np.array([1.0, 1.0]), power=3), 3 * x * x)
-    assert info()[1] == misses + 1
+    assert info()[1] == misses
     # float kwarg is data: a new kind of argument traces once, a new value does not
     close(f_grad(x, scale=2.0, power=2), 8 * x)
-    assert info()[1] == misses + 2
+    assert info()[1] == misses + 1
     close(f_grad(x, scale=3.0, power=2), 18 * x)
-    assert info()[1] == misses + 2
+    assert info()[1] == misses + 1
     close(f_grad(x, scale=3.0, power=2, offset=np.array([5.0, 5.0])), 18 * x)
-    assert info()[1] == misses + 3
+    assert info()[1] == misses + 2
+    # marked static by name: a new value traces again
+    s_grad = neuronika.grad(f, static_argnames="power")
+    close(s_grad(x, scale=np.array([1.0, 1.0]), power=2), 2 * x)
+    close(s_grad(x, scale=np.array([1.0, 1.0]), power=3), 3 * x * x)
+    assert info()[1] == misses + 4
 
 
 def test_positional_float_data_and_keyword_data_not_differentiated():
@@ -937,9 +942,10 @@ def test_grad_of_a_list_holding_a_variable_stacks_it():
 
 
 def test_a_new_static_argument_that_builds_the_same_graph_reuses_the_program(monkeypatch):
-    """An optimizer passing the iteration number (an int: static) traces again for each new
-    value, but the graph is the same, so the compiled program is reused; a static argument
-    that changes the graph gets its own program."""
+    """An int read as a Python number (``float(i)``) traces again for each new value, but the
+    graph is the same, so the compiled program is reused; an int used as a value (an
+    exponent) is one trace and one program; a static argument that changes the graph gets
+    its own program."""
     from neuronika import tracing
     built = []
     real_build = tracing.codegen.build
@@ -952,7 +958,11 @@ def test_a_new_static_argument_that_builds_the_same_graph_reuses_the_program(mon
     g = neuronika.grad(lambda x, k: (x ** k * 1.75).sum())
     for k in (2, 3, 2):
         close(g(x, k), 1.75 * k * x ** (k - 1), rtol=1e-12)
-    assert len(built) == 3
+    assert len(built) == 2
+    h = neuronika.grad(lambda x, k: (x ** k * 1.75).sum(), static_argnums=1)
+    for k in (2, 3, 2):
+        close(h(x, k), 1.75 * k * x ** (k - 1), rtol=1e-12)
+    assert len(built) == 4
 
 
 # ---- 4. stop_gradient and custom_vjp --------------------------------------------------------------
@@ -1181,7 +1191,7 @@ def test_same_shapes_hit_with_dict_arguments():
 
 
 def test_new_shape_new_dtype_new_static_value_miss():
-    f = neuronika.grad(lambda x, p: (x ** p).sum())
+    f = neuronika.grad(lambda x, p: (x ** p).sum(), static_argnums=1)
     f(np.ones(3), 2)
     assert info() == (0, 1)
     f(np.ones(3) * 2, 2)

@@ -63,6 +63,10 @@ def _parse(x, key, name="index", what=None):
                               GradientError)
             part = part.data
         if isinstance(part, slice):
+            if any(isinstance(v, Var) for v in (part.start, part.stop, part.step)):
+                # an int variable as a bound (x[:n] on an int argument): read, so guarded
+                part = slice(*[v.__index__() if isinstance(v, Var) else v
+                               for v in (part.start, part.stop, part.step)])
             if not all(v is None or isinstance(v, numbers.Integral) for v in (part.start, part.stop, part.step)):
                 raise located(f"{name}: slice bounds must be ints, got {part}")
             if part.step == 0:

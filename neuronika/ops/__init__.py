@@ -192,6 +192,8 @@ def broadcast_shapes(a, b):
 
 def normalize_axis(name, axis, ndim):
     """An int axis in range(ndim), negative counting from the end."""
+    if hasattr(axis, "_node") and hasattr(axis, "__index__"):
+        axis = axis.__index__()         # an int variable (an int argument of a traced function): read
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise ShapeError(f"{name}: axis must be an int, got {axis!r}")
     if not -ndim <= axis < ndim:

@@ -58,7 +58,7 @@ MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting")
 DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting", inexact_dtype)
 # Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
 # taken as 1 so that a ** (b - 1) never divides by zero.
-POWER = _binary("power", "a ** b", "dy * b * a ** (xp.where(b == 0, 1, b) - 1)",
+POWER = _binary("power", "a ** b", "dy * b * a ** (b - 1 + (b == 0))",     # keeps a Python b weak
                 "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent")
 
 NEG = _unary("neg", "-x", "-dy", "-x")

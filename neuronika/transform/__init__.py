@@ -1,8 +1,11 @@
 """The transformer: graph -> generated forward/backward Python -> compiled, cached program.
 
-Public here: ``source(root)``, ``cache_info()``, ``cache_clear()``, ``set_cache_size(n)``.
+Public here: ``source(root)``, ``cache_info()``, ``cache_clear()``, ``set_cache_size(entries,
+bytes)``, ``cache_limits()``, ``explain(f, *args)``, ``set_retrace_warning(after)``.
 """
-from .cache import CacheInfo, cache_clear, cache_info, set_cache_size
+from .cache import (CacheInfo, CacheLimits, cache_clear, cache_info, cache_limits, explain, set_cache_size,
+                    set_retrace_warning)
 from .run import source
 
-__all__ = ["CacheInfo", "cache_clear", "cache_info", "set_cache_size", "source"]
+__all__ = ["CacheInfo", "CacheLimits", "cache_clear", "cache_info", "cache_limits", "explain",
+           "set_cache_size", "set_retrace_warning", "source"]

@@ -1,13 +1,26 @@
-"""The bounded (LRU) caches of compiled programs, safe to share between threads.
+"""The caches of compiled programs and traces, under one limit, safe to share between threads.
 
-Each cache guards its ordered dict with a lock (a look-up that hits is one locked
-get and move); programs are compiled outside the lock. A cache holds programs
-only, never arrays; a program's generated source stays in ``linecache`` exactly as
-long as the program lives (``codegen``), so eviction, ``cache_clear()`` and a traced
-function going away free all of it.
+Two kinds of cache hold what compiling costs: ``CACHE`` (graph signature -> program, for
+``forward()`` / ``backward()``) and one ``TraceCache`` per traced function (signature ->
+traces, each holding its program; ``TRACED`` finds a live program by graph signature so
+that traces building the same graph share it, and holds none). One limit covers them all,
+in entries and in bytes (``set_cache_size``): when either is exceeded, the least recently
+used entries go, whichever cache holds them. A program's size is estimated from its
+generated source; a trace's from its program and the constant arrays it keeps.
+
+Each cache guards its dicts with a lock (a look-up that hits is one locked get);
+programs are compiled outside any lock. A program's generated source stays in
+``linecache`` exactly as long as the program lives (``codegen``), so eviction and
+``cache_clear()`` free all of it.
+
+Traced functions share their caches by what they are, not by the wrapper object:
+``grad(loss)`` made again on every call finds the traces of the first (``functions``,
+keyed by ``functional`` on the code object, closure, defaults and globals read).
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 import weakref
 from collections import OrderedDict, namedtuple
@@ -15,17 +28,109 @@ from collections import OrderedDict, namedtuple
 from . import codegen
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+CacheLimits = namedtuple("CacheLimits", ["entries", "bytes", "used_entries", "used_bytes"])
+
+#: Recency: every hit and insertion takes the next tick; the smallest ticks go first.
+tick = itertools.count(1).__next__
+
+_PROGRAM_OVERHEAD = 2048
+_BYTES_PER_CHARACTER = 20      # code object, linecache lines and source, per source character
+_TRACE_OVERHEAD = 1024
+
+
+def program_bytes(program) -> int:
+    """Estimated memory of a compiled program: its generated source and what it compiles to."""
+    length = 0
+    for attr in ("forward_source", "backward_source"):
+        source = getattr(program, attr, None)
+        if source:
+            length += len(source)
+    return _PROGRAM_OVERHEAD + _BYTES_PER_CHARACTER * length
+
+
+class _Budget:
+    """The one limit over every cache. What they hold is summed over the live caches when
+    needed (each keeps its own count), so a cache that goes away takes its share with it."""
+
+    def __init__(self, entries=512, nbytes=512 * 2 ** 20):
+        self.entries = entries
+        self.bytes = nbytes
+        self.evicting = threading.Lock()        # one eviction scan at a time
+        self.caches = weakref.WeakSet()
+        self.caches_lock = threading.Lock()
+
+    def register(self, cache):
+        with self.caches_lock:
+            self.caches.add(cache)
+
+    def live(self):
+        with self.caches_lock:
+            return list(self.caches)
+
+    def used(self):
+        """(entries, bytes) held by all the caches now."""
+        entries = nbytes = 0
+        for cache in self.live():
+            entries += cache.held_entries
+            nbytes += cache.held_bytes
+        return entries, nbytes
+
+    def admit(self, protect=None):
+        """Evict least recently used entries until both limits hold again (down to 90% of
+        each, so that a full cache does not scan on every insertion). ``protect``
+        (cache, token) is the entry just inserted: it stays even if it alone is too big."""
+        entries, nbytes = self.used()
+        if entries <= self.entries and nbytes <= self.bytes:
+            return
+        dropped = []             # freed after the locks are released (finalizers run then)
+        with self.evicting:
+            candidates = []
+            for cache in self.live():
+                for used, token, size in cache.candidates():
+                    candidates.append((used, id(cache), cache, token, size))
+            entries = sum(c[4][0] for c in candidates)
+            nbytes = sum(c[4][1] for c in candidates)
+            candidates.sort(key=lambda c: (c[0], c[1]))
+            target = self.entries - self.entries // 10
+            target_bytes = self.bytes - self.bytes // 10
+            for _, _, cache, token, (n, b) in candidates:
+                if entries <= target and nbytes <= target_bytes:
+                    break
+                if protect is not None and protect[0] is cache and protect[1] == token:
+                    continue
+                found = cache.drop(token)
+                if found is not None:
+                    dropped.append(found)
+                    entries -= n
+                    nbytes -= b
+        dropped.clear()
+
+
+BUDGET = _Budget()
 
 
 class ProgramCache:
-    """Signature -> Program. Holds code and shapes only, never arrays."""
+    """Signature -> Program. Holds code and shapes only, never arrays.
 
-    def __init__(self, maxsize=512):
+    Bounded by the global limit (``set_cache_size``) and, when ``maxsize`` is set, by
+    ``maxsize`` programs of its own (least recently used go first)."""
+
+    def __init__(self, maxsize=None, budgeted=False):
         self.maxsize = maxsize
         self.programs = OrderedDict()
+        self.used = {}          # id(program) -> last use (tick)
+        self.sizes = {}         # id(program) -> estimated bytes
         self.hits = 0
         self.misses = 0
         self.lock = threading.Lock()
+        self.budgeted = budgeted
+        self.held_bytes = 0
+        if budgeted:
+            BUDGET.register(self)
+
+    @property
+    def held_entries(self):
+        return len(self.programs)
 
     def lookup(self, key, order, leaves):
         """The program for a graph (``key`` from ``graph.linearize``), compiled on a miss."""
@@ -33,7 +138,9 @@ class ProgramCache:
             program = self.programs.get(key)
             if program is not None:
                 self.hits += 1
-                self.programs.move_to_end(key)
+                if self.maxsize is not None:
+                    self.programs.move_to_end(key)
+                self.used[id(program)] = tick()      # an int key: no second hash of ``key``
                 return program
             self.misses += 1
         return self._insert(key, codegen.build(order, leaves, anomaly=key[-1]))
@@ -45,26 +152,56 @@ class ProgramCache:
             program = self.programs.get(key)
             if program is not None:
                 self.hits += 1
-                self.programs.move_to_end(key)
+                if self.maxsize is not None:
+                    self.programs.move_to_end(key)
+                self.used[id(program)] = tick()      # an int key: no second hash of ``key``
                 return program
             self.misses += 1
         return self._insert(key, build())
 
     def _insert(self, key, program):
+        nbytes = program_bytes(program)
         evicted = []        # dropped after the lock is released (dropping may run finalizers)
         with self.lock:
             found = self.programs.get(key)
             if found is not None:                 # another thread compiled it meanwhile
-                self.programs.move_to_end(key)
+                self.used[id(found)] = tick()
                 return found
             self.programs[key] = program
+            self.used[id(program)] = tick()
+            self.sizes[id(program)] = nbytes
+            self.held_bytes += nbytes
             self._evict(evicted)
+        if self.budgeted:
+            BUDGET.admit((self, key))
         return program
 
     def _evict(self, into):
+        """Down to ``maxsize`` (under the lock)."""
+        if self.maxsize is None:
+            return
         programs = self.programs
         while len(programs) > self.maxsize:
-            into.append(programs.popitem(last=False))
+            key, program = programs.popitem(last=False)
+            self.used.pop(id(program), None)
+            self.held_bytes -= self.sizes.pop(id(program), 0)
+            into.append(program)
+
+    def candidates(self):
+        """(last use, key, (entries, bytes)) of each program, for the global eviction."""
+        with self.lock:
+            return [(self.used.get(id(p), 0), k, (1, self.sizes.get(id(p), 0)))
+                    for k, p in self.programs.items()]
+
+    def drop(self, key):
+        """Evict ``key`` (if still there); returns the program, to be freed by the caller."""
+        with self.lock:
+            program = self.programs.pop(key, None)
+            if program is None:
+                return None
+            self.used.pop(id(program), None)
+            self.held_bytes -= self.sizes.pop(id(program), 0)
+        return program
 
     def resize(self, maxsize):
         evicted = []
@@ -79,35 +216,84 @@ class ProgramCache:
     def clear(self):
         with self.lock:
             programs, self.programs = self.programs, OrderedDict()
+            self.used, self.sizes = {}, {}
+            self.held_bytes = 0
             self.hits = self.misses = 0
         programs.clear()
 
 
-CACHE = ProgramCache()
-#: Programs of traced functions by graph signature: a function traced again (for a new
-#: static argument, say) that builds the same graph reuses the compiled program.
-TRACED = ProgramCache(maxsize=256)
+class SharedPrograms:
+    """Programs of traced functions by graph signature, held weakly: a program lives as long
+    as a trace that runs it (and counts in that trace's size, under the global limit), and
+    a function traced again that builds the same graph meanwhile (a new static value, a
+    guarded branch, ``grad(f)`` of a new closure) reuses it."""
 
-_trace_caches = weakref.WeakSet()     # live per-function trace caches, for cache_info / cache_clear
-_trace_caches_lock = threading.Lock()
+    maxsize = None
+
+    def __init__(self):
+        self.programs = weakref.WeakValueDictionary()
+        self.hits = 0
+        self.misses = 0
+        self.lock = threading.Lock()
+
+    def get_or_build(self, key, build):
+        """The live program under ``key``, or ``build()``'s, shared from now on."""
+        with self.lock:
+            program = self.programs.get(key)
+            if program is not None:
+                self.hits += 1
+                return program
+            self.misses += 1
+        program = build()
+        with self.lock:
+            found = self.programs.get(key)        # another thread built it meanwhile
+            if found is not None:
+                return found
+            try:
+                self.programs[key] = program
+            except TypeError:                     # not weakly referable: not shared
+                pass
+        return program
+
+    def info(self):
+        with self.lock:
+            return CacheInfo(self.hits, self.misses, None, len(self.programs))
+
+    def clear(self):
+        with self.lock:
+            self.programs = weakref.WeakValueDictionary()
+            self.hits = self.misses = 0
 
 
-def _live_trace_caches():
-    with _trace_caches_lock:
-        return list(_trace_caches)
+CACHE = ProgramCache(budgeted=True)
+#: Programs of traced functions by graph signature (see ``SharedPrograms``).
+TRACED = SharedPrograms()
+
+
+class _Group(list):
+    """The traces of one signature, newest first, with their sizes and last use."""
+
+    __slots__ = ("used", "sizes")
 
 
 class TraceCache:
-    """A traced function's programs: signature -> list of traces (one per guarded
-    branch, newest first), LRU-bounded."""
+    """A traced function's traces: signature -> traces (one per guarded branch, newest
+    first, at most ``per_signature``), under the global limit (and ``maxsize`` signatures
+    of its own when set).
 
-    def __init__(self, maxsize=64, per_signature=8):
+    It also keeps the signatures evicted lately (``explain`` says so of a miss on one)."""
+
+    def __init__(self, maxsize=None, per_signature=8, key=None):
         self.traces = OrderedDict()
         self.maxsize = maxsize
         self.per_signature = per_signature
         self.lock = threading.Lock()
-        with _trace_caches_lock:
-            _trace_caches.add(self)
+        self.key = key                  # the key in ``functions``, or None
+        self.registered = False
+        self.evicted = collections.deque(maxlen=32)
+        self.held_entries = 0
+        self.held_bytes = 0
+        BUDGET.register(self)
 
     def get(self, key):
         """The traces under ``key``, newest first (a snapshot), or None."""
@@ -115,63 +301,280 @@ class TraceCache:
             found = self.traces.get(key)
             if found is None:
                 return None
-            self.traces.move_to_end(key)
+            if self.maxsize is not None:
+                self.traces.move_to_end(key)
+            found.used = tick()
             return tuple(found)
 
-    def add(self, key, trace):
+    def add(self, key, trace, nbytes=_TRACE_OVERHEAD):
         evicted = []
+        freed_entries = freed_bytes = 0
         with self.lock:
             found = self.traces.get(key)
             if found is None:
-                found = self.traces[key] = []
+                found = self.traces[key] = _Group()
+                found.sizes = []
             else:
                 self.traces.move_to_end(key)
+            found.used = tick()
             found.insert(0, trace)
-            evicted.append(found[self.per_signature:])
-            del found[self.per_signature:]
-            while len(self.traces) > self.maxsize:
-                evicted.append(self.traces.popitem(last=False))
+            found.sizes.insert(0, nbytes)
+            if len(found) > self.per_signature:
+                evicted.append(found[self.per_signature:])
+                freed_entries += len(found) - self.per_signature
+                freed_bytes += sum(found.sizes[self.per_signature:])
+                del found[self.per_signature:]
+                del found.sizes[self.per_signature:]
+            while self.maxsize is not None and len(self.traces) > self.maxsize:
+                old_key, group = self.traces.popitem(last=False)
+                self.evicted.append(old_key)
+                evicted.append(group)
+                freed_entries += len(group)
+                freed_bytes += sum(group.sizes)
+            self.held_entries += 1 - freed_entries
+            self.held_bytes += nbytes - freed_bytes
+        if not self.registered and self.key is not None:
+            functions.register(self)
+        BUDGET.admit((self, key))
+
+    def candidates(self):
+        """(last use, signature, (entries, bytes)) of each signature, for the global eviction."""
+        with self.lock:
+            return [(group.used, key, (len(group), sum(group.sizes))) for key, group in self.traces.items()]
+
+    def drop(self, key):
+        with self.lock:
+            group = self.traces.pop(key, None)
+            if group is None:
+                return None
+            self.evicted.append(key)
+            self.held_entries -= len(group)
+            self.held_bytes -= sum(group.sizes)
+            empty = not self.traces
+        if empty:
+            functions.unregister(self)
+        return group
 
     def clear(self):
         with self.lock:
             traces, self.traces = self.traces, OrderedDict()
+            self.evicted.clear()
+            self.held_entries = self.held_bytes = 0
+        functions.unregister(self)
         traces.clear()
+
+    def recent(self, n):
+        """The ``n`` most recently used signatures, the most recent last."""
+        with self.lock:
+            groups = sorted(self.traces.items(), key=lambda kv: kv[1].used)
+        return [key for key, _ in groups[-n:]]
 
     def __len__(self):
         with self.lock:
             return sum(len(v) for v in self.traces.values())
 
 
-def cache_info() -> CacheInfo:
-    """Hits, misses, maximum and current size of the program cache, like functools'.
+class FunctionStats:
+    """What one function (a *family*: the same code, whatever arrays and numbers its closure
+    and globals hold) has cost: traces made, the last miss (text), whether the retrace
+    warning was given. ``remake(fn)`` makes a traced function of the same kind (``explain``)."""
 
-    Counts both the programs of graphs (``backward()``) and the traces of
-    functions (``neuronika.grad``); ``maxsize`` bounds the first (each traced
-    function keeps at most 64 signatures).
+    __slots__ = ("name", "code", "traced", "warned", "last_miss", "remake", "parts", "used")
+
+    def __init__(self, name, code, remake):
+        self.name, self.code, self.remake = name, code, remake
+        self.traced = 0
+        self.warned = False
+        self.last_miss = None           # (text, hint), possibly worked out lazily
+        self.parts = None               # the closure, globals and defaults of the last trace
+        self.used = tick()
+
+    def describe(self):
+        if not self.traced:
+            return f"{self.name} has not been traced yet"
+        times = "once" if self.traced == 1 else f"{self.traced} times"
+        miss = self.last_miss
+        text = miss if isinstance(miss, str) else next(iter(miss))     # (text, hint)
+        return f"{self.name} was traced {times}; the last time because {text}"
+
+
+class _Functions:
+    """Trace caches shared by every traced function with the same key (see ``functional``).
+    Only caches holding traces are kept here: an emptied one is let go (its key may hold a
+    closure's arrays), and joins again when it holds a trace. Also each family's
+    ``FunctionStats`` (the most recently used 4096)."""
+
+    def __init__(self):
+        self.caches = {}
+        self.stats = OrderedDict()
+        self.lock = threading.Lock()
+
+    def stats_for(self, family, name, code, remake):
+        with self.lock:
+            found = self.stats.get(family)
+            if found is None:
+                found = self.stats[family] = FunctionStats(name, code, remake)
+                if len(self.stats) > 4096:
+                    self.stats.popitem(last=False)
+            else:
+                self.stats.move_to_end(family)
+            return found
+
+    def stats_of(self, code):
+        """The stats of the families with this code object, most recently used first."""
+        with self.lock:
+            found = [s for s in self.stats.values() if s.code is code]
+        return sorted(found, key=lambda s: -s.used)
+
+    def forget_stats(self):
+        with self.lock:
+            stats = list(self.stats.values())
+        for found in stats:                   # the counts start again; the families stay
+            found.traced = 0
+            found.warned = False
+            found.last_miss = found.parts = None
+
+    def cache_for(self, key, per_signature=8):
+        """The trace cache for ``key``: the registered one, or a new one (registered when it
+        first holds a trace)."""
+        with self.lock:
+            found = self.caches.get(key)
+        if found is not None:
+            return found
+        return TraceCache(per_signature=per_signature, key=key)
+
+    def register(self, cache):
+        with self.lock:
+            if cache.key not in self.caches:
+                self.caches[cache.key] = cache
+                cache.registered = True
+
+    def unregister(self, cache):
+        with self.lock:
+            if cache.registered and self.caches.get(cache.key) is cache:
+                del self.caches[cache.key]
+            cache.registered = False
+
+    def matching(self, predicate):
+        """The registered caches whose key satisfies ``predicate``."""
+        with self.lock:
+            return [c for k, c in self.caches.items() if predicate(k)]
+
+    def __len__(self):
+        with self.lock:
+            return len(self.caches)
+
+
+functions = _Functions()
+
+
+def _live_trace_caches():
+    return [c for c in BUDGET.live() if isinstance(c, TraceCache)]
+
+
+def cache_info() -> CacheInfo:
+    """Hits, misses, maximum and current size of the caches, like functools'.
+
+    Counts the programs of graphs (``backward()``), the traces of functions
+    (``neuronika.grad``) and their programs; ``maxsize`` is the one entry limit over
+    all of them (``set_cache_size``).
 
     >>> import neuronika
     >>> neuronika.transform.cache_clear()
     >>> x = neuronika.ones(3).requires_grad()
     >>> for _ in range(3):
     ...     (x * x).sum().backward()
-    >>> neuronika.transform.cache_info()
-    CacheInfo(hits=2, misses=1, maxsize=512, currsize=1)
+    >>> info = neuronika.transform.cache_info()
+    >>> info.hits + info.misses, info.maxsize, info.currsize
+    (3, 512, 1)
     """
-    info = CACHE.info()
-    return info._replace(currsize=info.currsize + sum(len(c) for c in _live_trace_caches()))
+    return CacheInfo(CACHE.hits, CACHE.misses, BUDGET.entries, BUDGET.used()[0])
+
+
+def cache_limits() -> CacheLimits:
+    """The limits (``set_cache_size``) and what all the caches hold now, in entries and
+    estimated bytes.
+
+    >>> import neuronika
+    >>> neuronika.transform.cache_limits().entries
+    512
+    """
+    return CacheLimits(BUDGET.entries, BUDGET.bytes, *BUDGET.used())
 
 
 def cache_clear() -> None:
-    """Empty the program cache (graphs' programs and functions' traces) and reset its counters;
-    the programs, and their generated source in ``linecache``, are freed with it."""
+    """Empty every cache (graphs' programs, functions' traces and their programs) and reset
+    the counters (retraces counted for the warning too); the programs, and their generated
+    source in ``linecache``, are freed."""
     CACHE.clear()
     TRACED.clear()
     for cache in _live_trace_caches():
         cache.clear()
+    functions.forget_stats()
 
 
-def set_cache_size(maxsize: int) -> None:
-    """Bound the cache to ``maxsize`` programs (least recently used go first)."""
-    if maxsize < 1:
-        raise ValueError(f"set_cache_size: maxsize must be at least 1, got {maxsize}")
-    CACHE.resize(maxsize)
+def explain(f, *args, **kwargs) -> str:
+    """Why the last call of traced function ``f`` missed the cache, in words; given
+    arguments, whether a call with them would hit, and if not why (that may trace ``f``).
+
+    ``f`` is what ``neuronika.grad`` (``value_and_grad``, ...) returned, or the function
+    given to it (then the most recently used traced function of that code answers).
+
+    >>> import numpy as np, neuronika
+    >>> f = neuronika.grad(lambda x: (x * x).sum())
+    >>> _ = f(np.ones(3)); _ = f(np.ones(4))
+    >>> print(neuronika.transform.explain(f))
+    grad(<lambda>) was traced 2 times; the last time because argument 0 ('x'): shape (3,) -> (4,)
+    >>> print(neuronika.transform.explain(f, np.zeros(4)))
+    grad(<lambda>): a call with these arguments hits the cache
+    """
+    if isinstance(getattr(f, "stats", None), FunctionStats) and hasattr(f, "explain"):
+        return f.explain(*args, **kwargs)
+    target = getattr(f, "__func__", f)
+    code = getattr(target, "__code__", None)
+    found = functions.stats_of(code) if code is not None else []
+    name = getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or repr(f)
+    if not found:
+        return (f"{name}: no traced function of it has been called (neuronika.grad(f) and the "
+                f"like trace f when they are called; explain what they returned, or f)")
+    stats = found[0]
+    if args or kwargs:
+        return stats.remake(f).explain(*args, **kwargs)
+    return stats.describe()
+
+
+def set_cache_size(entries: int | None = None, bytes: int | None = None) -> None:   # noqa: A002
+    """Bound all the caches together: at most ``entries`` programs and traces, and at most
+    ``bytes`` of them (estimated: generated source, constant arrays a trace keeps); the
+    least recently used go first. None leaves a limit as it is. Defaults: 512 entries,
+    512 MiB.
+
+    >>> import neuronika
+    >>> neuronika.transform.set_cache_size(entries=1024, bytes=2 ** 30)
+    >>> neuronika.transform.set_cache_size(512, 512 * 2 ** 20)
+    """
+    for name, value in (("entries", entries), ("bytes", bytes)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"set_cache_size: {name} must be a positive int or None, got {value!r}")
+    if entries is not None:
+        BUDGET.entries = entries
+    if bytes is not None:
+        BUDGET.bytes = bytes
+    BUDGET.admit()
+
+
+#: After this many traces of one function beyond the first, a RetraceWarning (once).
+RETRACE_WARNING = [8]
+
+
+def set_retrace_warning(after: int | None = 8) -> None:
+    """Warn (``neuronika.RetraceWarning``, once per function) when a traced function has been
+    traced again more than ``after`` times; None never warns.
+
+    >>> import neuronika
+    >>> neuronika.transform.set_retrace_warning(20)
+    >>> neuronika.transform.set_retrace_warning(8)
+    """
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+        raise ValueError(f"set_retrace_warning: after must be a non-negative int or None, got {after!r}")
+    RETRACE_WARNING[0] = after

@@ -2,16 +2,32 @@
 
 ``build`` runs once per graph signature (a cache miss). It splices each op's
 forward template into one straight-line ``forward`` and the adjoint templates
-into one ``backward``, renders them with astor, compiles the rendered source
-and registers it with linecache, so ``.source`` and tracebacks show exactly
-the code that runs. The program keeps code and shapes, never arrays or nodes;
-its linecache entries go when it does (a finalizer), whichever cache dropped it.
+into one ``backward``, compiles the source and registers it with linecache, so
+``.source`` and tracebacks show exactly the code that runs. The program keeps
+code and shapes, never arrays or nodes; its linecache entries go when it does (a
+finalizer), whichever cache dropped it.
+
+Linear in the graph's size. A template is instantiated (gast), rendered (astor)
+and analysed once per *node kind* (op, attributes, input shapes, dtypes and weak
+typing; for an adjoint also the slot, the shape of ``dy`` and whether it is a seed
+known to be 1): the result is a ``_Form`` per statement, a format string over the
+program's names, which each node of that kind fills in. The passes then work on
+``passes.Line``s (text plus the names read and written), one sweep each. A long
+body is compiled as a chain of helper functions of bounded size (``CHUNK``
+statements), each taking the values it reads and returning those read later, so
+that ``compile()``, superlinear in the size of one function, stays linear.
 """
 from __future__ import annotations
 
+import builtins
+import functools
+import gc
 import itertools
 import linecache
+import math
+import re
 import threading
+import types
 import weakref
 
 import astor
@@ -20,9 +36,19 @@ import numpy as np
 
 from ..ops import ZERO, Ctx, Grad
 from . import passes
-from .templates import GLOBALS, TemplateError, constant, expression, instantiate, parse
+from .passes import Line
+from .templates import GLOBALS, TemplateError, constant, expression, instantiate, names, parse, to_ast
 
 _serial = itertools.count(1)
+
+#: Statements per generated function: a longer body is split into helper functions.
+CHUNK = 300
+#: Bodies up to this many statements stay one function.
+LONG = 1500
+#: In a body that long, values smaller than SMALL bytes are freed in batches, and values
+#: smaller than TINY bytes when their helper returns (at most CHUNK of them live at once).
+SMALL = 1 << 16
+TINY = 1 << 12
 
 
 class Anomaly(Exception):
@@ -113,6 +139,10 @@ def _statics(ctx):
     return values
 
 
+def _is_function(value):
+    return callable(value) and not isinstance(value, (type, gast.AST))
+
+
 class _Bindings(dict):
     """Template names to AST: program variables given as AST, constants made on demand.
     A Python function (a custom_vjp's) becomes a global of the generated code."""
@@ -123,7 +153,7 @@ class _Bindings(dict):
 
     def __getitem__(self, name):
         value = dict.__getitem__(self, name)
-        if callable(value) and not isinstance(value, (type, gast.AST)):
+        if _is_function(value):
             for known, obj in self.extra.items():
                 if obj is value:
                     return _name(known)
@@ -142,6 +172,239 @@ class Retrace(Exception):
 _compiling = threading.RLock()
 
 
+# ---- forms: a statement rendered once, filled in per node -------------------------------------
+
+def _slot(k):
+    """The placeholder for argument ``k`` of a form: a program name, or a prefix of one."""
+    return f"__nk{k}__"
+
+
+_SLOT = re.compile(r"__nk(\d+)__")
+_SEP = "\x1f"       # never in rendered code: astor writes control characters escaped
+
+
+def _join(parts):
+    return "".join(parts)
+
+
+def _render(stmt):
+    """A gast statement's source, as the code generator has always written it (astor)."""
+    return astor.to_source(to_ast(stmt), pretty_source=_join).rstrip("\n")
+
+
+def _field(identifier):
+    """A program name's placeholder as (argument, suffix): ``__nk2__m`` -> (2, "m")."""
+    match = _SLOT.match(identifier)
+    return int(match.group(1)), identifier[match.end():]
+
+
+def _ref(identifier, functions=None):
+    """A program name in a form as a format field (``__nk3__m`` -> ``{3}m``); None for a
+    global (``xp``, a kernel, a function: fields from ``functions`` on) or a literal
+    (``__nkL0__``, see ``_literals``)."""
+    if identifier.startswith("__nk"):
+        if identifier.startswith("__nkL"):
+            return None
+        if functions is not None and int(_SLOT.match(identifier).group(1)) >= functions:
+            return None
+        return _SLOT.sub(r"{\1}", identifier)
+    return identifier if identifier == "seed" else None
+
+
+class _Form:
+    """One statement with its program names as format fields: ``fill(args)`` gives
+    the Line (text, names read, names written, the target a dead-code pass may drop).
+    Fields from ``functions`` on name functions (globals), not values. ``bind`` puts
+    in the literals of a template family (``_literals``)."""
+
+    __slots__ = ("fmt", "aug", "parts")
+
+    def __init__(self, stmt, functions=None):
+        if stmt is None:
+            return
+        names_read, names_written = [], []
+        names(stmt, names_read, names_written)
+        loads = [r for r in (_ref(n, functions) for n in names_read) if r is not None]
+        stores = [r for r in (_ref(n, functions) for n in names_written) if r is not None]
+        target = passes._droppable(stmt)
+        self.aug = isinstance(stmt, gast.AugAssign) and target is not None
+        if self.aug:
+            loads.append(_ref(target))             # ``g += d`` reads g
+        ref = "" if target is None else _ref(target) or ""
+        text = _SLOT.sub(r"{\1}", _render(stmt).replace("{", "{{").replace("}", "}}"))
+        refs = _SEP.join(["", " ".join(dict.fromkeys(loads)), " ".join(dict.fromkeys(stores)), ref])
+        self.fmt = text + refs
+        # where a family's literals go: text pieces and literal numbers, alternating
+        self.parts = _LITERAL.split(text) + [refs] if "__nkL" in text else None
+
+    def bind(self, literals):
+        """This form with ``__nkL<k>__`` replaced by ``literals[k]`` (digits: nothing to escape)."""
+        if self.parts is None:
+            return self
+        form = _Form(None)
+        form.aug, form.parts = self.aug, None
+        parts = self.parts[:]
+        for k in range(1, len(parts) - 1, 2):
+            parts[k] = literals[int(parts[k])]
+        form.fmt = "".join(parts)
+        return form
+
+    def fill(self, args):
+        text, loads, stores, target = self.fmt.format(*args).split(_SEP)
+        return Line(text, loads.split(), stores.split(), target or None, self.aug)
+
+
+_NOT_VALUES = frozenset(GLOBALS) | frozenset(vars(builtins)) | {"check_finite", "Retrace"}
+
+
+def _line(stmt):
+    """A Line straight from a gast statement over the program's names (guards, checks)."""
+    loads, stores = [], []
+    names(stmt, loads, stores)
+    return Line(_render(stmt), [n for n in loads if n not in _NOT_VALUES],
+                [n for n in stores if n not in _NOT_VALUES])
+
+
+#: node kind -> forward pattern; (kind, slot, dy shape, unit seed, accumulate) -> adjoint
+#: pattern (or _NONE: no code); role key -> form. Bounded, cleared when full (code only).
+_FORWARD = {}
+_ADJOINT = {}
+_PATTERNS = {}
+_PATTERNS_MAX = 16384
+_NONE = object()
+
+
+def _remember(cache, key, pattern):
+    if len(cache) >= _PATTERNS_MAX:
+        cache.clear()
+    cache[key] = pattern
+
+
+def _pattern(key, make):
+    found = _PATTERNS.get(key)
+    if found is None:
+        found = make()
+        _remember(_PATTERNS, key, found)
+    return found
+
+
+def patterns_clear():
+    """Forget the per-kind patterns (they are code only; tests use this)."""
+    for cache in (_FORWARD, _ADJOINT, _PATTERNS, _FAMILIES, _SLOTS):
+        cache.clear()
+
+
+# Integer literals of a template's source, where they stand alone (not in a name, a float,
+# a complex or an escape): a template family's members differ only in them.
+_INT = re.compile(r"(?<![\w.\\])\d+(?![\w.])")
+_LITERAL = re.compile(r"__nkL(\d+)__")
+#: (role, what the code depends on but the literals) -> pattern with literal placeholders,
+#: or None where a family once rendered differently from its member (then never used)
+_FAMILIES = {}
+
+
+def _literals(src):
+    """``src`` with its integer literals as placeholder names, and the literals."""
+    found = []
+
+    def replace(match):
+        found.append(match.group())
+        return f"__nkL{len(found) - 1}__"
+
+    return _INT.sub(replace, src), found
+
+
+def _family(key, literals, make, check):
+    """The pattern ``make(normalised)`` makes for a template family, with ``literals`` put in;
+    ``check()`` (the member made the usual way) when the family is new: the family is used
+    only if it gave the same code for that member."""
+    if key is None:
+        return check()
+    found = _FAMILIES.get(key, _FAMILIES)
+    if found is None:
+        return check()
+    if found is not _FAMILIES:
+        return found.bind(literals)
+    family = make()
+    member = check()
+    bound = family.bind(literals)
+    _FAMILIES[key] = family if bound.same(member) else None
+    if len(_FAMILIES) > _PATTERNS_MAX:
+        _FAMILIES.clear()
+    return member
+
+
+def _freeze(value):
+    """A hashable key that tells apart what renders differently (1, 1.0, True; 0.0, -0.0)."""
+    cls = value.__class__
+    if cls is tuple:
+        return tuple([_freeze(v) for v in value])
+    if cls is float or cls is complex or isinstance(value, np.generic):
+        return cls, repr(value)
+    if cls is slice:
+        return cls, _freeze(value.start), _freeze(value.stop), _freeze(value.step)
+    return cls, value
+
+
+def _kind(node):
+    """What a node's code depends on besides names, or None when that is not hashable."""
+    attrs = node.attrs
+    if attrs:
+        attrs = _freeze(attrs)
+    key = [node.op, attrs, node.shape, node.dtype]
+    for i in node.inputs:
+        key += (i.shape, i.dtype, i.key[0] == "weak")
+    key = tuple(key)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+class _Functions(_Bindings):
+    """Bindings for a pattern: a Python function becomes a placeholder (``functions``),
+    named per program when the pattern is filled in (``_Build.label``)."""
+
+    def __init__(self, values, base):
+        dict.__init__(self, values)
+        self.base = base
+        self.functions = []
+
+    def __getitem__(self, name):
+        value = dict.__getitem__(self, name)
+        if _is_function(value):
+            for k, obj in enumerate(self.functions):
+                if obj is value:
+                    return _name(_slot(self.base + k))
+            self.functions.append(value)
+            return _name(_slot(self.base + len(self.functions) - 1))
+        return constant(value)
+
+
+class _Build:
+    """What one build shares between its functions: the generated code's extra globals,
+    and (``small()``) the names of values small enough to free in batches."""
+
+    def __init__(self):
+        self.extra = {}
+        self.labels = {}
+        self.small = lambda: (frozenset(), frozenset())
+
+    def label(self, fn):
+        found = self.labels.get(id(fn))
+        if found is None:
+            found = f"{getattr(fn, '__name__', 'fn')}_{len(self.extra)}"
+            self.extra[found] = fn
+            self.labels[id(fn)] = found
+        return found
+
+    def labels_for(self, functions):
+        return [self.label(fn) for fn in functions]
+
+
+# ---- building --------------------------------------------------------------------------------
+
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
           guards=(), wrt=None):
     """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
@@ -157,7 +420,15 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     the others are then constants, with no adjoint code).
     """
     with _compiling:
-        return _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
+        # Code generation makes many small objects and no garbage cycles: the collector,
+        # which would walk the whole graph again and again, waits until it is done.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt):
@@ -168,11 +439,12 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
     if loss is None and outputs == [root] and order[root].requires_grad:
         loss = root
     leaf_args = [values[index_of[leaf]] for leaf in leaves]
-    extra = {}
+    state = _Build()
+    state.small = lambda: _small_names(order, values)
 
-    forward, forward_locals = _forward(order, index_of, values, anomaly, extra, guards)
+    forward, kinds = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
-    out_value = _name(out_names[0]) if len(outputs) == 1 else _tuple(out_names)
+    out_value = out_names[0] if len(outputs) == 1 else _Seq(out_names)
     guard_names = [values[p] for p, _, _ in guards]
     program = Program()
     program.filenames = []
@@ -180,34 +452,42 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
     program.grad_leaves = program.retained = ()
     program.backward = program.backward_source = None
     if loss is None:
-        forward = passes.drop_dead_assignments(forward, out_names + guard_names)
-        body = passes.free_after_last_use(forward, out_names) + [gast.Return(out_value)]
-        program.forward, program.forward_source = _compile("forward", leaf_args, body, program, extra)
+        body = passes.drop_dead_lines(forward, out_names + guard_names)
+        returned = out_value.names if len(outputs) > 1 else [out_value]
+        program.forward, program.forward_source = _compile("forward", leaf_args, body, returned,
+                                                           len(outputs) > 1, program, state)
         return program
 
-    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, forward_locals,
-                                                                 anomaly, loss, extra, wrt)
-    if unit_seed:
-        backward = passes.drop_unit_factor(backward, "seed")
-    grads = _tuple([r for r in returned])
+    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, kinds, anomaly,
+                                                                 loss, state, wrt, unit_seed)
+    grads = _Seq(returned)
     if fused:
         keep = out_names + [r for r in returned if r]
-        body = passes.drop_dead_assignments(forward + backward, keep + guard_names)
-        body = passes.free_after_last_use(body, keep)
-        body.append(gast.Return(gast.Tuple([out_value, grads], gast.Load())))
-        program.forward, program.forward_source = _compile("program", ["seed", *leaf_args], body,
-                                                           program, extra)
+        body = passes.drop_dead_lines(forward + backward, keep + guard_names)
+        program.forward, program.forward_source = _compile(
+            "program", ["seed", *leaf_args], body, [out_value, grads], True, program, state)
     else:
-        body = (passes.free_after_last_use(forward, out_names + saved)
-                + [gast.Return(gast.Tuple([out_value, _tuple(saved)], gast.Load()))])
-        program.forward, program.forward_source = _compile("forward", leaf_args, body, program, extra)
-        body = passes.free_after_last_use(backward, [r for r in returned if r]) + [gast.Return(grads)]
-        program.backward, program.backward_source = _compile("backward", ["seed", *saved], body,
-                                                             program, extra)
+        # the order of the saved values is the program's own: a long forward chooses it
+        saved = _Seq(saved, reorder=True)
+        program.forward, program.forward_source = _compile(
+            "forward", leaf_args, forward, [out_value, saved], True, program, state)
+        program.backward, program.backward_source = _compile(
+            "backward", ["seed", *saved.names], backward, returned, True, program, state)
     leaf_position = {index_of[leaf]: k for k, leaf in enumerate(leaves)}
     program.grad_leaves = tuple(leaf_position[i] for i in grad_leaves)
     program.retained = tuple(retained)
     return program
+
+
+class _Seq:
+    """A tuple of names in a return statement; ``reorder``: its order is free (the
+    saved values), and ``names`` is the order the generated function returns them in."""
+
+    __slots__ = ("names", "reorder")
+
+    def __init__(self, names, reorder=False):
+        self.names = list(names)
+        self.reorder = reorder
 
 
 def _tuple(names):
@@ -226,34 +506,105 @@ def _guard(name, kind, expected):
     return gast.If(test, [raise_], [])
 
 
-def _forward(order, index_of, values, anomaly, extra, guards):
-    stmts = []
-    forward_locals = {}
+class _ForwardPattern:
+    __slots__ = ("forms", "locals", "functions")
+
+    def bind(self, literals):
+        pattern = _ForwardPattern()
+        pattern.forms = [form.bind(literals) for form in self.forms]
+        pattern.locals, pattern.functions = self.locals, self.functions
+        return pattern
+
+    def same(self, other):
+        return ([f.fmt for f in self.forms] == [f.fmt for f in other.forms] and self.locals == other.locals
+                and len(self.functions) == len(other.functions)
+                and all(a is b for a, b in zip(self.functions, other.functions)))
+
+
+def _family_key(role, kind, template, statics, *rest):
+    """What a template family's code depends on: the node's kind but its attributes, the
+    normalised source, and the constants it names; None where they are not hashable."""
+    if kind is None:
+        return None
+    try:
+        used = tuple((name, _freeze(statics[name])) for name in sorted(n for n in template.loads if n in statics))
+        key = (role, kind[0], kind[2:], template.src, used, *rest)
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _literal_bindings(bindings, count):
+    for k in range(count):
+        bindings[f"__nkL{k}__"] = _name(f"__nkL{k}__")
+
+
+def _forward_pattern(node, kind=None):
+    """A node's forward as forms over: 0 its value's name, 1 the prefix of its locals,
+    2... its inputs' names, then the functions it calls. Nodes whose templates differ only
+    in integer literals (``x[3]``, ``x[4]``) share a family pattern (``_family``)."""
+    op = node.op
+    names = op.input_names(len(node.inputs))
+    ctx = _context(node, names)
+    statics = _statics(ctx)
+    src = _resolve(op.forward, ctx)
+    normal, literals = _literals(src)
+    if not literals:
+        return _make_forward(node, names, statics, src, 0)
+    key = _family_key("f", kind, parse(normal), statics)
+    return _family(key, literals, lambda: _make_forward(node, names, statics, normal, len(literals)),
+                   lambda: _make_forward(node, names, statics, src, 0))
+
+
+def _make_forward(node, names, statics, src, literals):
+    op = node.op
+    template = parse(src)
+    bindings = _Functions(statics, 2 + len(names))
+    for k, (name, inp) in enumerate(zip(names, node.inputs)):
+        bindings[name] = _input(_slot(2 + k), inp, op)
+    _literal_bindings(bindings, literals)
+    body, _ = instantiate(template, bindings, _slot(1), "y", _slot(0), _where(node))
+    pattern = _ForwardPattern()
+    pattern.forms = [_Form(stmt, bindings.base) for stmt in body]
+    pattern.locals = sorted(template.stores - {"y"})
+    pattern.functions = bindings.functions
+    return pattern
+
+
+def _forward(order, index_of, values, anomaly, state, guards):
+    """The forward's Lines, and each node's kind (reused by the backward)."""
+    lines = []
+    append = lines.append
+    kinds = [None] * len(order)
     guards_at = {}
     for position, kind, expected in guards:
         guards_at.setdefault(position, []).append((kind, expected))
+    patterns = _FORWARD
     for i, node in enumerate(order):
         op = node.op
-        if op is None:
+        if op is not None:
+            kind = kinds[i] = _kind(node)
+            pattern = None if kind is None else patterns.get(kind)
+            if pattern is None:
+                pattern = _forward_pattern(node, kind)
+                if kind is not None:
+                    _remember(patterns, kind, pattern)
+            name = values[i]
+            args = [name, name + "_"]
+            for inp in node.inputs:
+                args.append(values[index_of[inp]])
+            if pattern.functions:
+                args += state.labels_for(pattern.functions)
+            for form in pattern.forms:
+                append(form.fill(args))
+            if anomaly:
+                append(_line(_check(name, i, "forward")))
+        if guards_at:
             # a value read straight off an argument (``float(c)``) is checked on entry
             for kind, expected in guards_at.get(i, ()):
-                stmts.append(_guard(values[i], kind, expected))
-            continue
-        names = op.input_names(len(node.inputs))
-        ctx = _context(node, names)
-        template = parse(_resolve(op.forward, ctx))
-        bindings = _Bindings(_statics(ctx), extra)
-        for name, inp in zip(names, node.inputs):
-            bindings[name] = _input(values[index_of[inp]], inp, op)
-        prefix = f"{values[i]}_"
-        body, _ = instantiate(template, bindings, prefix, "y", values[i], _where(node))
-        forward_locals[i] = {local: prefix + local for local in template.stores - {"y"}}
-        stmts.extend(body)
-        if anomaly:
-            stmts.append(_check(values[i], i, "forward"))
-        for kind, expected in guards_at.get(i, ()):
-            stmts.append(_guard(values[i], kind, expected))
-    return stmts, forward_locals
+                append(_line(_guard(values[i], kind, expected)))
+    return lines, kinds
 
 
 def _input(name, node, op):
@@ -278,109 +629,259 @@ def _reaching(order, wrt):
     reaches = set(wrt)
     for node in order:
         op = node.op
-        if op is not None and node.requires_grad and any(
-                inp in reaches and op.grad_template(slot) is not None for slot, inp in enumerate(node.inputs)):
-            reaches.add(node)
+        if op is None or not node.requires_grad:
+            continue
+        for slot, inp in enumerate(node.inputs):
+            if inp in reaches and op.grad_template(slot) is not None:
+                reaches.add(node)
+                break
     return reaches
 
 
-def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt):
+# Arguments of an adjoint's forms (``_GradPattern``); the inputs' names follow, then functions.
+DY, Y, LOCALS, TEMP, TEMP_LOCALS, ACC, TARGET, CURRENT, INPUTS = range(9)
+
+
+class _GradPattern:
+    """One input's adjoint for one node kind: statements before (a statement template),
+    the value (a gast expression; forms for assigning it, adding it in place and adding
+    it into a new array, made when first needed), whether that value is just a name
+    (``alias``), its shape, whether it is a new array, and the forward values it reads."""
+
+    __slots__ = ("forms", "value", "alias", "shape", "fresh", "saved", "functions", "base", "literals",
+                 "temporary", "_assign", "_iadd", "_add")
+
+    def __init__(self):
+        self._assign = self._iadd = self._add = None
+        self.value = None
+        self.literals = None
+
+    def _form(self, stmt):
+        form = _Form(stmt, self.base)
+        return form if self.literals is None else form.bind(self.literals)
+
+    def assign(self):
+        if self._assign is None:
+            self._assign = self._form(_assign(_slot(TARGET), self.value))
+        return self._assign
+
+    def iadd(self):
+        if self._iadd is None:
+            self._iadd = self._form(gast.AugAssign(_name(_slot(CURRENT), gast.Store()), gast.Add(), self.value))
+        return self._iadd
+
+    def add(self):
+        if self._add is None:
+            self._add = self._form(_assign(_slot(TARGET), gast.BinOp(_name(_slot(CURRENT)), gast.Add(),
+                                                                     self.value)))
+        return self._add
+
+    def bind(self, literals):
+        pattern = _GradPattern()
+        pattern.forms = [form.bind(literals) for form in self.forms]
+        for name in ("value", "alias", "shape", "fresh", "saved", "functions", "base", "temporary"):
+            setattr(pattern, name, getattr(self, name, None))
+        pattern.literals = literals
+        return pattern
+
+    def same(self, other):
+        if ([f.fmt for f in self.forms] != [f.fmt for f in other.forms] or self.saved != other.saved
+                or len(self.functions) != len(other.functions)
+                or not all(a is b for a, b in zip(self.functions, other.functions))):
+            return False
+        if self.value is None or other.value is None:
+            return self.value is other.value
+        return (self.alias == other.alias and self.shape == other.shape and self.fresh == other.fresh
+                and self.assign().fmt == other.assign().fmt and self.iadd().fmt == other.iadd().fmt
+                and self.add().fmt == other.add().fmt)
+
+
+def _grad_pattern(node, slot, gshape, unit, accumulate, kind=None):
+    """The adjoint of ``node``'s input ``slot`` for a ``dy`` of shape ``gshape`` (``unit``:
+    it is the seed, known to be 1), as ``codegen`` has always written it; None where it
+    is zero. With ``accumulate``, the op's template that adds into ``acc`` in place.
+    Templates that differ only in integer literals share a family pattern."""
+    op = node.op
+    names = op.input_names(len(node.inputs))
+    ctx = _context(node, names, gshape=gshape, slot=slot)
+    statics = _statics(ctx)
+    if accumulate:
+        grad = None
+        src = _resolve(op.accumulate_template(slot), ctx)
+    else:
+        grad = _resolve(op.grad_template(slot), ctx)
+        if grad is ZERO:                 # zero for these dtypes (imag of a real value)
+            return None
+        if not isinstance(grad, Grad):
+            grad = Grad(grad)
+        src = grad.src
+    normal, literals = _literals(src)
+    make = functools.partial(_make_grad, node, names, slot, gshape, unit, statics)
+    if not literals:
+        return make(src, grad, 0)
+    normal_grad = None if grad is None else Grad(normal, grad.shape, grad.view)
+    key = _family_key("a" if accumulate else "g", kind, parse(normal), statics, slot, gshape, unit,
+                      None if grad is None else (grad.shape, grad.view))
+    return _family(key, literals, lambda: make(normal, normal_grad, len(literals)), lambda: make(src, grad, 0))
+
+
+def _make_grad(node, names, slot, gshape, unit, statics, src, grad, literals):
+    op = node.op
+    inp = node.inputs[slot]
+    bindings = _Functions(statics, INPUTS + len(names))
+    arrays = {}     # template name -> forward value (a form's field), for the saved set
+    shapes = {"dy": gshape}
+    for k, (other_name, other) in enumerate(zip(names, node.inputs)):
+        arrays[other_name] = _slot(INPUTS + k)
+        shapes[other_name] = other.shape
+    arrays["y"] = _slot(Y)
+    shapes["y"] = node.shape
+    forward = parse(_resolve(op.forward, _context(node, names)))
+    for local in forward.stores - {"y"}:
+        arrays[local] = _slot(LOCALS) + local
+        shapes[local] = node.shape
+    for template_name, var in arrays.items():
+        bindings[template_name] = _name(var)
+    for k, (other_name, other) in enumerate(zip(names, node.inputs)):
+        bindings[other_name] = _input(_slot(INPUTS + k), other, op)
+    bindings["dy"] = _name("seed" if unit else _slot(DY))
+    _literal_bindings(bindings, literals)
+    where = _where(node)
+    pattern = _GradPattern()
+
+    def finish(stmts, used):
+        if unit:
+            stmts = passes.drop_unit_factor(stmts, "seed")
+        pattern.forms = [_Form(s, bindings.base) for s in stmts]
+        pattern.saved = [_field(arrays[n]) for n in sorted(used) if n in arrays]
+        pattern.functions = bindings.functions
+        pattern.base = bindings.base
+        pattern.temporary = bool(stmts)
+        return pattern
+
+    if grad is None:
+        bindings["acc"] = _name(_slot(ACC))
+        body, used = instantiate(parse(src), bindings, _slot(TEMP_LOCALS), None, None, where)
+        return finish(body, used)
+
+    template = parse(grad.src)
+    stmts = []
+    if template.expr is not None:
+        value, used = expression(template, bindings, where)
+        fresh = not grad.view and not isinstance(template.expr, gast.Name)
+    else:
+        body, used = instantiate(template, bindings, _slot(TEMP_LOCALS), "dx", _slot(TEMP), where)
+        stmts.extend(body)
+        value, fresh = _name(_slot(TEMP)), not grad.view
+    if grad.shape is not None:
+        shape = tuple(grad.shape)
+    elif op.elementwise:
+        shape = passes.broadcast(*[shapes[n] for n in used if n in shapes])
+    else:
+        shape = inp.shape
+    extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
+    value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
+    if inp.dtype != node.dtype:
+        if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
+            value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
+        # copy=False: an adjoint may already have the input's dtype (abs of a complex
+        # value); where it converts, a new array, where not, the same one: fresh as before
+        value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)],
+                          [gast.keyword("copy", gast.Constant(False, None))])
+    _check_shape(shape, inp.shape, where)
+    if unit:
+        value = passes.drop_unit_factor([gast.Expr(value)], "seed")[0].value
+    pattern.value = value
+    pattern.alias = _ref(value.id) if isinstance(value, gast.Name) else None
+    pattern.shape = shape
+    pattern.fresh = fresh
+    return finish(stmts, used)
+
+
+_SLOTS = {}
+
+
+def _adjoints(op, count):
+    """Per input slot of an op with ``count`` inputs: whether it has adjoint code, and
+    whether it has an accumulate template."""
+    key = (op, count)
+    found = _SLOTS.get(key)
+    if found is None:
+        found = tuple((op.grad_template(slot) is not None and op.grad_template(slot) is not ZERO,
+                       op.accumulate_template(slot) is not None) for slot in range(count))
+        _remember(_SLOTS, key, found)
+    return found
+
+
+def _backward(order, index_of, values, kinds, anomaly, root, state, wrt, unit_seed):
     root_node = order[root]
     reaches = _reaching(order, wrt)
     grads = {root: _Grad("seed", root_node.shape, False)}
-    stmts = []
+    lines = []
+    append = lines.append
     saved = {}
-
-    def read(bindings_used, array_names):
-        for name in bindings_used:
-            if name in array_names:
-                saved.setdefault(array_names[name], None)
-
+    patterns = _ADJOINT
     for i in range(root, -1, -1):
+        g = grads.get(i)
+        if g is None:
+            continue
         node = order[i]
         op = node.op
-        if op is None or node not in reaches or i not in grads:
+        if op is None or node not in reaches:
             continue
-        g = grads[i]
         full = None
-        names = op.input_names(len(node.inputs))
-        for slot, (name, inp) in enumerate(zip(names, node.inputs)):
-            spec = op.grad_template(slot)
-            if spec is None or spec is ZERO or inp not in reaches:
+        kind = kinds[i]
+        name = values[i]
+        node_inputs = node.inputs
+        inputs = [values[index_of[inp]] for inp in node_inputs]
+        for slot, (has_grad, has_accumulate) in enumerate(_adjoints(op, len(node_inputs))):
+            inp = node_inputs[slot]
+            if not has_grad or inp not in reaches:
                 continue
             j = index_of[inp]
             dy = g
             if not op.implicit_dy and g.shape != node.shape:
                 if full is None:
                     full = _Grad(f"{g.name}_full", node.shape, False)
-                    call = gast.Call(gast.Attribute(_name("xp"), "broadcast_to", gast.Load()),
-                                     [_name(g.name), constant(node.shape)], [])
-                    stmts.append(_assign(full.name, call))
+                    form = _pattern(("full", node.shape), lambda: _Form(_assign(_slot(1), gast.Call(
+                        gast.Attribute(_name("xp"), "broadcast_to", gast.Load()),
+                        [_name(_slot(0)), constant(node.shape)], []))))
+                    append(form.fill([g.name, full.name]))
                 dy = full
-            ctx = _context(node, names, gshape=dy.shape, slot=slot)
-            bindings = _Bindings(_statics(ctx), extra)
-            arrays = {}     # template name -> forward value name, for the saved set
-            shapes = {"dy": dy.shape}
-            for other_name, other in zip(names, node.inputs):
-                arrays[other_name] = values[index_of[other]]
-                shapes[other_name] = other.shape
-            arrays["y"] = values[i]
-            shapes["y"] = node.shape
-            for local, var in forward_locals.get(i, {}).items():
-                arrays[local] = var
-                shapes[local] = node.shape
-            for template_name, var in arrays.items():
-                bindings[template_name] = _name(var)
-            for other_name, other in zip(names, node.inputs):
-                bindings[other_name] = _input(values[index_of[other]], other, op)
-            bindings["dy"] = _name(dy.name)
-            where = _where(node)
-
-            accumulate = op.accumulate_template(slot)
+            unit = unit_seed and dy.name == "seed"
             target = grads.get(j)
-            if (accumulate is not None and target is not None and target.fresh
-                    and target.shape == inp.shape and inp.dtype == node.dtype):
-                bindings["acc"] = _name(target.name)
-                body, used = instantiate(parse(_resolve(accumulate, ctx)), bindings, f"t{i}_{slot}_",
-                                         None, None, where)
-                read(used, arrays)
-                stmts.extend(body)
-                continue
-
-            grad = _resolve(spec, ctx)
-            if grad is ZERO:                 # zero for these dtypes (imag of a real value)
-                continue
-            if not isinstance(grad, Grad):
-                grad = Grad(grad)
-            template = parse(grad.src)
-            if template.expr is not None:
-                value, used = expression(template, bindings, where)
-                fresh = not grad.view and not isinstance(template.expr, gast.Name)
+            accumulate = (has_accumulate and target is not None and target.fresh
+                          and target.shape == inp.shape and inp.dtype == node.dtype)
+            if kind is None:
+                pattern = _grad_pattern(node, slot, dy.shape, unit, accumulate)
             else:
+                key = (kind, slot, dy.shape, unit, accumulate)
+                pattern = patterns.get(key)
+                if pattern is None:
+                    pattern = _grad_pattern(node, slot, dy.shape, unit, accumulate, kind)
+                    _remember(patterns, key, _NONE if pattern is None else pattern)
+                elif pattern is _NONE:
+                    pattern = None
+            if pattern is None:
+                continue
+            if pattern.temporary:
                 temp = f"t{i}_{slot}"
-                body, used = instantiate(template, bindings, f"{temp}_", "dx", temp, where)
-                stmts.extend(body)
-                value, fresh = _name(temp), not grad.view
-            read(used, arrays)
-            if grad.shape is not None:
-                shape = tuple(grad.shape)
-            elif op.elementwise:
-                shape = passes.broadcast(*[shapes[n] for n in used if n in shapes])
+                args = [dy.name, name, name + "_", temp, temp + "_",
+                        target.name if accumulate else None, f"g{j}", None, *inputs]
             else:
-                shape = inp.shape
-            extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
-            value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
-            if inp.dtype != node.dtype:
-                if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
-                    value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
-                # copy=False: an adjoint may already have the input's dtype (abs of a complex
-                # value); where it converts, a new array, where not, the same one: fresh as before
-                value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)],
-                                  [gast.keyword("copy", gast.Constant(False, None))])
-            _check_shape(shape, inp.shape, where)
-            _accumulate(stmts, grads, j, value, shape, fresh)
+                args = [dy.name, name, name + "_", None, None, target.name if accumulate else None,
+                        f"g{j}", None, *inputs]
+            if pattern.functions:
+                args += state.labels_for(pattern.functions)
+            for form in pattern.forms:
+                append(form.fill(args))
+            for k, suffix in pattern.saved:
+                saved[args[k] + suffix] = None
+            if accumulate:
+                continue
+            _accumulate(lines, grads, j, pattern, args)
             if anomaly:
-                stmts.append(_check(grads[j].name, i, "backward"))
+                append(_line(_check(grads[j].name, i, "backward")))
 
     leaf_returns, retained_returns, grad_leaves, retained = [], [], [], []
     for i, node in enumerate(order):
@@ -388,12 +889,12 @@ def _backward(order, index_of, values, forward_locals, anomaly, root, extra, wrt
             continue
         if node.op is None:
             grad_leaves.append(i)
-            leaf_returns.append(_finish(stmts, grads.get(i), node, f"g{i}"))
+            leaf_returns.append(_finish(lines, grads.get(i), node, f"g{i}"))
         elif node.retain:
             retained.append(i)
-            retained_returns.append(_finish(stmts, grads.get(i), node, f"g{i}"))
+            retained_returns.append(_finish(lines, grads.get(i), node, f"g{i}"))
     returned = leaf_returns + retained_returns
-    return stmts, list(saved), returned, grad_leaves, retained
+    return lines, list(saved), returned, grad_leaves, retained
 
 
 def _check_shape(shape, target, where):
@@ -401,64 +902,381 @@ def _check_shape(shape, target, where):
         raise TemplateError(f"{where}: an adjoint of shape {shape} does not fit its input of shape {target}")
 
 
-def _accumulate(stmts, grads, j, value, shape, fresh):
+def _accumulate(lines, grads, j, pattern, args):
     """The first contribution to node j's gradient is assigned; later ones are
     added, in place only into an array the backward allocated itself."""
     current = grads.get(j)
+    shape, fresh = pattern.shape, pattern.fresh
     if current is None:
-        if isinstance(value, gast.Name):
-            grads[j] = _Grad(value.id, shape, fresh)
+        if pattern.alias is not None:
+            grads[j] = _Grad(pattern.alias.format(*args), shape, fresh)
             return
-        stmts.append(_assign(f"g{j}", value))
-        grads[j] = _Grad(f"g{j}", shape, fresh)
+        lines.append(pattern.assign().fill(args))
+        grads[j] = _Grad(args[TARGET], shape, fresh)
         return
-    combined = passes.broadcast(current.shape, shape)
+    combined = current.shape if current.shape == shape else passes.broadcast(current.shape, shape)
+    args[CURRENT] = current.name
     if current.fresh and combined == current.shape:
-        stmts.append(gast.AugAssign(_name(current.name, gast.Store()), gast.Add(), value))
+        lines.append(pattern.iadd().fill(args))
         return
-    stmts.append(_assign(f"g{j}", gast.BinOp(_name(current.name), gast.Add(), value)))
-    grads[j] = _Grad(f"g{j}", combined, True)
+    lines.append(pattern.add().fill(args))
+    grads[j] = _Grad(args[TARGET], combined, True)
 
 
-def _finish(stmts, grad, node, name):
+def _finish(lines, grad, node, name):
     """A returned gradient must have the node's full shape and be a new array
     (an ndarray: NumPy gives 0-dim results as scalars). A node no gradient reached
     (only through ops with a zero adjoint) gets zeros."""
+    def call(function, arguments):
+        return _assign(_slot(0), gast.Call(gast.Attribute(_name("xp"), function, gast.Load()), arguments, []))
+
+    shape, dtype = node.shape, node.dtype
     if grad is None:
-        stmts.append(_assign(name, gast.Call(gast.Attribute(_name("xp"), "zeros", gast.Load()),
-                                             [constant(node.shape), constant(node.dtype)], [])))
+        form = _pattern(("zeros", shape, dtype), lambda: _Form(call("zeros", [constant(shape), constant(dtype)])))
+        lines.append(form.fill([name]))
         return name
-    if node.shape == ():
-        stmts.append(_assign(name, gast.Call(gast.Attribute(_name("xp"), "array", gast.Load()),
-                                             [_name(grad.name), constant(node.dtype)], [])))
+    if shape == ():
+        form = _pattern(("array", dtype), lambda: _Form(call("array", [_name(_slot(1)), constant(dtype)])))
+        lines.append(form.fill([name, grad.name]))
         return name
-    if grad.shape != node.shape:
-        call = gast.Call(gast.Attribute(_name("xp"), "full", gast.Load()),
-                         [constant(node.shape), _name(grad.name)], [])
-        stmts.append(_assign(name, call))
+    if grad.shape != shape:
+        form = _pattern(("fill", shape), lambda: _Form(call("full", [constant(shape), _name(_slot(1))])))
+        lines.append(form.fill([name, grad.name]))
         return name
     if not grad.fresh:
-        stmts.append(_assign(name, gast.Call(gast.Attribute(_name(grad.name), "copy", gast.Load()), [], [])))
+        lines.append(Line(f"{name} = {grad.name}.copy()", [grad.name], [name], name))
         return name
     return grad.name
 
 
-def _compile(name, args, body, program, extra):
-    module = gast.parse(f"def {name}({', '.join(args)}):\n    pass\n")
-    module.body[0].body = body
-    tree = gast.gast_to_ast(module)
-    source = astor.to_source(tree, pretty_source=lambda parts: "".join(parts))
+# ---- compiling ------------------------------------------------------------------------------
+
+def _indented(text):
+    return "    " + text.replace("\n", "\n    ") if "\n" in text else "    " + text
+
+
+def _small_names(order, values):
+    """(small, tiny): values and gradients of nodes smaller than SMALL and TINY bytes."""
+    small, tiny = set(), set()
+    for i, node in enumerate(order):
+        size = math.prod(node.shape) * node.dtype.itemsize
+        if size < TINY:
+            tiny.add(values[i])
+            tiny.add(f"g{i}")
+        elif size < SMALL:
+            small.add(values[i])
+            small.add(f"g{i}")
+    return small, tiny
+
+
+def _tuple_text(items):
+    """``(a, b)``, ``(a,)``, ``()``, as astor writes a tuple inside another expression."""
+    if len(items) == 1:
+        return f"({items[0]},)"
+    return "(" + ", ".join(items) + ")"
+
+
+def _return_text(returned, top, text_of):
+    """The return statement for ``returned`` (names, None or _Seq, each rendered by
+    ``text_of``; a top-level tuple when ``top``), as astor writes it."""
+    items = [_seq_text(r, text_of) if r.__class__ is _Seq else "None" if r is None else text_of(r)
+             for r in returned]
+    if not top:
+        return "return " + items[0]
+    if not items:
+        return "return ()"
+    return "return " + ", ".join(items) + ("," if len(items) == 1 else "")
+
+
+def _seq_text(seq, text_of):
+    if text_of is str:
+        return _tuple_text(["None" if n is None else n for n in seq.names])
+    return text_of(seq)
+
+
+def _returned_names(returned):
+    names = []
+    for r in returned:
+        if r.__class__ is _Seq:
+            names += [n for n in r.names if n is not None]
+        elif r is not None:
+            names.append(r)
+    return names
+
+
+def _compile(name, params, body, returned, top, program, state):
+    """The function ``name(*params)`` over ``body`` (Lines) returning ``returned`` (see
+    ``_return_text``), compiled, its source registered in linecache. A long body
+    becomes a chain of helpers (``_link``)."""
     filename = f"<neuronika {name} #{next(_serial)}>"
     namespace = dict(GLOBALS)
+    namespace["__builtins__"] = builtins.__dict__
     namespace["check_finite"] = check_finite
     namespace["Retrace"] = Retrace
-    namespace.update(extra)
-    exec(compile(source, filename, "exec"), namespace)
+    namespace.update(state.extra)
+    keep = _returned_names(returned)
+    if len(body) <= LONG:
+        functions = [_function_text(name, params, passes.free_lines(body, keep),
+                                    _return_text(returned, top, str))]
+    else:
+        functions = _link(name, params, body, returned, top, keep, *state.small())
+    texts, offset, made = [], 0, []
+    for fn_name, text in functions:
+        module = compile(text, filename, "exec")
+        code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+        if offset:
+            code = _shift(code, offset)
+        made.append((fn_name, code))
+        texts.append(text)
+        offset += text.count("\n") + 1
+    source = "\n".join(texts)
+    # The helpers see the shared globals; the main function also sees the helpers. No
+    # function is among its own globals: no reference cycle, so a dropped program is freed
+    # at once, not at the next garbage collection.
+    outer = dict(namespace) if len(made) > 1 else namespace
+    for fn_name, code in made[1:]:
+        outer[fn_name] = types.FunctionType(code, namespace, fn_name)
+    function = types.FunctionType(made[0][1], outer, name)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     program.filenames.append(filename)
-    # The function is not left among its own globals: no reference cycle, so a dropped
-    # program is freed at once, not at the next garbage collection.
-    return namespace.pop(name), source
+    return function, source
+
+
+def _function_text(name, params, lines, returned):
+    parts = [f"def {name}({', '.join(params)}):\n"]
+    parts += [_indented(line.text) + "\n" for line in lines]
+    if returned:
+        parts.append(f"    {returned}\n")
+    elif not lines:
+        parts.append("    pass\n")
+    return name, "".join(parts)
+
+
+_END = float("inf")
+
+
+def _link(name, params, body, returned, top, keep, small, tiny):
+    """A long body as helpers of at most CHUNK statements, called in turn by ``name``,
+    which takes its arguments as one tuple ``a``.
+
+    What crosses from one helper to another travels in tuples: each helper returns
+    the values that later helpers (or the return statement) read, grouped by the last
+    helper that reads them (``s3_1`` and so on, dropped after that call), and a
+    helper unpacks what it reads from those tuples (``v5, _, v7 = s3_1[4:7]``). So
+    each function, the calling one included, stays small: ``compile()`` is superlinear
+    in the size of one function. An argument read at the end is handed on by the
+    first helper that reads it. A reorderable tuple in ``returned`` gets the order in
+    which the helpers return its names (``_Seq.names`` is updated).
+    """
+    pieces = [body[k:k + CHUNK] for k in range(0, len(body), CHUNK)]
+    count = len(pieces)
+    is_param = set(params)
+    reads, writes = [], []
+    for piece in pieces:
+        written, read = set(), {}
+        for line in piece:
+            for n in line.loads:
+                if n not in written and n not in read:
+                    read[n] = None
+            written.update(line.stores)
+        reads.append(list(read))
+        writes.append(written)
+    final = set(keep)
+    # arguments needed at the end leave from the first helper that reads them
+    for k in range(count):
+        for n in reads[k]:
+            if n in final and n in is_param:
+                writes[k].add(n)
+                is_param.discard(n)
+    # liveness: what each helper hands on, and to whom
+    live = set(final)
+    exports = [None] * count
+    for k in range(count - 1, -1, -1):
+        exports[k] = writes[k] & live
+        live -= writes[k]
+        live.update(reads[k])
+    home = {n: -1 for n in params}            # the helper that last wrote a name (-1: an argument)
+    consumers = {}                            # (source, name) -> helpers that read it, in order
+    first_read = {}                           # (source, name) -> position in its first reader
+    for k in range(count):
+        for position, n in enumerate(reads[k]):
+            source = home.get(n)
+            if source is None:
+                continue                      # a global
+            key = (source, n)
+            readers = consumers.get(key)
+            if readers is None:
+                consumers[key] = [k]
+                first_read[key] = position
+            else:
+                readers.append(k)
+        for n in exports[k]:
+            home[n] = k
+    order_at_end = {}
+    for r in returned:
+        for n in (r.names if r.__class__ is _Seq else (r,)):
+            if n is not None:
+                order_at_end.setdefault(n, len(order_at_end))
+    for n in final:
+        key = (home[n], n)
+        if key in consumers:
+            consumers[key].append(_END)
+        else:
+            consumers[key] = [_END]
+            first_read[key] = order_at_end[n]
+    # each helper's groups: by last reader (and, read only at the end, by the tuple they
+    # end in); ordered by first reader, then by first read
+    segment_of = {}
+    for index, r in enumerate(returned):
+        for n in (r.names if r.__class__ is _Seq else (r,)):
+            segment_of[n] = index
+    groups = [[] for _ in range(count)]       # [(group name, last reader, names)]
+    place = {}                                # (source, name) -> (group name, index)
+    for k in range(count):
+        by_last = {}
+        for n in exports[k]:
+            readers = consumers.get((k, n))
+            if readers is None:
+                continue
+            last = readers[-1]
+            tag = (last, segment_of.get(n)) if last == _END and len(readers) == 1 else (last, None)
+            by_last.setdefault(tag, []).append(n)
+        tags = sorted(by_last, key=lambda t: (t[0], -1 if t[1] is None else t[1]))
+        for m, tag in enumerate(tags):
+            members = by_last[tag]
+            members.sort(key=lambda n: (consumers[(k, n)][0], first_read[(k, n)], n))
+            group = f"s{k + 1}" if len(tags) == 1 else f"s{k + 1}_{m + 1}"
+            groups[k].append((group, tag[0], members))
+            for index, n in enumerate(members):
+                place[(k, n)] = (group, index)
+    sizes = {g: len(members) for k in range(count) for g, _, members in groups[k]}
+    sizes["a"] = len(params)
+    param_index = {n: i for i, n in enumerate(params)}
+
+    def located(source, n):
+        return ("a", param_index[n]) if source == -1 else place[(source, n)]
+
+    functions, calls = [], []
+    home = {n: -1 for n in params}
+    for k, piece in enumerate(pieces):
+        wanted = {}                           # group -> [(index, name)]
+        for n in reads[k]:
+            source = home.get(n)
+            if source is None:
+                continue
+            group, index = located(source, n)
+            wanted.setdefault(group, []).append((index, n))
+        prologue = []
+        for group, items in wanted.items():
+            prologue += _unpack(group, items, sizes[group])
+        exported = groups[k]
+        for n in exports[k]:
+            home[n] = k
+        helper = f"{name}_part{k + 1}"
+        args = list(wanted)
+        results = [g for g, _, _ in exported]
+        back = ""
+        if results:
+            back = "return " + ", ".join(_tuple_text(members) for _, _, members in exported)
+            if len(results) == 1:
+                back += ","
+        keep_here = [n for _, _, members in exported for n in members]
+        lines = passes.free_lines(prologue + piece, keep_here, small, tiny)
+        functions.append(_function_text(helper, args, lines, back))
+        call = f"{helper}({', '.join(args)})"
+        if results:
+            call = f"{', '.join(results)}{',' if len(results) == 1 else ''} = {call}"
+        calls.append(Line(call, args, results))
+    # the calling function frees each tuple after its last reader; the return statement
+    # reads what is left
+    at_end = set()
+
+    def text_of(item):
+        if item.__class__ is _Seq:
+            located_names = [located(home[n], n) if n is not None else None for n in item.names]
+            if item.reorder:
+                pairs = sorted(zip(located_names, item.names), key=lambda p: (_group_order(p[0][0]), p[0][1]))
+                item.names = [n for _, n in pairs]
+                located_names = [loc for loc, _ in pairs]
+            at_end.update(loc[0] for loc in located_names if loc is not None)
+            return _tuple_text(_runs(located_names, sizes)) if located_names else "()"
+        group, index = located(home[item], item)
+        at_end.add(group)
+        return f"{group}[{index}]"
+
+    back = _return_text(returned, top, text_of)
+    main = passes.free_lines(calls, at_end)
+    return [_function_text(name, ["*a"], main, back)] + functions
+
+
+def _group_order(group):
+    """``a`` < ``s2`` < ``s10_1`` < ``s10_2``: the order helpers return them in."""
+    if group == "a":
+        return (0, 0)
+    k, _, m = group[1:].partition("_")
+    return (int(k), int(m or 0))
+
+
+def _runs(located, sizes):
+    """Tuple items for names at (group, index): consecutive indices of one group as
+    one starred slice (``*s3[2:9]``, or ``*s3`` for all of it), lone ones subscripted."""
+    items = []
+    k = 0
+    while k < len(located):
+        if located[k] is None:
+            items.append("None")
+            k += 1
+            continue
+        group, start = located[k]
+        end = k + 1
+        while (end < len(located) and located[end] is not None and located[end][0] == group
+               and located[end][1] == start + (end - k)):
+            end += 1
+        length = end - k
+        if length == 1:
+            items.append(f"{group}[{start}]")
+        elif length == sizes[group]:
+            items.append(f"*{group}")
+        else:
+            items.append(f"*{group}[{start}:{start + length}]")
+        k = end
+    return items
+
+
+def _unpack(group, items, size):
+    """Lines binding names from a group tuple: ``v5, _, v7 = s3[4:7]`` where the wanted
+    indices are dense (at least half of the span), separately where not."""
+    items.sort()
+    lines = []
+    k = 0
+    while k < len(items):
+        start = items[k][0]
+        end = k + 1
+        # extend while the span stays at least half used
+        while end < len(items) and (end + 1 - k) * 2 >= items[end][0] - start + 1:
+            end += 1
+        span = items[end - 1][0] - start + 1
+        if end - k == 1:
+            name = items[k][1]
+            lines.append(Line(f"{name} = {group}[{start}]", [group], [name]))
+        else:
+            targets = ["_"] * span
+            for index, name in items[k:end]:
+                targets[index - start] = name
+            source = group if span == size else f"{group}[{start}:{start + span}]"
+            names = [n for _, n in items[k:end]]
+            lines.append(Line(f"{', '.join(targets)} = {source}", [group], names))
+        k = end
+    return lines
+
+
+def _shift(code, lines):
+    """``code`` with its line numbers ``lines`` further down (nested code included)."""
+    consts = code.co_consts
+    if any(isinstance(c, types.CodeType) for c in consts):
+        consts = tuple(_shift(c, lines) if isinstance(c, types.CodeType) else c for c in consts)
+        return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
+    return code.replace(co_firstlineno=code.co_firstlineno + lines)
 
 
 def _forget_files(filenames):

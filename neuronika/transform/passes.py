@@ -1,5 +1,10 @@
-"""Passes over generated code: reducing a gradient to its input's shape, and
-freeing values after their last use."""
+"""Passes over generated code: reducing a gradient to its input's shape, dropping
+assignments nothing reads, and freeing values after their last use.
+
+The code generator works on ``Line``s (a statement's source text with the program
+variables it reads and writes); the same passes exist over gast statements for the
+interpreter. Each pass is one sweep: linear in the number of statements.
+"""
 from __future__ import annotations
 
 import gast
@@ -89,7 +94,7 @@ def _names(stmt):
 
 def free_after_last_use(stmts, keep):
     """Insert ``del`` for every name assigned in ``stmts`` right after its last use,
-    except the names in ``keep`` (returned values)."""
+    except the names in ``keep`` (returned values). Over gast statements."""
     last = {}
     assigned = set()
     for index, stmt in enumerate(stmts):
@@ -106,6 +111,99 @@ def free_after_last_use(stmts, keep):
         if index in dead:
             targets = [gast.Name(n, gast.Del(), None, None) for n in sorted(dead[index])]
             result.append(gast.Delete(targets))
+    return result
+
+
+class Line:
+    """One statement of generated code: its source (no indentation; the lines of a
+    compound statement after the first indented relative to it), the program
+    variables it reads and writes, and for ``name = ...`` or ``name += ...`` the
+    name (``target``; ``aug`` for the second), which is what may be dropped as dead."""
+
+    __slots__ = ("text", "loads", "stores", "target", "aug")
+
+    def __init__(self, text, loads, stores, target=None, aug=False):
+        self.text = text
+        self.loads = loads
+        self.stores = stores
+        self.target = target
+        self.aug = aug
+
+    def __repr__(self):
+        return f"Line({self.text!r})"
+
+
+def delete(names):
+    """``del a, b`` (sorted), as a Line."""
+    if len(names) > 1:
+        names = sorted(names)
+    return Line("del " + ", ".join(names), (), ())
+
+
+def drop_dead_lines(lines, keep):
+    """``drop_dead_assignments`` over Lines: one backward sweep keeps the names read
+    later (``keep``: read after the last line); an assignment or an in-place update
+    of a name nothing reads later goes."""
+    needed = set(keep)
+    kept = []
+    for line in reversed(lines):
+        target = line.target
+        if target is not None:
+            if target not in needed:
+                continue
+            if not line.aug:
+                needed.discard(target)
+        needed.update(line.loads)
+        kept.append(line)
+    kept.reverse()
+    return kept
+
+
+def free_lines(lines, keep, deferred=(), kept=(), every=8):
+    """``free_after_last_use`` over Lines: ``del`` every name assigned in ``lines`` right
+    after its last use, except the names in ``keep``. Names in ``deferred`` (small
+    values) may wait: they are freed together, ``every`` at a time (with the next name
+    freed at once, and at the end); names in ``kept`` (tiny values) are left to the end
+    of the function. Both save statements to compile."""
+    last = {}
+    for index, line in enumerate(lines):
+        for name in line.loads:
+            last[name] = index
+        for name in line.stores:
+            last[name] = index
+    assigned = set()
+    for line in lines:
+        assigned.update(line.stores)
+    assigned.difference_update(keep)
+    if kept:
+        assigned.difference_update(kept)
+    dead = {}
+    for name in assigned:
+        index = last[name]
+        found = dead.get(index)
+        if found is None:
+            dead[index] = [name]
+        else:
+            found.append(name)
+    if not dead:
+        return list(lines)
+    result = []
+    append = result.append
+    pending = []
+    for index, line in enumerate(lines):
+        append(line)
+        names = dead.get(index)
+        if names:
+            if deferred:
+                now = [n for n in names if n not in deferred]
+                pending += [n for n in names if n in deferred]
+                if now or len(pending) >= every:
+                    append(delete(now + pending))
+                    pending = []
+            else:
+                append(delete(names))
+    if pending:
+        append(delete(pending))
     return result
 
 
@@ -140,22 +238,33 @@ def drop_unit_factor(stmts, name):
     return [Drop().visit(s) for s in stmts]
 
 
+def _droppable(stmt):
+    """The name a ``name = ...`` or ``name += ...`` statement assigns, else None."""
+    if isinstance(stmt, gast.Assign):
+        if len(stmt.targets) == 1 and isinstance(stmt.targets[0], gast.Name):
+            return stmt.targets[0].id
+    elif isinstance(stmt, gast.AugAssign) and isinstance(stmt.target, gast.Name):
+        return stmt.target.id
+    return None
+
+
 def drop_dead_assignments(stmts, keep):
-    """Remove ``name = expr`` statements whose value nothing reads (to a fixed point):
-    ``grad`` does not compute a loss value it does not return."""
-    keep = set(keep)
-    while True:
-        loaded = set()
-        for stmt in stmts:
-            loaded |= _names(stmt)[0]
-        # ``g += d`` is dead with the ``g = ...`` before it (a gradient flowing only into a
-        # zero adjoint, as floor's): dropping one but not the other reads an unbound name
-        kept = [s for s in stmts if not ((isinstance(s, gast.Assign) and len(s.targets) == 1
-                                          and isinstance(s.targets[0], gast.Name)
-                                          and s.targets[0].id not in loaded | keep)
-                                         or (isinstance(s, gast.AugAssign)
-                                             and isinstance(s.target, gast.Name)
-                                             and s.target.id not in loaded | keep))]
-        if len(kept) == len(stmts):
-            return stmts
-        stmts = kept
+    """Remove ``name = expr`` statements whose value nothing reads: ``grad`` does not
+    compute a loss value it does not return. One backward sweep over gast statements
+    (liveness): ``g += d`` whose ``g`` nothing reads goes, and with it the ``g = ...``
+    before it (a gradient flowing only into a zero adjoint, as floor's)."""
+    needed = set(keep)
+    kept = []
+    for stmt in reversed(stmts):
+        target = _droppable(stmt)
+        if target is not None:
+            if target not in needed:
+                continue
+            if isinstance(stmt, gast.Assign):
+                needed.discard(target)      # the value before is not the one read later
+        needed |= _names(stmt)[0]
+        if isinstance(stmt, gast.AugAssign):
+            needed.add(target)              # ``g += d`` reads ``g``
+        kept.append(stmt)
+    kept.reverse()
+    return kept

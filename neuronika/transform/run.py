@@ -4,6 +4,10 @@ On a cache hit this is: linearise the graph (order + signature), one dict
 look-up, one call of the generated forward, and for backward one call of the
 generated backward plus a loop that adds each gradient into its leaf.
 
+On a miss, a signature seen for the first time is interpreted (``interpret.build``:
+the same templates, the same numbers, no code generation) and compiled only when it
+comes back (``neuronika.config(compile=..., compile_after=...)``).
+
 ``backward()`` differentiates the values the last evaluation computed when one came
 since the previous backward (``forward()``, or reading the value: the loss printed
 and its gradient belong together, dropout masks included); such an evaluation keeps
@@ -13,11 +17,16 @@ from the current leaf values.
 """
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from .. import graph
 from ..errors import AnomalyError, GradientError
-from ..graph import format_where, linearize, modes
+from ..graph import COMPILE, check_compile_after, check_compile_mode, format_where, linearize, modes
+from . import codegen, interpret
 from .cache import CACHE
 from .codegen import Anomaly
 
@@ -25,8 +34,123 @@ _ndarray = np.ndarray
 
 
 def program_for(root):
+    """The compiled program for the graph behind ``root`` (built now if need be)."""
     order, leaves, key = linearize(root)
     return CACHE.lookup(key, order, leaves), order, leaves
+
+
+class _Interpret(Exception):
+    """A miss that is not compiled (yet): the graph runs through the interpreter."""
+
+
+#: hash of a signature -> how many times it ran interpreted (the signatures themselves are
+#: not kept: a collision can only make a signature compile one run early)
+_runs = OrderedDict()
+_runs_lock = threading.Lock()
+_RUNS_MAX = 4096
+
+
+def _when_repeated(key, after, build):
+    """``build()`` on the ``after``-th run of ``key``'s signature; before, ``_Interpret``."""
+    with _runs_lock:
+        h = hash(key)
+        count = _runs.pop(h, 0) + 1
+        if count < after:
+            _runs[h] = count
+            if len(_runs) > _RUNS_MAX:
+                _runs.popitem(last=False)
+            raise _Interpret
+    return build()
+
+
+def forget_interpreted():
+    """Forget how many times each signature ran interpreted, and the interpreter's
+    functions per node kind (``transform.cache_clear`` calls this)."""
+    with _runs_lock:
+        _runs.clear()
+    interpret.kinds_clear()
+
+
+def runner(key, order, leaves):
+    """What runs the graph: its compiled program (a cache hit, or a miss that compiles)
+    or an interpreted plan (``interpret.Plan``), as the compile mode says."""
+    mode, after = COMPILE.get()
+    if mode == "always" or after == 1 and mode == "auto":
+        return CACHE.lookup(key, order, leaves)
+    if mode == "never":
+        return interpret.build(order, leaves, anomaly=key[-1])
+    try:
+        return CACHE.get_or_build(key, functools.partial(_compile_when_repeated, key, order, leaves, after))
+    except _Interpret:
+        return interpret.build(order, leaves, anomaly=key[-1])
+
+
+def _compile_when_repeated(key, order, leaves, after):
+    return _when_repeated(key, after, functools.partial(codegen.build, order, leaves, anomaly=key[-1]))
+
+
+def compiled_or_interpreted(cache, key, compile, interpret_):
+    """``runner`` for any program cache (the functional face's ``TRACED``): the program
+    cached under ``key``; on a miss ``compile()``'s (cached) when the compile mode says
+    so, else ``interpret_()``'s plan (not cached; the signature's run is counted)."""
+    mode, after = COMPILE.get()
+    if mode == "never":
+        return interpret_()
+    if mode == "always" or after == 1:
+        return cache.get_or_build(key, compile)
+    try:
+        return cache.get_or_build(key, functools.partial(_when_repeated, key, after, compile))
+    except _Interpret:
+        return interpret_()
+
+
+class config:
+    """Library-wide switches; ``compile``: when a graph signature gets a generated program.
+
+    - ``"auto"`` (the default): a signature seen for the first time runs at once through
+      an interpreter over the same op templates (the same results, bit for bit); it is
+      compiled on its ``compile_after``-th run (default 2), from then on a cache hit;
+    - ``"always"``: compiled on the first run;
+    - ``"never"``: always interpreted (no code generation at all).
+
+    Called, it sets the switches for the current thread (and asyncio task); used as a
+    ``with`` block, it restores the previous ones on exit. ``config()`` reads them.
+
+    >>> import neuronika
+    >>> neuronika.config()
+    config(compile='auto', compile_after=2)
+    >>> with neuronika.config(compile="never"):
+    ...     x = neuronika.ones(3).requires_grad()
+    ...     (x * x).sum().backward()
+    >>> x.grad
+    array([2., 2., 2.], dtype=float32)
+    >>> neuronika.config().compile
+    'auto'
+    """
+
+    def __init__(self, compile: str | None = None, compile_after: int | None = None):
+        mode, after = self._previous = COMPILE.get()
+        if compile is not None:
+            mode = check_compile_mode(compile)
+        if compile_after is not None:
+            after = check_compile_after(compile_after)
+        self.compile, self.compile_after = mode, after
+        self._token = COMPILE.set((mode, after)) if (mode, after) != self._previous else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._token is not None:
+            try:
+                COMPILE.reset(self._token)
+            except ValueError:            # left in another context than it was entered in
+                COMPILE.set(self._previous)
+            self._token = None
+        return False
+
+    def __repr__(self):
+        return f"config(compile={self.compile!r}, compile_after={self.compile_after})"
 
 
 def evaluate(root):
@@ -35,7 +159,7 @@ def evaluate(root):
     if root.op is None:
         return root.value
     order, leaves, key = linearize(root)
-    program = CACHE.lookup(key, order, leaves)
+    program = runner(key, order, leaves)
     flags = graph.flags_changed
     if program.backward is None:
         out = _forward(program, order, [leaf.value for leaf in leaves])
@@ -134,7 +258,7 @@ def backpropagate(root, seed=1.0):
             snapshot = None
     if snapshot is None:
         order, leaves, key = linearize(root)
-        program = CACHE.lookup(key, order, leaves)
+        program = runner(key, order, leaves)
         root.value, saved = _forward(program, order, [leaf.value for leaf in leaves])
         retained = program.retained
     else:
@@ -207,4 +331,4 @@ def source(root) -> str:
     return program.source()
 
 
-__all__ = ["evaluate", "backpropagate", "source", "modes"]
+__all__ = ["evaluate", "backpropagate", "source", "modes", "config"]

@@ -8,7 +8,7 @@ or a kernel), or the template is rejected with an error naming the op.
 """
 from __future__ import annotations
 
-import copy
+import ast
 import functools
 import math
 import textwrap
@@ -22,22 +22,73 @@ from ..ops import kernels
 GLOBALS = {"xp": np, "slice": slice, **{name: getattr(kernels, name) for name in kernels.__all__}}
 
 
+# Node classes with the same fields in gast and ast (gast's Name has two more, both None):
+# converted field by field, faster than gast's general converters; others go through those.
+_SAME_FIELDS = ("Name Constant Attribute Call BinOp UnaryOp BoolOp Compare IfExp Subscript Tuple List "
+                "Slice Starred keyword Assign AugAssign Expr If Raise Return Delete Pass For While Dict "
+                "Set Load Store Del Add Sub Mult MatMult Div Mod Pow LShift RShift BitOr BitXor BitAnd "
+                "FloorDiv And Or Invert Not UAdd USub Eq NotEq Lt LtE Gt GtE Is IsNot In NotIn").split()
+_AST_OF = {getattr(gast, n): getattr(ast, n) for n in _SAME_FIELDS}
+_GAST_OF = {getattr(ast, n): getattr(gast, n) for n in _SAME_FIELDS}
+
+
+def _convert(node, classes, fallback):
+    target = classes.get(node.__class__)
+    if target is None:
+        return fallback(node)
+    new = target.__new__(target)
+    fields = new.__dict__
+    source = node.__dict__
+    for key in target._fields:
+        value = source.get(key)
+        if isinstance(value, (ast.AST, gast.AST)):
+            value = _convert(value, classes, fallback)
+        elif value.__class__ is list:
+            value = [_convert(v, classes, fallback) if isinstance(v, (ast.AST, gast.AST)) else v
+                     for v in value]
+        fields[key] = value
+    return new
+
+
+def to_ast(node):
+    """A gast tree as an ast tree (``gast.gast_to_ast``, in one plain pass for usual nodes)."""
+    return _convert(node, _AST_OF, gast.gast_to_ast)
+
+
+def to_gast(node):
+    """An ast tree as a gast tree (``gast.ast_to_gast``, likewise)."""
+    return _convert(node, _GAST_OF, gast.ast_to_gast)
+
+
+def names(node, loads, stores):
+    """Append the identifiers a gast tree reads to ``loads`` and those it writes to ``stores``."""
+    if node.__class__ is gast.Name:
+        (stores if node.ctx.__class__ is gast.Store else loads).append(node.id)
+        return
+    for value in node.__dict__.values():
+        if isinstance(value, gast.AST):
+            names(value, loads, stores)
+        elif value.__class__ is list:
+            for v in value:
+                if isinstance(v, gast.AST):
+                    names(v, loads, stores)
+
+
 class Template:
     __slots__ = ("src", "body", "expr", "loads", "stores")
 
     def __init__(self, src):
         self.src = src
-        tree = gast.parse(textwrap.dedent(src).strip())
-        self.body = tree.body
+        self.body = [to_gast(stmt) for stmt in ast.parse(textwrap.dedent(src).strip()).body]
         if len(self.body) == 1 and isinstance(self.body[0], gast.Expr):
             self.expr = self.body[0].value
         else:
             self.expr = None
-        self.loads = set()
-        self.stores = set()
-        for node in gast.walk(tree):
-            if isinstance(node, gast.Name):
-                (self.stores if isinstance(node.ctx, gast.Store) else self.loads).add(node.id)
+        loads, stores = [], []
+        for stmt in self.body:
+            names(stmt, loads, stores)
+        self.loads = set(loads)
+        self.stores = set(stores)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -86,7 +137,24 @@ class TemplateError(RuntimeError):
     pass
 
 
-class _Renamer(gast.NodeTransformer):
+def clone(node):
+    """A deep copy of a gast tree; operators and contexts (stateless) are shared."""
+    cls = node.__class__
+    new = cls.__new__(cls)
+    fields = new.__dict__
+    for key, value in node.__dict__.items():
+        if isinstance(value, gast.AST):
+            if value.__dict__:
+                value = clone(value)
+        elif value.__class__ is list:
+            value = [clone(v) if isinstance(v, gast.AST) else v for v in value]
+        fields[key] = value
+    return new
+
+
+class _Renamer:
+    """Copies a template's AST with every name bound (one recursive pass)."""
+
     def __init__(self, bindings, local_prefix, result, result_name, where):
         self.bindings = bindings
         self.local_prefix = local_prefix
@@ -94,6 +162,22 @@ class _Renamer(gast.NodeTransformer):
         self.result_name = result_name
         self.where = where
         self.used = set()
+        self.locals = set()
+
+    def visit(self, node):
+        cls = node.__class__
+        if cls is gast.Name:
+            return self.visit_Name(node)
+        new = cls.__new__(cls)
+        fields = new.__dict__
+        for key, value in node.__dict__.items():
+            if isinstance(value, gast.AST):
+                if value.__dict__:
+                    value = self.visit(value)
+            elif value.__class__ is list:
+                value = [self.visit(v) if isinstance(v, gast.AST) else v for v in value]
+            fields[key] = value
+        return new
 
     def visit_Name(self, node):
         name = node.id
@@ -101,11 +185,11 @@ class _Renamer(gast.NodeTransformer):
             return gast.Name(self.result_name, node.ctx, None, None)
         if name in self.bindings and isinstance(node.ctx, gast.Load):
             self.used.add(name)
-            return copy.deepcopy(self.bindings[name])
+            return clone(self.bindings[name])
         if isinstance(node.ctx, (gast.Store, gast.Del)) or name in self.locals:
             return gast.Name(f"{self.local_prefix}{name}", node.ctx, None, None)
         if name in GLOBALS:
-            return node
+            return gast.Name(name, node.ctx, None, None)
         raise TemplateError(f"{self.where}: the template refers to {name!r}, which is neither "
                             f"an input, an attribute, a static nor a kernel")
 
@@ -123,7 +207,7 @@ def instantiate(template, bindings, local_prefix, result, result_name, where):
         raise TemplateError(f"{where}: the template assigns {shadowed}, which the op also binds (an "
                             f"input, an attribute, a static or a forward local); rename the local")
     if template.expr is not None:
-        value = renamer.visit(copy.deepcopy(template.expr))
+        value = renamer.visit(template.expr)
         if result_name is None:
             stmts = [gast.Expr(value)]
         else:
@@ -131,12 +215,11 @@ def instantiate(template, bindings, local_prefix, result, result_name, where):
     else:
         if result is not None and result not in template.stores:
             raise TemplateError(f"{where}: a statement template must assign {result!r}")
-        stmts = [renamer.visit(copy.deepcopy(s)) for s in template.body]
+        stmts = [renamer.visit(s) for s in template.body]
     return stmts, renamer.used
 
 
 def expression(template, bindings, where):
     """The template's expression with names bound (expression templates only)."""
     renamer = _Renamer(bindings, "_", None, None, where)
-    renamer.locals = set()
-    return renamer.visit(copy.deepcopy(template.expr)), renamer.used
+    return renamer.visit(template.expr), renamer.used

@@ -17,10 +17,12 @@ from neuronika.transform.cache import CACHE, TRACED, ProgramCache, TraceCache
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
+    # These tests are about compiled programs: compile on the first run (no interpreter).
+    compiling = neuronika.config(compile="always")
     transform.cache_clear()
     yield
-    transform.set_cache_size(512)
-    TRACED.maxsize = 256
+    transform.set_cache_size(512, 512 * 2 ** 20)
+    compiling.__exit__(None, None, None)
 
 
 def tiny(x, w, b):
@@ -228,11 +230,9 @@ def test_eviction_and_clear_free_programs_and_their_linecache_entries():
     assert _generated_files() <= baseline
 
 
-def test_a_program_still_in_use_keeps_its_source():
-    # TRACED (shared between functions) evicts a program that a function's own trace
-    # cache still runs: its generated lines must stay visible to tracebacks.
-    TRACED.maxsize = 2
-
+def test_a_traced_program_lives_as_long_as_a_trace_runs_it():
+    # TRACED only finds the programs traces hold (weakly): while a trace runs one, its
+    # generated lines stay visible to tracebacks; when the traces go, so do program and lines.
     def loss(x):
         return (x * x).sum()
 
@@ -240,12 +240,132 @@ def test_a_program_still_in_use_keeps_its_source():
     for n in range(1, 6):
         f(np.ones(n))
     traces = [t for ts in f.cache.traces.values() for t in ts]
-    assert len(traces) == 5
+    assert len(traces) == 5 and len(TRACED.programs) == 5
     for trace in traces:
         for filename in trace.program.filenames:
             assert linecache.getline(filename, 1).startswith("def "), filename
-    del f, traces, trace
+    del traces, trace
+    transform.set_cache_size(entries=1)             # evicts all traces but the newest
+    gc.collect()
+    assert len(f.cache) == 1 and len(TRACED.programs) == 1
+    assert len({k for k in _generated_files() if "program" in k}) == 1
+    del f
     transform.cache_clear()
     gc.collect()
     assert not {k for k in _generated_files() if "program" in k}
 
+
+# ---- one limit over every cache (issue 12) ---------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::neuronika.RetraceWarning")
+def test_set_cache_size_reaches_the_per_function_caches():
+    transform.set_cache_size(entries=10)
+    f = neuronika.grad(lambda x: (x * x).sum())
+    for n in range(1, 30):
+        np.testing.assert_array_equal(f(np.ones(n)), np.full(n, 2.0))
+    limits = transform.cache_limits()
+    assert limits.used_entries <= 10 and len(f.cache) <= 10
+    assert transform.cache_info().currsize == limits.used_entries
+    np.testing.assert_array_equal(f(np.ones(29)), np.full(29, 2.0))      # the newest are kept
+    assert transform.cache_info().hits >= 1
+
+
+@pytest.mark.filterwarnings("ignore::neuronika.RetraceWarning")
+def test_the_least_recently_used_go_first_whichever_cache_holds_them():
+    transform.set_cache_size(entries=12)
+    hot = neuronika.grad(lambda x: (x * 3.0).sum())
+    churn = neuronika.grad(lambda x: (x * 5.0).sum())
+    w = neuronika.rand(64).requires_grad()
+    hot(np.ones(2))
+    for n in range(1, 40):
+        churn(np.ones(n))
+        w[:n].sum().backward()                  # imperative programs share the same limit
+        hot(np.ones(2))                         # used every step: never evicted
+    assert len(hot.cache) == 1
+    assert transform.cache_limits().used_entries <= 12
+    assert len(CACHE.programs) < 12 and len(churn.cache) < 12
+
+
+@pytest.mark.filterwarnings("ignore::neuronika.RetraceWarning")
+def test_the_byte_limit_counts_generated_code_and_constants():
+    def program_bytes_of(f):
+        return sum(sum(g.sizes) for g in f.cache.traces.values())
+
+    big = np.ones(100_000)                       # 800 kB that only the trace keeps
+    f = neuronika.grad(lambda x: (x * np.ones(100_000)).sum())
+    f(np.ones(100_000))
+    assert program_bytes_of(f) > big.nbytes
+    g = neuronika.grad(lambda x: (x * big).sum())     # the closure holds it anyway: not counted
+    g(np.ones(100_000))
+    assert program_bytes_of(g) < big.nbytes
+    transform.cache_clear()
+    transform.set_cache_size(bytes=150_000)
+    h = neuronika.grad(lambda x: (x * x).tanh().sum())
+    for n in range(1, 40):
+        h(np.ones(n))
+    limits = transform.cache_limits()
+    assert 0 < limits.used_bytes <= 150_000 and len(h.cache) < 30
+    f(np.ones(100_000))                          # bigger than the limit alone: kept (the newest)
+    assert len(f.cache) == 1 and transform.cache_limits().used_entries == 1
+
+
+def test_set_cache_size_checks_its_arguments_and_keeps_the_old_call():
+    transform.set_cache_size(100)
+    assert transform.cache_info().maxsize == 100 and transform.cache_limits().entries == 100
+    transform.set_cache_size(bytes=2 ** 20)
+    assert transform.cache_limits()[:2] == (100, 2 ** 20)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            transform.set_cache_size(bad)
+        with pytest.raises(ValueError):
+            transform.set_cache_size(bytes=bad)
+
+
+@pytest.mark.filterwarnings("ignore::neuronika.RetraceWarning")
+def test_memory_stays_flat_over_ten_thousand_steps_of_varying_shapes():
+    """A function called on 80 shapes, with room for 40: a miss (trace, compile, evictions)
+    on every other step, and no growth from 1,000 to 10,000 steps."""
+    import dis
+    import tracemalloc
+
+    from neuronika.transform import codegen
+    transform.set_cache_size(entries=40)
+    f = neuronika.value_and_grad(lambda x, s: (x * s).sum())
+    sizes = np.random.RandomState(0).randint(1, 81, 10_000)
+
+    def steps(a, b):
+        for k in range(a, b):
+            f(np.ones(sizes[k]), 0.5)
+
+    # CPython 3.11 keeps every file name given to compile() (about 75 bytes each): the
+    # generated programs' names (made where codegen's code holds "<neuronika") are left
+    # out of the count. Lines from the loaded code, not the file (it may have changed).
+    named = set()
+    for fn in vars(codegen).values():
+        code = getattr(fn, "__code__", None)
+        if code is not None and code.co_filename == codegen.__file__:
+            named.update(i.positions.lineno for i in dis.get_instructions(code)
+                         if isinstance(i.argval, str) and i.argval.startswith("<neuronika"))
+    leave_out = [tracemalloc.Filter(False, codegen.__file__, lineno=n) for n in named]
+
+    steps(0, 1000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        steps(1000, 2000)
+        gc.collect()
+        before = _traced_bytes(leave_out)
+        misses = transform.cache_info().misses
+        steps(2000, 10_000)
+        gc.collect()
+        after = _traced_bytes(leave_out)
+    finally:
+        tracemalloc.stop()
+    assert transform.cache_info().misses - misses > 2000          # it did churn
+    assert transform.cache_limits().used_entries <= 40
+    assert after - before < 64 * 1024, (before, after)
+
+
+def _traced_bytes(filters):
+    import tracemalloc
+    return sum(s.size for s in tracemalloc.take_snapshot().filter_traces(filters).statistics("filename"))

@@ -1,0 +1,767 @@
+"""Running a graph without generating its program: the interpreter for first-seen signatures.
+
+``build`` takes what ``codegen.build`` takes and returns a ``Plan``, which has a
+Program's interface (``forward``, ``backward``, ``grad_leaves``, ``retained``) but
+no generated program: each node runs a small function made once per *node kind*
+(op, attributes, input shapes, dtypes and weak typing, and for an adjoint the slot,
+the shape of ``dy`` and whether it is a seed known to be 1) from the same templates,
+with the same helpers (``codegen._context``, ``_statics``, ``_Bindings``,
+``_input``, ``templates.instantiate``, ``passes.unbroadcast``, ...). The plan
+repeats ``codegen._backward``'s walk, so a gradient is assigned, added in place or
+added anew exactly where the generated code does it: the same NumPy calls on the same
+values, hence the same bits.
+
+What differs cannot change a value: no source is rendered (a traceback names the op
+and the pass, not a generated line), and where the generated code drops dead
+statements (``grad``'s fused program, a forward without gradient) the plan drops
+them node by node, and whole adjoints whose gradient nothing reads.
+
+The functional face's hook is ``build`` itself (``codegen.build``'s signature), called
+through ``run.compiled_or_interpreted`` in place of ``TRACED.get_or_build``.
+"""
+from __future__ import annotations
+
+import ast
+import threading
+
+import gast
+import numpy as np
+
+from ..ops import ZERO, Grad
+from . import codegen, passes
+from .codegen import Retrace, check_finite
+from .templates import GLOBALS, expression, instantiate, parse
+
+#: node kind -> _Kind (what was made for it). A kind is the op, its attributes (``_freeze``),
+#: the output's shape and dtype and each input's shape, dtype and weak typing: everything a
+#: template's code depends on.
+_KINDS = {}
+_KINDS_MAX = 4096
+_kinds_lock = threading.Lock()
+
+# How a contribution reaches its gradient: the first is assigned, later ones added in
+# place (into an array the backward allocated) or added into a new array; an
+# accumulate template (index's ``add.at``) writes into the gradient itself.
+ASSIGN, IADD, ADD, ACC = 0, 1, 2, 3
+# How a returned gradient is finished (codegen._finish).
+AS_IS, ZEROS, ARRAY, FULL, COPY = 0, 1, 2, 3, 4
+_GUARD_KINDS = {"int": int, "float": float, "complex": complex}
+
+
+def kinds_clear():
+    """Forget the functions made per node kind (code and the constants it names, such as
+    a ``custom_vjp``'s functions; never arrays of a graph)."""
+    with _kinds_lock:
+        _KINDS.clear()
+
+
+def _name(identifier, ctx=None):
+    return gast.Name(identifier, ctx or gast.Load(), None, None)
+
+
+def _compile(args, body, extra, what):
+    """A function of ``args`` running ``body``, compiled from the AST (nothing is rendered);
+    a traceback through it names ``what`` (the op and the pass)."""
+    statements = gast.gast_to_ast(gast.Module(body, [])).body
+    signature = ast.arguments(posonlyargs=[], args=[ast.arg(a) for a in args], vararg=None,
+                              kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    function = ast.FunctionDef("step", signature, statements, [], None, None)
+    module = ast.fix_missing_locations(ast.Module([function], []))
+    namespace = dict(GLOBALS)
+    namespace.update(extra)
+    exec(compile(module, f"<neuronika interpreter: {what}>", "exec"), namespace)
+    return namespace.pop("step")
+
+
+def _loads(stmts):
+    found = set()
+    for stmt in stmts:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load):
+                found.add(node.id)
+    return found
+
+
+def _stores(stmts):
+    found = set()
+    for stmt in stmts:
+        for node in gast.walk(stmt):
+            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
+                found.add(node.id)
+    return found
+
+
+def _has_effect(stmts):
+    """Whether a statement is one ``passes.drop_dead_assignments`` never drops (a call
+    for its effect, a write into an array): the names it reads are live."""
+    for s in stmts:
+        if isinstance(s, gast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], gast.Name):
+            continue
+        if isinstance(s, gast.AugAssign) and isinstance(s.target, gast.Name):
+            continue
+        return True
+    return False
+
+
+class _Kind:
+    """What is made for one node kind: the forward template's input names and locals, the
+    slots that have an adjoint (slot, whether it has an accumulate template), and the
+    functions made so far: ``plain`` (the whole forward), ``forwards`` (by variant),
+    ``adjoints`` (by slot, shape of dy, unit seed, accumulate)."""
+
+    __slots__ = ("names", "template", "locals", "slots", "implicit_dy", "plain", "forwards",
+                 "adjoints")
+
+    def forward(self, node, variant):
+        """``variant``: None runs the whole template; (keep_y, kept_locals) drops what is dead."""
+        if variant is None and self.plain is not None:
+            return self.plain
+        step = self.forwards.get(variant)
+        if step is None:
+            with codegen._compiling:
+                step = self.forwards.get(variant)
+                if step is None:
+                    step = self.forwards[variant] = _make_forward(node, self, variant)
+            if variant is None:
+                self.plain = step
+        return step
+
+    def adjoint(self, node, slot, dshape, unit, accumulate):
+        key = (slot, dshape, unit, accumulate)
+        step = self.adjoints.get(key)
+        if step is None:
+            with codegen._compiling:
+                step = self.adjoints.get(key)
+                if step is None:
+                    step = self.adjoints[key] = _make_adjoint(node, self, slot, dshape, unit, accumulate)
+        return step
+
+
+def _freeze(value):
+    """A hashable form of an attribute that tells apart what templates write differently
+    (1, 1.0 and True; 0.0 and -0.0): a kind's functions hold attributes as constants."""
+    cls = value.__class__
+    if cls is tuple:
+        return tuple([_freeze(v) for v in value])
+    if cls is float or cls is complex or isinstance(value, np.generic):
+        return cls, repr(value)
+    if cls is slice:
+        return cls, _freeze(value.start), _freeze(value.stop), _freeze(value.step)
+    return cls, value
+
+
+def _kind(node, key):
+    op = node.op
+    kind = _Kind()
+    kind.names = op.input_names(len(node.inputs))
+    ctx = codegen._context(node, kind.names)
+    with codegen._compiling:
+        kind.template = parse(codegen._resolve(op.forward, ctx))
+    kind.locals = tuple(sorted(kind.template.stores - {"y"}))
+    slots = []
+    for slot in range(len(node.inputs)):
+        spec = op.grad_template(slot)
+        if spec is not None and spec is not ZERO:
+            slots.append((slot, op.accumulate_template(slot) is not None))
+    kind.slots = tuple(slots)
+    kind.implicit_dy = op.implicit_dy
+    kind.plain = None
+    kind.forwards = {}
+    kind.adjoints = {}
+    if key is None:
+        return kind
+    with _kinds_lock:
+        found = _KINDS.get(key)
+        if found is not None:
+            return found
+        if len(_KINDS) >= _KINDS_MAX:               # oldest first (dicts keep insertion order)
+            for old in list(_KINDS)[: _KINDS_MAX // 4]:
+                del _KINDS[old]
+        _KINDS[key] = kind
+    return kind
+
+
+class _Forward:
+    """``fn(*inputs)``: the node's value, or (value, *locals) when it has locals; ``reads``:
+    the input slots it reads; ``empty``: nothing left to run."""
+
+    __slots__ = ("fn", "reads", "empty", "has_locals")
+
+
+def _make_forward(node, kind, variant):
+    op = node.op
+    ctx = codegen._context(node, kind.names)
+    extra = {}
+    bindings = codegen._Bindings(codegen._statics(ctx), extra)
+    args = []
+    for k, (name, inp) in enumerate(zip(kind.names, node.inputs)):
+        args.append(f"a{k}")
+        bindings[name] = codegen._input(f"a{k}", inp, op)
+    body, _ = instantiate(kind.template, bindings, "l_", "y", "y", codegen._where(node))
+    kept = [f"l_{local}" for local in kind.locals]
+    if variant is not None:
+        keep_y, kept_locals = variant
+        kept = [f"l_{kind.locals[m]}" for m in kept_locals]
+        body = passes.drop_dead_assignments(body, (["y"] if keep_y else []) + kept)
+    step = _Forward()
+    step.empty = not body
+    stored = _stores(body)
+    loaded = _loads(body)
+    step.reads = tuple(k for k, a in enumerate(args) if a in loaded)
+    step.has_locals = bool(kind.locals)
+    if step.empty:
+        step.fn = None
+        return step
+    y = _name("y") if "y" in stored else gast.Constant(None, None)
+    if kind.locals:
+        parts = [y] + [_name(f"l_{local}") if f"l_{local}" in kept and f"l_{local}" in stored
+                       else gast.Constant(None, None) for local in kind.locals]
+        result = gast.Tuple(parts, gast.Load())
+    else:
+        result = y
+    step.fn = _compile(args, body + [gast.Return(result)], extra, f"op {op.name}, forward")
+    return step
+
+
+class _Adjoint:
+    """``fn(dy, y, locals, *inputs)``: one input's gradient contribution (or, for an
+    accumulate template, ``fn(acc, dy, y, locals, *inputs)`` adding into ``acc``).
+
+    ``shape``/``fresh``: the contribution's static shape and whether it is a new
+    array (``codegen._Grad``); ``passthrough``: it is ``dy`` itself; ``zero``: the
+    template resolved to ZERO; ``effect``: it writes into an array (never dead);
+    ``reads_y``, ``reads``, ``reads_locals``: the forward values it reads.
+    """
+
+    __slots__ = ("fn", "shape", "fresh", "passthrough", "zero", "effect", "reads_y", "reads",
+                 "reads_locals")
+
+
+def _make_adjoint(node, kind, slot, dshape, unit, accumulate):
+    """The statements ``codegen._backward`` writes for one input of ``node``, as a function."""
+    op = node.op
+    names = kind.names
+    inp = node.inputs[slot]
+    ctx = codegen._context(node, names, gshape=dshape, slot=slot)
+    extra = {}
+    bindings = codegen._Bindings(codegen._statics(ctx), extra)
+    dy = "seed" if unit else "dy"
+    arrays = {}
+    shapes = {"dy": dshape}
+    for k, (other_name, other) in enumerate(zip(names, node.inputs)):
+        arrays[other_name] = _name(f"a{k}")
+        shapes[other_name] = other.shape
+    arrays["y"] = _name("y")
+    shapes["y"] = node.shape
+    for m, local in enumerate(kind.locals):
+        arrays[local] = gast.Subscript(_name("locs"), gast.Constant(m, None), gast.Load())
+        shapes[local] = node.shape
+    for template_name, value in arrays.items():
+        bindings[template_name] = value
+    for k, (other_name, other) in enumerate(zip(names, node.inputs)):
+        bindings[other_name] = codegen._input(f"a{k}", other, op)
+    bindings["dy"] = _name(dy)
+    where = codegen._where(node)
+    args = [dy, "y", "locs"] + [f"a{k}" for k in range(len(node.inputs))]
+    step = _Adjoint()
+    step.zero = step.passthrough = False
+    step.shape = inp.shape
+    step.fresh = True
+
+    if accumulate:
+        bindings["acc"] = _name("acc")
+        body, used = instantiate(parse(codegen._resolve(op.accumulate_template(slot), ctx)), bindings,
+                                 "t_", None, None, where)
+        args = ["acc"] + args
+        step.effect = True
+    else:
+        grad = codegen._resolve(op.grad_template(slot), ctx)
+        if grad is ZERO:                  # zero for these dtypes (imag of a real value)
+            step.zero = True
+            step.fn = None
+            step.effect = False
+            step.reads_y, step.reads, step.reads_locals = False, (), ()
+            return step
+        if not isinstance(grad, Grad):
+            grad = Grad(grad)
+        template = parse(grad.src)
+        if template.expr is not None:
+            value, used = expression(template, bindings, where)
+            fresh = not grad.view and not isinstance(template.expr, gast.Name)
+            stmts = []
+        else:
+            stmts, used = instantiate(template, bindings, "t_", "dx", "t", where)
+            value, fresh = _name("t"), not grad.view
+        if grad.shape is not None:
+            shape = tuple(grad.shape)
+        elif op.elementwise:
+            shape = passes.broadcast(*[shapes[n] for n in used if n in shapes])
+        else:
+            shape = inp.shape
+        extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
+        value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
+        if inp.dtype != node.dtype:
+            if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
+                value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
+            value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [codegen.constant(inp.dtype)],
+                              [gast.keyword("copy", gast.Constant(False, None))])
+        codegen._check_shape(shape, inp.shape, where)
+        step.shape, step.fresh = shape, fresh
+        step.passthrough = isinstance(value, gast.Name) and value.id == dy
+        step.effect = _has_effect(stmts)
+        body = stmts + [gast.Return(value)]
+    if unit:
+        body = passes.drop_unit_factor(body, "seed")
+    step.reads_y = "y" in used
+    step.reads = tuple(k for k, name in enumerate(names) if name in used)
+    step.reads_locals = tuple(m for m, local in enumerate(kind.locals) if local in used)
+    step.fn = _compile(args, body, extra, f"op {op.name}, adjoint of input {slot}")
+    return step
+
+
+class Plan:
+    """A graph's run without its program, with a Program's interface (``codegen.Program``):
+    ``forward``, ``backward`` (None when there is none), ``grad_leaves``, ``retained``.
+
+    It holds functions and positions, never nodes or arrays, so a snapshot may keep it.
+    The forward is four parallel lists (position, function, input positions, whether it
+    returns locals) and ``frees`` (per position, the values to let go after it); the
+    backward one entry per node: (position, shape to broadcast dy to or None, input
+    positions, [(function, target, how, check NaN, its _Adjoint), ...], keep its gradient).
+    """
+
+    __slots__ = ("n", "leaf_positions", "outputs", "loss", "f_pos", "f_fn", "f_idx", "f_locals",
+                 "frees", "backward_plan", "finish", "grad_leaves", "retained", "saved_values",
+                 "saved_locals", "checked", "anomaly", "guards", "__weakref__")
+
+    backward = None
+
+    def source(self):
+        raise RuntimeError("an interpreted plan has no source; transform.source() builds the program")
+
+    def forward(self, *values):
+        """The outputs' value (one, or a tuple of several)."""
+        V, _ = self._run_forward(values)
+        return self._outputs(V)
+
+    def _run_forward(self, values):
+        V = [None] * self.n
+        for position, value in zip(self.leaf_positions, values):
+            V[position] = value
+        L = {}
+        if self.checked:
+            self._run_forward_checked(V, L)
+            return V, L
+        frees = self.frees
+        for i, fn, idx, has_locals in zip(self.f_pos, self.f_fn, self.f_idx, self.f_locals):
+            if len(idx) == 1:
+                out = fn(V[idx[0]])
+            else:
+                out = fn(*[V[k] for k in idx])
+            if has_locals:
+                V[i] = out[0]
+                L[i] = out[1:]
+            else:
+                V[i] = out
+            free = frees[i]
+            if free is not None:
+                for k in free:
+                    V[k] = None
+        return V, L
+
+    def _run_forward_checked(self, V, L):
+        """The forward with NaN/Inf checks (``detect_anomaly``) and a traced function's guards,
+        each where the generated code has it."""
+        guards = self.guards
+        frees = self.frees
+        for position, checks in guards.get(-1, ()):
+            _check_guards(V[position], checks)
+        for i, fn, idx, has_locals in zip(self.f_pos, self.f_fn, self.f_idx, self.f_locals):
+            out = fn(*[V[k] for k in idx])
+            if has_locals:
+                V[i] = out[0]
+                L[i] = out[1:]
+            else:
+                V[i] = out
+            if self.anomaly:
+                check_finite(V[i], i, "forward")
+            for position, checks in guards.get(i, ()):
+                _check_guards(V[position], checks)
+            free = frees[i]
+            if free is not None:
+                for k in free:
+                    V[k] = None
+
+    def _outputs(self, V):
+        outputs = self.outputs
+        if len(outputs) == 1:
+            return V[outputs[0]]
+        return tuple([V[o] for o in outputs])
+
+    def _run_backward(self, seed, V, L):
+        G = [None] * self.n
+        G[self.loss] = seed
+        broadcast_to = np.broadcast_to
+        for i, full, idx, slots, keep in self.backward_plan:
+            g = G[i]
+            if not keep:
+                G[i] = None
+            dy = g if full is None else broadcast_to(g, full)
+            y = V[i]
+            locs = L.get(i)
+            if len(idx) == 1:
+                ins = (V[idx[0]],)
+            else:
+                ins = [V[k] for k in idx]
+            for fn, j, mode, check, _ in slots:
+                if mode == ASSIGN:
+                    G[j] = fn(dy, y, locs, *ins)
+                elif mode == IADD:
+                    current = G[j]
+                    current += fn(dy, y, locs, *ins)
+                    G[j] = current
+                elif mode == ADD:
+                    G[j] = G[j] + fn(dy, y, locs, *ins)
+                else:
+                    fn(G[j], dy, y, locs, *ins)
+                if check:
+                    check_finite(G[j], i, "backward")
+            V[i] = None
+        out = []
+        for position, how, shape, dtype in self.finish:
+            g = G[position]
+            if how == AS_IS:
+                out.append(g)
+            elif how == ZEROS:
+                out.append(np.zeros(shape, dtype))
+            elif how == ARRAY:
+                out.append(np.array(g, dtype))
+            elif how == FULL:
+                out.append(np.full(shape, g))
+            else:
+                out.append(g.copy())
+        return tuple(out)
+
+
+class SplitPlan(Plan):
+    """``forward(*leaf_values)`` -> (value, saved); ``backward(seed, *saved)`` -> gradients."""
+
+    __slots__ = ()
+
+    def forward(self, *values):
+        V, L = self._run_forward(values)
+        saved = [V[k] for k in self.saved_values]
+        saved.extend([L[i][m] for i, m in self.saved_locals])
+        return self._outputs(V), tuple(saved)
+
+    def backward(self, seed, *saved):
+        V = [None] * self.n
+        for k, value in zip(self.saved_values, saved):
+            V[k] = value
+        L = {}
+        for (i, m), value in zip(self.saved_locals, saved[len(self.saved_values):]):
+            locs = L.get(i)
+            if locs is None:
+                locs = L[i] = {}
+            locs[m] = value
+        return self._run_backward(seed, V, L)
+
+
+class FusedPlan(Plan):
+    """``forward(seed, *leaf_values)`` -> (value, gradients), as ``grad``'s fused program."""
+
+    __slots__ = ()
+
+    def forward(self, seed, *values):
+        V, L = self._run_forward(values)
+        return self._outputs(V), self._run_backward(seed, V, L)
+
+
+def _check_guards(value, checks):
+    for kind, expected in checks:
+        if kind == "bool":
+            if bool(value) != bool(expected):
+                raise Retrace
+        elif _GUARD_KINDS[kind](value) != expected:
+            raise Retrace
+
+
+def _reaching(node, reaches):
+    return node.requires_grad if reaches is None else node in reaches
+
+
+def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
+          guards=(), wrt=None):
+    """A ``Plan`` for the graph in ``order``: ``codegen.build``'s arguments and meaning,
+    without generating a program."""
+    n = len(order)
+    index_of = {node: i for i, node in enumerate(order)}
+    root = n - 1
+    outputs = [root] if outputs is None else list(outputs)
+    if loss is None and outputs == [root] and order[root].requires_grad:
+        loss = root
+    reaches = None if wrt is None else codegen._reaching(order, wrt)
+    # Where the generated code drops dead statements (a forward without gradient, grad's
+    # fused program), a node runs only what is read: planned from the end. Otherwise (and
+    # for a plain forward in which every node reads all its inputs) in this first pass.
+    drop = loss is None or fused
+    simple = loss is None and outputs == [root] and not guards
+    forward_now = not drop or simple
+    variant = (True, ()) if drop else None
+
+    kinds = [None] * n
+    idxs = [None] * n
+    f_pos, f_fn, f_idx, f_locals = [], [], [], []
+    last_use = {}
+    returned = []                      # reaching leaves and retained nodes
+    kinds_get = _KINDS.get
+    for i, node in enumerate(order):
+        op = node.op
+        if op is None:
+            if loss is not None and _reaching(node, reaches):
+                returned.append(i)
+            continue
+        inputs = node.inputs
+        attrs = node.attrs
+        if attrs:
+            attrs = _freeze(attrs)
+        if len(inputs) == 1:
+            a = inputs[0]
+            k = index_of[a]
+            idx = (k,)
+            key = (op, attrs, node.shape, node.dtype, a.shape, a.dtype, a.op is None and a.key[0] == "weak")
+        else:
+            idx = tuple([index_of[x] for x in inputs])
+            key = [op, attrs, node.shape, node.dtype]
+            for a in inputs:
+                key += (a.shape, a.dtype, a.op is None and a.key[0] == "weak")
+            key = tuple(key)
+        idxs[i] = idx
+        try:
+            kind = kinds_get(key) or _kind(node, key)
+        except TypeError:                        # an unhashable attribute: made for this node only
+            kind = _kind(node, None)
+        kinds[i] = kind
+        if node.retain and loss is not None and _reaching(node, reaches):
+            returned.append(i)
+        if forward_now:
+            step = kind.forward(node, variant)
+            reads = step.reads
+            if simple and len(reads) != len(idx):
+                forward_now = False              # a dead value is possible: plan from the end
+                continue
+            for r in reads:
+                last_use[idx[r]] = i
+            f_pos.append(i)
+            f_fn.append(step.fn)
+            f_idx.append(idx)
+            f_locals.append(step.has_locals)
+
+    plan = Plan() if loss is None else FusedPlan() if fused else SplitPlan()
+    plan.n = n
+    plan.leaf_positions = [index_of[leaf] for leaf in leaves]
+    plan.outputs = outputs
+    plan.loss = loss
+    plan.anomaly = anomaly
+    plan.grad_leaves = plan.retained = ()
+    plan.backward_plan = plan.finish = ()
+    plan.saved_values = plan.saved_locals = ()
+    plan.checked = bool(anomaly or guards)
+
+    backward_reads = set()                 # forward values an adjoint reads
+    needed_locals = {}                     # node -> positions of the forward locals adjoints read
+    if loss is not None:
+        bplan, finish, grad_leaves, retained = _plan_backward(order, loss, kinds, idxs, anomaly,
+                                                              unit_seed, reaches, returned)
+        if fused and not anomaly:
+            bplan = _live_backward(bplan, finish)
+        for i, full, idx, slots, keep in bplan:
+            for slot in slots:
+                step = slot[4]
+                if step.reads_y:
+                    backward_reads.add(i)
+                for k in step.reads:
+                    backward_reads.add(idx[k])
+                if step.reads_locals:
+                    needed_locals.setdefault(i, set()).update(step.reads_locals)
+        plan.backward_plan = bplan
+        plan.finish = finish
+        leaf_position = {index_of[leaf]: k for k, leaf in enumerate(leaves)}
+        plan.grad_leaves = tuple(leaf_position[i] for i in grad_leaves)
+        plan.retained = tuple(retained)
+        if not fused:
+            plan.saved_values = sorted(backward_reads)
+            plan.saved_locals = sorted((i, m) for i, ms in needed_locals.items() for m in ms)
+
+    kept_values = set(outputs)
+    kept_values.update(backward_reads)
+    kept_values.update(p for p, _, _ in guards)
+    if not forward_now:
+        f_pos, f_fn, f_idx, f_locals, last_use = _plan_forward_from_end(
+            order, kinds, idxs, kept_values, needed_locals, anomaly)
+    plan.f_pos, plan.f_fn, plan.f_idx, plan.f_locals = f_pos, f_fn, f_idx, f_locals
+    # a value nothing reads later is let go after its last reader (leaves' are the user's)
+    frees = plan.frees = [None] * n
+    for k, i in last_use.items():
+        if kinds[k] is not None and k not in kept_values:
+            if frees[i] is None:
+                frees[i] = [k]
+            else:
+                frees[i].append(k)
+
+    # a guard runs right after its value is computed; on a leaf, after the nodes before it
+    plan.guards = {}
+    if guards:
+        planned = set(f_pos)
+        runs_after = []
+        last = -1
+        for i in range(n):
+            if i in planned:
+                last = i
+            runs_after.append(last)
+        for position, kind, expected in guards:
+            plan.guards.setdefault(runs_after[position], []).append((position, [(kind, expected)]))
+    return plan
+
+
+def _plan_forward_from_end(order, kinds, idxs, kept_values, needed_locals, anomaly):
+    """The forward with what nothing reads dropped (``passes.drop_dead_assignments``, node
+    by node from the end): a node's value is live when an output, a guard, an adjoint, a
+    NaN check or a live node's code reads it."""
+    n = len(order)
+    needed_y = [False] * n
+    for k in kept_values:
+        needed_y[k] = True
+    planned = []
+    for i in range(n - 1, -1, -1):
+        kind = kinds[i]
+        if kind is None:
+            continue
+        variant = (needed_y[i] or anomaly, tuple(sorted(needed_locals.get(i, ()))))
+        step = kind.forward(order[i], variant)
+        if step.empty:
+            continue
+        idx = idxs[i]
+        for r in step.reads:
+            needed_y[idx[r]] = True
+        planned.append((i, step, idx))
+    planned.reverse()
+    f_pos, f_fn, f_idx, f_locals = [], [], [], []
+    last_use = {}
+    for i, step, idx in planned:
+        for r in step.reads:
+            last_use[idx[r]] = i
+        f_pos.append(i)
+        f_fn.append(step.fn)
+        f_idx.append(idx)
+        f_locals.append(step.has_locals)
+    return f_pos, f_fn, f_idx, f_locals, last_use
+
+
+def _plan_backward(order, root, kinds, idxs, anomaly, unit_seed, reaches, returned):
+    """``codegen._backward``'s walk: which function adds what where. Returns the node steps
+    (in the order they run), how each returned gradient is finished, and the positions of
+    the returned leaves and retained nodes."""
+    n = len(order)
+    # per position, the static facts of its gradient so far (codegen._Grad): shape, whether
+    # the backward allocated it, whether it is the seed itself
+    gshapes = [None] * n
+    fresh = [False] * n
+    is_seed = [False] * n
+    root_node = order[root]
+    if _reaching(root_node, reaches):
+        gshapes[root] = root_node.shape
+        is_seed[root] = True
+    retained_set = {i for i in returned if kinds[i] is not None}
+    bplan = []
+    for i in range(root, -1, -1):
+        gshape = gshapes[i]
+        if gshape is None:
+            continue
+        kind = kinds[i]
+        if kind is None:
+            continue
+        node = order[i]
+        gseed = is_seed[i]
+        full = None
+        slots = []
+        idx = idxs[i]
+        inputs = node.inputs
+        for slot, has_accumulate in kind.slots:
+            inp = inputs[slot]
+            if not (inp.requires_grad if reaches is None else inp in reaches):
+                continue
+            j = idx[slot]
+            dshape = gshape
+            unit = unit_seed and gseed
+            if not kind.implicit_dy and gshape != node.shape:
+                full = dshape = node.shape
+                unit = False
+            tshape = gshapes[j]
+            if (has_accumulate and tshape is not None and fresh[j] and tshape == inp.shape
+                    and inp.dtype == node.dtype):
+                step = kind.adjoint(node, slot, dshape, unit, True)
+                slots.append((step.fn, j, ACC, False, step))
+                continue
+            step = kind.adjoint(node, slot, dshape, unit, False)
+            if step.zero:
+                continue
+            if tshape is None:
+                gshapes[j] = step.shape
+                fresh[j] = step.fresh
+                is_seed[j] = unit and step.passthrough
+                mode = ASSIGN
+            else:
+                combined = tshape if tshape == step.shape else passes.broadcast(tshape, step.shape)
+                if fresh[j] and combined == tshape:
+                    mode = IADD
+                else:
+                    mode = ADD
+                    gshapes[j] = combined
+                    fresh[j] = True
+                    is_seed[j] = False
+            slots.append((step.fn, j, mode, anomaly, step))
+        if slots:
+            bplan.append((i, full, idx, slots, i in retained_set))
+
+    leaf_finish, retained_finish, grad_leaves, retained = [], [], [], []
+    for i in returned:
+        node = order[i]
+        if kinds[i] is None:
+            grad_leaves.append(i)
+            into = leaf_finish
+        else:
+            retained.append(i)
+            into = retained_finish
+        if gshapes[i] is None:
+            how = ZEROS
+        elif node.shape == ():
+            how = ARRAY
+        elif tuple(gshapes[i]) != node.shape:
+            how = FULL
+        elif not fresh[i]:
+            how = COPY
+        else:
+            how = AS_IS
+        into.append((i, how, node.shape, node.dtype))
+    return bplan, leaf_finish + retained_finish, grad_leaves, retained
+
+
+def _live_backward(bplan, finish):
+    """Without the adjoints whose gradient nothing reads (what ``drop_dead_assignments``
+    removes from a fused program): a gradient is live when it is returned, or when the node
+    passes it on to a live one."""
+    live = {position for position, _, _, _ in finish}
+    for i, full, idx, slots, keep in bplan:
+        for slot in slots:
+            if slot[4].effect:          # a write into the gradient: every contribution to it stays
+                live.add(slot[1])
+    kept = []
+    for entry in reversed(bplan):        # increasing position: inputs before their consumers
+        i, full, idx, slots, keep = entry
+        slots = [s for s in slots if s[1] in live or s[4].effect]
+        if slots:
+            live.add(i)
+            kept.append((i, full, idx, slots, keep))
+    kept.reverse()
+    return kept
