@@ -6,7 +6,10 @@ every cache emptied before) and the *cached repeat* (the same call again). Both
 are reported per node, with the exponent fitted between consecutive sizes
 (``log(t2 / t1) / log(n2 / n1)``: 1 is linear). When HIPS autograd is installed
 it evaluates the same function eagerly (forward + gradient; it caches nothing, so
-each call is a first call) and the table gives the first-call ratio to it.
+each call is a first call) and the table gives the first-call ratio to it. The first
+call is measured twice: with ``compile="always"`` (what code generation costs) and in
+the default mode (``compile="auto"``: a first-seen signature is traced and interpreted,
+which is what a user waits for), each with its ratio to autograd.
 
 Cases (``--only``):
 
@@ -30,6 +33,7 @@ hessian, the function, its gradient's graph and what differentiates that), and
     python -m benchmarks.compile_scaling --quick          # a smoke run: small sizes
     python -m benchmarks.compile_scaling --sizes 1000,10000 --only chain-grad,rnn-grad
     python -m benchmarks.compile_scaling --profile chain-grad:10000   # cProfile one first call
+    python -m benchmarks.compile_scaling --profile chain-grad:10000 --profile-mode auto
 
 A size whose first call would take longer than ``--max-seconds`` (extrapolated
 quadratically from the previous size) is skipped and marked so.
@@ -291,18 +295,24 @@ DEFAULT_CASES = ("chain-forward", "chain-backward", "chain-grad", "rnn-grad", "c
 
 @contextlib.contextmanager
 def compile_always():
-    """Compile on the first call (when neuronika has a compile-mode switch): this harness
-    measures code generation, not the interpreter."""
+    """Compile on the first call (when neuronika has a compile-mode switch), into straight-line
+    code (no recurrence rolled into a loop): this harness measures code generation per node,
+    not the interpreter (the default mode's first call, rolling included, is ``default``)."""
     modes = neuronika.graph.modes
     if not hasattr(type(modes), "compile"):
         yield
         return
-    before = modes.compile
+    loops = getattr(neuronika.transform, "loops", None)
+    before, rolling = modes.compile, getattr(loops, "AUTO", None)
     modes.compile = "always"
+    if rolling is not None:
+        loops.AUTO = False
     try:
         yield
     finally:
         modes.compile = before
+        if rolling is not None:
+            loops.AUTO = rolling
 
 
 def _timed(fn, collect=True):
@@ -330,10 +340,10 @@ def clear_caches():
         if clear is not None:
             clear()
     try:
-        from neuronika.transform import interpret
+        from neuronika.transform import run
     except ImportError:
         return
-    clear = getattr(interpret, "steps_clear", None)
+    clear = getattr(run, "forget_interpreted", None)     # runs counted, interpreter's kinds
     if clear is not None:
         clear()
 
@@ -376,6 +386,7 @@ def run_case(case, nodes, repeats=3, firsts=1, with_autograd=True):
             t_repeat = _best(repeat, repeats)
     finally:
         sys.setrecursionlimit(old)
+    t_default = _default_first(case, param, firsts)
     t_autograd = None
     eager = case.autograd if with_autograd else None
     if eager is not None:
@@ -384,7 +395,26 @@ def run_case(case, nodes, repeats=3, firsts=1, with_autograd=True):
     clear_caches()
     gc.collect()
     return {"nodes": counted, "compiled": sum(compiled), "first": t_first, "first_cpu": t_cpu,
-            "repeat": t_repeat, "autograd": t_autograd}
+            "repeat": t_repeat, "autograd": t_autograd, "default": t_default}
+
+
+def _default_first(case, param, firsts):
+    """The first call in the default compile mode (what a user waits for: a first-seen
+    signature is interpreted), caches emptied before; None without a compile-mode switch."""
+    if not hasattr(type(neuronika.graph.modes), "compile"):
+        return None
+    best = math.inf
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 10_000))
+    try:
+        for _ in range(firsts):
+            clear_caches()
+            first, _ = case.make(param)
+            best = min(best, _timed(first)[0])
+            del first
+    finally:
+        sys.setrecursionlimit(old)
+    return best
 
 
 def exponent(a, b, key):
@@ -412,6 +442,7 @@ def measure(cases, sizes, max_seconds=300.0, repeats=3, firsts=1, with_autograd=
             last = row
             log(f"  {key} {row['nodes']:,}: first {row['first']:.3f} s (CPU {row['first_cpu']:.3f} s), "
                 f"repeat {row['repeat'] * 1e3:.2f} ms"
+                + (f", default first {row['default']:.3f} s" if row.get("default") is not None else "")
                 + (f", autograd {row['autograd']:.3f} s" if row["autograd"] is not None else ""))
     return results
 
@@ -419,14 +450,15 @@ def measure(cases, sizes, max_seconds=300.0, repeats=3, firsts=1, with_autograd=
 def table(results):
     """Markdown lines."""
     lines = ["| case | nodes | compiled | first call | µs/node | exponent | CPU µs/node | µs/compiled "
-             "| cached repeat | µs/node | exponent | autograd eager | first / autograd |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| cached repeat | µs/node | exponent | autograd eager | first / autograd "
+             "| default first call | µs/node | default / autograd |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, rows in results.items():
         previous = None
         for row in rows:
             n = row["nodes"]
             if "skipped" in row:
-                lines.append(f"| {key} | ~{n:,} | | skipped (~{row['skipped']:,.0f} s) | | | | | | | | | |")
+                lines.append(f"| {key} | ~{n:,} | | skipped (~{row['skipped']:,.0f} s) | | | | | | | | | | | | |")
                 continue
             e_first = exponent(previous, row, "first")
             e_repeat = exponent(previous, row, "repeat")
@@ -437,9 +469,17 @@ def table(results):
                 f"| {_fmt(e_first)} | {row['first_cpu'] / n * 1e6:.1f} "
                 f"| {_per(row['first'], row['compiled'])} "
                 f"| {row['repeat'] * 1e3:.2f} ms | {row['repeat'] / n * 1e6:.2f} | {_fmt(e_repeat)} "
-                f"| {'' if ag is None else f'{ag:.3f} s'} | {ratio} |")
+                f"| {'' if ag is None else f'{ag:.3f} s'} | {ratio} | {_default_columns(row)} |")
             previous = row
     return lines
+
+
+def _default_columns(row):
+    default, ag = row.get("default"), row["autograd"]
+    if default is None:
+        return " | | "
+    ratio = "" if ag is None else f"{default / ag:.2f}"
+    return f"{default:.3f} s | {default / row['nodes'] * 1e6:.1f} | {ratio}"
 
 
 def _per(seconds, count):
@@ -462,13 +502,13 @@ def overall_exponents(results):
     return out
 
 
-def profile(key, size, top=30):
+def profile(key, size, top=30, mode="always"):
     case = CASES[key]
     param = case.family.param_for(size)
     clear_caches()
     first, _ = case.make(param)
     profiler = cProfile.Profile()
-    with compile_always():
+    with compile_always() if mode == "always" else contextlib.nullcontext():
         profiler.enable()
         first()
         profiler.disable()
@@ -477,6 +517,157 @@ def profile(key, size, top=30):
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)
     print(out.getvalue())
+
+
+# ---- variable-length RNN training: programs per length, compile time, memory ----------------
+
+VARLEN_LENGTHS = (5, 200)
+VARLEN_HIDDEN, VARLEN_BATCH, VARLEN_INPUT = 32, 16, 8
+VARLEN_STEPS, VARLEN_IMPERATIVE_STEPS = 2_000, 500
+
+
+def _rss_mb():
+    """Resident memory of this process in MB (Linux ``/proc``; else the peak, from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except (OSError, ValueError, AttributeError):
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+
+
+def _varlen_params(hidden, inputs, rng):
+    return (((rng.standard_normal((inputs, hidden)) / np.sqrt(inputs)).astype(np.float32)),
+            ((rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(np.float32)),
+            np.zeros(hidden, np.float32),
+            ((rng.standard_normal((hidden, 1)) / np.sqrt(hidden)).astype(np.float32)))
+
+
+def varlen_loss(F, params, xs, ys):
+    """A tanh RNN over the steps of ``xs`` (length, batch, inputs), then a linear read-out of
+    the last state against ``ys`` (batch, 1): the mean squared error."""
+    wx, wh, b, wo = params
+    h = F.tanh(xs[0] @ wx + b)
+    for t in range(1, xs.shape[0]):
+        h = F.tanh(xs[t] @ wx + h @ wh + b)
+    d = h @ wo - ys
+    return F.mean(d * d)
+
+
+@contextlib.contextmanager
+def _timing_builds(stats):
+    """Count the programs code generation makes inside (``stats['programs']``) and the seconds
+    spent generating and compiling them (``stats['compile_s']``, dry comparisons included)."""
+    from neuronika.transform import codegen
+    real = codegen.build
+
+    def build(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            stats["compile_s"] += time.perf_counter() - start
+            if not kwargs.get("dry"):
+                stats["programs"] += 1
+
+    codegen.build = build
+    try:
+        yield
+    finally:
+        codegen.build = real
+
+
+def varlen_rnn(steps=VARLEN_STEPS, imperative_steps=VARLEN_IMPERATIVE_STEPS, lengths=VARLEN_LENGTHS,
+               hidden=VARLEN_HIDDEN, batch=VARLEN_BATCH, inputs=VARLEN_INPUT, marks=None, lr=0.01,
+               log=print):
+    """Train a tanh RNN by SGD on sequences whose length is drawn from ``lengths`` (inclusive)
+    at every step, once through ``value_and_grad`` (``steps``) and once imperatively
+    (``imperative_steps``: ``loss.backward()``), in the default compile mode, caches emptied
+    first. Returns one dict per path: steps, distinct lengths, programs generated, seconds
+    generating/compiling them and in all, the last loss, and the resident memory (MB) at the
+    ``marks`` (default: a quarter, half and all of the steps)."""
+    import warnings
+    results = []
+    for path, count in (("value_and_grad", steps), ("imperative", imperative_steps)):
+        if count <= 0:
+            continue
+        rng = np.random.default_rng(0)
+        sizes = rng.integers(lengths[0], lengths[1] + 1, count)
+        params = _varlen_params(hidden, inputs, rng)
+        data = rng.standard_normal((lengths[1], batch, inputs)).astype(np.float32)
+        targets = rng.standard_normal((batch, 1)).astype(np.float32)
+        points = sorted(set(marks if marks is not None else (count // 4, count // 2, count)))
+        clear_caches()
+        gc.collect()
+        stats = {"programs": 0, "compile_s": 0.0}
+        memory = {0: _rss_mb()}
+        loss = None
+        if path == "value_and_grad":
+            step_fn = neuronika.value_and_grad(lambda p, xs, ys: varlen_loss(nnp, p, xs, ys))
+        else:
+            handles = [neuronika.from_ndarray(p.copy()).requires_grad() for p in params]
+        with warnings.catch_warnings(), _timing_builds(stats):
+            warnings.simplefilter("ignore", neuronika.RetraceWarning)
+            start = time.perf_counter()
+            for k, n in enumerate(sizes, 1):
+                xs = data[:n]
+                if path == "value_and_grad":
+                    loss, grads = step_fn(params, xs, targets)
+                    params = tuple(p - lr * g for p, g in zip(params, grads))
+                else:
+                    out = varlen_loss(nnp, handles, neuronika.from_ndarray(xs), targets)
+                    out.backward()
+                    loss = out.data
+                    with neuronika.no_grad():
+                        for p in handles:
+                            p -= lr * p.grad
+                            p.zero_grad()
+                if k in points:
+                    memory[k] = _rss_mb()
+            wall = time.perf_counter() - start
+        row = {"path": path, "steps": count, "lengths": len(set(sizes.tolist())),
+               "programs": stats["programs"], "compile_s": stats["compile_s"], "wall_s": wall,
+               "loss": float(loss), "memory_mb": memory}
+        results.append(row)
+        if log is not None:
+            log(f"varlen {path}: {count} steps done in {wall:.1f} s")
+    return results
+
+
+def varlen_table(results):
+    """The variable-length run as Markdown lines."""
+    marks = sorted({k for row in results for k in row["memory_mb"] if k})
+    head = ("| path | steps | lengths | programs | generate+compile | wall | per step | "
+            + " | ".join(f"RSS @{k}" for k in marks) + " | RSS growth |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in results:
+        mem = row["memory_mb"]
+        cells = [f"{mem[k]:.0f} MB" if k in mem else "" for k in marks]
+        last = mem[max(mem)]
+        first = mem[min(k for k in mem if k)] if len(mem) > 1 else last
+        lines.append(
+            f"| {row['path']} | {row['steps']:,} | {row['lengths']} | {row['programs']} | "
+            f"{row['compile_s']:.1f} s ({100 * row['compile_s'] / max(row['wall_s'], 1e-9):.0f}%) | "
+            f"{row['wall_s']:.1f} s | {1e3 * row['wall_s'] / row['steps']:.2f} ms | "
+            + " | ".join(cells) + f" | {last - first:+.1f} MB |")
+    return lines
+
+
+def print_varlen(quick=False, log=print):
+    """Run and print the variable-length section (``--varlen``; part of the default run)."""
+    if quick:
+        results = varlen_rnn(steps=200, imperative_steps=60, log=log)
+    else:
+        results = varlen_rnn(log=log)
+    print()
+    print(f"variable-length tanh RNN (hidden {VARLEN_HIDDEN}, batch {VARLEN_BATCH}, inputs "
+          f"{VARLEN_INPUT}, float32), lengths {VARLEN_LENGTHS[0]}..{VARLEN_LENGTHS[1]} drawn per "
+          f"step, SGD; default compile mode, caches emptied first; programs: code generation runs "
+          f"(codegen.build), RSS after the first step marked, growth from the first mark to the last")
+    for line in varlen_table(results):
+        print(line)
+    return results
 
 
 def _sizes(text):
@@ -504,12 +695,19 @@ def main(argv=None):
                              "best is reported (default 1)")
     parser.add_argument("--no-autograd", action="store_true", help="do not time HIPS autograd")
     parser.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one first call (no table)")
+    parser.add_argument("--profile-mode", choices=("always", "auto"), default="always",
+                        help="the compile mode of the profiled first call (auto: interpreted)")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--varlen", action="store_true",
+                        help="only the variable-length RNN training run (part of the default run)")
     args = parser.parse_args(argv)
+    if args.varlen:
+        print_varlen(quick=args.quick)
+        return 0
 
     if args.profile:
         key, _, size = args.profile.partition(":")
-        profile(key, _sizes(size or "10000")[0], args.top)
+        profile(key, _sizes(size or "10000")[0], args.top, args.profile_mode)
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     cases = args.only or DEFAULT_CASES
@@ -521,11 +719,14 @@ def main(argv=None):
     for line in table(results):
         print(line)
     print()
-    print(f"first call: build/trace + code generation + compile() + run, caches emptied before "
-          f"(best of {args.firsts}); cached repeat: the same call again (best of 3). exponent: "
-          f"log(t2/t1) / log(n2/n1) against the row above.")
+    print(f"first call: build/trace + code generation + compile() + run (compile='always'), caches "
+          f"emptied before (best of {args.firsts}); cached repeat: the same call again (best of 3); "
+          f"default first call: the first call in the default mode (compile='auto': trace + "
+          f"interpret, what a user waits for). exponent: log(t2/t1) / log(n2/n1) against the row above.")
     for key, e, e_cpu, lo, hi in overall_exponents(results):
         print(f"- {key}: first-call exponent {_fmt(e)} (CPU time: {_fmt(e_cpu)}) from {lo:,} to {hi:,} nodes")
+    if args.only is None:
+        print_varlen(quick=args.quick)
     return 0
 
 

@@ -80,7 +80,7 @@ from .ops import OPS
 from . import symbolic, tracing as _trace
 from .transform.cache import CACHE, RETRACE_WARNING, cache_limits, functions
 from .transform.cache import tick as _tick
-from .transform.codegen import Retrace
+from .transform.codegen import Anomaly, Retrace
 from .numpy._core import build, node_of, var_of
 from .variable import Var, _wrap
 
@@ -326,6 +326,8 @@ class _Traced:
                             outs, grads = found.program.forward(*found.prefix, *args, *found.direct)
                         except Retrace:
                             pass
+                        except Anomaly as anomaly:
+                            raise found.anomaly_error(anomaly) from None
                         else:
                             traces.used = _tick()
                             CACHE.hits += 1
@@ -414,6 +416,8 @@ class _Traced:
                              self.split, self.name, self.want_value or self.has_aux, labels, self.external)
         found.plain = found.plain and self.plain_arguments(entries)
         found.fast = found.fast and found.plain
+        if found.pending is not None:         # interpreted: each run counts (``_find``)
+            found.fast_later, found.fast = found.fast, False
         return found
 
     # ---- why a call missed, and the retrace warning ------------------------------------------
@@ -532,6 +536,7 @@ class _Traced:
     def source(self, *args, **kwargs) -> str:
         """The generated Python for the signature of these arguments."""
         found, _, _, _ = self._lookup(args, kwargs)
+        found.compile()                   # interpreted so far: compiled on request
         return found.program.source()
 
 
@@ -724,10 +729,9 @@ def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
         except TypeError:
             pass
     try:
-        found, entries, outs, _ = traced._lookup(args, kwargs)
+        found, entries, outs, program = traced._lookup(args, kwargs)
     except _trace.ReadsOuter:
         return _symbolic_pullback(fn, args, argnums, name, kwargs)
-    program = found.program
     if program.backward is not None:
         value, saved = outs
     else:
@@ -750,7 +754,10 @@ def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
         if saved is None:
             grads = ()
         else:
-            grads = program.backward(cotangent.astype(found.out_dtype, copy=False), *saved)
+            try:
+                grads = program.backward(cotangent.astype(found.out_dtype, copy=False), *saved)
+            except Anomaly as anomaly:
+                raise found.anomaly_error(anomaly) from None
         _, _, result = traced._results(found, entries, value, grads)
         return result
 

@@ -112,7 +112,7 @@ class Node:
 
     __slots__ = (
         "op", "inputs", "attrs", "shape", "dtype", "requires_grad", "key",
-        "value", "grad", "where", "serial", "retain", "snapshot", "__weakref__",
+        "value", "grad", "where", "serial", "retain", "snapshot", "const", "__weakref__",
     )
 
     def __init__(self, op, inputs, attrs, shape, dtype, requires_grad, where):
@@ -128,6 +128,7 @@ class Node:
         self.grad = None
         self.retain = False
         self.snapshot = None
+        self.const = None
         self.key = (op, attrs, requires_grad, False)
 
     def rekey(self):
@@ -139,6 +140,11 @@ class Node:
 
 
 flags_changed = 0
+
+
+def serial_now():
+    """A serial number between those of the nodes built before and after this call."""
+    return next(_serial)
 
 
 def leaf(value, requires_grad=False):
@@ -248,27 +254,39 @@ def apply(op, inputs, attrs=()):
     return Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if _anomaly() else None)
 
 
-def linearize(*roots):
+def linearize(*roots, cut=None):
     """Topological order of the graph behind ``roots``, its leaves, and its signature.
 
     Nodes are numbered as they are created, and every input is created before
     its consumers, so creation order is a topological order; a graph built the
     same way again gets the same order and an equal signature.
+
+    ``cut`` says which nodes that need no gradient become constants of this graph
+    (``constant_of``): ``"seen"`` those met before in another graph's linearisation
+    (the imperative path), an int those created before that serial (a trace: the
+    values a function reads from outside), None none. A constant enters the graph as
+    a leaf holding its value (its consumers point at that leaf from then on), so the
+    program neither computes it nor has it in its key; every linearisation checks that
+    the leaves behind it have not changed (``refresh_constants``).
     """
     seen = set(roots)
     stack = list(roots)
     pop, push, add = stack.pop, stack.append, seen.add
-    while stack:
-        for node in pop().inputs:
-            if node not in seen:
-                add(node)
-                push(node)
+    if cut is None:
+        while stack:
+            for node in pop().inputs:
+                if node not in seen:
+                    add(node)
+                    push(node)
+    else:
+        _cutting(roots, cut, seen, stack)
     order = sorted(seen, key=_by_serial)
     # a tuple per node and no garbage cycles: for a large graph, the collector would walk
     # it again and again while the signature is built
     collecting = len(order) >= _LARGE and gc.isenabled()
     if collecting:
         gc.disable()
+    proxies = None
     try:
         position = {node: i for i, node in enumerate(order)}
         keys = []
@@ -280,11 +298,140 @@ def linearize(*roots):
             else:
                 keys.append(node.key)
                 leaves.append(node)
+                if node.const is not None and node.const.__class__ is not Witness:
+                    if proxies is None:
+                        proxies = []
+                    proxies.append(node)
         keys.append(_anomaly())
     finally:
         if collecting:
             gc.enable()
+    if proxies is not None:
+        refresh_constants(proxies)
     return order, leaves, tuple(keys)
+
+
+def _cutting(roots, cut, seen, stack):
+    """``linearize``'s walk where nodes needing no gradient may become constants."""
+    pop, push, add = stack.pop, stack.append, seen.add
+    mark = None
+    if cut == "seen":
+        mark = roots[0].serial
+        for root in roots:
+            if not root.requires_grad and root.inputs and (root.const is None or root.const.__class__ is int):
+                root.const = mark
+    while stack:
+        consumer = pop()
+        for node in consumer.inputs:
+            if node in seen:
+                continue
+            if node.requires_grad or not node.inputs:
+                add(node)
+                push(node)
+                continue
+            state = node.const
+            if state.__class__ is Constant:
+                proxy = state.proxy
+            elif state is VOLATILE:
+                proxy = None
+            elif mark is not None:
+                if state is None or state == mark:
+                    node.const = mark           # first met here: computed in this graph
+                    proxy = None
+                else:
+                    proxy = constant_of(node)   # met in another graph before
+            elif node.serial < cut:
+                proxy = constant_of(node)
+            else:
+                proxy = None
+            if proxy is None:
+                add(node)
+                push(node)
+                continue
+            consumer.inputs = tuple([proxy if i is node else i for i in consumer.inputs])
+            add(proxy)
+
+
+class Witness:
+    """What a leaf's data was when a constant was computed from it: a private copy of its
+    bits (the constant stays valid while the data equals it bit for bit), or, for data
+    nothing can write into (a NumPy scalar, an array that is read-only down to its
+    memory's owner), the data itself (valid while it stays so: no copy, no comparison).
+    ``checked``: the epoch of the last check."""
+
+    __slots__ = ("copy", "frozen", "checked")
+
+    def __init__(self, value):
+        if _immutable(value):
+            self.frozen, self.copy = value, None
+        else:
+            self.frozen, self.copy = None, _copy(value)
+        self.checked = -1
+
+    def holds(self, value):
+        """Whether ``value`` still has the witnessed bits."""
+        if self.copy is None:
+            return value is self.frozen and _immutable(value)
+        return same_bits(value, self.copy)
+
+
+def _immutable(value):
+    if value.__class__ is not np.ndarray:
+        return isinstance(value, (np.generic, float, int, complex))
+    while value.__class__ is np.ndarray:
+        if value.flags.writeable:
+            return False
+        value = value.base
+    return value is None or value.__class__ is bytes
+
+
+def _copy(value):
+    if value.__class__ is np.ndarray:
+        return value.copy()
+    return np.asarray(value).copy()
+
+
+def same_bits(value, copy):
+    """Whether ``value`` holds exactly the bits of ``copy`` (-0.0 is not 0.0; a NaN is itself)."""
+    if value.__class__ is not np.ndarray:
+        value = np.asarray(value)
+    if value.shape != copy.shape or value.dtype != copy.dtype:
+        return False
+    if value.nbytes % 8 == 0 and value.flags.c_contiguous and copy.flags.c_contiguous and value.size:
+        return bool(np.array_equal(value.reshape(-1).view(np.uint64), copy.reshape(-1).view(np.uint64)))
+    size = value.dtype.itemsize
+    if size in (1, 2, 4, 8) and value.dtype.kind != "V":
+        unsigned = _UNSIGNED[size]
+        return bool(np.array_equal(value.view(unsigned), copy.view(unsigned)))
+    return value.tobytes() == copy.tobytes()
+
+
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+class Constant:
+    """What a node that needs no gradient keeps once it is a constant: ``proxy``, the leaf
+    that stands for it in later graphs, and what its value was computed from: ``leaves``
+    ((leaf, Witness) pairs) and ``inner`` ((proxy, value) pairs: constants it read)."""
+
+    __slots__ = ("node", "proxy", "leaves", "inner", "checked", "misses")
+
+    def __init__(self, node, proxy):
+        self.node = node
+        self.proxy = proxy
+        self.leaves = ()
+        self.inner = ()
+        self.checked = -1
+        self.misses = 0
+
+
+#: ``Node.const`` of a node that must not become a constant (random, differentiable
+#: leaves behind it, or recomputed on every use).
+VOLATILE = "volatile"
+#: Installed by ``transform.run``: ``constant_of(node)`` -> its proxy leaf, or None (and
+#: the node marked VOLATILE); ``refresh_constants(proxies)`` recomputes those out of date.
+constant_of = None
+refresh_constants = None
 
 
 _LARGE = 4096

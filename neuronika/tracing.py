@@ -9,7 +9,10 @@ of the program. The call runs the user's function on leaves over the real
 arrays, so the graph it builds is the IR; the engine compiles it into one
 program that computes the outputs and gradients. Later calls with the same
 signature only flatten the arguments, look the signature up and call that
-program. A new static value traces again, but a trace that builds the same
+program. By default a trace runs first through the interpreter
+(``transform.interpret``: the same templates, the same bits, no code generation)
+and is compiled on its ``compile_after``-th run (``neuronika.config``); until then
+it keeps its graph (not its arguments' arrays) to compile from. A new static value traces again, but a trace that builds the same
 graph reuses the compiled program.
 
 Python control flow on a traced value (``if loss > 0``, ``float(x)``,
@@ -23,14 +26,17 @@ not part of the program's key: traces that differ only there share one program.
 """
 from __future__ import annotations
 
+import functools
 
 import numpy as np
 
 from .errors import ArgnumsError, GradientError
-from .graph import format_where, leaf, linearize, modes, user_line, walk, weak_leaf
-from .transform import codegen
+from .graph import (COMPILE, Constant, format_where, leaf, linearize, modes, serial_now, user_line, walk,
+                    weak_leaf)
+from .transform import codegen, families, interpret, loops, run
+from .transform.run import constant_value
 from .transform.cache import TRACED, program_bytes
-from .transform.codegen import Retrace
+from .transform.codegen import Anomaly, Retrace
 from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
@@ -229,7 +235,40 @@ class Trace:
 
     __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
-                 "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes")
+                 "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
+                 "runs", "fast_later", "sites", "__weakref__")
+
+    def anomaly_error(self, anomaly):
+        """The ``AnomalyError`` for an ``Anomaly`` the program raised (``detect_anomaly``):
+        it names the op and the user's line that built it."""
+        name, where = self.sites[anomaly.index]
+        return run.anomaly_error(name, where, anomaly)
+
+    def promote(self):
+        """Before a cached run of an interpreted trace (``pending``: what compiles it): count
+        the run, and compile when the compile mode says so (``neuronika.config``)."""
+        mode, after = COMPILE.get()
+        if mode == "never":
+            return
+        self.runs += 1
+        if mode == "always" or self.runs >= after:
+            self.compile()
+
+    def compile(self):
+        """Swap the interpreted plan for the compiled program (the same results, bit for bit)."""
+        pending = self.pending
+        if pending is None:
+            return
+        compile_main, compile_precheck = pending
+        program = compile_main()
+        if tuple(program.grad_leaves) != tuple(self.program.grad_leaves):
+            raise AssertionError("the compiled program returns other gradients than the interpreted plan")
+        if compile_precheck is not None:
+            _, plan, expected = self.precheck
+            self.precheck = (compile_precheck(), plan, expected)
+        self.program = program
+        self.pending = None
+        self.fast = self.fast_later
 
     def stale(self):
         """True when a name the function read from outside was rebound since the trace."""
@@ -253,7 +292,7 @@ class Trace:
     def arguments(self, values):
         if self.direct is not None:
             return list(values) + self.direct if self.direct else values
-        return [values[p] if p >= 0 else c for p, c in self.plan]
+        return [values[p] if p >= 0 else c if p == -1 else constant_value(c) for p, c in self.plan]
 
     def check(self, values):
         """Raise ``Retrace`` when a value read from a Python-number argument differs now."""
@@ -267,7 +306,8 @@ class Trace:
     def precheck_values(self, values):
         program, plan, expected = self.precheck
         try:
-            out = program.forward(*[values[p] if p >= 0 else c for p, c in plan])
+            out = program.forward(*[values[p] if p >= 0 else c if p == -1 else constant_value(c)
+                                    for p, c in plan])
         except Exception:            # noqa: BLE001 - a value the trace never met: trace again
             return None
         if len(expected) == 1:
@@ -275,18 +315,25 @@ class Trace:
         return [(kind, _CONVERT[kind](v)) for (kind, _), v in zip(expected, out)]
 
     def run(self, values):
-        """(outputs, gradients): one call of a fused program, or a split program's forward."""
+        """(outputs, gradients): one call of a fused program; for a split program, (its
+        forward's outputs, the program: ``program.backward`` takes what it saved)."""
         if self.pins or self.precheck is not None:
             self.check(values)
+        if self.pending is not None:
+            self.promote()
         if self.floats:
             values = list(values)
             for k in self.floats:
                 values[k] = np.asarray(values[k])     # float64 (complex128 for a complex)
-        if self.fused:
-            if self.direct is not None:
-                return self.program.forward(*self.prefix, *values, *self.direct)
-            return self.program.forward(*self.prefix, *self.arguments(values))
-        return self.program.forward(*self.arguments(values)), ()
+        try:
+            if self.fused:
+                if self.direct is not None:
+                    return self.program.forward(*self.prefix, *values, *self.direct)
+                return self.program.forward(*self.prefix, *self.arguments(values))
+            program = self.program      # the one that ran: its backward reads what it saved
+            return program.forward(*self.arguments(values)), program if self.split else ()
+        except Anomaly as anomaly:
+            raise self.anomaly_error(anomaly) from None
 
 
 def _item(value):
@@ -434,21 +481,52 @@ def _int_argument(node):
     return handle
 
 
-def _program(order, leaves, signature, outputs, loss, split, guards, wanted):
-    """The compiled program for a trace, shared with any earlier trace that built the same
-    graph (``transform.cache.TRACED``)."""
-    def build():
-        return codegen.build(order, leaves, anomaly=modes.anomaly, outputs=outputs, loss=loss,
-                             fused=not split, unit_seed=not split, guards=guards, wrt=wanted)
-
+def _program(order, leaves, signature, outputs, loss, split, guards, wanted, reaches=None, fold=None):
+    """(program, compile): the program for a trace, shared with any earlier trace that built
+    the same graph (``transform.cache.TRACED``); ``compile`` is None, or when the compile mode
+    says to interpret (``run.compiled_or_interpreted``) the program is an interpreted plan
+    and ``compile()`` makes (or finds) the compiled one."""
     leaf_index = {node: k for k, node in enumerate(leaves)}
+    found = loops.rolled(order, leaves, modes.anomaly, outputs, loss, guards, fold)
+    if found is not None and all(n in leaf_index for n in wanted):
+        # an unrolled recurrence, keyed and built as the loop it becomes: a program (and its
+        # shape family) that serves every length (a trace retains no gradient by position);
+        # constants made at each step are one stacked constant (the leaves change)
+        order, outputs, loss, guards, _ = found
+        if order.leaves is not None:
+            leaves = order.leaves
+            leaf_index = {node: k for k, node in enumerate(leaves)}
+        signature, reaches = loops.signature(order), None
+    elif found is None:
+        order = loops.looked_at(order)      # the build does not look for a recurrence again
+    options = dict(anomaly=modes.anomaly, outputs=outputs, loss=loss, fused=not split,
+                   unit_seed=not split, guards=guards, wrt=wanted)
     key = (signature, tuple(outputs), loss, split, tuple(guards),
            tuple(leaf_index[n] for n in wanted if n in leaf_index))
+    return _compiled_or_interpreted(key, order, leaves, options,
+                                    families.Member(order, leaves, signature, options, key[1:]),
+                                    reaches) + (leaves,)
+
+
+def _compiled_or_interpreted(key, order, leaves, options, member=None, reaches=None):
+    def build():
+        return codegen.build(order, leaves, **options)
+
+    def interpreted():
+        # ``reaches``: what the tracer worked out already (``codegen._reaching``)
+        return interpret.build(order, leaves, reaches=reaches, **options)
+
     try:
         hash(key)
     except TypeError:                       # an unhashable guard value: no reuse
-        return build()
-    return TRACED.get_or_build(key, build)
+        mode, after = COMPILE.get()
+        if mode == "always" or mode == "auto" and after == 1:
+            return build(), None
+        return interpreted(), build
+    program = run.compiled_or_interpreted(TRACED, key, build, interpreted, member)
+    if isinstance(program, interpret.Plan):
+        return program, functools.partial(TRACED.get_or_build, key, build, member)
+    return program, None
 
 
 def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True,
@@ -462,6 +540,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     ``external`` (the function's closure and globals) do not count in the trace's size.
     """
     all_entries = list(entries) + [e for _, e in kw_items]
+    start = serial_now()           # what the function reads that was computed before is a constant
     nodes = _leaves_for(values, all_entries, differentiate, where)
     handles = iter([_int_argument(n) if n.key == _INT_KEY else _wrap(n) for n in nodes])
     args = [unflatten(e, handles) for e in entries]
@@ -505,7 +584,7 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
                 computed.append((node, kind, value))
         else:
             data_guards.append((node, kind, value))
-    order, leaves, signature = linearize(out._node, *aux_nodes, *[g[0] for g in data_guards])
+    order, leaves, signature = linearize(out._node, *aux_nodes, *[g[0] for g in data_guards], cut=start)
     if tracer.parent is not None:
         outer = tracer.parent.traced
         if tracer.reads_outer or any(n in outer for n in order):
@@ -518,12 +597,16 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     # Differentiable leaves the function did not get as arguments (a module's
     # parameters it closes over) are constants here: gradients only for arguments.
     wanted = [n for n in nodes if n.requires_grad]
-    differentiable = differentiable and bool(codegen._reaching(order, wanted) & {out._node})
-    program = _program(order, leaves, signature, outputs, loss if differentiable else None, split,
-                       guards, wanted)
+    reaches = codegen._reaching(order, wanted) if differentiable else None
+    differentiable = differentiable and out._node in reaches
+    program, compile_main, leaves = _program(order, leaves, signature, outputs,
+                                             loss if differentiable else None, split, guards, wanted,
+                                             reaches, functools.partial(_foldable, index_of_input))
 
     result = Trace()
     result.program = program
+    # where each op was built, to name it when the program finds a NaN (detect_anomaly)
+    result.sites = [(n.op.name if n.op is not None else None, n.where) for n in order] if modes.anomaly else None
     result.split = split
     result.fused = not split and differentiable
     result.n_outputs = len(outputs)
@@ -534,11 +617,26 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     result.out_shape, result.out_dtype = out.shape, out.dtype
     result.out_tree = out_tree
     result.pins = pins
-    result.precheck = _precheck(computed, index_of_input) if computed else None
+    compile_precheck = None
+    if computed:
+        result.precheck, compile_precheck = _precheck(computed, index_of_input)
+    else:
+        result.precheck = None
+    # Interpreted (a first run): ``promote`` compiles it when the signature repeats.
+    result.pending = None
+    if compile_main is not None or compile_precheck is not None:
+        result.pending = (compile_main or _compiled(program), compile_precheck)
+        # it keeps the graph until it compiles, not the arguments' arrays (the program's
+        # code depends on their shapes and dtypes only)
+        for node in nodes:
+            if node.value.__class__ is np.ndarray:
+                node.value = None
+    result.runs = 0
+    result.fast_later = False
     result.reads = reads
-    result.plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]
+    result.plan = [_plan_entry(n, index_of_input) for n in leaves]
     inputs_first = [p for p, _ in result.plan[:len(nodes)]]
-    if inputs_first == list(range(len(nodes))):
+    if inputs_first == list(range(len(nodes))) and all(p == -1 for p, _ in result.plan[len(nodes):]):
         result.direct = [c for _, c in result.plan[len(nodes):]]
     else:
         result.direct = None
@@ -557,11 +655,41 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
         result.prefix = (unit,)
     else:
         result.prefix = ()
-    result.nbytes = _TRACE_BYTES + program_bytes(program) + _constant_bytes(result.plan, external)
+    program_size = program_bytes(program)
+    if compile_main is not None:          # counted as what it compiles to (about, by node)
+        program_size += _BYTES_PER_NODE * len(order)
+    result.nbytes = _TRACE_BYTES + program_size + _constant_bytes(result.plan, external)
     return result
 
 
+#: a compiled program's estimated bytes per node of its graph (``program_bytes`` of the source)
+_BYTES_PER_NODE = 1200
+
+
+def _compiled(program):
+    return lambda: program
+
+
 _TRACE_BYTES = 1024
+
+
+def _foldable(index_of_input, node):
+    """Whether a leaf is a constant of the trace (not an argument, nor computed from outside
+    variables): rolling a loop may stack such numbers, one per step, into one constant, and
+    make one leaf of an array read at every step."""
+    return (node not in index_of_input and not node.requires_grad
+            and node.const.__class__ is not Constant and node.value is not None)
+
+
+def _plan_entry(node, index_of_input):
+    """Where a leaf's value comes from on each call: an argument (its position), a constant
+    array (-1, the array), or a constant computed from outside variables (-2, its leaf:
+    checked on each call, computed again if the variables behind it changed)."""
+    if node in index_of_input:
+        return index_of_input[node], None
+    if node.const.__class__ is Constant:
+        return -2, node
+    return -1, node.value
 
 
 def _constant_bytes(plan, external):
@@ -585,12 +713,10 @@ def _precheck(computed, index_of_input):
     position = {node: i for i, node in enumerate(order)}
     outputs = [position[n] for n in roots]
 
-    def build():
-        return codegen.build(order, leaves, anomaly=False, outputs=outputs)
-
-    program = TRACED.get_or_build(("precheck", signature, tuple(outputs)), build)
-    plan = [(index_of_input[n], None) if n in index_of_input else (-1, n.value) for n in leaves]
-    return program, plan, [(kind, value) for _, kind, value in computed]
+    program, compile_ = _compiled_or_interpreted(("precheck", signature, tuple(outputs)), order, leaves,
+                                                 dict(anomaly=False, outputs=outputs))
+    plan = [_plan_entry(n, index_of_input) for n in leaves]
+    return (program, plan, [(kind, value) for _, kind, value in computed]), compile_
 
 
 def _flat_kinds(entries):

@@ -185,9 +185,10 @@ def test_compile_scaling_runs_and_prints_the_table(no_competitors, capsys):
     rows = [line for line in out.splitlines() if line.startswith("| chain") or line.startswith("| rnn")]
     assert len(rows) == 8
     cells = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
-    assert all(len(c) == 13 for c in cells)
+    assert all(len(c) == 16 for c in cells)
+    assert all(c[-3].endswith(" s") for c in cells)       # the default mode's first call
     assert [c[0] for c in cells[:2]] == ["chain-forward", "chain-forward"]
-    assert all(c[-1] == "" for c in cells)              # autograd missing: no ratio
+    assert all(c[-1] == "" and c[-4] == "" for c in cells)   # autograd missing: no ratios
     assert "- chain-grad: first-call exponent" in out
 
 
@@ -202,7 +203,8 @@ def test_compile_scaling_measures_what_it_says():
     assert compile_scaling.exponent({"nodes": 100, "first": 2.0}, {"nodes": 1000, "first": 20.0},
                                     "first") == pytest.approx(1.0)
     table = compile_scaling.table({"chain-grad": [dict(row, autograd=row["first"] / 2)]})
-    assert table[2].split("|")[-2].strip() == "2.00"     # first call / autograd's
+    assert table[2].split("|")[-5].strip() == "2.00"     # first call / autograd's
+    assert 0 < row["default"]                             # the default mode's first call (interpreted)
 
 
 def test_compile_scaling_skips_sizes_that_would_take_too_long():
@@ -224,3 +226,18 @@ def test_compile_scaling_functions_agree_with_numpy():
     loss = compile_scaling.rnn(neuronika.numpy, *[neuronika.from_ndarray(a) for a in arrays])
     assert np.isclose(loss.item(), compile_scaling.rnn(np, *arrays))
     assert compile_scaling.RNN.param_for(600) > 50
+
+
+def test_varlen_rnn_section_of_compile_scaling():
+    from benchmarks import compile_scaling
+    results = compile_scaling.varlen_rnn(steps=12, imperative_steps=6, lengths=(2, 5), hidden=4, batch=2,
+                                         inputs=3, marks=(4, 8, 12), log=None)
+    assert [r["path"] for r in results] == ["value_and_grad", "imperative"]
+    for row in results:
+        assert 1 <= row["lengths"] <= 4
+        assert row["programs"] >= 1 and 0 <= row["compile_s"] <= row["wall_s"]
+        assert np.isfinite(row["loss"])
+        assert all(v > 0 for v in row["memory_mb"].values())
+    assert set(results[0]["memory_mb"]) == {0, 4, 8, 12}
+    lines = compile_scaling.varlen_table(results)
+    assert lines[0].startswith("| path |") and len(lines) == 4

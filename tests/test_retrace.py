@@ -16,7 +16,7 @@ import pytest
 
 import neuronika
 import neuronika.numpy as nnp
-from neuronika import RetraceWarning, transform
+from neuronika import RetraceWarning, tracing, transform
 from neuronika.transform import cache as tcache
 
 
@@ -30,19 +30,27 @@ def fresh():
     transform.cache_clear()
 
 
-class _Built:
-    """The number of programs compiled for traced functions (``TRACED`` misses) since made."""
+class _Counting:
+    """``codegen`` for the tracer, counting the programs it generates."""
 
-    def __init__(self):
-        self.start = tcache.TRACED.info().misses
+    def __init__(self, built):
+        self.built = built
 
-    def __len__(self):
-        return tcache.TRACED.info().misses - self.start
+    def build(self, *args, **kwargs):
+        self.built.append(1)
+        return tcache.codegen.build(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(tcache.codegen, name)
 
 
 @pytest.fixture
-def builds():
-    return _Built()
+def builds(monkeypatch):
+    """The programs generated for traced functions since made (a first-seen signature is
+    interpreted, not compiled)."""
+    built = []
+    monkeypatch.setattr(tracing, "codegen", _Counting(built))
+    return built
 
 
 def traces(f):

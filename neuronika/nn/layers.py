@@ -159,8 +159,11 @@ class Flatten(Module):
         axis = self.start_axis
         check_input(self, x, -x.ndim <= axis < x.ndim, f"at least {axis + 1 if axis >= 0 else -axis} dimensions")
         axis %= x.ndim
-        # explicit sizes: a -1 is ambiguous when the batch is empty
-        return x.reshape(x.shape[:axis] + (math.prod(x.shape[axis:]),))
+        shape = x.shape[:axis] + (math.prod(x.shape[axis:]),)
+        # the batch as -1 (one program for every batch size) where that is unambiguous
+        if axis >= 1 and math.prod(shape[1:]) > 0:
+            shape = (-1,) + shape[1:]
+        return x.reshape(shape)
 
 
 class Identity(Module):

@@ -99,9 +99,13 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     if order != "C":
         raise located(f"reshape: only order='C' is supported on variables, got {order!r}", TypeError)
     a = as_var(a, "reshape")
-    shape = _new_shape(a, newshape if shape is None else shape)
+    given = newshape if shape is None else shape
+    shape = _new_shape(a, given)
     if shape == a.shape:
         return a
+    given = (given,) if isinstance(given, (int, np.integer)) else tuple(given)
+    if -1 in given:                     # kept as written: see ops.shape.RESHAPE
+        shape = tuple(operator.index(d) for d in given)
     return _wrap(apply(_RESHAPE, (a._node,), (shape,)))
 
 

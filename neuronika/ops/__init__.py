@@ -96,8 +96,9 @@ class Op:
 
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
-                 n_differentiable=None, variadic=None, symbolic=None, doc=""):
+                 n_differentiable=None, variadic=None, symbolic=None, doc="", random=False):
         self.name = name
+        self.random = random        # draws random numbers: never a constant (``graph.linearize``)
         self.inputs = inputs
         self.attrs = attrs
         self.forward = forward
@@ -213,3 +214,4 @@ def normalize_axes(name, axis, ndim):
 
 
 from . import elementwise, reduce, linalg, decomp, shape, conv, complex, sort, checks  # noqa: E402,F401  (fills OPS)
+from . import control  # noqa: E402,F401  (scan and the tuple ops it needs)

@@ -85,7 +85,8 @@ class _Dims:
 
     def transpose(self, g, w):
         """d<g, conv(x, w)>/dx."""
-        return f"conv_input_grad({g}, {w}, {self.x_shape}, {self.geometry})"
+        # the batch as -1 (the kernel takes g's): the program names no size that may vary
+        return f"conv_input_grad({g}, {w}, {(-1,) + self.x_shape[1:]}, {self.geometry})"
 
     def weight(self, g, x):
         """d<g, conv(x, w)>/dw."""

@@ -138,7 +138,7 @@ CLAMP = _unary("clamp", "xp.clip(x, lo, hi)", _clamp_grad,
 
 def _dropout_forward(ctx):
     if ctx.training and ctx.p > 0:
-        return "mask = dropout_mask(x_shape, p, dtype)\ny = x * mask"
+        return "mask = dropout_mask(x.shape, p, dtype)\ny = x * mask"     # no size named: a batch may vary
     return "x"
 
 
@@ -149,7 +149,7 @@ def _dropout_grad(ctx):
 DROPOUT = _unary("dropout", _dropout_forward, _dropout_grad,
                  "zeroes each element with probability p and scales the rest by 1 / (1 - p) "
                  "while training; the identity in eval",
-                 attrs=("p", "training"))
+                 attrs=("p", "training"), random=True)
 
 def _compare(name, symbol):
     return declare(name, ("a", "b"), f"a {symbol} b", {}, shape=broadcast_shapes, elementwise=True,

@@ -163,11 +163,13 @@ def conv_input_grad(g, w, shape, stride, dilation, groups):
     """d<g, conv(x, w)>/dx for x of ``shape`` (N, C, *size): the transposed convolution.
 
     Per sample, the kernel's transpose times g gives the columns' gradient, which is
-    added back onto the windows (col2im). With stride 1 and two or three spatial axes
+    added back onto the windows (col2im); N is g's (``shape`` may give it as -1). With
+    stride 1 and two or three spatial axes
     the columns span the input's full width (g zero-padded to it first): each kernel
     offset then adds one contiguous span per (sample, channel), instead of one short
     row per output row, which is what makes col2im slow on small images.
     """
+    shape = (g.shape[0],) + tuple(shape[1:])
     n, c = shape[:2]
     co, kernel = w.shape[0], tuple(w.shape[2:])
     sizes, out = tuple(shape[2:]), tuple(g.shape[2:])

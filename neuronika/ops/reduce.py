@@ -2,8 +2,6 @@
 tuple of axes, normalised when the node is built."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import Grad, declare
@@ -54,20 +52,35 @@ def _expand(ctx, name, shape):
     return f"{name}.reshape({target})", target
 
 
-def _count(ctx):
-    shape = ctx.shapes["x"]
-    axes = range(len(shape)) if ctx.axis is None else ctx.axis
-    return math.prod(shape[a] for a in axes)
-
-
 def _sum_grad(ctx):
     src, shape = _expand(ctx, "dy", ctx.gshape)
     return Grad(src, shape=shape, view=True)
 
 
+def _mean_forward(ctx):
+    # the count, read at run time for the adjoint: the program does not name sizes that
+    # may vary (a batch)
+    axes = range(len(ctx.shapes["x"])) if ctx.axis is None else ctx.axis
+    count = " * ".join(f"x.shape[{a}]" for a in axes) if ctx.axis is not None else "x.size"
+    return f"y = x.mean({call_args(ctx.axis, ctx.keepdims)})\nn = {count or 1}"
+
+
 def _mean_grad(ctx):
     src, shape = _expand(ctx, "dy", ctx.gshape)
-    return Grad(f"{src} / {_count(ctx)}", shape=shape)
+    return Grad(f"{src} / n", shape=shape)
+
+
+def _mean_symbolic(ctx, build, bindings):
+    """The adjoint on variables (second derivatives): the count from the shapes."""
+    dy = bindings["dy"]
+    src, shape = _expand(ctx, "dy", ctx.gshape)
+    if src != "dy":
+        dy = dy.reshape(shape)
+    axes = range(len(ctx.shapes["x"])) if ctx.axis is None else ctx.axis
+    count = 1
+    for a in axes:
+        count *= ctx.shapes["x"][a]
+    return dy / count
 
 
 def _extreme_grad(ctx):
@@ -89,6 +102,8 @@ SUM = _reduction("sum", "sum", _sum_grad, "sum over axis (all axes when None)",
                  float_dtype(np.sum))
 MEAN = _reduction("mean", "mean", _mean_grad, "mean over axis (all axes when None)",
                   float_dtype(np.mean))
+MEAN.forward = _mean_forward
+MEAN.symbolic = {"x": _mean_symbolic}
 MAX = _reduction("max", "max", _extreme_grad, "maximum over axis; ties share the gradient", None)
 MIN = _reduction("min", "min", _extreme_grad, "minimum over axis; ties share the gradient", None)
 

@@ -10,9 +10,30 @@ from ..errors import ShapeError
 from ..graph import leaf, result_dtype
 from . import Grad, declare
 
-RESHAPE = declare("reshape", ("x",), "x.reshape(shape)",
-                  {"x": Grad("dy.reshape(x_shape)", view=True)},
-                  attrs=("shape",), shape=lambda s, shape: shape,
+def _reshape_shape(x, shape):
+    """The target shape, its -1 (kept in the attribute as written: the program then does
+    not name that size) worked out."""
+    size = math.prod(x)
+    if -1 in shape:
+        known = math.prod(d for d in shape if d != -1)
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape {x} ({size} elements) to {shape}")
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    if math.prod(shape) != size:
+        raise ShapeError(f"cannot reshape {x} ({size} elements) to {shape}")
+    return shape
+
+
+def _reshape_grad(ctx):
+    # the first axis as -1: the same target, without naming a size that may vary (a batch)
+    shape = ctx.shapes["x"]
+    if len(shape) > 1 and shape[0] > 1 and all(shape[1:]):
+        return Grad(f"dy.reshape({(-1,) + tuple(shape[1:])})", view=True)
+    return Grad("dy.reshape(x_shape)", view=True)
+
+
+RESHAPE = declare("reshape", ("x",), "x.reshape(shape)", {"x": _reshape_grad},
+                  attrs=("shape",), shape=_reshape_shape,
                   doc="same elements, new shape (flatten, squeeze and unsqueeze are reshapes)")
 
 
@@ -93,11 +114,17 @@ def _is_advanced(ctx):
     return any(len(ctx.shapes[name]) > 0 for name in ctx.names[1:])
 
 
+def _index_forward(ctx):
+    # the input's shape, read at run time for the adjoint's zeros: the program does not
+    # name sizes that may vary (a batch)
+    return f"y = x[{_format_index(ctx.layout)}]\ns = x.shape"
+
+
 def _index_grad(ctx):
     key = _format_index(ctx.layout)
     if _is_advanced(ctx):
-        return f"dx = xp.zeros(x_shape, dtype)\nxp.add.at(dx, {_format_index(ctx.layout, True)}, dy)"
-    return f"dx = xp.zeros(x_shape, dtype)\ndx[{key}] = dy"
+        return f"dx = xp.zeros(s, dtype)\nxp.add.at(dx, {_format_index(ctx.layout, True)}, dy)"
+    return f"dx = xp.zeros(s, dtype)\ndx[{key}] = dy"
 
 
 def _index_accumulate(ctx):
@@ -137,7 +164,7 @@ def _index_symbolic(ctx, build, bindings):
     return build(SCATTER, inputs, (ctx.layout, ctx.shapes["x"]))
 
 
-INDEX = declare("index", ("x",), lambda ctx: f"x[{_format_index(ctx.layout)}]",
+INDEX = declare("index", ("x",), _index_forward,
                 {"x": _index_grad}, accumulate={"x": _index_accumulate},
                 symbolic={"x": _index_symbolic},
                 attrs=("layout",), shape=_index_shape, implicit_dy=True, variadic="k",
@@ -169,13 +196,15 @@ def _pad_forward(ctx):
 
 def _pad_grad(ctx):
     if ctx.mode == "constant":
-        inner = tuple(slice(before, size + before) for (before, _), size in zip(ctx.widths, ctx.shapes["x"]))
+        # the widths only (``before:-after``), not the sizes: the same view for any size
+        inner = tuple(slice(before or None, -after if after else None) for before, after in ctx.widths)
         return Grad(f"dy[{_slices(inner)}]", view=True)
     return "pad_fold(dy, widths, mode)"
 
 
 def _slices(slices):
-    return ", ".join(f"{s.start}:{s.stop}" for s in slices) or "()"
+    return ", ".join(f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
+                     for s in slices) or "()"
 
 
 PAD_FOLD = declare("pad_fold", ("x",), "pad_fold(x, widths, mode)", {"x": "xp.pad(dy, widths, mode=mode)"},

@@ -8,6 +8,12 @@ in entries and in bytes (``set_cache_size``): when either is exceeded, the least
 used entries go, whichever cache holds them. A program's size is estimated from its
 generated source; a trace's from its program and the constant arrays it keeps.
 
+On a miss, a graph's *shape family* (``families``: the same graph but for sizes its code
+does not read, such as a batch) may already have a program: ``CACHE`` keeps it under the
+new signature too (an alias, counted as an entry with the bytes of its key; the program
+counts once, and goes with all its signatures), ``TRACED`` hands it to the trace that holds
+it. A program compiled is registered for its family.
+
 Each cache guards its dicts with a lock (a look-up that hits is one locked get);
 programs are compiled outside any lock. A program's generated source stays in
 ``linecache`` exactly as long as the program lives (``codegen``), so eviction and
@@ -25,7 +31,7 @@ import threading
 import weakref
 from collections import OrderedDict, namedtuple
 
-from . import codegen
+from . import codegen, families
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 CacheLimits = namedtuple("CacheLimits", ["entries", "bytes", "used_entries", "used_bytes"])
@@ -112,14 +118,24 @@ BUDGET = _Budget()
 class ProgramCache:
     """Signature -> Program. Holds code and shapes only, never arrays.
 
+    A program of a shape family (``families``) may be cached under several signatures
+    (graphs that differ only in sizes its code does not read): it counts once, and each
+    further signature (an alias, at most ``ALIASES`` per program, the oldest dropped first)
+    as an entry of its own with the estimated bytes of its key. Eviction takes a program
+    with all its signatures.
+
     Bounded by the global limit (``set_cache_size``) and, when ``maxsize`` is set, by
     ``maxsize`` programs of its own (least recently used go first)."""
+
+    ALIASES = 32
 
     def __init__(self, maxsize=None, budgeted=False):
         self.maxsize = maxsize
         self.programs = OrderedDict()
         self.used = {}          # id(program) -> last use (tick)
-        self.sizes = {}         # id(program) -> estimated bytes
+        self.sizes = {}         # id(program) -> estimated bytes (the program and its aliases)
+        self.keys_of = {}       # id(program) -> its signatures, the first one first
+        self.bases = {}         # id(program) -> estimated bytes of the program alone
         self.hits = 0
         self.misses = 0
         self.lock = threading.Lock()
@@ -133,7 +149,8 @@ class ProgramCache:
         return len(self.programs)
 
     def lookup(self, key, order, leaves):
-        """The program for a graph (``key`` from ``graph.linearize``), compiled on a miss."""
+        """The program for a graph (``key`` from ``graph.linearize``), compiled on a miss
+        (unless its shape family has it)."""
         with self.lock:
             program = self.programs.get(key)
             if program is not None:
@@ -143,11 +160,13 @@ class ProgramCache:
                 self.used[id(program)] = tick()      # an int key: no second hash of ``key``
                 return program
             self.misses += 1
-        return self._insert(key, codegen.build(order, leaves, anomaly=key[-1]))
+        return self._miss(key, families.Member(order, leaves, key, {"anomaly": key[-1]}),
+                          lambda: codegen.build(order, leaves, anomaly=key[-1]))
 
-    def get_or_build(self, key, build):
+    def get_or_build(self, key, build, member=None):
         """The program cached under ``key``, or ``build()``'s, cached (least recently used go
-        first when full)."""
+        first when full). ``member`` (a ``families.Member``): its family's program, when it
+        has one, is used before ``build`` is called, and a program built is registered."""
         with self.lock:
             program = self.programs.get(key)
             if program is not None:
@@ -157,7 +176,34 @@ class ProgramCache:
                 self.used[id(program)] = tick()      # an int key: no second hash of ``key``
                 return program
             self.misses += 1
-        return self._insert(key, build())
+        return self._miss(key, member, build)
+
+    def get_or_build_graph(self, key, order, leaves, build):
+        """``get_or_build`` for the graph in ``order`` (``key`` from ``graph.linearize``): on a
+        miss its shape family's program, else ``build()``'s (registered for the family)."""
+        with self.lock:
+            program = self.programs.get(key)
+            if program is not None:
+                self.hits += 1
+                if self.maxsize is not None:
+                    self.programs.move_to_end(key)
+                self.used[id(program)] = tick()      # an int key: no second hash of ``key``
+                return program
+            self.misses += 1
+        return self._miss(key, families.Member(order, leaves, key, {"anomaly": key[-1]}), build)
+
+    def _miss(self, key, member, build):
+        """On a miss: the shape family's program (kept under ``key`` too), else ``build()``'s,
+        registered for its family."""
+        if member is not None:
+            program = families.find(member)
+            if program is not None:
+                return self._insert(key, program)
+        program = build()
+        found = self._insert(key, program)
+        if member is not None and found is program:
+            families.register(member, program)
+        return found
 
     def _insert(self, key, program):
         nbytes = program_bytes(program)
@@ -167,40 +213,76 @@ class ProgramCache:
             if found is not None:                 # another thread compiled it meanwhile
                 self.used[id(found)] = tick()
                 return found
+            pid = id(program)
+            keys = self.keys_of.get(pid)
+            if keys is None:
+                self.keys_of[pid] = [key]
+                self.bases[pid] = self.sizes[pid] = nbytes
+                self.held_bytes += nbytes
+            else:                                 # a family's program under a new signature
+                # at most ALIASES, and few enough that a program fits the entry limit
+                most = min(self.ALIASES, (BUDGET.entries - 1) // 2) if self.budgeted else self.ALIASES
+                if most < 1:                      # no room: its family finds it again
+                    self.used[pid] = tick()
+                    return program
+                keys.append(key)
+                while len(keys) > most + 1:
+                    self.programs.pop(keys.pop(1), None)
+                self._resize(pid)
             self.programs[key] = program
-            self.used[id(program)] = tick()
-            self.sizes[id(program)] = nbytes
-            self.held_bytes += nbytes
+            self.used[pid] = tick()
             self._evict(evicted)
         if self.budgeted:
-            BUDGET.admit((self, key))
+            BUDGET.admit((self, id(program)))
         return program
 
+    def _resize(self, pid):
+        """Recount a program's bytes after its signatures changed (under the lock)."""
+        size = self.bases[pid] + sum(_alias_bytes(k) for k in self.keys_of[pid][1:])
+        self.held_bytes += size - self.sizes[pid]
+        self.sizes[pid] = size
+
+    def _forget(self, pid):
+        """Drop a program's accounting, its signatures already gone (under the lock)."""
+        self.used.pop(pid, None)
+        self.keys_of.pop(pid, None)
+        self.bases.pop(pid, None)
+        self.held_bytes -= self.sizes.pop(pid, 0)
+
     def _evict(self, into):
-        """Down to ``maxsize`` (under the lock)."""
+        """Down to ``maxsize`` programs (under the lock)."""
         if self.maxsize is None:
             return
         programs = self.programs
-        while len(programs) > self.maxsize:
+        while len(self.keys_of) > self.maxsize and programs:
             key, program = programs.popitem(last=False)
-            self.used.pop(id(program), None)
-            self.held_bytes -= self.sizes.pop(id(program), 0)
+            pid = id(program)
+            keys = self.keys_of.get(pid)
+            if keys is not None:
+                keys.remove(key)
+                if keys:
+                    self._resize(pid)
+                    continue
+            self._forget(pid)
             into.append(program)
 
     def candidates(self):
-        """(last use, key, (entries, bytes)) of each program, for the global eviction."""
+        """(last use, program id, (entries, bytes)) of each program, for the global eviction."""
         with self.lock:
-            return [(self.used.get(id(p), 0), k, (1, self.sizes.get(id(p), 0)))
-                    for k, p in self.programs.items()]
+            return [(self.used.get(pid, 0), pid, (len(keys), self.sizes.get(pid, 0)))
+                    for pid, keys in self.keys_of.items()]
 
-    def drop(self, key):
-        """Evict ``key`` (if still there); returns the program, to be freed by the caller."""
+    def drop(self, pid):
+        """Evict a program with all its signatures (if still there); returns it, to be freed
+        by the caller."""
         with self.lock:
-            program = self.programs.pop(key, None)
-            if program is None:
+            keys = self.keys_of.get(pid)
+            if not keys:
                 return None
-            self.used.pop(id(program), None)
-            self.held_bytes -= self.sizes.pop(id(program), 0)
+            program = None
+            for key in keys:
+                program = self.programs.pop(key, None) or program
+            self._forget(pid)
         return program
 
     def resize(self, maxsize):
@@ -216,10 +298,22 @@ class ProgramCache:
     def clear(self):
         with self.lock:
             programs, self.programs = self.programs, OrderedDict()
-            self.used, self.sizes = {}, {}
+            self.used, self.sizes, self.keys_of, self.bases = {}, {}, {}, {}
             self.held_bytes = 0
             self.hits = self.misses = 0
         programs.clear()
+
+
+_ALIAS_OVERHEAD = 256
+_BYTES_PER_KEY_ITEM = 64
+
+
+def _alias_bytes(key):
+    """Estimated memory of one more signature of a program: its key (a tuple per node)."""
+    try:
+        return _ALIAS_OVERHEAD + _BYTES_PER_KEY_ITEM * len(key)
+    except TypeError:
+        return _ALIAS_OVERHEAD
 
 
 class SharedPrograms:
@@ -236,14 +330,21 @@ class SharedPrograms:
         self.misses = 0
         self.lock = threading.Lock()
 
-    def get_or_build(self, key, build):
-        """The live program under ``key``, or ``build()``'s, shared from now on."""
+    def get_or_build(self, key, build, member=None):
+        """The live program under ``key``, or ``build()``'s, shared from now on. ``member`` (a
+        ``families.Member``): its shape family's program, when it has one, is used before
+        ``build`` is called (not kept under ``key``: a trace holds it), and a program built
+        is registered for the family."""
         with self.lock:
             program = self.programs.get(key)
             if program is not None:
                 self.hits += 1
                 return program
             self.misses += 1
+        if member is not None:
+            program = families.find(member)
+            if program is not None:
+                return program
         program = build()
         with self.lock:
             found = self.programs.get(key)        # another thread built it meanwhile
@@ -252,7 +353,9 @@ class SharedPrograms:
             try:
                 self.programs[key] = program
             except TypeError:                     # not weakly referable: not shared
-                pass
+                return program
+        if member is not None:
+            families.register(member, program)
         return program
 
     def info(self):
@@ -508,9 +611,14 @@ def cache_clear() -> None:
     source in ``linecache``, are freed."""
     CACHE.clear()
     TRACED.clear()
+    families.clear()
     for cache in _live_trace_caches():
         cache.clear()
     functions.forget_stats()
+    codegen.patterns_clear()                  # template patterns and families (code only)
+    from . import loops, run                  # below: they import this module
+    run.forget_interpreted()                  # runs counted toward compiling, interpreter kinds
+    loops.cells_clear()                       # scan cells (and their programs)
 
 
 def explain(f, *args, **kwargs) -> str:

@@ -61,6 +61,11 @@ class Anomaly(Exception):
 
 
 def check_finite(value, index, phase):
+    if value.__class__ is tuple or isinstance(value, dict):     # a tuple (scan) or its gradient
+        for part in (value.values() if isinstance(value, dict) else value):
+            if part is not None:
+                check_finite(part, index, phase)
+        return
     if not np.isfinite(value).all():
         raise Anomaly(index, phase)
 
@@ -79,7 +84,12 @@ class Program:
                  "retained", "filenames", "__weakref__")
 
     def source(self):
-        return self.forward_source + ("\n" + self.backward_source if self.backward_source else "")
+        text = self.forward_source + ("\n" + self.backward_source if self.backward_source else "")
+        # the bodies of the loops it runs (neuronika.scan), each a program of its own
+        for name, value in getattr(self.forward, "__globals__", {}).items():
+            if getattr(value, "__name__", None) == "cell" and hasattr(value, "source"):
+                text += f"\n# {name}: the body of a loop (its own forward and backward)\n" + value.source()
+        return text
 
 
 class _Grad:
@@ -390,6 +400,8 @@ class _Build:
         self.extra = {}
         self.labels = {}
         self.small = lambda: (frozenset(), frozenset())
+        self.dry = False
+        self.shared_grads = False
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -406,7 +418,7 @@ class _Build:
 # ---- building --------------------------------------------------------------------------------
 
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
-          guards=(), wrt=None):
+          guards=(), wrt=None, dry=False, shared_grads=False):
     """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
 
     By default (``backward()`` on a root) the last node is the output and, if it
@@ -417,7 +429,10 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     a seed known to be 1 (``unit_seed``: multiplications by it are dropped), and
     ``guards``: (position, kind, value) checks that raise ``Retrace``, and
     ``wrt``: the leaves to differentiate (default: every differentiable leaf;
-    the others are then constants, with no adjoint code).
+    the others are then constants, with no adjoint code). ``dry``: the source only, not
+    compiled, as (program, the globals it names besides the standard ones), for comparison
+    (``families``). ``shared_grads``: a returned gradient may be a view of another one (a
+    loop's cell: its caller never adds into them in place), not copied.
     """
     with _compiling:
         # Code generation makes many small objects and no garbage cycles: the collector,
@@ -425,13 +440,24 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
+            from . import loops
+            rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
+            if rolled is None:
+                return _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
+                              shared_grads)
+            # an unrolled recurrence, built as a loop (the caller's positions kept)
+            order, outputs, loss, guards, old = rolled
+            result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry)
+            program = result[0] if dry else result
+            program.retained = tuple(old[order[i]] for i in program.retained)
+            return result
         finally:
             if collecting:
                 gc.enable()
 
 
-def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt):
+def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry=False,
+           shared_grads=False):
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     root = len(order) - 1
@@ -441,6 +467,8 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
     leaf_args = [values[index_of[leaf]] for leaf in leaves]
     state = _Build()
     state.small = lambda: _small_names(order, values)
+    state.dry = dry
+    state.shared_grads = shared_grads
 
     forward, kinds = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -448,7 +476,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
     guard_names = [values[p] for p, _, _ in guards]
     program = Program()
     program.filenames = []
-    weakref.finalize(program, _forget_files, program.filenames).atexit = False
+    weakref.finalize(program, _release_files, program.filenames).atexit = False
     program.grad_leaves = program.retained = ()
     program.backward = program.backward_source = None
     if loss is None:
@@ -456,7 +484,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
         returned = out_value.names if len(outputs) > 1 else [out_value]
         program.forward, program.forward_source = _compile("forward", leaf_args, body, returned,
                                                            len(outputs) > 1, program, state)
-        return program
+        return (program, state.extra) if dry else program
 
     backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, kinds, anomaly,
                                                                  loss, state, wrt, unit_seed)
@@ -469,6 +497,8 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
     else:
         # the order of the saved values is the program's own: a long forward chooses it
         saved = _Seq(saved, reorder=True)
+        # a template's local that no adjoint here reads (an input's shape, a count) goes
+        forward = passes.drop_dead_lines(forward, out_names + saved.names + guard_names)
         program.forward, program.forward_source = _compile(
             "forward", leaf_args, forward, [out_value, saved], True, program, state)
         program.backward, program.backward_source = _compile(
@@ -476,7 +506,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
     leaf_position = {index_of[leaf]: k for k, leaf in enumerate(leaves)}
     program.grad_leaves = tuple(leaf_position[i] for i in grad_leaves)
     program.retained = tuple(retained)
-    return program
+    return (program, state.extra) if dry else program
 
 
 class _Seq:
@@ -781,7 +811,7 @@ def _make_grad(node, names, slot, gshape, unit, statics, src, grad, literals):
         shape = inp.shape
     extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
     value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
-    if inp.dtype != node.dtype:
+    if inp.dtype != node.dtype and node.dtype.kind != "O":     # a tuple's parts keep their dtypes
         if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
             value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
         # copy=False: an adjoint may already have the input's dtype (abs of a complex
@@ -889,7 +919,7 @@ def _backward(order, index_of, values, kinds, anomaly, root, state, wrt, unit_se
             continue
         if node.op is None:
             grad_leaves.append(i)
-            leaf_returns.append(_finish(lines, grads.get(i), node, f"g{i}"))
+            leaf_returns.append(_finish(lines, grads.get(i), node, f"g{i}", state.shared_grads))
         elif node.retain:
             retained.append(i)
             retained_returns.append(_finish(lines, grads.get(i), node, f"g{i}"))
@@ -923,7 +953,7 @@ def _accumulate(lines, grads, j, pattern, args):
     grads[j] = _Grad(args[TARGET], combined, True)
 
 
-def _finish(lines, grad, node, name):
+def _finish(lines, grad, node, name, shared=False):
     """A returned gradient must have the node's full shape and be a new array
     (an ndarray: NumPy gives 0-dim results as scalars). A node no gradient reached
     (only through ops with a zero adjoint) gets zeros."""
@@ -943,7 +973,7 @@ def _finish(lines, grad, node, name):
         form = _pattern(("fill", shape), lambda: _Form(call("full", [constant(shape), _name(_slot(1))])))
         lines.append(form.fill([name, grad.name]))
         return name
-    if not grad.fresh:
+    if not grad.fresh and not shared:
         lines.append(Line(f"{name} = {grad.name}.copy()", [grad.name], [name], name))
         return name
     return grad.name
@@ -1008,7 +1038,6 @@ def _compile(name, params, body, returned, top, program, state):
     """The function ``name(*params)`` over ``body`` (Lines) returning ``returned`` (see
     ``_return_text``), compiled, its source registered in linecache. A long body
     becomes a chain of helpers (``_link``)."""
-    filename = f"<neuronika {name} #{next(_serial)}>"
     namespace = dict(GLOBALS)
     namespace["__builtins__"] = builtins.__dict__
     namespace["check_finite"] = check_finite
@@ -1020,6 +1049,9 @@ def _compile(name, params, body, returned, top, program, state):
                                     _return_text(returned, top, str))]
     else:
         functions = _link(name, params, body, returned, top, keep, *state.small())
+    if state.dry:
+        return None, "\n".join(text for _, text in functions)
+    filename = f"<neuronika {name} #{_file_number()}>"
     texts, offset, made = [], 0, []
     for fn_name, text in functions:
         module = compile(text, filename, "exec")
@@ -1277,6 +1309,27 @@ def _shift(code, lines):
         consts = tuple(_shift(c, lines) if isinstance(c, types.CodeType) else c for c in consts)
         return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
     return code.replace(co_firstlineno=code.co_firstlineno + lines)
+
+
+def _file_number():
+    """A number for a program's file name: one a freed program no longer uses, if any, so
+    that the names (which the interpreter may keep per name) stay as few as the programs
+    alive at once."""
+    with _numbers_lock:
+        if _free_numbers:
+            return _free_numbers.pop()
+    return next(_serial)
+
+
+_free_numbers = []
+_numbers_lock = threading.Lock()
+
+
+def _release_files(filenames):
+    """A program was freed: its source leaves linecache, its file numbers are free again."""
+    _forget_files(filenames)
+    with _numbers_lock:
+        _free_numbers.extend(int(f[f.rindex("#") + 1:-1]) for f in filenames)
 
 
 def _forget_files(filenames):

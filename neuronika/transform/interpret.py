@@ -9,7 +9,11 @@ with the same helpers (``codegen._context``, ``_statics``, ``_Bindings``,
 ``_input``, ``templates.instantiate``, ``passes.unbroadcast``, ...). The plan
 repeats ``codegen._backward``'s walk, so a gradient is assigned, added in place or
 added anew exactly where the generated code does it: the same NumPy calls on the same
-values, hence the same bits.
+values, hence the same bits. Nodes whose templates differ only in integer literals
+(``xs[3]``, ``xs[4]``: an unrolled loop's steps) share one function per *template
+family* taking the literals as arguments (``codegen._family``'s rule, checked the same
+way on the family's first member), so a first call makes a function per op kind, not
+per step.
 
 What differs cannot change a value: no source is rendered (a traceback names the op
 and the pass, not a generated line), and where the generated code drops dead
@@ -17,11 +21,13 @@ statements (``grad``'s fused program, a forward without gradient) the plan drops
 them node by node, and whole adjoints whose gradient nothing reads.
 
 The functional face's hook is ``build`` itself (``codegen.build``'s signature), called
-through ``run.compiled_or_interpreted`` in place of ``TRACED.get_or_build``.
+through ``run.compiled_or_interpreted`` in place of ``TRACED.get_or_build``; a trace
+keeps the plan until it is compiled (``tracing.Trace.promote``).
 """
 from __future__ import annotations
 
 import ast
+import functools
 import threading
 
 import gast
@@ -30,7 +36,7 @@ import numpy as np
 from ..ops import ZERO, Grad
 from . import codegen, passes
 from .codegen import Retrace, check_finite
-from .templates import GLOBALS, expression, instantiate, parse
+from .templates import _AST_OF, GLOBALS, expression, instantiate, names, parse
 
 #: node kind -> _Kind (what was made for it). A kind is the op, its attributes (``_freeze``),
 #: the output's shape and dtype and each input's shape, dtype and weak typing: everything a
@@ -53,42 +59,77 @@ def kinds_clear():
     a ``custom_vjp``'s functions; never arrays of a graph)."""
     with _kinds_lock:
         _KINDS.clear()
+        _FAMILIES.clear()
 
 
 def _name(identifier, ctx=None):
     return gast.Name(identifier, ctx or gast.Load(), None, None)
 
 
-def _compile(args, body, extra, what):
+def _compile(args, body, extra, what, literals=0):
     """A function of ``args`` running ``body``, compiled from the AST (nothing is rendered);
-    a traceback through it names ``what`` (the op and the pass)."""
-    statements = gast.gast_to_ast(gast.Module(body, [])).body
-    signature = ast.arguments(posonlyargs=[], args=[ast.arg(a) for a in args], vararg=None,
-                              kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
-    function = ast.FunctionDef("step", signature, statements, [], None, None)
-    module = ast.fix_missing_locations(ast.Module([function], []))
+    a traceback through it names ``what`` (the op and the pass). A template family's function
+    takes its ``literals`` integer literals first (``__nkL0__``, ...)."""
+    statements = [_located(stmt) for stmt in body]
+    params = [_arg(f"__nkL{k}__") for k in range(literals)] + [_arg(a) for a in args]
+    signature = ast.arguments(posonlyargs=[], args=params, vararg=None, kwonlyargs=[], kw_defaults=[],
+                              kwarg=None, defaults=[])
+    function = ast.FunctionDef("step", signature, statements, [], None, None, lineno=1, col_offset=0,
+                               end_lineno=1, end_col_offset=0)
     namespace = dict(GLOBALS)
     namespace.update(extra)
-    exec(compile(module, f"<neuronika interpreter: {what}>", "exec"), namespace)
+    exec(compile(ast.Module([function], []), f"<neuronika interpreter: {what}>", "exec"), namespace)
     return namespace.pop("step")
 
 
+def _arg(name):
+    return ast.arg(name, None, None, lineno=1, col_offset=0, end_lineno=1, end_col_offset=0)
+
+
+_LOCATED = {cls: "lineno" in cls._attributes for cls in _AST_OF.values()}
+
+
+def _located(node):
+    """A gast tree as an ast tree on line 1 (``templates.to_ast`` and
+    ``ast.fix_missing_locations`` in one pass)."""
+    target = _AST_OF.get(node.__class__)
+    if target is None:
+        return ast.fix_missing_locations(_at_line_1(gast.gast_to_ast(node)))
+    new = target.__new__(target)
+    fields = new.__dict__
+    source = node.__dict__
+    for key in target._fields:
+        value = source.get(key)
+        if isinstance(value, gast.AST):
+            value = _located(value)
+        elif value.__class__ is list:
+            value = [_located(v) if isinstance(v, gast.AST) else v for v in value]
+        fields[key] = value
+    if _LOCATED[target]:
+        fields["lineno"] = fields["end_lineno"] = 1
+        fields["col_offset"] = fields["end_col_offset"] = 0
+    return new
+
+
+def _at_line_1(tree):
+    if "lineno" in tree._attributes:
+        tree.lineno = tree.end_lineno = 1
+        tree.col_offset = tree.end_col_offset = 0
+    return tree
+
+
 def _loads(stmts):
-    found = set()
+    found, stores = [], []
     for stmt in stmts:
-        for node in gast.walk(stmt):
-            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Load):
-                found.add(node.id)
-    return found
+        names(stmt, found, stores)
+    return set(found)
 
 
 def _stores(stmts):
-    found = set()
+    loads, found = [], []
     for stmt in stmts:
-        for node in gast.walk(stmt):
-            if isinstance(node, gast.Name) and isinstance(node.ctx, gast.Store):
-                found.add(node.id)
-    return found
+        names(stmt, loads, found)
+    return set(found)
 
 
 def _has_effect(stmts):
@@ -109,7 +150,7 @@ class _Kind:
     functions made so far: ``plain`` (the whole forward), ``forwards`` (by variant),
     ``adjoints`` (by slot, shape of dy, unit seed, accumulate)."""
 
-    __slots__ = ("names", "template", "locals", "slots", "implicit_dy", "plain", "forwards",
+    __slots__ = ("names", "src", "key", "locals", "slots", "implicit_dy", "plain", "forwards",
                  "adjoints")
 
     def forward(self, node, variant):
@@ -156,8 +197,11 @@ def _kind(node, key):
     kind.names = op.input_names(len(node.inputs))
     ctx = codegen._context(node, kind.names)
     with codegen._compiling:
-        kind.template = parse(codegen._resolve(op.forward, ctx))
-    kind.locals = tuple(sorted(kind.template.stores - {"y"}))
+        kind.src = codegen._resolve(op.forward, ctx)
+        normal, literals = codegen._literals(kind.src)
+        template = parse(normal if literals else kind.src)    # the same locals, parsed once
+    kind.locals = tuple(sorted(template.stores - {"y"}))
+    kind.key = key
     slots = []
     for slot in range(len(node.inputs)):
         spec = op.grad_template(slot)
@@ -188,7 +232,122 @@ class _Forward:
     __slots__ = ("fn", "reads", "empty", "has_locals")
 
 
+class _Draft:
+    """A step's statements before they are compiled: ``step`` (a _Forward or _Adjoint with
+    all but ``fn``), the function's ``args``, ``body``, ``extra`` globals, and ``what`` it is."""
+
+    __slots__ = ("step", "args", "body", "extra", "what")
+
+
+def _finish(draft, literals=()):
+    """The draft's step with its function (a family's: ``literals`` are its first arguments)."""
+    step = draft.step
+    if draft.body is not None:
+        step.fn = _compile(draft.args, draft.body, draft.extra, draft.what, len(literals))
+    return step
+
+
+#: template family key -> the family's step (its function takes the integer literals first),
+#: or None where the family once wrote other code than its member (then never used)
+_FAMILIES = {}
+
+
+def _family(key, literals, make_family, make_member):
+    """The step for a node whose templates differ from others of its family only in integer
+    literals (``x[3]``, ``x[4]``: ``codegen._family``): the family's function with this node's
+    literals bound, when the family writes the same code as the member made the usual way
+    (checked on the first member); else the member's own step."""
+    found = _FAMILIES.get(key, _FAMILIES) if key is not None else None
+    if found is None:
+        return _finish(make_member())
+    if found is _FAMILIES:
+        family, member = make_family(), make_member()
+        if not _same_code(family, member, literals):
+            _FAMILIES[key] = None
+            return _finish(member)
+        if len(_FAMILIES) >= _KINDS_MAX:
+            _FAMILIES.clear()
+        found = _FAMILIES[key] = _finish(family, literals)
+    step = found.__class__()
+    for field in found.__slots__:
+        setattr(step, field, getattr(found, field))
+    if found.fn is not None:
+        step.fn = functools.partial(found.fn, *[int(text) for text in literals])
+    return step
+
+
+def _same_code(family, member, literals):
+    if family.args != member.args or family.extra.keys() != member.extra.keys():
+        return False
+    if any(family.extra[k] is not member.extra[k] for k in family.extra):
+        return False
+    a, b = family.step, member.step
+    for field in a.__slots__:
+        if field != "fn" and getattr(a, field) != getattr(b, field):
+            return False
+    if family.body is None or member.body is None:
+        return family.body is member.body
+    return _same_list(family.body, member.body, literals)
+
+
+def _same_list(a, b, literals):
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, gast.AST):
+            if not _same_tree(x, y, literals):
+                return False
+        elif x.__class__ is not y.__class__ or x != y:
+            return False
+    return True
+
+
+def _same_tree(a, b, literals):
+    """Whether gast trees ``a`` (a family's, with ``__nkL<k>__`` names) and ``b`` (a member's)
+    are the same code once ``literals`` are put in."""
+    if a.__class__ is gast.Name and a.id.startswith("__nkL"):
+        value = int(literals[int(a.id[5:-2])])
+        return b.__class__ is gast.Constant and b.value.__class__ is int and b.value == value
+    if a.__class__ is not b.__class__:
+        return False
+    fields_a, fields_b = a.__dict__, b.__dict__
+    for key in a._fields:                  # not the locations
+        x, y = fields_a.get(key), fields_b.get(key)
+        if isinstance(x, gast.AST):
+            if not isinstance(y, gast.AST) or not _same_tree(x, y, literals):
+                return False
+        elif x.__class__ is list:
+            if y.__class__ is not list or not _same_list(x, y, literals):
+                return False
+        elif x.__class__ is not y.__class__ or x != y:
+            return False
+    return True
+
+
+#: families are for the many small nodes of an unrolled loop; a node with more inputs (a
+#: variadic stack or pack, made once) is made on its own: a family's check would draft it twice
+_FAMILY_INPUTS = 8
+
+
 def _make_forward(node, kind, variant):
+    src = kind.src
+    normal, literals = codegen._literals(src)
+    if not literals or len(node.inputs) > _FAMILY_INPUTS:
+        return _finish(_forward_draft(node, kind, variant, src, 0))
+    key = kind.key
+    if key is not None:
+        ctx = codegen._context(node, kind.names)
+        key = codegen._family_key("f", key, parse(normal), codegen._statics(ctx), variant)
+    return _family(key, literals, lambda: _forward_draft(node, kind, variant, normal, len(literals)),
+                   lambda: _forward_draft(node, kind, variant, src, 0))
+
+
+def _literal_bindings(bindings, count):
+    for k in range(count):
+        bindings[f"__nkL{k}__"] = _name(f"__nkL{k}__")
+
+
+def _forward_draft(node, kind, variant, src, literals):
     op = node.op
     ctx = codegen._context(node, kind.names)
     extra = {}
@@ -197,21 +356,27 @@ def _make_forward(node, kind, variant):
     for k, (name, inp) in enumerate(zip(kind.names, node.inputs)):
         args.append(f"a{k}")
         bindings[name] = codegen._input(f"a{k}", inp, op)
-    body, _ = instantiate(kind.template, bindings, "l_", "y", "y", codegen._where(node))
+    _literal_bindings(bindings, literals)
+    body, _ = instantiate(parse(src), bindings, "l_", "y", "y", codegen._where(node))
     kept = [f"l_{local}" for local in kind.locals]
     if variant is not None:
         keep_y, kept_locals = variant
         kept = [f"l_{kind.locals[m]}" for m in kept_locals]
-        body = passes.drop_dead_assignments(body, (["y"] if keep_y else []) + kept)
+        if not (keep_y and len(body) == 1):          # one statement: y's, live
+            body = passes.drop_dead_assignments(body, (["y"] if keep_y else []) + kept)
     step = _Forward()
+    step.fn = None
     step.empty = not body
     stored = _stores(body)
     loaded = _loads(body)
     step.reads = tuple(k for k, a in enumerate(args) if a in loaded)
     step.has_locals = bool(kind.locals)
+    draft = _Draft()
+    draft.step, draft.args, draft.extra = step, args, extra
+    draft.what = f"op {op.name}, forward"
     if step.empty:
-        step.fn = None
-        return step
+        draft.body = None
+        return draft
     y = _name("y") if "y" in stored else gast.Constant(None, None)
     if kind.locals:
         parts = [y] + [_name(f"l_{local}") if f"l_{local}" in kept and f"l_{local}" in stored
@@ -219,8 +384,8 @@ def _make_forward(node, kind, variant):
         result = gast.Tuple(parts, gast.Load())
     else:
         result = y
-    step.fn = _compile(args, body + [gast.Return(result)], extra, f"op {op.name}, forward")
-    return step
+    draft.body = body + [gast.Return(result)]
+    return draft
 
 
 class _Adjoint:
@@ -240,9 +405,41 @@ class _Adjoint:
 def _make_adjoint(node, kind, slot, dshape, unit, accumulate):
     """The statements ``codegen._backward`` writes for one input of ``node``, as a function."""
     op = node.op
+    ctx = codegen._context(node, kind.names, gshape=dshape, slot=slot)
+    if accumulate:
+        grad = None
+        src = codegen._resolve(op.accumulate_template(slot), ctx)
+    else:
+        grad = codegen._resolve(op.grad_template(slot), ctx)
+        if grad is ZERO:                  # zero for these dtypes (imag of a real value)
+            step = _Adjoint()
+            step.zero = True
+            step.fn = None
+            step.passthrough = step.effect = False
+            step.shape, step.fresh = node.inputs[slot].shape, True
+            step.reads_y, step.reads, step.reads_locals = False, (), ()
+            return step
+        if not isinstance(grad, Grad):
+            grad = Grad(grad)
+        src = grad.src
+    normal, literals = codegen._literals(src)
+    if not literals or len(node.inputs) > _FAMILY_INPUTS:
+        return _finish(_adjoint_draft(node, kind, ctx, slot, dshape, unit, src, grad, 0))
+    key = kind.key
+    if key is not None:
+        key = codegen._family_key("a" if accumulate else "g", key, parse(normal), codegen._statics(ctx),
+                                  slot, dshape, unit, None if grad is None else (grad.shape, grad.view))
+    normal_grad = None if grad is None else Grad(normal, grad.shape, grad.view)
+    return _family(key, literals,
+                   lambda: _adjoint_draft(node, kind, ctx, slot, dshape, unit, normal, normal_grad, len(literals)),
+                   lambda: _adjoint_draft(node, kind, ctx, slot, dshape, unit, src, grad, 0))
+
+
+def _adjoint_draft(node, kind, ctx, slot, dshape, unit, src, grad, literals):
+    """``grad``: the Grad (its ``src`` is ``src``), or None for the accumulate template ``src``."""
+    op = node.op
     names = kind.names
     inp = node.inputs[slot]
-    ctx = codegen._context(node, names, gshape=dshape, slot=slot)
     extra = {}
     bindings = codegen._Bindings(codegen._statics(ctx), extra)
     dy = "seed" if unit else "dy"
@@ -261,30 +458,22 @@ def _make_adjoint(node, kind, slot, dshape, unit, accumulate):
     for k, (other_name, other) in enumerate(zip(names, node.inputs)):
         bindings[other_name] = codegen._input(f"a{k}", other, op)
     bindings["dy"] = _name(dy)
+    _literal_bindings(bindings, literals)
     where = codegen._where(node)
     args = [dy, "y", "locs"] + [f"a{k}" for k in range(len(node.inputs))]
     step = _Adjoint()
+    step.fn = None
     step.zero = step.passthrough = False
     step.shape = inp.shape
     step.fresh = True
 
-    if accumulate:
+    if grad is None:
         bindings["acc"] = _name("acc")
-        body, used = instantiate(parse(codegen._resolve(op.accumulate_template(slot), ctx)), bindings,
-                                 "t_", None, None, where)
+        body, used = instantiate(parse(src), bindings, "t_", None, None, where)
         args = ["acc"] + args
         step.effect = True
     else:
-        grad = codegen._resolve(op.grad_template(slot), ctx)
-        if grad is ZERO:                  # zero for these dtypes (imag of a real value)
-            step.zero = True
-            step.fn = None
-            step.effect = False
-            step.reads_y, step.reads, step.reads_locals = False, (), ()
-            return step
-        if not isinstance(grad, Grad):
-            grad = Grad(grad)
-        template = parse(grad.src)
+        template = parse(src)
         if template.expr is not None:
             value, used = expression(template, bindings, where)
             fresh = not grad.view and not isinstance(template.expr, gast.Name)
@@ -315,8 +504,10 @@ def _make_adjoint(node, kind, slot, dshape, unit, accumulate):
     step.reads_y = "y" in used
     step.reads = tuple(k for k, name in enumerate(names) if name in used)
     step.reads_locals = tuple(m for m, local in enumerate(kind.locals) if local in used)
-    step.fn = _compile(args, body, extra, f"op {op.name}, adjoint of input {slot}")
-    return step
+    draft = _Draft()
+    draft.step, draft.args, draft.body, draft.extra = step, args, body, extra
+    draft.what = f"op {op.name}, adjoint of input {slot}"
+    return draft
 
 
 class Plan:
@@ -402,25 +593,26 @@ class Plan:
         G = [None] * self.n
         G[self.loss] = seed
         broadcast_to = np.broadcast_to
+        assign, iadd, add = ASSIGN, IADD, ADD
         for i, full, idx, slots, keep in self.backward_plan:
             g = G[i]
             if not keep:
                 G[i] = None
             dy = g if full is None else broadcast_to(g, full)
             y = V[i]
-            locs = L.get(i)
+            locs = L.get(i) if L else None
             if len(idx) == 1:
                 ins = (V[idx[0]],)
             else:
                 ins = [V[k] for k in idx]
             for fn, j, mode, check, _ in slots:
-                if mode == ASSIGN:
+                if mode == assign:
                     G[j] = fn(dy, y, locs, *ins)
-                elif mode == IADD:
+                elif mode == iadd:
                     current = G[j]
                     current += fn(dy, y, locs, *ins)
                     G[j] = current
-                elif mode == ADD:
+                elif mode == add:
                     G[j] = G[j] + fn(dy, y, locs, *ins)
                 else:
                     fn(G[j], dy, y, locs, *ins)
@@ -491,16 +683,27 @@ def _reaching(node, reaches):
 
 
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
-          guards=(), wrt=None):
+          guards=(), wrt=None, reaches=None):
     """A ``Plan`` for the graph in ``order``: ``codegen.build``'s arguments and meaning,
-    without generating a program."""
+    without generating a program (``reaches``: ``codegen._reaching(order, wrt)`` when the
+    caller has it already)."""
+    from . import loops
+    rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
+    if rolled is not None:              # an unrolled recurrence run as a loop, as codegen.build does
+        order, outputs, loss, guards, old = rolled
+        plan = build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
+        plan.retained = tuple(old[order[i]] for i in plan.retained)
+        return plan
     n = len(order)
     index_of = {node: i for i, node in enumerate(order)}
     root = n - 1
     outputs = [root] if outputs is None else list(outputs)
     if loss is None and outputs == [root] and order[root].requires_grad:
         loss = root
-    reaches = None if wrt is None else codegen._reaching(order, wrt)
+    if wrt is None:
+        reaches = None
+    elif reaches is None:
+        reaches = codegen._reaching(order, wrt)
     # Where the generated code drops dead statements (a forward without gradient, grad's
     # fused program), a node runs only what is read: planned from the end. Otherwise (and
     # for a plain forward in which every node reads all its inputs) in this first pass.
@@ -632,30 +835,39 @@ def _plan_forward_from_end(order, kinds, idxs, kept_values, needed_locals, anoma
     needed_y = [False] * n
     for k in kept_values:
         needed_y[k] = True
-    planned = []
+    f_pos, f_fn, f_idx, f_locals = [], [], [], []
+    last_use = {}                     # from the end: the first reader met is the last one
     for i in range(n - 1, -1, -1):
         kind = kinds[i]
         if kind is None:
             continue
-        variant = (needed_y[i] or anomaly, tuple(sorted(needed_locals.get(i, ()))))
-        step = kind.forward(order[i], variant)
+        kept = needed_locals.get(i)
+        if kept:
+            variant = (needed_y[i] or anomaly, tuple(sorted(kept)))
+        else:
+            variant = _KEEP_Y if needed_y[i] or anomaly else _DROP_Y
+        step = kind.forwards.get(variant) or kind.forward(order[i], variant)
         if step.empty:
             continue
         idx = idxs[i]
         for r in step.reads:
-            needed_y[idx[r]] = True
-        planned.append((i, step, idx))
-    planned.reverse()
-    f_pos, f_fn, f_idx, f_locals = [], [], [], []
-    last_use = {}
-    for i, step, idx in planned:
-        for r in step.reads:
-            last_use[idx[r]] = i
+            k = idx[r]
+            if not needed_y[k]:
+                needed_y[k] = True
+            if k not in last_use:
+                last_use[k] = i
         f_pos.append(i)
         f_fn.append(step.fn)
         f_idx.append(idx)
         f_locals.append(step.has_locals)
+    f_pos.reverse()
+    f_fn.reverse()
+    f_idx.reverse()
+    f_locals.reverse()
     return f_pos, f_fn, f_idx, f_locals, last_use
+
+
+_KEEP_Y, _DROP_Y = (True, ()), (False, ())
 
 
 def _plan_backward(order, root, kinds, idxs, anomaly, unit_seed, reaches, returned):
@@ -703,7 +915,7 @@ def _plan_backward(order, root, kinds, idxs, anomaly, unit_seed, reaches, return
                 step = kind.adjoint(node, slot, dshape, unit, True)
                 slots.append((step.fn, j, ACC, False, step))
                 continue
-            step = kind.adjoint(node, slot, dshape, unit, False)
+            step = kind.adjoints.get((slot, dshape, unit, False)) or kind.adjoint(node, slot, dshape, unit, False)
             if step.zero:
                 continue
             if tshape is None:
@@ -758,6 +970,14 @@ def _live_backward(bplan, finish):
                 live.add(slot[1])
     kept = []
     for entry in reversed(bplan):        # increasing position: inputs before their consumers
+        slots = entry[3]
+        for s in slots:
+            if s[1] not in live and not s[4].effect:
+                break
+        else:                            # every contribution is live (the usual case)
+            live.add(entry[0])
+            kept.append(entry)
+            continue
         i, full, idx, slots, keep = entry
         slots = [s for s in slots if s[1] in live or s[4].effect]
         if slots:

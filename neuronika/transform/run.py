@@ -18,6 +18,7 @@ from the current leaf values.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections import OrderedDict
 
@@ -25,7 +26,8 @@ import numpy as np
 
 from .. import graph
 from ..errors import AnomalyError, GradientError
-from ..graph import COMPILE, check_compile_after, check_compile_mode, format_where, linearize, modes
+from ..graph import (COMPILE, VOLATILE, Constant, Witness, check_compile_after, check_compile_mode,
+                     format_where, linearize, modes)
 from . import codegen, interpret
 from .cache import CACHE
 from .codegen import Anomaly
@@ -35,7 +37,7 @@ _ndarray = np.ndarray
 
 def program_for(root):
     """The compiled program for the graph behind ``root`` (built now if need be)."""
-    order, leaves, key = linearize(root)
+    order, leaves, key = linearize(root, cut="seen")
     return CACHE.lookup(key, order, leaves), order, leaves
 
 
@@ -80,7 +82,8 @@ def runner(key, order, leaves):
     if mode == "never":
         return interpret.build(order, leaves, anomaly=key[-1])
     try:
-        return CACHE.get_or_build(key, functools.partial(_compile_when_repeated, key, order, leaves, after))
+        return CACHE.get_or_build_graph(key, order, leaves,
+                                        functools.partial(_compile_when_repeated, key, order, leaves, after))
     except _Interpret:
         return interpret.build(order, leaves, anomaly=key[-1])
 
@@ -89,17 +92,18 @@ def _compile_when_repeated(key, order, leaves, after):
     return _when_repeated(key, after, functools.partial(codegen.build, order, leaves, anomaly=key[-1]))
 
 
-def compiled_or_interpreted(cache, key, compile, interpret_):
+def compiled_or_interpreted(cache, key, compile, interpret_, member=None):
     """``runner`` for any program cache (the functional face's ``TRACED``): the program
-    cached under ``key``; on a miss ``compile()``'s (cached) when the compile mode says
-    so, else ``interpret_()``'s plan (not cached; the signature's run is counted)."""
+    cached under ``key`` (or its shape family's: ``member``); on a miss ``compile()``'s
+    (cached) when the compile mode says so, else ``interpret_()``'s plan (not cached; the
+    signature's run is counted)."""
     mode, after = COMPILE.get()
     if mode == "never":
         return interpret_()
     if mode == "always" or after == 1:
-        return cache.get_or_build(key, compile)
+        return cache.get_or_build(key, compile, member)
     try:
-        return cache.get_or_build(key, functools.partial(_when_repeated, key, after, compile))
+        return cache.get_or_build(key, functools.partial(_when_repeated, key, after, compile), member)
     except _Interpret:
         return interpret_()
 
@@ -153,12 +157,152 @@ class config:
         return f"config(compile={self.compile!r}, compile_after={self.compile_after})"
 
 
+# ---- constants: values computed from leaves that have not changed -----------------------------
+
+_epoch = 0
+#: a constant recomputed on this many uses in a row stops being one (for new graphs)
+_VOLATILE_AFTER = 2
+#: elements its ops read and write, below which a value is computed again in every graph
+#: rather than kept (checking its leaves, and a call's slower path, would cost more)
+CONSTANT_MIN_WORK = 16384
+
+
+def _constant_of(node):
+    """``node`` (no gradient, met before in another graph) as a constant: the leaf that
+    stands for it, holding its value, or None (and ``node`` marked ``VOLATILE``) when it
+    cannot be one: a random op behind it (dropout), a differentiable leaf (a parameter
+    read under no_grad changes every step), or a variable of a trace in progress."""
+    order, leaves, key = linearize(node)
+    tracer = modes.tracer
+    traced = tracer.traced if tracer is not None else ()
+    for leaf in leaves:
+        if leaf.requires_grad:
+            node.const = VOLATILE
+            return None
+    work = 0
+    for n in order:
+        if n.op is not None and n.op.random or n in traced:
+            node.const = VOLATILE
+            return None
+        if n.inputs:
+            work += math.prod(n.shape) + sum([math.prod(i.shape) for i in n.inputs])
+    if work < CONSTANT_MIN_WORK:
+        node.const = VOLATILE                   # cheaper to compute again than to check
+        return None
+    record = Constant(node, None)
+    _compute(record, order, leaves, key)
+    if record.proxy is None:
+        node.const = VOLATILE
+        return None
+    node.const = record
+    return record.proxy
+
+
+def _compute(record, order=None, leaves=None, key=None):
+    """(Re)compute a constant's value from its graph, and what it was computed from."""
+    global _epoch
+    node = record.node
+    if order is None:
+        order, leaves, key = linearize(node)
+    values = [leaf.value for leaf in leaves]
+    value = _forward(runner(key, order, leaves), order, values)
+    if value.__class__ is _ndarray:
+        if value.base is not None or any(value is v for v in values):
+            value = value.view()               # a leaf's memory: its own flags stay as they are
+        value.flags.writeable = False          # nothing may write into it: every graph reads it
+    elif np.shape(value) != node.shape:
+        value = np.asarray(value)
+    _epoch += 1
+    epoch = _epoch
+    witnessed, inner = [], []
+    for leaf, v in zip(leaves, values):
+        state = leaf.const
+        if state.__class__ is Constant:
+            inner.append((leaf, v))
+            continue
+        if state is None or not (state.checked == epoch or state.holds(v)):
+            state = leaf.const = Witness(v)
+        state.checked = epoch
+        witnessed.append((leaf, state))
+    record.leaves, record.inner, record.checked = tuple(witnessed), tuple(inner), epoch
+    proxy = record.proxy
+    if proxy is None:
+        if getattr(value, "shape", None) != node.shape or getattr(value, "dtype", None) != node.dtype:
+            return                              # not what the graph says it is: no constant
+        proxy = record.proxy = graph.leaf(value)
+        proxy.serial = node.serial              # in creation order where the node is
+        proxy.const = record
+    elif getattr(value, "shape", None) != proxy.shape or value.dtype != proxy.dtype:
+        raise RuntimeError(f"a constant of shape {proxy.shape} and dtype {proxy.dtype} was computed "
+                           f"again as shape {np.shape(value)}, dtype {value.dtype}")
+    proxy.value = value
+
+
+def _valid(record, epoch):
+    for leaf, witness in record.leaves:
+        if leaf.const is not witness:
+            return False                        # changed since (seen by another constant's check)
+        if witness.checked != epoch:
+            if not witness.holds(leaf.value):
+                leaf.const = Witness(leaf.value)
+                leaf.const.checked = epoch
+                return False
+            witness.checked = epoch
+    for proxy, value in record.inner:
+        if proxy.value is not value:
+            return False
+    return True
+
+
+def _refresh(proxies):
+    """Bring the constants behind ``proxies`` up to date: each whose leaves changed is
+    computed again (``Witness``: compared bit for bit with a private copy, so a write
+    through any view of the data counts; data read-only down to its owner is trusted while
+    it stays so); the constants they read are checked first."""
+    global _epoch
+    _epoch += 1
+    epoch = _epoch
+    todo, stack, met = [], list(proxies), set()
+    while stack:
+        proxy = stack.pop()
+        if proxy in met or proxy.const.checked == epoch:
+            continue
+        met.add(proxy)
+        todo.append(proxy)
+        stack.extend([p for p, _ in proxy.const.inner])
+    if len(todo) > 1:
+        todo.sort(key=graph._by_serial)        # a constant after those it reads
+    for proxy in todo:
+        record = proxy.const
+        if record.checked == epoch:
+            continue
+        if _valid(record, epoch):
+            record.checked = epoch
+            record.misses = 0
+            continue
+        record.misses += 1
+        if record.misses >= _VOLATILE_AFTER and record.node.const is record:
+            record.node.const = VOLATILE        # recomputed on every use: new graphs inline it
+        _compute(record)
+        record.checked = epoch
+
+
+def constant_value(proxy):
+    """The current value of the constant ``proxy`` stands for (a trace's plan reads it per call)."""
+    _refresh((proxy,))
+    return proxy.value
+
+
+graph.constant_of = _constant_of
+graph.refresh_constants = _refresh
+
+
 def evaluate(root):
     """Compute ``root``'s value from the current leaf values (and keep it on ``root``);
     a root that needs a gradient keeps what its next backward reads (a snapshot)."""
     if root.op is None:
         return root.value
-    order, leaves, key = linearize(root)
+    order, leaves, key = linearize(root, cut="seen")
     program = runner(key, order, leaves)
     flags = graph.flags_changed
     if program.backward is None:
@@ -170,7 +314,9 @@ def evaluate(root):
     # What the backward reads from the leaves' own memory (a leaf, a view of one) is
     # copied: data changed in place later must not mix into this evaluation.
     owners = set()
-    for v in values:
+    for leaf, v in zip(leaves, values):
+        if leaf.const.__class__ is Constant and v.__class__ is _ndarray and v.base is None:
+            continue                         # a constant's own array: never written in place
         while v is not None:                 # the leaf and what its memory belongs to
             owners.add(id(v))
             v = getattr(v, "base", None)
@@ -257,7 +403,7 @@ def backpropagate(root, seed=1.0):
         if snapshot[4] != graph.flags_changed:        # retain_grad(), train()/eval() since
             snapshot = None
     if snapshot is None:
-        order, leaves, key = linearize(root)
+        order, leaves, key = linearize(root, cut="seen")
         program = runner(key, order, leaves)
         root.value, saved = _forward(program, order, [leaf.value for leaf in leaves])
         retained = program.retained
@@ -301,9 +447,15 @@ def any_differentiable_leaf(root):
 
 def _anomaly_error(order, anomaly):
     node = order[anomaly.index]
+    return anomaly_error(node.op.name, node.where, anomaly)
+
+
+def anomaly_error(name, where, anomaly):
+    """The ``AnomalyError`` for an ``Anomaly`` raised by a program or plan at op ``name``,
+    built at ``where`` (the user's line)."""
     what = "its output" if anomaly.phase == "forward" else "the gradient it passed back"
-    return AnomalyError(f"detect_anomaly: op {node.op.name} produced NaN or Inf in {what} "
-                        f"({anomaly.phase} pass); it was built at {format_where(node.where)}")
+    return AnomalyError(f"detect_anomaly: op {name} produced NaN or Inf in {what} "
+                        f"({anomaly.phase} pass); it was built at {format_where(where)}")
 
 
 def source(root) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from ..ops import kernels
 
 #: Globals every generated function sees.
-GLOBALS = {"xp": np, "slice": slice, **{name: getattr(kernels, name) for name in kernels.__all__}}
+GLOBALS = {"xp": np, "slice": slice, "range": range, **{name: getattr(kernels, name) for name in kernels.__all__}}
 
 
 # Node classes with the same fields in gast and ast (gast's Name has two more, both None):
@@ -102,7 +102,7 @@ def constant(value):
         return value
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
         dtype = np.dtype(value)
-        if getattr(np, dtype.name, None) is dtype.type:
+        if dtype.kind != "O" and getattr(np, dtype.name, None) is dtype.type:
             return gast.Attribute(gast.Name("xp", gast.Load(), None, None), dtype.name, gast.Load())
         return gast.parse(f"xp.dtype({dtype.str!r})").body[0].value
     if isinstance(value, slice):

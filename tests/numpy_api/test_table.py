@@ -24,6 +24,8 @@ INTERNAL_OPS = {
     "max_pool_grad": "the adjoint of max_pool", "max_pool_gather": "the adjoint of max_pool_grad",
     "avg_pool": "nn average pooling", "avg_pool_grad": "the adjoint of avg_pool",
     "custom_vjp": "neuronika.custom_vjp", "dropout": "v.dropout / nn.Dropout",
+    "scan": "neuronika.scan", "pack": "neuronika.scan", "part": "neuronika.scan",
+    "cotangent": "the adjoint of a scan", "cotangent_part": "the adjoint of a scan",
     "mm_t": "v.mm_t and nn.Linear",
     "prod_others": "the adjoint of prod", "prod_others_grad": "the adjoint of prod_others",
     "cumprod_grad": "the adjoint of cumprod",

@@ -238,7 +238,7 @@ def test_a_traced_program_lives_as_long_as_a_trace_runs_it():
 
     f = neuronika.grad(loss)
     for n in range(1, 6):
-        f(np.ones(n))
+        f(np.ones((2,) * n))                        # five ranks: five programs (not one family)
     traces = [t for ts in f.cache.traces.values() for t in ts]
     assert len(traces) == 5 and len(TRACED.programs) == 5
     for trace in traces:

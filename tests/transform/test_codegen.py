@@ -160,7 +160,7 @@ import neuronika.numpy as nnp  # noqa: E402
 from neuronika import transform  # noqa: E402
 from neuronika.graph import linearize  # noqa: E402
 from neuronika.ops import OPS  # noqa: E402
-from neuronika.transform import codegen, templates  # noqa: E402
+from neuronika.transform import codegen, loops, templates  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -371,7 +371,8 @@ def bounded(source):
     return len(lengths)
 
 
-def test_a_20k_node_chain_goes_through_every_pass():
+def test_a_20k_node_chain_goes_through_every_pass(monkeypatch):
+    monkeypatch.setattr(loops, "AUTO", False)       # straight-line code, in chunks
     v_data = np.random.default_rng(2).standard_normal(8)
     n = 13_334                                       # ops; with the constants, 20,000 nodes
     value, grad = chain_reference(v_data, n)
@@ -392,7 +393,30 @@ def test_a_20k_node_chain_goes_through_every_pass():
     assert time.perf_counter() - start < 30
 
 
-def test_a_10k_step_recurrence_goes_through_every_pass():
+def test_a_20k_node_chain_rolled_into_a_loop():
+    v_data = np.random.default_rng(2).standard_normal(8)
+    n = 13_334
+    value, grad = chain_reference(v_data, n)
+    start = time.perf_counter()
+    v = neuronika.from_ndarray(v_data).requires_grad()
+    loss = chain(nnp, v, n)
+    loss.backward()
+    np.testing.assert_allclose(loss.data, value, rtol=1e-12)
+    np.testing.assert_allclose(v.grad, grad, rtol=1e-10)
+    # imperatively, the constants of every step are arguments (stacked on every call, more
+    # work than the loop saves): straight-line code; a trace folds them into one array
+    assert ".program(" not in loss.source()
+    g = neuronika.value_and_grad(lambda v: chain(nnp, v, n))
+    traced_value, traced_grad = g(v_data)
+    np.testing.assert_allclose(traced_value, value, rtol=1e-12)
+    np.testing.assert_allclose(traced_grad, grad, rtol=1e-10)
+    source = g.source(v_data)
+    assert ".program(" in source and bounded(source) < 10
+    assert time.perf_counter() - start < 30
+
+
+def test_a_10k_step_recurrence_goes_through_every_pass(monkeypatch, rolled=False):
+    monkeypatch.setattr(loops, "AUTO", rolled)
     rng = np.random.default_rng(3)
     steps = 10_000
     wx, wh = rng.standard_normal((4, 8)) / 2, rng.standard_normal((8, 8)) / 3
@@ -413,11 +437,21 @@ def test_a_10k_step_recurrence_goes_through_every_pass():
             rwh, dh = rwh + hs[t - 1].T @ da, da @ wh.T
     for got, want in ((gwx, rwx), (gwh, rwh), (gb, rb)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-    assert bounded(g.source(wx, wh, b, xs)) > 50
-    assert elapsed < 60, elapsed                     # before: many minutes
+    source = g.source(wx, wh, b, xs)
+    if rolled:
+        assert ".program(" in source and bounded(source) < 10
+        assert elapsed < 10, elapsed
+    else:
+        assert bounded(source) > 50
+        assert elapsed < 60, elapsed                 # before: many minutes
 
 
-def test_templates_that_differ_in_integers_share_one_family():
+def test_a_10k_step_recurrence_rolled_into_a_loop(monkeypatch):
+    test_a_10k_step_recurrence_goes_through_every_pass(monkeypatch, rolled=True)
+
+
+def test_templates_that_differ_in_integers_share_one_family(monkeypatch):
+    monkeypatch.setattr(loops, "AUTO", False)       # straight-line code: a template per step
     xs = np.random.default_rng(4).standard_normal((40, 3))
 
     def f(xs):

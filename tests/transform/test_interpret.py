@@ -632,3 +632,365 @@ def test_nothing_global_keeps_arrays_or_nodes_of_an_interpreted_graph():
     gc.collect()
     assert big() is None and node() is None
     assert len(interpret._KINDS) > 0
+
+
+# ---- the functional face: a first-seen trace runs interpreted, compiled when it repeats -----
+
+class _Builds:
+    """``codegen`` as the tracer sees it, counting the programs it generates."""
+
+    def __init__(self):
+        self.count = 0
+
+    def build(self, *args, **kwargs):
+        self.count += 1
+        return codegen.build(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(codegen, name)
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    from neuronika import tracing
+    counter = _Builds()
+    monkeypatch.setattr(tracing, "codegen", counter)
+    return counter
+
+
+def _traces(f):
+    return [t for group in f.cache.traces.values() for t in group]
+
+
+@pytest.mark.parametrize("after", [1, 2, 3, 5])
+def test_grad_is_interpreted_first_and_compiled_on_the_compile_after_th_call(builds, after):
+    f = neuronika.grad(lambda x: (nnp.tanh(x) * x).sum())
+    x = np.linspace(-1.0, 1.0, 5)
+    results, counts, interpreted = [], [], []
+    with neuronika.config(compile_after=after):
+        for _ in range(after + 2):
+            results.append(f(x))
+            counts.append(builds.count)
+            interpreted.append(isinstance(_traces(f)[0].program, interpret.Plan))
+    assert counts == [0] * (after - 1) + [1] * 3
+    assert interpreted == [True] * (after - 1) + [False] * 3
+    assert len(_traces(f)) == 1 and f.stats.traced == 1          # traced once, never again
+    for r in results[1:]:
+        assert_same(r, results[0])
+    found = _traces(f)[0]
+    assert found.pending is None and found.fast                    # the hot path from now on
+
+
+def test_never_generates_no_code_and_always_compiles_at_once(builds):
+    files = _generated_files()
+    x = np.array([0.5, -2.0, 3.0])
+    with neuronika.config(compile="never"):
+        f = neuronika.value_and_grad(lambda x: (x ** 3).sum())
+        for _ in range(4):
+            f(x)
+        neuronika.hvp(lambda x: (nnp.sin(x) * x).sum(), x, np.ones(3))
+        neuronika.hessian(lambda x: (nnp.exp(x) * x).sum())(x)
+        neuronika.vjp(lambda x: x * x, x)[1](np.ones(3))
+    assert builds.count == 0 and _generated_files() == files
+    assert isinstance(_traces(f)[0].program, interpret.Plan)
+    with neuronika.config(compile="always"):
+        g = neuronika.grad(lambda x: (x ** 4).sum())
+        g(x)
+        assert builds.count == 1 and not isinstance(_traces(g)[0].program, interpret.Plan)
+        f(x)                                  # the interpreted trace compiles on its next run
+        assert builds.count == 2 and _traces(f)[0].pending is None
+
+
+def _functional_results(mode):
+    """Results of every functional entry point under a compile mode, each called twice (in
+    "auto" the first call is interpreted, the second compiled)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(6)
+    w = rng.standard_normal((6, 4))
+    v = rng.standard_normal(6)
+
+    def loss(x, w):
+        h = nnp.tanh(x @ w)
+        return (h * h).sum() + nnp.log1p(nnp.exp(x[2:5])).sum()
+
+    def vector(x):
+        return nnp.sin(x[::2]) * x[1::2]
+
+    out = []
+    with neuronika.config(compile=mode):
+        for _ in range(2):
+            out.append(neuronika.grad(loss)(x, w))
+            out.append(neuronika.grad(loss, argnums=(0, 1))(x, w))
+            value, grads = neuronika.value_and_grad(loss, argnums=1)(x, w)
+            out += [value, grads]
+            value, pullback = neuronika.vjp(vector, x)
+            out += [value, pullback(np.arange(3.0))]
+            out.append(neuronika.jacobian(vector)(x))
+            out.append(neuronika.hessian(lambda x: loss(x, w))(x))
+            out.append(neuronika.hvp(lambda x: loss(x, w), x, v))
+            out.append(neuronika.grad(neuronika.grad(lambda x: (x ** 3 * nnp.cos(x)).sum()))(0.7))
+    return out
+
+
+def _flat_arrays(obj):
+    if isinstance(obj, (tuple, list)):
+        return [a for o in obj for a in _flat_arrays(o)]
+    return [obj]
+
+
+def test_every_functional_entry_point_gives_the_same_bits_in_every_mode():
+    runs = {}
+    for mode in ("never", "always", "auto"):
+        transform.cache_clear()
+        run.forget_interpreted()
+        runs[mode] = _flat_arrays(_functional_results(mode))
+    assert len(runs["never"]) == len(runs["always"]) == len(runs["auto"])
+    for k, (a, b, c) in enumerate(zip(runs["never"], runs["always"], runs["auto"])):
+        assert_same(a, b, f"result {k}: never vs always")
+        assert_same(c, b, f"result {k}: auto vs always")
+
+
+def test_guarded_branches_retrace_the_same_way_interpreted(builds):
+    def f(x):
+        if x.sum() > 0:                         # read from the data: checked by the plan / program
+            return (x * x).sum()
+        return (nnp.exp(x)).sum()
+
+    results = {}
+    for mode in ("never", "always"):
+        transform.cache_clear()
+        g = neuronika.grad(f)
+        with neuronika.config(compile=mode):
+            results[mode] = [g(np.array([1.0, 2.0])), g(np.array([-1.0, -2.0])), g(np.array([3.0, 1.0]))]
+        assert g.stats.traced == 2 and len(_traces(g)) == 2
+    for a, b in zip(results["never"], results["always"]):
+        assert_same(a, b)
+
+
+def test_values_read_from_int_arguments_are_checked_before_an_interpreted_run(builds):
+    data = np.arange(40.0).reshape(10, 4)
+
+    def objective(w, i):
+        rows = slice((i % 5) * 2, (i % 5) * 2 + 2)       # computed from an int: checked first
+        return ((data[rows] @ w) ** 2).sum()
+
+    w = np.linspace(0.1, 0.4, 4)
+    want = [2 * data[(i % 5) * 2:(i % 5) * 2 + 2].T @ (data[(i % 5) * 2:(i % 5) * 2 + 2] @ w) for i in range(12)]
+    g = neuronika.grad(objective)
+    for i in range(12):
+        np.testing.assert_allclose(g(w, i), want[i], rtol=1e-13)
+    assert g.stats.traced == 5
+    assert builds.count == 2                        # the program and its check, shared by the traces
+    assert all(t.pending is None for t in _traces(g))
+
+
+def test_custom_vjp_is_interpreted_with_the_same_bits():
+    @neuronika.custom_vjp
+    def softplus(x):
+        return np.logaddexp(0, x)
+
+    softplus.defvjp(lambda x: (np.logaddexp(0, x), x), lambda x, g: (g / (1 + np.exp(-x)),))
+    x = np.array([-3.0, 0.0, 0.25, 40.0])
+    got = {}
+    for mode in ("never", "always"):
+        transform.cache_clear()
+        with neuronika.config(compile=mode):
+            got[mode] = neuronika.value_and_grad(lambda x: (softplus(x) * x).sum())(x)
+    assert_same(got["never"][0], got["always"][0])
+    assert_same(got["never"][1], got["always"][1])
+    bad = neuronika.custom_vjp(lambda x: x * 2)
+    bad.defvjp(lambda x: (x * 2, None), lambda r, g: (np.ones(7),))
+    messages = []
+    for mode in ("never", "always"):
+        transform.cache_clear()
+        with neuronika.config(compile=mode), pytest.raises(neuronika.GradientError) as info:
+            neuronika.grad(lambda x: bad(x).sum())(x)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "shape (7,)" in messages[0]
+
+
+@pytest.mark.parametrize("mode", ["never", "always"])
+def test_detect_anomaly_in_grad_names_the_op_and_the_users_line(mode):
+    with neuronika.config(compile=mode), neuronika.detect_anomaly(), np.errstate(all="ignore"):
+        with pytest.raises(neuronika.AnomalyError) as info:
+            neuronika.grad(lambda x: nnp.log(x - 2.0).sum())(np.ones(3))
+        with pytest.raises(neuronika.AnomalyError) as back:
+            neuronika.vjp(lambda x: nnp.sqrt(x), np.array([0.0, 1.0]))[1](np.ones(2))
+    assert "op log produced NaN or Inf in its output (forward pass)" in str(info.value)
+    assert "test_interpret.py" in str(info.value)
+    assert "op sqrt" in str(back.value) and "backward pass" in str(back.value)
+
+
+def test_source_of_an_interpreted_trace_compiles_it_on_request(builds):
+    f = neuronika.grad(lambda x: (x * x).sum())
+    x = np.ones(3)
+    f(x)
+    assert builds.count == 0
+    text = f.source(x)
+    assert "def " in text and builds.count == 1
+    assert_same(f(x), 2 * x)
+    assert builds.count == 1 and _traces(f)[0].fast
+
+
+def test_a_pending_trace_keeps_no_argument_array():
+    import gc
+    import weakref
+    f = neuronika.grad(lambda x: (x * 3.0).sum())
+    x = np.ones(1000)
+    ref = weakref.ref(x)
+    f(x)
+    del x
+    gc.collect()
+    assert ref() is None and _traces(f)[0].pending is not None
+
+
+def test_the_functional_compile_mode_is_local_to_a_thread_and_a_context(builds):
+    seen = []
+
+    def call():
+        f = neuronika.grad(lambda x: (x * 5.0).sum())
+        f(np.ones(2))
+        seen.append(isinstance(_traces(f)[0].program, interpret.Plan))
+
+    with neuronika.config(compile="always"):
+        thread = threading.Thread(target=call)       # the default ("auto") in another thread
+        thread.start()
+        thread.join()
+        contextvars.copy_context().run(lambda: (neuronika.config(compile="never"), call()))
+        call()
+    assert seen == [True, True, False]
+    assert neuronika.config().compile == "auto"
+
+
+def test_a_nested_trace_of_arrays_runs_interpreted_and_compiles_when_it_repeats(builds):
+    inner = neuronika.grad(lambda c: (c ** 2).sum())
+    const = np.array([1.0, 2.0])
+
+    def outer(x):
+        return (x * inner(const)).sum()         # a trace inside a trace, over constants only
+
+    g = neuronika.grad(outer)
+    for k in range(3):
+        assert_same(g(np.array([0.5, 0.25]) + k), 2 * const)
+    assert builds.count >= 1
+
+
+def test_threads_promote_traces_while_others_run_them():
+    """A trace compiled by one thread while another runs its plan: each call's forward and
+    backward come from one program (a vjp's pullback keeps the one that saved its values)."""
+    x = np.linspace(-1.0, 1.0, 7)
+
+    def f(x):
+        return nnp.tanh(x) * x + nnp.sin(x * 3.0)
+
+    with neuronika.config(compile="always"):
+        want_value, pullback = neuronika.vjp(f, x)
+        want_grad = pullback(np.ones(7))[0]
+        want_g = neuronika.grad(lambda x: f(x).sum())(x)
+    transform.cache_clear()
+    errors = []
+    barrier = threading.Barrier(6)
+
+    def work():
+        try:
+            barrier.wait()
+            for _ in range(25):
+                value, pullback = neuronika.vjp(f, x)
+                assert_same(value, want_value)
+                assert_same(pullback(np.ones(7))[0], want_grad)
+                assert_same(neuronika.grad(lambda x: f(x).sum())(x), want_g)
+        except BaseException as error:           # noqa: BLE001 - reported below
+            errors.append(error)
+
+    with neuronika.config(compile_after=3):
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+
+
+def test_explain_and_the_retrace_warning_see_interpreted_traces_as_traces():
+    f = neuronika.grad(lambda x, n: (x ** 2).sum() * float(n))
+    x = np.ones(3)
+    f(x, 1)
+    assert "hits the cache" in transform.explain(f, x, 1)
+    assert "would be traced" in transform.explain(f, x, 2)
+    f(x, 2)
+    assert f.stats.traced == 2
+
+
+# ---- template families: nodes that differ only in integer literals share one function -----
+
+def test_an_unrolled_loop_makes_a_function_per_op_not_per_step(monkeypatch):
+    from neuronika.transform import loops
+    monkeypatch.setattr(loops, "AUTO", False)       # the loop left unrolled: straight-line plans
+    made = []
+    real = interpret._compile
+    monkeypatch.setattr(interpret, "_compile", lambda *a, **k: made.append(a[3]) or real(*a, **k))
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((60, 2, 3))
+    wx, wh = rng.standard_normal((3, 4)), rng.standard_normal((4, 4))
+
+    def rnn(wx, wh, xs):
+        h = nnp.tanh(xs[0] @ wx)
+        for t in range(1, xs.shape[0]):
+            h = nnp.tanh(xs[t] @ wx + h @ wh)
+        return (h * h).sum()
+
+    with neuronika.config(compile="never"):
+        got = neuronika.value_and_grad(rnn, argnums=(0, 1))(wx, wh, xs)
+    assert 0 < len(made) < 20, made                      # not one per step (60 steps)
+    transform.cache_clear()
+    with neuronika.config(compile="always"):
+        want = neuronika.value_and_grad(rnn, argnums=(0, 1))(wx, wh, xs)
+    for a, b in zip(_flat_arrays(got), _flat_arrays(want)):
+        assert_same(a, b)
+
+
+def test_a_family_function_is_used_only_where_it_writes_the_members_code():
+    import gast
+    family = gast.parse("y = a0[__nkL0__] * 2").body
+    assert interpret._same_list(family, gast.parse("y = a0[3] * 2").body, ["3"])
+    assert not interpret._same_list(family, gast.parse("y = a0[4] * 2").body, ["3"])
+    assert not interpret._same_list(family, gast.parse("y = a0[3.0] * 2").body, ["3"])
+    assert not interpret._same_list(family, gast.parse("y = a0[3] * 3").body, ["3"])
+
+
+def test_members_of_a_family_give_their_own_results_bit_for_bit():
+    x = neuronika.from_ndarray(np.arange(24.0).reshape(6, 4)).requires_grad()
+    parts = [x[k] * (k + 1.5) for k in range(6)] + [x[:, k].sum() * 2.0 for k in range(4)]
+    results = {}
+    for mode in ("never", "always"):
+        transform.cache_clear()
+        x.grad = None
+        with neuronika.config(compile=mode):
+            loss = nnp.concatenate([nnp.ravel(p) for p in parts]).sum()
+            loss.backward()
+            results[mode] = (np.array(loss.data), np.array(x.grad))
+    assert_same(results["never"][0], results["always"][0])
+    assert_same(results["never"][1], results["always"][1])
+
+
+def test_a_graph_large_enough_to_roll_gives_the_same_bits_on_its_first_and_later_calls():
+    """The first call (interpreted) and the compiled ones agree whatever the engine does with
+    an unrolled recurrence (``transform.loops`` may run it as a loop: both paths do)."""
+    rng = np.random.default_rng(8)
+    xs = rng.standard_normal((220, 2, 3))
+    wx, wh, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) * 0.3, rng.standard_normal(4)
+
+    def rnn(wx, wh, b, xs):
+        h = nnp.tanh(xs[0] @ wx + b)
+        for t in range(1, xs.shape[0]):
+            h = nnp.tanh(xs[t] @ wx + h @ wh + b)
+        return (h * h).sum()
+
+    f = neuronika.value_and_grad(rnn, argnums=(0, 1, 2))
+    first = _flat_arrays(f(wx, wh, b, xs))
+    assert isinstance(_traces(f)[0].program, interpret.Plan)
+    for _ in range(2):
+        again = _flat_arrays(f(wx, wh, b, xs))
+        for a, c in zip(first, again):
+            assert_same(a, c)
+    assert _traces(f)[0].pending is None

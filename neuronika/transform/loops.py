@@ -1,0 +1,667 @@
+"""Cells: the body of a loop (``neuronika.scan``), compiled once whatever the number of steps;
+and ``roll``, which finds an unrolled recurrence in a graph and makes it a scan.
+
+A ``Cell`` is a small graph whose leaves are the loop's inputs at one step (carries,
+one step of each x, the constants it closes over) and whose root is the tuple of its
+outputs (new carries, then one step of each y). It is the attribute of a ``scan``
+node (``ops/control.py``), whose generated code loops over ``cell.program(n)``: its
+compiled program (``codegen.build``), or an interpreter plan (``interpret.build``)
+while ``neuronika.config`` says so. Cells are kept by graph signature (``cell_for``):
+a cell traced again, for another length or another call, is the same object, so a
+scan node's key does not change with the length and the cell's program is built once.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from ..graph import COMPILE, linearize
+from . import codegen, interpret
+
+#: the adjoint of a scan as a graph (second derivatives), set by ``neuronika.loops``: a
+#: rolled cell has none of its own
+SYMBOLIC_ADJOINT = None
+#: signature of a cell's graph (and the roles of its leaves) -> Cell, least recently used first
+_CELLS = OrderedDict()
+_CELLS_MAX = 256
+_lock = threading.Lock()
+#: a cell is compiled (mode "auto") on its second run, or once it has run this many nodes
+#: (steps times its size) interpreted
+COMPILE_WORK = 4096
+#: how many cell programs were compiled (tests and benchmarks read it)
+stats = {"compiled": 0, "interpreted": 0}
+
+
+class Cell:
+    """One loop body: see the module docstring. ``in_shapes``/``in_dtypes``: carries, one
+    step of each x, constants; ``out_shapes``/``out_dtypes``: new carries, then one step of
+    each y; ``args``: the input positions its program reads, in its leaves' order;
+    ``grads``: the input positions its backward returns gradients for, in order."""
+
+    __name__ = "cell"
+
+    def __init__(self, order, leaves, positions, n_carry, n_x, n_const, in_specs, out_specs):
+        self.order = order
+        self.leaves = leaves
+        self.n_carry, self.n_x, self.n_const = n_carry, n_x, n_const
+        self.in_shapes = tuple(s for s, _ in in_specs)
+        self.in_dtypes = tuple(d for _, d in in_specs)
+        self.out_shapes = tuple(s for s, _ in out_specs)
+        self.out_dtypes = tuple(d for _, d in out_specs)
+        self.args = tuple(positions)
+        self.differentiable = order[-1].requires_grad
+        # codegen returns the gradients of the differentiable leaves in graph order
+        index = {node: i for i, node in enumerate(order)}
+        ranked = sorted(range(len(leaves)), key=lambda k: index[leaves[k]])
+        self.grads = tuple(positions[k] for k in ranked if leaves[k].requires_grad) \
+            if self.differentiable else ()
+        self.runs = 0
+        self.work = 0
+        self._compiled = None
+        self._interpreted = None
+        self._lock = threading.Lock()
+        self.symbolic_adjoint = None        # set by neuronika.loops: the adjoint as a graph
+
+    def __call__(self, *args):
+        return self.program(1).forward(*args)
+
+    def __repr__(self):
+        return (f"<cell: {self.n_carry} carries, {self.n_x} xs, {self.n_const} constants, "
+                f"{len(self.order)} nodes>")
+
+    def program(self, steps):
+        """What runs ``steps`` steps now: the compiled program, or an interpreter plan while
+        the compile mode says so (``"never"``; ``"auto"`` before ``compile_after`` steps)."""
+        compiled = self._compiled
+        if compiled is not None and COMPILE.get()[0] != "never":
+            return compiled
+        mode, after = COMPILE.get()
+        with self._lock:
+            self.runs += 1
+            self.work += steps * len(self.order)
+            # compiled once the loop runs again, or at once for a long one (the interpreter's
+            # cost per node and step outgrows compiling so small a program)
+            if mode == "always" or (mode == "auto" and (self.runs >= after or self.work >= COMPILE_WORK)):
+                if self._compiled is None:
+                    self._compiled = self._build(codegen.build)
+                    stats["compiled"] += 1
+                return self._compiled
+            if self._interpreted is None:
+                self._interpreted = self._build(interpret.build)
+                stats["interpreted"] += 1
+            return self._interpreted
+
+    def _build(self, build):
+        # the loop reads the gradients the cell returns, never adds into them in place
+        program = build(self.order, self.leaves, shared_grads=True) if build is codegen.build \
+            else build(self.order, self.leaves)
+        position = {k: p for k, p in enumerate(self.args)}
+        got = tuple(position[k] for k in program.grad_leaves)
+        if got != self.grads:
+            raise AssertionError(f"scan: the cell's program returns gradients for inputs {got}, "
+                                 f"expected {self.grads}")
+        return program
+
+    def source(self) -> str:
+        """The cell's generated forward and backward (compiled now if need be)."""
+        if self._compiled is None:
+            with self._lock:
+                if self._compiled is None:
+                    self._compiled = self._build(codegen.build)
+                    stats["compiled"] += 1
+        return self._compiled.source()
+
+    def symbolic(self, ctx, build, bindings):
+        adjoint = self.symbolic_adjoint or SYMBOLIC_ADJOINT
+        if adjoint is None:
+            raise NotImplementedError("scan: no symbolic adjoint registered (import neuronika.loops)")
+        return adjoint(self, ctx, build, bindings)
+
+
+def cell_for(root, leaves, positions, n_carry, n_x, n_const, in_specs, out_specs):
+    """The Cell for the graph behind ``root`` (a tuple of outputs) whose leaves ``leaves`` are
+    the inputs at ``positions``: an existing one when the same graph was seen before."""
+    order, found, signature = linearize(root)
+    where = {node: k for k, node in enumerate(leaves)}
+    ranked = [where[node] for node in found]
+    key = (signature, tuple(positions[k] for k in ranked), n_carry, n_x, n_const, tuple(in_specs),
+           tuple(out_specs))
+    with _lock:
+        cell = _CELLS.get(key)
+        if cell is not None:
+            _CELLS.move_to_end(key)
+            return cell
+    cell = Cell(order, found, [positions[k] for k in ranked], n_carry, n_x, n_const, in_specs, out_specs)
+    with _lock:
+        cell = _CELLS.setdefault(key, cell)
+        while len(_CELLS) > _CELLS_MAX:
+            _CELLS.popitem(last=False)
+    return cell
+
+
+def cells_clear():
+    """Forget the cells kept by signature (a scan traced again makes its cell anew)."""
+    with _lock:
+        _CELLS.clear()
+
+
+def spec(node):
+    return (tuple(node.shape), np.dtype(node.dtype))
+
+
+# ---- rolling an unrolled recurrence into a scan (automatic detection) -------------------------
+#
+# A graph built by a Python loop repeats a block of nodes: the same keys, with inputs in
+# the same block, in the previous block (the carry), fixed nodes before the loop
+# (constants), or values made anew at each step outside the loop's dependencies. ``roll``
+# finds candidate stretches on one int per node (the op), vectorised (``_candidates``: a
+# graph with no recurrence costs about a tenth of its linearisation), confirms the longest
+# run by structural hashing over that stretch only, checks every block against the first
+# (``_classify``) and rewrites the run into one scan node whose cell is the first block.
+# A value made per step enters the loop as: a view (``xs[n0 + d*t]`` over one array: the
+# scan reads ``xs[n0::d]``, no size named, so one program serves every length), one array
+# (a trace's Python number per step, folded into a stacked constant; an array the trace
+# read at every step, one leaf), or a stack of per-step arguments (the costly way, only in
+# large graphs: ``STACK_THRESHOLD``). A trace rolls before its program is looked up
+# (``tracing._program``), so the cache key and the shape family are the rolled graph's.
+
+#: graphs with at least this many nodes are looked at (on a cache miss only)
+THRESHOLD = 32
+#: whether traces, codegen.build and interpret.build roll recurrences
+AUTO = True
+#: at least this many blocks, and this many nodes in all, for a run to be rolled
+MIN_BLOCKS = 4
+MIN_RUN = 24
+#: a run whose steps take arguments of their own (stacked on every call: the imperative
+#: path's per-step constants and indices) is rolled only in graphs this large, where
+#: compiling less outweighs the stacking
+STACK_THRESHOLD = 1024
+_NEAR = 512
+
+
+def _candidates(order):
+    """[(lo, hi, P)]: stretches of ``order`` whose ops repeat with period P over at least
+    MIN_BLOCKS periods and MIN_RUN nodes, the longest first (at most two). Vectorised over
+    one int per node, so that a graph with no recurrence costs little more than a walk."""
+    n = len(order)
+    codes = np.fromiter(map(id, map(_op_of, order)), np.int64, n)
+    _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    periods = set()
+    for k in np.argsort(counts)[::-1][:3]:
+        if counts[k] < MIN_BLOCKS:
+            break
+        at = np.flatnonzero(inverse == k)
+        for skip in (1, 2):
+            gaps = at[skip:] - at[:-skip]
+            if len(gaps):
+                periods.add(int(np.bincount(gaps).argmax()))
+    found = []
+    for P in sorted(periods):
+        if P < 1 or P * MIN_BLOCKS > n:
+            continue
+        same = np.concatenate(([0], (codes[P:] == codes[:-P]).view(np.int8), [0]))
+        edges = np.diff(same)
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        if not len(starts):
+            continue
+        k = int(np.argmax(ends - starts))
+        lo, hi = int(starts[k]), int(ends[k]) + P
+        if hi - lo >= max(MIN_BLOCKS * P, MIN_RUN) and not any(
+                P % Q == 0 and a <= lo + P and b >= hi - P for _, a, b, Q in found):
+            found.append((hi - lo, lo, hi, P))     # (a multiple of a shorter period: the same run)
+    found.sort(reverse=True)
+    return [(lo, hi, P) for _, lo, hi, P in found[:2]]
+
+
+def _op_of(node):
+    return node.op
+
+
+def _hashes(order, position, lo=0, hi=None):
+    """A structural hash per node of ``order[lo:hi]``: its key, and per input the leaf's key,
+    the distance back to a recent node, or the position of a far one (a constant)."""
+    out = []
+    blanked = {}                # node key -> the key with its ints blanked (few distinct keys)
+    for i in range(lo, len(order) if hi is None else hi):
+        node = order[i]
+        if node.op is None:
+            out.append(hash(("leaf", node.key)))
+            continue
+        key = node.key
+        try:
+            head = blanked.get(key)
+            if head is None:
+                head = blanked[key] = _without_ints(key)
+        except TypeError:
+            head = _without_ints(key)
+        parts = [head]
+        for inp in node.inputs:
+            if inp.op is None:
+                parts.append(("l", inp.key))
+            else:
+                p = position[inp]
+                # a node before the stretch is a constant of it, or the carry into its first
+                # block (``roll`` tries that block too)
+                parts.append(("d", i - p) if lo <= p and i - p <= _NEAR else ("a", p))
+        try:
+            out.append(hash(tuple(parts)))
+        except TypeError:
+            out.append(("unhashable", i))
+    return out
+
+
+def _period(hashes):
+    """The most common distance between equal hashes (a candidate block length)."""
+    last, counts = {}, {}
+    for i, h in enumerate(hashes):
+        j = last.get(h)
+        if j is not None:
+            d = i - j
+            counts[d] = counts.get(d, 0) + 1
+        last[h] = i
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    return [d for d, c in ranked[:3] if c >= MIN_BLOCKS]
+
+
+def _longest_run(hashes, period):
+    """(start, blocks) of the longest stretch where each hash equals the one a period back."""
+    best = (0, 0)
+    start = None
+    n = len(hashes)
+    for i in range(period, n + 1):
+        if i < n and hashes[i] == hashes[i - period]:
+            if start is None:
+                start = i - period
+            continue
+        if start is not None:
+            blocks = (i - start) // period
+            if blocks > best[1]:
+                best = (start, blocks)
+            start = None
+    return best
+
+
+class _NoRoll(Exception):
+    pass
+
+
+def _without_ints(value):
+    """Attributes with their integer literals blanked (``xs[t]`` at every t alike)."""
+    if value.__class__ is tuple:
+        return tuple(_without_ints(v) for v in value)
+    if value.__class__ is int or isinstance(value, np.integer):
+        return "#"
+    return value
+
+
+def _classify(order, position, s, P, R):
+    """(kinds, steps): per (offset, input slot) of the block, ("in", q) internal, ("carry", q,
+    init) the previous block's node at offset q (init: what block 0 reads), ("const", node),
+    ("step", q) a value made anew at each step outside the loop's dependencies (a leaf, an
+    ``xs[t]``), which is scanned over; ``steps``: those offsets. Raises _NoRoll where the
+    blocks differ otherwise."""
+    block0 = order[s:s + P]
+    steps = set()
+    progressions = {}
+    for q, node in enumerate(block0):
+        instances = [order[s + r * P + q] for r in range(R)]
+        if any(i.shape != node.shape or i.dtype != node.dtype or i.retain or
+               len(i.inputs) != len(node.inputs) for i in instances):
+            raise _NoRoll
+        if node.op is None:
+            # a weak Python number stacked would be a NumPy scalar in the loop: typed otherwise
+            if node.key[0] == "weak" or any(i.op is not None or i.key != node.key for i in instances):
+                raise _NoRoll
+            steps.add(q)
+            continue
+        outside = all(position[inp] < s for i in instances for inp in i.inputs)
+        if any(i.key != node.key for i in instances):
+            if not outside or any(i.op is not node.op or _without_ints(i.key) != _without_ints(node.key)
+                                  for i in instances):
+                raise _NoRoll
+            steps.add(q)
+            found = _progression(instances)
+            if found is not None:
+                progressions[q] = found
+        elif outside and any(i.inputs != node.inputs for i in instances):
+            steps.add(q)
+    kinds = {}
+    for q, node in enumerate(block0):
+        if q in steps:
+            continue
+        for k, inp in enumerate(node.inputs):
+            p0 = position[inp]
+            found = None
+            if s <= p0 < s + P:
+                found = ("step", p0 - s) if p0 - s in steps else ("in", p0 - s)
+            else:
+                p1 = position[order[s + P + q].inputs[k]]
+                if s <= p1 < s + P and p0 < s and p1 - s not in steps:
+                    found = ("carry", p1 - s, inp)
+                elif p1 == p0 and p0 < s:
+                    found = ("const", inp)
+            if found is None:
+                raise _NoRoll
+            for r in range(1, R):
+                pr = position[order[s + r * P + q].inputs[k]]
+                base = s + r * P
+                if found[0] in ("in", "step"):
+                    ok = pr == base + found[1]
+                elif found[0] == "carry":
+                    ok = pr == base - P + found[1]
+                else:
+                    ok = pr == p0
+                if not ok:
+                    raise _NoRoll
+            kinds[(q, k)] = found
+    return kinds, steps, progressions
+
+
+def _progression(instances):
+    """(array, n0, d) where the nodes are ``array[n0 + d * r]`` (r = 0, 1, ...: an index over
+    the leading axis, the rest of the index alike, d > 0), else None."""
+    first = instances[0]
+    if first.op.name != "index" or len(first.inputs) != 1:
+        return None
+    source = first.inputs[0]
+    layout = first.attrs[0]
+    if not layout or layout[0][0] != "i" or not source.shape:
+        return None
+    n0 = layout[0][1]
+    d = instances[1].attrs[0][0][1] - n0 if len(instances) > 1 else 1
+    if n0 < 0 or d <= 0:
+        return None
+    for r, node in enumerate(instances):
+        got = node.attrs[0]
+        if node.inputs[0] is not source or got[1:] != layout[1:] or got[0] != ("i", n0 + d * r):
+            return None
+    return source, n0, d
+
+
+def roll(order, leaves, outputs, loss, guards, fold=None):
+    """The graph with its longest unrolled recurrence as a scan node, or None.
+
+    Returns (order, outputs, loss, guards, old_position) for the new graph: the same leaves,
+    positions mapped, and ``old_position`` (new node -> its position in ``order``) for what a
+    caller reports by position (retained gradients)."""
+    regions = _candidates(order)
+    if not regions:
+        return None
+    position = {node: i for i, node in enumerate(order)}
+    best = None
+    for lo, hi, period in regions:
+        # leaves made at each step are arguments to stack on every call unless folded: where
+        # they would outweigh the loop, the run is not looked at further (as in _rewrite)
+        made = sum(1 for node in order[lo:lo + period]
+                   if node.op is None and (fold is None or not fold(node)))
+        if 4 * made > period or made and len(order) < STACK_THRESHOLD:
+            continue
+        hashes = _hashes(order, position, lo, hi)
+        for P in (period, 2 * period):
+            s, R = _longest_run(hashes, P)
+            if R + 1 >= MIN_BLOCKS and (R + 1) * P >= MIN_RUN and (best is None or R * P > best[1] * best[2]):
+                best = (s + lo, R, P)
+    if best is None:
+        return None
+    s, R, P = best
+    for start, blocks in ((s - P, R + 1), (s, R)) if s >= P else ((s, R),):
+        if blocks < MIN_BLOCKS or blocks * P < MIN_RUN:
+            continue
+        try:
+            return _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold)
+        except _NoRoll:
+            pass
+    return None
+
+
+def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None):
+    from ..graph import Node
+    from ..ops import OPS
+    kinds, steps, progressions = _classify(order, position, s, P, R)
+    end = s + R * P
+    # what the run gives to the rest of the graph: only the last block's carries
+    carry_slots = sorted({kind[1] for kind in kinds.values() if kind[0] == "carry"})
+    if not carry_slots:                 # nothing carried from step to step: not a recurrence
+        raise _NoRoll
+    used_after = set()
+    steps_after = set()         # slots of values made per step that the rest of the graph reads
+    for node in order[end:]:
+        for inp in node.inputs:
+            p = position[inp]
+            if s <= p < end:
+                if (p - s) % P not in steps:
+                    used_after.add(p)
+                else:
+                    steps_after.add((p - s) % P)
+    for p in list(outputs) + ([loss] if loss is not None else []) + [g[0] for g in guards]:
+        if s <= p < end:
+            if (p - s) % P in steps:
+                steps_after.add((p - s) % P)
+            else:
+                used_after.add(p)
+    for p in used_after:
+        if p < end - P or (p - (end - P)) not in carry_slots:
+            raise _NoRoll
+    # the carry going into block 0, per slot
+    init = {}
+    for kind in kinds.values():
+        if kind[0] == "carry":
+            q, node = kind[1], kind[2]
+            if init.setdefault(q, node) is not node:
+                raise _NoRoll
+    for q in carry_slots:
+        out, start = order[s + q], init[q]
+        if out.shape != start.shape or out.dtype != start.dtype:
+            raise _NoRoll
+    consts = []
+    for kind in kinds.values():
+        if kind[0] == "const" and kind[1] not in consts:
+            consts.append(kind[1])
+    consts.sort(key=lambda node: position[node])
+    leaf_slots = sorted(steps)
+
+    def cell_leaf(node, requires_grad):
+        new = Node(None, (), (), node.shape, node.dtype, requires_grad, None)
+        new.key = node.key if node.op is None and node.key[0] == "weak" else \
+            ("leaf", node.shape, node.dtype, requires_grad)
+        if new.key[0] == "weak":
+            new.requires_grad = False
+        return new
+
+    # how each value made per step enters the loop: a view of one array, one folded constant,
+    # or (the costly way: an argument per step, stacked on every call) a stack
+    how = {}
+    for q in leaf_slots:
+        steps_q = [order[s + r * P + q] for r in range(R)]
+        if q in progressions and q not in steps_after:
+            how[q] = "view"
+        elif fold is not None and q not in steps_after and all(n.op is None and fold(n) for n in steps_q):
+            first = steps_q[0].value
+            if all(n.value is first for n in steps_q):
+                how[q] = "same"         # one array read at every step (a new leaf per use)
+            elif not steps_q[0].shape:
+                how[q] = "fold"         # a number per step: one stacked constant
+            else:
+                how[q] = "stack"
+        else:
+            how[q] = "stack"
+    for q in [q for q in leaf_slots if how[q] == "same"]:
+        consts.append(order[s + q])
+        leaf_slots.remove(q)
+    stacked = sum(1 for v in how.values() if v == "stack")
+    if 4 * stacked > P or stacked and len(order) < STACK_THRESHOLD:
+        raise _NoRoll                   # more stacking than loop: straight-line code is cheaper
+    carry_leaves = {q: cell_leaf(order[s + q], order[s + q].requires_grad) for q in carry_slots}
+    x_leaves = {q: cell_leaf(order[s + q], order[s + q].requires_grad) for q in leaf_slots}
+    const_leaves = {node: cell_leaf(node, node.requires_grad) for node in consts}
+    made = {}
+    for q in range(P):
+        node = order[s + q]
+        if q in steps:
+            continue
+        inputs = []
+        for k in range(len(node.inputs)):
+            kind = kinds[(q, k)]
+            if kind[0] == "in":
+                inputs.append(made[kind[1]])
+            elif kind[0] == "step" and how[kind[1]] == "same":
+                inputs.append(const_leaves[order[s + kind[1]]])
+            elif kind[0] == "step":
+                inputs.append(x_leaves[kind[1]])
+            elif kind[0] == "carry":
+                inputs.append(carry_leaves[kind[1]])
+            else:
+                inputs.append(const_leaves[kind[1]])
+        made[q] = _clone(node, tuple(inputs))
+    outs = [made[q] if q in made else x_leaves[q] for q in carry_slots]
+    root = _made(OPS["pack"], tuple(outs), (True,))
+    cell_inputs = [carry_leaves[q] for q in carry_slots] + [x_leaves[q] for q in leaf_slots] + \
+        [const_leaves[node] for node in consts]
+    in_specs = [spec(init[q]) for q in carry_slots] + [spec(order[s + q]) for q in leaf_slots] + \
+        [spec(node) for node in consts]
+    out_specs = [spec(node) for node in outs]
+    cell = cell_for(root, cell_inputs, list(range(len(cell_inputs))), len(carry_slots), len(leaf_slots),
+                    len(consts), in_specs, out_specs)
+
+    new_order = _Rolled(order[:s])
+    stacks = []
+    new_leaves = False
+    for q, kind in how.items():
+        if kind == "same":
+            new_order.append(order[s + q])
+            new_leaves = True
+    for q in leaf_slots:
+        if how[q] == "view":
+            # xs[n0 + d * t]: a scan over xs, or over a strided view of it
+            source, n0, d = progressions[q]
+            layout = order[s + q].attrs[0]
+            if n0 == 0 and d == 1 and R == source.shape[0] and len(layout) == 1:
+                stacks.append(source)
+                continue
+            last = n0 + d * (R - 1)
+            stop = None if last + d >= source.shape[0] else last + 1
+            view = (("s", n0 or None, stop, None if d == 1 else d),) + layout[1:]
+            stacks.append(_made(OPS["index"], (source,), (view,)))
+        else:
+            steps = [order[s + r * P + q] for r in range(R)]
+            if how[q] == "fold":
+                # constants made anew at each step (a trace's Python numbers): one array
+                new_leaves = True
+                stacks.append(_folded(steps))
+                continue
+            new_order += steps
+            stacks.append(_made(OPS["stack"], tuple(steps), (0,)))
+    bundle = _made(OPS["pack"], tuple([init[q] for q in carry_slots] + stacks + consts), (False,))
+    scan = _made(OPS["scan"], (bundle,), (cell, None if leaf_slots else R, False))
+    new_order += [n for n in stacks if n not in position]
+    new_order += [bundle, scan]
+    mapping = {}
+    for k, q in enumerate(carry_slots):
+        last = order[end - P + q]
+        part = _made(OPS["part"], (scan,), (k, last.shape, last.dtype))
+        new_order.append(part)
+        mapping[last] = part
+    for node in order[end:]:
+        if any(inp in mapping for inp in node.inputs):
+            mapping[node] = _clone(node, tuple(mapping.get(inp, inp) for inp in node.inputs))
+        new_order.append(mapping.get(node, node))
+    new_position = {node: i for i, node in enumerate(new_order)}
+
+    def moved(p):
+        old = order[p]
+        return new_position[mapping.get(old, old)]
+
+    old_position = {mapping.get(node, node): i for i, node in enumerate(order)}
+    if new_leaves:
+        new_order.leaves = [node for node in new_order if node.op is None]
+    return (new_order, [moved(p) for p in outputs], None if loss is None else moved(loss),
+            [(moved(p), kind, value) for p, kind, value in guards], old_position)
+
+
+class _Rolled(list):
+    """A graph's order after ``roll`` (or ``looked_at``): not looked at again."""
+
+    __slots__ = ("leaves",)
+
+    def __init__(self, nodes=(), leaves=None):
+        list.__init__(self, nodes)
+        self.leaves = leaves        # the graph's leaves, where rolling changed them (``fold``)
+
+
+def looked_at(order):
+    """``order`` marked as looked at already: ``rolled`` finds nothing in it."""
+    if not AUTO or len(order) < THRESHOLD or order.__class__ is _Rolled:
+        return order
+    return _Rolled(order)
+
+
+def signature(order):
+    """``graph.linearize``'s signature of a graph in ``order`` (a rolled one)."""
+    from ..graph import _anomaly
+    position = {node: i for i, node in enumerate(order)}
+    keys = [(node.key, tuple([position[i] for i in node.inputs])) if node.inputs else node.key
+            for node in order]
+    keys.append(_anomaly())
+    return tuple(keys)
+
+
+def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None):
+    """``roll``'s result where the build of a graph should use it (``AUTO``, a graph above
+    ``THRESHOLD``, not under detect_anomaly, whose checks name nodes by position), else None.
+
+    ``fold(leaf)``: whether a leaf is a constant whose value the rolled graph may hold
+    (leaves made anew at each step then become one stacked constant leaf, and the new
+    order's ``leaves`` lists the graph's leaves; without ``fold`` the leaves stay)."""
+    if not AUTO or anomaly or len(order) < THRESHOLD or order.__class__ is _Rolled:
+        return None
+    outputs = [len(order) - 1] if outputs is None else list(outputs)
+    guards = list(guards)
+    found = None
+    changed = None
+    for _ in range(8):                  # one run at a time, the longest first
+        step = roll(order, leaves, outputs, loss, guards, fold)
+        if step is None:
+            break
+        previous = order
+        order, outputs, loss, guards, back = step
+        if order.leaves is not None:
+            leaves = changed = order.leaves
+        if found is None:
+            old = back
+        else:
+            old = {node: found[4].get(previous[p]) for node, p in back.items()}
+        found = (order, outputs, loss, guards, old)
+    if found is not None:
+        found[0].leaves = changed
+    return found
+
+
+def _folded(steps):
+    """One constant leaf holding the values of ``steps`` (leaves of one shape), stacked."""
+    from ..graph import Node
+    first = steps[0]
+    value = np.stack([np.asarray(n.value, first.dtype) for n in steps])
+    node = Node(None, (), (), value.shape, first.dtype, False, None)
+    node.value = value
+    node.key = ("leaf", node.shape, node.dtype, False)
+    return node
+
+
+def _clone(node, inputs):
+    """``node`` over other (equivalent) inputs: its flags and key kept, whatever the mode now."""
+    from ..graph import Node
+    new = Node(node.op, inputs, node.attrs, node.shape, node.dtype, node.requires_grad, node.where)
+    new.key, new.retain = node.key, node.retain
+    return new
+
+
+def _made(op, inputs, attrs=()):
+    """A node of the rolled graph: shapes and dtypes by the op's rules, flags from its inputs."""
+    from ..graph import Node, apply
+    node = apply(op, inputs, attrs)
+    rg = any(i.requires_grad for i in inputs[: op.n_differentiable])
+    if node.requires_grad != rg:
+        node = Node(op, inputs, attrs, node.shape, node.dtype, rg, None)
+    return node
