@@ -150,7 +150,6 @@ def test_declare_refuses_reserved_input_names():
 
 import gc  # noqa: E402
 import linecache  # noqa: E402
-import math  # noqa: E402
 import time  # noqa: E402
 import weakref  # noqa: E402
 
