@@ -1,5 +1,6 @@
 """Var / VarDiff semantics: differentiability, values, gradients, parameters, modes."""
 import asyncio
+import contextlib
 import copy
 import threading
 
@@ -433,23 +434,30 @@ def test_no_grad_builds_only_vars():
     assert type(predict(w)) is Var
 
 
-def test_no_grad_is_per_thread():
-    w = leaf([1.0], grad=True)
+@contextlib.contextmanager
+def held_in_another_thread(mode):
+    """Inside: another thread is inside ``with mode():``."""
     inside, release = threading.Event(), threading.Event()
 
     def hold():
-        with neuronika.no_grad():
+        with mode():
             inside.set()
             release.wait(10)
 
     thread = threading.Thread(target=hold)
     thread.start()
-    inside.wait(10)
+    assert inside.wait(10)
     try:
-        assert type(w * 2) is VarDiff
+        yield
     finally:
         release.set()
         thread.join()
+
+
+def test_no_grad_is_per_thread():
+    w = leaf([1.0], grad=True)
+    with held_in_another_thread(neuronika.no_grad):
+        assert type(w * 2) is VarDiff
 
 
 def test_interleaved_no_grad_in_two_threads_restores_each():
@@ -483,22 +491,8 @@ def test_interleaved_no_grad_in_two_threads_restores_each():
 
 def test_detect_anomaly_is_per_thread():
     w = leaf([1.0], grad=True)
-    inside, release = threading.Event(), threading.Event()
-
-    def hold():
-        with neuronika.detect_anomaly():
-            inside.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    inside.wait(10)
-    try:
-        with np.errstate(invalid="ignore"):
-            (w * np.nan).sum().backward()          # no AnomalyError: not this thread's mode
-    finally:
-        release.set()
-        thread.join()
+    with held_in_another_thread(neuronika.detect_anomaly), np.errstate(invalid="ignore"):
+        (w * np.nan).sum().backward()              # no AnomalyError: not this thread's mode
     assert np.isnan(w.grad).all()
 
 

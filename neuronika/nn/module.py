@@ -32,6 +32,7 @@ from ..errors import ShapeError
 from ..graph import leaf
 from ..ops.kernels import checked_cast
 from ..variable import Param, VarDiff, _wrap
+from ._checks import float_dtype
 
 
 def parameter(array) -> VarDiff:
@@ -145,13 +146,7 @@ class Module:
         the conversion would change out of recognition (1e39 to float32 becomes inf) raises
         OverflowError naming it, and then nothing is converted."""
         name = f"{type(self).__name__}.to"
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"{name}: {dtype!r} is not a dtype") from None
-        if dtype.kind != "f":
-            raise TypeError(f"{name}: parameters are floating point; got dtype {dtype} "
-                            f"(give float32 or float64)")
+        dtype = float_dtype(name, dtype)
         changes = []
         for prefix, module in self.named_modules():
             for attr in module._parameters:

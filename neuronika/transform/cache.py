@@ -148,49 +148,40 @@ class ProgramCache:
     def held_entries(self):
         return len(self.programs)
 
+    def _hit(self, key):
+        """The program cached under ``key`` (now the most recently used), or None (a miss,
+        counted)."""
+        with self.lock:
+            program = self.programs.get(key)
+            if program is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            if self.maxsize is not None:
+                self.programs.move_to_end(key)
+            self.used[id(program)] = tick()      # an int key: no second hash of ``key``
+            return program
+
     def lookup(self, key, order, leaves):
         """The program for a graph (``key`` from ``graph.linearize``), compiled on a miss
         (unless its shape family has it)."""
-        with self.lock:
-            program = self.programs.get(key)
-            if program is not None:
-                self.hits += 1
-                if self.maxsize is not None:
-                    self.programs.move_to_end(key)
-                self.used[id(program)] = tick()      # an int key: no second hash of ``key``
-                return program
-            self.misses += 1
-        return self._miss(key, families.Member(order, leaves, key, {"anomaly": key[-1]}),
-                          lambda: codegen.build(order, leaves, anomaly=key[-1]))
+        program = self._hit(key)
+        if program is not None:
+            return program
+        return self._miss(key, _member(key, order, leaves), lambda: codegen.build(order, leaves, anomaly=key[-1]))
 
     def get_or_build(self, key, build, member=None):
         """The program cached under ``key``, or ``build()``'s, cached (least recently used go
         first when full). ``member`` (a ``families.Member``): its family's program, when it
         has one, is used before ``build`` is called, and a program built is registered."""
-        with self.lock:
-            program = self.programs.get(key)
-            if program is not None:
-                self.hits += 1
-                if self.maxsize is not None:
-                    self.programs.move_to_end(key)
-                self.used[id(program)] = tick()      # an int key: no second hash of ``key``
-                return program
-            self.misses += 1
-        return self._miss(key, member, build)
+        program = self._hit(key)
+        return program if program is not None else self._miss(key, member, build)
 
     def get_or_build_graph(self, key, order, leaves, build):
         """``get_or_build`` for the graph in ``order`` (``key`` from ``graph.linearize``): on a
         miss its shape family's program, else ``build()``'s (registered for the family)."""
-        with self.lock:
-            program = self.programs.get(key)
-            if program is not None:
-                self.hits += 1
-                if self.maxsize is not None:
-                    self.programs.move_to_end(key)
-                self.used[id(program)] = tick()      # an int key: no second hash of ``key``
-                return program
-            self.misses += 1
-        return self._miss(key, families.Member(order, leaves, key, {"anomaly": key[-1]}), build)
+        program = self._hit(key)
+        return program if program is not None else self._miss(key, _member(key, order, leaves), build)
 
     def _miss(self, key, member, build):
         """On a miss: the shape family's program (kept under ``key`` too), else ``build()``'s,
@@ -306,6 +297,12 @@ class ProgramCache:
 
 _ALIAS_OVERHEAD = 256
 _BYTES_PER_KEY_ITEM = 64
+
+
+def _member(key, order, leaves):
+    """The graph in ``order`` as a member of its shape family (``key`` from ``graph.linearize``,
+    whose last entry is the anomaly flag)."""
+    return families.Member(order, leaves, key, {"anomaly": key[-1]})
 
 
 def _alias_bytes(key):

@@ -35,10 +35,10 @@ import numpy as np
 
 from ..ops import ZERO, Grad
 from . import codegen, passes
-from .codegen import Retrace, check_finite
+from .codegen import Retrace, _freeze, check_finite
 from .templates import _AST_OF, GLOBALS, expression, instantiate, names, parse
 
-#: node kind -> _Kind (what was made for it). A kind is the op, its attributes (``_freeze``),
+#: node kind -> _Kind (what was made for it). A kind is the op, its attributes (``codegen._freeze``),
 #: the output's shape and dtype and each input's shape, dtype and weak typing: everything a
 #: template's code depends on.
 _KINDS = {}
@@ -176,19 +176,6 @@ class _Kind:
                 if step is None:
                     step = self.adjoints[key] = _make_adjoint(node, self, slot, dshape, unit, accumulate)
         return step
-
-
-def _freeze(value):
-    """A hashable form of an attribute that tells apart what templates write differently
-    (1, 1.0 and True; 0.0 and -0.0): a kind's functions hold attributes as constants."""
-    cls = value.__class__
-    if cls is tuple:
-        return tuple([_freeze(v) for v in value])
-    if cls is float or cls is complex or isinstance(value, np.generic):
-        return cls, repr(value)
-    if cls is slice:
-        return cls, _freeze(value.start), _freeze(value.stop), _freeze(value.step)
-    return cls, value
 
 
 def _kind(node, key):
