@@ -580,8 +580,9 @@ def test_what_is_not_a_recurrence_stays_unrolled(rolling):
         h, hs = np.zeros(3), []
         for t in range(xs.shape[0]):
             h = (h * w + xs[t]).sin()
-            hs.append(h)                     # every step's value is read after the loop
-        return (nk.numpy.stack(hs) ** 2).sum()
+            hs.append(h)
+        # every step's value is stacked after the loop, and one of them read on its own
+        return (nk.numpy.stack(hs) ** 2).sum() + hs[3].sum()
 
     def g(w, xs):
         h = np.zeros(3)
@@ -602,6 +603,33 @@ def test_what_is_not_a_recurrence_stays_unrolled(rolling):
         close(got[0], want[0])
         close(got[1], want[1])
     assert ".program(" not in nk.value_and_grad(f).source(w, xs)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("around", ["", "before", "both"])
+def test_every_steps_value_stacked_after_the_loop_is_the_loops_output(rolling, axis, around):
+    def f(w, xs):
+        h = xs[0] * w
+        hs = [h * 2.0] if around else []
+        for t in range(1, xs.shape[0]):
+            h = (h * w + xs[t]).sin()
+            hs.append(h)
+        if around == "both":
+            hs.append(h * 3.0)
+        return (nk.numpy.stack(hs, axis=axis) ** 2 * np.arange(1.0, 4.0)[:, None, None]
+                if axis == 1 else nk.numpy.stack(hs, axis=axis) ** 2).sum()
+
+    w, xs = RNG.standard_normal((3, 2)), RNG.standard_normal((30, 3, 2))
+    loops.AUTO = False
+    want = nk.value_and_grad(f, argnums=(0, 1))(w, xs)
+    loops.AUTO = True
+    nk.transform.cache_clear()
+    for mode in ("always", "never"):
+        with nk.config(compile=mode):
+            got = nk.value_and_grad(f, argnums=(0, 1))(w, xs)
+        _same(got, want)
+    source = nk.value_and_grad(f, argnums=(0, 1)).source(w, xs)
+    assert ".program(" in source and "ys0" in source
 
 
 def test_roll_finds_the_run_quickly():
@@ -717,18 +745,41 @@ def test_strided_and_offset_progressions_are_views():
     _same(got, want)
     assert re.search(r"\b[px]1\[:?\d*:?\d*, 1:\]", source) and "stack" not in source
 
+    def backwards(w, xs, start, step, count):     # reversed: counted from the sequence's end
+        h = w
+        for t in range(count):
+            h = (h * w + xs[start - step * t]).sin()
+        return (h * h).sum()
+
+    for start, step, count, view in ((49, 1, 50, r":\d?:-1"), (49, 3, 16, r":\d?:-3"),
+                                     (40, 2, 12, r"-10:\d+:-2"), (47, 1, 48, r"-3:\d?:-1")):
+        fn = lambda w, xs: backwards(w, xs, start, step, count)     # noqa: E731
+        want, got, source = _both(fn, w, xs, argnums=(0, 1))
+        _same(got, want)
+        assert re.search(rf"\b[px]1\[{view}\]", source), (view, source)
+        assert "stack" not in source
+
+
+def test_a_batch_first_sequence_read_by_step_is_a_view():
+    xs = RNG.standard_normal((3, 30, 4))           # (batch, steps, features)
+    w = RNG.standard_normal((4, 4)) / 2
+
+    def f(w, xs):
+        h = xs[:, 0] @ w
+        for t in range(1, xs.shape[1]):
+            h = (h @ w + xs[:, t]).tanh()
+        return (h * h).sum()
+
+    want, got, source = _both(f, w, xs, argnums=(0, 1))
+    _same(got, want)
+    assert "transpose" in source and "stack" not in source
+
 
 def test_indices_that_do_not_progress_are_stacked_not_misread(monkeypatch):
     monkeypatch.setattr(loops, "STACK_THRESHOLD", 0)      # stacked even in a small graph
     xs = RNG.standard_normal((30, 2, 3))
     w = RNG.standard_normal(3)
     perm = [(7 * t) % 30 for t in range(30)]
-
-    def backwards(w, xs):
-        h = w
-        for t in range(30):
-            h = (h * w + xs[29 - t, 0]).sin()
-        return h.sum()
 
     def scrambled(w, xs):
         h = w
@@ -742,7 +793,7 @@ def test_indices_that_do_not_progress_are_stacked_not_misread(monkeypatch):
             h = (h * w + xs[t, t % 2]).sin()
         return h.sum()
 
-    for fn in (backwards, scrambled, alternating):
+    for fn in (scrambled, alternating):
         want, got, source = _both(fn, w, xs, argnums=(0, 1))
         _same(got, want)
         assert ".program(" in source and "stack" in source
@@ -828,10 +879,9 @@ def test_second_order_through_a_rolled_recurrence():
     close(got, fd, rtol=1e-5, atol=1e-7)
 
 
-def test_imperative_rolled_rnn_over_a_variable_sequence(monkeypatch):
-    # imperatively, xs[t] takes t as an argument of each step (stacked on every call): rolled
-    # only in large graphs (STACK_THRESHOLD), here lowered
-    monkeypatch.setattr(loops, "STACK_THRESHOLD", 0)
+def test_imperative_rolled_rnn_over_a_variable_sequence():
+    # imperatively, xs[t] takes t as a leaf of each step: its values (1, 2, ...) are baked
+    # into the rolled graph as a view, and checked on every reuse of the program
     Wx0, Wh0, b0, X0, _ = rnn_data(T=20, seed=5)
     results = []
     for auto in (False, True):
@@ -842,16 +892,17 @@ def test_imperative_rolled_rnn_over_a_variable_sequence(monkeypatch):
             X = nk.from_ndarray(X0)
             loss = long_rnn(Wx, Wh, b, X)
             loss.backward()
-            results.append((loss.data, Wx.grad, Wh.grad, b.grad, ".program(" in loss.source()))
+            results.append((loss.data, Wx.grad, Wh.grad, b.grad, loss.source()))
         finally:
             loops.AUTO = True
     nk.transform.cache_clear()
-    assert not results[0][-1] and results[1][-1]
+    assert ".program(" not in results[0][-1]
+    assert ".program(" in results[1][-1] and "stack" not in results[1][-1]
     for got, want in zip(results[1][:-1], results[0][:-1]):
         close(got, want)
 
 
-def test_one_handful_of_programs_for_lengths_5_to_200(monkeypatch):
+def _counting_builds(monkeypatch):
     real = codegen.build
     built = []
 
@@ -861,6 +912,99 @@ def test_one_handful_of_programs_for_lengths_5_to_200(monkeypatch):
         return real(order, leaves, **options)
 
     monkeypatch.setattr(codegen, "build", counting)
+    return built
+
+
+def _straight(fn, *args):
+    loops.AUTO = False
+    try:
+        return fn(*args)
+    finally:
+        loops.AUTO = True
+
+
+@pytest.mark.parametrize("layout", ["time-major", "batch-first", "reversed"])
+def test_imperative_lengths_5_to_120_share_a_handful_of_programs(monkeypatch, layout):
+    batch_first = layout == "batch-first"
+    built = _counting_builds(monkeypatch)
+    rng = np.random.default_rng(7)
+    wx0, wh0, b0 = rng.standard_normal((3, 8)) / 2, rng.standard_normal((8, 8)) / 3, np.zeros(8)
+    data = rng.standard_normal((120, 4, 3))
+    if batch_first:
+        data = np.ascontiguousarray(data.transpose(1, 0, 2))
+
+    def step(n):
+        wx, wh, b = (nk.from_ndarray(a).requires_grad() for a in (wx0, wh0, b0))
+        xs = nk.from_ndarray(data[:, :n] if batch_first else data[:n])
+        at = (lambda t: xs[:, t]) if batch_first else (lambda t: xs[n - 1 - t]) if layout == "reversed" \
+            else (lambda t: xs[t])
+        h = (at(0) @ wx + b).tanh()
+        for t in range(1, n):
+            h = (at(t) @ wx + h @ wh + b).tanh() * 0.5
+        loss = (h * h).mean()
+        loss.backward()
+        return loss.data, wx.grad, wh.grad, b.grad
+
+    nk.transform.cache_clear()
+    for n in list(range(5, 121)) + [9, 60, 120]:
+        with nk.config(compile="always"):          # every length not served would compile
+            got = step(n)
+        if n in (5, 33, 120):
+            for g, w in zip(got, _straight(step, n)):
+                close(g, w)
+    nk.transform.cache_clear()
+    assert len(built) <= 6, built
+
+
+def test_an_imperative_index_that_changes_its_progression_is_rolled_again():
+    X0 = RNG.standard_normal((40, 3))
+    w0 = RNG.standard_normal(3)
+
+    def run(index):
+        w = nk.from_ndarray(w0).requires_grad()
+        xs = nk.from_ndarray(X0)
+        h = w
+        for t in range(12):
+            h = (h * w + xs[index(t)]).sin()
+        loss = (h * h).sum()
+        loss.backward()
+        return loss.data, w.grad
+
+    nk.transform.cache_clear()
+    # the same graph structure each time (the ints are data): the program must follow them
+    for index in (lambda t: t, lambda t: 2 * t + 1, lambda t: t, lambda t: (7 * t) % 40,
+                  lambda t: 3 * t, lambda t: 2 * t + 1):
+        for _ in range(2):
+            got = run(index)
+            for g, w in zip(got, _straight(run, index)):
+                close(g, w)
+    nk.transform.cache_clear()
+
+
+def test_a_number_changed_at_one_step_is_not_taken_for_the_others():
+    w0 = RNG.standard_normal(3)
+
+    def run(factors):
+        w = nk.from_ndarray(w0).requires_grad()
+        h = w
+        for f in factors:
+            h = (h * f + w).tanh()
+        loss = h.sum()
+        loss.backward()
+        return loss.data, w.grad
+
+    nk.transform.cache_clear()
+    same = [0.9] * 20
+    one_off = [0.9] * 7 + [0.3] + [0.9] * 12
+    for factors in (same, same, one_off, one_off, same):
+        got = run(factors)
+        for g, w in zip(got, _straight(run, factors)):
+            close(g, w)
+    nk.transform.cache_clear()
+
+
+def test_one_handful_of_programs_for_lengths_5_to_200(monkeypatch):
+    built = _counting_builds(monkeypatch)
     rng = np.random.default_rng(6)
     wx, wh, b = rng.standard_normal((3, 8)) / 2, rng.standard_normal((8, 8)) / 3, np.zeros(8)
     wo, data, targets = rng.standard_normal((8, 1)), rng.standard_normal((200, 4, 3)), rng.standard_normal((4, 1))
@@ -892,3 +1036,30 @@ def test_one_handful_of_programs_for_lengths_5_to_200(monkeypatch):
                     close(g, w)
     nk.transform.cache_clear()
     assert len(built) <= 12, built
+
+
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_recurrent_layers_share_one_program_over_lengths(monkeypatch, kind, batch_first):
+    built = _counting_builds(monkeypatch)
+    layer = getattr(nk.nn, kind)(3, 5, batch_first=batch_first, dtype=np.float64)
+    rng = np.random.default_rng(8)
+
+    def step(x):
+        for p in layer.parameters():
+            p.zero_grad()
+        out, _ = layer(nk.from_ndarray(x))
+        loss = (out * out).mean()
+        loss.backward()
+        return [loss.data] + [p.grad.copy() for p in layer.parameters()]
+
+    nk.transform.cache_clear()
+    for n in list(range(4, 45)) + [6, 44]:
+        x = rng.standard_normal((2, n, 3) if batch_first else (n, 2, 3))
+        with nk.config(compile="always"):          # every length not served would compile
+            got = step(x)
+        if n in (4, 23, 44):
+            for g, w in zip(got, _straight(step, x)):
+                close(g, w)
+    nk.transform.cache_clear()
+    assert len(built) <= 4, built

@@ -349,10 +349,13 @@ class _RNNBase(Module):
             w_ih, w_hh, b_ih, b_hh = self._layer_parameters(layer)
             # The input projection of every step at once: one product for the layer.
             features = out.shape[-1]
-            gx = out.reshape(length * batch, features).mm_t(w_ih)
+            # -1 for the length: the program serves every length (``transform.families``);
+            # an empty batch leaves nothing to infer it from
+            steps = -1 if batch else length
+            gx = out.reshape(-1 if batch else 0, features).mm_t(w_ih)
             if b_ih is not None:
                 gx = gx + (b_ih if self.mode == "GRU" else b_ih + b_hh)
-            gx = gx.reshape(out.shape[:2] + (gx.shape[-1],))
+            gx = gx.reshape((batch, steps, gx.shape[-1]) if self.batch_first else (steps, batch, gx.shape[-1]))
             state = initial[layer]
             steps = []
             for t in range(length):

@@ -96,8 +96,12 @@ class Op:
 
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
-                 n_differentiable=None, variadic=None, symbolic=None, doc="", random=False):
+                 n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
+                 shape_attr=None):
         self.name = name
+        # the attribute (its position) that is the output's shape: a shape family abstracts its
+        # sizes as it does the node's own (``transform.families``)
+        self.shape_attr = None if shape_attr is None else attrs.index(shape_attr)
         self.random = random        # draws random numbers: never a constant (``graph.linearize``)
         self.inputs = inputs
         self.attrs = attrs

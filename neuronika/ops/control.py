@@ -83,14 +83,19 @@ def _object_dtype(inputs, attrs):
 
 
 def _pack_forward(ctx):
-    return "(" + "".join(f"{name}, " for name in ctx.names) + ")"
+    value = "(" + "".join(f"{name}, " for name in ctx.names) + ")"
+    if ctx.whole:
+        return value
+    # the inputs' shapes, read at run time for a missing gradient's zeros: the program does
+    # not name the sizes of a loop's sequences
+    return f"y = {value}\n" + "\n".join(f"s{i} = {name}.shape" for i, name in enumerate(ctx.names))
 
 
 def _pack_grad(ctx):
     name = ctx.names[ctx.slot]
     if ctx.whole:                 # a cell's outputs: the loop passes a gradient for each
         return Grad(f"dy[{ctx.slot}]", view=True)
-    return Grad(f"cotangent_part(dy, {ctx.slot}, {name}_shape, {name}_dtype)", view=True)
+    return Grad(f"cotangent_part(dy, {ctx.slot}, s{ctx.slot}, {name}_dtype)", view=True)
 
 
 def _pack_symbolic(ctx, build, bindings):
@@ -111,7 +116,7 @@ def _part_symbolic(ctx, build, bindings):
 
 PART = declare("part", ("x",), "x[k]", {"x": Grad("cotangent(dy, k)")},
                attrs=("k", "part_shape", "part_dtype"), shape=lambda s, k, shape, dtype: shape,
-               dtype=lambda inputs, attrs: attrs[2], statics=_tuple_statics,
+               dtype=lambda inputs, attrs: attrs[2], statics=_tuple_statics, shape_attr="part_shape",
                symbolic={"x": _part_symbolic}, doc="part k of a tuple (a result of a scan)")
 
 
@@ -134,6 +139,7 @@ COTANGENT_PART = declare("cotangent_part", ("x",), "cotangent_part(x, k, part_sh
                          {"x": Grad("cotangent(dy, k)")}, attrs=("k", "part_shape", "part_dtype"),
                          shape=lambda s, k, shape, dtype: shape, dtype=lambda inputs, attrs: attrs[2],
                          statics=_tuple_statics, symbolic={"x": _cotangent_part_symbolic},
+                         shape_attr="part_shape",
                          doc="part k of a tuple's gradient, zeros where it has none (second derivatives)")
 
 

@@ -239,9 +239,19 @@ def _operands(ctx):
 
 def _concatenate_grad(ctx):
     axis = ctx.axis
-    start = sum(ctx.shapes[name][axis] for name in ctx.names[:ctx.slot])
-    stop = start + ctx.shapes[ctx.names[ctx.slot]][axis]
-    key = ", ".join([":"] * axis + [f"{start}:{stop}"])
+    sizes = [ctx.shapes[name][axis] for name in ctx.names]
+    i = ctx.slot
+    start, stop = sum(sizes[:i]), sum(sizes[:i + 1])
+    # Counted from the front before the largest part and from the back after it, so the
+    # code does not name the largest part's size (a sequence whose length varies): one
+    # program serves every length (``transform.families``).
+    big = sizes.index(max(sizes))
+    after = sum(sizes[i + 1:])
+    if i > big and after + sizes[i]:
+        start = -(after + sizes[i])
+    if i >= big:
+        stop = -after if after else None
+    key = ", ".join([":"] * axis + [f"{start or ''}:{'' if stop is None else stop}"])
     return Grad(f"dy[{key}]", view=True)
 
 

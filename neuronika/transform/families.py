@@ -120,6 +120,11 @@ def _family_key(order, signature, extra, options):
             k = node.key
             if k[0] == "leaf":
                 parts[i] = ("leaf", k[2], k[3])      # the shape is in ``coarse``
+        elif node.op.shape_attr is not None:        # an attribute that is the node's shape
+            (op, attrs, *flags), inputs = parts[i]
+            a = op.shape_attr
+            attrs = attrs[:a] + (found[1],) + attrs[a + 1:]
+            parts[i] = ((op, attrs, *flags), inputs)
     memory = _memory_classes(order) if len(order) >= _MEMORY_CLASSES else None
     if options.get("wrt") is not None:
         position = {n: i for i, n in enumerate(order)}

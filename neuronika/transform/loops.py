@@ -296,12 +296,13 @@ def _without_ints(value):
     return value
 
 
-def _classify(order, position, s, P, R):
+def _classify(order, position, s, P, R, fold=None):
     """(kinds, steps): per (offset, input slot) of the block, ("in", q) internal, ("carry", q,
     init) the previous block's node at offset q (init: what block 0 reads), ("const", node),
     ("step", q) a value made anew at each step outside the loop's dependencies (a leaf, an
-    ``xs[t]``), which is scanned over; ``steps``: those offsets. Raises _NoRoll where the
-    blocks differ otherwise."""
+    ``xs[t]``), which is scanned over; ``steps``: those offsets; ``progressions``: the steps
+    that are ``xs[n0 + d*t]`` (``_progression``). Raises _NoRoll where the blocks differ
+    otherwise."""
     block0 = order[s:s + P]
     steps = set()
     progressions = {}
@@ -327,6 +328,11 @@ def _classify(order, position, s, P, R):
                 progressions[q] = found
         elif outside and any(i.inputs != node.inputs for i in instances):
             steps.add(q)
+        elif fold is not None and len(node.inputs) == 2 and position[node.inputs[0]] < s:
+            found = _progression(instances, fold)       # xs[t] over an int leaf per step
+            if found is not None:
+                steps.add(q)
+                progressions[q] = found
     kinds = {}
     for q, node in enumerate(block0):
         if q in steps:
@@ -359,28 +365,67 @@ def _classify(order, position, s, P, R):
     return kinds, steps, progressions
 
 
-def _progression(instances):
-    """(array, n0, d) where the nodes are ``array[n0 + d * r]`` (r = 0, 1, ...: an index over
-    the leading axis, the rest of the index alike, d > 0), else None."""
+def _progression(instances, fold=None):
+    """(array, n0, d, axis) where the nodes are ``array[..., n0 + d * r]`` (r = 0, 1, ...: an
+    int index over ``axis``, full slices before it, the rest of the index alike, d != 0),
+    else None. The int is written into the index (a trace's ``xs[t]``) or is a 0-dim
+    integer leaf per step (the imperative ``xs[t]``) that ``fold`` allows to bake in."""
     first = instances[0]
-    if first.op.name != "index" or len(first.inputs) != 1:
+    if first.op.name != "index":
         return None
     source = first.inputs[0]
     layout = first.attrs[0]
-    if not layout or layout[0][0] != "i" or not source.shape:
+    axis = 0
+    while axis < len(layout) and layout[axis] == _FULL:
+        axis += 1
+    if axis >= len(layout) or axis >= len(source.shape):
         return None
-    n0 = layout[0][1]
-    d = instances[1].attrs[0][0][1] - n0 if len(instances) > 1 else 1
-    if n0 < 0 or d <= 0:
+    entry = layout[axis]
+    if entry[0] == "i" and len(first.inputs) == 1:
+        at = [node.attrs[0][axis][1] for node in instances]
+    elif (entry == ("k", 0) and len(first.inputs) == 2 and fold is not None
+          and not any(e[0] == "k" for e in layout[axis + 1:])):
+        at = []
+        for node in instances:
+            index = node.inputs[1]
+            if not _int_leaf(index) or not fold(index):
+                return None
+            at.append(int(index.value))
+    else:
         return None
+    n0 = at[0]
+    d = at[1] - n0 if len(at) > 1 else 1
+    if n0 < 0 or d == 0 or n0 + d * (len(at) - 1) < 0:
+        return None
+    rest = layout[axis + 1:]
     for r, node in enumerate(instances):
         got = node.attrs[0]
-        if node.inputs[0] is not source or got[1:] != layout[1:] or got[0] != ("i", n0 + d * r):
+        if (node.inputs[0] is not source or at[r] != n0 + d * r or got[:axis] != layout[:axis]
+                or got[axis + 1:] != rest):
             return None
-    return source, n0, d
+    return source, n0, d, axis
 
 
-def roll(order, leaves, outputs, loss, guards, fold=None):
+_FULL = ("s", None, None, None)
+
+
+def _int_leaf(node):
+    return (node.op is None and not node.shape and node.value is not None and node.key[0] != "weak"
+            and np.dtype(node.dtype).kind in "iu")
+
+
+def _equal_numbers(nodes):
+    """Whether ``nodes`` are 0-dim leaves holding one value (a constant written at each step)."""
+    first = nodes[0].value
+    if nodes[0].shape or first is None:
+        return False
+    try:
+        return all(n.value is first or (n.value is not None and bool(n.value == first)) for n in nodes)
+    except (TypeError, ValueError):
+        return False
+
+
+def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True):
     """The graph with its longest unrolled recurrence as a scan node, or None.
 
     Returns (order, outputs, loss, guards, old_position) for the new graph: the same leaves,
@@ -410,24 +455,36 @@ def roll(order, leaves, outputs, loss, guards, fold=None):
         if blocks < MIN_BLOCKS or blocks * P < MIN_RUN:
             continue
         try:
-            return _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold)
+            return _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
+                            make_leaves)
         except _NoRoll:
             pass
     return None
 
 
-def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None):
+def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None, make_leaves=True):
     from ..graph import Node
     from ..ops import OPS
-    kinds, steps, progressions = _classify(order, position, s, P, R)
+    kinds, steps, progressions = _classify(order, position, s, P, R, fold)
     end = s + R * P
     # what the run gives to the rest of the graph: only the last block's carries
     carry_slots = sorted({kind[1] for kind in kinds.values() if kind[0] == "carry"})
     if not carry_slots:                 # nothing carried from step to step: not a recurrence
         raise _NoRoll
+    # a stack after the run of one slot's value at every step (the outputs of an RNN, the
+    # carry of each step): the loop's ys
+    collected = {}
+    for node in order[end:]:
+        if node.op is OPS["stack"]:
+            found = _collected(node, position, s, P, R, steps)
+            if found is not None:
+                collected[node] = found
+    y_slots = sorted({q for q, _ in collected.values()})
     used_after = set()
     steps_after = set()         # slots of values made per step that the rest of the graph reads
     for node in order[end:]:
+        if node in collected:
+            continue
         for inp in node.inputs:
             p = position[inp]
             if s <= p < end:
@@ -472,23 +529,29 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None)
 
     # how each value made per step enters the loop: a view of one array, one folded constant,
     # or (the costly way: an argument per step, stacked on every call) a stack
+    read = {kind[1] for kind in kinds.values() if kind[0] == "step"}
     how = {}
     for q in leaf_slots:
         steps_q = [order[s + r * P + q] for r in range(R)]
         if q in progressions and q not in steps_after:
             how[q] = "view"
+        elif q in progressions and len(order[s + q].inputs) > 1:
+            raise _NoRoll               # xs[t] over an int leaf, read after the loop
         elif fold is not None and q not in steps_after and all(n.op is None and fold(n) for n in steps_q):
             first = steps_q[0].value
-            if all(n.value is first for n in steps_q):
-                how[q] = "same"         # one array read at every step (a new leaf per use)
-            elif not steps_q[0].shape:
+            if q not in read:
+                how[q] = "drop"         # the int of an xs[t] the loop reads as a view
+            elif all(n.value is first for n in steps_q) or _equal_numbers(steps_q):
+                how[q] = "same"         # one value read at every step (a new leaf per use)
+            elif not steps_q[0].shape and make_leaves:
                 how[q] = "fold"         # a number per step: one stacked constant
             else:
                 how[q] = "stack"
         else:
             how[q] = "stack"
-    for q in [q for q in leaf_slots if how[q] == "same"]:
-        consts.append(order[s + q])
+    for q in [q for q in leaf_slots if how[q] in ("same", "drop")]:
+        if how[q] == "same":
+            consts.append(order[s + q])
         leaf_slots.remove(q)
     stacked = sum(1 for v in how.values() if v == "stack")
     if 4 * stacked > P or stacked and len(order) < STACK_THRESHOLD:
@@ -515,7 +578,7 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None)
             else:
                 inputs.append(const_leaves[kind[1]])
         made[q] = _clone(node, tuple(inputs))
-    outs = [made[q] if q in made else x_leaves[q] for q in carry_slots]
+    outs = [made[q] if q in made else x_leaves[q] for q in carry_slots + y_slots]
     root = _made(OPS["pack"], tuple(outs), (True,))
     cell_inputs = [carry_leaves[q] for q in carry_slots] + [x_leaves[q] for q in leaf_slots] + \
         [const_leaves[node] for node in consts]
@@ -531,19 +594,29 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None)
     for q, kind in how.items():
         if kind == "same":
             new_order.append(order[s + q])
-            new_leaves = True
+        new_leaves = new_leaves or kind in ("same", "drop")
     for q in leaf_slots:
         if how[q] == "view":
-            # xs[n0 + d * t]: a scan over xs, or over a strided view of it
-            source, n0, d = progressions[q]
+            # xs[n0 + d * t]: a scan over xs, or over a strided view of it (its steps'
+            # axis moved first)
+            source, n0, d, axis = progressions[q]
             layout = order[s + q].attrs[0]
             if n0 == 0 and d == 1 and R == source.shape[0] and len(layout) == 1:
                 stacks.append(source)
                 continue
-            last = n0 + d * (R - 1)
-            stop = None if last + d >= source.shape[0] else last + 1
-            view = (("s", n0 or None, stop, None if d == 1 else d),) + layout[1:]
-            stacks.append(_made(OPS["index"], (source,), (view,)))
+            last, size = n0 + d * (R - 1), source.shape[axis]
+            if d > 0:
+                start, stop = n0 or None, None if last + d >= size else last + 1
+            else:               # the start counted from the end: a reversed loop over a whole
+                start = None if n0 == size - 1 else n0 - size       # sequence is xs[::-1]
+                stop = None if last + d < 0 else last + d
+            view = layout[:axis] + (("s", start, stop, None if d == 1 else d),) + layout[axis + 1:]
+            xs = _made(OPS["index"], (source,), (view,))
+            if axis:
+                new_order.append(xs)
+                axes = (axis,) + tuple(k for k in range(len(xs.shape)) if k != axis)
+                xs = _made(OPS["transpose"], (xs,), (axes,))
+            stacks.append(xs)
         else:
             steps = [order[s + r * P + q] for r in range(R)]
             if how[q] == "fold":
@@ -563,7 +636,37 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None)
         part = _made(OPS["part"], (scan,), (k, last.shape, last.dtype))
         new_order.append(part)
         mapping[last] = part
+    ys_of = {}
+    for j, q in enumerate(y_slots):
+        one = order[s + q]
+        ys = _made(OPS["part"], (scan,), (len(carry_slots) + j, (R,) + tuple(one.shape), one.dtype))
+        new_order.append(ys)
+        ys_of[q] = ys
     for node in order[end:]:
+        if node in collected:
+            # the stack of every step's value: the loop's ys, with the steps' axis where it
+            # was, and the values stacked before and after the run's
+            q, i0 = collected[node]
+            ys = ys_of[q]
+            axis = node.attrs[0] % len(node.shape)
+            if axis:
+                axes = tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, len(node.shape)))
+                ys = _made(OPS["transpose"], (ys,), (axes,))
+                new_order.append(ys)
+            pieces = []
+            for others in (node.inputs[:i0], None, node.inputs[i0 + R:]):
+                if others is None:
+                    pieces.append(ys)
+                elif others:
+                    pieces.append(_made(OPS["stack"], tuple(mapping.get(n, n) for n in others), (axis,)))
+                    new_order.append(pieces[-1])
+            if len(pieces) > 1:
+                ys = _made(OPS["concatenate"], tuple(pieces), (axis,))
+                new_order.append(ys)
+            if ys.shape != node.shape or ys.dtype != node.dtype:
+                raise _NoRoll
+            mapping[node] = ys
+            continue
         if any(inp in mapping for inp in node.inputs):
             mapping[node] = _clone(node, tuple(mapping.get(inp, inp) for inp in node.inputs))
         new_order.append(mapping.get(node, node))
@@ -607,13 +710,15 @@ def signature(order):
     return tuple(keys)
 
 
-def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None):
+def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves=True):
     """``roll``'s result where the build of a graph should use it (``AUTO``, a graph above
     ``THRESHOLD``, not under detect_anomaly, whose checks name nodes by position), else None.
 
     ``fold(leaf)``: whether a leaf is a constant whose value the rolled graph may hold
-    (leaves made anew at each step then become one stacked constant leaf, and the new
-    order's ``leaves`` lists the graph's leaves; without ``fold`` the leaves stay)."""
+    (leaves made anew at each step then become one stacked constant leaf, or one leaf where
+    they hold one value, or nothing where they index a view, and the new order's
+    ``leaves`` lists the graph's leaves; without ``fold`` the leaves stay);
+    ``make_leaves=False``: no new leaf (the rolled graph's leaves are some of ``leaves``)."""
     if not AUTO or anomaly or len(order) < THRESHOLD or order.__class__ is _Rolled:
         return None
     outputs = [len(order) - 1] if outputs is None else list(outputs)
@@ -621,7 +726,7 @@ def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None):
     found = None
     changed = None
     for _ in range(8):                  # one run at a time, the longest first
-        step = roll(order, leaves, outputs, loss, guards, fold)
+        step = roll(order, leaves, outputs, loss, guards, fold, make_leaves)
         if step is None:
             break
         previous = order
@@ -636,6 +741,24 @@ def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None):
     if found is not None:
         found[0].leaves = changed
     return found
+
+
+def _collected(node, position, s, P, R, steps):
+    """(q, i) when ``node`` (a stack) takes slot q's value of every block of the run, in
+    order, as its inputs i, i + 1, ... (and no other value of the run), else None."""
+    inputs = node.inputs
+    end = s + R * P
+    inside = [i for i, inp in enumerate(inputs) if s <= position[inp] < end]
+    if len(inside) != R or inside[-1] - inside[0] != R - 1:
+        return None
+    i0 = inside[0]
+    q = position[inputs[i0]] - s
+    if not 0 <= q < P or q in steps:
+        return None
+    for r in range(R):
+        if position[inputs[i0 + r]] != s + r * P + q:
+            return None
+    return q, i0
 
 
 def _folded(steps):

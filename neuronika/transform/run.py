@@ -28,8 +28,8 @@ from .. import graph
 from ..errors import AnomalyError, GradientError
 from ..graph import (COMPILE, VOLATILE, Constant, Witness, check_compile_after, check_compile_mode,
                      format_where, linearize, modes)
-from . import codegen, interpret
-from .cache import CACHE
+from . import codegen, interpret, loops
+from .cache import CACHE, _member
 from .codegen import Anomaly
 
 _ndarray = np.ndarray
@@ -38,7 +38,11 @@ _ndarray = np.ndarray
 def program_for(root):
     """The compiled program for the graph behind ``root`` (built now if need be)."""
     order, leaves, key = linearize(root, cut="seen")
-    return CACHE.lookup(key, order, leaves), order, leaves
+    token = COMPILE.set(("always", COMPILE.get()[1]))
+    try:
+        return runner(key, order, leaves), order, leaves
+    finally:
+        COMPILE.reset(token)
 
 
 class _Interpret(Exception):
@@ -75,17 +79,95 @@ def forget_interpreted():
 
 def runner(key, order, leaves):
     """What runs the graph: its compiled program (a cache hit, or a miss that compiles)
-    or an interpreted plan (``interpret.Plan``), as the compile mode says."""
+    or an interpreted plan (``interpret.Plan``), as the compile mode says. On a miss, an
+    unrolled recurrence is rolled first (``_rolled``), so that its program serves every
+    length."""
     mode, after = COMPILE.get()
-    if mode == "always" or after == 1 and mode == "auto":
-        return CACHE.lookup(key, order, leaves)
     if mode == "never":
         return interpret.build(order, leaves, anomaly=key[-1])
+    program = CACHE._hit(key)
+    if program is not None:
+        if program.__class__ is not Through or program.holds(leaves):
+            return program
+        CACHE.drop(id(program))         # numbers it baked in changed: this graph is new to it
+    through = _rolled(key, order, leaves, mode, after)
+    if through is not None:
+        return through
+    member = _member(key, order, leaves)
+    if mode == "always" or after == 1 and mode == "auto":
+        return CACHE._miss(key, member, functools.partial(codegen.build, order, leaves, anomaly=key[-1]))
     try:
-        return CACHE.get_or_build_graph(key, order, leaves,
-                                        functools.partial(_compile_when_repeated, key, order, leaves, after))
+        return CACHE._miss(key, member, functools.partial(_compile_when_repeated, key, order, leaves, after))
     except _Interpret:
         return interpret.build(order, leaves, anomaly=key[-1])
+
+
+class Through:
+    """The program of a rolled graph run for the unrolled graph it came from (the imperative
+    path: ``_rolled``). It reads the leaves at ``keep``; the others were baked into the
+    rolled graph (the int of each ``xs[t]``, a number written at every step), and it serves
+    a graph only while they hold the values in ``checks`` (``holds``)."""
+
+    __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "__weakref__")
+
+    def __init__(self, program, keep, checks):
+        self.program = program
+        self.keep = keep
+        self.checks = checks
+        self.backward = program.backward
+        self.grad_leaves = tuple(keep[p] for p in program.grad_leaves)
+        self.retained = ()
+
+    def forward(self, *values):
+        return self.program.forward(*[values[k] for k in self.keep])
+
+    def holds(self, leaves):
+        for k, value in self.checks:
+            if leaves[k].value != value:
+                return False
+        return True
+
+    def source(self):
+        return self.program.source()
+
+    @property
+    def forward_source(self):
+        return getattr(self.program, "forward_source", None)
+
+
+def _bakeable(node):
+    """A leaf the imperative path may bake into a rolled graph (checked on every reuse): a
+    number that needs no gradient, not a constant computed from other variables."""
+    return (not node.shape and not node.requires_grad and node.value is not None
+            and (node.const is None or node.const.__class__ is Witness))
+
+
+def _rolled(key, order, leaves, mode, after):
+    """On a miss of the graph ``key``: where it holds an unrolled recurrence, the program of
+    the graph rolled into a loop (``loops.rolled``: keyed by the rolled graph, so every
+    length shares it and its shape family), counted and compiled as the compile mode says;
+    as a ``Through`` for this graph, cached under ``key``. Else None."""
+    if (not loops.AUTO or key[-1] or len(order) < loops.THRESHOLD
+            or any(node.retain for node in order)):
+        return None
+    found = loops.rolled(order, leaves, False, None, None, (), _bakeable, make_leaves=False)
+    if found is None:
+        return None
+    rolled = found[0]
+    inner = rolled.leaves if rolled.leaves is not None else leaves
+    where = {node: k for k, node in enumerate(leaves)}
+    keep = tuple(where[node] for node in inner)
+    kept = set(keep)
+    checks = tuple((k, leaves[k].value) for k in range(len(leaves)) if k not in kept)
+    inner_key = loops.signature(rolled)
+    build = functools.partial(codegen.build, rolled, inner, anomaly=False)
+    if not (mode == "always" or after == 1 and mode == "auto"):
+        build = functools.partial(_when_repeated, inner_key, after, build)
+    try:
+        program = CACHE.get_or_build_graph(inner_key, rolled, inner, build)
+    except _Interpret:
+        return Through(interpret.build(rolled, inner, anomaly=False), keep, checks)
+    return CACHE._insert(key, Through(program, keep, checks))
 
 
 def _compile_when_repeated(key, order, leaves, after):

@@ -350,16 +350,19 @@ def rnn(F, wx, wh, b, xs):
     return F.sum(h * h)
 
 
-def chain_reference(v, n):
-    """The chain and its gradient in NumPy."""
+def chain_reference(v, n, change_at=None):
+    """The chain and its gradient in NumPy (the factor at step ``change_at`` 1.02, not 1.01)."""
     ys = [v]
+    factors = [1.02 if k == change_at else 1.01 for k in range(n)]
     for k in range(n):
         y, kind = ys[-1], k % 4
-        ys.append(y * 1.01 if kind == 0 else np.tanh(y) if kind == 1 else y + 0.1 if kind == 2 else np.sin(y))
+        ys.append(y * factors[k] if kind == 0 else np.tanh(y) if kind == 1 else y + 0.1 if kind == 2
+                  else np.sin(y))
     g = np.ones_like(v)
     for k in range(n - 1, -1, -1):
         y, kind = ys[k], k % 4
-        g = g * (1.01 if kind == 0 else 1 - np.tanh(y) ** 2 if kind == 1 else 1.0 if kind == 2 else np.cos(y))
+        g = g * (factors[k] if kind == 0 else 1 - np.tanh(y) ** 2 if kind == 1 else 1.0 if kind == 2
+                 else np.cos(y))
     return ys[-1].sum(), g
 
 
@@ -402,9 +405,26 @@ def test_a_20k_node_chain_rolled_into_a_loop():
     loss.backward()
     np.testing.assert_allclose(loss.data, value, rtol=1e-12)
     np.testing.assert_allclose(v.grad, grad, rtol=1e-10)
-    # imperatively, the constants of every step are arguments (stacked on every call, more
-    # work than the loop saves): straight-line code; a trace folds them into one array
-    assert ".program(" not in loss.source()
+    # imperatively, the numbers written at every step (1.01, 0.1) are one leaf each, checked
+    # unchanged on every reuse; a trace folds them as constants
+    source = loss.source()
+    assert ".program(" in source and bounded(source) < 10
+    loss = chain(nnp, v, n)              # the same graph again: the same program
+    loss.backward()
+    np.testing.assert_allclose(v.grad, 2 * grad, rtol=1e-10)
+    assert loss.source() == source
+    with neuronika.no_grad():            # another number at one step: not the same graph
+        v.grad = None
+    y = v
+    for k in range(n):
+        kind = k % 4
+        y = y * (1.02 if k == 8 else 1.01) if kind == 0 else nnp.tanh(y) if kind == 1 \
+            else y + 0.1 if kind == 2 else nnp.sin(y)
+    loss = nnp.sum(y)
+    loss.backward()
+    expected = chain_reference(v_data, n, change_at=8)
+    np.testing.assert_allclose(loss.data, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(v.grad, expected[1], rtol=1e-10)
     g = neuronika.value_and_grad(lambda v: chain(nnp, v, n))
     traced_value, traced_grad = g(v_data)
     np.testing.assert_allclose(traced_value, value, rtol=1e-12)
