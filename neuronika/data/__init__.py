@@ -1,4 +1,4 @@
-"""Datasets, splits and loaders.
+"""Datasets, splits, loaders and samplers.
 
 >>> import numpy as np
 >>> from neuronika.data import DataLoader, Dataset
@@ -8,5 +8,6 @@
 """
 from .dataset import Dataset, from_csv, train_test_split
 from .loader import DataLoader
+from .sampler import DistributedSampler
 
-__all__ = ["Dataset", "DataLoader", "from_csv", "train_test_split"]
+__all__ = ["Dataset", "DataLoader", "DistributedSampler", "from_csv", "train_test_split"]

@@ -44,6 +44,10 @@ class DataLoader:
     every run, and different from epoch to epoch. Without a seed, neuronika's generator
     is used (reproducible under ``manual_seed``).
 
+    ``sampler`` (an iterable of row indices with a length, such as a ``DistributedSampler``)
+    sets the order instead: each epoch visits the rows it yields, in batches, and
+    ``len(loader)`` counts its indices. It excludes ``shuffle=True``.
+
     ``progress=True`` shows a tqdm progress bar (batches done, batches per second and
     whatever the loop posts with ``loader.set_postfix(loss=...)``). tqdm is an optional
     dependency: if it is not installed, the constructor raises ImportError saying
@@ -51,7 +55,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None,
-                 as_vars=False, progress=False):
+                 as_vars=False, progress=False, sampler=None):
         if not isinstance(dataset, Dataset):
             raise TypeError(f"DataLoader: expects a neuronika.data Dataset, got "
                             f"{type(dataset).__name__}; wrap arrays with Dataset(records, labels)")
@@ -60,6 +64,17 @@ class DataLoader:
         if seed is not None and not shuffle:
             raise ValueError(f"DataLoader: seed={seed!r} is given but shuffle=False; pass "
                              f"shuffle=True to shuffle, or drop the seed")
+        if sampler is not None:
+            if shuffle:
+                raise ValueError("DataLoader: sampler and shuffle=True exclude each other: the sampler "
+                                 "sets the order (DistributedSampler shuffles with its own shuffle=True)")
+            try:
+                len(sampler)
+                iter(sampler)
+            except TypeError:
+                raise TypeError(f"DataLoader: sampler must be an iterable of row indices with a length "
+                                f"(a DistributedSampler, a list), got {type(sampler).__name__}") from None
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -72,11 +87,18 @@ class DataLoader:
         self.epoch = 0          # the epoch the next iteration runs
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _order(self, epoch):
         n = len(self.dataset)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64, count=len(self.sampler))
+            if order.size and (order.min() < -n or order.max() >= n):
+                bad = order[(order < -n) | (order >= n)][0]
+                raise IndexError(f"DataLoader: the sampler gave index {bad}, out of range for a dataset "
+                                 f"of {n} rows")
+            return order
         if not self.shuffle:
             return np.arange(n)
         if self.seed is None:
@@ -128,5 +150,6 @@ class DataLoader:
         self._bar.set_postfix(**shown)
 
     def __repr__(self):
+        sampler = "" if self.sampler is None else f", sampler={type(self.sampler).__name__}"
         return (f"DataLoader({len(self.dataset)} rows, batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, {len(self)} batches)")
+                f"shuffle={self.shuffle}{sampler}, drop_last={self.drop_last}, {len(self)} batches)")

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from ..variable import Param, VarDiff
+from ..variable import Param, VarDiff, grad_or_none
 from .optimizer import _as_param
 
 
@@ -20,8 +20,9 @@ def _grads(parameters, name):
     grads = []
     for p in parameters:
         p = _as_param(p, name)
-        if p._node.grad is not None:
-            grads.append(p._node.grad)
+        grad = grad_or_none(p)
+        if grad is not None:
+            grads.append(grad)
     return grads
 
 

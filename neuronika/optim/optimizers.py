@@ -19,6 +19,7 @@ import numbers
 
 import numpy as np
 
+from ..variable import grad_or_none
 from .optimizer import Optimizer
 from .penalty import Penalty
 
@@ -75,7 +76,7 @@ class _Base(Optimizer):
 
     def _active(self, group):
         """The group's parameters that have a gradient."""
-        return [p for p in group["params"] if p._node.grad is not None]
+        return [p for p in group["params"] if grad_or_none(p) is not None]
 
     def step(self) -> None:
         for group in self.param_groups:
