@@ -523,7 +523,7 @@ def profile(key, size, top=30, mode="always"):
 
 VARLEN_LENGTHS = (5, 200)
 VARLEN_HIDDEN, VARLEN_BATCH, VARLEN_INPUT = 32, 16, 8
-VARLEN_STEPS, VARLEN_IMPERATIVE_STEPS = 2_000, 500
+VARLEN_STEPS, VARLEN_IMPERATIVE_STEPS = 2_000, 2_000
 
 
 def _rss_mb():
@@ -582,14 +582,16 @@ def varlen_rnn(steps=VARLEN_STEPS, imperative_steps=VARLEN_IMPERATIVE_STEPS, len
                hidden=VARLEN_HIDDEN, batch=VARLEN_BATCH, inputs=VARLEN_INPUT, marks=None, lr=0.01,
                log=print):
     """Train a tanh RNN by SGD on sequences whose length is drawn from ``lengths`` (inclusive)
-    at every step, once through ``value_and_grad`` (``steps``) and once imperatively
-    (``imperative_steps``: ``loss.backward()``), in the default compile mode, caches emptied
-    first. Returns one dict per path: steps, distinct lengths, programs generated, seconds
+    at every step, once through ``value_and_grad`` (``steps``), once imperatively
+    (``imperative_steps``: ``loss.backward()``) and once as a module (``nn.RNN`` and
+    ``nn.Linear`` with ``optim.SGD``, ``imperative_steps``), in the default compile mode,
+    caches emptied first. Returns one dict per path: steps, distinct lengths, programs generated, seconds
     generating/compiling them and in all, the last loss, and the resident memory (MB) at the
     ``marks`` (default: a quarter, half and all of the steps)."""
     import warnings
     results = []
-    for path, count in (("value_and_grad", steps), ("imperative", imperative_steps)):
+    for path, count in (("value_and_grad", steps), ("imperative", imperative_steps),
+                        ("nn.RNN", imperative_steps)):
         if count <= 0:
             continue
         rng = np.random.default_rng(0)
@@ -605,8 +607,12 @@ def varlen_rnn(steps=VARLEN_STEPS, imperative_steps=VARLEN_IMPERATIVE_STEPS, len
         loss = None
         if path == "value_and_grad":
             step_fn = neuronika.value_and_grad(lambda p, xs, ys: varlen_loss(nnp, p, xs, ys))
-        else:
+        elif path == "imperative":
             handles = [neuronika.from_ndarray(p.copy()).requires_grad() for p in params]
+        else:
+            from neuronika import nn, optim
+            layer, readout = nn.RNN(inputs, hidden), nn.Linear(hidden, 1)
+            optimizer = optim.SGD(list(layer.parameters()) + list(readout.parameters()), lr=lr)
         with warnings.catch_warnings(), _timing_builds(stats):
             warnings.simplefilter("ignore", neuronika.RetraceWarning)
             start = time.perf_counter()
@@ -615,6 +621,14 @@ def varlen_rnn(steps=VARLEN_STEPS, imperative_steps=VARLEN_IMPERATIVE_STEPS, len
                 if path == "value_and_grad":
                     loss, grads = step_fn(params, xs, targets)
                     params = tuple(p - lr * g for p, g in zip(params, grads))
+                elif path == "nn.RNN":
+                    _, h = layer(neuronika.from_ndarray(xs))
+                    d = readout(h[0]) - targets
+                    out = (d * d).mean()
+                    out.backward()
+                    loss = out.data
+                    optimizer.step()
+                    optimizer.zero_grad()
                 else:
                     out = varlen_loss(nnp, handles, neuronika.from_ndarray(xs), targets)
                     out.backward()
