@@ -58,3 +58,16 @@ def test_distributed_digits_example_on_two_processes():
     final = re.search(r"final test accuracy ([0-9.]+) .* on 2 process", result.stdout)
     assert final and float(final.group(1)) >= 0.95, result.stdout
     assert result.stdout.count("final test accuracy") == 1          # rank 0 prints
+
+
+def test_functional_example_on_two_processes_follows_one_process():
+    oracle("sklearn")
+    runs = []
+    for n in (1, 2):
+        result = launch(n, ROOT / "examples" / "distributed_numpy_digits.py", "--epochs", "10", timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        runs.append(re.findall(r"train loss ([0-9.]+)  test accuracy ([0-9.]+)", result.stdout))
+    # the same global batches and the same averaged gradients: the same training, to rounding
+    (loss1, accuracy1), (loss2, accuracy2) = runs[0][-1], runs[1][-1]
+    assert float(accuracy2) >= 0.95 and accuracy1 == accuracy2
+    assert abs(float(loss1) - float(loss2)) < 1e-3
