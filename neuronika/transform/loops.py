@@ -425,7 +425,7 @@ def _equal_numbers(nodes):
         return False
 
 
-def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True):
+def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gather=None):
     """The graph with its longest unrolled recurrence as a scan node, or None.
 
     Returns (order, outputs, loss, guards, old_position) for the new graph: the same leaves,
@@ -440,7 +440,8 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True):
         # leaves made at each step are arguments to stack on every call unless folded: where
         # they would outweigh the loop, the run is not looked at further (as in _rewrite)
         made = sum(1 for node in order[lo:lo + period]
-                   if node.op is None and (fold is None or not fold(node)))
+                   if node.op is None and (fold is None or not fold(node))
+                   and (gather is None or not gather(node)))
         if 4 * made > period or made and len(order) < STACK_THRESHOLD:
             continue
         hashes = _hashes(order, position, lo, hi)
@@ -456,13 +457,14 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True):
             continue
         try:
             return _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
-                            make_leaves)
+                            make_leaves, gather)
         except _NoRoll:
             pass
     return None
 
 
-def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None, make_leaves=True):
+def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None, make_leaves=True,
+             gather=None):
     from ..graph import Node
     from ..ops import OPS
     kinds, steps, progressions = _classify(order, position, s, P, R, fold)
@@ -528,11 +530,14 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
         return new
 
     # how each value made per step enters the loop: a view of one array, one folded constant,
-    # or (the costly way: an argument per step, stacked on every call) a stack
+    # one leaf gathered from the per-step leaves by the caller, or (the costly way: an
+    # argument per step, stacked on every call) a stack
     read = {kind[1] for kind in kinds.values() if kind[0] == "step"}
     how = {}
     for q in leaf_slots:
         steps_q = [order[s + r * P + q] for r in range(R)]
+        gathered = (gather is not None and q not in steps_after
+                    and all(n.op is None and gather(n) for n in steps_q))
         if q in progressions and q not in steps_after:
             how[q] = "view"
         elif q in progressions and len(order[s + q].inputs) > 1:
@@ -546,9 +551,9 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
             elif not steps_q[0].shape and make_leaves:
                 how[q] = "fold"         # a number per step: one stacked constant
             else:
-                how[q] = "stack"
+                how[q] = "gather" if gathered else "stack"
         else:
-            how[q] = "stack"
+            how[q] = "gather" if gathered else "stack"
     for q in [q for q in leaf_slots if how[q] in ("same", "drop")]:
         if how[q] == "same":
             consts.append(order[s + q])
@@ -589,6 +594,7 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
                     len(consts), in_specs, out_specs)
 
     new_order = _Rolled(order[:s])
+    gathers = {}
     stacks = []
     new_leaves = False
     for q, kind in how.items():
@@ -619,10 +625,13 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
             stacks.append(xs)
         else:
             steps = [order[s + r * P + q] for r in range(R)]
-            if how[q] == "fold":
-                # constants made anew at each step (a trace's Python numbers): one array
+            if how[q] in ("fold", "gather"):
+                # constants made anew at each step (a trace's Python numbers): one array; or
+                # arrays given at each step: one leaf the caller stacks (``gathers``)
                 new_leaves = True
                 stacks.append(_folded(steps))
+                if how[q] == "gather":
+                    gathers[stacks[-1]] = tuple(steps)
                 continue
             new_order += steps
             stacks.append(_made(OPS["stack"], tuple(steps), (0,)))
@@ -679,6 +688,7 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     old_position = {mapping.get(node, node): i for i, node in enumerate(order)}
     if new_leaves:
         new_order.leaves = [node for node in new_order if node.op is None]
+    new_order.gathers = gathers or None
     return (new_order, [moved(p) for p in outputs], None if loss is None else moved(loss),
             [(moved(p), kind, value) for p, kind, value in guards], old_position)
 
@@ -686,11 +696,12 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
 class _Rolled(list):
     """A graph's order after ``roll`` (or ``looked_at``): not looked at again."""
 
-    __slots__ = ("leaves",)
+    __slots__ = ("leaves", "gathers")
 
     def __init__(self, nodes=(), leaves=None):
         list.__init__(self, nodes)
         self.leaves = leaves        # the graph's leaves, where rolling changed them (``fold``)
+        self.gathers = None         # a leaf stacked from leaves of the original graph -> those
 
 
 def looked_at(order):
@@ -710,7 +721,7 @@ def signature(order):
     return tuple(keys)
 
 
-def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves=True):
+def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves=True, gather=None):
     """``roll``'s result where the build of a graph should use it (``AUTO``, a graph above
     ``THRESHOLD``, not under detect_anomaly, whose checks name nodes by position), else None.
 
@@ -718,21 +729,26 @@ def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves
     (leaves made anew at each step then become one stacked constant leaf, or one leaf where
     they hold one value, or nothing where they index a view, and the new order's
     ``leaves`` lists the graph's leaves; without ``fold`` the leaves stay);
-    ``make_leaves=False``: no new leaf (the rolled graph's leaves are some of ``leaves``)."""
+    ``make_leaves=False``: no new leaf (the rolled graph's leaves are some of ``leaves``)
+    but those ``gather(leaf)`` allows: arrays given at each step become one leaf (``gathers``
+    on the new order: that leaf -> the leaves the caller stacks into it on every call)."""
     if not AUTO or anomaly or len(order) < THRESHOLD or order.__class__ is _Rolled:
         return None
     outputs = [len(order) - 1] if outputs is None else list(outputs)
     guards = list(guards)
     found = None
     changed = None
+    gathers = {}
     for _ in range(8):                  # one run at a time, the longest first
-        step = roll(order, leaves, outputs, loss, guards, fold, make_leaves)
+        step = roll(order, leaves, outputs, loss, guards, fold, make_leaves, gather)
         if step is None:
             break
         previous = order
         order, outputs, loss, guards, back = step
         if order.leaves is not None:
             leaves = changed = order.leaves
+        if order.gathers:
+            gathers.update(order.gathers)
         if found is None:
             old = back
         else:
@@ -740,6 +756,7 @@ def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves
         found = (order, outputs, loss, guards, old)
     if found is not None:
         found[0].leaves = changed
+        found[0].gathers = gathers or None
     return found
 
 

@@ -104,9 +104,10 @@ def runner(key, order, leaves):
 
 class Through:
     """The program of a rolled graph run for the unrolled graph it came from (the imperative
-    path: ``_rolled``). It reads the leaves at ``keep``; the others were baked into the
-    rolled graph (the int of each ``xs[t]``, a number written at every step), and it serves
-    a graph only while they hold the values in ``checks`` (``holds``)."""
+    path: ``_rolled``). It reads the leaves at ``keep`` (a tuple of positions there: those
+    leaves stacked, the arrays given at each step); the others were baked into the rolled
+    graph (the int of each ``xs[t]``, a number written at every step), and it serves a
+    graph only while they hold the values in ``checks`` (``holds``)."""
 
     __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "__weakref__")
 
@@ -119,7 +120,8 @@ class Through:
         self.retained = ()
 
     def forward(self, *values):
-        return self.program.forward(*[values[k] for k in self.keep])
+        return self.program.forward(*[values[k] if k.__class__ is int else np.stack([values[j] for j in k])
+                                      for k in self.keep])
 
     def holds(self, leaves):
         for k, value in self.checks:
@@ -142,6 +144,13 @@ def _bakeable(node):
             and (node.const is None or node.const.__class__ is Witness))
 
 
+def _gatherable(node):
+    """A leaf given at each step of a loop that the imperative path may stack with the
+    others into one argument of a rolled graph: an array that needs no gradient."""
+    return (node.shape and not node.requires_grad and node.value is not None
+            and (node.const is None or node.const.__class__ is Witness))
+
+
 def _rolled(key, order, leaves, mode, after):
     """On a miss of the graph ``key``: where it holds an unrolled recurrence, the program of
     the graph rolled into a loop (``loops.rolled``: keyed by the rolled graph, so every
@@ -150,14 +159,19 @@ def _rolled(key, order, leaves, mode, after):
     if (not loops.AUTO or key[-1] or len(order) < loops.THRESHOLD
             or any(node.retain for node in order)):
         return None
-    found = loops.rolled(order, leaves, False, None, None, (), _bakeable, make_leaves=False)
+    found = loops.rolled(order, leaves, False, None, None, (), _bakeable, make_leaves=False,
+                         gather=_gatherable)
     if found is None:
         return None
     rolled = found[0]
     inner = rolled.leaves if rolled.leaves is not None else leaves
     where = {node: k for k, node in enumerate(leaves)}
-    keep = tuple(where[node] for node in inner)
-    kept = set(keep)
+    gathers = rolled.gathers or {}
+    if any(node not in where and (node not in gathers or any(n not in where for n in gathers[node]))
+           for node in inner):
+        return None                     # a leaf of the rolled graph the caller cannot give
+    keep = tuple(where[node] if node in where else tuple(where[n] for n in gathers[node]) for node in inner)
+    kept = {k for entry in keep for k in ((entry,) if entry.__class__ is int else entry)}
     checks = tuple((k, leaves[k].value) for k in range(len(leaves)) if k not in kept)
     inner_key = loops.signature(rolled)
     build = functools.partial(codegen.build, rolled, inner, anomaly=False)
