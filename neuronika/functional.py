@@ -75,11 +75,12 @@ import weakref
 import numpy as np
 
 from .errors import GradientError, RetraceWarning
-from .graph import USER, apply, leaf, modes, origin
+from .graph import USER, apply, leaf, linearize, modes, origin
 from .ops import OPS
 from . import symbolic, tracing as _trace
 from .transform.cache import CACHE, RETRACE_WARNING, cache_limits, functions
 from .transform.cache import tick as _tick
+from .transform import loops
 from .transform.codegen import Anomaly, Retrace
 from .numpy._core import build, node_of, var_of
 from .variable import Var, _wrap
@@ -354,7 +355,7 @@ class _Traced:
         with _trace.level(wrt):
             result = self.fn(*args, **kwargs)
         out, aux = _trace.split_aux(result, self.has_aux, self.name)
-        out = _trace.scalar_output(out, self.name)
+        out = _rolled(_trace.scalar_output(out, self.name))
         grads = iter(symbolic.gradients(out, wrt))
         per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
         wanted = [per_arg[n] for n in nums]
@@ -616,6 +617,31 @@ def _holds_var(obj):
     if isinstance(obj, dict):
         return any(_holds_var(o) for o in obj.values())
     return False
+
+
+def _rolled(out):
+    """``out`` with the unrolled recurrences of its graph rolled into scans (``loops.rolled``),
+    so that its gradient graph is the scan's adjoint, not one adjoint per step: a Hessian-vector
+    product of a recurrence compiles two loops, not three unrolled chains."""
+    order, leaves, _ = linearize(out._node)
+    found = loops.rolled(order, leaves, modes.anomaly, None, None, (), _written_in_function)
+    if found is None:
+        return out
+    new_order, outputs = found[0], found[1]
+    return _wrap(new_order[outputs[0]])
+
+
+def _written_in_function(node):
+    """A leaf the function wrote itself (a Python number, a NumPy array it holds): no argument
+    of any trace in progress, nothing computed from one. Rolling may stack such values."""
+    if node.requires_grad or node.value is None or node.const is not None:
+        return False
+    tracer = modes.tracer
+    while tracer is not None:
+        if node in tracer.inputs:
+            return False
+        tracer = tracer.parent
+    return True
 
 
 def _to_vars(obj, wrt, name, position):

@@ -312,8 +312,8 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
     wanted_xs = [j for j, v in enumerate(xs) if v._node.requires_grad and v.dtype.kind in "fc"]
     float_carries = [i for i in range(c) if floating[i]]
 
-    def step(carry, x):
-        return tuple(replay(cell, list(carry) + list(x) + consts)[:c]), tuple(carry)
+    def step(carry, x):                 # x is None for a scan over a length alone
+        return tuple(replay(cell, list(carry) + list(x or ()) + consts)[:c]), tuple(carry)
 
     _, before = scan(step, tuple(carries), tuple(xs) if xs else None,
                      length=None if xs else steps, reverse=ctx.reverse)

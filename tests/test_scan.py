@@ -1101,3 +1101,32 @@ def test_imperative_arrays_given_at_each_step_are_stacked_into_one_argument(monk
                 close(g, w)
     nk.transform.cache_clear()
     assert len(built) <= 4, built
+
+
+def test_hvp_and_hessian_of_an_unrolled_recurrence_differentiate_the_loop(monkeypatch):
+    w = RNG.standard_normal(4) / 2
+    x0, v = RNG.standard_normal(4), RNG.standard_normal(4)
+
+    def f(x):
+        y = x
+        for _ in range(150):
+            y = nk.numpy.sin(y * 0.9 + 0.1)
+            y = nk.numpy.tanh(y * w + x)
+        return (y * y).sum()
+
+    want_hvp = _straight(lambda: nk.hvp(f, x0, v))
+    want_hessian = _straight(lambda: nk.hessian(f)(x0))
+    built = _counting_builds(monkeypatch)
+    nk.transform.cache_clear()
+    with nk.config(compile="always"):
+        got_hvp = nk.hvp(f, x0, v)
+        got_hessian = nk.hessian(f)(x0)
+    nk.transform.cache_clear()
+    close(got_hvp, want_hvp, rtol=1e-10, atol=1e-12)
+    close(got_hessian, want_hessian, rtol=1e-10, atol=1e-12)
+    close(got_hessian @ v, got_hvp, rtol=1e-10, atol=1e-12)
+    eps = 1e-6
+    fd = (nk.grad(f)(x0 + eps * v) - nk.grad(f)(x0 - eps * v)) / (2 * eps)
+    close(got_hvp, fd, rtol=1e-5, atol=1e-7)
+    # the function's loop and its gradient's are scans: small programs, not 1,500-node chains
+    assert built and max(built) < 300, built
