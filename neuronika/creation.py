@@ -7,6 +7,7 @@ import functools
 
 import numpy as np
 
+from . import backend
 from . import random as _random
 from .errors import ShapeError
 from .graph import leaf
@@ -102,6 +103,9 @@ def from_ndarray(array, dtype=None) -> Var:
     >>> neuronika.from_ndarray(np.arange(3.0)).dtype
     dtype('float64')
 
+    An array of another array-API library (a CuPy array on a GPU, array-api-strict) makes a
+    leaf that lives there: its graphs run with that library (``Var.device``).
+
     Given a variable, returns it (a traced argument stays traced).
     """
     if isinstance(array, Var):
@@ -109,12 +113,31 @@ def from_ndarray(array, dtype=None) -> Var:
             return array
         raise TypeError(f"from_ndarray: cannot convert a variable of dtype {array.dtype} to "
                         f"{np.dtype(dtype)}; convert the array before making it a variable")
+    if _other_library(array):
+        return _foreign(array, dtype)
     array = np.asarray(array)
     if array.dtype.kind not in "biufc":
         raise TypeError(f"from_ndarray: arrays of dtype {array.dtype} cannot be data; "
                         f"give numbers (float, complex or integer)")
     if dtype is not None:
         array = checked_cast(array, dtype, "from_ndarray")   # 1e39 -> float32 raises, never inf
+    return _var(array)
+
+
+def _other_library(array):
+    """Whether ``array`` is an array of another array-API library than NumPy."""
+    cls = type(array)
+    return (not isinstance(array, (np.ndarray, np.generic, list, tuple, int, float, complex))
+            and (hasattr(cls, "__array_namespace__") or cls.__module__.split(".")[0] == "cupy"))
+
+
+def _foreign(array, dtype):
+    space = backend.space_of(array)
+    kind = space.numpy_dtype(array.dtype).kind
+    if kind not in "biufc":
+        raise TypeError(f"from_ndarray: arrays of dtype {array.dtype} cannot be data; give numbers")
+    if dtype is not None and np.dtype(dtype) != space.numpy_dtype(array.dtype):
+        array = space.xp.astype(array, space.dtype(dtype))
     return _var(array)
 
 

@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from . import backend
 from .errors import ShapeError
 
 _serial = itertools.count()
@@ -106,13 +107,16 @@ class Node:
     """One value in the graph: a leaf (``op is None``) or an op application.
 
     ``key`` is the node's part of the graph signature: for a leaf its kind,
-    shape, dtype and whether it needs a gradient; for an op the op, its
-    attributes and flags. Values never enter a key.
+    shape, dtype and whether it needs a gradient (and its space, for arrays of
+    another library than NumPy); for an op the op, its attributes and flags.
+    Values never enter a key. ``space``: the array library and device of its value
+    (``backend``; None for NumPy), an op's that of its inputs. ``dtype`` is always a
+    NumPy dtype.
     """
 
     __slots__ = (
         "op", "inputs", "attrs", "shape", "dtype", "requires_grad", "key",
-        "value", "grad", "where", "serial", "retain", "snapshot", "const", "__weakref__",
+        "value", "grad", "where", "serial", "retain", "snapshot", "const", "space", "__weakref__",
     )
 
     def __init__(self, op, inputs, attrs, shape, dtype, requires_grad, where):
@@ -129,6 +133,7 @@ class Node:
         self.retain = False
         self.snapshot = None
         self.const = None
+        self.space = None
         self.key = (op, attrs, requires_grad, False)
 
     def rekey(self):
@@ -148,11 +153,23 @@ def serial_now():
 
 
 def leaf(value, requires_grad=False):
-    """A leaf node over an array (or a NumPy scalar: a number used as an operand)."""
+    """A leaf node over an array (or a NumPy scalar: a number used as an operand); an array
+    of another library than NumPy records its space, which enters the key."""
     node = Node(None, (), (), value.shape, value.dtype, requires_grad, None)
     node.value = value
-    node.key = ("leaf", value.shape, value.dtype, requires_grad)
+    if value.__class__ is np.ndarray or isinstance(value, _NUMPY_VALUES):
+        node.key = ("leaf", value.shape, value.dtype, requires_grad)
+        return node
+    space = backend.space_of(value)
+    node.space = space
+    node.shape = tuple(value.shape)
+    node.dtype = space.numpy_dtype(value.dtype)
+    # the space beside the dtype (what the values are), where every reader of keys keeps it
+    node.key = ("leaf", node.shape, (node.dtype, space), requires_grad)
     return node
+
+
+_NUMPY_VALUES = (np.ndarray, np.generic)
 
 
 def weak_leaf(value):
@@ -225,6 +242,15 @@ def apply(op, inputs, attrs=()):
     here find it on the stack when they happen).
     """
     first = inputs[0]
+    space = first.space
+    if len(inputs) > 1:
+        for node in inputs:
+            if node.space is not space:
+                inputs, space = _join(op, inputs)
+                first = inputs[0]
+                break
+    if space is not None and space.family not in op.families:
+        raise backend.refused(op, space)
     try:
         if op.keeps_shape:
             shape = first.shape
@@ -251,7 +277,31 @@ def apply(op, inputs, attrs=()):
             if node.requires_grad:
                 requires_grad = True
                 break
-    return Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if _anomaly() else None)
+    node = Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if _anomaly() else None)
+    if space is not None:
+        node.space = space
+    return node
+
+
+def _join(op, inputs):
+    """The inputs of an op over arrays of another library than NumPy, and their space: numbers
+    (NumPy scalars, 0-d leaves made for an operand) join any space, as leaves of that space;
+    arrays of two spaces raise ``backend.NamespaceError`` naming both."""
+    spaces = [n.space for n in inputs if n.space is not None]
+    space = spaces[0]
+    if any(s is not space for s in spaces) or any(n.space is None and not _number(n) for n in inputs):
+        raise backend.mixed(f"{op.name} (at {format_where(user_line())})", [n.space for n in inputs])
+    return tuple(n if n.space is not None or n.key[0] == "weak" else _moved(n, space) for n in inputs), space
+
+
+def _number(node):
+    """Whether ``node`` is a number that may join arrays of any space: a Python number
+    argument, or a leaf over a NumPy scalar."""
+    return node.op is None and (node.key[0] == "weak" or isinstance(node.value, np.generic))
+
+
+def _moved(node, space):
+    return leaf(space.asarray(node.value, node.dtype))
 
 
 def linearize(*roots, cut=None):
@@ -388,13 +438,13 @@ def _immutable(value):
 def _copy(value):
     if value.__class__ is np.ndarray:
         return value.copy()
-    return np.asarray(value).copy()
+    return np.array(backend.to_numpy(value))      # another library's array: a copy on the host
 
 
 def same_bits(value, copy):
     """Whether ``value`` holds exactly the bits of ``copy`` (-0.0 is not 0.0; a NaN is itself)."""
     if value.__class__ is not np.ndarray:
-        value = np.asarray(value)
+        value = backend.to_numpy(value)
     if value.shape != copy.shape or value.dtype != copy.dtype:
         return False
     if value.nbytes % 8 == 0 and value.flags.c_contiguous and copy.flags.c_contiguous and value.size:

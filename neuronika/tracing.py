@@ -117,6 +117,11 @@ class Unhashable(TypeError):
                     f"static_argnames) but is a {type(self.obj).__name__}, which is not hashable; a "
                     f"static argument is part of the cache key: pass a hashable value (a tuple instead "
                     f"of a list), or do not mark it static (arrays and numbers are values)")
+        if hasattr(self.obj, "__array_namespace__"):
+            return (f"{name}: {place}{''.join(reversed(keys))} is an array of "
+                    f"{type(self.obj).__module__.split('.')[0]}; the functional face takes NumPy arrays "
+                    f"only so far: pass a NumPy array, or use the imperative face, whose variables may "
+                    f"hold it (neuronika.from_ndarray)")
         return (f"{name}: {place}{''.join(reversed(keys))} is a {type(self.obj).__name__}, which is "
                 f"neither an array (or a dict/list/tuple of arrays) nor hashable, so it cannot be a "
                 f"static argument of a traced function; pass arrays, or make it hashable (a tuple "

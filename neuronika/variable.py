@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import operator
 import os
 import sys
 import weakref
 
 import numpy as np
 
+from . import backend
 from .errors import GradientError, ShapeError
 from .graph import (ANOMALY, GRAD_ENABLED, NUMPY, apply, differentiable_leaves, format_where, leaf,
                     modes, origin, user_line, walk)
@@ -53,7 +55,8 @@ class Var:
     # ---- value and metadata ---------------------------------------------------------
     @property
     def data(self) -> np.ndarray:
-        """The value as a NumPy array; on a leaf, assigning copies the new values in place.
+        """The value as an array (NumPy's, or that of the library the variable lives in:
+        ``device``); on a leaf, assigning copies the new values in place.
 
         On a result, the value its last ``forward()`` or ``backward()`` computed (a node
         never evaluated is evaluated when read). The values inside a graph are not kept,
@@ -64,7 +67,7 @@ class Var:
         value = node.value
         if value is None:
             value = run.evaluate(node)
-        if value.__class__ is not np.ndarray:
+        if value.__class__ is not np.ndarray and node.space is None:
             # Generated code may leave a NumPy scalar (x.sum() gives one); users get arrays.
             value = node.value = np.asarray(value)
         return value
@@ -75,11 +78,14 @@ class Var:
         if node.op is not None:
             raise GradientError("data: only a leaf's data can be assigned; this variable is "
                                 f"the result of {node.op.name}")
-        value = np.asarray(value)
-        if value.shape != node.shape:
+        value = np.asarray(value) if node.space is None else backend.move(value, node.space)
+        if tuple(value.shape) != node.shape:
             raise ShapeError(f"data: cannot assign an array of shape {value.shape} to a leaf of "
                              f"shape {node.shape}")
-        np.copyto(node.value, value, casting="same_kind")
+        if node.space is None:
+            np.copyto(node.value, value, casting="same_kind")
+        else:
+            node.value[...] = value
 
     @property
     def shape(self) -> tuple:
@@ -96,6 +102,47 @@ class Var:
     @property
     def size(self) -> int:
         return math.prod(self._node.shape)
+
+    @property
+    def device(self):
+        """Where the value lives: ``"cpu"`` for NumPy, else its array library's device.
+
+        >>> import neuronika
+        >>> neuronika.ones(2).device
+        'cpu'
+        """
+        space = self._node.space
+        return "cpu" if space is None else space.device
+
+    def to(self, device=None, dtype=None) -> "Var":
+        """The variable on ``device`` (``"cpu"``: NumPy; ``"cuda"`` / ``"cuda:N"``: CuPy; or an
+        array-API namespace such as ``array_api_strict``) and/or in ``dtype``: a new leaf over a
+        copy (itself when nothing changes). A differentiable leaf gives a differentiable leaf
+        (its own gradient); a computed value needing a gradient cannot move (no op copies
+        between devices): move the leaves it is computed from.
+
+        >>> import neuronika, numpy as np
+        >>> x = neuronika.ones(2)
+        >>> x.to("cpu") is x
+        True
+        >>> x.to(dtype=np.float64).dtype
+        dtype('float64')
+        """
+        node = self._node
+        target = node.space if device is None else backend.resolve(device)
+        dtype = node.dtype if dtype is None else np.dtype(dtype)
+        if target is node.space and dtype == node.dtype:
+            return self
+        if node.op is not None and node.requires_grad:
+            raise GradientError(f"to: this variable is the result of {node.op.name} and needs a gradient, "
+                                f"which cannot flow between devices; move the leaves it is computed "
+                                f"from (or detach() it first)")
+        value = self.data
+        if dtype != node.dtype:
+            value = (value.astype(dtype) if node.space is None
+                     else node.space.xp.astype(value, node.space.dtype(dtype)))
+        value = backend.move(value, target)
+        return _wrap(leaf(value, requires_grad=node.requires_grad))
 
     @property
     def is_leaf(self) -> bool:
@@ -162,13 +209,17 @@ class Var:
                     f"the neuronika.numpy function of the same name, or numpy.asarray(v) to leave the "
                     f"graph on purpose (at {format_where(user_line())})")
         data = self.data
+        if self._node.space is not None:
+            data = backend.to_numpy(data, self._node.space)
         return data if dtype is None else data.astype(dtype)
 
     def __repr__(self):
         name = type(self).__name__
-        body = np.array2string(self.data, separator=", ", prefix=name + "(")
+        space = self._node.space
+        body = np.array2string(backend.to_numpy(self.data, space), separator=", ", prefix=name + "(")
         dtype = "" if self.dtype == np.float32 else f", dtype={self.dtype}"
-        return f"{name}({body}{dtype})"
+        device = "" if space is None else f", space={space.name}"
+        return f"{name}({body}{dtype}{device})"
 
     # ---- in-place operators -------------------------------------------------------------
     def __iadd__(self, other):
@@ -261,7 +312,8 @@ class VarDiff(Var):
         if _pending:
             _settle(node)
         if node.grad is None:
-            node.grad = np.zeros(node.shape, node.dtype)
+            node.grad = (np.zeros(node.shape, node.dtype) if node.space is None
+                         else node.space.zeros(node.shape, node.dtype))
         return node.grad
 
     @grad.setter
@@ -355,6 +407,8 @@ def _in_place(var, other, ufunc, symbol):
                 f"inside `with neuronika.no_grad():` (at {format_where(user_line())})")
         other = other.data
     target = node.value
+    if node.space is not None:
+        return _in_place_on(var, node, target, other, symbol)
     if not target.flags.writeable:
         raise ValueError(f"in-place {symbol}=: this leaf's data is a read-only array (at "
                          f"{format_where(user_line())})")
@@ -369,14 +423,35 @@ def _in_place(var, other, ufunc, symbol):
     return var
 
 
+_IN_PLACE = {"+": operator.iadd, "-": operator.isub, "*": operator.imul, "/": operator.itruediv,
+             "//": operator.ifloordiv, "%": operator.imod, "**": operator.ipow}
+
+
+def _in_place_on(var, node, target, other, symbol):
+    """``_in_place`` for a leaf over another library's array: its in-place operator."""
+    if not isinstance(other, (int, float, complex)):
+        other = backend.move(other, node.space)
+    try:
+        result = _IN_PLACE[symbol](target, other)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"in-place {symbol}= on a leaf of {backend.name(node.space)}, dtype {node.dtype}: "
+                        f"{error} (at {format_where(user_line())})") from None
+    if result is not target:
+        raise TypeError(f"in-place {symbol}=: {backend.name(node.space)} did not update the array in place")
+    return var
+
+
 def _set_grad(node, value):
     if _pending:
         _settle(node)
     if value is None:
         node.grad = None
         return
-    value = np.array(value, dtype=node.dtype)
-    if value.shape != node.shape:
+    if node.space is None:
+        value = np.array(value, dtype=node.dtype)
+    else:
+        value = node.space.xp.astype(backend.move(value, node.space), node.space.dtype(node.dtype), copy=True)
+    if tuple(value.shape) != node.shape:
         raise ShapeError(f"grad: cannot set a gradient of shape {value.shape} on a value of "
                          f"shape {node.shape}")
     node.grad = value

@@ -15,7 +15,7 @@ import neuronika
 PACKAGE = pathlib.Path(neuronika.__file__).parent
 
 #: Bottom to top. A part may import only parts listed before it.
-LAYERS = ["errors", "random", "graph", "ops", "transform", "variable", "numpy", "creation",
+LAYERS = ["errors", "backend", "random", "graph", "ops", "transform", "variable", "numpy", "creation",
           "tracing", "symbolic", "loops", "functional", "testing", "distributed", "nn", "optim", "data", "__init__"]
 
 

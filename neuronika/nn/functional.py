@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from ..creation import from_ndarray
 from ..graph import apply, leaf
 from ..ops import OPS as _OPS
@@ -320,9 +321,10 @@ def _gather(x, t):
     if x.ndim == 1:
         return x[t]
     k = t.ndim
-    index = [np.arange(x.shape[0]).reshape((-1,) + (1,) * (k - 1)), t]
+    space = x._node.space                    # the positions in the library x lives in
+    index = [backend.move(np.arange(x.shape[0]).reshape((-1,) + (1,) * (k - 1)), space), t]
     for i, size in enumerate(x.shape[2:], start=1):
-        index.append(np.arange(size).reshape((1,) * i + (-1,) + (1,) * (k - 1 - i)))
+        index.append(backend.move(np.arange(size).reshape((1,) * i + (-1,) + (1,) * (k - 1 - i)), space))
     return x[tuple(index)]
 
 
@@ -340,7 +342,7 @@ def _picked(name, logp, target, weight, ignore_index):
     the class weights are shaped like the target, and zero where it is ignored."""
     t = _index_target(name, logp, target, ignore_index)
     keep = t != ignore_index
-    safe = t * keep                          # ignored entries pick class 0, then weigh 0
+    safe = t * keep.astype(t.dtype)          # ignored entries pick class 0, then weigh 0
     picked = _gather(logp, safe)
     kept = keep.astype(logp.dtype)
     if weight is None:

@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import backend
 from ..errors import ShapeError
 from ..graph import leaf
 from ..ops.kernels import checked_cast
@@ -37,7 +38,30 @@ from ._checks import float_dtype
 
 def parameter(array) -> VarDiff:
     """A differentiable leaf over ``array``: what a layer registers as a parameter."""
-    return _wrap(leaf(np.asarray(array), requires_grad=True))
+    if backend.space_of(array) is None:
+        array = np.asarray(array)
+    return _wrap(leaf(array, requires_grad=True))
+
+
+def _is_device(value):
+    """Whether an argument of ``Module.to`` names a device rather than a dtype."""
+    if isinstance(value, str):
+        return value.strip().lower().partition(":")[0] in ("cpu", "cuda", "gpu", "numpy")
+    return isinstance(value, backend.Space) or (hasattr(value, "__name__") and hasattr(value, "asarray")
+                                                and not isinstance(value, type))
+
+
+def _converted(value, dtype, device, target, label):
+    """``value`` in ``dtype`` (None: its own) on ``target`` (when ``device`` is given)."""
+    space = backend.space_of(value)
+    if dtype is not None:
+        if space is None:
+            value = checked_cast(value, dtype, label)
+        elif space.numpy_dtype(value.dtype) != dtype:
+            value = space.xp.astype(value, space.dtype(dtype))
+    if device is not None:
+        value = backend.move(value, target)
+    return value
 
 
 def _is_parameter(value):
@@ -141,23 +165,42 @@ class Module:
         for p in self.parameters():
             p.zero_grad()
 
-    def to(self, dtype):
-        """Convert every parameter and buffer to ``dtype`` (float32 or float64). A value that
-        the conversion would change out of recognition (1e39 to float32 becomes inf) raises
-        OverflowError naming it, and then nothing is converted."""
+    def to(self, *args, device=None, dtype=None):
+        """Convert every parameter and buffer to ``dtype`` (float32 or float64) and/or move it
+        to ``device`` (``"cpu"``: NumPy; ``"cuda"`` / ``"cuda:N"``: CuPy; an array-API
+        namespace module such as ``array_api_strict``): ``to(dtype)``, ``to(device)``,
+        ``to(device, dtype)`` or keywords. Parameters become new leaves (make the optimizer
+        after). A value that the conversion would change out of recognition (1e39 to float32
+        becomes inf) raises OverflowError naming it, and then nothing is converted.
+
+        >>> import numpy as np
+        >>> from neuronika import nn
+        >>> nn.Linear(2, 1).to("cpu", np.float64).weight.dtype
+        dtype('float64')
+        """
         name = f"{type(self).__name__}.to"
-        dtype = float_dtype(name, dtype)
+        for arg in args:
+            if _is_device(arg):
+                if device is not None:
+                    raise TypeError(f"{name}: two devices given")
+                device = arg
+            elif dtype is None:
+                dtype = arg
+            else:
+                raise TypeError(f"{name}: expected a device and/or a dtype, got {args}")
+        target = backend.resolve(device) if device is not None else None
+        dtype = float_dtype(name, dtype) if dtype is not None else None
         changes = []
         for prefix, module in self.named_modules():
             for attr in module._parameters:
                 value = getattr(module, attr).data
-                changes.append((module, attr, True,
-                                checked_cast(value, dtype, f"{name}({dtype}): {prefix}{attr}")))
+                changes.append((module, attr, True, _converted(value, dtype, device, target,
+                                                               f"{name}({dtype}): {prefix}{attr}")))
             for attr in module._buffers:
                 value = getattr(module, attr)
                 if value is not None and value.dtype.kind == "f":
-                    changes.append((module, attr, False,
-                                    checked_cast(value, dtype, f"{name}({dtype}): {prefix}{attr}")))
+                    changes.append((module, attr, False, _converted(value, dtype, device, target,
+                                                                    f"{name}({dtype}): {prefix}{attr}")))
         for module, attr, is_parameter, value in changes:      # every value converted: now assign
             object.__setattr__(module, attr, parameter(value) if is_parameter else value)
         return self

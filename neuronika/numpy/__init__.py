@@ -44,6 +44,24 @@ __all__ = sorted(set(_complex.__all__ + _indexing.__all__ + _products.__all__ + 
 
 _methods.install(_sys.modules[__name__])
 
+# The array-API standard's names of functions above: the catalogue's templates are written
+# in them (``ops/__init__.py``), and for second derivatives an adjoint template is evaluated
+# with this module as ``xp`` (``neuronika.symbolic``).
+astype = _ufuncs.astype
+asin, acos, atan, asinh, acosh, atanh, atan2 = arcsin, arccos, arctan, arcsinh, arccosh, arctanh, arctan2  # noqa: F405
+
+
+def permute_dims(x, /, axes):
+    """``transpose(x, axes)`` under the array-API standard's name."""
+    return transpose(x, axes)  # noqa: F405
+
+
+def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False):
+    """``cumsum(x, axis, dtype)`` under the array-API standard's name (no ``include_initial``)."""
+    if include_initial:
+        raise NotImplementedError("cumulative_sum: include_initial=True is not supported")
+    return cumsum(x, axis, dtype)  # noqa: F405
+
 
 def __getattr__(name):
     """Everything else is NumPy's: constants, dtypes, constructors, ``random``, and

@@ -35,6 +35,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..errors import GradientError, IndexingError, ShapeError
 from ..graph import Node, apply, leaf, modes
 from ..variable import Var, _wrap
@@ -110,7 +111,12 @@ def _parse(x, key, name="index", what=None):
         else:
             layout.append(("k", len(data)))
             data.append(np.intp(part))
-    return tuple(layout), tuple(d if isinstance(d, Node) else leaf(d) for d in data)
+    # index arrays go where the indexed value lives (checked above, on the host: as CuPy takes
+    # NumPy index arrays)
+    space = getattr(getattr(x, "_node", None), "space", None)
+    return tuple(layout), tuple(d if isinstance(d, Node) else leaf(d if space is None or not np.ndim(d)
+                                                                   else backend.move(d, space))
+                                for d in data)
 
 
 def getitem(x, key):

@@ -6,7 +6,15 @@ differentiable input. Templates are Python source over these names:
 - the op's input names (``x``, or ``a`` and ``b``; variadic ops get ``x0``,
   ``x1``, ...), ``y`` for its output and ``dy`` for the output's gradient;
 - the op's attributes and the values its ``statics`` hook computes from shapes;
-- ``xp`` (the array namespace, NumPy) and the kernels in ``ops/kernels.py``.
+- ``xp`` (the arrays' namespace: NumPy's, CuPy's, array-api-strict, ...) and the kernels
+  in ``ops/kernels.py`` (one implementation per namespace family, ``kernels.TABLE``).
+
+Templates use the array-API standard only (function forms such as ``xp.sum(x, axis=0)``,
+``xp.reshape``, ``xp.astype``; the methods and attributes the standard defines: ``.T`` on
+2-D values, ``.mT``, ``.shape``, operators), so one generated program runs on any
+namespace. An op that needs more declares where it runs: ``families`` (``backend.FAMILIES``
+by default; ``backend.NUMPY_API`` for NumPy's API without a kernel of its own) and why
+(``needs``); building it over arrays of another family raises ``backend.NamespaceError``.
 
 For second derivatives an adjoint template is also evaluated on variables, with
 ``xp`` bound to ``neuronika.numpy``, whose functions build catalogue ops (and a
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import FAMILIES
 from ..errors import ShapeError
 from ..graph import result_dtype
 
@@ -97,8 +106,10 @@ class Op:
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
                  n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
-                 shape_attr=None):
+                 shape_attr=None, families=FAMILIES, needs=None):
         self.name = name
+        self.families = tuple(families)     # the namespace families it runs on (backend)
+        self.needs = needs                  # why not on the others
         # the attribute (its position) that is the output's shape: a shape family abstracts its
         # sizes as it does the node's own (``transform.families``)
         self.shape_attr = None if shape_attr is None else attrs.index(shape_attr)

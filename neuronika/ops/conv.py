@@ -33,8 +33,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..backend import NUMPY_API
 from . import declare
 from .elementwise import float_dtype
+
+#: where these ops run: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
+_NUMPY_API_ONLY = dict(families=NUMPY_API,
+                       needs="strided windows written with NumPy's API (no array-API kernel yet)")
 
 
 def output_size(size, kernel, stride=1, dilation=1):
@@ -109,7 +114,7 @@ CONV = declare(
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("stride", "dilation", "groups"), shape=_conv_shape,
     doc="N-d convolution (cross-correlation) of (N, C_in, *size) with a (C_out, C_in / groups, *k) "
-        "kernel, by im2col and a product per group; no padding, no bias")
+        "kernel, by im2col and a product per group; no padding, no bias", **_NUMPY_API_ONLY)
 
 
 # ---- conv_transpose: the adjoint of conv in its input ------------------------------------------
@@ -142,7 +147,7 @@ CONV_TRANSPOSE = declare(
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("size", "stride", "dilation", "groups"), shape=_conv_transpose_shape,
     doc="transposed convolution: the gradient of conv with respect to its input, for an input "
-        "of spatial size ``size``")
+        "of spatial size ``size``", **_NUMPY_API_ONLY)
 
 
 # ---- conv_weight_grad: the adjoint of conv in its kernel -----------------------------------------
@@ -178,7 +183,7 @@ CONV_WEIGHT_GRAD = declare(
               "x": lambda ctx, build, b: build(CONV_TRANSPOSE, (b["g"], b["dy"]),
                                              (ctx.shapes["x"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("kernel", "stride", "dilation", "groups"), shape=_weight_grad_shape,
-    doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)")
+    doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)", **_NUMPY_API_ONLY)
 
 
 # ---- pooling -------------------------------------------------------------------------------------
@@ -223,7 +228,7 @@ MAX_POOL = declare(
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape,
     doc="maximum over windows of the trailing axes; the gradient goes to the first maximum of "
-        "each window (row-major), as in PyTorch")
+        "each window (row-major), as in PyTorch", **_NUMPY_API_ONLY)
 
 MAX_POOL_GRAD = declare(
     "max_pool_grad", ("g", "x", "pooled"), "max_pool_grad(g, x, pooled, kernel, stride)",
@@ -232,7 +237,7 @@ MAX_POOL_GRAD = declare(
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_grad_shape, n_differentiable=1, dtype=_first_dtype,
     doc="g (a max_pool output's gradient) sent to the first maximum of each window of x: the "
-        "adjoint of max_pool, as an op so it can be differentiated again")
+        "adjoint of max_pool, as an op so it can be differentiated again", **_NUMPY_API_ONLY)
 
 MAX_POOL_GATHER = declare(
     "max_pool_gather", ("z", "x", "pooled"), "max_pool_gather(z, x, pooled, kernel, stride)",
@@ -240,7 +245,7 @@ MAX_POOL_GATHER = declare(
     symbolic={"z": lambda ctx, build, b: build(MAX_POOL_GRAD, (b["dy"], b["x"], b["pooled"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_gather_shape, n_differentiable=1, dtype=_first_dtype,
-    doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad")
+    doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad", **_NUMPY_API_ONLY)
 
 AVG_POOL = declare(
     "avg_pool", ("x",), "avg_pool(x, kernel, stride)",
@@ -248,7 +253,7 @@ AVG_POOL = declare(
     symbolic={"x": lambda ctx, build, b: build(AVG_POOL_GRAD, (b["dy"],),
                                              (ctx.shapes["x"], ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape, dtype=float_dtype(np.mean),
-    doc="mean over windows of the trailing axes (the window size is the divisor)")
+    doc="mean over windows of the trailing axes (the window size is the divisor)", **_NUMPY_API_ONLY)
 
 
 def _avg_grad_shape(g, shape, kernel, stride):
@@ -264,4 +269,5 @@ AVG_POOL_GRAD = declare(
     {"g": "avg_pool(dy, kernel, stride)"},
     symbolic={"g": lambda ctx, build, b: build(AVG_POOL, (b["dy"],), (ctx.kernel, ctx.stride))},
     attrs=("shape", "kernel", "stride"), shape=_avg_grad_shape, dtype=float_dtype(np.mean),
-    doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool")
+    doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool",
+    **_NUMPY_API_ONLY)

@@ -40,7 +40,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..backend import NUMPY_API
 from . import Grad, broadcast_shapes, declare
+
+#: where these ops run: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
+_NUMPY_API_ONLY = dict(families=NUMPY_API,
+                       needs="written with NumPy's linalg beyond the array-API standard (not ported yet)")
 
 
 def _inexact(inputs, attrs):
@@ -109,7 +114,7 @@ def _det_grad(ctx):
 
 DET = declare("det", ("x",), "xp.linalg.det(x)", {"x": _det_grad},
               shape=lambda s: _square(s)[:-2], dtype=_inexact,
-              doc="determinant; its gradient det(A) A^-T needs A invertible")
+              doc="determinant; its gradient det(A) A^-T needs A invertible", **_NUMPY_API_ONLY)
 
 def _logabsdet_grad(ctx):
     dy = "dy[..., None, None]" if ctx.shape else "dy"
@@ -120,11 +125,11 @@ LOGABSDET = declare("logabsdet", ("x",), "xp.linalg.slogdet(x)[1]",
                     {"x": _logabsdet_grad},
                     shape=lambda s: _square(s)[:-2],
                     dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
-                    doc="log |det A| (slogdet's second result); gradient A^-T")
+                    doc="log |det A| (slogdet's second result); gradient A^-T", **_NUMPY_API_ONLY)
 
 SLOGDET_SIGN = declare("slogdet_sign", ("x",), "xp.linalg.slogdet(x)[0]", {}, n_differentiable=0,
                        shape=lambda s: _square(s)[:-2], dtype=_inexact,
-                       doc="the sign of det A (slogdet's first result): no gradient")
+                       doc="the sign of det A (slogdet's first result): no gradient", **_NUMPY_API_ONLY)
 
 
 def _solve_shape(a, b):
@@ -192,7 +197,7 @@ def _cholesky_grad(ctx):
 CHOLESKY = declare("cholesky", ("x",), _cholesky_forward, {"x": _cholesky_grad}, attrs=("upper",),
                    shape=_square, dtype=_inexact,
                    doc="Cholesky factor (lower, or upper with upper=True) of a positive definite "
-                       "matrix; reads one triangle, as NumPy")
+                       "matrix; reads one triangle, as NumPy", **_NUMPY_API_ONLY)
 
 
 # ---- QR ---------------------------------------------------------------------------------------
@@ -237,7 +242,8 @@ def _qr_grad(ctx):
 
 
 QR = declare("qr", ("x",), _qr_forward, {"x": _qr_grad}, shape=_qr_shape, dtype=_inexact,
-             doc="reduced QR packed as [Q; R] (m >= n) or [Q | R] (m < n); needs full rank")
+             doc="reduced QR packed as [Q; R] (m >= n) or [Q | R] (m < n); needs full rank",
+             **_NUMPY_API_ONLY)
 
 
 # ---- symmetric eigendecomposition ------------------------------------------------------------
@@ -278,7 +284,7 @@ def _eigh_grad(ctx):
 EIGH = declare("eigh", ("x",), _eigh_forward, {"x": _eigh_grad}, attrs=("UPLO",),
                shape=lambda s, *_: _square(s)[:-2] + (s[-1] + 1, s[-1]), dtype=_inexact,
                doc="eigenvalues (row 0) and eigenvectors (rows 1..n) of a symmetric matrix, packed; "
-                   "the gradient needs distinct eigenvalues")
+                   "the gradient needs distinct eigenvalues", **_NUMPY_API_ONLY)
 
 
 def _eigvalsh_grad(ctx):
@@ -293,7 +299,7 @@ def _eigvalsh_grad(ctx):
 
 EIGVALSH = declare("eigvalsh", ("x",), lambda ctx: f"xp.linalg.eigvalsh(x{_uplo(ctx)})",
                    {"x": _eigvalsh_grad}, attrs=("UPLO",), shape=lambda s, *_: _square(s)[:-1],
-                   dtype=_inexact, doc="eigenvalues of a symmetric matrix, ascending")
+                   dtype=_inexact, doc="eigenvalues of a symmetric matrix, ascending", **_NUMPY_API_ONLY)
 
 
 # ---- general eigendecomposition ----------------------------------------------------------------
@@ -327,7 +333,7 @@ EIG = declare("eig", ("x",), "ew, ev = xp.linalg.eig(x)\n"
               {"x": _eig_grad}, shape=lambda s: _square(s)[:-2] + (s[-1] + 1, s[-1]),
               dtype=_complex_dtype,
               doc="eigenvalues (row 0) and unit eigenvectors (rows 1..n) of a square matrix, packed, "
-                  "complex; the gradient needs distinct eigenvalues")
+                  "complex; the gradient needs distinct eigenvalues", **_NUMPY_API_ONLY)
 
 
 def _eigvals_grad(ctx):
@@ -341,7 +347,7 @@ def _eigvals_grad(ctx):
 EIGVALS = declare("eigvals", ("x",), "xp.asarray(xp.linalg.eigvals(x), dtype=dtype)",
                   {"x": _eigvals_grad}, shape=lambda s: _square(s)[:-1], dtype=_complex_dtype,
                   doc="eigenvalues of a square matrix, complex; the gradient V^-H diag(conj(dw)) V^H "
-                      "(conjugated) needs them distinct")
+                      "(conjugated) needs them distinct", **_NUMPY_API_ONLY)
 
 
 # ---- singular value decomposition -----------------------------------------------------------
@@ -412,7 +418,7 @@ SVD = declare("svd", ("x",), "su, ss, svh = xp.linalg.svd(x, full_matrices=False
                              "y = xp.concatenate((su, ss[..., None, :], xp.swapaxes(svh, -1, -2)), axis=-2)",
               {"x": _svd_grad}, shape=_svd_shape, dtype=_inexact,
               doc="thin SVD packed as [U; s; V] (V = Vh^T); the gradient needs distinct nonzero "
-                  "singular values")
+                  "singular values", **_NUMPY_API_ONLY)
 
 SVDVALS = declare("svdvals", ("x",), "xp.linalg.svd(x, compute_uv=False)",
                   {"x": lambda ctx: "u, s, vh = xp.linalg.svd(x, full_matrices=False)\n" + (
@@ -420,7 +426,7 @@ SVDVALS = declare("svdvals", ("x",), "xp.linalg.svd(x, compute_uv=False)",
                       else "dx = (u * dy[..., None, :]) @ vh")},
                   shape=lambda s: _matrix(s)[:-2] + (min(s[-2:]),),
                   dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
-                  doc="singular values, descending; the gradient needs them distinct")
+                  doc="singular values, descending; the gradient needs them distinct", **_NUMPY_API_ONLY)
 
 
 # ---- pseudo-inverse, least squares, rank ------------------------------------------------------
@@ -445,7 +451,8 @@ def _pinv_grad(ctx):
 
 PINV = declare("pinv", ("x",), _pinv_forward, {"x": _pinv_grad}, attrs=("rcond", "hermitian"),
                shape=lambda s, *_: _matrix(s)[:-2] + (s[-1], s[-2]), dtype=_inexact,
-               doc="Moore-Penrose pseudo-inverse; the gradient holds where the rank is constant")
+               doc="Moore-Penrose pseudo-inverse; the gradient holds where the rank is constant",
+               **_NUMPY_API_ONLY)
 
 
 def _lstsq_shape(a, b, rcond):
@@ -474,7 +481,7 @@ LSTSQ = declare("lstsq", ("a", "b"), lambda ctx: "xp.linalg.lstsq(a, b, rcond=rc
                 {"a": lambda ctx: _lstsq_grad(ctx, "a"), "b": lambda ctx: _lstsq_grad(ctx, "b")},
                 attrs=("rcond",), shape=_lstsq_shape, dtype=_inexact,
                 doc="the least-squares solution of a x = b; the gradient holds where the rank "
-                    "of a is constant")
+                    "of a is constant", **_NUMPY_API_ONLY)
 
 
 def _rank_forward(ctx):

@@ -6,8 +6,14 @@ import functools
 
 import numpy as np
 
+from ..backend import NUMPY_API
 from ..graph import result_dtype
 from . import ZERO, Grad, declare, broadcast_shapes
+
+
+
+def _numpy_only(function):
+    return dict(families=NUMPY_API, needs=f"xp.{function} is NumPy's, not in the array-API standard")
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,9 +42,9 @@ def float_dtype(ufunc):
     return ufunc_dtype(ufunc, keep_float=True)
 
 
-def _binary(name, forward, da, db, doc, dtype=None):
+def _binary(name, forward, da, db, doc, dtype=None, **kwargs):
     return declare(name, ("a", "b"), forward, {"a": da, "b": db},
-                   shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype)
+                   shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype, **kwargs)
 
 
 def inexact_dtype(inputs, attrs):
@@ -59,7 +65,10 @@ DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting"
 # Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
 # taken as 1 so that a ** (b - 1) never divides by zero.
 POWER = _binary("power", "a ** b", "dy * b * a ** (b - 1 + (b == 0))",     # keeps a Python b weak
-                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent")
+                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent",
+                families=NUMPY_API, needs="its gradient adds a boolean to the exponent (b - 1 + (b == 0), "
+                                          "which keeps a Python float b weak); the standard does not "
+                                          "promote booleans")
 
 NEG = _unary("neg", "-x", "-dy", "-x")
 def _pow_grad(ctx):
@@ -100,7 +109,7 @@ def _same_dtype(inputs, attrs):
     return inputs[0].dtype
 
 
-RELU = _unary("relu", "xp.maximum(x, 0)", "dy * (x > 0)", "max(x, 0)", dtype=real_only("relu", _same_dtype))
+RELU = _unary("relu", "xp.maximum(x, 0)", "xp.where(x > 0, dy, 0)", "max(x, 0)", dtype=real_only("relu", _same_dtype))
 LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x > 0, dy, slope * dy)",
                     "x for x > 0, slope * x otherwise", attrs=("slope",),
                     dtype=real_only("leaky_relu", _same_dtype))
@@ -125,10 +134,10 @@ COS = _unary("cos", "xp.cos(x)", "-dy * xp.sin(x)", "cosine", np.cos)
 
 def _clamp_grad(ctx):
     if ctx.lo is None:
-        return "dy * (x <= hi)"
+        return "xp.where(x <= hi, dy, 0)"
     if ctx.hi is None:
-        return "dy * (x >= lo)"
-    return "dy * ((x >= lo) & (x <= hi))"
+        return "xp.where(x >= lo, dy, 0)"
+    return "xp.where((x >= lo) & (x <= hi), dy, 0)"
 
 
 CLAMP = _unary("clamp", "xp.clip(x, lo, hi)", _clamp_grad,
@@ -184,7 +193,7 @@ LOGICAL_AND = declare("logical_and", ("a", "b"), "xp.logical_and(a, b)", {}, sha
                       n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
                       doc="a and b elementwise, for boolean values")
 # The engine converts an adjoint to its input's dtype (the real part for a real input).
-CAST = _unary("cast", "x.astype(dtype)", "dy", "x converted to another dtype",
+CAST = _unary("cast", "xp.astype(x, dtype)", "dy", "x converted to another dtype",
               attrs=("dtype",), dtype=lambda inputs, attrs: attrs[0])
 LOG_WHERE_NONZERO = _unary("log_where_nonzero", "log_where_nonzero(x)",
                            "xp.where(x == 0, 0, dy / xp.where(x == 0, 1, x))",
@@ -226,48 +235,50 @@ CUSTOM_VJP = declare("custom_vjp", (), _custom_forward, {"x": _custom_grad},
 
 _LN2 = 0.6931471805599453
 _LN10 = 2.302585092994046
-EXP2 = _unary("exp2", "xp.exp2(x)", f"dy * y * {_LN2!r}", "2 ** x", np.exp2)
+EXP2 = _unary("exp2", "xp.exp2(x)", f"dy * y * {_LN2!r}", "2 ** x", np.exp2, **_numpy_only("exp2"))
 EXPM1 = _unary("expm1", "xp.expm1(x)", "dy * (y + 1)", "e ** x - 1, exact for small x", np.expm1)
 LOG2 = _unary("log2", "xp.log2(x)", f"dy / (x * {_LN2!r})", "base-2 logarithm", np.log2)
 LOG10 = _unary("log10", "xp.log10(x)", f"dy / (x * {_LN10!r})", "base-10 logarithm", np.log10)
 LOG1P = _unary("log1p", "xp.log1p(x)", "dy / (x + 1)", "log(1 + x), exact for small x", np.log1p)
-CBRT = _unary("cbrt", "xp.cbrt(x)", "dy / (3 * y * y)", "cube root", np.cbrt)
+CBRT = _unary("cbrt", "xp.cbrt(x)", "dy / (3 * y * y)", "cube root", np.cbrt, **_numpy_only("cbrt"))
 SQUARE = _unary("square", "xp.square(x)", "dy * (x + x)", "x * x", dtype=ufunc_dtype(np.square))
 RECIPROCAL = _unary("reciprocal", "xp.reciprocal(x)", "-dy * y * y", "1 / x",
                     dtype=ufunc_dtype(np.reciprocal))
-FABS = _unary("fabs", "xp.fabs(x)", "dy * xp.sign(x)", "|x| for real x, as a float", np.fabs)
+FABS = _unary("fabs", "xp.fabs(x)", "dy * xp.sign(x)", "|x| for real x, as a float", np.fabs,
+              **_numpy_only("fabs"))
 TAN = _unary("tan", "xp.tan(x)", "dy * (1 + y * y)", "tangent", np.tan)
-ARCSIN = _unary("arcsin", "xp.arcsin(x)", "dy / xp.sqrt(1 - x * x)", "inverse sine", np.arcsin)
-ARCCOS = _unary("arccos", "xp.arccos(x)", "-dy / xp.sqrt(1 - x * x)", "inverse cosine", np.arccos)
-ARCTAN = _unary("arctan", "xp.arctan(x)", "dy / (1 + x * x)", "inverse tangent", np.arctan)
+ARCSIN = _unary("arcsin", "xp.asin(x)", "dy / xp.sqrt(1 - x * x)", "inverse sine", np.arcsin)
+ARCCOS = _unary("arccos", "xp.acos(x)", "-dy / xp.sqrt(1 - x * x)", "inverse cosine", np.arccos)
+ARCTAN = _unary("arctan", "xp.atan(x)", "dy / (1 + x * x)", "inverse tangent", np.arctan)
 SINH = _unary("sinh", "xp.sinh(x)", "dy * xp.cosh(x)", "hyperbolic sine", np.sinh)
 COSH = _unary("cosh", "xp.cosh(x)", "dy * xp.sinh(x)", "hyperbolic cosine", np.cosh)
-ARCSINH = _unary("arcsinh", "xp.arcsinh(x)", "dy / xp.sqrt(x * x + 1)", "inverse hyperbolic sine",
+ARCSINH = _unary("arcsinh", "xp.asinh(x)", "dy / xp.sqrt(x * x + 1)", "inverse hyperbolic sine",
                  np.arcsinh)
-ARCCOSH = _unary("arccosh", "xp.arccosh(x)", "dy / xp.sqrt((x - 1) * (x + 1))",
+ARCCOSH = _unary("arccosh", "xp.acosh(x)", "dy / xp.sqrt((x - 1) * (x + 1))",
                  "inverse hyperbolic cosine", np.arccosh)
-ARCTANH = _unary("arctanh", "xp.arctanh(x)", "dy / (1 - x * x)", "inverse hyperbolic tangent",
+ARCTANH = _unary("arctanh", "xp.atanh(x)", "dy / (1 - x * x)", "inverse hyperbolic tangent",
                  np.arctanh)
 DEG2RAD = _unary("deg2rad", "xp.deg2rad(x)", f"dy * {np.pi / 180!r}", "degrees to radians",
-                 np.deg2rad)
+                 np.deg2rad, **_numpy_only("deg2rad"))
 RAD2DEG = _unary("rad2deg", "xp.rad2deg(x)", f"dy * {180 / np.pi!r}", "radians to degrees",
-                 np.rad2deg)
+                 np.rad2deg, **_numpy_only("rad2deg"))
 # d sinc / dx = (cos(pi x) - sinc(x)) / x, whose numerator is 0 at x = 0, where the
 # denominator is taken as 1: the gradient there is 0, as it should be.
 SINC = _unary("sinc", "xp.sinc(x)", f"dy * (xp.cos({np.pi!r} * x) - y) / xp.where(x == 0, 1, x)",
-              "sin(pi x) / (pi x), 1 at 0", np.sinc)
+              "sin(pi x) / (pi x), 1 at 0", np.sinc, **_numpy_only("sinc"))
 
 
-def _rounding(name, ufunc, doc):
-    return _unary(name, f"xp.{name}(x)", ZERO, f"{doc} (zero gradient)", dtype=ufunc_dtype(ufunc))
+def _rounding(name, ufunc, doc, **kwargs):
+    return _unary(name, f"xp.{name}(x)", ZERO, f"{doc} (zero gradient)", dtype=ufunc_dtype(ufunc), **kwargs)
 
 
 FLOOR = _rounding("floor", np.floor, "the largest integer <= x")
 CEIL = _rounding("ceil", np.ceil, "the smallest integer >= x")
 TRUNC = _rounding("trunc", np.trunc, "x rounded towards zero")
-RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to even")
+RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to even", **_numpy_only("rint"))
 ROUND = _unary("round", "xp.round(x, decimals)", ZERO,
-               "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",))
+               "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",),
+               families=NUMPY_API, needs="the standard's round has no decimals")
 
 FLOOR_DIVIDE = _binary("floor_divide", "xp.floor_divide(a, b)", ZERO, ZERO,
                        "floor(a / b) (zero gradient)")
@@ -275,34 +286,36 @@ FLOOR_DIVIDE = _binary("floor_divide", "xp.floor_divide(a, b)", ZERO, ZERO,
 REMAINDER = _binary("remainder", "xp.remainder(a, b)", "dy", "-dy * xp.floor_divide(a, b)",
                     "a - b * floor(a / b), with the sign of b")
 FMOD = _binary("fmod", "xp.fmod(a, b)", "dy", "-dy * xp.trunc(a / b)",
-               "a - b * trunc(a / b), with the sign of a (C's fmod)")
-ARCTAN2 = _binary("arctan2", "xp.arctan2(a, b)", "dy * b / (a * a + b * b)", "-dy * a / (a * a + b * b)",
+               "a - b * trunc(a / b), with the sign of a (C's fmod)", **_numpy_only("fmod"))
+ARCTAN2 = _binary("arctan2", "xp.atan2(a, b)", "dy * b / (a * a + b * b)", "-dy * a / (a * a + b * b)",
                   "the angle of the point (b, a)", float_dtype(np.arctan2))
 HYPOT = _binary("hypot", "xp.hypot(a, b)", "dy * a / y", "dy * b / y", "sqrt(a * a + b * b)",
                 float_dtype(np.hypot))
 LOGADDEXP = _binary("logaddexp", "xp.logaddexp(a, b)", "dy * xp.exp(a - y)", "dy * xp.exp(b - y)",
                     "log(e ** a + e ** b), without overflow", float_dtype(np.logaddexp))
 LOGADDEXP2 = _binary("logaddexp2", "xp.logaddexp2(a, b)", "dy * xp.exp2(a - y)", "dy * xp.exp2(b - y)",
-                     "log2(2 ** a + 2 ** b), without overflow", float_dtype(np.logaddexp2))
+                     "log2(2 ** a + 2 ** b), without overflow", float_dtype(np.logaddexp2),
+                     **_numpy_only("logaddexp2"))
 COPYSIGN = _binary("copysign", "xp.copysign(a, b)", "dy * xp.copysign(1, a) * xp.copysign(1, b)", ZERO,
                    "|a| with the sign of b", float_dtype(np.copysign))
 # heaviside(a, b) is b exactly where a == 0
-HEAVISIDE = _binary("heaviside", "xp.heaviside(a, b)", ZERO, "dy * (a == 0)",
-                    "0 where a < 0, b where a == 0, 1 where a > 0", float_dtype(np.heaviside))
+HEAVISIDE = _binary("heaviside", "xp.heaviside(a, b)", ZERO, "xp.where(a == 0, dy, 0)",
+                    "0 where a < 0, b where a == 0, 1 where a > 0", float_dtype(np.heaviside),
+                    **_numpy_only("heaviside"))
 
 
-def _extremum(name, doc):
+def _extremum(name, doc, **kwargs):
     # The gradient goes to the input equal to the result, split evenly at ties (HIPS
     # autograd's rule); a NaN that fmax / fmin skip gets none. Written with where so
     # that float32 stays float32.
-    return _binary(name, f"xp.{name}(a, b)", "xp.where(a == b, 0.5 * dy, dy * (a == y))",
-                   "xp.where(a == b, 0.5 * dy, dy * (b == y))", doc)
+    return _binary(name, f"xp.{name}(a, b)", "xp.where(a == b, 0.5 * dy, xp.where(a == y, dy, 0))",
+                   "xp.where(a == b, 0.5 * dy, xp.where(b == y, dy, 0))", doc, **kwargs)
 
 
 MAXIMUM = _extremum("maximum", "the larger of a and b (NaN if either is)")
 MINIMUM = _extremum("minimum", "the smaller of a and b (NaN if either is)")
-FMAX = _extremum("fmax", "the larger of a and b, ignoring a NaN")
-FMIN = _extremum("fmin", "the smaller of a and b, ignoring a NaN")
+FMAX = _extremum("fmax", "the larger of a and b, ignoring a NaN", **_numpy_only("fmax"))
+FMIN = _extremum("fmin", "the smaller of a and b, ignoring a NaN", **_numpy_only("fmin"))
 
 
 def _no_gradient(name, forward, doc, arity, dtype):

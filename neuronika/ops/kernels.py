@@ -11,6 +11,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import backend as _backend
 from .. import random as _random
 
 __all__ = ["dropout_mask", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
@@ -459,6 +460,9 @@ __all__ += ["check_class_index", "check_probability"]
 
 def check_class_index(t, classes, ignore_index, loss):
     """``t`` itself, once every entry is a class index in [0, classes) or equals ignore_index."""
+    if not isinstance(t, (np.ndarray, np.generic)):      # another library's (called when a loss is built)
+        check_class_index(_backend.to_numpy(t), classes, ignore_index, loss)
+        return t
     if t.size and (t.min() < 0 or t.max() >= classes):
         t = np.asarray(t)
         bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
@@ -510,3 +514,76 @@ def checked_cast(array, dtype, name):
     value = array[finite & (np.abs(array) > limit)].flat[0]
     raise OverflowError(f"{name}: {value} overflows {dtype} (largest finite value {float(limit):.8g}); "
                         f"converting would make it inf")
+
+
+# ---- scatter-add -----------------------------------------------------------------------------------
+
+__all__ += ["add_at"]
+
+
+def add_at(target, key, values):
+    """``target[key] += values`` with repeated indices adding up (``numpy.add.at``), in place."""
+    np.add.at(target, key, values)
+
+
+# ---- one implementation per namespace family -----------------------------------------------------
+
+#: kernel name -> {family: implementation} (``backend.FAMILIES``). The "numpy" ones are the
+#: functions above; the others take the arrays' ``backend.Space`` first (``fn(space, ...)``) and
+#: are bound to it by ``transform.templates.globals_for``. A family without its own falls back
+#: to "generic" (the array-API standard only); a kernel with neither refuses to run there, and
+#: the ops that call it say so when they are built (``families``, ``needs``).
+TABLE = {name: {"numpy": globals()[name]} for name in __all__}
+
+
+def register(name, family):
+    """Add ``family``'s implementation of kernel ``name`` to ``TABLE`` (a decorator)."""
+    def add(fn):
+        TABLE[name][family] = fn
+        return fn
+    return add
+
+
+@register("add_at", "cupy")
+def _add_at_cupy(space, target, key, values):
+    import cupyx
+    cupyx.scatter_add(target, key, values)
+
+
+@register("add_at", "generic")
+def _add_at_generic(space, target, key, values):
+    """The standard has no scatter-add: NumPy's on a host copy, written back (a full copy each
+    way; a library with its own scatter-add registers it here)."""
+    host = space.to_numpy(target)
+    key = tuple(space.to_numpy(k) if hasattr(k, "shape") else k for k in key)
+    np.add.at(host, key, space.to_numpy(values) if hasattr(values, "shape") else values)
+    target[...] = space.asarray(host)
+
+
+@register("dropout_mask", "generic")
+def _dropout_mask_generic(space, shape, p, dtype):
+    """The NumPy mask (the same numbers from ``neuronika.random``), moved to the space."""
+    return space.asarray(dropout_mask(shape, p, space.numpy_dtype(dtype)))
+
+
+@register("log_where_nonzero", "generic")
+def _log_where_nonzero_generic(space, a):
+    xp = space.xp
+    nonzero = a != 0
+    return xp.where(nonzero, xp.log(xp.where(nonzero, a, xp.ones_like(a))), xp.zeros_like(a))
+
+
+@register("check_class_index", "generic")
+def _check_class_index_generic(space, t, classes, ignore_index, loss):
+    xp = space.xp
+    if t.size and bool(xp.any((t < 0) | (t >= classes))):
+        check_class_index(space.to_numpy(t), classes, ignore_index, loss)     # raises, naming a value
+    return t
+
+
+@register("check_probability", "generic")
+def _check_probability_generic(space, x, loss):
+    xp = space.xp
+    if x.size and not bool(xp.all((x >= 0) & (x <= 1))):
+        check_probability(space.to_numpy(x), loss)
+    return x

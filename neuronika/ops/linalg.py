@@ -1,6 +1,7 @@
 """Matrix products and transposition."""
 from __future__ import annotations
 
+from ..backend import NUMPY_API
 from ..errors import ShapeError
 from . import Grad, broadcast_shapes, declare
 
@@ -30,7 +31,7 @@ def _matmul_shape(a, b):
 
 
 def _swap(name, ndim):
-    return f"{name}.T" if ndim == 2 else f"xp.swapaxes({name}, -1, -2)"
+    return f"{name}.T" if ndim == 2 else f"xp.matrix_transpose({name})"
 
 
 def _matmul_grad_a(ctx):
@@ -40,7 +41,7 @@ def _matmul_grad_a(ctx):
     if len(a) == 1:                          # vm and batched: (k,) @ (..., k, m)
         if len(b) == 2:
             return "b @ dy"
-        return Grad("(dy[..., None, :] @ xp.swapaxes(b, -1, -2))[..., 0, :]", shape=ctx.shape[:-1] + a)
+        return Grad("(dy[..., None, :] @ xp.matrix_transpose(b))[..., 0, :]", shape=ctx.shape[:-1] + a)
     if len(b) == 1:                          # mv and batched: (..., n, k) @ (k,)
         return Grad("dy[..., None] * b", shape=ctx.shape + b)
     return Grad(f"dy @ {_swap('b', len(b))}", shape=ctx.shape[:-1] + a[-1:])
@@ -83,18 +84,14 @@ def _inverse(axes):
     return tuple(inverse)
 
 
-def _is_reversal(axes):
-    return axes == tuple(range(len(axes) - 1, -1, -1))
-
-
 def _transpose_forward(ctx):
-    return "x.T" if _is_reversal(ctx.axes) else "xp.transpose(x, axes)"
+    return "x.T" if ctx.axes == (1, 0) else "xp.permute_dims(x, axes)"
 
 
 def _transpose_grad(ctx):
-    if _is_reversal(ctx.axes):
+    if ctx.axes == (1, 0):
         return Grad("dy.T", view=True)
-    return Grad(f"xp.transpose(dy, {_inverse(ctx.axes)})", view=True)
+    return Grad(f"xp.permute_dims(dy, {_inverse(ctx.axes)})", view=True)
 
 
 TRANSPOSE = declare("transpose", ("x",), _transpose_forward, {"x": _transpose_grad},
@@ -156,7 +153,7 @@ def _arrange(name, sub, order, sizes, groups):
     """Source for operand ``name`` (indices ``sub``) transposed to ``order`` and reshaped so
     that each group of consecutive indices in ``groups`` (lengths) becomes one axis."""
     if list(sub) != list(order):
-        name = f"xp.transpose({name}, {tuple(sub.index(c) for c in order)})"
+        name = f"xp.permute_dims({name}, {tuple(sub.index(c) for c in order)})"
     shape, start = [], 0
     for length in groups:
         shape.append(_prod(sizes[c] for c in order[start:start + length]))
@@ -190,7 +187,7 @@ def _matmul_contraction(subs, names, out, sizes):
     if len(left) != 1 or len(right) != 1:
         result = f"xp.reshape({result}, {tuple(sizes[c] for c in order)})"
     if order != list(out):
-        result = f"xp.transpose({result}, {tuple(order.index(c) for c in out)})"
+        result = f"xp.permute_dims({result}, {tuple(order.index(c) for c in out)})"
     return result
 
 
@@ -246,6 +243,7 @@ def _einsum_grad(ctx):
 
 
 EINSUM = declare("einsum", (), _einsum_forward, {"x": _einsum_grad}, attrs=("spec",),
-                 shape=_einsum_shape, variadic="x",
+                 shape=_einsum_shape, variadic="x", families=NUMPY_API,
+                 needs="small contractions and diagonals are written as xp.einsum, not in the standard",
                  doc="Einstein summation over one or two operands (canonical subscripts: letters, "
                      "an explicit output); each adjoint is again an einsum")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import Grad, declare
+
+#: What the ops whose gradients are NumPy kernels (``prod_others``, ``cumprod_grad``) need.
+_KERNEL = dict(families=("numpy",), needs="its gradient is a NumPy kernel (ops/kernels.py) with no "
+                                          "array-API implementation yet")
 from .elementwise import float_dtype
 
 
@@ -49,7 +53,7 @@ def _expand(ctx, name, shape):
         stripped = stripped[1:]
     if target == stripped and len(shape) <= len(ctx.shapes["x"]):
         return name, tuple(shape)
-    return f"{name}.reshape({target})", target
+    return f"xp.reshape({name}, {target})", target
 
 
 def _sum_grad(ctx):
@@ -62,7 +66,8 @@ def _mean_forward(ctx):
     # may vary (a batch)
     axes = range(len(ctx.shapes["x"])) if ctx.axis is None else ctx.axis
     count = " * ".join(f"x.shape[{a}]" for a in axes) if ctx.axis is not None else "x.size"
-    return f"y = x.mean({call_args(ctx.axis, ctx.keepdims)})\nn = {count or 1}"
+    args = call_args(ctx.axis, ctx.keepdims)
+    return f"y = xp.mean(x{', ' + args if args else ''})\nn = {count or 1}"
 
 
 def _mean_grad(ctx):
@@ -88,14 +93,16 @@ def _extreme_grad(ctx):
     dy, _ = _expand(ctx, "dy", ctx.gshape)
     y, _ = _expand(ctx, "y", ctx.shape)
     args = call_args(ctx.axis, True)
-    return (f"hit = x == {y}\n"
-            f"dx = {dy} * hit / hit.sum({args}, dtype=dtype)")
+    return (f"hit = xp.astype(x == {y}, dtype)\n"
+            f"dx = {dy} * hit / xp.sum(hit, {args})")
 
 
-def _reduction(name, method, grad, doc, dtype):
-    return declare(name, ("x",), lambda ctx: f"x.{method}({call_args(ctx.axis, ctx.keepdims)})",
-                   {"x": grad}, attrs=("axis", "keepdims"), shape=reduced_shape,
-                   implicit_dy=True, dtype=dtype, doc=doc)
+def _reduction(name, function, grad, doc, dtype, **kwargs):
+    def forward(ctx):
+        args = call_args(ctx.axis, ctx.keepdims)
+        return f"xp.{function}(x{', ' + args if args else ''})"
+    return declare(name, ("x",), forward, {"x": grad}, attrs=("axis", "keepdims"), shape=reduced_shape,
+                   implicit_dy=True, dtype=dtype, doc=doc, **kwargs)
 
 
 SUM = _reduction("sum", "sum", _sum_grad, "sum over axis (all axes when None)",
@@ -109,17 +116,17 @@ MIN = _reduction("min", "min", _extreme_grad, "minimum over axis; ties share the
 
 SOFTMAX = declare(
     "softmax", ("x",),
-    "e = xp.exp(x - x.max(axis=axis, keepdims=True))\n"
-    "y = e / e.sum(axis=axis, keepdims=True)",
-    {"x": "y * (dy - (dy * y).sum(axis=axis, keepdims=True))"},
+    "e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))\n"
+    "y = e / xp.sum(e, axis=axis, keepdims=True)",
+    {"x": "y * (dy - xp.sum(dy * y, axis=axis, keepdims=True))"},
     attrs=("axis",), implicit_dy=True, dtype=float_dtype(np.exp),
     doc="exp(x) / sum(exp(x)) along axis, shifted by the maximum so it cannot overflow")
 
 LOG_SOFTMAX = declare(
     "log_softmax", ("x",),
-    "z = x - x.max(axis=axis, keepdims=True)\n"
-    "y = z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))",
-    {"x": "dy - xp.exp(y) * dy.sum(axis=axis, keepdims=True)"},
+    "z = x - xp.max(x, axis=axis, keepdims=True)\n"
+    "y = z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))",
+    {"x": "dy - xp.exp(y) * xp.sum(dy, axis=axis, keepdims=True)"},
     attrs=("axis",), dtype=float_dtype(np.exp),
     doc="x - log(sum(exp(x))) along axis, computed without overflow")
 
@@ -139,11 +146,11 @@ def _prod_grad(ctx):
 PROD = _reduction("prod", "prod", _prod_grad,
                   "product over axis (all axes when None); first and second derivatives are exact "
                   "with zeros",
-                  float_dtype(np.prod))
+                  float_dtype(np.prod), **_KERNEL)
 
 PROD_OTHERS = declare(
     "prod_others", ("x",), "prod_others(x, axis)", {"x": "prod_others_grad(x, dy, axis)"},
-    attrs=("axis",),
+    attrs=("axis",), **_KERNEL,
     doc="for each element, the product of the others reduced with it: prod's gradient, exact "
         "with zeros")
 
@@ -159,15 +166,15 @@ PROD_OTHERS_GRAD = declare(
           "(xp.sum(u, axis=axis, keepdims=True) - u) * (xp.sum(w, axis=axis, keepdims=True) - w)"
           " - xp.sum(u * w, axis=axis, keepdims=True) + u * w)",
      "g": "prod_others_grad(x, dy, axis)"},
-    attrs=("axis",),
+    attrs=("axis",), **_KERNEL,
     doc="prod_others' gradient given g (prod's second derivative applied to g), exact with "
         "zeros, as an op so it can be differentiated again (exactly away from zeros)")
 
 
 def _cumsum_src(name, axis, reverse):
     if not reverse:
-        return f"xp.cumsum({name}, axis={axis})"
-    return f"xp.flip(xp.cumsum(xp.flip({name}, {axis}), axis={axis}), {axis})"
+        return f"xp.cumulative_sum({name}, axis={axis})"
+    return f"xp.flip(xp.cumulative_sum(xp.flip({name}, axis={axis}), axis={axis}), axis={axis})"
 
 
 def _cumsum_symbolic(ctx, build, bindings):
@@ -183,14 +190,14 @@ CUMSUM = declare(
 
 CUMPROD = declare(
     "cumprod", ("x",), "xp.cumprod(x, axis=axis)", {"x": "cumprod_grad(x, dy, axis)"},
-    attrs=("axis",), dtype=float_dtype(np.cumprod),
+    attrs=("axis",), dtype=float_dtype(np.cumprod), **_KERNEL,
     doc="running product along axis; the gradient is exact with zeros")
 
 CUMPROD_GRAD = declare(
     "cumprod_grad", ("x", "g"), "cumprod_grad(x, g, axis)",
     {"x": "cumprod_grad(x, g * xp.cumsum(dy / x, axis=axis), axis) - dy * y / x",
      "g": "xp.cumprod(x, axis=axis) * xp.cumsum(dy / x, axis=axis)"},
-    attrs=("axis",),
+    attrs=("axis",), **_KERNEL,
     doc="the gradient of cumprod given its output's gradient g, as an op so it can be "
         "differentiated again (exactly away from zeros of x)")
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..backend import NUMPY_API
 from ..errors import ShapeError
 from ..graph import leaf, result_dtype
 from . import Grad, declare
@@ -28,11 +29,11 @@ def _reshape_grad(ctx):
     # the first axis as -1: the same target, without naming a size that may vary (a batch)
     shape = ctx.shapes["x"]
     if len(shape) > 1 and shape[0] > 1 and all(shape[1:]):
-        return Grad(f"dy.reshape({(-1,) + tuple(shape[1:])})", view=True)
-    return Grad("dy.reshape(x_shape)", view=True)
+        return Grad(f"xp.reshape(dy, {(-1,) + tuple(shape[1:])})", view=True)
+    return Grad("xp.reshape(dy, x_shape)", view=True)
 
 
-RESHAPE = declare("reshape", ("x",), "x.reshape(shape)", {"x": _reshape_grad},
+RESHAPE = declare("reshape", ("x",), "xp.reshape(x, shape)", {"x": _reshape_grad},
                   attrs=("shape",), shape=_reshape_shape,
                   doc="same elements, new shape (flatten, squeeze and unsqueeze are reshapes)")
 
@@ -123,21 +124,21 @@ def _index_forward(ctx):
 def _index_grad(ctx):
     key = _format_index(ctx.layout)
     if _is_advanced(ctx):
-        return f"dx = xp.zeros(s, dtype)\nxp.add.at(dx, {_format_index(ctx.layout, True)}, dy)"
-    return f"dx = xp.zeros(s, dtype)\ndx[{key}] = dy"
+        return f"dx = xp.zeros(s, dtype=dtype)\nadd_at(dx, {_format_index(ctx.layout, True)}, dy)"
+    return f"dx = xp.zeros(s, dtype=dtype)\ndx[{key}] = dy"
 
 
 def _index_accumulate(ctx):
     key = _format_index(ctx.layout)
     if _is_advanced(ctx):
-        return f"xp.add.at(acc, {_format_index(ctx.layout, True)}, dy)"
+        return f"add_at(acc, {_format_index(ctx.layout, True)}, dy)"
     return f"acc[{key}] += dy"
 
 
 def _scatter_forward(ctx):
     if any(len(ctx.shapes[name]) > 0 for name in ctx.names[1:]):
-        return f"y = xp.zeros(shape, dtype)\nxp.add.at(y, {_format_index(ctx.layout, True)}, g)"
-    return f"y = xp.zeros(shape, dtype)\ny[{_format_index(ctx.layout)}] = g"
+        return f"y = xp.zeros(shape, dtype=dtype)\nadd_at(y, {_format_index(ctx.layout, True)}, g)"
+    return f"y = xp.zeros(shape, dtype=dtype)\ny[{_format_index(ctx.layout)}] = g"
 
 
 def _scatter_shape(g, *rest):
@@ -255,7 +256,7 @@ def _concatenate_grad(ctx):
     return Grad(f"dy[{key}]", view=True)
 
 
-CONCATENATE = declare("concatenate", (), lambda ctx: f"xp.concatenate({_operands(ctx)}, axis={ctx.axis})",
+CONCATENATE = declare("concatenate", (), lambda ctx: f"xp.concat({_operands(ctx)}, axis={ctx.axis})",
                       {"x": _concatenate_grad}, attrs=("axis",), shape=_concatenate_shape,
                       variadic="x", dtype=lambda inputs, attrs: result_dtype(inputs),
                       doc="joins values along an existing axis")
@@ -485,6 +486,7 @@ INDEX_UPDATE = declare("index_update", ("x", "u"), _update_forward,
                        {"x": _update_grad_x, "u": _update_grad_u},
                        symbolic={"x": _update_symbolic_x, "u": _update_symbolic_u},
                        attrs=("layout", "mode"), shape=_update_shape, variadic="k", n_differentiable=2,
+                       families=NUMPY_API, needs="written with NumPy's xp.array copies and ufunc.at",
                        dtype=lambda inputs, attrs: inputs[0].dtype,
                        doc="a copy of x with u written at [key]: set (the last of repeated writes "
                            "wins), add / multiply (repeated writes accumulate), min / max")

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import NUMPY_API
 from . import declare
+
+#: where these ops run: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
+_NUMPY_API_ONLY = dict(families=NUMPY_API,
+                       needs="written with NumPy's sorting and indexing API (not ported yet)")
 
 
 def _argsort_forward(ctx):
@@ -15,7 +20,7 @@ def _argsort_forward(ctx):
 
 ARGSORT = declare("argsort", ("x",), _argsort_forward, {}, attrs=("axis", "kind"),
                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(np.intp),
-                  doc="the indices that sort x along axis (no gradient)")
+                  doc="the indices that sort x along axis (no gradient)", **_NUMPY_API_ONLY)
 
 
 def _permute_symbolic(ctx, build, bindings):
@@ -27,14 +32,14 @@ PERMUTE_ALONG_AXIS = declare(
     {"x": "unpermute_along_axis(dy, perm, axis)"}, attrs=("axis",), n_differentiable=1,
     dtype=lambda inputs, attrs: inputs[0].dtype,
     doc="x reordered along axis by perm, a permutation of each lane (argsort's result): "
-        "sort(x) is x permuted by argsort(x)")
+        "sort(x) is x permuted by argsort(x)", **_NUMPY_API_ONLY)
 
 UNPERMUTE_ALONG_AXIS = declare(
     "unpermute_along_axis", ("g", "perm"), "unpermute_along_axis(g, perm, axis)",
     {"g": "xp.take_along_axis(dy, perm, axis)"}, symbolic={"g": _permute_symbolic},
     attrs=("axis",), n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype,
     doc="g put back in the order perm took it from: the adjoint of permute_along_axis, as an "
-        "op so it can be differentiated again")
+        "op so it can be differentiated again", **_NUMPY_API_ONLY)
 
 SEARCHSORTED = declare("searchsorted", ("a", "v"), "xp.searchsorted(a, v, side=side)", {},
                        attrs=("side",), shape=lambda a, v, side: v, n_differentiable=0,
@@ -44,10 +49,11 @@ SEARCHSORTED = declare("searchsorted", ("a", "v"), "xp.searchsorted(a, v, side=s
 ARGPARTITION = declare("argpartition", ("x",), "xp.argpartition(x, kth, axis=axis)", {},
                        attrs=("kth", "axis"), n_differentiable=0,
                        dtype=lambda inputs, attrs: np.dtype(np.intp),
-                       doc="indices that partition x along axis around the kth elements (no gradient)")
+                       doc="indices that partition x along axis around the kth elements (no gradient)",
+                       **_NUMPY_API_ONLY)
 
 PARTITION_ORDER = declare("partition_order", ("x",), "partition_order(x, kth, axis)", {},
                           attrs=("kth", "axis"), n_differentiable=0,
                           dtype=lambda inputs, attrs: np.dtype(np.intp),
                           doc="the permutation of each lane that gives numpy.partition's result: "
-                              "partition(x) is x permuted by it (no gradient)")
+                              "partition(x) is x permuted by it (no gradient)", **_NUMPY_API_ONLY)

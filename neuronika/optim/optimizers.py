@@ -67,6 +67,12 @@ class _Base(Optimizer):
 
     def _validate(self, group):
         name = type(self).__name__
+        for p in group["params"]:
+            space = p._node.space
+            if space is not None:        # the updates are written with NumPy
+                raise TypeError(f"{name}: a parameter of shape {p.shape} lives in {space.name}; the "
+                                f"optimizers update NumPy arrays only so far: move the model to the "
+                                f"CPU (model.to('cpu')) or update the parameters by hand")
         for key in ("lr", "weight_decay", "eps"):
             if key in group:
                 _nonneg(name, {"lr": "learning rate"}.get(key, key), group[key])

@@ -37,7 +37,9 @@ import numpy as np
 from ..ops import ZERO, Ctx, Grad
 from . import passes
 from .passes import Line
-from .templates import GLOBALS, TemplateError, constant, expression, instantiate, names, parse, to_ast
+from .. import backend
+from .templates import (GLOBALS, TemplateError, constant, expression, globals_for, instantiate, names, parse,
+                        to_ast)
 
 _serial = itertools.count(1)
 
@@ -402,6 +404,7 @@ class _Build:
         self.small = lambda: (frozenset(), frozenset())
         self.dry = False
         self.shared_grads = False
+        self.space = None          # the arrays' library (backend): what ``xp`` and the kernels are
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -441,10 +444,15 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
         gc.disable()
         try:
             from . import loops
-            rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
+            space = graph_space(leaves)
+            # (a rolled graph's leaves are NumPy's: only NumPy graphs are rolled)
+            rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards) if space is None else None
             if rolled is None:
-                return _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                              shared_grads)
+                result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
+                                shared_grads, space)
+                if space is not None and not dry:
+                    _seeded_on(result, space)
+                return result
             # an unrolled recurrence, built as a loop (the caller's positions kept)
             order, outputs, loss, guards, old = rolled
             result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry)
@@ -456,8 +464,33 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
                 gc.enable()
 
 
+def graph_space(leaves):
+    """The space (``backend``) of a graph's arrays, from its leaves: None for NumPy."""
+    space = None
+    for leaf in leaves:
+        if leaf.space is not None:
+            if space is not None and leaf.space is not space:
+                raise backend.mixed("a graph", [space, leaf.space])
+            space = leaf.space
+    return space
+
+
+def _seeded_on(program, space):
+    """A program over another library's arrays takes the seed ``run`` makes (a NumPy array or
+    number) as an array of that library."""
+    def on_space(function):
+        def run(seed, *args):
+            if isinstance(seed, (np.ndarray, np.generic)):
+                seed = space.asarray(seed)
+            return function(seed, *args)
+        run.__wrapped__ = function
+        return run
+    if program.backward is not None:
+        program.backward = on_space(program.backward)
+
+
 def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry=False,
-           shared_grads=False):
+           shared_grads=False, space=None):
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     root = len(order) - 1
@@ -469,6 +502,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     state.small = lambda: _small_names(order, values)
     state.dry = dry
     state.shared_grads = shared_grads
+    state.space = space
 
     forward, kinds = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -816,7 +850,7 @@ def _make_grad(node, names, slot, gshape, unit, statics, src, grad, literals):
             value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
         # copy=False: an adjoint may already have the input's dtype (abs of a complex
         # value); where it converts, a new array, where not, the same one: fresh as before
-        value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [constant(inp.dtype)],
+        value = gast.Call(gast.Attribute(_name("xp"), "astype", gast.Load()), [value, constant(inp.dtype)],
                           [gast.keyword("copy", gast.Constant(False, None))])
     _check_shape(shape, inp.shape, where)
     if unit:
@@ -957,24 +991,30 @@ def _finish(lines, grad, node, name, shared=False):
     """A returned gradient must have the node's full shape and be a new array
     (an ndarray: NumPy gives 0-dim results as scalars). A node no gradient reached
     (only through ops with a zero adjoint) gets zeros."""
-    def call(function, arguments):
-        return _assign(_slot(0), gast.Call(gast.Attribute(_name("xp"), function, gast.Load()), arguments, []))
+    def call(function, arguments, keywords=()):
+        return _assign(_slot(0), gast.Call(gast.Attribute(_name("xp"), function, gast.Load()), arguments,
+                                           [gast.keyword(k, v) for k, v in keywords]))
 
     shape, dtype = node.shape, node.dtype
     if grad is None:
-        form = _pattern(("zeros", shape, dtype), lambda: _Form(call("zeros", [constant(shape), constant(dtype)])))
+        form = _pattern(("zeros", shape, dtype), lambda: _Form(call("zeros", [constant(shape)],
+                                                                    [("dtype", constant(dtype))])))
         lines.append(form.fill([name]))
         return name
     if shape == ():
-        form = _pattern(("array", dtype), lambda: _Form(call("array", [_name(_slot(1)), constant(dtype)])))
+        form = _pattern(("array", dtype), lambda: _Form(call("asarray", [_name(_slot(1))], [
+            ("dtype", constant(dtype)), ("copy", gast.Constant(True, None))])))
         lines.append(form.fill([name, grad.name]))
         return name
     if grad.shape != shape:
-        form = _pattern(("fill", shape), lambda: _Form(call("full", [constant(shape), _name(_slot(1))])))
+        # zeros plus the smaller gradient that broadcasts: a new array of the full shape
+        form = _pattern(("fill", shape, dtype), lambda: _Form(_assign(_slot(0), gast.BinOp(
+            gast.Call(gast.Attribute(_name("xp"), "zeros", gast.Load()), [constant(shape)],
+                      [gast.keyword("dtype", constant(dtype))]), gast.Add(), _name(_slot(1))))))
         lines.append(form.fill([name, grad.name]))
         return name
     if not grad.fresh and not shared:
-        lines.append(Line(f"{name} = {grad.name}.copy()", [grad.name], [name], name))
+        lines.append(Line(f"{name} = xp.asarray({grad.name}, copy=True)", [grad.name], [name], name))
         return name
     return grad.name
 
@@ -1038,7 +1078,7 @@ def _compile(name, params, body, returned, top, program, state):
     """The function ``name(*params)`` over ``body`` (Lines) returning ``returned`` (see
     ``_return_text``), compiled, its source registered in linecache. A long body
     becomes a chain of helpers (``_link``)."""
-    namespace = dict(GLOBALS)
+    namespace = dict(globals_for(state.space))
     namespace["__builtins__"] = builtins.__dict__
     namespace["check_finite"] = check_finite
     namespace["Retrace"] = Retrace

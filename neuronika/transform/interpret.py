@@ -29,6 +29,8 @@ from __future__ import annotations
 import ast
 import functools
 import threading
+import types
+import weakref
 
 import gast
 import numpy as np
@@ -36,7 +38,7 @@ import numpy as np
 from ..ops import ZERO, Grad
 from . import codegen, passes
 from .codegen import Retrace, _freeze, check_finite
-from .templates import _AST_OF, GLOBALS, expression, instantiate, names, parse
+from .templates import _AST_OF, GLOBALS, expression, globals_for, instantiate, names, parse
 
 #: node kind -> _Kind (what was made for it). A kind is the op, its attributes (``codegen._freeze``),
 #: the output's shape and dtype and each input's shape, dtype and weak typing: everything a
@@ -479,7 +481,8 @@ def _adjoint_draft(node, kind, ctx, slot, dshape, unit, src, grad, literals):
         if inp.dtype != node.dtype:
             if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
                 value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
-            value = gast.Call(gast.Attribute(value, "astype", gast.Load()), [codegen.constant(inp.dtype)],
+            value = gast.Call(gast.Attribute(_name("xp"), "astype", gast.Load()),
+                              [value, codegen.constant(inp.dtype)],
                               [gast.keyword("copy", gast.Constant(False, None))])
         codegen._check_shape(shape, inp.shape, where)
         step.shape, step.fresh = shape, fresh
@@ -510,7 +513,7 @@ class Plan:
 
     __slots__ = ("n", "leaf_positions", "outputs", "loss", "f_pos", "f_fn", "f_idx", "f_locals",
                  "frees", "backward_plan", "finish", "grad_leaves", "retained", "saved_values",
-                 "saved_locals", "checked", "anomaly", "guards", "__weakref__")
+                 "saved_locals", "checked", "anomaly", "guards", "space", "__weakref__")
 
     backward = None
 
@@ -578,8 +581,12 @@ class Plan:
 
     def _run_backward(self, seed, V, L):
         G = [None] * self.n
+        space = self.space
+        xp = GLOBALS["xp"] if space is None else space.xp
+        if space is not None and isinstance(seed, (np.ndarray, np.generic)):
+            seed = space.asarray(seed)            # run makes NumPy seeds
         G[self.loss] = seed
-        broadcast_to = np.broadcast_to
+        broadcast_to = xp.broadcast_to
         assign, iadd, add = ASSIGN, IADD, ADD
         for i, full, idx, slots, keep in self.backward_plan:
             g = G[i]
@@ -612,13 +619,13 @@ class Plan:
             if how == AS_IS:
                 out.append(g)
             elif how == ZEROS:
-                out.append(np.zeros(shape, dtype))
+                out.append(xp.zeros(shape, dtype=_dtype(space, dtype)))
             elif how == ARRAY:
-                out.append(np.array(g, dtype))
+                out.append(xp.asarray(g, dtype=_dtype(space, dtype), copy=True))
             elif how == FULL:
-                out.append(np.full(shape, g))
+                out.append(xp.zeros(shape, dtype=_dtype(space, dtype)) + g)
             else:
-                out.append(g.copy())
+                out.append(xp.asarray(g, copy=True))
         return tuple(out)
 
 
@@ -675,7 +682,9 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     without generating a program (``reaches``: ``codegen._reaching(order, wrt)`` when the
     caller has it already)."""
     from . import loops
-    rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
+    space = codegen.graph_space(leaves)
+    # (a rolled graph's leaves are NumPy's: only NumPy graphs are rolled)
+    rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards) if space is None else None
     if rolled is not None:              # an unrolled recurrence run as a loop, as codegen.build does
         order, outputs, loss, guards, old = rolled
         plan = build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
@@ -753,6 +762,7 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     plan.outputs = outputs
     plan.loss = loss
     plan.anomaly = anomaly
+    plan.space = space
     plan.grad_leaves = plan.retained = ()
     plan.backward_plan = plan.finish = ()
     plan.saved_values = plan.saved_locals = ()
@@ -811,7 +821,42 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
             runs_after.append(last)
         for position, kind, expected in guards:
             plan.guards.setdefault(runs_after[position], []).append((position, [(kind, expected)]))
+    if space is not None:
+        _bind(plan, space)
     return plan
+
+
+def _dtype(space, dtype):
+    return dtype if space is None else space.dtype(dtype)
+
+
+#: function made per node kind (with NumPy's globals) -> {space: the same code over that
+#: space's globals (``templates.globals_for``)}
+_BOUND = weakref.WeakKeyDictionary()
+
+
+def _rebound(fn, space):
+    """``fn`` (a step's function, or a family's with its literals bound) running on ``space``."""
+    if isinstance(fn, functools.partial):
+        return functools.partial(_rebound(fn.func, space), *fn.args)
+    per_space = _BOUND.get(fn)
+    if per_space is None:
+        per_space = _BOUND.setdefault(fn, {})
+    found = per_space.get(space)
+    if found is None:
+        namespace = dict(fn.__globals__)
+        namespace.update(globals_for(space))
+        found = per_space[space] = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                                                      fn.__closure__)
+    return found
+
+
+def _bind(plan, space):
+    """The plan's functions over ``space``'s ``xp`` and kernels (the kinds are shared by every
+    namespace: they are made once, with NumPy's globals)."""
+    plan.f_fn = [_rebound(fn, space) for fn in plan.f_fn]
+    plan.backward_plan = [(i, full, idx, [(_rebound(s[0], space),) + tuple(s[1:]) for s in slots], keep)
+                          for i, full, idx, slots, keep in plan.backward_plan]
 
 
 def _plan_forward_from_end(order, kinds, idxs, kept_values, needed_locals, anomaly):

@@ -44,8 +44,9 @@ def _strip(shape):
     return shape
 
 
-def _call(obj, method, args=(), keywords=()):
-    func = gast.Attribute(obj, method, gast.Load())
+def _call(function, args=(), keywords=()):
+    """``xp.function(*args, **keywords)`` (the array-API standard's function forms)."""
+    func = gast.Attribute(gast.Name("xp", gast.Load(), None, None), function, gast.Load())
     return gast.Call(func, list(args), [gast.keyword(k, v) for k, v in keywords])
 
 
@@ -68,13 +69,13 @@ def unbroadcast(expr, shape, target, extent, fresh):
         axis = _const(axes[0] if len(axes) == 1 else tuple(axes))
         dropped = tuple(d for i, d in enumerate(shape) if i not in axes)
         if _strip(dropped) == result and len(dropped) <= len(target):
-            expr, shape = _call(expr, "sum", keywords=[("axis", axis)]), dropped
+            expr, shape = _call("sum", [expr], keywords=[("axis", axis)]), dropped
         else:
-            expr = _call(expr, "sum", keywords=[("axis", axis), ("keepdims", gast.Constant(True, None))])
+            expr = _call("sum", [expr], keywords=[("axis", axis), ("keepdims", gast.Constant(True, None))])
             shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
         fresh = True
     if len(shape) > len(target):
-        expr, shape = _call(expr, "reshape", [_const(result)]), result
+        expr, shape = _call("reshape", [expr, _const(result)]), result
     if factor != 1:
         expr, fresh = gast.BinOp(expr, gast.Mult(), _const(factor)), True
     return expr, tuple(shape), fresh

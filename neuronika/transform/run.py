@@ -157,8 +157,8 @@ def _rolled(key, order, leaves, mode, after):
     length shares it and its shape family), counted and compiled as the compile mode says;
     as a ``Through`` for this graph, cached under ``key``. Else None."""
     if (not loops.AUTO or key[-1] or len(order) < loops.THRESHOLD
-            or any(node.retain for node in order)):
-        return None
+            or any(node.retain for node in order) or any(leaf.space is not None for leaf in leaves)):
+        return None                     # (rolling makes NumPy leaves: another library's stay unrolled)
     found = loops.rolled(order, leaves, False, None, None, (), _bakeable, make_leaves=False,
                          gather=_gatherable)
     if found is None:
@@ -491,7 +491,7 @@ def backpropagate(root, seed=1.0):
         raise GradientError(f"backward: this is a Var, not a VarDiff: {why}")
     seed = _seed_array(root, seed)
     if root.op is None:
-        _add_grad(root, seed.copy())
+        _add_grad(root, seed.copy() if root.space is None else root.space.asarray(seed, root.dtype))
         return
     snapshot = root.snapshot
     if snapshot is not None:
@@ -513,25 +513,22 @@ def backpropagate(root, seed=1.0):
         raise _anomaly_error(order or linearize(root)[0], anomaly) from None
     del saved
     for position, grad in zip(program.grad_leaves, grads):
-        leaf = leaves[position]
-        current = leaf.grad
-        if current is None:
-            leaf.grad = grad if grad.__class__ is _ndarray else np.array(grad, dtype=leaf.dtype)
-        else:
-            current += grad
+        _add_grad(leaves[position], grad)
     if retained:
         for node, grad in zip(retained, grads[len(program.grad_leaves):]):
             if order is not None:
                 node = order[node]
             elif node is None:
                 node = root
-            node.grad = grad if grad.__class__ is _ndarray else np.asarray(grad)
+            node.grad = grad if grad.__class__ is _ndarray or node.space is not None else np.asarray(grad)
 
 
 def _add_grad(leaf, grad):
     current = leaf.grad
     if current is None:
-        leaf.grad = grad if grad.__class__ is _ndarray else np.array(grad, dtype=leaf.dtype)
+        # a NumPy scalar made an array; another library's arrays kept as they are
+        leaf.grad = grad if grad.__class__ is _ndarray or leaf.space is not None \
+            else np.array(grad, dtype=leaf.dtype)
     else:
         current += grad
 
@@ -565,7 +562,7 @@ def source(root) -> str:
         v2 = x0 @ p1
         v3 = xp.tanh(v2)
         del v2
-        v4 = v3.sum()
+        v4 = xp.sum(v3)
         return v4, (v3, x0)
     <BLANKLINE>
     def backward(seed, v3, x0):

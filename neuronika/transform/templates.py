@@ -16,10 +16,43 @@ import textwrap
 import gast
 import numpy as np
 
+from .. import backend
 from ..ops import kernels
 
-#: Globals every generated function sees.
-GLOBALS = {"xp": np, "slice": slice, "range": range, **{name: getattr(kernels, name) for name in kernels.__all__}}
+#: Globals every generated function sees: ``xp`` and the kernels, here NumPy's
+#: (``globals_for`` gives those of another array library).
+GLOBALS = {"xp": backend.NUMPY_XP, "slice": slice, "range": range,
+           **{name: table["numpy"] for name, table in kernels.TABLE.items()}}
+
+
+def globals_for(space):
+    """The globals of generated code running on ``space`` (``backend``; None for NumPy): the
+    same names, with ``xp`` the space's namespace and each kernel its family's implementation
+    (``kernels.TABLE``; else the generic one) bound to the space.
+
+    >>> from neuronika.transform.templates import GLOBALS, globals_for
+    >>> globals_for(None) is GLOBALS
+    True
+    """
+    if space is None:
+        return GLOBALS
+    found = space.globals
+    if found is None:
+        found = {"xp": space.xp, "slice": slice, "range": range}
+        for name, table in kernels.TABLE.items():
+            implementation = table.get(space.family) or table.get("generic")
+            found[name] = (functools.partial(implementation, space) if implementation is not None
+                           else _missing(name, space))
+        space.globals = found
+    return found
+
+
+def _missing(name, space):
+    def refuse(*args, **kwargs):
+        raise backend.NamespaceError(f"kernel {name} has no implementation for arrays of "
+                                     f"{backend.name(space)} (ops/kernels.py, TABLE)")
+    refuse.__name__ = name
+    return refuse
 
 
 # Node classes with the same fields in gast and ast (gast's Name has two more, both None):

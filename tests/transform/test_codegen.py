@@ -24,12 +24,12 @@ def test_tiny_reads_like_the_design_example():
         "    del v3\n"
         "    v5 = xp.tanh(v4)\n"
         "    del v4\n"
-        "    v6 = v5.sum()\n"
+        "    v6 = xp.sum(v5)\n"
         "    return v6, (v5, x0)\n"
         "\n"
         "def backward(seed, v5, x0):\n"
         "    g4 = seed * (1 - v5 * v5)\n"
-        "    g2 = g4.sum(axis=0)\n"
+        "    g2 = xp.sum(g4, axis=0)\n"
         "    g1 = x0.T @ g4\n"
         "    del g4\n"
         "    return g1, g2\n")
@@ -74,9 +74,9 @@ def test_unbroadcast_only_where_shapes_differ():
     same = neuronika.rand((4, 3)).requires_grad()
     row = neuronika.rand(3).requires_grad()
     _, backward = split_source((a * same).sum())
-    assert ".sum(" not in backward
+    assert "sum(" not in backward
     _, backward = split_source((a * row).tanh().sum())
-    assert backward.count(".sum(axis=0)") == 1
+    assert backward.count(", axis=0)") == 1
 
 
 def test_forward_keeps_only_values_an_adjoint_reads():

@@ -1,0 +1,140 @@
+"""Arrays of other libraries: the namespace in the cache key, mismatch errors, moving leaves and
+modules, and a Linear + ReLU + cross-entropy training step (forward, backward, SGD) under
+array-api-strict equal to NumPy's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neuronika as nk
+from neuronika import backend, nn
+from neuronika.backend import NamespaceError
+from neuronika.nn import functional as F
+
+xs = pytest.importorskip("array_api_strict")
+ARRAY = xs._array_object.Array
+
+
+def _model():
+    nk.manual_seed(3)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def _step(model, x, t, lr=0.1):
+    loss = F.cross_entropy(model(x), t)
+    loss.backward()
+    grads = [backend.to_numpy(p.grad) for p in model.parameters()]
+    with nk.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+            p.zero_grad()
+    return float(backend.to_numpy(loss.data)), grads
+
+
+@pytest.mark.parametrize("compile_mode", ["never", "always"])
+def test_linear_relu_cross_entropy_sgd_matches_numpy(compile_mode):
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((6, 8)).astype(np.float32)
+    labels = np.array([0, 2, 1, 1, 0, 2])
+    with nk.config(compile=compile_mode):
+        cpu, strict = _model(), _model().to(xs)
+        assert all(isinstance(p.data, ARRAY) for p in strict.parameters())
+        for _ in range(3):
+            want, want_grads = _step(cpu, nk.from_ndarray(data), labels)
+            got, got_grads = _step(strict, nk.from_ndarray(xs.asarray(data)), nk.from_ndarray(xs.asarray(labels)))
+            assert got == pytest.approx(want, rel=1e-6)
+            for g, w in zip(got_grads, want_grads):
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+        for p, q in zip(strict.parameters(), cpu.parameters()):
+            assert isinstance(p.data, ARRAY)
+            np.testing.assert_allclose(backend.to_numpy(p.data), q.data, rtol=1e-5, atol=1e-7)
+
+
+def test_the_same_graph_gets_one_program_per_namespace():
+    a = np.ones((2, 3), np.float32)
+    cpu = (nk.from_ndarray(a).requires_grad().tanh() * 2.0).sum()
+    strict = (nk.from_ndarray(xs.asarray(a)).requires_grad().tanh() * 2.0).sum()
+    assert cpu.source() == strict.source()           # the same generated code ...
+    from neuronika.graph import linearize
+    assert linearize(cpu._node)[2] != linearize(strict._node)[2]    # ... under two keys
+    cpu.backward()
+    strict.backward()
+    assert isinstance(strict.data, ARRAY)
+
+
+def test_mixing_namespaces_names_both():
+    x = nk.ones(3)
+    y = nk.from_ndarray(xs.asarray(np.ones(3, np.float32)))
+    with pytest.raises(NamespaceError, match="array_api_strict.*numpy|numpy.*array_api_strict") as info:
+        x + y
+    assert "test_namespaces.py" in str(info.value)
+    other = nk.from_ndarray(xs.asarray(np.ones(3, np.float32), device=xs.Device("device1")))
+    with pytest.raises(NamespaceError, match="device1"):
+        y * other
+    assert isinstance((y * 2.0 + 1).data, ARRAY)      # numbers join any namespace
+
+
+def test_a_numpy_only_op_refuses_by_name():
+    y = nk.from_ndarray(xs.asarray(np.ones(3)))
+    with pytest.raises(NamespaceError, match="sinc: not available for arrays of array_api_strict"):
+        nk.numpy.sinc(y)
+
+
+def test_var_to_and_back():
+    x = nk.from_ndarray(np.arange(3.0))
+    s = x.to(xs)
+    assert isinstance(s.data, ARRAY) and s.device == xs.Device("CPU_DEVICE") and x.device == "cpu"
+    back = s.to("cpu", dtype=np.float32)
+    assert back.dtype == np.float32 and isinstance(back.data, np.ndarray)
+    np.testing.assert_array_equal(back.data, [0, 1, 2])
+    w = nk.ones(2).requires_grad().to(xs)
+    assert type(w).__name__ == "VarDiff" and w.is_leaf
+    with pytest.raises(nk.errors.GradientError):
+        (w * 2).to("cpu")
+
+
+def test_module_to_device_and_dtype():
+    model = nn.Linear(2, 2).to(xs, np.float64)
+    assert model.weight.dtype == np.float64 and isinstance(model.weight.data, ARRAY)
+    model.to("cpu")
+    assert isinstance(model.weight.data, np.ndarray)
+    model.to(dtype=np.float32)
+    assert model.weight.dtype == np.float32
+
+
+def test_cupy_when_present():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'neuronika[gpu]')")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        count = 0
+    if not count:
+        pytest.skip("no CUDA device")
+    x = nk.from_ndarray(cupy.ones((2, 3), cupy.float32)).requires_grad()
+    loss = (x.tanh() * 2.0).sum()
+    loss.backward()
+    assert isinstance(x.grad, cupy.ndarray)
+    np.testing.assert_allclose(x.grad.get(), 2 * (1 - np.tanh(1.0) ** 2), rtol=1e-6)
+
+
+def test_optimizers_refuse_parameters_of_another_library_by_name():
+    from neuronika import optim
+    model = _model().to(xs)
+    with pytest.raises(TypeError, match=r"SGD: a parameter of shape \(16, 8\) lives in array_api_strict"):
+        optim.SGD(model.parameters(), lr=0.1)
+
+
+def test_the_functional_face_refuses_other_libraries_by_name():
+    with pytest.raises(TypeError, match="argument 0 is an array of array_api_strict; the functional face"):
+        nk.grad(lambda x: (x * x).sum())(xs.asarray(np.ones(3)))
+
+
+@pytest.mark.parametrize("build", [
+    lambda x: nn.Conv2d(1, 2, 3, dtype=np.float64).to(xs)(x.reshape((1, 1, 4, 4))),
+    lambda x: nk.numpy.sort(x),
+    lambda x: nk.numpy.linalg.qr(x.reshape((4, 4)))[0],
+])
+def test_ops_not_ported_refuse_other_libraries_by_name(build):
+    x = nk.from_ndarray(xs.asarray(np.arange(16.0)))
+    with pytest.raises(NamespaceError, match="not available for arrays of array_api_strict"):
+        build(x)
