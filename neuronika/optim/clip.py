@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..variable import Param, VarDiff, grad_or_none
 from .optimizer import _as_param
 
@@ -45,11 +46,13 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return 0.0
     norm_type = float(norm_type)
+    # the norm is computed on the host (another library's gradients are copied there)
+    host = [g if g.__class__ is np.ndarray else backend.to_numpy(g) for g in grads]
     if math.isinf(norm_type):
-        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
+        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in host)
     else:
         norms = np.array([np.linalg.norm(np.ravel(g).astype(np.float64), ord=norm_type)
-                          if g.size else 0.0 for g in grads])
+                          if g.size else 0.0 for g in host])
         total = float(np.linalg.norm(norms, ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"{name}: the total norm of order {norm_type} of the gradients is "
@@ -66,4 +69,7 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
     if not isinstance(clip_value, numbers.Real) or math.isnan(clip_value) or clip_value < 0:
         raise ValueError(f"{name}: clip_value must be a number >= 0, got {clip_value!r}")
     for g in _grads(parameters, name):
-        np.clip(g, -clip_value, clip_value, out=g)
+        if g.__class__ is np.ndarray:
+            np.clip(g, -clip_value, clip_value, out=g)
+        else:                                   # another library's array: its own clip
+            g[...] = g.__array_namespace__().clip(g, -clip_value, clip_value)

@@ -12,6 +12,7 @@ import copy
 
 import numpy as np
 
+from .. import backend
 from ..ops.kernels import checked_cast
 from ..variable import Param, VarDiff
 
@@ -93,7 +94,8 @@ class Optimizer:
 
     def gradient(self, p: Param, group: dict) -> np.ndarray:
         """A copy of p's gradient with the group's penalty (if any) added."""
-        grad = np.array(p.grad, copy=True)
+        space = p._node.space
+        grad = np.array(p.grad, copy=True) if space is None else space.xp.asarray(p.grad, copy=True)
         penalty = group.get("penalty")
         if penalty is not None:
             grad += penalty.gradient(p.data)
@@ -184,6 +186,8 @@ class Optimizer:
                                      f"{value!r}")
                 else:
                     value = copy.deepcopy(value)
+                if p._node.space is not None and hasattr(value, "shape"):
+                    value = backend.move(value, p._node.space)    # the parameter's library
                 loaded[key] = value
             new_state[p] = loaded
         for current, merged in zip(self.param_groups, options):   # every entry checked: now assign

@@ -26,6 +26,31 @@ from .penalty import Penalty
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "AMSGrad", "RMSprop", "Adamax"]
 
 
+# ---- arrays of the parameter's library (NumPy's, or another array-API library's) -------------------
+
+def _xp(p):
+    space = p._node.space
+    return np if space is None else space.xp
+
+
+def _zeros(p):
+    space = p._node.space
+    return np.zeros(p.shape, p.dtype) if space is None else space.zeros(p.shape, p.dtype)
+
+
+def _copy(p, array):
+    space = p._node.space
+    return array.copy() if space is None else space.xp.asarray(array, copy=True)
+
+
+def _maximum_into(p, target, a, b):
+    """``target[...] = maximum(a, b)``, in place (NumPy's ``out=``; the standard has none)."""
+    if p._node.space is None:
+        np.maximum(a, b, out=target)
+    else:
+        target[...] = p._node.space.xp.maximum(a, b)
+
+
 # ---- validation ----------------------------------------------------------------------------------
 
 def _number(name, label, value):
@@ -67,12 +92,6 @@ class _Base(Optimizer):
 
     def _validate(self, group):
         name = type(self).__name__
-        for p in group["params"]:
-            space = p._node.space
-            if space is not None:        # the updates are written with NumPy
-                raise TypeError(f"{name}: a parameter of shape {p.shape} lives in {space.name}; the "
-                                f"optimizers update NumPy arrays only so far: move the model to the "
-                                f"CPU (model.to('cpu')) or update the parameters by hand")
         for key in ("lr", "weight_decay", "eps"):
             if key in group:
                 _nonneg(name, {"lr": "learning rate"}.get(key, key), group[key])
@@ -127,7 +146,7 @@ class SGD(_Base):
             state = self.state.setdefault(p, {})
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = grad.copy()
+                buf = state["momentum_buffer"] = _copy(p, grad)
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * grad
@@ -165,14 +184,15 @@ class Adagrad(_Base):
         state = self.state.setdefault(p, {})
         if not state:
             state["step"] = 0
-            state["sum"] = np.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype)
+            state["sum"] = _zeros(p)
+            state["sum"] += group["initial_accumulator_value"]
         state["step"] += 1
         if group["weight_decay"] != 0:
             grad += group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += grad * grad
         data = p.data
-        data -= clr * grad / (np.sqrt(state["sum"]) + group["eps"])
+        data -= clr * grad / (_xp(p).sqrt(state["sum"]) + group["eps"])
 
 
 # ---- Adam family ---------------------------------------------------------------------------------
@@ -198,10 +218,10 @@ class Adam(_Base):
         state = self.state.setdefault(p, {})
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros(p.shape, p.dtype)
-            state["exp_avg_sq"] = np.zeros(p.shape, p.dtype)
+            state["exp_avg"] = _zeros(p)
+            state["exp_avg_sq"] = _zeros(p)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros(p.shape, p.dtype)
+                state["max_exp_avg_sq"] = _zeros(p)
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
         data = p.data
@@ -220,11 +240,11 @@ class Adam(_Base):
         if group["amsgrad"]:
             vmax = state.get("max_exp_avg_sq")
             if vmax is None:            # amsgrad switched on mid-training
-                vmax = state["max_exp_avg_sq"] = np.zeros(p.shape, p.dtype)
-            np.maximum(vmax, v, out=vmax)
+                vmax = state["max_exp_avg_sq"] = _zeros(p)
+            _maximum_into(p, vmax, vmax, v)
             v = vmax
         step_size = lr / (1 - beta1 ** t)
-        denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
+        denom = _xp(p).sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
         data -= step_size * m / denom
 
 
@@ -276,7 +296,7 @@ class RMSprop(_Base):
         state = self.state.setdefault(p, {})
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros(p.shape, p.dtype)
+            state["square_avg"] = _zeros(p)
         alpha, momentum = group["alpha"], group["momentum"]
         data = p.data
         state["step"] += 1
@@ -288,16 +308,16 @@ class RMSprop(_Base):
         if group["centered"]:
             a = state.get("grad_avg")
             if a is None:
-                a = state["grad_avg"] = np.zeros(p.shape, p.dtype)
+                a = state["grad_avg"] = _zeros(p)
             a *= alpha
             a += (1 - alpha) * grad
-            avg = np.sqrt(s - a * a) + group["eps"]
+            avg = _xp(p).sqrt(s - a * a) + group["eps"]
         else:
-            avg = np.sqrt(s) + group["eps"]
+            avg = _xp(p).sqrt(s) + group["eps"]
         if momentum > 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = np.zeros(p.shape, p.dtype)
+                buf = state["momentum_buffer"] = _zeros(p)
             buf *= momentum
             buf += grad / avg
             data -= group["lr"] * buf
@@ -324,8 +344,8 @@ class Adamax(_Base):
         state = self.state.setdefault(p, {})
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros(p.shape, p.dtype)
-            state["exp_inf"] = np.zeros(p.shape, p.dtype)
+            state["exp_avg"] = _zeros(p)
+            state["exp_inf"] = _zeros(p)
         beta1, beta2 = group["betas"]
         data = p.data
         state["step"] += 1
@@ -334,5 +354,5 @@ class Adamax(_Base):
         m, u = state["exp_avg"], state["exp_inf"]
         m *= beta1
         m += (1 - beta1) * grad
-        np.maximum(beta2 * u, np.abs(grad) + group["eps"], out=u)
+        _maximum_into(p, u, beta2 * u, _xp(p).abs(grad) + group["eps"])
         data -= group["lr"] / (1 - beta1 ** state["step"]) * m / u

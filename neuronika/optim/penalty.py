@@ -18,6 +18,18 @@ import numbers
 import numpy as np
 
 
+def _namespace(data):
+    """(namespace, data): NumPy's for NumPy arrays and anything else NumPy reads, else the
+    array's own (an array-API library's)."""
+    if isinstance(data, (np.ndarray, np.generic)) or not hasattr(data, "__array_namespace__"):
+        return np, np.asarray(data)
+    return data.__array_namespace__(), data
+
+
+def _astype(xp, value, dtype):
+    return value.astype(dtype, copy=False) if xp is np else xp.astype(value, dtype, copy=False)
+
+
 def _check(name, label, value):
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) \
             or value < 0:
@@ -49,8 +61,8 @@ class L1(Penalty):
         self.lambda_ = _check("L1", "lambda_", lambda_)
 
     def gradient(self, data):
-        data = np.asarray(data)
-        return (self.lambda_ * np.sign(data)).astype(data.dtype, copy=False)
+        xp, data = _namespace(data)
+        return _astype(xp, self.lambda_ * xp.sign(data), data.dtype)
 
     def __call__(self, data):
         return self.lambda_ * float(np.abs(np.asarray(data)).sum())
@@ -66,8 +78,8 @@ class L2(Penalty):
         self.lambda_ = _check("L2", "lambda_", lambda_)
 
     def gradient(self, data):
-        data = np.asarray(data)
-        return (2.0 * self.lambda_ * data).astype(data.dtype, copy=False)
+        xp, data = _namespace(data)
+        return _astype(xp, 2.0 * self.lambda_ * data, data.dtype)
 
     def __call__(self, data):
         return self.lambda_ * float(np.square(np.asarray(data)).sum())
@@ -84,8 +96,8 @@ class ElasticNet(Penalty):
         self.l2 = _check("ElasticNet", "l2", l2)
 
     def gradient(self, data):
-        data = np.asarray(data)
-        return (self.l1 * np.sign(data) + 2.0 * self.l2 * data).astype(data.dtype, copy=False)
+        xp, data = _namespace(data)
+        return _astype(xp, self.l1 * xp.sign(data) + 2.0 * self.l2 * data, data.dtype)
 
     def __call__(self, data):
         data = np.asarray(data)

@@ -117,11 +117,40 @@ def test_cupy_when_present():
     np.testing.assert_allclose(x.grad.get(), 2 * (1 - np.tanh(1.0) ** 2), rtol=1e-6)
 
 
-def test_optimizers_refuse_parameters_of_another_library_by_name():
+OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+              ("SGD", dict(lr=0.1, penalty="elastic")), ("Adam", dict(lr=0.01, amsgrad=True)),
+              ("AdamW", {}), ("RMSprop", dict(centered=True, momentum=0.5)),
+              ("Adagrad", dict(initial_accumulator_value=0.1)), ("Adamax", {})]
+
+
+@pytest.mark.parametrize("name, options", OPTIMIZERS)
+def test_optimizers_and_clipping_train_as_on_numpy(name, options):
     from neuronika import optim
-    model = _model().to(xs)
-    with pytest.raises(TypeError, match=r"SGD: a parameter of shape \(16, 8\) lives in array_api_strict"):
-        optim.SGD(model.parameters(), lr=0.1)
+    options = dict(options)
+    if options.get("penalty") == "elastic":
+        options["penalty"] = optim.ElasticNet(0.01, 0.02)
+    rng = np.random.default_rng(4)
+    data, labels = rng.random((6, 8)), np.array([0, 2, 1, 1, 0, 2])
+
+    def train(space):
+        nk.manual_seed(3)
+        model = nn.Sequential(nn.Linear(8, 16, dtype=np.float64), nn.ReLU(), nn.Linear(16, 3, dtype=np.float64))
+        x, y = nk.from_ndarray(data), nk.from_ndarray(labels)
+        if space is not None:
+            model, x, y = model.to(space), x.to(space), y.to(space)
+        optimizer = getattr(optim, name)(model.parameters(), **options)
+        for step in range(5):
+            F.cross_entropy(model(x), y).backward()
+            optim.clip_grad_norm_(model.parameters(), 1.0)
+            optim.clip_grad_value_(model.parameters(), 0.5)
+            optimizer.step()
+            optimizer.zero_grad()
+            if step == 2:                      # a state dict saved and loaded mid-way
+                optimizer.load_state_dict(optimizer.state_dict())
+        return [backend.to_numpy(p.data) for p in model.parameters()]
+
+    for got, want in zip(train(xs), train(None)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
 def test_the_functional_face_refuses_other_libraries_by_name():
