@@ -243,12 +243,11 @@ def apply(op, inputs, attrs=()):
     """
     first = inputs[0]
     space = first.space
-    if len(inputs) > 1:
-        for node in inputs:
-            if node.space is not space:
-                inputs, space = _join(op, inputs)
-                first = inputs[0]
-                break
+    n = len(inputs)
+    # (the common case, two inputs, without a loop: this runs for every node built)
+    if n > 1 and (inputs[1].space is not space or n > 2 and any(i.space is not space for i in inputs)):
+        inputs, space = _join(op, inputs)
+        first = inputs[0]
     if space is not None and space.family not in op.families:
         raise backend.refused(op, space)
     try:
