@@ -37,7 +37,8 @@ from ..backend import NUMPY_API
 from . import declare
 from .elementwise import float_dtype
 
-#: where these ops run: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
+#: where pooling runs: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
+#: (convolution runs everywhere: its kernels have an array-API version, ``ops/kernels.py``)
 _NUMPY_API_ONLY = dict(families=NUMPY_API,
                        needs="strided windows written with NumPy's API (no array-API kernel yet)")
 
@@ -114,7 +115,7 @@ CONV = declare(
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("stride", "dilation", "groups"), shape=_conv_shape,
     doc="N-d convolution (cross-correlation) of (N, C_in, *size) with a (C_out, C_in / groups, *k) "
-        "kernel, by im2col and a product per group; no padding, no bias", **_NUMPY_API_ONLY)
+        "kernel, by im2col and a product per group; no padding, no bias")
 
 
 # ---- conv_transpose: the adjoint of conv in its input ------------------------------------------
@@ -147,7 +148,7 @@ CONV_TRANSPOSE = declare(
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("size", "stride", "dilation", "groups"), shape=_conv_transpose_shape,
     doc="transposed convolution: the gradient of conv with respect to its input, for an input "
-        "of spatial size ``size``", **_NUMPY_API_ONLY)
+        "of spatial size ``size``")
 
 
 # ---- conv_weight_grad: the adjoint of conv in its kernel -----------------------------------------
@@ -183,7 +184,7 @@ CONV_WEIGHT_GRAD = declare(
               "x": lambda ctx, build, b: build(CONV_TRANSPOSE, (b["g"], b["dy"]),
                                              (ctx.shapes["x"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("kernel", "stride", "dilation", "groups"), shape=_weight_grad_shape,
-    doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)", **_NUMPY_API_ONLY)
+    doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)")
 
 
 # ---- pooling -------------------------------------------------------------------------------------

@@ -587,3 +587,47 @@ def _check_probability_generic(space, x, loss):
     if x.size and not bool(xp.all((x >= 0) & (x <= 1))):
         check_probability(space.to_numpy(x), loss)
     return x
+
+
+# ---- convolution in the array-API standard: windows by slicing ------------------------------------
+# One strided slice of the input per kernel offset (``_offset_keys``), stacked into columns:
+# no strided view, which the standard does not have. The columns of the whole batch are made
+# at once (NumPy's kernels above work a few samples at a time in a reused buffer).
+
+def _columns(xp, x, kernel, stride, dilation, out, groups):
+    """(N, groups, C / groups * prod(kernel), P): the windows of ``x`` as columns."""
+    n, c = x.shape[:2]
+    cols = xp.stack([x[key] for key in _offset_keys(kernel, stride, dilation, out, 2)], axis=2)
+    return xp.reshape(cols, (n, groups, c // groups * math.prod(kernel), math.prod(out)))
+
+
+@register("conv_forward", "generic")
+def _conv_forward_generic(space, x, w, stride, dilation, groups):
+    xp = space.xp
+    n, co, kernel = x.shape[0], w.shape[0], tuple(w.shape[2:])
+    out = _out_sizes(x.shape[2:], kernel, stride, dilation)
+    matrix = xp.reshape(w, (groups, co // groups, -1))
+    return xp.reshape(matrix @ _columns(xp, x, kernel, stride, dilation, out, groups), (n, co) + out)
+
+
+@register("conv_weight_grad", "generic")
+def _conv_weight_grad_generic(space, g, x, kernel, stride, dilation, groups):
+    xp = space.xp
+    n, c, co, kernel, out = x.shape[0], x.shape[1], g.shape[1], tuple(kernel), tuple(g.shape[2:])
+    cols = _columns(xp, x, kernel, stride, dilation, out, groups)
+    grads = xp.reshape(g, (n, groups, co // groups, math.prod(out)))
+    return xp.reshape(xp.sum(grads @ xp.matrix_transpose(cols), axis=0), (co, c // groups) + kernel)
+
+
+@register("conv_input_grad", "generic")
+def _conv_input_grad_generic(space, g, w, shape, stride, dilation, groups):
+    xp = space.xp
+    shape = (g.shape[0],) + tuple(shape[1:])
+    n, c, co, kernel, out = shape[0], shape[1], w.shape[0], tuple(w.shape[2:]), tuple(g.shape[2:])
+    matrix = xp.reshape(w, (groups, co // groups, -1))
+    cols = xp.matrix_transpose(matrix) @ xp.reshape(g, (n, groups, co // groups, math.prod(out)))
+    cols = xp.reshape(cols, (n, c, math.prod(kernel)) + out)
+    grad = xp.zeros(shape, dtype=cols.dtype, device=cols.device)
+    for i, key in enumerate(_offset_keys(kernel, stride, dilation, out, 2)):
+        grad[key] += cols[:, :, i, ...]
+    return grad

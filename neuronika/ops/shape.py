@@ -212,11 +212,13 @@ PAD_FOLD = declare("pad_fold", ("x",), "pad_fold(x, widths, mode)", {"x": "xp.pa
                    attrs=("widths", "mode"),
                    shape=lambda x, widths, mode: tuple(s - b - a for s, (b, a) in zip(x, widths)),
                    implicit_dy=False,
+                   families=NUMPY_API, needs="xp.pad is NumPy's, not in the array-API standard",
                    doc="border values added back onto the elements reflect / edge padding copied "
                        "them from: the adjoint of pad, as an op so it can be differentiated again")
 
 PAD = declare("pad", ("x",), _pad_forward, {"x": _pad_grad},
               attrs=("widths", "mode", "value"), shape=_pad_shape,
+              families=NUMPY_API, needs="xp.pad is NumPy's, not in the array-API standard",
               doc="pads with a constant, by reflection, or by replicating the edge; the "
                   "gradient of the border is folded back onto the elements it copied")
 

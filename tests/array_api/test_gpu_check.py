@@ -1,5 +1,5 @@
 """benchmarks/gpu_check.py: says so when there is no GPU; its comparison, run against
-array-api-strict in place of a GPU, passes the MLP and names the op the CNN cannot run."""
+array-api-strict in place of a GPU, passes the MLP and the CNN."""
 import importlib.util
 import re
 
@@ -17,7 +17,7 @@ def test_without_cupy_it_says_so_and_exits_zero(capsys):
 
 def test_the_comparison_against_another_namespace(capsys):
     pytest.importorskip("array_api_strict")
-    assert gpu_check.main(["--against", "array_api_strict"]) == 1       # the CNN is refused
+    assert gpu_check.main(["--against", "array_api_strict"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"mlp: losses .* largest relative difference in losses and gradients \S+: ok;", out)
-    assert "cnn: the array_api_strict run failed: NamespaceError: conv: not available" in out
+    for name in ("mlp", "cnn"):
+        assert re.search(name + r": losses .* largest relative difference in losses and gradients \S+: ok;", out)

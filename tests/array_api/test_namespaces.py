@@ -159,7 +159,7 @@ def test_the_functional_face_refuses_other_libraries_by_name():
 
 
 @pytest.mark.parametrize("build", [
-    lambda x: nn.Conv2d(1, 2, 3, dtype=np.float64).to(xs)(x.reshape((1, 1, 4, 4))),
+    lambda x: nn.MaxPool2d(2)(x.reshape((1, 1, 4, 4))),
     lambda x: nk.numpy.sort(x),
     lambda x: nk.numpy.linalg.qr(x.reshape((4, 4)))[0],
 ])
@@ -167,3 +167,29 @@ def test_ops_not_ported_refuse_other_libraries_by_name(build):
     x = nk.from_ndarray(xs.asarray(np.arange(16.0)))
     with pytest.raises(NamespaceError, match="not available for arrays of array_api_strict"):
         build(x)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, dilation, groups", [
+    ((2, 3, 9), (4, 3, 3), 2, 1, 1),                       # 1-d, strided
+    ((2, 4, 7, 6), (6, 2, 3, 2), (2, 1), (1, 2), 2),       # 2-d, grouped and dilated
+    ((1, 2, 5, 4, 4), (3, 2, 2, 2, 3), 1, 1, 1),           # 3-d
+])
+def test_convolution_runs_in_the_standard_as_on_numpy(x_shape, w_shape, stride, dilation, groups):
+    from neuronika.nn.conv import conv
+    rng = np.random.default_rng(7)
+    x0, w0 = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    seed = rng.standard_normal((2,) if len(x_shape) == 3 else (1,))
+
+    def run(space, mode):
+        x, w = nk.from_ndarray(x0).requires_grad(), nk.from_ndarray(w0).requires_grad()
+        if space is not None:
+            x, w = x.to(space), w.to(space)
+        with nk.config(compile=mode):
+            y = conv(x, w, stride=stride, dilation=dilation, groups=groups)
+            loss = (y * y).sum() * float(seed[0])
+            loss.backward()
+        return [backend.to_numpy(v) for v in (loss.data, y.data, x.grad, w.grad)]
+
+    for mode in ("never", "always"):
+        for got, want in zip(run(xs, mode), run(None, mode)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
