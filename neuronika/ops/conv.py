@@ -33,15 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..backend import NUMPY_API
 from . import declare
 from .elementwise import float_dtype
-
-#: where pooling runs: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
-#: (convolution runs everywhere: its kernels have an array-API version, ``ops/kernels.py``)
-_NUMPY_API_ONLY = dict(families=NUMPY_API,
-                       needs="strided windows written with NumPy's API (no array-API kernel yet)")
-
 
 def output_size(size, kernel, stride=1, dilation=1):
     """PyTorch's output length of a convolution or pooling along one (padded) axis."""
@@ -229,7 +222,7 @@ MAX_POOL = declare(
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape,
     doc="maximum over windows of the trailing axes; the gradient goes to the first maximum of "
-        "each window (row-major), as in PyTorch", **_NUMPY_API_ONLY)
+        "each window (row-major), as in PyTorch")
 
 MAX_POOL_GRAD = declare(
     "max_pool_grad", ("g", "x", "pooled"), "max_pool_grad(g, x, pooled, kernel, stride)",
@@ -238,7 +231,7 @@ MAX_POOL_GRAD = declare(
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_grad_shape, n_differentiable=1, dtype=_first_dtype,
     doc="g (a max_pool output's gradient) sent to the first maximum of each window of x: the "
-        "adjoint of max_pool, as an op so it can be differentiated again", **_NUMPY_API_ONLY)
+        "adjoint of max_pool, as an op so it can be differentiated again")
 
 MAX_POOL_GATHER = declare(
     "max_pool_gather", ("z", "x", "pooled"), "max_pool_gather(z, x, pooled, kernel, stride)",
@@ -246,7 +239,7 @@ MAX_POOL_GATHER = declare(
     symbolic={"z": lambda ctx, build, b: build(MAX_POOL_GRAD, (b["dy"], b["x"], b["pooled"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_gather_shape, n_differentiable=1, dtype=_first_dtype,
-    doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad", **_NUMPY_API_ONLY)
+    doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad")
 
 AVG_POOL = declare(
     "avg_pool", ("x",), "avg_pool(x, kernel, stride)",
@@ -254,7 +247,7 @@ AVG_POOL = declare(
     symbolic={"x": lambda ctx, build, b: build(AVG_POOL_GRAD, (b["dy"],),
                                              (ctx.shapes["x"], ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape, dtype=float_dtype(np.mean),
-    doc="mean over windows of the trailing axes (the window size is the divisor)", **_NUMPY_API_ONLY)
+    doc="mean over windows of the trailing axes (the window size is the divisor)")
 
 
 def _avg_grad_shape(g, shape, kernel, stride):
@@ -270,5 +263,4 @@ AVG_POOL_GRAD = declare(
     {"g": "avg_pool(dy, kernel, stride)"},
     symbolic={"g": lambda ctx, build, b: build(AVG_POOL, (b["dy"],), (ctx.kernel, ctx.stride))},
     attrs=("shape", "kernel", "stride"), shape=_avg_grad_shape, dtype=float_dtype(np.mean),
-    doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool",
-    **_NUMPY_API_ONLY)
+    doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool")

@@ -631,3 +631,68 @@ def _conv_input_grad_generic(space, g, w, shape, stride, dilation, groups):
     for i, key in enumerate(_offset_keys(kernel, stride, dilation, out, 2)):
         grad[key] += cols[:, :, i, ...]
     return grad
+
+
+# ---- pooling in the array-API standard: the same strided slices, the standard's operations -------
+
+def _first_hits_generic(xp, x, y, keys):
+    taken = None
+    for key in keys:
+        hit = x[key] == y
+        if taken is None:
+            taken = hit
+        else:
+            hit = hit & ~taken
+            taken = taken | hit
+        yield key, hit
+
+
+@register("max_pool", "generic")
+def _max_pool_generic(space, x, kernel, stride):
+    xp = space.xp
+    keys = _pool_keys(x.shape, kernel, stride)
+    y = xp.asarray(x[keys[0]], copy=True)
+    for key in keys[1:]:
+        y = xp.maximum(y, x[key])
+    return y
+
+
+@register("max_pool_grad", "generic")
+def _max_pool_grad_generic(space, g, x, y, kernel, stride):
+    xp = space.xp
+    grad = xp.zeros(x.shape, dtype=g.dtype, device=g.device)
+    for key, hit in _first_hits_generic(xp, x, y, _pool_keys(x.shape, kernel, stride)):
+        grad[key] += g * xp.astype(hit, g.dtype)
+    return grad
+
+
+@register("max_pool_gather", "generic")
+def _max_pool_gather_generic(space, z, x, y, kernel, stride):
+    xp = space.xp
+    result = None
+    for key, hit in _first_hits_generic(xp, x, y, _pool_keys(x.shape, kernel, stride)):
+        part = z[key] * xp.astype(hit, z.dtype)
+        result = part if result is None else result + part
+    return result
+
+
+@register("avg_pool", "generic")
+def _avg_pool_generic(space, x, kernel, stride):
+    xp = space.xp
+    keys = _pool_keys(x.shape, kernel, stride)
+    dtype = x.dtype if xp.isdtype(x.dtype, "real floating") else xp.float64
+    y = xp.astype(x[keys[0]], dtype)
+    for key in keys[1:]:
+        y = y + x[key]
+    return y * (1.0 / len(keys))
+
+
+@register("avg_pool_grad", "generic")
+def _avg_pool_grad_generic(space, g, shape, kernel, stride):
+    xp = space.xp
+    keys = _pool_keys(shape, kernel, stride)
+    share = g * (1.0 / len(keys))
+    grad = xp.zeros(tuple(shape), dtype=g.dtype, device=g.device)
+    for key in keys:
+        grad[key] += share
+    return grad

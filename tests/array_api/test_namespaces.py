@@ -159,7 +159,7 @@ def test_the_functional_face_refuses_other_libraries_by_name():
 
 
 @pytest.mark.parametrize("build", [
-    lambda x: nn.MaxPool2d(2)(x.reshape((1, 1, 4, 4))),
+    lambda x: nn.Conv2d(1, 1, 3, padding=1, dtype=np.float64).to(xs)(x.reshape((1, 1, 4, 4))),
     lambda x: nk.numpy.sort(x),
     lambda x: nk.numpy.linalg.qr(x.reshape((4, 4)))[0],
 ])
@@ -189,6 +189,28 @@ def test_convolution_runs_in_the_standard_as_on_numpy(x_shape, w_shape, stride, 
             loss = (y * y).sum() * float(seed[0])
             loss.backward()
         return [backend.to_numpy(v) for v in (loss.data, y.data, x.grad, w.grad)]
+
+    for mode in ("never", "always"):
+        for got, want in zip(run(xs, mode), run(None, mode)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 1), ((2, 3), (1, 2))])
+def test_pooling_runs_in_the_standard_as_on_numpy(kind, kernel, stride):
+    rng = np.random.default_rng(9)
+    x0 = rng.integers(0, 4, (2, 3, 6, 7)).astype(np.float64)      # ties: the first maximum wins
+    layer = (nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(kernel, stride)
+
+    def run(space, mode):
+        x = nk.from_ndarray(x0).requires_grad()
+        if space is not None:
+            x = x.to(space)
+        with nk.config(compile=mode):
+            y = layer(x)
+            loss = (y * y * y).sum()
+            loss.backward()
+        return [backend.to_numpy(v) for v in (y.data, x.grad)]
 
     for mode in ("never", "always"):
         for got, want in zip(run(xs, mode), run(None, mode)):
