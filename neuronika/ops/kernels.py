@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import backend as _backend
 from .. import random as _random
 
-__all__ = ["dropout_mask", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
+__all__ = ["dropout_mask", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
            "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather", "avg_pool", "avg_pool_grad"]
 
 
@@ -37,6 +37,14 @@ def _along(ndim, axis, index):
     key = [slice(None)] * ndim
     key[axis] = index
     return tuple(key)
+
+
+def pad_array(x, widths, mode, value):
+    """``x`` padded by ``widths`` ((before, after) per axis): with ``value`` (mode
+    "constant"), by reflection ("reflect") or by repeating the edge ("edge")."""
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=value) if value else np.pad(x, widths)
+    return np.pad(x, widths, mode=mode)
 
 
 def pad_fold(dy, widths, mode):
@@ -696,3 +704,55 @@ def _avg_pool_grad_generic(space, g, shape, kernel, stride):
     for key in keys:
         grad[key] += share
     return grad
+
+
+# ---- padding in the array-API standard: concatenated slices --------------------------------------
+
+@register("pad_array", "generic")
+def _pad_array_generic(space, x, widths, mode, value):
+    xp = space.xp
+    if mode == "constant":
+        shape = tuple(s + b + a for s, (b, a) in zip(x.shape, widths))
+        out = xp.full(shape, value, dtype=x.dtype, device=x.device)
+        out[tuple(slice(b, b + s) for s, (b, _) in zip(x.shape, widths))] = x
+        return out
+    for axis, (before, after) in enumerate(widths):
+        size = x.shape[axis]
+        pieces = []
+        if before:
+            pieces.append(xp.flip(x[_along(x.ndim, axis, slice(1, before + 1))], axis=axis)
+                          if mode == "reflect"
+                          else xp.concat([x[_along(x.ndim, axis, slice(0, 1))]] * before, axis=axis))
+        pieces.append(x)
+        if after:
+            pieces.append(xp.flip(x[_along(x.ndim, axis, slice(size - 1 - after, size - 1))], axis=axis)
+                          if mode == "reflect"
+                          else xp.concat([x[_along(x.ndim, axis, slice(size - 1, size))]] * after, axis=axis))
+        if len(pieces) > 1:
+            x = xp.concat(pieces, axis=axis)
+    return x
+
+
+@register("pad_fold", "generic")
+def _pad_fold_generic(space, dy, widths, mode):
+    xp = space.xp
+    grad = dy
+    for axis, (before, after) in enumerate(widths):
+        if not before and not after:
+            continue
+        size = grad.shape[axis] - before - after
+        core = xp.asarray(grad[_along(grad.ndim, axis, slice(before, before + size))], copy=True)
+        head = grad[_along(grad.ndim, axis, slice(0, before))]
+        tail = grad[_along(grad.ndim, axis, slice(before + size, None))]
+        if mode == "edge":
+            if before:
+                core[_along(core.ndim, axis, slice(0, 1))] += xp.sum(head, axis=axis, keepdims=True)
+            if after:
+                core[_along(core.ndim, axis, slice(size - 1, size))] += xp.sum(tail, axis=axis, keepdims=True)
+        else:
+            if before:
+                core[_along(core.ndim, axis, slice(1, before + 1))] += xp.flip(head, axis=axis)
+            if after:
+                core[_along(core.ndim, axis, slice(size - 1 - after, size - 1))] += xp.flip(tail, axis=axis)
+        grad = core
+    return grad if grad is not dy else xp.asarray(dy, copy=True)

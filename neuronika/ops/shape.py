@@ -189,12 +189,6 @@ def _pad_shape(x, widths, mode, value):
     return tuple(size + before + after for (before, after), size in zip(widths, x))
 
 
-def _pad_forward(ctx):
-    if ctx.mode == "constant":
-        return "xp.pad(x, widths, constant_values=value)" if ctx.value else "xp.pad(x, widths)"
-    return "xp.pad(x, widths, mode=mode)"
-
-
 def _pad_grad(ctx):
     if ctx.mode == "constant":
         # the widths only (``before:-after``), not the sizes: the same view for any size
@@ -208,17 +202,15 @@ def _slices(slices):
                      for s in slices) or "()"
 
 
-PAD_FOLD = declare("pad_fold", ("x",), "pad_fold(x, widths, mode)", {"x": "xp.pad(dy, widths, mode=mode)"},
+PAD_FOLD = declare("pad_fold", ("x",), "pad_fold(x, widths, mode)", {"x": "pad_array(dy, widths, mode, 0.0)"},
                    attrs=("widths", "mode"),
                    shape=lambda x, widths, mode: tuple(s - b - a for s, (b, a) in zip(x, widths)),
                    implicit_dy=False,
-                   families=NUMPY_API, needs="xp.pad is NumPy's, not in the array-API standard",
                    doc="border values added back onto the elements reflect / edge padding copied "
                        "them from: the adjoint of pad, as an op so it can be differentiated again")
 
-PAD = declare("pad", ("x",), _pad_forward, {"x": _pad_grad},
+PAD = declare("pad", ("x",), "pad_array(x, widths, mode, value)", {"x": _pad_grad},
               attrs=("widths", "mode", "value"), shape=_pad_shape,
-              families=NUMPY_API, needs="xp.pad is NumPy's, not in the array-API standard",
               doc="pads with a constant, by reflection, or by replicating the edge; the "
                   "gradient of the border is folded back onto the elements it copied")
 
