@@ -109,17 +109,21 @@ class Through:
     graph (the int of each ``xs[t]``, a number written at every step), and it serves a
     graph only while they hold the values in ``checks`` (``holds``)."""
 
-    __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "__weakref__")
+    __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "gathers",
+                 "__weakref__")
 
     def __init__(self, program, keep, checks):
         self.program = program
         self.keep = keep
         self.checks = checks
+        self.gathers = any(k.__class__ is not int for k in keep)
         self.backward = program.backward
         self.grad_leaves = tuple(keep[p] for p in program.grad_leaves)
         self.retained = ()
 
     def forward(self, *values):
+        if not self.gathers:                    # (every step: no stacking to look for)
+            return self.program.forward(*[values[k] for k in self.keep])
         return self.program.forward(*[values[k] if k.__class__ is int else np.stack([values[j] for j in k])
                                       for k in self.keep])
 
