@@ -2,15 +2,19 @@
 
     python -m benchmarks.gpu_check           # needs CuPy (pip install -e ".[gpu]") and a GPU
 
-Two workloads, float64 so that the comparison is tight: the digits MLP (64-128-10, ReLU,
+Three workloads, float64 so that the comparison is tight: the digits MLP (64-128-10, ReLU,
 cross-entropy, batch 32) and a small CNN (conv 1->4 3x3, ReLU, conv 4->8 3x3, ReLU,
-flatten, linear, cross-entropy, batch 8 of 1x12x12). For each: the loss and every
-parameter's gradient over three SGD steps, on both devices, from the same initial
-parameters; the largest relative difference is printed, and the check fails (exit 1)
-above 1e-9. A step that the GPU cannot run is reported with its error, naming the op.
+flatten, linear, cross-entropy, batch 8 of 1x12x12), trained through modules and
+``backward()``; and the functional face: ``value_and_grad`` of a tanh network with a
+recurrence (rolled into a loop) over a dict of arrays. For each: the loss and every
+gradient over three SGD steps, on both devices, from the same initial parameters; the
+largest relative difference is printed, and the check fails (exit 1) above 1e-9. A step
+that the GPU cannot run is reported with its error, naming the op. With two GPUs or more
+the comparison runs on the second one too (``cuda:1``: arrays made there, not on GPU 0).
 Without CuPy or without a GPU it says so and exits 0: there is nothing to compare.
 ``--against array_api_strict`` runs the same comparison against array-api-strict on the
-CPU (what the tests do, on machines without a GPU).
+CPU (what the tests do, on machines without a GPU); ``--device device1`` there puts the
+arrays on one of its other devices (which, like a GPU, refuse implicit copies to NumPy).
 """
 from __future__ import annotations
 
@@ -75,6 +79,32 @@ def steps(model, x, labels, device, count=3, lr=0.05):
     return record
 
 
+def functional_steps(x, labels, device, count=3, lr=0.05):
+    """The functional face: loss and gradients of ``count`` SGD steps of ``value_and_grad``
+    over a dict of arrays on ``device``."""
+    import neuronika.numpy as nnp
+    space = backend.resolve(device)
+    rng = np.random.default_rng(1)
+    params = {"w1": rng.standard_normal((64, 32)) * 0.1, "b1": np.zeros(32),
+              "wh": rng.standard_normal((32, 32)) * 0.1, "w2": rng.standard_normal((32, 10)) * 0.1}
+    params = {k: backend.move(v, space) for k, v in params.items()}
+    x, labels = backend.move(x, space), backend.move(labels, space)
+
+    def loss(p, x, labels):
+        h = nnp.tanh(nnp.matmul(x, p["w1"]) + p["b1"])
+        for _ in range(12):                     # a recurrence: one loop in the program
+            h = nnp.tanh(nnp.matmul(h, p["wh"]) + h)
+        return F.cross_entropy(nnp.matmul(h, p["w2"]), labels)
+
+    step = neuronika.value_and_grad(loss)
+    record = []
+    for _ in range(count):
+        value, grads = step(params, x, labels)
+        record.append([backend.to_numpy(value)] + [backend.to_numpy(grads[k]) for k in sorted(grads)])
+        params = {k: params[k] - lr * grads[k] for k in params}
+    return record
+
+
 def largest_difference(a, b):
     worst = 0.0
     for step_a, step_b in zip(a, b):
@@ -88,34 +118,63 @@ def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", default="cuda", help="cuda (default) or array_api_strict")
+    parser.add_argument("--device", help="with --against: one of the library's devices, by name")
     args = parser.parse_args(argv)
     if args.against == "cuda":
         ok, about = gpu_available()
         if not ok:
             print(f"gpu_check: no GPU to check: {about}. Nothing was compared.")
             return 0
-        device, label = "cuda", "GPU"
+        import cupy
+        devices = [("cuda", "GPU")]
+        if cupy.cuda.runtime.getDeviceCount() > 1:
+            devices.append(("cuda:1", "GPU 1"))
     else:
         import importlib
-        device = importlib.import_module(args.against)
+        module = importlib.import_module(args.against)
         about = f"{args.against} on the CPU, in place of a GPU"
-        label = args.against
+        device, label = module, args.against
+        if args.device:
+            found = [d for d in module.__array_namespace_info__().devices() if args.device in str(d)]
+            if not found:
+                print(f"gpu_check: {args.against} has no device {args.device!r}")
+                return 1
+            device, label = backend.namespace(module, found[0]), f"{args.against} on {args.device}"
+        devices = [(device, label)]
     print(f"gpu_check: {about}")
     failed = False
-    for name, make in (("mlp", mlp), ("cnn", cnn)):
-        rng = np.random.default_rng(0)
-        neuronika.manual_seed(0)
-        model = make()
-        x, labels = data(name, rng)
-        state = {k: v.copy() for k, v in model.state_dict().items()}
+    for device, label in devices:
+        failed = _compare(device, label) or failed
+    return 1 if failed else 0
+
+
+def _compare(device, label):
+    """Every workload on ``device`` against the CPU; True when one failed."""
+    failed = False
+    for name, make in (("mlp", mlp), ("cnn", cnn), ("functional", None)):
+        if make is None:
+            x, labels = data("mlp", np.random.default_rng(0))
+            run = (lambda target: functional_steps(x, labels, target))
+        else:
+            run = None
+        if run is None:
+            rng = np.random.default_rng(0)
+            neuronika.manual_seed(0)
+            model = make()
+            x, labels = data(name, rng)
+            state = {k: v.copy() for k, v in model.state_dict().items()}
+
+            def run(target, model=model, make=make, state=state, x=x, labels=labels):
+                if target != "cpu":
+                    model = make()
+                    model.load_state_dict(state)
+                return steps(model, x, labels, target)
         start = time.perf_counter()
-        cpu = steps(model, x, labels, "cpu")
+        cpu = run("cpu")
         cpu_s = time.perf_counter() - start
-        model = make()
-        model.load_state_dict(state)
         try:
             start = time.perf_counter()
-            gpu = steps(model, x, labels, device)
+            gpu = run(device)
             gpu_s = time.perf_counter() - start
         except Exception as error:
             print(f"  {name}: the {label} run failed: {type(error).__name__}: {error}")
@@ -128,7 +187,7 @@ def main(argv=None):
               f"{', '.join(f'{s[0]:.6f}' for s in cpu)} (CPU); largest relative difference in losses "
               f"and gradients {worst:.2e}: {verdict}; 3 steps {cpu_s * 1e3:.1f} ms CPU, "
               f"{gpu_s * 1e3:.1f} ms {label} (first calls, compiling included)")
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ True
 """
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 import types
 
@@ -113,12 +115,14 @@ class Space:
     """One array library on one device: ``xp`` (its array-API namespace), ``device``,
     ``family`` (which kernels it gets) and ``name`` (for messages)."""
 
-    __slots__ = ("xp", "device", "family", "name", "_dtypes", "_numpy_dtypes", "globals", "__weakref__")
+    __slots__ = ("xp", "device", "family", "name", "_dtypes", "_numpy_dtypes", "globals", "home",
+                 "__weakref__")
 
-    def __init__(self, xp, device, family):
+    def __init__(self, xp, device, family, home=None):
         self.xp = xp
         self.device = device
         self.family = family
+        self.home = device if home is None else home     # the library's default device
         module = getattr(xp, "__name__", type(xp).__name__)
         module = module.replace("array_api_compat.", "")
         text = str(device)
@@ -166,11 +170,37 @@ class Space:
         """A NumPy copy of one of this space's arrays."""
         if self.family == "cupy":
             return array.get()
+        if self.device != self.home:            # a library that reaches the host from its default
+            array = array.to_device(self.home)
         return np.array(array, copy=True)
 
 
 _spaces = {}
 _lock = threading.Lock()
+_DEFAULT_DEVICES = {}
+
+#: The standard's functions that make an array from no array (its device a keyword).
+_CREATION = ("arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros")
+
+
+def _on_device(xp, device):
+    """``xp`` with its creation functions making arrays on ``device`` unless told otherwise."""
+    module = types.ModuleType(xp.__name__, f"{xp.__name__}, making arrays on {device}")
+    module.__dict__.update({k: v for k, v in vars(xp).items() if not k.startswith("__")})
+    for name in _CREATION:
+        make = getattr(xp, name, None)
+        if make is not None:
+            module.__dict__[name] = _made_on(make, device)
+    return module
+
+
+def _made_on(make, device):
+    @functools.wraps(make)
+    def on_device(*args, **kwargs):
+        if kwargs.get("device") is None:
+            kwargs["device"] = device
+        return make(*args, **kwargs)
+    return on_device
 
 
 def _compat():
@@ -206,13 +236,19 @@ def namespace(xp, device=None):
         family = "cupy"
     else:
         family = "generic"
+    default = _DEFAULT_DEVICES.get(xp.__name__)
+    if default is None:
+        default = _DEFAULT_DEVICES[xp.__name__] = compat.device(xp.empty(0))
     if device is None:
-        device = compat.device(xp.empty(0))
+        device = default
     key = (xp.__name__, repr(device))
     space = _spaces.get(key)
     if space is None:
+        # on another device than the library's default (a second GPU), the arrays that generated
+        # code, kernels and optimizers make are made there
+        made = Space(xp if device == default else _on_device(xp, device), device, family, default)
         with _lock:
-            space = _spaces.setdefault(key, Space(xp, device, family))
+            space = _spaces.setdefault(key, made)
     return space
 
 
@@ -242,7 +278,9 @@ def refused(op, space):
 
 def resolve(device):
     """A device as the user writes it, as a space: ``"cpu"`` (NumPy), ``"cuda"`` or ``"cuda:N"``
-    (CuPy on GPU N), an array-API namespace module (its default device), a ``Space`` or None (NumPy).
+    (CuPy on GPU N), an array-API namespace module (its default device), one of an array library's
+    device objects (``cupy.cuda.Device(1)``, ``array_api_strict.Device("device1")``), a ``Space``
+    or None (NumPy).
 
     >>> from neuronika import backend
     >>> backend.resolve("cpu") is None
@@ -266,6 +304,11 @@ def resolve(device):
                          f"namespace")
     if isinstance(device, types.ModuleType):
         return namespace(device)
+    library = sys.modules.get(type(device).__module__.split(".")[0])
+    if library is not None and library is not np and hasattr(library, "__array_api_version__") or \
+            type(device).__module__.startswith("cupy"):
+        # one of an array library's device objects (cupy.cuda.Device(1), array_api_strict.Device(...))
+        return namespace(library, device)
     raise TypeError(f"a device is 'cpu', 'cuda', 'cuda:N', an array-API namespace or a space, got "
                     f"{type(device).__name__}")
 

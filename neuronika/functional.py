@@ -66,6 +66,7 @@ from __future__ import annotations
 import functools
 import inspect
 import keyword
+import math
 import re
 import sys
 import types
@@ -77,7 +78,7 @@ import numpy as np
 from .errors import GradientError, RetraceWarning
 from .graph import USER, apply, leaf, linearize, modes, origin
 from .ops import OPS
-from . import symbolic, tracing as _trace
+from . import backend, symbolic, tracing as _trace
 from .transform.cache import CACHE, RETRACE_WARNING, cache_limits, functions
 from .transform.cache import tick as _tick
 from .transform import loops
@@ -415,10 +416,12 @@ class _Traced:
         labels = _trace.value_labels(entries, kw_items, self.params)
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
                              self.split, self.name, self.want_value or self.has_aux, labels, self.external)
-        found.plain = found.plain and self.plain_arguments(entries)
-        found.fast = found.fast and found.plain
-        if found.pending is not None:         # interpreted: each run counts (``_find``)
-            found.fast_later, found.fast = found.fast, False
+        found.plain_arguments = self.plain_arguments(entries)
+        found.plain = found.plain and found.plain_arguments
+        if found.pending is None:
+            found.fast = found.fast and found.plain
+        else:                                 # interpreted: each run counts (``_find``)
+            found.fast_later, found.fast = found.fast_later and found.plain, False
         return found
 
     # ---- why a call missed, and the retrace warning ------------------------------------------
@@ -514,7 +517,7 @@ class _Traced:
         aux = _trace.rebuild_aux(found.aux, iter(rest)) if found.aux is not None else None
         if found.plain:
             return value, aux, grads[0] if self.single else grads
-        flat = [grads[s] if s is not None else np.zeros(*z)
+        flat = [grads[s] if s is not None else _trace.zeros(*z)
                 for s, z in zip(found.grad_slots, found.zeros)]
         per_arg = []
         items = iter(flat)
@@ -762,26 +765,33 @@ def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
         value, saved = outs
     else:
         value, saved = outs, None
-    value = np.asarray(value)
+    space = backend.space_of(value) if hasattr(value, "__array_namespace__") else None
+    if space is None:
+        value = np.asarray(value)
     tree = found.out_tree
     result_value = value if tree is None else tree.unflatten(value)
 
     def vjp_fn(cotangent):
         if tree is not None:
             cotangent = tree.flatten(cotangent, name)
-        cotangent = np.asarray(cotangent)
-        if cotangent.shape != value.shape:
-            raise GradientError(f"{name}: the cotangent has shape {cotangent.shape} but the output "
-                                f"has shape {value.shape}")
-        if cotangent.dtype.kind == "c" and value.dtype.kind != "c":
-            raise GradientError(f"{name}: a complex cotangent for an output of dtype {value.dtype}; "
+        cotangent = _trace.to_space(cotangent, space) if hasattr(cotangent, "__array_namespace__") \
+            else _trace.to_space(np.asarray(cotangent), space)
+        if tuple(cotangent.shape) != tuple(value.shape):
+            raise GradientError(f"{name}: the cotangent has shape {tuple(cotangent.shape)} but the "
+                                f"output has shape {tuple(value.shape)}")
+        if _trace.numpy_dtype(cotangent).kind == "c" and found.out_dtype.kind != "c":
+            raise GradientError(f"{name}: a complex cotangent for an output of dtype {found.out_dtype}; "
                                 f"the result is the gradient of Re(sum(cotangent * output)), which "
                                 f"would drop its imaginary part: pass a real cotangent")
         if saved is None:
             grads = ()
         else:
+            if space is None:
+                cotangent = cotangent.astype(found.out_dtype, copy=False)
+            else:
+                cotangent = space.xp.astype(cotangent, space.dtype(found.out_dtype), copy=False)
             try:
-                grads = program.backward(cotangent.astype(found.out_dtype, copy=False), *saved)
+                grads = program.backward(cotangent, *saved)
             except Anomaly as anomaly:
                 raise found.anomaly_error(anomaly) from None
         _, _, result = traced._results(found, entries, value, grads)
@@ -896,21 +906,30 @@ def jacobian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
         if _trace.is_structured(value):
             raise TypeError(f"jacobian: the function returned a {type(value).__name__}; it must "
                             f"return one array (stack the parts, or take one Jacobian per part)")
+        space = None if isinstance(value, Var) else backend.space_of(value)
+        shape = tuple(value.shape)
+        size = math.prod(shape)
+        dtype = value.dtype if space is None else space.numpy_dtype(value.dtype)
         rows = []
-        for k in range(value.size):
-            cotangent = np.zeros(value.size, value.dtype)
+        for k in range(size):
+            cotangent = np.zeros(size, dtype)
             cotangent[k] = 1
-            rows.append(pullback(cotangent.reshape(value.shape)))
+            rows.append(pullback(cotangent.reshape(shape)))
         result = []
         for i in range(len(nums)):
             parts = [row[i] for row in rows]
             if any(isinstance(p, Var) for p in parts):        # inside another trace
                 from . import numpy as nnp
                 stacked = nnp.stack(parts)
+            elif space is not None:
+                stacked = space.xp.stack(parts) if parts else space.zeros((0,), dtype)
             else:
                 parts = [np.asarray(p) for p in parts]
                 stacked = np.stack(parts) if parts else np.zeros((0,))
-            result.append(stacked.reshape(value.shape + parts[0].shape) if parts else stacked)
+            if parts:
+                stacked = stacked.reshape(shape + tuple(parts[0].shape)) if space is None else \
+                    space.xp.reshape(stacked, shape + tuple(parts[0].shape))
+            result.append(stacked)
         return result[0] if single else tuple(result)
 
     return functools.wraps(fn, updated=())(jac)

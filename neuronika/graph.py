@@ -172,6 +172,24 @@ def leaf(value, requires_grad=False):
 _NUMPY_VALUES = (np.ndarray, np.generic)
 
 
+def leaf_key(shape, dtype, space, requires_grad):
+    """The key of a leaf of ``space`` (None: NumPy), as ``leaf`` makes it."""
+    return ("leaf", shape, dtype if space is None else (dtype, space), requires_grad)
+
+
+def like_leaf(node, requires_grad):
+    """A leaf without a value that stands for ``node`` (an input of a loop's cell): its shape,
+    dtype and space; a weak number's key stays weak (and needs no gradient)."""
+    new = Node(None, (), (), node.shape, node.dtype, requires_grad, None)
+    new.space = node.space
+    if node.op is None and node.key[0] == "weak":
+        new.key = node.key
+        new.requires_grad = False
+    else:
+        new.key = leaf_key(node.shape, node.dtype, node.space, requires_grad)
+    return new
+
+
 def weak_leaf(value):
     """A leaf for a Python float argument of a traced function: passed to generated
     code as a Python float, so NumPy types it weakly (``x32 * lr`` stays float32),

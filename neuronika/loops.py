@@ -14,7 +14,7 @@ import numpy as np
 
 from . import symbolic
 from .errors import GradientError, ShapeError
-from .graph import GRAD_ENABLED, Node, apply, leaf, modes, walk
+from .graph import GRAD_ENABLED, Node, apply, leaf, leaf_key, like_leaf, modes, walk
 from .numpy._core import node_of
 from .ops import OPS
 from .tracing import Tracer
@@ -50,8 +50,8 @@ def scan(f, init, xs=None, length=None, reverse=False):
     xs_nodes = [_node(v, "xs") for v in xs_in]
     steps = _length(xs_nodes, length)
 
-    placeholders = [_placeholder(n.shape, n.dtype) for n in init_nodes]
-    placeholders += [_placeholder(n.shape[1:], n.dtype) for n in xs_nodes]
+    placeholders = [_placeholder(n.shape, n.dtype, n.space) for n in init_nodes]
+    placeholders += [_placeholder(n.shape[1:], n.dtype, n.space) for n in xs_nodes]
     start = placeholders[0].serial if placeholders else None
     carry_vars = [_wrap(p) for p in placeholders[:len(init_nodes)]]
     x_vars = [_wrap(p) for p in placeholders[len(init_nodes):]]
@@ -88,7 +88,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
             flag = grad_on and xs_nodes[k - len(init_nodes)].requires_grad and node.dtype.kind in "fc"
         else:
             flag = grad_on and node.requires_grad
-        new = _cell_leaf(node, flag)
+        new = like_leaf(node, flag)
         leaves.append(new)
         mapping[node] = new
     root = apply(_PACK, tuple(_replay_nodes(out_nodes, mapping, start)), (True,))
@@ -110,7 +110,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
     if not any(isinstance(v, Var) for v in carry_in + xs_in) and all(n.op is None for n in consts) \
             and not any(n.requires_grad for n in consts):
         value = run.evaluate(node)          # plain data in, plain arrays out
-        results = [np.asarray(value[k]) for k in range(len(parts))]
+        results = [value[k] if node.space is not None else np.asarray(value[k]) for k in range(len(parts))]
     else:
         results = [_wrap(p) for p in parts]
     return (_unflatten(carry_tree, iter(results[:c])),
@@ -163,6 +163,8 @@ def _describe(tree):
 def _node(value, what):
     if isinstance(value, Var):
         return value._node
+    if hasattr(value, "__array_namespace__") and not isinstance(value, (np.ndarray, np.generic)):
+        return leaf(value)                          # another array library's: its space kept
     array = np.asarray(value)
     if array.dtype == object:
         raise TypeError(f"scan: {what} holds a {type(value).__name__}, which is not an array")
@@ -197,21 +199,16 @@ def _length(xs_nodes, length):
     return int(length)
 
 
-def _placeholder(shape, dtype):
+def _placeholder(shape, dtype, space=None):
     node = Node(None, (), (), tuple(shape), np.dtype(dtype), False, None)
-    node.value = np.zeros(shape, dtype)
-    node.key = ("leaf", node.shape, node.dtype, False)
+    node.value = _zeros_value(shape, dtype, space)
+    node.space = space
+    node.key = leaf_key(node.shape, node.dtype, space, False)
     return node
 
 
-def _cell_leaf(node, requires_grad):
-    new = Node(None, (), (), node.shape, node.dtype, requires_grad, None)
-    if node.op is None and node.key[0] == "weak":
-        new.key = node.key
-        new.requires_grad = False
-    else:
-        new.key = ("leaf", node.shape, node.dtype, requires_grad)
-    return new
+def _zeros_value(shape, dtype, space):
+    return np.zeros(shape, dtype) if space is None else space.zeros(shape, dtype)
 
 
 class _CellTracer(Tracer):
@@ -290,7 +287,7 @@ def replay(cell, inputs):
 # ---- the adjoint as a graph (second derivatives) -----------------------------------------------
 
 def _zeros(node):
-    return _wrap(leaf(np.zeros(node.shape, node.dtype)))
+    return _wrap(leaf(_zeros_value(node.shape, node.dtype, node.space)))
 
 
 def _symbolic_adjoint(cell, ctx, build, bindings):
@@ -340,7 +337,7 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
 
     ct_final = tuple(cts[i] for i in float_carries)
     acc0 = tuple(_zeros(consts[k]._node) for k in wanted_consts)
-    ct_ys = tuple(cts[c + j] if floating[c + j] else _zeros_seq(steps, cell, c + j)
+    ct_ys = tuple(cts[c + j] if floating[c + j] else _zeros_seq(steps, cell, c + j, bundle.space)
                   for j in range(len(cell.out_shapes) - c))
     (ct_init, acc), g_xs = scan(vjp_step, (ct_final, acc0), (tuple(xs), tuple(before), ct_ys),
                                 length=steps, reverse=not ctx.reverse)
@@ -355,8 +352,8 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
     return _wrap(apply(_PACK, tuple(nodes), (False,)))
 
 
-def _zeros_seq(steps, cell, k):
-    return _wrap(leaf(np.zeros((steps,) + cell.out_shapes[k], cell.out_dtypes[k])))
+def _zeros_seq(steps, cell, k, space):
+    return _wrap(leaf(_zeros_value((steps,) + cell.out_shapes[k], cell.out_dtypes[k], space)))
 
 
 loops.SYMBOLIC_ADJOINT = _symbolic_adjoint       # for the cells that rolling makes too

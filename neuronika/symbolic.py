@@ -102,6 +102,14 @@ def _to_input_dtype(contribution, dtype):
     return contribution
 
 
+def _filled(number, node):
+    """An array shaped and typed like ``node``, in its space, filled with ``number``."""
+    if node.space is None:
+        return np.full(node.shape, number, node.dtype)
+    return node.space.xp.full(node.shape, number, dtype=node.space.dtype(node.dtype),
+                              device=node.space.device)
+
+
 def gradients(out, wrt):
     """Variables holding d(out)/d(w) for each variable ``w`` in ``wrt`` (``out`` one element)."""
     wrt_nodes = [w._node for w in wrt]
@@ -114,7 +122,7 @@ def gradients(out, wrt):
             reaches.add(node)
     grads = {}
     if out._node in reaches:
-        grads[out._node] = _wrap(leaf(np.ones(out.shape, out.dtype)))
+        grads[out._node] = _wrap(leaf(_filled(1, out._node)))
     for node in reversed(order):
         op = node.op
         if op is None or node not in grads:
@@ -152,7 +160,7 @@ def gradients(out, wrt):
     for node, w in zip(wrt_nodes, wrt):
         g = grads.get(node)
         if g is None:
-            g = _wrap(leaf(np.zeros(w.shape, w.dtype)))
+            g = _wrap(leaf(_filled(0, node)))
         elif g.shape != w.shape:
             g = xp.broadcast_to(g, w.shape)
         result.append(g)

@@ -30,6 +30,7 @@ import functools
 
 import numpy as np
 
+from . import backend
 from .errors import ArgnumsError, GradientError
 from .graph import (COMPILE, Constant, format_where, leaf, linearize, modes, serial_now, user_line, walk,
                     weak_leaf)
@@ -72,11 +73,17 @@ def flatten(obj, values, where):
     if hasattr(obj, "_node"):                       # a Var: its value
         data = obj.data
         values.append(data)
-        return (data.shape, data.dtype)
+        space = obj._node.space
+        return (data.shape, data.dtype) if space is None else (data.shape, obj._node.dtype, space)
     if isinstance(obj, (np.floating, np.complexfloating, np.integer)):
         data = np.asarray(obj)
         values.append(data)
         return (data.shape, data.dtype)
+    if hasattr(obj, "__array_namespace__"):
+        # another array library's array: its space keys the program (NumPy's is None, left out)
+        space = backend.space_of(obj)
+        values.append(obj)
+        return (tuple(obj.shape), space.numpy_dtype(obj.dtype), space)
     return static_entry(obj, where)
 
 
@@ -117,11 +124,6 @@ class Unhashable(TypeError):
                     f"static_argnames) but is a {type(self.obj).__name__}, which is not hashable; a "
                     f"static argument is part of the cache key: pass a hashable value (a tuple instead "
                     f"of a list), or do not mark it static (arrays and numbers are values)")
-        if hasattr(self.obj, "__array_namespace__"):
-            return (f"{name}: {place}{''.join(reversed(keys))} is an array of "
-                    f"{type(self.obj).__module__.split('.')[0]}; the functional face takes NumPy arrays "
-                    f"only so far: pass a NumPy array, or use the imperative face, whose variables may "
-                    f"hold it (neuronika.from_ndarray)")
         return (f"{name}: {place}{''.join(reversed(keys))} is a {type(self.obj).__name__}, which is "
                 f"neither an array (or a dict/list/tuple of arrays) nor hashable, so it cannot be a "
                 f"static argument of a traced function; pass arrays, or make it hashable (a tuple "
@@ -241,7 +243,8 @@ class Trace:
     __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
                  "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
-                 "runs", "fast_later", "sites", "__weakref__")
+                 "runs", "fast_later", "sites", "program_size", "held_by", "plain_arguments", "binding",
+                 "__weakref__")
 
     def anomaly_error(self, anomaly):
         """The ``AnomalyError`` for an ``Anomaly`` the program raised (``detect_anomaly``):
@@ -266,14 +269,27 @@ class Trace:
             return
         compile_main, compile_precheck = pending
         program = compile_main()
-        if tuple(program.grad_leaves) != tuple(self.program.grad_leaves):
+        if program.__class__ is tuple:       # rolled as it compiled: its leaves are the rolled graph's
+            program, leaves = program
+            _bind(self, program, leaves, *self.binding)
+        elif tuple(program.grad_leaves) != tuple(self.program.grad_leaves):
             raise AssertionError("the compiled program returns other gradients than the interpreted plan")
         if compile_precheck is not None:
             _, plan, expected = self.precheck
             self.precheck = (compile_precheck(), plan, expected)
         self.program = program
         self.pending = None
+        self.binding = None
         self.fast = self.fast_later
+        # the cache counted the interpreted plan by its graph: count what it compiled to
+        size = program_bytes(program)
+        delta, self.program_size = size - self.program_size, size
+        self.nbytes += delta
+        if self.held_by is not None:
+            cache, key = self.held_by
+            cache = cache()
+            if cache is not None:
+                cache.resize(key, self, delta)
 
     def stale(self):
         """True when a name the function read from outside was rebound since the trace."""
@@ -349,6 +365,13 @@ _CONVERT = {"bool": lambda v: bool(_item(v)), "int": lambda v: int(_item(v)),
             "float": lambda v: float(_item(v)), "complex": lambda v: complex(_item(v))}
 
 
+def _watched(obj):
+    """Whether a trace keeps ``obj`` (read by name from outside) as a constant: arrays of any
+    library, numbers and variables."""
+    return (isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node")
+            or hasattr(obj, "__array_namespace__") and not isinstance(obj, type))
+
+
 def _closure_snapshot(fn):
     """The arrays and numbers ``fn`` reads by name from closures and globals:
     (holder, name or None for a cell, object, label)."""
@@ -361,11 +384,11 @@ def _closure_snapshot(fn):
             obj = cell.cell_contents
         except ValueError:
             continue
-        if isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node"):
+        if _watched(obj):
             watched.append((cell, None, obj, f"the closure variable {name!r}"))
     for name in code.co_names:
         obj = fn.__globals__.get(name)
-        if isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node"):
+        if _watched(obj):
             watched.append((fn.__globals__, name, obj, f"the global {name!r}"))
     return tuple(watched)
 
@@ -422,9 +445,10 @@ def _leaves_for(values, entries, differentiate, where):
             k += 1
             if i in differentiate:
                 array = np.asarray(value) if value.__class__ in (float, complex, int) else value
-                if array.dtype.kind not in "fc":
+                dtype = numpy_dtype(array)
+                if dtype.kind not in "fc":
                     raise ArgnumsError(f"{where}: argnums selects argument {i}, which holds an array of "
-                                       f"dtype {array.dtype}; only floating-point arrays can be "
+                                       f"dtype {dtype}; only floating-point arrays can be "
                                        f"differentiated (leave integer arrays out of argnums)")
                 nodes.append(leaf(array, requires_grad=True))
             elif value.__class__ is float:
@@ -436,6 +460,24 @@ def _leaves_for(values, entries, differentiate, where):
             else:
                 nodes.append(leaf(value))
     return nodes
+
+
+def numpy_dtype(array):
+    """The NumPy dtype of an array of any library."""
+    dtype = array.dtype
+    return dtype if isinstance(dtype, np.dtype) else backend.space_of(array).numpy_dtype(dtype)
+
+
+def zeros(shape, dtype, space=None):
+    """A zero gradient of an argument of ``space`` (None: NumPy)."""
+    return np.zeros(shape, dtype) if space is None else space.zeros(shape, dtype)
+
+
+def to_space(array, space):
+    """``array`` (a cotangent or seed the user passed, of any library) in ``space``."""
+    if space is None:
+        return array if array.__class__ is np.ndarray else backend.to_numpy(array)
+    return backend.move(array, space)
 
 
 def _weak_complex_leaf(value):
@@ -492,7 +534,11 @@ def _program(order, leaves, signature, outputs, loss, split, guards, wanted, rea
     says to interpret (``run.compiled_or_interpreted``) the program is an interpreted plan
     and ``compile()`` makes (or finds) the compiled one."""
     leaf_index = {node: k for k, node in enumerate(leaves)}
-    found = loops.rolled(order, leaves, modes.anomaly, outputs, loss, guards, fold)
+    mode, after = COMPILE.get()
+    interpreting = mode == "never" or mode == "auto" and after > 1
+    found = loops.rolled(order, leaves, modes.anomaly, outputs, loss, guards, fold, known_only=interpreting)
+    if found is loops.DEFERRED:
+        return _deferred(order, leaves, signature, outputs, loss, split, guards, wanted, reaches, fold)
     if found is not None and all(n in leaf_index for n in wanted):
         # an unrolled recurrence, keyed and built as the loop it becomes: a program (and its
         # shape family) that serves every length (a trace retains no gradient by position);
@@ -511,6 +557,25 @@ def _program(order, leaves, signature, outputs, loss, split, guards, wanted, rea
     return _compiled_or_interpreted(key, order, leaves, options,
                                     families.Member(order, leaves, signature, options, key[1:]),
                                     reaches) + (leaves,)
+
+
+def _deferred(order, leaves, signature, outputs, loss, split, guards, wanted, reaches, fold):
+    """(plan, compile, leaves) for a graph holding a recurrence of a kind never rolled: it runs
+    unrolled through the interpreter; ``compile()`` rolls it and gives (program, the rolled
+    graph's leaves), which the trace is bound to anew (``Trace.compile``)."""
+    plan = interpret.build(loops.looked_at(order), leaves, anomaly=modes.anomaly, outputs=outputs, loss=loss,
+                           fused=not split, unit_seed=not split, guards=guards, wrt=wanted, reaches=reaches)
+
+    def compile_rolled():
+        token = COMPILE.set(("always", COMPILE.get()[1]))
+        try:
+            program, _, rolled_leaves = _program(order, leaves, signature, outputs, loss, split, guards,
+                                                 wanted, None, fold)
+        finally:
+            COMPILE.reset(token)
+        return program, rolled_leaves
+
+    return plan, compile_rolled, leaves
 
 
 def _compiled_or_interpreted(key, order, leaves, options, member=None, reaches=None):
@@ -639,24 +704,20 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     result.runs = 0
     result.fast_later = False
     result.reads = reads
-    result.plan = [_plan_entry(n, index_of_input) for n in leaves]
-    inputs_first = [p for p, _ in result.plan[:len(nodes)]]
-    if inputs_first == list(range(len(nodes))) and all(p == -1 for p, _ in result.plan[len(nodes):]):
-        result.direct = [c for _, c in result.plan[len(nodes):]]
-    else:
-        result.direct = None
-    # Where each differentiated input's gradient comes from (None: it does not reach the output).
-    from_program = {index_of_input[leaves[p]]: k for k, p in enumerate(program.grad_leaves)}
     diff_inputs = [k for k, n in enumerate(nodes) if n.requires_grad]
-    result.grad_slots = [from_program.get(k) for k in diff_inputs]
-    result.zeros = [(nodes[k].shape, nodes[k].dtype) for k in diff_inputs]
-    # Every wanted gradient comes straight from the program, in order: no re-packing.
-    result.plain = result.grad_slots == list(range(len(diff_inputs)))
-    result.fast = (result.plain and not result.closure and result.direct is not None
-                   and not pins and result.precheck is None)
+    result.zeros = [(nodes[k].shape, nodes[k].dtype, nodes[k].space) for k in diff_inputs]
+    result.plain_arguments = True
+    result.fast = False
+    # what a compile that rolls binds anew (kept while pending: the nodes hold no arrays then)
+    result.binding = (nodes, index_of_input) if result.pending is not None else None
+    _bind(result, program, leaves, nodes, index_of_input)
     if result.fused:
-        unit = np.ones((), out.dtype)
-        unit.flags.writeable = False
+        space = out._node.space
+        if space is None:
+            unit = np.ones((), out.dtype)
+            unit.flags.writeable = False
+        else:
+            unit = space.asarray(1, out.dtype)
         result.prefix = (unit,)
     else:
         result.prefix = ()
@@ -664,6 +725,8 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     if compile_main is not None:          # counted as what it compiles to (about, by node)
         program_size += _BYTES_PER_NODE * len(order)
     result.nbytes = _TRACE_BYTES + program_size + _constant_bytes(result.plan, external)
+    result.program_size = program_size
+    result.held_by = None        # (cache, key), set by the cache that keeps it
     return result
 
 
@@ -684,6 +747,29 @@ def _foldable(index_of_input, node):
     make one leaf of an array read at every step."""
     return (node not in index_of_input and not node.requires_grad
             and node.const.__class__ is not Constant and node.value is not None)
+
+
+def _bind(result, program, leaves, nodes, index_of_input):
+    """Set what a call of trace ``result`` passes to ``program`` (a graph over ``leaves``) and
+    where each differentiated argument's gradient comes from in what it returns."""
+    result.plan = [_plan_entry(n, index_of_input) for n in leaves]
+    inputs_first = [p for p, _ in result.plan[:len(nodes)]]
+    if inputs_first == list(range(len(nodes))) and all(p == -1 for p, _ in result.plan[len(nodes):]):
+        result.direct = [c for _, c in result.plan[len(nodes):]]
+    else:
+        result.direct = None
+    # Where each differentiated input's gradient comes from (None: it does not reach the output).
+    from_program = {index_of_input[leaves[p]]: k for k, p in enumerate(program.grad_leaves)}
+    diff_inputs = [k for k, n in enumerate(nodes) if n.requires_grad]
+    result.grad_slots = [from_program.get(k) for k in diff_inputs]
+    # Every wanted gradient comes straight from the program, in order: no re-packing.
+    result.plain = result.grad_slots == list(range(len(diff_inputs))) and result.plain_arguments
+    fast = (result.plain and not result.closure and result.direct is not None
+            and not result.pins and result.precheck is None)
+    if result.pending is None:
+        result.fast = fast
+    else:
+        result.fast_later = fast
 
 
 def _plan_entry(node, index_of_input):
@@ -1056,7 +1142,10 @@ def rebuild_aux(entry, items):
     tag = entry[0]
     if tag == "v":
         value = next(items)
-        return value if value.__class__ is np.ndarray else np.asarray(value)
+        if value.__class__ is np.ndarray or hasattr(value, "__array_namespace__") and not isinstance(
+                value, np.generic):
+            return value
+        return np.asarray(value)
     if tag == "s":
         return entry[1]
     if tag == "t":

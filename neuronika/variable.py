@@ -160,17 +160,22 @@ class Var:
     def _observe(self, kind):
         """A Python-level value read from the graph; inside a trace, it is guarded."""
         data = self.data
+        space = self._node.space
+        if space is not None and math.prod(data.shape) == 1:
+            data = space.xp.reshape(data, ())       # (the standard converts 0-d arrays only)
         value = {"bool": bool, "float": float, "int": int, "complex": complex}[kind](
-            data.item() if data.size == 1 else data)
+            data.item() if space is None and data.size == 1 else data)
         if modes.tracer is not None:
             modes.tracer.observe(self._node, kind, value)
         return value
 
     def item(self):
         """The value of a one-element variable as a Python number."""
-        if modes.tracer is not None:
-            kind = self.dtype.kind
-            return self._observe("int" if kind in "biu" else "complex" if kind == "c" else "float")
+        kind = self.dtype.kind
+        if modes.tracer is not None or self._node.space is not None:
+            value = self._observe("int" if kind in "iu" else "bool" if kind == "b" else
+                                  "complex" if kind == "c" else "float")
+            return value
         return self.data.item()
 
     def __float__(self):

@@ -13,7 +13,8 @@ import pytest
 
 import neuronika as nk
 from neuronika.testing import numerical_jacobian
-from neuronika.transform import codegen, loops
+from neuronika.transform import codegen, loops, run
+from neuronika.transform.cache import CACHE
 
 RNG = np.random.default_rng(12)
 
@@ -717,7 +718,7 @@ def test_a_sequence_indexed_by_step_is_scanned_whole():
     Wx, Wh, b, X, _ = rnn_data(T=24)
     want, got, source = _both(long_rnn, Wx, Wh, b, X, argnums=(0, 1, 2, 3))
     _same(got, want)
-    assert re.search(r"\b[px]3\[1:\]", source) and "stack" not in source
+    assert re.search(r"\b[px]3\[1:(, \.\.\.)?\]", source) and "stack" not in source
     # the forward runs the same operations in the same order: its value to the last bit
     np.testing.assert_array_equal(got[0], want[0])
 
@@ -740,7 +741,7 @@ def test_strided_and_offset_progressions_are_views():
 
     want, got, source = _both(f, w, xs, argnums=(0, 1))
     _same(got, want)
-    assert re.search(r"\b[px]1\[2:\d+:3\]", source) and "stack" not in source
+    assert re.search(r"\b[px]1\[2:\d+:3(, \.\.\.)?\]", source) and "stack" not in source
     want, got, source = _both(g, w, xs, argnums=(0, 1))
     _same(got, want)
     assert re.search(r"\b[px]1\[:?\d*:?\d*, 1:\]", source) and "stack" not in source
@@ -756,7 +757,7 @@ def test_strided_and_offset_progressions_are_views():
         fn = lambda w, xs: backwards(w, xs, start, step, count)     # noqa: E731
         want, got, source = _both(fn, w, xs, argnums=(0, 1))
         _same(got, want)
-        assert re.search(rf"\b[px]1\[{view}\]", source), (view, source)
+        assert re.search(rf"\b[px]1\[{view}(, \.\.\.)?\]", source), (view, source)
         assert "stack" not in source
 
 
@@ -1130,3 +1131,66 @@ def test_hvp_and_hessian_of_an_unrolled_recurrence_differentiate_the_loop(monkey
     close(got_hvp, fd, rtol=1e-5, atol=1e-7)
     # the function's loop and its gradient's are scans: small programs, not 1,500-node chains
     assert built and max(built) < 300, built
+
+
+# ---- a first call runs a small graph unrolled; rolling waits until it compiles ---------------
+
+def _counting_rolls(monkeypatch):
+    real = loops.roll
+    rolled = []
+
+    def counting(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if found is not None and found is not loops.DEFERRED:
+            rolled.append(len(args[0]))
+        return found
+
+    monkeypatch.setattr(loops, "roll", counting)
+    return rolled
+
+
+@pytest.mark.parametrize("face", ["functional", "imperative"])
+def test_a_first_call_runs_unrolled_and_the_compile_rolls(monkeypatch, face):
+    Wx, Wh, b, X, _ = rnn_data(T=40)
+    grad = nk.value_and_grad(long_rnn, argnums=(0, 1, 2))
+
+    def step(n):
+        if face == "functional":
+            return grad(Wx, Wh, b, X[:n])
+        wx, wh, bb = (nk.from_ndarray(a).requires_grad() for a in (Wx, Wh, b))
+        loss = long_rnn(wx, wh, bb, nk.from_ndarray(X[:n]))
+        loss.backward()
+        return loss.data, (wx.grad, wh.grad, bb.grad)
+
+    def programs():
+        if face == "functional":
+            return {id(t.program) for group in grad.cache.traces.values() for t in group}
+        return {id(p.program) for p in CACHE.programs.values() if isinstance(p, run.Through)}
+
+    nk.transform.cache_clear()
+    rolled = _counting_rolls(monkeypatch)
+    built = _counting_builds(monkeypatch)
+    with nk.config(compile="auto", compile_after=2):
+        first = step(12)
+        assert rolled == [] and built == []           # interpreted as it was written
+        second = step(12)                             # compiled: rolled into a loop
+        assert rolled and built
+        third = step(30)                              # a kind rolled before: rolled at once,
+        assert len(programs()) == 1                   # and the program compiled serves it
+    want = _straight(step, 12)
+    for got in (first, second):
+        _same(got, want)
+    _same(third, _straight(step, 30))
+    nk.transform.cache_clear()
+    assert not loops._KNOWN
+
+
+def test_large_graphs_roll_on_their_first_call(monkeypatch):
+    Wx, Wh, b, X, _ = rnn_data(T=loops.DEFER_NODES // 4)
+    nk.transform.cache_clear()
+    rolled = _counting_rolls(monkeypatch)
+    with nk.config(compile="auto", compile_after=2):
+        got = nk.value_and_grad(long_rnn, argnums=(0, 1, 2))(Wx, Wh, b, X)
+    assert rolled
+    _same(got, _straight(lambda: nk.value_and_grad(long_rnn, argnums=(0, 1, 2))(Wx, Wh, b, X)))
+    nk.transform.cache_clear()

@@ -47,8 +47,9 @@ def _is_device(value):
     """Whether an argument of ``Module.to`` names a device rather than a dtype."""
     if isinstance(value, str):
         return value.strip().lower().partition(":")[0] in ("cpu", "cuda", "gpu", "numpy")
-    return isinstance(value, backend.Space) or (hasattr(value, "__name__") and hasattr(value, "asarray")
-                                                and not isinstance(value, type))
+    return (isinstance(value, backend.Space) or (hasattr(value, "__name__") and hasattr(value, "asarray")
+                                                 and not isinstance(value, type))
+            or type(value).__name__ == "Device")      # a library's device object (cupy.cuda.Device(1))
 
 
 def _converted(value, dtype, device, target, label):
@@ -168,7 +169,8 @@ class Module:
     def to(self, *args, device=None, dtype=None):
         """Convert every parameter and buffer to ``dtype`` (float32 or float64) and/or move it
         to ``device`` (``"cpu"``: NumPy; ``"cuda"`` / ``"cuda:N"``: CuPy; an array-API
-        namespace module such as ``array_api_strict``): ``to(dtype)``, ``to(device)``,
+        namespace module such as ``array_api_strict``, or a library's device object such as
+        ``cupy.cuda.Device(1)``): ``to(dtype)``, ``to(device)``,
         ``to(device, dtype)`` or keywords. Parameters become new leaves (make the optimizer
         after). A value that the conversion would change out of recognition (1e39 to float32
         becomes inf) raises OverflowError naming it, and then nothing is converted.

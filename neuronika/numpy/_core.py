@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..errors import GradientError, ShapeError
 from ..graph import apply, format_where, leaf, modes, user_line
 from ..ops import OPS, normalize_axes, normalize_axis
@@ -126,10 +127,21 @@ def node_of(value, like=None, name="operand"):
     if isinstance(value, numbers.Number):
         return node_of(complex(value) if isinstance(value, numbers.Complex) and not isinstance(
             value, numbers.Real) else float(value), like, name)
+    if hasattr(value, "__array_namespace__"):       # another array library's: it keeps its space
+        return leaf(value)
     array = np.asarray(value)
     if array.dtype == object:
         raise located(f"{name}: cannot use a {type(value).__name__} as an array", TypeError)
     return leaf(checked_array(array, name))
+
+
+def in_space_of(node, like):
+    """``node`` (a constant leaf over NumPy data: a mask or indices built here, or index-like
+    data such as a condition) moved to the space of node ``like`` (a no-op on NumPy)."""
+    space = getattr(like, "space", None)
+    if space is None or node.space is not None or node.op is not None or node.requires_grad:
+        return node
+    return leaf(backend.move(node.value, space))
 
 
 def checked_array(array, name):

@@ -74,7 +74,9 @@ def _parse(x, key, name="index", what=None):
                 raise located(f"{name}: slice step cannot be zero")
         elif part is not None and part is not Ellipsis and not (
                 isinstance(part, numbers.Integral) and not isinstance(part, (bool, np.bool_))):
-            array = np.asarray(part)
+            # checked on the host (another library's index arrays are copied there explicitly)
+            foreign = hasattr(part, "__array_namespace__") and not isinstance(part, (np.ndarray, np.generic))
+            array = backend.to_numpy(part) if foreign else np.asarray(part)
             if array.size == 0 and array.dtype.kind == "f":
                 array = array.astype(np.intp)          # x[[]], as in NumPy
             if array.dtype != bool and array.dtype.kind not in "iu":
@@ -114,7 +116,8 @@ def _parse(x, key, name="index", what=None):
     # index arrays go where the indexed value lives (checked above, on the host: as CuPy takes
     # NumPy index arrays)
     space = getattr(getattr(x, "_node", None), "space", None)
-    return tuple(layout), tuple(d if isinstance(d, Node) else leaf(d if space is None or not np.ndim(d)
+    return tuple(layout), tuple(d if isinstance(d, Node) else leaf(d[()] if not np.ndim(d)   # a number
+                                                                   else d if space is None
                                                                    else backend.move(d, space))
                                 for d in data)
 
@@ -336,7 +339,7 @@ def _typed(value, dtype, name):
     from ._ufuncs import astype
     if isinstance(value, Var):
         return astype(value, dtype)
-    return _wrap(leaf(np.asarray(value, dtype=dtype)))
+    return _wrap(leaf(np.asarray(value, dtype=dtype)[()] if np.ndim(value) == 0 else np.asarray(value, dtype=dtype)))
 
 
 @function(np.select)
@@ -373,7 +376,7 @@ def choose(a, choices, out=None, mode="raise"):
     if n == 0:
         raise located("choose: need at least one choice", ValueError)
     if mode == "raise":
-        values = a.data if isinstance(a, Var) else a
+        values = backend.to_numpy(a.data) if isinstance(a, Var) else a
         if values.size and (values.min() < 0 or values.max() >= n):
             raise located(f"choose: invalid entry in choice array (values of a must be in [0, {n}))",
                           ValueError)

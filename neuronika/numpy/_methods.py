@@ -62,12 +62,12 @@ def _operator(fn, name, reverse=False):
     fn = _impl(fn)
     if reverse:
         def method(self, other):
-            if not isinstance(other, _OPERANDS):
+            if not isinstance(other, _OPERANDS) and not hasattr(other, "__array_namespace__"):
                 return NotImplemented
             return fn(other, self)
     else:
         def method(self, other):
-            if not isinstance(other, _OPERANDS):
+            if not isinstance(other, _OPERANDS) and not hasattr(other, "__array_namespace__"):
                 return NotImplemented
             return fn(self, other)
     method.__name__ = name

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import GradientError
 from ..graph import apply, leaf, modes
 from ..variable import Var, _wrap
-from ._core import OPS, axes, axis_, build, constant_value, function, located, node_of, refuse, var_of
+from ._core import OPS, axes, axis_, build, constant_value, function, in_space_of, located, node_of, refuse, var_of
 from ._ufuncs import astype
 
 __all__ = ["sum", "mean", "max", "min", "amax", "amin", "prod", "average", "var", "std", "ptp",
@@ -82,6 +82,8 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=_NO_VALUE, w
         _no_where("sum", where)
     if dtype is not None:
         a = astype(a, dtype)
+    elif a.dtype == np.bool_:
+        a = astype(a, np.int_)              # NumPy counts; the standard sums numbers only
     if axis is None and not keepdims:
         result = _wrap(apply(_SUM, (a._node,), (None, False)))
     else:
@@ -100,6 +102,8 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=_NO_VALUE, initial=_NO_VAL
     _no_where("prod", where)
     if dtype is not None:
         a = astype(a, dtype)
+    elif a.dtype == np.bool_:
+        a = astype(a, np.int_)              # as NumPy (the standard multiplies numbers only)
     result = reduce("prod", a, axis, _keep(keepdims), "prod")
     if initial is not _NO_VALUE and initial is not None:
         result = result * initial
@@ -114,6 +118,8 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=_NO_VALUE)
     _no_where("mean", where)
     if dtype is not None:
         a = astype(a, dtype)
+    elif a.dtype.kind in "biu":
+        a = astype(a, np.float64)           # as NumPy averages them (the standard's mean takes floats)
     return reduce("mean", a, axis, _keep(keepdims), "mean")
 
 
@@ -140,7 +146,7 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=_NO_VALUE):
             return avg
         scale = avg.dtype.type(a.size / builtins.max(avg.size, 1))
         return avg, np.full(avg.shape, scale, avg.dtype)[()]
-    w = var_of(weights, name="average")
+    w = _wrap(in_space_of(var_of(weights, name="average")._node, a._node))
     if w.shape != a.shape:
         if axis is None:
             raise located("average: axis must be specified when shapes of a and weights differ",
@@ -181,6 +187,8 @@ def _variance(name, a, axis, dtype, out, ddof, keepdims, where, mean_, correctio
     _no_where(name, where)
     if dtype is not None:
         a = astype(a, dtype)
+    elif a.dtype.kind in "biu":
+        a = astype(a, np.float64)           # as NumPy computes it (the standard does not mix kinds)
     reduced = axes(name, axis, a.ndim)
     m = mean(a, reduced, keepdims=True) if mean_ is _NO_VALUE else mean_
     d = a - m
@@ -226,7 +234,10 @@ def _extreme(op_name, name, a, axis, out, keepdims, initial, where):
         if builtins.any(a.shape[i] == 0 for i in reduced):
             raise located(f"{name}: zero-size array to reduction operation {name} which has no "
                           f"identity (shape {a.shape}, axis {axis})", ValueError)
-    result = reduce(op_name, a, axis, _keep(keepdims), name)
+    if a.dtype == np.bool_:                 # the standard's max and min take numbers
+        result = astype(reduce(op_name, astype(a, np.int8), axis, _keep(keepdims), name), np.bool_)
+    else:
+        result = reduce(op_name, a, axis, _keep(keepdims), name)
     if initial is not _NO_VALUE:
         from ._ufuncs import where as where_
         from ._ufuncs import greater, less
@@ -268,6 +279,8 @@ def _scan(op_name, name, a, axis, dtype, out):
     refuse(name, "out", out)
     if dtype is not None:
         a = astype(a, dtype)
+    elif a.dtype == np.bool_:
+        a = astype(a, np.int_)
     if axis is None:
         a, axis = ravel(a), 0
     attrs = (axis_(name, axis, a.ndim),) + ((False,) if op_name == "cumsum" else ())
@@ -313,7 +326,7 @@ def diff(a, n=1, axis=-1, prepend=_NO_VALUE, append=_NO_VALUE):
         if extra is a:
             parts.append(a)
         elif extra is not _NO_VALUE:
-            extra = as_var(extra, "diff")
+            extra = _wrap(in_space_of(as_var(extra, "diff")._node, a._node))
             if extra.ndim == 0:
                 extra = broadcast_to(extra, a.shape[:axis] + (1,) + a.shape[axis + 1:])
             parts.append(extra)
@@ -321,8 +334,9 @@ def diff(a, n=1, axis=-1, prepend=_NO_VALUE, append=_NO_VALUE):
         a = concatenate(parts, axis)
     step = not_equal if a.dtype == np.bool_ else (lambda x, y: x - y)
     for _ in range(n):
-        a = step(_slices(a, _along(a.ndim, axis, slice(1, None))),
-                 _slices(a, _along(a.ndim, axis, slice(None, -1))))
+        # an empty axis stays empty (without a slice past its end, which the standard leaves open)
+        later, earlier = (slice(1, None), slice(None, -1)) if a.shape[axis] else (slice(0, 0),) * 2
+        a = step(_slices(a, _along(a.ndim, axis, later)), _slices(a, _along(a.ndim, axis, earlier)))
     return a
 
 
@@ -361,6 +375,7 @@ def _weighted(terms, shape, axis):
     for w, f in terms:
         if np.ndim(w):
             w = w.reshape(tuple(-1 if d == axis else 1 for d in range(len(shape))))
+            w = _wrap(in_space_of(node_of(w), f._node))
         total = w * f if total is None else total + w * f
     return total
 
@@ -545,7 +560,7 @@ def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
     if n % 2 and s.dtype.kind in "fc":
         result = s[..., half]
     else:
-        result = mean(s[..., half - 1 + n % 2:half + 1], axis=-1)
+        result = mean(s[..., half - 1 + n % 2:half + 1] if n else s[..., 0:0], axis=-1)   # empty: nan
     return _kept_dims(result, reduced, a.shape) if keepdims else result
 
 
@@ -581,6 +596,8 @@ def _quantile(name, a, q, weak, axis, out, method, keepdims, weights, message):
     result = s[..., lower]
     if not exact and np.any(t != 0):
         t = float(t) if weak else t.astype(s.dtype)
+        if not weak:            # a number, or weights in the sorted values' library
+            t = t[()] if t.ndim == 0 else _wrap(in_space_of(node_of(t), s._node))
         result = result + (s[..., upper] - result) * t
     if q.ndim and kept_shape:
         from ._shape import moveaxis

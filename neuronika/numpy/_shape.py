@@ -24,7 +24,7 @@ import numpy as np
 
 from ..graph import apply
 from ..variable import Var, _wrap
-from ._core import OPS, axis_, build, function, holds_var, located, node_of, nodes_of
+from ._core import OPS, axis_, build, function, holds_var, in_space_of, located, node_of, nodes_of
 
 __all__ = ["array", "asarray", "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims",
            "squeeze", "broadcast_to", "concatenate", "stack", "pad"]
@@ -206,7 +206,9 @@ def _joined(name, arrays):
     arrays = list(arrays) if not isinstance(arrays, Var) else [arrays[i] for i in range(len(arrays))]
     if not arrays:
         raise located(f"{name}: need at least one array to join", ValueError)
-    return nodes_of(arrays, name)
+    nodes = nodes_of(arrays, name)
+    like = next((n for n in nodes if n.space is not None), None)
+    return nodes if like is None else tuple(in_space_of(n, like) for n in nodes)
 
 
 @function(np.concatenate)
@@ -519,7 +521,7 @@ def column_stack(tup):
 def append(arr, values, axis=None):
     """``numpy.append``: ``values`` joined after ``arr`` (both flattened when ``axis`` is None)."""
     arr = as_var(arr, "append")
-    values = as_var(values, "append")
+    values = _wrap(in_space_of(as_var(values, "append")._node, arr._node))
     if axis is None:
         arr, values, axis = ravel(arr), ravel(values), 0
     return concatenate((arr, values), axis=axis)
@@ -654,11 +656,14 @@ def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis
     if num < 0:
         raise located(f"linspace: Number of samples, {num}, must be non-negative.", ValueError)
     div = num - 1 if endpoint else num
-    start, stop = (_wrap(n) for n in nodes_of((start, stop), "linspace"))
+    ends = nodes_of((start, stop), "linspace")
+    like = next((n for n in ends if n.space is not None), None)
+    start, stop = (_wrap(in_space_of(n, like)) for n in ends)
     inexact = np.result_type(start.dtype, stop.dtype, 0.0)
     start, stop = astype(start, inexact), astype(stop, inexact)
     delta = stop - start
-    steps = np.arange(0, num, dtype=inexact).reshape((-1,) + (1,) * delta.ndim)
+    steps = _wrap(in_space_of(node_of(np.arange(0, num, dtype=inexact).reshape((-1,) + (1,) * delta.ndim)),
+                              delta._node))
     step = delta / div if div > 0 else np.nan
     y = steps * (step if div > 0 else delta) + start
     if endpoint and num > 1:
@@ -700,8 +705,13 @@ def _split(name, ary, indices_or_sections, axis, equal):
         points = list(np.cumsum(sizes[:-1])) if sizes else []
     bounds = [0] + [int(p) for p in points] + [length]
     lead = (slice(None),) * axis
-    return [_slices(ary, lead + (slice(start, stop),)) if (start, stop) != (0, length) else ary
-            for start, stop in zip(bounds[:-1], bounds[1:])]
+    pieces = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        # bounds in range (the standard leaves slices past the end unspecified), as NumPy reads them
+        start, stop, _ = slice(start, stop).indices(length)
+        stop = max(start, stop)
+        pieces.append(_slices(ary, lead + (slice(start, stop),)) if (start, stop) != (0, length) else ary)
+    return pieces
 
 
 @function(np.split)
@@ -922,9 +932,10 @@ def _triangle(name, m, k, upper):
     k = operator.index(k)
     mask = np.tri(rows, cols, k - 1 if upper else k, dtype=bool)
     zero = np.zeros((), m.dtype)[()]
+    mask = in_space_of(node_of(mask), m._node)
     if upper:
-        return build("where", (node_of(mask), node_of(zero), m._node))
-    return build("where", (node_of(mask), m._node, node_of(zero)))
+        return build("where", (mask, node_of(zero), m._node))
+    return build("where", (mask, m._node, node_of(zero)))
 
 
 @function(np.triu)
@@ -1027,6 +1038,7 @@ def insert(arr, obj, values, axis=None):
             values = astype(values, arr.dtype)
     else:
         values = as_var(np.array(values, dtype=arr.dtype), "insert")
+    values = _wrap(in_space_of(values._node, arr._node))
     positions = np.arange(arr.size).reshape(arr.shape)
     labels = arr.size + np.arange(values.size).reshape(values.shape)
     try:

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..graph import apply
 from ..variable import Var, _wrap
-from ._core import NON_DIFFERENTIABLE, OPS, UFUNC_OPS, build, function, located, node_of, nodes_of, refuse
+from ._core import NON_DIFFERENTIABLE, OPS, UFUNC_OPS, build, function, in_space_of, located, node_of, nodes_of, refuse
 
 __all__ = []
 
@@ -341,6 +341,11 @@ def where(condition, x=None, y=None):
         raise located("where: give both x and y, or neither", ValueError)
     nodes = nodes_of((x, y), "where")
     c = node_of(condition, name="where")
+    a, b = nodes
+    like = a if a.space is not None else b if b.space is not None else c if c.space is not None else None
+    if like is not None:            # constant conditions and choices join the variables' library
+        c = in_space_of(c, like)
+        nodes = tuple(in_space_of(n, like) for n in nodes)
     if c.dtype != np.bool_:
         c = build("not_equal", (c, node_of(0, like=c)))._node
     return _wrap(apply(OPS["where"], (c,) + nodes))
@@ -406,6 +411,10 @@ def clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, 
     a = a if isinstance(a, Var) else _wrap(node_of(a, name="clip"))
     if lo is None and hi is None:
         return a
+    bounds = [b.dtype if isinstance(b, (Var, np.ndarray, np.generic)) else b for b in (lo, hi) if b is not None]
+    target = np.result_type(a.dtype, *bounds)
+    if a.dtype.kind in "biu" and target.kind in "fc":
+        a = astype(a, target)               # as NumPy promotes (the standard does not mix kinds)
     if (a.dtype.kind == "f" and _constant_bound(lo, a.dtype) and _constant_bound(hi, a.dtype)
             and (lo is None or hi is None or not lo > hi)):
         return build("clamp", (a,), (None if lo is None else float(lo), None if hi is None else float(hi)))

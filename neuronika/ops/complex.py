@@ -39,12 +39,26 @@ def _part(name, forward, grad, doc, dtype=_part_dtype):
 REAL = _part("real", "xp.real(x)", "dy", "the real part (a real value)")
 # d im(z) = dy_im: dL/dx - 1j dL/dy = -1j * dy. (The number goes on the right: a 0-d dy is a
 # NumPy float64 scalar, and a Python complex on the left would make a Python complex of it.)
-IMAG = _part("imag", "xp.imag(x)", _only_complex("dy * -1j"),
+def _imag_forward(ctx):
+    # the standard's imag takes complex values only
+    return "xp.imag(x)" if ctx.dtypes["x"].kind == "c" else "xp.zeros_like(x)"
+
+
+def _angle_forward(ctx):
+    """atan2(imag, real) (NumPy's angle, which the standard does not have); atan2(0, x) for a
+    real x: 0 or pi (pi at -0.0, as NumPy)."""
+    if ctx.dtypes["x"].kind == "c":
+        return "xp.atan2(xp.imag(x), xp.real(x))"
+    x = "x" if ctx.dtypes["x"] == ctx.dtype else "xp.astype(x, dtype)"
+    return f"xp.atan2(xp.zeros_like({x}), {x})"
+
+
+IMAG = _part("imag", _imag_forward, _only_complex("dy * -1j"),
              "the imaginary part (a real value; zeros for a real x)")
 CONJ = _part("conj", "xp.conj(x)", "xp.conj(dy)", "the complex conjugate", dtype=None)
 # angle = atan2(y, x): d/dx = -y / |z|^2, d/dy = x / |z|^2, so the gradient is
 # dy * (-y - 1j x) / |z|^2 = -1j * dy * conj(z) / |z|^2 = -1j * dy / z.
-ANGLE = _part("angle", "xp.angle(x)", _only_complex("dy * -1j / x"),
+ANGLE = _part("angle", _angle_forward, _only_complex("dy * -1j / x"),
               "the argument of a complex number, in (-pi, pi] (0 or pi for a real x)",
               dtype=_angle_dtype)
 

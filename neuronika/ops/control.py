@@ -4,8 +4,8 @@ A scan node runs a *cell* (a small graph of its own, compiled or interpreted onc
 whatever the number of steps) in a loop written into the generated code::
 
     for t in range(n):
-        (c0, y0), res[t] = cell_fwd(c0, xs0[t], k0)
-        ys0[t] = y0
+        (c0, y0), res[t] = cell_fwd(c0, xs0[t, ...], k0)
+        ys0[t, ...] = y0
 
 and its adjoint runs the cell's backward in the opposite order, adding up the
 gradients of the values the cell closes over. The cell is the node's attribute (an
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from . import Grad, declare
 
 _OBJECT = np.dtype(object)
@@ -66,9 +67,19 @@ def cotangent(dy, k):
 
 
 def cotangent_part(d, k, shape, dtype):
-    """Part ``k`` of a tuple's gradient (a tuple or a Cotangents), zeros where it has none."""
+    """Part ``k`` of a tuple's gradient (a tuple or a Cotangents), zeros where it has none (in
+    the library of its other parts)."""
     value = d[k]
-    return np.zeros(shape, dtype) if value is None else value
+    if value is not None:
+        return value
+    for other in (d.values() if isinstance(d, dict) else d):
+        if other is not None and other.__class__ is not np.ndarray and hasattr(other, "__array_namespace__") \
+                and not isinstance(other, np.generic):
+            space = backend.space_of(other)
+            if isinstance(dtype, (np.dtype, type)):
+                dtype = space.dtype(dtype)
+            return space.xp.zeros(shape, dtype=dtype, device=space.device)
+    return np.zeros(shape, dtype)
 
 
 _TUPLE_STATICS = {"cotangent": cotangent, "cotangent_part": cotangent_part}
@@ -174,7 +185,7 @@ def _step_args(cell, names):
     out = []
     for i in cell.args:
         name = names[i]
-        out.append(f"{name}[t]" if name.startswith("xs") else name)
+        out.append(f"{name}[t, ...]" if name.startswith("xs") else name)
     return out
 
 
@@ -192,7 +203,7 @@ def _scan_forward(ctx):
     lines.append("fwd = step.forward")
     for j in range(n_y):
         shape, dtype = cell.out_shapes[c + j], cell.out_dtypes[c + j]
-        lines.append(f"ys{j} = xp.empty({_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
+        lines.append(f"ys{j} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
     outs = [f"c{i}" for i in range(c)] + [f"y{j}" for j in range(n_y)]
     call = f"fwd({', '.join(_step_args(cell, names))})"
     if cell.differentiable:
@@ -203,7 +214,7 @@ def _scan_forward(ctx):
     lines.append(f"for t in {_steps(cell, reverse)}:")
     lines.append(f"    {head}")
     for j in range(n_y):
-        lines.append(f"    ys{j}[t] = y{j}")
+        lines.append(f"    ys{j}[t, ...] = y{j}")
     results = [f"c{i}" for i in range(c)] + [f"ys{j}" for j in range(n_y)]
     lines.append(f"y = {_tuple_text(results)}")
     return "\n".join(lines)
@@ -221,7 +232,7 @@ def _scan_grad(ctx):
         if i not in cell.grads:
             if i < c and np.dtype(dtype).kind in "fc":
                 # an input the cell does not read: the carry's gradient is zero before each step
-                lines.append(f"zc{i} = xp.zeros({_shape_text(shape)}, {_dtype_text(dtype)})")
+                lines.append(f"zc{i} = xp.zeros({_shape_text(shape)}, dtype={_dtype_text(dtype)})")
                 resets.append(f"dc{i} = zc{i}")
                 grads[i] = f"dc{i}" if cell.differentiable else f"zc{i}"
             continue
@@ -229,10 +240,10 @@ def _scan_grad(ctx):
             grads[i] = f"dc{i}"
         elif i < c + cell.n_x:
             grads[i] = f"gxs{i - c}"
-            lines.append(f"gxs{i - c} = xp.empty({_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
+            lines.append(f"gxs{i - c} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
         else:
             grads[i] = f"gk{i - c - cell.n_x}"
-            lines.append(f"gk{i - c - cell.n_x} = xp.zeros({_shape_text(shape)}, {_dtype_text(dtype)})")
+            lines.append(f"gk{i - c - cell.n_x} = xp.zeros({_shape_text(shape)}, dtype={_dtype_text(dtype)})")
     if not cell.differentiable:
         return "\n".join(lines + [f"dx = {_tuple_text([grads.get(i, 'None') for i in range(n_in)])}"])
     head = []
@@ -246,14 +257,14 @@ def _scan_grad(ctx):
             head.append(f"dys{j} = cotangent_part(dy, {c + j}, {_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
     head.append("bwd = step.backward")
     seeds = [f"dc{i}" if np.dtype(cell.out_dtypes[i]).kind in "fc" else "None" for i in range(c)]
-    seeds += [f"dys{j}[s]" if np.dtype(cell.out_dtypes[c + j]).kind in "fc" else "None" for j in range(n_y)]
+    seeds += [f"dys{j}[s, ...]" if np.dtype(cell.out_dtypes[c + j]).kind in "fc" else "None" for j in range(n_y)]
     targets, after = [], []
     for i in cell.grads:
         if i < c:
             targets.append(f"dc{i}")
         elif i < c + cell.n_x:
             targets.append(f"gx{i - c}")
-            after.append(f"gxs{i - c}[s] = gx{i - c}")
+            after.append(f"gxs{i - c}[s, ...] = gx{i - c}")
         else:
             k = i - c - cell.n_x
             targets.append(f"g{k}")

@@ -1,9 +1,12 @@
 """Matrix functions and decompositions, batched over leading axes as in NumPy 2.
 
-Every forward is NumPy's own ``numpy.linalg`` function, so values are NumPy's to
-the bit. Every adjoint is written in ``neuronika.numpy`` functions (matmul,
-``swapaxes``, ``linalg.solve`` / ``inv``, ``where`` with constant masks, index),
-so gradients can be differentiated again. The closed forms:
+Every forward is the array-API standard's ``linalg`` function (NumPy's own for NumPy
+arrays, so values are NumPy's to the bit); where NumPy reads the other triangle than the
+standard does (cholesky ``upper=True``, eigh ``UPLO='U'``, pinv ``hermitian=True``) the
+matrix is transposed first. ``eig``, ``eigvals`` and ``lstsq``, which the standard does not
+have, run on NumPy's API only. Every adjoint is written in ``neuronika.numpy`` functions
+(matmul, ``matrix_transpose``, ``linalg.solve`` / ``inv``, ``where`` with constant masks,
+index), so gradients can be differentiated again. The closed forms:
 
 - inv: ``-Y^T dY Y^T``; det: ``dy det(A) A^-T``; slogdet: ``dy A^-T``; solve:
   ``db = A^-T dY``, ``dA = -db Y^T`` (Giles 2008).
@@ -45,7 +48,8 @@ from . import Grad, broadcast_shapes, declare
 
 #: where these ops run: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
 _NUMPY_API_ONLY = dict(families=NUMPY_API,
-                       needs="written with NumPy's linalg beyond the array-API standard (not ported yet)")
+                       needs="numpy.linalg's eig, eigvals and lstsq are not in the array-API standard's "
+                             "linalg extension")
 
 
 def _inexact(inputs, attrs):
@@ -68,14 +72,14 @@ def _matrix(shape, *attrs):
 
 def _mt(name, ndim):
     """Source for ``name`` with its last two axes swapped (a view)."""
-    return f"{name}.T" if ndim == 2 else f"xp.swapaxes({name}, -1, -2)"
+    return f"{name}.T" if ndim == 2 else f"xp.matrix_transpose({name})"
 
 
 def _lower(upper, s, n, ndim):
     """Source of the gradient of a function of the symmetric matrix NumPy reads from one
     triangle of ``x``, given ``s`` (the adjoint with respect to that symmetric matrix):
     ``tril(S) + tril(S^T, -1)`` (``triu`` for the upper triangle)."""
-    incl, strict = f"xp.tri({n}, dtype=dtype)", f"xp.tri({n}, k=-1, dtype=dtype)"
+    incl, strict = f"xp.tril(xp.ones(({n}, {n}), dtype=dtype))", f"xp.tril(xp.ones(({n}, {n}), dtype=dtype), k=-1)"
     if upper:
         incl, strict = f"{incl}.T", f"{strict}.T"
     return f"{s} * {incl} + {_mt(s, ndim)} * {strict}"
@@ -89,7 +93,7 @@ def _hermitian_part(upper, s, n, ndim, complex_):
     imaginary part NumPy ignores)."""
     if not complex_:
         return _lower(upper, s, n, ndim)
-    strict = f"xp.tri({n}, k=-1, dtype=dtype)" + (".T" if upper else "")
+    strict = f"xp.tril(xp.ones(({n}, {n}), dtype=dtype), k=-1)" + (".T" if upper else "")
     return (f"(xp.conj({s}) + {_mt(s, ndim)}) * {strict} "
             f"+ xp.eye({n}, dtype=dtype) * xp.real({s})")
 
@@ -114,7 +118,7 @@ def _det_grad(ctx):
 
 DET = declare("det", ("x",), "xp.linalg.det(x)", {"x": _det_grad},
               shape=lambda s: _square(s)[:-2], dtype=_inexact,
-              doc="determinant; its gradient det(A) A^-T needs A invertible", **_NUMPY_API_ONLY)
+              doc="determinant; its gradient det(A) A^-T needs A invertible")
 
 def _logabsdet_grad(ctx):
     dy = "dy[..., None, None]" if ctx.shape else "dy"
@@ -125,11 +129,11 @@ LOGABSDET = declare("logabsdet", ("x",), "xp.linalg.slogdet(x)[1]",
                     {"x": _logabsdet_grad},
                     shape=lambda s: _square(s)[:-2],
                     dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
-                    doc="log |det A| (slogdet's second result); gradient A^-T", **_NUMPY_API_ONLY)
+                    doc="log |det A| (slogdet's second result); gradient A^-T")
 
 SLOGDET_SIGN = declare("slogdet_sign", ("x",), "xp.linalg.slogdet(x)[0]", {}, n_differentiable=0,
                        shape=lambda s: _square(s)[:-2], dtype=_inexact,
-                       doc="the sign of det A (slogdet's first result): no gradient", **_NUMPY_API_ONLY)
+                       doc="the sign of det A (slogdet's first result): no gradient")
 
 
 def _solve_shape(a, b):
@@ -177,17 +181,24 @@ SOLVE = declare("solve", ("a", "b"), "xp.linalg.solve(a, b)", {"a": _solve_grad_
 # ---- cholesky ---------------------------------------------------------------------------------
 
 def _cholesky_forward(ctx):
-    return "xp.linalg.cholesky(x, upper=True)" if ctx.upper else "xp.linalg.cholesky(x)"
+    if not ctx.upper:
+        return "xp.linalg.cholesky(x)"
+    # U = L^H for the L of the matrix read from x's upper triangle (NumPy's upper=True; the
+    # standard's reads the lower one, whatever upper says)
+    ndim = len(ctx.shapes["x"])
+    if ctx.dtypes["x"].kind == "c":
+        return f"xp.conj({_mt(f'xp.linalg.cholesky(xp.conj({_mt(chr(120), ndim)}))', ndim)})"
+    return _mt(f"xp.linalg.cholesky({_mt('x', ndim)})", ndim)
 
 
 def _cholesky_grad(ctx):
     n, ndim = ctx.shape[-1], len(ctx.shape)
     if ctx.upper:        # U = L^T: dL = dU^T, L^-1 = (U^-1)^T
-        lines = [f"p = (y @ {_mt('dy', ndim)}) * (xp.tri({n}, dtype=dtype) - 0.5 * xp.eye({n}, dtype=dtype))",
+        lines = [f"p = (y @ {_mt('dy', ndim)}) * (xp.tril(xp.ones(({n}, {n}), dtype=dtype)) - 0.5 * xp.eye({n}, dtype=dtype))",
                  "u = xp.linalg.inv(y)",
                  f"s = u @ p @ {_mt('u', ndim)}"]
     else:
-        lines = [f"p = ({_mt('y', ndim)} @ dy) * (xp.tri({n}, dtype=dtype) - 0.5 * xp.eye({n}, dtype=dtype))",
+        lines = [f"p = ({_mt('y', ndim)} @ dy) * (xp.tril(xp.ones(({n}, {n}), dtype=dtype)) - 0.5 * xp.eye({n}, dtype=dtype))",
                  "u = xp.linalg.inv(y)",
                  f"s = {_mt('u', ndim)} @ p @ u"]
     lines.append(f"dx = {_lower(ctx.upper, 's', n, ndim)}")
@@ -197,7 +208,7 @@ def _cholesky_grad(ctx):
 CHOLESKY = declare("cholesky", ("x",), _cholesky_forward, {"x": _cholesky_grad}, attrs=("upper",),
                    shape=_square, dtype=_inexact,
                    doc="Cholesky factor (lower, or upper with upper=True) of a positive definite "
-                       "matrix; reads one triangle, as NumPy", **_NUMPY_API_ONLY)
+                       "matrix; reads one triangle, as NumPy")
 
 
 # ---- QR ---------------------------------------------------------------------------------------
@@ -210,12 +221,12 @@ def _qr_shape(s, *attrs):
 
 def _qr_forward(ctx):
     m, n = ctx.shapes["x"][-2:]
-    return f"qq, rr = xp.linalg.qr(x)\ny = xp.concatenate((qq, rr), axis={-2 if m >= n else -1})"
+    return f"qq, rr = xp.linalg.qr(x)\ny = xp.concat((qq, rr), axis={-2 if m >= n else -1})"
 
 
 def _copyltu(m, k, ndim):
     """Source of the symmetric matrix with ``m``'s lower triangle."""
-    return f"{m} * xp.tri({k}, dtype=dtype) + " + _mt(f"({m} * xp.tri({k}, k=-1, dtype=dtype))", ndim)
+    return f"{m} * xp.tril(xp.ones(({k}, {k}), dtype=dtype)) + " + _mt(f"({m} * xp.tril(xp.ones(({k}, {k}), dtype=dtype), k=-1))", ndim)
 
 
 def _qr_square_grad(q, r, dq, dr, k, ndim):
@@ -237,24 +248,28 @@ def _qr_grad(ctx):
              f"dr2 = dy[..., :, {2 * m}:]",
              f"dq = dy[..., :, :{m}] + x[..., :, {m}:] @ {_mt('dr2', ndim)}"]
     lines += _qr_square_grad("q", f"y[..., :, {m}:{2 * m}]", "dq", f"dy[..., :, {m}:{2 * m}]", m, ndim)
-    lines.append("dx = xp.concatenate((g, q @ dr2), axis=-1)")
+    lines.append("dx = xp.concat((g, q @ dr2), axis=-1)")
     return "\n".join(lines)
 
 
 QR = declare("qr", ("x",), _qr_forward, {"x": _qr_grad}, shape=_qr_shape, dtype=_inexact,
-             doc="reduced QR packed as [Q; R] (m >= n) or [Q | R] (m < n); needs full rank",
-             **_NUMPY_API_ONLY)
+             doc="reduced QR packed as [Q; R] (m >= n) or [Q | R] (m < n); needs full rank")
 
 
 # ---- symmetric eigendecomposition ------------------------------------------------------------
 
 def _uplo(ctx):
-    return ", UPLO='U'" if ctx.UPLO == "U" else ""
+    """The matrix the standard's eigh (which reads the lower triangle) is given for NumPy's
+    ``UPLO``: for 'U', the conjugate transpose, whose lower triangle is the upper one of x."""
+    if ctx.UPLO != "U":
+        return "x"
+    xt = _mt("x", len(ctx.shapes["x"]))
+    return f"xp.conj({xt})" if ctx.dtypes["x"].kind == "c" else xt
 
 
 def _eigh_forward(ctx):
-    return (f"ew, ev = xp.linalg.eigh(x{_uplo(ctx)})\n"
-            f"y = xp.concatenate((ew[..., None, :], ev), axis=-2)")
+    return (f"ew, ev = xp.linalg.eigh({_uplo(ctx)})\n"
+            f"y = xp.concat((ew[..., None, :], ev), axis=-2)")
 
 
 def _eigh_grad(ctx):
@@ -263,7 +278,7 @@ def _eigh_grad(ctx):
         return "\n".join([
             "w = y[..., 0, :]",
             "v = y[..., 1:, :]",
-            f"e = xp.eye({n}, dtype=xp.bool_)",
+            f"e = xp.eye({n}, dtype=xp.bool)",
             "f = xp.where(e, 0, 1 / xp.where(e, 1, w[..., None, :] - w[..., :, None]))",
             f"inner = f * ({_mt('v', ndim)} @ dy[..., 1:, :]) + dy[..., 0:1, :] * xp.eye({n}, dtype=dtype)",
             f"s = v @ inner @ {_mt('v', ndim)}",
@@ -274,7 +289,7 @@ def _eigh_grad(ctx):
         "w = xp.real(y[..., 0, :])",
         "v = y[..., 1:, :]",
         f"vh = xp.conj({_mt('v', ndim)})",
-        f"e = xp.eye({n}, dtype=xp.bool_)",
+        f"e = xp.eye({n}, dtype=xp.bool)",
         "f = xp.where(e, 0, 1 / xp.where(e, 1, w[..., None, :] - w[..., :, None]))",
         f"inner = f * (vh @ xp.conj(dy[..., 1:, :])) + xp.real(dy[..., 0:1, :]) * xp.eye({n}, dtype=dtype)",
         "s = v @ inner @ vh",
@@ -284,7 +299,7 @@ def _eigh_grad(ctx):
 EIGH = declare("eigh", ("x",), _eigh_forward, {"x": _eigh_grad}, attrs=("UPLO",),
                shape=lambda s, *_: _square(s)[:-2] + (s[-1] + 1, s[-1]), dtype=_inexact,
                doc="eigenvalues (row 0) and eigenvectors (rows 1..n) of a symmetric matrix, packed; "
-                   "the gradient needs distinct eigenvalues", **_NUMPY_API_ONLY)
+                   "the gradient needs distinct eigenvalues")
 
 
 def _eigvalsh_grad(ctx):
@@ -292,14 +307,14 @@ def _eigvalsh_grad(ctx):
     complex_ = ctx.dtypes["x"].kind == "c"
     vh = f"xp.conj({_mt('v', ndim)})" if complex_ else _mt("v", ndim)
     return "\n".join([
-        f"v = xp.linalg.eigh(x{_uplo(ctx)})[1]",
+        f"v = xp.linalg.eigh({_uplo(ctx)})[1]",
         f"s = (v * dy[..., None, :]) @ {vh}",
         f"dx = {_hermitian_part(ctx.UPLO == 'U', 's', n, ndim, complex_)}"])
 
 
-EIGVALSH = declare("eigvalsh", ("x",), lambda ctx: f"xp.linalg.eigvalsh(x{_uplo(ctx)})",
+EIGVALSH = declare("eigvalsh", ("x",), lambda ctx: f"xp.linalg.eigvalsh({_uplo(ctx)})",
                    {"x": _eigvalsh_grad}, attrs=("UPLO",), shape=lambda s, *_: _square(s)[:-1],
-                   dtype=_inexact, doc="eigenvalues of a symmetric matrix, ascending", **_NUMPY_API_ONLY)
+                   dtype=_inexact, doc="eigenvalues of a symmetric matrix, ascending")
 
 
 # ---- general eigendecomposition ----------------------------------------------------------------
@@ -320,7 +335,7 @@ def _eig_grad(ctx):
         "w = y[..., 0, :]",
         "v = y[..., 1:, :]",
         f"vh = xp.conj({_mt('v', ndim)})",
-        f"e = xp.eye({n}, dtype=xp.bool_)",
+        f"e = xp.eye({n}, dtype=xp.bool)",
         "f = xp.where(e, 0, 1 / xp.where(e, 1, w[..., None, :] - w[..., :, None]))",
         "mm = vh @ xp.conj(dy[..., 1:, :])",
         f"z = xp.conj(f) * (mm - (vh @ v) @ xp.where(e, mm, 0)) "
@@ -365,7 +380,7 @@ def _svd_grad(ctx):
         return _svd_grad_complex(m, n, k, ndim)
     lines = [f"u = y[..., :{m}, :]", f"s = y[..., {m}, :]", f"v = y[..., {m + 1}:, :]",
              f"du = dy[..., :{m}, :]", f"dv = dy[..., {m + 1}:, :]",
-             f"e = xp.eye({k}, dtype=xp.bool_)",
+             f"e = xp.eye({k}, dtype=xp.bool)",
              "s2 = s * s",
              "f = xp.where(e, 0, 1 / xp.where(e, 1, s2[..., None, :] - s2[..., :, None]))",
              f"uu = {_mt('u', ndim)} @ du",
@@ -394,7 +409,7 @@ def _svd_grad_complex(m, n, k, ndim):
     lines = [f"u = y[..., :{m}, :]", f"s = xp.real(y[..., {m}, :])", f"w = y[..., {m + 1}:, :]",
              f"gu = xp.conj(dy[..., :{m}, :])", f"gv = dy[..., {m + 1}:, :]",
              f"uh = xp.conj({_mt('u', ndim)})",
-             f"e = xp.eye({k}, dtype=xp.bool_)",
+             f"e = xp.eye({k}, dtype=xp.bool)",
              "s2 = s * s",
              "f = xp.where(e, 0, 1 / xp.where(e, 1, s2[..., None, :] - s2[..., :, None]))",
              "mm = uh @ gu",
@@ -415,24 +430,32 @@ def _svd_grad_complex(m, n, k, ndim):
 
 
 SVD = declare("svd", ("x",), "su, ss, svh = xp.linalg.svd(x, full_matrices=False)\n"
-                             "y = xp.concatenate((su, ss[..., None, :], xp.swapaxes(svh, -1, -2)), axis=-2)",
+                             "y = xp.concat((su, ss[..., None, :], xp.matrix_transpose(svh)), axis=-2)",
               {"x": _svd_grad}, shape=_svd_shape, dtype=_inexact,
               doc="thin SVD packed as [U; s; V] (V = Vh^T); the gradient needs distinct nonzero "
-                  "singular values", **_NUMPY_API_ONLY)
+                  "singular values")
 
-SVDVALS = declare("svdvals", ("x",), "xp.linalg.svd(x, compute_uv=False)",
+SVDVALS = declare("svdvals", ("x",), "xp.linalg.svdvals(x)",
                   {"x": lambda ctx: "u, s, vh = xp.linalg.svd(x, full_matrices=False)\n" + (
                       "dx = xp.conj((u * dy[..., None, :]) @ vh)" if ctx.dtypes["x"].kind == "c"
                       else "dx = (u * dy[..., None, :]) @ vh")},
                   shape=lambda s: _matrix(s)[:-2] + (min(s[-2:]),),
                   dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
-                  doc="singular values, descending; the gradient needs them distinct", **_NUMPY_API_ONLY)
+                  doc="singular values, descending; the gradient needs them distinct")
 
 
 # ---- pseudo-inverse, least squares, rank ------------------------------------------------------
 
 def _pinv_forward(ctx):
-    return f"xp.linalg.pinv(x, rcond=rcond{', hermitian=True' if ctx.hermitian else ''})"
+    if not ctx.hermitian:
+        return "xp.linalg.pinv(x, rtol=rcond)"
+    # NumPy's hermitian=True reads the lower triangle: that Hermitian matrix, through the SVD
+    n, ndim = ctx.shapes["x"][-1], len(ctx.shapes["x"])
+    strict = f"(x * xp.tril(xp.ones(({n}, {n}), dtype=dtype), k=-1))"
+    mirrored = _mt(strict, ndim)
+    if ctx.dtypes["x"].kind == "c":
+        mirrored = f"xp.conj({mirrored})"
+    return f"xp.linalg.pinv(x * xp.tril(xp.ones(({n}, {n}), dtype=dtype)) + {mirrored}, rtol=rcond)"
 
 
 def _pinv_grad(ctx):
@@ -451,8 +474,7 @@ def _pinv_grad(ctx):
 
 PINV = declare("pinv", ("x",), _pinv_forward, {"x": _pinv_grad}, attrs=("rcond", "hermitian"),
                shape=lambda s, *_: _matrix(s)[:-2] + (s[-1], s[-2]), dtype=_inexact,
-               doc="Moore-Penrose pseudo-inverse; the gradient holds where the rank is constant",
-               **_NUMPY_API_ONLY)
+               doc="Moore-Penrose pseudo-inverse; the gradient holds where the rank is constant")
 
 
 def _lstsq_shape(a, b, rcond):

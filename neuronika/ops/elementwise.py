@@ -3,17 +3,17 @@ reduces them to each input's (broadcast) shape."""
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
-from ..backend import NUMPY_API
 from ..graph import result_dtype
 from . import ZERO, Grad, declare, broadcast_shapes
 
 
 
-def _numpy_only(function):
-    return dict(families=NUMPY_API, needs=f"xp.{function} is NumPy's, not in the array-API standard")
+# NumPy functions the standard does not have are kernels (ops/kernels.py): NumPy's own ufunc in
+# the NumPy family, the same function from the standard's operations in the generic one.
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,7 +42,23 @@ def float_dtype(ufunc):
     return ufunc_dtype(ufunc, keep_float=True)
 
 
+def _inexact_inputs(forward, names):
+    """``forward`` with integer and boolean inputs converted to the result's float dtype first,
+    where the result is inexact: NumPy's float functions convert inside, the standard's take
+    floats only."""
+    pattern = re.compile(r"\b(" + "|".join(names) + r")\b")
+
+    def template(ctx):
+        if ctx.dtype.kind not in "fc" or all(ctx.dtypes[n].kind in "fc" for n in names):
+            return forward
+        return pattern.sub(lambda m: m.group(1) if ctx.dtypes[m.group(1)].kind in "fc"
+                           else f"xp.astype({m.group(1)}, dtype)", forward)
+    return template
+
+
 def _binary(name, forward, da, db, doc, dtype=None, **kwargs):
+    if dtype is not None and isinstance(forward, str) and (forward.startswith("xp.") or forward == "a / b"):
+        forward = _inexact_inputs(forward, ("a", "b"))
     return declare(name, ("a", "b"), forward, {"a": da, "b": db},
                    shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype, **kwargs)
 
@@ -55,6 +71,8 @@ def inexact_dtype(inputs, attrs):
 
 def _unary(name, forward, dx, doc, ufunc=None, dtype=None, **kwargs):
     dtype = float_dtype(ufunc) if ufunc is not None else dtype
+    if ufunc is not None and isinstance(forward, str) and forward.startswith("xp."):
+        forward = _inexact_inputs(forward, ("x",))
     return declare(name, ("x",), forward, {"x": dx}, elementwise=True, dtype=dtype, doc=doc, **kwargs)
 
 
@@ -64,11 +82,13 @@ MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting")
 DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting", inexact_dtype)
 # Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
 # taken as 1 so that a ** (b - 1) never divides by zero.
-POWER = _binary("power", "a ** b", "dy * b * a ** (b - 1 + (b == 0))",     # keeps a Python b weak
-                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent",
-                families=NUMPY_API, needs="its gradient adds a boolean to the exponent (b - 1 + (b == 0), "
-                                          "which keeps a Python float b weak); the standard does not "
-                                          "promote booleans")
+POWER = _binary("power", "a ** b", "dy * b * a ** power_exponent(b)",
+                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent")
+# b - 1, and 0 where b == 0 (then the base gradient b * a ** (b - 1) is 0 even at a == 0): a
+# kernel, as NumPy's b - 1 + (b == 0) keeps a Python float b weak and the standard has no
+# arithmetic on booleans. Its derivative is 1 (almost everywhere).
+POWER_EXPONENT = _unary("power_exponent", "power_exponent(x)", "dy",
+                        "b - 1, 0 where b == 0: the exponent of power's base gradient")
 
 NEG = _unary("neg", "-x", "-dy", "-x")
 def _pow_grad(ctx):
@@ -190,7 +210,16 @@ SIGN_COMPLEX = _unary("sign_complex", "xp.sign(x)",
                       "r = xp.abs(x)\n"
                       "dx = xp.where(r == 0, 0, (dy - xp.real(dy * y) * xp.conj(y)) / xp.where(r == 0, 1, r))",
                       "x / |x| for complex x, 0 at 0")
-LOGICAL_AND = declare("logical_and", ("a", "b"), "xp.logical_and(a, b)", {}, shape=broadcast_shapes, elementwise=True,
+def _logical(function):
+    """A logical template: the standard's logical functions take booleans, NumPy's any number
+    (nonzero is true)."""
+    def forward(ctx):
+        args = [name if ctx.dtypes[name] == np.bool_ else f"({name} != 0)" for name in ctx.names]
+        return f"xp.{function}({', '.join(args)})"
+    return forward
+
+
+LOGICAL_AND = declare("logical_and", ("a", "b"), _logical("logical_and"), {}, shape=broadcast_shapes, elementwise=True,
                       n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
                       doc="a and b elementwise, for boolean values")
 # The engine converts an adjoint to its input's dtype (the real part for a real input).
@@ -236,17 +265,16 @@ CUSTOM_VJP = declare("custom_vjp", (), _custom_forward, {"x": _custom_grad},
 
 _LN2 = 0.6931471805599453
 _LN10 = 2.302585092994046
-EXP2 = _unary("exp2", "xp.exp2(x)", f"dy * y * {_LN2!r}", "2 ** x", np.exp2, **_numpy_only("exp2"))
+EXP2 = _unary("exp2", "exp2(x)", f"dy * y * {_LN2!r}", "2 ** x", np.exp2)
 EXPM1 = _unary("expm1", "xp.expm1(x)", "dy * (y + 1)", "e ** x - 1, exact for small x", np.expm1)
 LOG2 = _unary("log2", "xp.log2(x)", f"dy / (x * {_LN2!r})", "base-2 logarithm", np.log2)
 LOG10 = _unary("log10", "xp.log10(x)", f"dy / (x * {_LN10!r})", "base-10 logarithm", np.log10)
 LOG1P = _unary("log1p", "xp.log1p(x)", "dy / (x + 1)", "log(1 + x), exact for small x", np.log1p)
-CBRT = _unary("cbrt", "xp.cbrt(x)", "dy / (3 * y * y)", "cube root", np.cbrt, **_numpy_only("cbrt"))
+CBRT = _unary("cbrt", "cbrt(x)", "dy / (3 * y * y)", "cube root", np.cbrt)
 SQUARE = _unary("square", "xp.square(x)", "dy * (x + x)", "x * x", dtype=ufunc_dtype(np.square))
 RECIPROCAL = _unary("reciprocal", "xp.reciprocal(x)", "-dy * y * y", "1 / x",
                     dtype=ufunc_dtype(np.reciprocal))
-FABS = _unary("fabs", "xp.fabs(x)", "dy * xp.sign(x)", "|x| for real x, as a float", np.fabs,
-              **_numpy_only("fabs"))
+FABS = _unary("fabs", "fabs(x)", "dy * xp.sign(x)", "|x| for real x, as a float", np.fabs)
 TAN = _unary("tan", "xp.tan(x)", "dy * (1 + y * y)", "tangent", np.tan)
 ARCSIN = _unary("arcsin", "xp.asin(x)", "dy / xp.sqrt(1 - x * x)", "inverse sine", np.arcsin)
 ARCCOS = _unary("arccos", "xp.acos(x)", "-dy / xp.sqrt(1 - x * x)", "inverse cosine", np.arccos)
@@ -259,64 +287,60 @@ ARCCOSH = _unary("arccosh", "xp.acosh(x)", "dy / xp.sqrt((x - 1) * (x + 1))",
                  "inverse hyperbolic cosine", np.arccosh)
 ARCTANH = _unary("arctanh", "xp.atanh(x)", "dy / (1 - x * x)", "inverse hyperbolic tangent",
                  np.arctanh)
-DEG2RAD = _unary("deg2rad", "xp.deg2rad(x)", f"dy * {np.pi / 180!r}", "degrees to radians",
-                 np.deg2rad, **_numpy_only("deg2rad"))
-RAD2DEG = _unary("rad2deg", "xp.rad2deg(x)", f"dy * {180 / np.pi!r}", "radians to degrees",
-                 np.rad2deg, **_numpy_only("rad2deg"))
+DEG2RAD = _unary("deg2rad", "deg2rad(x)", f"dy * {np.pi / 180!r}", "degrees to radians", np.deg2rad)
+RAD2DEG = _unary("rad2deg", "rad2deg(x)", f"dy * {180 / np.pi!r}", "radians to degrees", np.rad2deg)
 # d sinc / dx = (cos(pi x) - sinc(x)) / x, whose numerator is 0 at x = 0, where the
 # denominator is taken as 1: the gradient there is 0, as it should be.
-SINC = _unary("sinc", "xp.sinc(x)", f"dy * (xp.cos({np.pi!r} * x) - y) / xp.where(x == 0, 1, x)",
-              "sin(pi x) / (pi x), 1 at 0", np.sinc, **_numpy_only("sinc"))
+SINC = _unary("sinc", "sinc(x)", f"dy * (xp.cos({np.pi!r} * x) - y) / xp.where(x == 0, 1, x)",
+              "sin(pi x) / (pi x), 1 at 0", np.sinc)
 
 
-def _rounding(name, ufunc, doc, **kwargs):
-    return _unary(name, f"xp.{name}(x)", ZERO, f"{doc} (zero gradient)", dtype=ufunc_dtype(ufunc), **kwargs)
+def _rounding(name, ufunc, doc, forward=None, **kwargs):
+    return _unary(name, _inexact_inputs(forward or f"xp.{name}(x)", ("x",)), ZERO, f"{doc} (zero gradient)",
+                  dtype=ufunc_dtype(ufunc), **kwargs)
 
 
 FLOOR = _rounding("floor", np.floor, "the largest integer <= x")
 CEIL = _rounding("ceil", np.ceil, "the smallest integer >= x")
 TRUNC = _rounding("trunc", np.trunc, "x rounded towards zero")
-RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to even", **_numpy_only("rint"))
-ROUND = _unary("round", "xp.round(x, decimals)", ZERO,
-               "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",),
-               families=NUMPY_API, needs="the standard's round has no decimals")
+RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to even", forward="xp.round(x)")
+ROUND = _unary("round", "round_decimals(x, decimals)", ZERO,
+               "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",))
 
 FLOOR_DIVIDE = _binary("floor_divide", "xp.floor_divide(a, b)", ZERO, ZERO,
                        "floor(a / b) (zero gradient)")
 # a = b * floor_divide(a, b) + remainder(a, b): the quotient is piecewise constant.
 REMAINDER = _binary("remainder", "xp.remainder(a, b)", "dy", "-dy * xp.floor_divide(a, b)",
                     "a - b * floor(a / b), with the sign of b")
-FMOD = _binary("fmod", "xp.fmod(a, b)", "dy", "-dy * xp.trunc(a / b)",
-               "a - b * trunc(a / b), with the sign of a (C's fmod)", **_numpy_only("fmod"))
+FMOD = _binary("fmod", "fmod(a, b)", "dy", "-dy * xp.trunc(a / b)",
+               "a - b * trunc(a / b), with the sign of a (C's fmod)")
 ARCTAN2 = _binary("arctan2", "xp.atan2(a, b)", "dy * b / (a * a + b * b)", "-dy * a / (a * a + b * b)",
                   "the angle of the point (b, a)", float_dtype(np.arctan2))
 HYPOT = _binary("hypot", "xp.hypot(a, b)", "dy * a / y", "dy * b / y", "sqrt(a * a + b * b)",
                 float_dtype(np.hypot))
 LOGADDEXP = _binary("logaddexp", "xp.logaddexp(a, b)", "dy * xp.exp(a - y)", "dy * xp.exp(b - y)",
                     "log(e ** a + e ** b), without overflow", float_dtype(np.logaddexp))
-LOGADDEXP2 = _binary("logaddexp2", "xp.logaddexp2(a, b)", "dy * xp.exp2(a - y)", "dy * xp.exp2(b - y)",
-                     "log2(2 ** a + 2 ** b), without overflow", float_dtype(np.logaddexp2),
-                     **_numpy_only("logaddexp2"))
+LOGADDEXP2 = _binary("logaddexp2", "logaddexp2(a, b)", "dy * exp2(a - y)", "dy * exp2(b - y)",
+                     "log2(2 ** a + 2 ** b), without overflow", float_dtype(np.logaddexp2))
 COPYSIGN = _binary("copysign", "xp.copysign(a, b)", "dy * xp.copysign(1, a) * xp.copysign(1, b)", ZERO,
                    "|a| with the sign of b", float_dtype(np.copysign))
 # heaviside(a, b) is b exactly where a == 0
-HEAVISIDE = _binary("heaviside", "xp.heaviside(a, b)", ZERO, "xp.where(a == 0, dy, 0)",
-                    "0 where a < 0, b where a == 0, 1 where a > 0", float_dtype(np.heaviside),
-                    **_numpy_only("heaviside"))
+HEAVISIDE = _binary("heaviside", "heaviside(a, b)", ZERO, "xp.where(a == 0, dy, 0)",
+                    "0 where a < 0, b where a == 0, 1 where a > 0", float_dtype(np.heaviside))
 
 
-def _extremum(name, doc, **kwargs):
+def _extremum(name, doc, forward=None, **kwargs):
     # The gradient goes to the input equal to the result, split evenly at ties (HIPS
     # autograd's rule); a NaN that fmax / fmin skip gets none. Written with where so
     # that float32 stays float32.
-    return _binary(name, f"xp.{name}(a, b)", "xp.where(a == b, 0.5 * dy, xp.where(a == y, dy, 0))",
+    return _binary(name, forward or f"xp.{name}(a, b)", "xp.where(a == b, 0.5 * dy, xp.where(a == y, dy, 0))",
                    "xp.where(a == b, 0.5 * dy, xp.where(b == y, dy, 0))", doc, **kwargs)
 
 
 MAXIMUM = _extremum("maximum", "the larger of a and b (NaN if either is)")
 MINIMUM = _extremum("minimum", "the smaller of a and b (NaN if either is)")
-FMAX = _extremum("fmax", "the larger of a and b, ignoring a NaN", **_numpy_only("fmax"))
-FMIN = _extremum("fmin", "the smaller of a and b, ignoring a NaN", **_numpy_only("fmin"))
+FMAX = _extremum("fmax", "the larger of a and b, ignoring a NaN", "fmax(a, b)")
+FMIN = _extremum("fmin", "the smaller of a and b, ignoring a NaN", "fmin(a, b)")
 
 
 def _no_gradient(name, forward, doc, arity, dtype):
@@ -331,11 +355,11 @@ def _boolean_result(inputs, attrs):
 
 SIGNBIT = _no_gradient("signbit", "xp.signbit(x)", "whether the sign bit of x is set (no gradient)",
                        1, _boolean_result)
-LOGICAL_NOT = _no_gradient("logical_not", "xp.logical_not(x)", "not x elementwise (no gradient)",
+LOGICAL_NOT = _no_gradient("logical_not", _logical("logical_not"), "not x elementwise (no gradient)",
                            1, _boolean_result)
-LOGICAL_OR = _no_gradient("logical_or", "xp.logical_or(a, b)", "a or b elementwise (no gradient)",
+LOGICAL_OR = _no_gradient("logical_or", _logical("logical_or"), "a or b elementwise (no gradient)",
                           2, _boolean_result)
-LOGICAL_XOR = _no_gradient("logical_xor", "xp.logical_xor(a, b)", "a xor b elementwise (no gradient)",
+LOGICAL_XOR = _no_gradient("logical_xor", _logical("logical_xor"), "a xor b elementwise (no gradient)",
                            2, _boolean_result)
 BITWISE_AND = _no_gradient("bitwise_and", "a & b", "a & b for integers and booleans (no gradient)",
                            2, ufunc_dtype(np.bitwise_and))

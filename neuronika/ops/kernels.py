@@ -1,12 +1,16 @@
-"""NumPy kernels that op templates call where one NumPy expression will not do.
+"""Kernels that op templates call where one expression of the array-API standard will not do.
 
 They are globals of every generated function, so generated code reads
 ``pad_fold(g5, ((1, 1), (0, 0)), 'reflect')``. Each is a pure function of
-arrays and constants.
+arrays and constants (``add_at`` and ``update_at`` write into their first array). The
+functions here are NumPy's; ``TABLE`` (below) holds each kernel's implementation per
+namespace family, the generic ones written in the standard (or, for scatters and
+partitions, NumPy's on a host copy).
 """
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -14,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import backend as _backend
 from .. import random as _random
 
-__all__ = ["dropout_mask", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
+__all__ = ["dropout_mask", "power_exponent", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
            "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather", "avg_pool", "avg_pool_grad"]
 
 
@@ -25,6 +29,11 @@ def dropout_mask(shape, p, dtype):
     dtype = np.dtype(dtype)
     uniform = _random.generator().random(shape, dtype=np.float64 if dtype == np.float64 else np.float32)
     return (uniform >= p) * dtype.type(1.0 / (1.0 - p))
+
+
+def power_exponent(b):
+    """b - 1, and 0 where b == 0 (a Python float stays one: NumPy types it weakly)."""
+    return b - 1 + (b == 0)
 
 
 def log_where_nonzero(a):
@@ -322,6 +331,19 @@ def avg_pool_grad(g, shape, kernel, stride):
     return grad
 
 
+# ---- NumPy's elementwise functions beyond the standard (ops/elementwise.py) --------------------------
+
+_UFUNC_KERNELS = ["exp2", "cbrt", "fabs", "deg2rad", "rad2deg", "sinc", "fmod", "logaddexp2", "heaviside",
+                  "fmax", "fmin"]
+__all__ += _UFUNC_KERNELS + ["round_decimals"]
+globals().update({name: getattr(np, name) for name in _UFUNC_KERNELS})
+
+
+def round_decimals(x, decimals):
+    """``numpy.round(x, decimals)``."""
+    return np.round(x, decimals)
+
+
 # ---- reductions, scans and sorting (ops/reduce.py, ops/sort.py) ----------------------------------
 
 __all__ += ["prod_others", "prod_others_grad", "cumprod_grad", "unpermute_along_axis"]
@@ -403,6 +425,14 @@ def unpermute_along_axis(g, perm, axis):
     return out
 
 
+__all__ += ["running_prod"]
+
+
+def running_prod(x, axis):
+    """``numpy.cumprod(x, axis)`` (the standard's cumulative_prod came in 2024.12)."""
+    return x.cumprod(axis)
+
+
 # ---- index update ----------------------------------------------------------------------------
 
 __all__ += ["group_others"]
@@ -438,6 +468,18 @@ def group_others(values, groups):
     return out
 
 
+__all__ += ["update_at"]
+
+
+def update_at(mode, target, key, values):
+    """``target[key] = values`` (mode "set": the last of repeated writes wins), or NumPy's
+    ``ufunc.at`` for mode "add", "multiply", "minimum", "maximum" (every write applies), in place."""
+    if mode == "set":
+        target[key] = values
+    else:
+        getattr(np, mode).at(target, key, values)
+
+
 # ---- partition ---------------------------------------------------------------------------------
 
 __all__ += ["partition_order"]
@@ -457,6 +499,14 @@ def partition_order(x, kth, axis):
     np.put_along_axis(out, np.argsort(want, axis=axis, kind="stable"),
                       np.argsort(x, axis=axis, kind="stable"), axis)
     return out
+
+
+__all__ += ["argpartition_indices"]
+
+
+def argpartition_indices(x, kth, axis):
+    """``numpy.argpartition(x, kth, axis)``."""
+    return np.argpartition(x, kth, axis=axis)
 
 
 # ---- value checks --------------------------------------------------------------------------------
@@ -532,6 +582,28 @@ __all__ += ["add_at"]
 def add_at(target, key, values):
     """``target[key] += values`` with repeated indices adding up (``numpy.add.at``), in place."""
     np.add.at(target, key, values)
+
+
+# ---- indexing in the array-API standard (ops/shape.py) -------------------------------------------
+
+__all__ += ["index_int", "gather"]
+
+#: An int index passed at run time, as an int: NumPy's intp as it is; elsewhere a 0-d array, which
+#: the standard does not let a key mix with slices, ``...`` or an assignment.
+index_int = operator.index
+
+
+def gather(x, key):
+    """``x[key]`` for a key with several integer arrays (or with None beside one)."""
+    return x[key]
+
+
+# ---- small contractions (ops/linalg.py: einsum) -----------------------------------------------------
+
+__all__ += ["einsum_small"]
+
+#: ``einsum_small(spec, *operands)``: a contraction too small for BLAS to pay (one C loop).
+einsum_small = np.einsum
 
 
 # ---- one implementation per namespace family -----------------------------------------------------
@@ -756,3 +828,372 @@ def _pad_fold_generic(space, dy, widths, mode):
                 core[_along(core.ndim, axis, slice(size - 1 - after, size - 1))] += xp.flip(tail, axis=axis)
         grad = core
     return grad if grad is not dy else xp.asarray(dy, copy=True)
+
+
+# ---- indexing in the array-API standard: integer arrays through xp.take ---------------------------
+
+@register("index_int", "generic")
+def _index_int_generic(space, k):
+    return operator.index(k)
+
+
+def _is_index_array(part):
+    return hasattr(part, "shape") and len(part.shape) > 0
+
+
+@register("gather", "generic")
+def _gather_generic(space, x, key):
+    """NumPy's advanced indexing from the standard's operations: the basic part of the key
+    applied first, the advanced axes (integer arrays, and ints beside them) moved to the
+    front and flattened into one, one ``xp.take`` of the broadcast flat indices, and the
+    result's axes put where NumPy puts them."""
+    xp = space.xp
+    key = list(key)
+    given = sum(part is not None and part is not Ellipsis for part in key)
+    spread = [slice(None)] * (x.ndim - given)
+    dots = [i for i, part in enumerate(key) if part is Ellipsis]
+    if dots:
+        key[dots[0]:dots[0] + 1] = spread
+    else:
+        key += spread
+    advanced = [i for i, part in enumerate(key) if part is not None and not isinstance(part, slice)]
+    together = advanced == list(range(advanced[0], advanced[-1] + 1))
+    z = x[tuple(slice(None) if i in advanced else part for i, part in enumerate(key))]
+    axes, made = [], 0
+    for i, part in enumerate(key):
+        if i in advanced:
+            axes.append(made)
+        made += 1
+    first = axes[0]
+    rest = [a for a in range(z.ndim) if a not in axes]
+    z = xp.permute_dims(z, tuple(axes) + tuple(rest))
+    sizes = z.shape[:len(axes)]
+    index = [xp.asarray(key[i], dtype=xp.int64, device=x.device) if not _is_index_array(key[i])
+             else xp.astype(key[i], xp.int64) for i in advanced]
+    index = xp.broadcast_arrays(*index)
+    flat = None
+    for part, size in zip(index, sizes):
+        part = xp.where(part < 0, part + size, part)
+        flat = part if flat is None else flat * size + part
+    shape = tuple(flat.shape)
+    z = xp.reshape(z, (math.prod(sizes),) + tuple(z.shape[len(axes):]))
+    out = xp.reshape(xp.take(z, xp.reshape(flat, (-1,)), axis=0), shape + tuple(z.shape[1:]))
+    if together and first:
+        m = len(shape)
+        out = xp.permute_dims(out, tuple(range(m, m + first)) + tuple(range(m)) + tuple(range(m + first, out.ndim)))
+    return out
+
+
+# ---- einsum in the array-API standard: diagonals, then one broadcast product and a sum ------------
+
+@register("einsum_small", "cupy")
+def _einsum_small_cupy(space, spec, *operands):
+    import cupy
+    return cupy.einsum(spec, *operands)
+
+
+@register("einsum_small", "generic")
+def _einsum_small_generic(space, spec, *operands):
+    """``spec``: letters, an explicit output of distinct letters. Repeated letters in an operand
+    are its diagonal (``xp.linalg.diagonal``); then every operand is laid out over the output's
+    letters followed by the summed ones (size 1 where it lacks one), multiplied, and summed."""
+    xp = space.xp
+    inputs, _, out = spec.partition("->")
+    prepared, sizes = [], {}
+    for sub, x in zip(inputs.split(","), operands):
+        sizes.update(zip(sub, x.shape))
+        while len(set(sub)) < len(sub):
+            c = next(c for c in sub if sub.count(c) > 1)
+            i = sub.index(c)
+            j = sub.index(c, i + 1)
+            rest = [a for a in range(len(sub)) if a not in (i, j)]
+            x = xp.linalg.diagonal(xp.permute_dims(x, tuple(rest) + (i, j)))
+            sub = "".join(sub[a] for a in rest) + c
+        prepared.append((sub, x))
+    letters = list(out) + [c for c in dict.fromkeys("".join(s for s, _ in prepared)) if c not in out]
+    total = None
+    for sub, x in prepared:
+        present = [c for c in letters if c in sub]
+        if list(sub) != present:
+            x = xp.permute_dims(x, tuple(sub.index(c) for c in present))
+        x = xp.reshape(x, tuple(sizes[c] if c in sub else 1 for c in letters))
+        total = x if total is None else total * x
+    summed = tuple(range(len(out), len(letters)))
+    if summed:
+        total = xp.sum(total, axis=summed, dtype=total.dtype)
+    return total
+
+
+# ---- sorting and partitioning in the array-API standard --------------------------------------------
+
+@register("unpermute_along_axis", "generic")
+def _unpermute_along_axis_generic(space, g, perm, axis):
+    xp = space.xp
+    return xp.take_along_axis(g, xp.argsort(perm, axis=axis), axis=axis)     # the inverse permutation
+
+
+def _on_host(kernel):
+    """A kernel that NumPy runs on a host copy of integer-valued work (partitions: NumPy's own
+    arrangement, which the standard has no function for), its result moved back."""
+    def run(space, x, *args):
+        return space.asarray(kernel(space.to_numpy(x), *args))
+    run.__doc__ = f"{kernel.__name__} on a host copy (NumPy's own result)."
+    return run
+
+
+register("partition_order", "generic")(_on_host(partition_order))
+register("argpartition_indices", "generic")(_on_host(argpartition_indices))
+
+
+# ---- products and scans in the array-API standard ---------------------------------------------------
+
+def _cumprod_generic(xp, x, axis):
+    if hasattr(xp, "cumulative_prod"):
+        return xp.cumulative_prod(x, axis=axis)
+    n = x.shape[axis]            # before 2024.12: products of runs of doubling length
+    d = 1
+    while d < n:
+        x = xp.concat([x[_along(x.ndim, axis, slice(0, d))],
+                       x[_along(x.ndim, axis, slice(d, None))] * x[_along(x.ndim, axis, slice(0, n - d))]],
+                      axis=axis)
+        d *= 2
+    return x
+
+
+@register("running_prod", "generic")
+def _running_prod_generic(space, x, axis):
+    return _cumprod_generic(space.xp, x, axis)
+
+
+def _reverse_cumsum_generic(xp, a, axis):
+    return xp.flip(xp.cumulative_sum(xp.flip(a, axis=axis), axis=axis), axis=axis)
+
+
+@register("prod_others", "generic")
+def _prod_others_generic(space, x, axis):
+    xp = space.xp
+    ndim = x.ndim
+    axes = tuple(range(ndim)) if axis is None else tuple(axis)
+    order = tuple(a for a in range(ndim) if a not in axes) + axes
+    moved = xp.permute_dims(x, order) if order != tuple(range(ndim)) else x
+    lead = tuple(moved.shape[:ndim - len(axes)])
+    n = math.prod(moved.shape[ndim - len(axes):])
+    flat = xp.reshape(moved, lead + (n,))
+    if n > 1:
+        one = xp.ones(lead + (1,), dtype=x.dtype, device=x.device)
+        left = xp.concat([one, _cumprod_generic(xp, flat[..., :-1], -1)], axis=-1)
+        right = xp.concat([one, _cumprod_generic(xp, xp.flip(flat[..., 1:], axis=-1), -1)], axis=-1)
+        out = left * xp.flip(right, axis=-1)
+    else:
+        out = xp.ones(flat.shape, dtype=x.dtype, device=x.device)
+    out = xp.reshape(out, moved.shape)
+    if order == tuple(range(ndim)):
+        return out
+    return xp.permute_dims(out, tuple(order.index(a) for a in range(ndim)))
+
+
+@register("prod_others_grad", "generic")
+def _prod_others_grad_generic(space, x, g, axis):
+    xp = space.xp
+    axes = tuple(range(x.ndim)) if axis is None else tuple(axis)
+    zero = x == 0
+    if not bool(xp.any(zero)):
+        u = g / x
+        return xp.prod(x, axis=axes, keepdims=True) / x * (xp.sum(u, axis=axes, keepdims=True) - u)
+    count = xp.sum(xp.astype(zero, xp.int64), axis=axes, keepdims=True)
+    safe = xp.where(zero, xp.ones_like(x), x)
+    p = xp.prod(safe, axis=axes, keepdims=True)
+    nothing = xp.zeros_like(g)
+    u = xp.where(zero, nothing, g / safe)
+    total = xp.sum(u, axis=axes, keepdims=True)
+    at_zeros = xp.sum(xp.where(zero, g, nothing), axis=axes, keepdims=True)
+    none = p / safe * (total - u)
+    one = xp.where(zero, p * total, at_zeros * p / safe)
+    two = xp.where(zero, p * (at_zeros - g), nothing)
+    return xp.where(count == 0, none, xp.where(count == 1, one, xp.where(count == 2, two, nothing)))
+
+
+@register("cumprod_grad", "generic")
+def _cumprod_grad_generic(space, x, g, axis):
+    xp = space.xp
+    y = _cumprod_generic(xp, x, axis)
+    zero = x == 0
+    if not bool(xp.any(zero)):
+        return _reverse_cumsum_generic(xp, g * y, axis) / x
+    seen = xp.cumulative_sum(xp.astype(zero, xp.int64), axis=axis)
+    before = seen == 0
+    first = zero & (seen == 1)
+    ones = xp.ones_like(x)
+    a = _reverse_cumsum_generic(xp, g * y, axis) / xp.where(before, x, ones)
+    b = _reverse_cumsum_generic(xp, g * _cumprod_generic(xp, xp.where(first, ones, x), axis), axis)
+    return xp.where(before, a, xp.where(first, b, xp.zeros_like(a)))
+
+
+@register("power_exponent", "generic")
+def _power_exponent_generic(space, b):
+    xp = space.xp
+    return xp.where(b == 0, xp.zeros_like(b), b - 1)
+
+
+# ---- index update in the array-API standard: NumPy's on a host copy --------------------------------
+
+@register("update_at", "cupy")
+def _update_at_cupy(space, mode, target, key, values):
+    if mode == "set":
+        target[key] = values
+    elif mode == "add":
+        _add_at_cupy(space, target, key, values)
+    else:
+        host = space.to_numpy(target)
+        update_at(mode, host, tuple(space.to_numpy(k) if hasattr(k, "shape") else k for k in key),
+                  space.to_numpy(values) if hasattr(values, "shape") else values)
+        target[...] = space.asarray(host)
+
+
+@register("update_at", "generic")
+def _update_at_generic(space, mode, target, key, values):
+    """The standard has neither an assignment through integer arrays nor ``ufunc.at``: NumPy's on
+    a host copy, written back."""
+    host = space.to_numpy(target)
+    key = tuple(space.to_numpy(k) if hasattr(k, "shape") else k for k in key)
+    update_at(mode, host, key, space.to_numpy(values) if hasattr(values, "shape") else values)
+    target[...] = space.asarray(host)
+
+
+@register("group_others", "generic")
+def _group_others_generic(space, values, groups):
+    return space.asarray(group_others(space.to_numpy(values), space.to_numpy(groups)))
+
+
+# ---- NumPy's elementwise functions from the standard's operations ----------------------------------
+
+def _cupy_function(name):
+    def run(space, *args):
+        import cupy
+        return getattr(cupy, name)(*args)
+    run.__name__ = run.__qualname__ = f"_{name}_cupy"
+    return run
+
+
+for _name in _UFUNC_KERNELS + ["round"]:        # CuPy has NumPy's own
+    register("round_decimals" if _name == "round" else _name, "cupy")(_cupy_function(_name))
+
+def _inexact_generic(xp, x):
+    """``x`` as NumPy's float ufuncs take it: integers and booleans as float64."""
+    if xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        return x
+    return xp.astype(x, xp.float64)
+
+
+def _common_inexact(xp, a, b):
+    dtype = xp.result_type(a, b)
+    if not xp.isdtype(dtype, ("real floating", "complex floating")):
+        dtype = xp.float64
+    return xp.astype(a, dtype), xp.astype(b, dtype)
+
+
+@register("exp2", "generic")
+def _exp2_generic(space, x):
+    return space.xp.pow(2.0, _inexact_generic(space.xp, x))
+
+
+@register("cbrt", "generic")
+def _cbrt_generic(space, x):
+    xp = space.xp
+    wide = xp.astype(x, xp.float64)         # then rounded once: float32 as NumPy's cbrtf
+    y = xp.sign(wide) * xp.abs(wide) ** (1.0 / 3.0)
+    return xp.astype(y, x.dtype) if x.dtype == xp.float32 else y
+
+
+@register("fabs", "generic")
+def _fabs_generic(space, x):
+    return space.xp.abs(_inexact_generic(space.xp, x))
+
+
+def _scaled(space, x, numerator, denominator):
+    """x * (numerator / denominator), the factor worked out in x's precision (as NumPy's loops)."""
+    x = _inexact_generic(space.xp, x)
+    if x.dtype == space.xp.float32:
+        return x * float(np.float32(numerator) / np.float32(denominator))
+    return x * (numerator / denominator)
+
+
+@register("deg2rad", "generic")
+def _deg2rad_generic(space, x):
+    return _scaled(space, x, math.pi, 180.0)
+
+
+@register("rad2deg", "generic")
+def _rad2deg_generic(space, x):
+    return _scaled(space, x, 180.0, math.pi)
+
+
+@register("sinc", "generic")
+def _sinc_generic(space, x):
+    xp = space.xp
+    x = _inexact_generic(xp, x)
+    y = math.pi * xp.where(x == 0, 1.0e-20, x)          # as NumPy: sin(y) / y, 1 at 0
+    return xp.sin(y) / y
+
+
+@register("round_decimals", "generic")
+def _round_decimals_generic(space, x, decimals):
+    """As NumPy: scaled by 10 ** decimals, rounded half to even, scaled back."""
+    xp = space.xp
+    if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        if decimals >= 0:
+            return x
+        scale = 10.0 ** -decimals           # NumPy: divided, rounded, multiplied, in x's dtype
+        return xp.astype(xp.round(xp.astype(x, xp.float64) / scale) * scale, x.dtype)
+    if not decimals:
+        return xp.round(x)
+    if decimals > 0:
+        return xp.round(x * 10.0 ** decimals) / 10.0 ** decimals
+    return xp.round(x / 10.0 ** -decimals) * 10.0 ** -decimals
+
+
+@register("fmod", "generic")
+def _fmod_generic(space, a, b):
+    xp = space.xp           # exact: the remainder of the magnitudes, with a's sign
+    return xp.sign(a) * xp.remainder(xp.abs(a), xp.abs(b))
+
+
+@register("logaddexp2", "generic")
+def _logaddexp2_generic(space, a, b):
+    xp = space.xp
+    a, b = _common_inexact(xp, a, b)
+    top = xp.maximum(a, b)
+    tail = xp.log1p(xp.pow(2.0, -xp.abs(a - b))) * (1 / math.log(2))
+    return xp.where(a == b, a + 1.0, top + tail)           # a == b: also both infinite
+
+
+@register("heaviside", "generic")
+def _heaviside_generic(space, a, b):
+    xp = space.xp
+    a, b = _common_inexact(xp, a, b)
+    step = xp.where(a < 0, xp.zeros_like(a), xp.ones_like(a))
+    return xp.where(xp.isnan(a), a, xp.where(a == 0, b, step))
+
+
+@register("fmax", "generic")
+def _fmax_generic(space, a, b):
+    xp = space.xp
+    return xp.where(xp.isnan(b), a, xp.where(xp.isnan(a), b, xp.maximum(a, b)))
+
+
+@register("fmin", "generic")
+def _fmin_generic(space, a, b):
+    xp = space.xp
+    return xp.where(xp.isnan(b), a, xp.where(xp.isnan(a), b, xp.minimum(a, b)))
+
+
+# ---- CuPy has NumPy's indexing and scans ------------------------------------------------------------
+
+@register("gather", "cupy")
+def _gather_cupy(space, x, key):
+    return x[key]
+
+
+@register("running_prod", "cupy")
+def _running_prod_cupy(space, x, axis):
+    return x.cumprod(axis)

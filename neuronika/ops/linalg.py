@@ -1,8 +1,10 @@
 """Matrix products and transposition."""
 from __future__ import annotations
 
-from ..backend import NUMPY_API
+import numpy as np
+
 from ..errors import ShapeError
+from ..graph import leaf
 from . import Grad, broadcast_shapes, declare
 
 
@@ -197,7 +199,7 @@ def contraction(subs, names, out, sizes):
     if (len(subs) == 2 and all(len(set(s)) == len(s) for s in subs)
             and _prod(sizes[c] for c in letters) >= BLAS_WORK):
         return _matmul_contraction(subs, names, out, sizes)
-    return f"xp.einsum({','.join(subs) + '->' + out!r}, {', '.join(names)})"
+    return f"einsum_small({','.join(subs) + '->' + out!r}, {', '.join(names)})"
 
 
 def _einsum_forward(ctx):
@@ -234,7 +236,7 @@ def _einsum_grad(ctx):
         seen.add(c)
     if deltas:
         eyes = ", ".join(f"xp.eye({sizes[d[0]]}, dtype=dtype)" for d in deltas)
-        grad = f"xp.einsum({','.join([target] + deltas) + '->' + ''.join(expanded)!r}, {grad}, {eyes})"
+        grad = f"einsum_small({','.join([target] + deltas) + '->' + ''.join(expanded)!r}, {grad}, {eyes})"
         view = False
     shape = tuple(size if c in reached or sub.count(c) > 1 else 1 for c, size in zip(sub, ctx.shapes[ctx.names[k]]))
     if len(expanded) != len(sub):
@@ -242,8 +244,46 @@ def _einsum_grad(ctx):
     return Grad(grad, shape=shape, view=view)
 
 
+def _einsum_symbolic(ctx, build, bindings):
+    """``_einsum_grad`` as a graph of einsum ops of one or two operands (for higher orders):
+    the contraction, then one product with an identity per repeated index, then the order
+    and shape of the operand."""
+    subs, out = split_spec(ctx.spec)
+    k = ctx.slot
+    sub = subs[k]
+    sizes = _sizes(subs, [ctx.shapes[n] for n in ctx.names])
+    others = [(s, bindings[n]) for i, (s, n) in enumerate(zip(subs, ctx.names)) if i != k]
+    reached = set(out).union(*[set(s) for s, _ in others])
+    target = "".join(dict.fromkeys(c for c in sub if c in reached))
+    grad = bindings["dy"]
+    if others or target != out:
+        grad = build(EINSUM, (grad,) + tuple(v for _, v in others),
+                     (",".join([out] + [s for s, _ in others]) + "->" + target,))
+    free = [c for c in LETTERS if c not in ctx.spec]
+    expanded, seen, current = [], set(), target
+    for c in sub:
+        if c in seen:
+            fresh = free.pop(0)
+            eye = leaf(np.eye(sizes[c], dtype=ctx.dtype))
+            joined = current + "".join(x for x in c + fresh if x not in current)
+            grad = build(EINSUM, (grad, eye), (f"{current},{c}{fresh}->{joined}",))
+            current = joined
+            expanded.append(fresh)
+        elif c in reached or sub.count(c) > 1:
+            expanded.append(c)
+        seen.add(c)
+    expanded = "".join(expanded)
+    if current != expanded:
+        grad = build(EINSUM, (grad,), (f"{current}->{expanded}",))
+    if len(expanded) != len(sub):
+        shape = tuple(size if c in reached or sub.count(c) > 1 else 1
+                      for c, size in zip(sub, ctx.shapes[ctx.names[k]]))
+        grad = build("reshape", (grad,), (shape,))
+    return grad
+
+
 EINSUM = declare("einsum", (), _einsum_forward, {"x": _einsum_grad}, attrs=("spec",),
-                 shape=_einsum_shape, variadic="x", families=NUMPY_API,
-                 needs="small contractions and diagonals are written as xp.einsum, not in the standard",
+                 symbolic={"x": _einsum_symbolic},
+                 shape=_einsum_shape, variadic="x",
                  doc="Einstein summation over one or two operands (canonical subscripts: letters, "
                      "an explicit output); each adjoint is again an einsum")

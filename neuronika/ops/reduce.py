@@ -6,9 +6,6 @@ import numpy as np
 
 from . import Grad, declare
 
-#: What the ops whose gradients are NumPy kernels (``prod_others``, ``cumprod_grad``) need.
-_KERNEL = dict(families=("numpy",), needs="its gradient is a NumPy kernel (ops/kernels.py) with no "
-                                          "array-API implementation yet")
 from .elementwise import float_dtype
 
 
@@ -146,11 +143,11 @@ def _prod_grad(ctx):
 PROD = _reduction("prod", "prod", _prod_grad,
                   "product over axis (all axes when None); first and second derivatives are exact "
                   "with zeros",
-                  float_dtype(np.prod), **_KERNEL)
+                  float_dtype(np.prod))
 
 PROD_OTHERS = declare(
     "prod_others", ("x",), "prod_others(x, axis)", {"x": "prod_others_grad(x, dy, axis)"},
-    attrs=("axis",), **_KERNEL,
+    attrs=("axis",),
     doc="for each element, the product of the others reduced with it: prod's gradient, exact "
         "with zeros")
 
@@ -166,7 +163,7 @@ PROD_OTHERS_GRAD = declare(
           "(xp.sum(u, axis=axis, keepdims=True) - u) * (xp.sum(w, axis=axis, keepdims=True) - w)"
           " - xp.sum(u * w, axis=axis, keepdims=True) + u * w)",
      "g": "prod_others_grad(x, dy, axis)"},
-    attrs=("axis",), **_KERNEL,
+    attrs=("axis",),
     doc="prod_others' gradient given g (prod's second derivative applied to g), exact with "
         "zeros, as an op so it can be differentiated again (exactly away from zeros)")
 
@@ -189,15 +186,15 @@ CUMSUM = declare(
         "the other way")
 
 CUMPROD = declare(
-    "cumprod", ("x",), "xp.cumprod(x, axis=axis)", {"x": "cumprod_grad(x, dy, axis)"},
-    attrs=("axis",), dtype=float_dtype(np.cumprod), **_KERNEL,
+    "cumprod", ("x",), "running_prod(x, axis)", {"x": "cumprod_grad(x, dy, axis)"},
+    attrs=("axis",), dtype=float_dtype(np.cumprod),
     doc="running product along axis; the gradient is exact with zeros")
 
 CUMPROD_GRAD = declare(
     "cumprod_grad", ("x", "g"), "cumprod_grad(x, g, axis)",
-    {"x": "cumprod_grad(x, g * xp.cumsum(dy / x, axis=axis), axis) - dy * y / x",
-     "g": "xp.cumprod(x, axis=axis) * xp.cumsum(dy / x, axis=axis)"},
-    attrs=("axis",), **_KERNEL,
+    {"x": "cumprod_grad(x, g * xp.cumulative_sum(dy / x, axis=axis), axis) - dy * y / x",
+     "g": "running_prod(x, axis) * xp.cumulative_sum(dy / x, axis=axis)"},
+    attrs=("axis",),
     doc="the gradient of cumprod given its output's gradient g, as an op so it can be "
         "differentiated again (exactly away from zeros of x)")
 

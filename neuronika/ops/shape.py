@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from ..backend import NUMPY_API
 from ..errors import ShapeError
 from ..graph import leaf, result_dtype
 from . import Grad, declare
@@ -115,30 +114,139 @@ def _is_advanced(ctx):
     return any(len(ctx.shapes[name]) > 0 for name in ctx.names[1:])
 
 
+# Generated subscripts follow the array-API standard: a key that leaves axes out ends in
+# ``...``; an int passed at run time (a 0-d array on other libraries) is read as an int
+# (``index_int``) wherever a slice, ``...`` or an assignment meets it; an integer array is
+# taken with ``xp.take`` (in NumPy also much faster than a fancy index) when it is the only
+# one; integer arrays and ints that name every axis index directly (the standard's integer
+# array indexing, 2024.12); any other key goes through the ``gather`` kernel.
+
+def _entries(layout, kshapes):
+    """(kind, text) per layout entry: "a" (an integer array input), "i" (an int: written into
+    the code, or a 0-d input), "s", "n", "e"; text as in a subscript."""
+    out = []
+    for entry in layout:
+        kind = entry[0]
+        if kind == "k":
+            name = f"k{entry[1]}"
+            out.append(("a", name) if kshapes[name] else ("k", name))
+        elif kind == "i":
+            out.append(("i", str(entry[1])))
+        elif kind == "s":
+            start, stop, step = entry[1:]
+            text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+            out.append(("s", text if step is None else f"{text}:{step}"))
+        elif kind == "n":
+            out.append(("n", "None"))
+        else:
+            out.append(("e", "..."))
+    return out
+
+
+def _subscript(entries, ndim, store=False):
+    """A basic key (no integer arrays) in the standard's form."""
+    given = sum(kind not in "ne" for kind, _ in entries)
+    complete = given == ndim or any(kind == "e" for kind, _ in entries)
+    if not store and complete and all(kind in "ik" for kind, _ in entries):
+        return ", ".join(text for _, text in entries) or "()"     # x[k0]: a 0-d index is fine
+    parts = [f"index_int({text})" if kind == "k" else text for kind, text in entries]
+    if not complete:
+        parts.append("...")
+    return ", ".join(parts) or "()"
+
+
+def _dims_before(entries, position, ndim):
+    """The axes of the result that the entries before ``position`` make (basic indexing)."""
+    given = sum(kind not in "ne" for kind, _ in entries)
+    return sum(1 if kind in "sna" else ndim - given if kind == "e" else 0
+               for kind, _ in entries[:position])
+
+
+def _getitem(target, layout, kshapes, shape):
+    """Source of ``target[key]`` for ``target`` of ``shape``."""
+    ndim = len(shape)
+    entries = _entries(layout, kshapes)
+    arrays = [p for p, (kind, _) in enumerate(entries) if kind == "a"]
+    if not arrays:
+        return f"{target}[{_subscript(entries, ndim)}]"
+    if len(arrays) > 1:
+        if len(entries) == ndim and all(kind in "aik" for kind, _ in entries):
+            # integer arrays and ints naming every axis: the standard's own (2024.12) indexing
+            return f"{target}[{', '.join(text for _, text in entries)}]"
+        return f"gather({target}, {_format_index(layout, True)})"
+    if any(kind == "n" for kind, _ in entries):
+        return f"gather({target}, {_format_index(layout, True)})"
+    p = arrays[0]
+    name = entries[p][1]
+    # ints count as advanced indices beside an array: apart from it, the array's axes go first
+    advanced = [q for q, (kind, _) in enumerate(entries) if kind in "aik"]
+    together = advanced == list(range(advanced[0], advanced[-1] + 1))
+    basic = entries[:p] + [("s", ":")] + entries[p + 1:]
+    if all(kind in "se" and text in (":", "...") for kind, text in basic):
+        z, z_shape = target, tuple(shape)
+    else:
+        z = f"{target}[{_subscript(basic, ndim)}]"
+        dummy = tuple(slice(None) if kind == "a" else 0 if kind in "ik" else slice(*entry[1:]) if kind == "s"
+                      else None if kind == "n" else Ellipsis for (kind, _), entry in zip(entries, layout))
+        z_shape = np.broadcast_to(np.empty((), np.int8), shape)[dummy].shape
+    axis = _dims_before(entries, p, ndim)
+    kshape = tuple(kshapes[name])
+    taken = z_shape[:axis] + kshape + z_shape[axis + 1:]
+    if len(kshape) == 1:
+        src = f"xp.take({z}, {name}, axis={axis})"
+    else:
+        src = f"xp.reshape(xp.take({z}, xp.reshape({name}, (-1,)), axis={axis}), {taken})"
+    if not together and axis:
+        m = len(kshape)
+        order = tuple(range(axis, axis + m)) + tuple(range(axis)) + tuple(range(axis + m, len(taken)))
+        src = f"xp.permute_dims({src}, {order})"
+    return src
+
+
+def _kshapes(ctx):
+    return {name: ctx.shapes[name] for name in ctx.names if name.startswith("k") and name[1:].isdigit()}
+
+
 def _index_forward(ctx):
     # the input's shape, read at run time for the adjoint's zeros: the program does not
     # name sizes that may vary (a batch)
-    return f"y = x[{_format_index(ctx.layout)}]\ns = x.shape"
+    return f"y = {_getitem('x', ctx.layout, _kshapes(ctx), ctx.shapes['x'])}\ns = x.shape"
+
+
+def _store(target, sign, value, layout, kshapes, shape, selected):
+    """Source of ``target[key] <sign> value`` for a basic key, ``target`` of ``shape`` and
+    ``target[key]`` of shape ``selected``: an assignment in the standard takes no None, so
+    a key with None drops it and the value is shaped to fit."""
+    entries = _entries(layout, kshapes)
+    if any(kind == "n" for kind, _ in entries):
+        kept = [(e, entry) for e, entry in zip(entries, layout) if e[0] != "n"]
+        entries = [e for e, _ in kept]
+        dummy = tuple(0 if entry[0] in "ki" else slice(*entry[1:]) if entry[0] == "s" else Ellipsis
+                      for _, entry in kept)
+        target_shape = np.broadcast_to(np.empty((), np.int8), shape)[dummy].shape
+        value = f"xp.reshape(xp.broadcast_to({value}, {tuple(selected)}), {target_shape})"
+    return f"{target}[{_subscript(entries, len(shape), store=True)}] {sign} {value}"
 
 
 def _index_grad(ctx):
-    key = _format_index(ctx.layout)
     if _is_advanced(ctx):
         return f"dx = xp.zeros(s, dtype=dtype)\nadd_at(dx, {_format_index(ctx.layout, True)}, dy)"
-    return f"dx = xp.zeros(s, dtype=dtype)\ndx[{key}] = dy"
+    return "dx = xp.zeros(s, dtype=dtype)\n" + _store("dx", "=", "dy", ctx.layout, _kshapes(ctx),
+                                                      ctx.shapes["x"], ctx.shape)
 
 
 def _index_accumulate(ctx):
-    key = _format_index(ctx.layout)
     if _is_advanced(ctx):
         return f"add_at(acc, {_format_index(ctx.layout, True)}, dy)"
-    return f"acc[{key}] += dy"
+    return _store("acc", "+=", "dy", ctx.layout, _kshapes(ctx), ctx.shapes["x"], ctx.shape)
 
 
 def _scatter_forward(ctx):
     if any(len(ctx.shapes[name]) > 0 for name in ctx.names[1:]):
         return f"y = xp.zeros(shape, dtype=dtype)\nadd_at(y, {_format_index(ctx.layout, True)}, g)"
-    return f"y = xp.zeros(shape, dtype=dtype)\ny[{_format_index(ctx.layout)}] = g"
+    selected = _index_shape(ctx.shape, *[ctx.shapes[name] for name in ctx.names[1:]], ctx.layout)
+    return "y = xp.zeros(shape, dtype=dtype)\n" + _store("y", "=", "g", ctx.layout, _kshapes(ctx),
+                                                         ctx.shape, selected)
 
 
 def _scatter_shape(g, *rest):
@@ -150,10 +258,16 @@ def _scatter_grad(ctx):
     # dy[key] has the shape of x[key], which g (a gradient that may broadcast) need not have:
     # said here, so that the engine sums it down to g's shape
     selected = _index_shape(ctx.shape, *[ctx.shapes[name] for name in ctx.names[1:]], ctx.layout)
-    return Grad(f"dy[{_format_index(ctx.layout)}]", shape=selected, view=True)
+    return Grad(_getitem("dy", ctx.layout, _kshapes(ctx), ctx.shape), shape=selected, view=True)
+
+
+def _scatter_symbolic(ctx, build, bindings):
+    inputs = (bindings["dy"],) + tuple(bindings[name] for name in ctx.names[1:])
+    return build(INDEX, inputs, (ctx.layout,))
 
 
 SCATTER = declare("scatter", ("g",), _scatter_forward, {"g": _scatter_grad},
+                  symbolic={"g": _scatter_symbolic},
                   attrs=("layout", "shape"), shape=_scatter_shape, variadic="k", n_differentiable=1,
                   implicit_dy=False, dtype=lambda inputs, attrs: inputs[0].dtype,
                   doc="zeros of shape with g added at [key] (repeated indices add up): the "
@@ -246,7 +360,8 @@ def _concatenate_grad(ctx):
         start = -(after + sizes[i])
     if i >= big:
         stop = -after if after else None
-    key = ", ".join([":"] * axis + [f"{start or ''}:{'' if stop is None else stop}"])
+    key = ", ".join([":"] * axis + [f"{start or ''}:{'' if stop is None else stop}"]
+                    + ["..."] * (axis + 1 < len(ctx.shape)))
     return Grad(f"dy[{key}]", view=True)
 
 
@@ -264,7 +379,7 @@ def _stack_shape(*rest):
 
 
 def _stack_grad(ctx):
-    key = ", ".join([":"] * ctx.axis + [str(ctx.slot)])
+    key = ", ".join([":"] * ctx.axis + [str(ctx.slot)] + ["..."] * (ctx.axis + 1 < len(ctx.shape)))
     return Grad(f"dy[{key}]", view=True)
 
 
@@ -308,61 +423,75 @@ def _update_shape(x, u, *rest):
     return x
 
 
+def _update_key(ctx):
+    return ctx.layout, _kshapes(ctx), ctx.shapes["x"]
+
+
 def _update_forward(ctx):
-    key = _format_index(ctx.layout)
-    if ctx.mode == "set":
-        return f"y = xp.array(x)\ny[{key}] = u"
+    layout, kshapes, shape = _update_key(ctx)
+    selected = _selected(ctx)
     if _update_advanced(ctx):
-        return f"y = xp.array(x)\nxp.{_UFUNC[ctx.mode]}.at(y, {_format_index(ctx.layout, True)}, u)"
+        return (f"y = xp.asarray(x, copy=True)\n"
+                f"update_at({_UFUNC.get(ctx.mode, 'set')!r}, y, {_format_index(layout, True)}, u)")
     if ctx.mode in _AUGMENTED:
-        return f"y = xp.array(x)\ny[{key}] {_AUGMENTED[ctx.mode]} u"
-    return f"y = xp.array(x)\ny[{key}] = xp.{_UFUNC[ctx.mode]}(y[{key}], u)"
+        return "y = xp.asarray(x, copy=True)\n" + _store("y", _AUGMENTED[ctx.mode], "u", layout, kshapes,
+                                                         shape, selected)
+    value = "u" if ctx.mode == "set" else f"xp.{_UFUNC[ctx.mode]}({_getitem('y', layout, kshapes, shape)}, u)"
+    return "y = xp.asarray(x, copy=True)\n" + _store("y", "=", value, layout, kshapes, shape, selected)
 
 
 def _counts(ctx, hits):
     """Source for ``c``: how many of x[i] and the writes to i reach the extreme y[i] (>= 1)."""
+    layout, kshapes, shape = _update_key(ctx)
+    hits = f"xp.astype({hits}, dtype)"
     if _update_advanced(ctx):
-        return (f"c = (x == y).astype(dtype)\n"
-                f"xp.add.at(c, {_format_index(ctx.layout, True)}, {hits})")
-    return f"c = (x == y).astype(dtype)\nc[{_format_index(ctx.layout)}] += {hits}"
+        return f"c = xp.astype(x == y, dtype)\nupdate_at('add', c, {_format_index(layout, True)}, {hits})"
+    return "c = xp.astype(x == y, dtype)\n" + _store("c", "+=", hits, layout, kshapes, shape, _selected(ctx))
 
 
 def _update_grad_x(ctx):
-    key = _format_index(ctx.layout)
-    mode = ctx.mode
-    if mode == "set":
-        return f"dx = xp.array(dy)\ndx[{key}] = 0"
+    layout, kshapes, shape = _update_key(ctx)
+    mode, advanced = ctx.mode, _update_advanced(ctx)
+    key = _format_index(layout, True)
     if mode == "add":
         return Grad("dy", view=True)
-    if mode == "multiply":
-        if _update_advanced(ctx):
-            return f"dx = xp.array(dy)\nxp.multiply.at(dx, {_format_index(ctx.layout, True)}, u)"
-        return f"dx = xp.array(dy)\ndx[{key}] *= u"
-    return _counts(ctx, f"u == y[{key}]") + "\ndx = xp.where(x == y, dy / c, 0)"
+    if mode in ("set", "multiply"):
+        value = "0" if mode == "set" else "u"
+        if advanced:
+            return f"dx = xp.asarray(dy, copy=True)\nupdate_at({_UFUNC.get(mode, 'set')!r}, dx, {key}, {value})"
+        sign = "=" if mode == "set" else "*="
+        return "dx = xp.asarray(dy, copy=True)\n" + _store("dx", sign, value, layout, kshapes, shape,
+                                                            _selected(ctx))
+    return _counts(ctx, f"u == {_getitem('y', layout, kshapes, shape)}") + "\ndx = xp.where(x == y, dy / c, 0)"
 
 
 def _update_grad_u(ctx):
-    key = _format_index(ctx.layout)
+    layout, kshapes, shape = _update_key(ctx)
     mode, selected = ctx.mode, _selected(ctx)
     advanced = _update_advanced(ctx)
+
+    def at(target):
+        return _getitem(target, layout, kshapes, shape)
     if mode == "add" or (mode == "set" and not advanced):
-        return Grad(f"dy[{key}]", shape=selected, view=True)
+        return Grad(at("dy"), shape=selected, view=True)
     if mode == "set":
         # Only the write that won (the last, as NumPy assigns) gets a gradient: label the
         # writes, assign the labels the same way, and see whose label stayed.
-        return Grad(f"label = xp.arange({math.prod(selected)}).reshape({selected})\n"
-                    f"won = xp.empty(x_shape, xp.intp)\n"
-                    f"won[{key}] = label\n"
-                    f"dx = xp.where(won[{key}] == label, dy[{key}], 0)", shape=selected)
+        return Grad(f"label = xp.reshape(xp.arange({math.prod(selected)}), {selected})\n"
+                    f"won = xp.zeros(x_shape, dtype=xp.int64)\n"
+                    f"update_at('set', won, {_format_index(layout, True)}, label)\n"
+                    f"dx = xp.where({at('won')} == label, {at('dy')}, 0)", shape=selected)
     if mode == "multiply":
         if not advanced:
-            return Grad(f"dy[{key}] * x[{key}]", shape=selected)
+            return Grad(f"{at('dy')} * {at('x')}", shape=selected)
         # d/du_j of x[i] * prod_k u_k (k: the writes to place i) is x[i] times the product of
         # the other writes to i (group_others: exact with zeros, no division).
-        return Grad(f"place = xp.arange({math.prod(ctx.shapes['x'])}).reshape(x_shape)[{key}]\n"
-                    f"others = group_others(xp.broadcast_to(u, {selected}).ravel(), place.ravel())\n"
-                    f"dx = dy[{key}] * x[{key}] * others.reshape({selected})", shape=selected)
-    return Grad(_counts(ctx, f"u == y[{key}]") + f"\ndx = xp.where(u == y[{key}], (dy / c)[{key}], 0)",
+        places = f"xp.reshape(xp.arange({math.prod(ctx.shapes['x'])}), x_shape)"
+        return Grad(f"place = {at(places)}\n"
+                    f"others = group_others(xp.reshape(xp.broadcast_to(u, {selected}), (-1,)), "
+                    f"xp.reshape(place, (-1,)))\n"
+                    f"dx = {at('dy')} * {at('x')} * xp.reshape(others, {selected})", shape=selected)
+    return Grad(_counts(ctx, f"u == {at('y')}") + f"\ndx = xp.where(u == {at('y')}, {at('(dy / c)')}, 0)",
                 shape=selected)
 
 
@@ -480,7 +609,6 @@ INDEX_UPDATE = declare("index_update", ("x", "u"), _update_forward,
                        {"x": _update_grad_x, "u": _update_grad_u},
                        symbolic={"x": _update_symbolic_x, "u": _update_symbolic_u},
                        attrs=("layout", "mode"), shape=_update_shape, variadic="k", n_differentiable=2,
-                       families=NUMPY_API, needs="written with NumPy's xp.array copies and ufunc.at",
                        dtype=lambda inputs, attrs: inputs[0].dtype,
                        doc="a copy of x with u written at [key]: set (the last of repeated writes "
                            "wins), add / multiply (repeated writes accumulate), min / max")

@@ -419,6 +419,8 @@ class TraceCache:
             found.used = tick()
             found.insert(0, trace)
             found.sizes.insert(0, nbytes)
+            if hasattr(trace, "held_by"):
+                trace.held_by = (weakref.ref(self), key)
             if len(found) > self.per_signature:
                 evicted.append(found[self.per_signature:])
                 freed_entries += len(found) - self.per_signature
@@ -436,6 +438,23 @@ class TraceCache:
         if not self.registered and self.key is not None:
             functions.register(self)
         BUDGET.admit((self, key))
+
+    def resize(self, key, trace, delta):
+        """``trace`` (under ``key``) now holds ``delta`` more bytes (compiled after running
+        interpreted); the limits are enforced again."""
+        with self.lock:
+            group = self.traces.get(key)
+            if group is None:
+                return
+            for k, held in enumerate(group):
+                if held is trace:
+                    group.sizes[k] += delta
+                    self.held_bytes += delta
+                    break
+            else:
+                return
+        if delta > 0:
+            BUDGET.admit((self, key))
 
     def candidates(self):
         """(last use, signature, (entries, bytes)) of each signature, for the global eviction."""

@@ -445,19 +445,19 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
         try:
             from . import loops
             space = graph_space(leaves)
-            # (a rolled graph's leaves are NumPy's: only NumPy graphs are rolled)
-            rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards) if space is None else None
+            rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
             if rolled is None:
                 result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
                                 shared_grads, space)
-                if space is not None and not dry:
-                    _seeded_on(result, space)
-                return result
-            # an unrolled recurrence, built as a loop (the caller's positions kept)
-            order, outputs, loss, guards, old = rolled
-            result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry)
-            program = result[0] if dry else result
-            program.retained = tuple(old[order[i]] for i in program.retained)
+            else:
+                # an unrolled recurrence, built as a loop (the caller's positions kept)
+                order, outputs, loss, guards, old = rolled
+                result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
+                                space=space)
+                program = result[0] if dry else result
+                program.retained = tuple(old[order[i]] for i in program.retained)
+            if space is not None and not dry:
+                _seeded_on(result, space)
             return result
         finally:
             if collecting:
@@ -845,7 +845,7 @@ def _make_grad(node, names, slot, gshape, unit, statics, src, grad, literals):
         shape = inp.shape
     extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
     value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
-    if inp.dtype != node.dtype and node.dtype.kind != "O":     # a tuple's parts keep their dtypes
+    if inp.dtype != node.dtype and "O" not in (node.dtype.kind, inp.dtype.kind):   # tuples: no cast
         if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
             value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
         # copy=False: an adjoint may already have the input's dtype (abs of a complex

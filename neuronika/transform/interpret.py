@@ -478,7 +478,7 @@ def _adjoint_draft(node, kind, ctx, slot, dshape, unit, src, grad, literals):
             shape = inp.shape
         extent = node.shape if op.elementwise else passes.broadcast(shape, inp.shape)
         value, shape, fresh = passes.unbroadcast(value, shape, inp.shape, extent, fresh)
-        if inp.dtype != node.dtype:
+        if inp.dtype != node.dtype and "O" not in (node.dtype.kind, inp.dtype.kind):   # tuples: no cast
             if node.dtype.kind == "c" and inp.dtype.kind != "c":     # a real input: the real part
                 value = gast.Call(gast.Attribute(_name("xp"), "real", gast.Load()), [value], [])
             value = gast.Call(gast.Attribute(_name("xp"), "astype", gast.Load()),
@@ -683,9 +683,9 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     caller has it already)."""
     from . import loops
     space = codegen.graph_space(leaves)
-    # (a rolled graph's leaves are NumPy's: only NumPy graphs are rolled)
-    rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards) if space is None else None
-    if rolled is not None:              # an unrolled recurrence run as a loop, as codegen.build does
+    # a recurrence of a kind never rolled runs unrolled here (cheaper than rolling it first)
+    rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards, known_only=True)
+    if rolled is not None and rolled is not loops.DEFERRED:     # run as a loop, as codegen.build does
         order, outputs, loss, guards, old = rolled
         plan = build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt)
         plan.retained = tuple(old[order[i]] for i in plan.retained)

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..graph import COMPILE, linearize
+from ..graph import COMPILE, leaf_key, like_leaf, linearize
 from . import codegen, interpret
 
 #: the adjoint of a scan as a graph (second derivatives), set by ``neuronika.loops``: a
@@ -142,9 +142,31 @@ def cell_for(root, leaves, positions, n_carry, n_x, n_const, in_specs, out_specs
 
 
 def cells_clear():
-    """Forget the cells kept by signature (a scan traced again makes its cell anew)."""
+    """Forget the cells kept by signature (a scan traced again makes its cell anew), and the
+    kinds of recurrence rolled so far."""
     with _lock:
         _CELLS.clear()
+        _KNOWN.clear()
+
+
+#: The kinds of recurrence rolled so far (``_kind``). A graph whose recurrence is of a kind
+#: never rolled runs unrolled through the interpreter on its first calls (``rolled``'s
+#: ``known_only``: interpreting the unrolled graph costs less than rolling it and running the
+#: loop), and is rolled when it compiles; from then on graphs of that kind roll at once, to
+#: share the rolled program (every length of a sequence).
+_KNOWN = OrderedDict()
+_KNOWN_MAX = 1024
+#: ``rolled``'s answer where it holds a recurrence of a kind never rolled, and ``known_only``.
+DEFERRED = "deferred"
+#: ``known_only`` holds for graphs of fewer nodes than this: a larger graph runs faster rolled
+#: from its first call (the interpreter's plan of an unrolled graph grows with it; a loop's
+#: does not), measured on benchmarks/compile_scaling.py's chain and RNN
+DEFER_NODES = 2048
+
+
+def _kind(order, lo, period):
+    """A recurrence's kind: its period and the ops of one period, whatever the phase."""
+    return (period, tuple(sorted(node.op.name if node.op is not None else "" for node in order[lo:lo + period])))
 
 
 def spec(node):
@@ -425,8 +447,9 @@ def _equal_numbers(nodes):
         return False
 
 
-def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gather=None):
-    """The graph with its longest unrolled recurrence as a scan node, or None.
+def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gather=None, known_only=False):
+    """The graph with its longest unrolled recurrence as a scan node, or None (``DEFERRED``
+    with ``known_only``, where the recurrences found are of kinds never rolled).
 
     Returns (order, outputs, loss, guards, old_position) for the new graph: the same leaves,
     positions mapped, and ``old_position`` (new node -> its position in ``order``) for what a
@@ -434,9 +457,16 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
     regions = _candidates(order)
     if not regions:
         return None
+    kinds = [_kind(order, lo, period) for lo, _, period in regions]
+    if known_only:
+        with _lock:
+            known = [(region, kind) for region, kind in zip(regions, kinds) if kind in _KNOWN]
+        if not known:
+            return DEFERRED
+        regions, kinds = [r for r, _ in known], [k for _, k in known]
     position = {node: i for i, node in enumerate(order)}
     best = None
-    for lo, hi, period in regions:
+    for (lo, hi, period), kind in zip(regions, kinds):
         # leaves made at each step are arguments to stack on every call unless folded: where
         # they would outweigh the loop, the run is not looked at further (as in _rewrite)
         made = sum(1 for node in order[lo:lo + period]
@@ -448,24 +478,28 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
         for P in (period, 2 * period):
             s, R = _longest_run(hashes, P)
             if R + 1 >= MIN_BLOCKS and (R + 1) * P >= MIN_RUN and (best is None or R * P > best[1] * best[2]):
-                best = (s + lo, R, P)
+                best = (s + lo, R, P, kind)
     if best is None:
         return None
-    s, R, P = best
+    s, R, P, kind = best
     for start, blocks in ((s - P, R + 1), (s, R)) if s >= P else ((s, R),):
         if blocks < MIN_BLOCKS or blocks * P < MIN_RUN:
             continue
         try:
-            return _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
-                            make_leaves, gather)
+            result = _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
+                              make_leaves, gather)
         except _NoRoll:
-            pass
+            continue
+        with _lock:
+            _KNOWN[kind] = True
+            while len(_KNOWN) > _KNOWN_MAX:
+                _KNOWN.popitem(last=False)
+        return result
     return None
 
 
 def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None, make_leaves=True,
              gather=None):
-    from ..graph import Node
     from ..ops import OPS
     kinds, steps, progressions = _classify(order, position, s, P, R, fold)
     end = s + R * P
@@ -521,13 +555,7 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     consts.sort(key=lambda node: position[node])
     leaf_slots = sorted(steps)
 
-    def cell_leaf(node, requires_grad):
-        new = Node(None, (), (), node.shape, node.dtype, requires_grad, None)
-        new.key = node.key if node.op is None and node.key[0] == "weak" else \
-            ("leaf", node.shape, node.dtype, requires_grad)
-        if new.key[0] == "weak":
-            new.requires_grad = False
-        return new
+    cell_leaf = like_leaf
 
     # how each value made per step enters the loop: a view of one array, one folded constant,
     # one leaf gathered from the per-step leaves by the caller, or (the costly way: an
@@ -721,7 +749,8 @@ def signature(order):
     return tuple(keys)
 
 
-def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves=True, gather=None):
+def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves=True, gather=None,
+           known_only=False):
     """``roll``'s result where the build of a graph should use it (``AUTO``, a graph above
     ``THRESHOLD``, not under detect_anomaly, whose checks name nodes by position), else None.
 
@@ -731,17 +760,23 @@ def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves
     ``leaves`` lists the graph's leaves; without ``fold`` the leaves stay);
     ``make_leaves=False``: no new leaf (the rolled graph's leaves are some of ``leaves``)
     but those ``gather(leaf)`` allows: arrays given at each step become one leaf (``gathers``
-    on the new order: that leaf -> the leaves the caller stacks into it on every call)."""
+    on the new order: that leaf -> the leaves the caller stacks into it on every call).
+    ``known_only``: in a graph of fewer than ``DEFER_NODES`` nodes, roll only recurrences of
+    kinds rolled before; ``DEFERRED`` where it holds only others (a first call runs it
+    unrolled; rolling waits until it compiles)."""
     if not AUTO or anomaly or len(order) < THRESHOLD or order.__class__ is _Rolled:
         return None
+    known_only = known_only and len(order) < DEFER_NODES
     outputs = [len(order) - 1] if outputs is None else list(outputs)
     guards = list(guards)
     found = None
     changed = None
     gathers = {}
     for _ in range(8):                  # one run at a time, the longest first
-        step = roll(order, leaves, outputs, loss, guards, fold, make_leaves, gather)
-        if step is None:
+        step = roll(order, leaves, outputs, loss, guards, fold, make_leaves, gather, known_only)
+        if step is DEFERRED and found is None:
+            return DEFERRED
+        if step is None or step is DEFERRED:
             break
         previous = order
         order, outputs, loss, guards, back = step
@@ -782,10 +817,15 @@ def _folded(steps):
     """One constant leaf holding the values of ``steps`` (leaves of one shape), stacked."""
     from ..graph import Node
     first = steps[0]
-    value = np.stack([np.asarray(n.value, first.dtype) for n in steps])
-    node = Node(None, (), (), value.shape, first.dtype, False, None)
+    space = first.space
+    if space is None:
+        value = np.stack([np.asarray(n.value, first.dtype) for n in steps])
+    else:
+        value = space.xp.stack([space.asarray(n.value, first.dtype) for n in steps])
+    node = Node(None, (), (), tuple(value.shape), first.dtype, False, None)
     node.value = value
-    node.key = ("leaf", node.shape, node.dtype, False)
+    node.space = space
+    node.key = leaf_key(node.shape, node.dtype, space, False)
     return node
 
 
@@ -793,7 +833,7 @@ def _clone(node, inputs):
     """``node`` over other (equivalent) inputs: its flags and key kept, whatever the mode now."""
     from ..graph import Node
     new = Node(node.op, inputs, node.attrs, node.shape, node.dtype, node.requires_grad, node.where)
-    new.key, new.retain = node.key, node.retain
+    new.key, new.retain, new.space = node.key, node.retain, node.space
     return new
 
 
@@ -803,5 +843,7 @@ def _made(op, inputs, attrs=()):
     node = apply(op, inputs, attrs)
     rg = any(i.requires_grad for i in inputs[: op.n_differentiable])
     if node.requires_grad != rg:
+        space = node.space
         node = Node(op, inputs, attrs, node.shape, node.dtype, rg, None)
+        node.space = space
     return node

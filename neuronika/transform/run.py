@@ -90,7 +90,10 @@ def runner(key, order, leaves):
         if program.__class__ is not Through or program.holds(leaves):
             return program
         CACHE.drop(id(program))         # numbers it baked in changed: this graph is new to it
-    through = _rolled(key, order, leaves, mode, after)
+    # a first run of a graph whose recurrence is of a kind never rolled runs unrolled through
+    # the interpreter (cheaper than rolling it); the run that compiles rolls it
+    compile_now = mode == "always" or mode == "auto" and (after == 1 or _runs_of(key) + 1 >= after)
+    through = _rolled(key, order, leaves, "always" if compile_now else mode, after, not compile_now)
     if through is not None:
         return through
     member = _member(key, order, leaves)
@@ -110,13 +113,14 @@ class Through:
     graph only while they hold the values in ``checks`` (``holds``)."""
 
     __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "gathers",
-                 "__weakref__")
+                 "stack", "__weakref__")
 
-    def __init__(self, program, keep, checks):
+    def __init__(self, program, keep, checks, space=None):
         self.program = program
         self.keep = keep
         self.checks = checks
         self.gathers = any(k.__class__ is not int for k in keep)
+        self.stack = np.stack if space is None else space.xp.stack     # the gathered leaves' library
         self.backward = program.backward
         self.grad_leaves = tuple(keep[p] for p in program.grad_leaves)
         self.retained = ()
@@ -124,7 +128,8 @@ class Through:
     def forward(self, *values):
         if not self.gathers:                    # (every step: no stacking to look for)
             return self.program.forward(*[values[k] for k in self.keep])
-        return self.program.forward(*[values[k] if k.__class__ is int else np.stack([values[j] for j in k])
+        stack = self.stack
+        return self.program.forward(*[values[k] if k.__class__ is int else stack([values[j] for j in k])
                                       for k in self.keep])
 
     def holds(self, leaves):
@@ -155,17 +160,23 @@ def _gatherable(node):
             and (node.const is None or node.const.__class__ is Witness))
 
 
-def _rolled(key, order, leaves, mode, after):
+def _runs_of(key):
+    """How many times ``key``'s signature ran interpreted so far."""
+    with _runs_lock:
+        return _runs.get(hash(key), 0)
+
+
+def _rolled(key, order, leaves, mode, after, known_only=False):
     """On a miss of the graph ``key``: where it holds an unrolled recurrence, the program of
     the graph rolled into a loop (``loops.rolled``: keyed by the rolled graph, so every
     length shares it and its shape family), counted and compiled as the compile mode says;
-    as a ``Through`` for this graph, cached under ``key``. Else None."""
-    if (not loops.AUTO or key[-1] or len(order) < loops.THRESHOLD
-            or any(node.retain for node in order) or any(leaf.space is not None for leaf in leaves)):
-        return None                     # (rolling makes NumPy leaves: another library's stay unrolled)
+    as a ``Through`` for this graph, cached under ``key``. Else None (also with ``known_only``
+    where its recurrence is of a kind never rolled: ``loops.rolled``)."""
+    if not loops.AUTO or key[-1] or len(order) < loops.THRESHOLD or any(node.retain for node in order):
+        return None
     found = loops.rolled(order, leaves, False, None, None, (), _bakeable, make_leaves=False,
-                         gather=_gatherable)
-    if found is None:
+                         gather=_gatherable, known_only=known_only)
+    if found is None or found is loops.DEFERRED:
         return None
     rolled = found[0]
     inner = rolled.leaves if rolled.leaves is not None else leaves
@@ -181,11 +192,12 @@ def _rolled(key, order, leaves, mode, after):
     build = functools.partial(codegen.build, rolled, inner, anomaly=False)
     if not (mode == "always" or after == 1 and mode == "auto"):
         build = functools.partial(_when_repeated, inner_key, after, build)
+    space = next((leaf.space for leaf in leaves if leaf.space is not None), None)
     try:
         program = CACHE.get_or_build_graph(inner_key, rolled, inner, build)
     except _Interpret:
-        return Through(interpret.build(rolled, inner, anomaly=False), keep, checks)
-    return CACHE._insert(key, Through(program, keep, checks))
+        return Through(interpret.build(rolled, inner, anomaly=False), keep, checks, space)
+    return CACHE._insert(key, Through(program, keep, checks, space))
 
 
 def _compile_when_repeated(key, order, leaves, after):

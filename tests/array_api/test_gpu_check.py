@@ -19,5 +19,12 @@ def test_the_comparison_against_another_namespace(capsys):
     pytest.importorskip("array_api_strict")
     assert gpu_check.main(["--against", "array_api_strict"]) == 0
     out = capsys.readouterr().out
-    for name in ("mlp", "cnn"):
+    for name in ("mlp", "cnn", "functional"):
         assert re.search(name + r": losses .* largest relative difference in losses and gradients \S+: ok;", out)
+
+
+def test_the_comparison_on_another_device_of_that_namespace(capsys):
+    pytest.importorskip("array_api_strict")
+    assert gpu_check.main(["--against", "array_api_strict", "--device", "device1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(array_api_strict on device1) vs") == 3 and "DIFFERENT" not in out

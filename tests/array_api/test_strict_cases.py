@@ -18,66 +18,31 @@ xs = pytest.importorskip("array_api_strict")
 
 #: The ops that run on NumPy (and CuPy) only, and why (see each op's ``needs``).
 NUMPY_ONLY = {
-    # NumPy functions the standard does not have
-    "exp2", "cbrt", "fabs", "deg2rad", "rad2deg", "sinc", "rint", "round", "fmod", "logaddexp2",
-    "heaviside", "fmax", "fmin",
-    # the exponent's gradient adds a boolean (keeps a Python float exponent weak)
-    "power",
-    # small contractions are written as xp.einsum
-    "einsum",
-    # gradients that are NumPy kernels
-    "prod", "prod_others", "prod_others_grad", "cumprod", "cumprod_grad",
-    # NumPy copies (xp.array) and ufunc.at
-    "index_update",
-    # not ported to the standard yet (decompositions, sorting): refused by name
-    "cholesky", "det", "eig", "eigh", "eigvals", "eigvalsh",
-    "logabsdet", "lstsq", "pinv", "qr", "slogdet_sign", "svd", "svdvals", "argsort", "argpartition",
-    "partition_order", "permute_along_axis", "unpermute_along_axis",
+    # numpy.linalg functions the standard's linalg extension does not have
+    "eig", "eigvals", "lstsq",
 }
 
 
 #: Case names (family:name) that run under array-api-strict only with floating inputs: NumPy
-#: promotes integers and booleans there (exp of ints, sum of booleans), the standard refuses.
+#: gives float16 for int8 (arctan2, hypot, sqrt of int8, ...), which the standard does not have,
+#: or computes on booleans or integers where the standard refuses them (floor of booleans, the
+#: integer reciprocal, sorting booleans for a median).
 FLOAT_ONLY = {
-    'reductions:mean', 'reductions:nanmean', 'reductions:nansum', 'reductions:sum',
-    'ufuncs:arcsinh', 'ufuncs:arctan', 'ufuncs:arctan2', 'ufuncs:copysign', 'ufuncs:divide',
-    'ufuncs:exp', 'ufuncs:expm1', 'ufuncs:floor', 'ufuncs:hypot', 'ufuncs:log', 'ufuncs:log10',
-    'ufuncs:log1p', 'ufuncs:log2', 'ufuncs:logaddexp', 'ufuncs:reciprocal', 'ufuncs:sin',
-    'ufuncs:sinh', 'ufuncs:sqrt', 'ufuncs:tan'
+    'reductions:median', 'ufuncs:arctan2', 'ufuncs:copysign', 'ufuncs:floor', 'ufuncs:hypot',
+    'ufuncs:logaddexp', 'ufuncs:logaddexp2', 'ufuncs:reciprocal', 'ufuncs:sqrt',
 }
 
-#: Case names not run under array-api-strict yet: neuronika.numpy functions that build NumPy
-#: constants or call NumPy-only functions above the catalogue (atleast_*, r_, linspace, pad, ...),
-#: templates not yet in the standard's forms (abs of complex, real/imag, flip, moveaxis,
-#: getitem with ints, most of linalg's decompositions, sorting), or integer/boolean
-#: promotion in their own code. Growing the standard part means removing names here.
+#: Case names not run under array-api-strict: cases that add a NumPy array to a variable of
+#: another library (mixing libraries raises ``NamespaceError`` by design), and the NUMPY_ONLY
+#: ops, which refuse by name.
 NOT_YET = {
-    'complex:abs', 'complex:absolute', 'complex:angle', 'complex:concatenate', 'complex:conj',
-    'complex:conjugate', 'complex:getitem', 'complex:imag', 'complex:positive', 'complex:real',
-    'complex:real_if_close', 'complex:stack', 'indexing:at', 'indexing:choose', 'indexing:compress',
-    'indexing:getitem', 'indexing:select', 'indexing:take', 'linalg:cross', 'linalg:einsum',
-    'linalg:inner', 'linalg:linalg.cholesky', 'linalg:linalg.cond', 'linalg:linalg.cross',
-    'linalg:linalg.det', 'linalg:linalg.eig', 'linalg:linalg.eigh', 'linalg:linalg.eigvals',
-    'linalg:linalg.eigvalsh', 'linalg:linalg.inv', 'linalg:linalg.lstsq', 'linalg:linalg.matmul',
-    'linalg:linalg.matrix_power', 'linalg:linalg.multi_dot', 'linalg:linalg.norm',
-    'linalg:linalg.pinv', 'linalg:linalg.qr', 'linalg:linalg.slogdet', 'linalg:linalg.solve',
-    'linalg:linalg.svd', 'linalg:linalg.svdvals', 'linalg:linalg.tensordot', 'linalg:linalg.vecdot',
-    'linalg:tensordot', 'reductions:allclose', 'reductions:amax', 'reductions:amin',
-    'reductions:argpartition', 'reductions:argsort', 'reductions:array_equal', 'reductions:average',
-    'reductions:cumsum', 'reductions:diff', 'reductions:gradient', 'reductions:max',
-    'reductions:median', 'reductions:partition', 'reductions:percentile', 'reductions:quantile',
-    'reductions:sort', 'reductions:std', 'reductions:var', 'shape:append', 'shape:array',
-    'shape:array_split', 'shape:asarray', 'shape:atleast_1d', 'shape:atleast_2d',
-    'shape:atleast_3d', 'shape:c_', 'shape:copy', 'shape:delete', 'shape:flip', 'shape:fliplr',
-    'shape:flipud', 'shape:hsplit', 'shape:hstack', 'shape:insert', 'shape:linspace',
-    'shape:matrix_transpose', 'shape:moveaxis', 'shape:pad', 'shape:r_', 'shape:repeat',
-    'shape:roll', 'shape:rollaxis', 'shape:rot90', 'shape:split', 'shape:swapaxes', 'shape:tile',
-    'shape:tril', 'shape:triu', 'shape:unstack', 'shape:vsplit', 'shape:vstack', 'special:expit',
-    'ufuncs:abs', 'ufuncs:absolute', 'ufuncs:clip', 'ufuncs:fix', 'ufuncs:floor_divide',
-    'ufuncs:logical_and', 'ufuncs:logical_not', 'ufuncs:logical_or', 'ufuncs:logical_xor',
-    'ufuncs:multiply', 'ufuncs:nan_to_num', 'ufuncs:positive', 'ufuncs:remainder',
-    'ufuncs:true_divide', 'ufuncs:float_power', 'linalg:linalg.matrix_norm'
+    'ufuncs:nan_to_num',
+    'linalg:linalg.eig', 'linalg:linalg.eigvals', 'linalg:linalg.lstsq',
 }
+
+#: Cases whose generic kernel computes NumPy's function by another formula: equal to a few
+#: units in the last place (NumPy's cbrtf is not correctly rounded either).
+CLOSE = {'ufuncs:cbrt': 1e-6}
 
 
 def test_the_numpy_only_ops_are_the_documented_ones():
@@ -124,13 +89,18 @@ def _cases():
 
 def test_a_large_part_runs():
     """The named part of the op suite under the standard (a floor: it may only grow)."""
-    assert len(_cases()) >= 700
+    assert len(_cases()) >= 1750
     families = {family for family, case in all_cases() if _runs(family, case)}
     assert {"ufuncs", "reductions", "linalg", "shape", "special", "complex"} <= families
 
 
-@pytest.mark.parametrize("case", _cases())
-def test_case_under_array_api_strict(case):
+def _cases_and_tolerances():
+    return [pytest.param(case, CLOSE.get(f"{family}:{case.name}", 1e-12), id=f"{family}:{case.id}")
+            for family, case in all_cases() if _runs(family, case)]
+
+
+@pytest.mark.parametrize("case, rtol", _cases_and_tolerances())
+def test_case_under_array_api_strict(case, rtol):
     want, want_grads, _ = _run(case, lambda a: a)
     try:
         got, got_grads, leaves = _run(case, xs.asarray)
@@ -141,8 +111,8 @@ def test_case_under_array_api_strict(case):
         raise
     for g, w in zip(got, want):
         if isinstance(w, np.ndarray) or isinstance(g, np.ndarray):
-            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg=f"{case}: values differ")
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=1e-14, err_msg=f"{case}: values differ")
     assert len(got_grads) == len(want_grads)
     for i, (g, w) in zip(case.wrt, zip(got_grads, want_grads)):
         assert isinstance(leaves[i].grad, xs._array_object.Array), f"{case}: gradient {i} left the namespace"
-        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg=f"{case}: gradient {i} differs")
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=1e-14, err_msg=f"{case}: gradient {i} differs")

@@ -19,6 +19,7 @@ INTERNAL_OPS = {
     "scatter": "the adjoint of indexing",
     "pad_fold": "the adjoint of reflect / edge padding",
     "log_where_nonzero": "the exponent's adjoint of power",
+    "power_exponent": "the base's adjoint of power",
     "conv": "nn.functional.conv", "conv_transpose": "the adjoint of conv",
     "conv_weight_grad": "the adjoint of conv", "max_pool": "nn max pooling",
     "max_pool_grad": "the adjoint of max_pool", "max_pool_gather": "the adjoint of max_pool_grad",

@@ -309,6 +309,25 @@ def test_the_byte_limit_counts_generated_code_and_constants():
     assert len(f.cache) == 1 and transform.cache_limits().used_entries == 1
 
 
+def test_a_trace_is_counted_as_what_it_compiled_to():
+    from neuronika.transform.cache import program_bytes
+
+    def held(f):
+        return sum(sum(g.sizes) for g in f.cache.traces.values())
+
+    f = neuronika.grad(lambda x: (x * 2.0).tanh().sum())
+    with neuronika.config(compile="auto", compile_after=2):
+        f(np.ones(3))                                  # interpreted: counted by its graph
+        (trace,) = next(iter(f.cache.traces.values()))
+        assert trace.pending is not None
+        estimate = held(f)
+        f(np.ones(3))                                  # compiled on its second run
+    assert trace.pending is None
+    assert held(f) == trace.nbytes != estimate
+    assert trace.program_size == program_bytes(trace.program)
+    assert f.cache.held_bytes == held(f)
+
+
 def test_set_cache_size_checks_its_arguments_and_keeps_the_old_call():
     transform.set_cache_size(100)
     assert transform.cache_info().maxsize == 100 and transform.cache_limits().entries == 100

@@ -487,7 +487,7 @@ def test_templates_that_differ_in_integers_share_one_family(monkeypatch):
     finally:
         codegen._literals = real
     assert with_families == without
-    assert re.search(r"= p0\[3\]\n", with_families) and re.search(r"\[38\] \+= g", with_families)
+    assert re.search(r"= p0\[3(, \.\.\.)?\]\n", with_families) and re.search(r"\[38(, \.\.\.)?\] \+= g", with_families)
 
 
 def test_a_family_that_renders_differently_is_never_used():
