@@ -11,6 +11,7 @@ an ordinary graph: the outer trace compiles it like any other.
 from __future__ import annotations
 
 import functools
+import gc
 import textwrap
 
 import numpy as np
@@ -21,7 +22,7 @@ from .graph import leaf, linearize
 from .numpy._core import build, var_of
 from .ops import OPS, ZERO, Grad
 from .transform import passes
-from .transform.codegen import _context, _resolve, _statics
+from .transform.codegen import _PATTERNS, _context, _kind, _remember, _resolve, _statics
 from .transform.templates import GLOBALS
 from .variable import Var, _wrap
 
@@ -61,35 +62,8 @@ def _compiled(src):
         return compile(src, "<adjoint template>", "exec"), False
 
 
-def _evaluate(src, bindings, where):
-    code, is_expression = _compiled(src)
-    namespace = {"xp": xp, **_kernels(), **bindings}
-    try:
-        if is_expression:
-            return eval(code, namespace)
-        exec(code, namespace)
-        return namespace["dx"]
-    except NameError as error:
-        raise GradientError(f"second derivatives through {where} are not supported ({error}: its "
-                            f"adjoint reads a value only its compiled forward has)") from None
-
-
 def _build(op, inputs, attrs=()):
     return build(op, inputs, attrs)
-
-
-def _unbroadcast(g, target, extent):
-    """The code generator's reduction of a gradient to its input's shape
-    (``passes.unbroadcast``), with variables."""
-    summed, factor, kept = passes.reduce_plan(g.shape, target, extent)
-    offset = len(extent) - len(g.shape)
-    if summed:
-        g = xp.sum(g, axis=tuple(a - offset for a in summed), keepdims=True)
-    if len(g.shape) > len(target):
-        g = xp.reshape(g, passes._strip(kept))
-    if factor != 1:
-        g = g * factor
-    return g
 
 
 def _to_input_dtype(contribution, dtype):
@@ -112,14 +86,122 @@ def _filled(number, node):
 
 def gradients(out, wrt):
     """Variables holding d(out)/d(w) for each variable ``w`` in ``wrt`` (``out`` one element)."""
+    # Many small objects and no garbage cycles: the collector, which would walk the whole
+    # graph again and again, waits until the gradient graph is built (as in code generation).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _gradients(out, wrt)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+class _Adjoint:
+    """What one input's adjoint needs for one node kind (``codegen._kind``), a slot and a
+    shape of ``dy``: worked out once, used for every node of that kind."""
+
+    __slots__ = ("statics", "ctx", "hook", "code", "expression", "where", "plans")
+
+    def __init__(self, node, names, slot, gshape):
+        op = node.op
+        self.ctx = ctx = _context(node, names, gshape=gshape, slot=slot)
+        self.statics = _statics(ctx)
+        self.where = f"op {op.name}"
+        self.hook = op.symbolic_grad(slot)
+        self.code = None
+        if self.hook is None:
+            grad = _resolve(op.grad_template(slot), ctx)
+            if grad is ZERO:
+                self.code = ZERO
+            else:
+                self.code, self.expression = _compiled(grad.src if isinstance(grad, Grad) else grad)
+        self.plans = {}     # (contribution's shape, input's shape) -> its reduction
+
+    def __call__(self, bindings):
+        if self.hook is not None:
+            return self.hook(self.ctx, _build, bindings)
+        namespace = dict(_namespace())
+        namespace.update(bindings)
+        try:
+            if self.expression:
+                return eval(self.code, namespace)
+            exec(self.code, namespace)
+            return namespace["dx"]
+        except NameError as error:
+            raise GradientError(f"second derivatives through {self.where} are not supported ({error}: "
+                                f"its adjoint reads a value only its compiled forward has)") from None
+
+    def reduce(self, contribution, node, inp):
+        """``contribution`` reduced to the shape of ``inp``: the code generator's reduction
+        (``passes.unbroadcast``), with variables."""
+        key = (contribution.shape, inp.shape)
+        plan = self.plans.get(key)
+        if plan is None:
+            extent = node.shape if node.op.elementwise else passes.broadcast(contribution.shape, inp.shape)
+            plan = self.plans[key] = _plan(contribution.shape, inp.shape, extent)
+        axes, reshaped, factor = plan
+        if axes is not None:
+            contribution = xp.sum(contribution, axis=axes, keepdims=True)
+        if reshaped is not None:
+            contribution = xp.reshape(contribution, reshaped)
+        if factor != 1:
+            contribution = contribution * factor
+        return contribution
+
+
+def _plan(shape, target, extent):
+    """The reduction's steps for a gradient of ``shape``: (axes summed or None, the shape
+    reshaped to or None, factor)."""
+    summed, factor, kept = passes.reduce_plan(shape, target, extent)
+    offset = len(extent) - len(shape)
+    axes = tuple(a - offset for a in summed) if summed else None
+    return axes, passes._strip(kept) if len(shape) > len(target) else None, factor
+
+
+@functools.lru_cache(maxsize=1)
+def _namespace():
+    return {"xp": xp, **_kernels()}
+
+
+def _adjoint(node, names, slot, gshape, kind):
+    if kind is None:
+        return _Adjoint(node, names, slot, gshape)
+    # kept with the code generator's patterns: bounded, and cleared with them
+    key = ("symbolic", kind, slot, gshape)
+    found = _PATTERNS.get(key)
+    if found is None:
+        found = _Adjoint(node, names, slot, gshape)
+        _remember(_PATTERNS, key, found)
+    return found
+
+
+def _slots(op, count):
+    """For an op with ``count`` inputs: the slots with an adjoint (a zero one included: a
+    gradient reaches through it), and those with code."""
+    key = ("symbolic slots", op, count)
+    found = _PATTERNS.get(key)
+    if found is None:
+        templates = [op.grad_template(slot) for slot in range(count)]
+        found = (tuple(k for k, t in enumerate(templates) if t is not None),
+                 tuple(k for k, t in enumerate(templates) if t is not None and t is not ZERO))
+        _remember(_PATTERNS, key, found)
+    return found
+
+
+def _gradients(out, wrt):
     wrt_nodes = [w._node for w in wrt]
     order, _, _ = linearize(out._node)
     reaches = set(wrt_nodes)
     for node in order:
         op = node.op
-        if op is not None and any(inp in reaches and op.grad_template(slot) is not None
-                                  for slot, inp in enumerate(node.inputs)):
-            reaches.add(node)
+        if op is None:
+            continue
+        inputs = node.inputs
+        for slot in _slots(op, len(inputs))[0]:
+            if inputs[slot] in reaches:
+                reaches.add(node)
+                break
     grads = {}
     if out._node in reaches:
         grads[out._node] = _wrap(leaf(_filled(1, out._node)))
@@ -128,32 +210,31 @@ def gradients(out, wrt):
         if op is None or node not in grads:
             continue
         g = grads[node]
-        names = op.input_names(len(node.inputs))
-        for slot, (name, inp) in enumerate(zip(names, node.inputs)):
-            spec = op.grad_template(slot)
-            if spec is None or spec is ZERO or inp not in reaches:
+        inputs = node.inputs
+        names = op.input_names(len(inputs))
+        kind = _kind(node)
+        handles = None
+        full = None
+        for slot in _slots(op, len(inputs))[1]:
+            inp = inputs[slot]
+            if inp not in reaches:
                 continue
             dy = g
             if not op.implicit_dy and dy.shape != node.shape:
-                dy = xp.broadcast_to(dy, node.shape)
-            ctx = _context(node, names, gshape=dy.shape, slot=slot)
-            bindings = _statics(ctx)
-            for other_name, other in zip(names, node.inputs):
-                bindings[other_name] = _wrap(other)
-            bindings["y"] = _wrap(node)
+                if full is None:
+                    full = xp.broadcast_to(dy, node.shape)
+                dy = full
+            adjoint = _adjoint(node, names, slot, dy.shape, kind)
+            if adjoint.code is ZERO:
+                continue
+            if handles is None:
+                handles = {other_name: _wrap(other) for other_name, other in zip(names, inputs)}
+                handles["y"] = _wrap(node)
+            bindings = dict(adjoint.statics)
+            bindings.update(handles)
             bindings["dy"] = dy
-            symbolic = op.symbolic_grad(slot)
-            if symbolic is not None:
-                contribution = symbolic(ctx, _build, bindings)
-            else:
-                grad = _resolve(spec, ctx)
-                if grad is ZERO:
-                    continue
-                src = grad.src if isinstance(grad, Grad) else grad
-                contribution = _evaluate(src, bindings, f"op {op.name}")
-            contribution = var_of(contribution, dy._node)
-            extent = node.shape if op.elementwise else passes.broadcast(contribution.shape, inp.shape)
-            contribution = _unbroadcast(contribution, inp.shape, extent)
+            contribution = var_of(adjoint(bindings), dy._node)
+            contribution = adjoint.reduce(contribution, node, inp)
             contribution = _to_input_dtype(contribution, inp.dtype)
             grads[inp] = grads[inp] + contribution if inp in grads else contribution
     result = []
@@ -165,4 +246,3 @@ def gradients(out, wrt):
             g = xp.broadcast_to(g, w.shape)
         result.append(g)
     return result
-

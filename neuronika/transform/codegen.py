@@ -499,12 +499,12 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
         loss = root
     leaf_args = [values[index_of[leaf]] for leaf in leaves]
     state = _Build()
-    state.small = lambda: _small_names(order, values)
+    state.small = functools.lru_cache(maxsize=1)(lambda: _small_names(order, values))
     state.dry = dry
     state.shared_grads = shared_grads
     state.space = space
 
-    forward, kinds = _forward(order, index_of, values, anomaly, state, guards)
+    forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
     out_value = out_names[0] if len(outputs) == 1 else _Seq(out_names)
     guard_names = [values[p] for p, _, _ in guards]
@@ -520,8 +520,8 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
                                                            len(outputs) > 1, program, state)
         return (program, state.extra) if dry else program
 
-    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, kinds, anomaly,
-                                                                 loss, state, wrt, unit_seed)
+    backward, saved, returned, grad_leaves, retained = _backward(order, index_of, values, kinds, inputs_of,
+                                                                 anomaly, loss, state, wrt, unit_seed)
     grads = _Seq(returned)
     if fused:
         keep = out_names + [r for r in returned if r]
@@ -637,10 +637,12 @@ def _make_forward(node, names, statics, src, literals):
 
 
 def _forward(order, index_of, values, anomaly, state, guards):
-    """The forward's Lines, and each node's kind (reused by the backward)."""
+    """The forward's Lines, and each node's kind and the names of its inputs (reused by the
+    backward)."""
     lines = []
     append = lines.append
     kinds = [None] * len(order)
+    inputs_of = [None] * len(order)
     guards_at = {}
     for position, kind, expected in guards:
         guards_at.setdefault(position, []).append((kind, expected))
@@ -655,9 +657,8 @@ def _forward(order, index_of, values, anomaly, state, guards):
                 if kind is not None:
                     _remember(patterns, kind, pattern)
             name = values[i]
-            args = [name, name + "_"]
-            for inp in node.inputs:
-                args.append(values[index_of[inp]])
+            inputs = inputs_of[i] = [values[index_of[inp]] for inp in node.inputs]
+            args = [name, name + "_", *inputs]
             if pattern.functions:
                 args += state.labels_for(pattern.functions)
             for form in pattern.forms:
@@ -668,7 +669,7 @@ def _forward(order, index_of, values, anomaly, state, guards):
             # a value read straight off an argument (``float(c)``) is checked on entry
             for kind, expected in guards_at.get(i, ()):
                 append(_line(_guard(values[i], kind, expected)))
-    return lines, kinds
+    return lines, kinds, inputs_of
 
 
 def _input(name, node, op):
@@ -877,7 +878,7 @@ def _adjoints(op, count):
     return found
 
 
-def _backward(order, index_of, values, kinds, anomaly, root, state, wrt, unit_seed):
+def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, wrt, unit_seed):
     root_node = order[root]
     reaches = _reaching(order, wrt)
     grads = {root: _Grad("seed", root_node.shape, False)}
@@ -897,7 +898,7 @@ def _backward(order, index_of, values, kinds, anomaly, root, state, wrt, unit_se
         kind = kinds[i]
         name = values[i]
         node_inputs = node.inputs
-        inputs = [values[index_of[inp]] for inp in node_inputs]
+        inputs = inputs_of[i]
         for slot, (has_grad, has_accumulate) in enumerate(_adjoints(op, len(node_inputs))):
             inp = node_inputs[slot]
             if not has_grad or inp not in reaches:
@@ -1021,22 +1022,20 @@ def _finish(lines, grad, node, name, shared=False):
 
 # ---- compiling ------------------------------------------------------------------------------
 
-def _indented(text):
-    return "    " + text.replace("\n", "\n    ") if "\n" in text else "    " + text
-
-
 def _small_names(order, values):
     """(small, tiny): values and gradients of nodes smaller than SMALL and TINY bytes."""
-    small, tiny = set(), set()
+    small, tiny = [], []
+    classes = {}                # (shape, dtype) -> the list its values go in, or None
     for i, node in enumerate(order):
-        size = math.prod(node.shape) * node.dtype.itemsize
-        if size < TINY:
-            tiny.add(values[i])
-            tiny.add(f"g{i}")
-        elif size < SMALL:
-            small.add(values[i])
-            small.add(f"g{i}")
-    return small, tiny
+        key = (node.shape, node.dtype)
+        found = classes.get(key, classes)
+        if found is classes:
+            size = math.prod(node.shape) * node.dtype.itemsize
+            found = classes[key] = tiny if size < TINY else small if size < SMALL else None
+        if found is not None:
+            found.append(values[i])
+            found.append(f"g{i}")
+    return set(small), set(tiny)
 
 
 def _tuple_text(items):
@@ -1116,7 +1115,9 @@ def _compile(name, params, body, returned, top, program, state):
 
 def _function_text(name, params, lines, returned):
     parts = [f"def {name}({', '.join(params)}):\n"]
-    parts += [_indented(line.text) + "\n" for line in lines]
+    if lines:
+        # every line, and every line inside a compound statement, indented once
+        parts.append("    " + "\n".join([line.text for line in lines]).replace("\n", "\n    ") + "\n")
     if returned:
         parts.append(f"    {returned}\n")
     elif not lines:
@@ -1145,13 +1146,18 @@ def _link(name, params, body, returned, top, keep, small, tiny):
     is_param = set(params)
     reads, writes = [], []
     for piece in pieces:
-        written, read = set(), {}
-        for line in piece:
-            for n in line.loads:
-                if n not in written and n not in read:
-                    read[n] = None
-            written.update(line.stores)
-        reads.append(list(read))
+        written = set(itertools.chain.from_iterable([line.stores for line in piece]))
+        # a name is read from outside when its first load comes no later than its first store
+        # (``g += d`` reads g); the reads in the order of their first loads
+        loaded = dict.fromkeys(itertools.chain.from_iterable([line.loads for line in piece]))
+        if written.isdisjoint(loaded):
+            read = list(loaded)
+        else:
+            first_store = {n: k for k in range(len(piece) - 1, -1, -1) for n in piece[k].stores}
+            first_load = {n: k for k in range(len(piece) - 1, -1, -1) for n in piece[k].loads
+                          if n in first_store}
+            read = [n for n in loaded if n not in first_store or first_load[n] <= first_store[n]]
+        reads.append(read)
         writes.append(written)
     final = set(keep)
     # arguments needed at the end leave from the first helper that reads them
@@ -1168,34 +1174,35 @@ def _link(name, params, body, returned, top, keep, small, tiny):
         live -= writes[k]
         live.update(reads[k])
     home = {n: -1 for n in params}            # the helper that last wrote a name (-1: an argument)
-    consumers = {}                            # (source, name) -> helpers that read it, in order
-    first_read = {}                           # (source, name) -> position in its first reader
+    # per source (a helper, or at [-1] the arguments): name -> the helpers that read it, in
+    # order; name -> its position in the first of them
+    consumers = [{} for _ in range(count + 1)]
+    first_read = [{} for _ in range(count + 1)]
     for k in range(count):
         for position, n in enumerate(reads[k]):
             source = home.get(n)
             if source is None:
                 continue                      # a global
-            key = (source, n)
-            readers = consumers.get(key)
+            readers = consumers[source].get(n)
             if readers is None:
-                consumers[key] = [k]
-                first_read[key] = position
+                consumers[source][n] = [k]
+                first_read[source][n] = position
             else:
                 readers.append(k)
-        for n in exports[k]:
-            home[n] = k
+        home.update(dict.fromkeys(exports[k], k))
     order_at_end = {}
     for r in returned:
         for n in (r.names if r.__class__ is _Seq else (r,)):
             if n is not None:
                 order_at_end.setdefault(n, len(order_at_end))
     for n in final:
-        key = (home[n], n)
-        if key in consumers:
-            consumers[key].append(_END)
+        source = home[n]
+        readers = consumers[source].get(n)
+        if readers is not None:
+            readers.append(_END)
         else:
-            consumers[key] = [_END]
-            first_read[key] = order_at_end[n]
+            consumers[source][n] = [_END]
+            first_read[source][n] = order_at_end[n]
     # each helper's groups: by last reader (and, read only at the end, by the tuple they
     # end in); ordered by first reader, then by first read
     segment_of = {}
@@ -1203,11 +1210,12 @@ def _link(name, params, body, returned, top, keep, small, tiny):
         for n in (r.names if r.__class__ is _Seq else (r,)):
             segment_of[n] = index
     groups = [[] for _ in range(count)]       # [(group name, last reader, names)]
-    place = {}                                # (source, name) -> (group name, index)
+    place = [{} for _ in range(count)]        # per helper: name -> (group name, index)
     for k in range(count):
         by_last = {}
+        mine, firsts, where = consumers[k], first_read[k], place[k]
         for n in exports[k]:
-            readers = consumers.get((k, n))
+            readers = mine.get(n)
             if readers is None:
                 continue
             last = readers[-1]
@@ -1216,17 +1224,17 @@ def _link(name, params, body, returned, top, keep, small, tiny):
         tags = sorted(by_last, key=lambda t: (t[0], -1 if t[1] is None else t[1]))
         for m, tag in enumerate(tags):
             members = by_last[tag]
-            members.sort(key=lambda n: (consumers[(k, n)][0], first_read[(k, n)], n))
+            members.sort(key=lambda n: (mine[n][0], firsts[n], n))
             group = f"s{k + 1}" if len(tags) == 1 else f"s{k + 1}_{m + 1}"
             groups[k].append((group, tag[0], members))
             for index, n in enumerate(members):
-                place[(k, n)] = (group, index)
+                where[n] = (group, index)
     sizes = {g: len(members) for k in range(count) for g, _, members in groups[k]}
     sizes["a"] = len(params)
     param_index = {n: i for i, n in enumerate(params)}
 
     def located(source, n):
-        return ("a", param_index[n]) if source == -1 else place[(source, n)]
+        return ("a", param_index[n]) if source == -1 else place[source][n]
 
     functions, calls = [], []
     home = {n: -1 for n in params}
@@ -1242,8 +1250,7 @@ def _link(name, params, body, returned, top, keep, small, tiny):
         for group, items in wanted.items():
             prologue += _unpack(group, items, sizes[group])
         exported = groups[k]
-        for n in exports[k]:
-            home[n] = k
+        home.update(dict.fromkeys(exports[k], k))
         helper = f"{name}_part{k + 1}"
         args = list(wanted)
         results = [g for g, _, _ in exported]

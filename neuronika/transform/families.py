@@ -24,6 +24,7 @@ as a cache (or a trace) keeps its program.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import weakref
 from collections import OrderedDict
@@ -64,7 +65,15 @@ class Member:
     def key(self):
         """(family key, pattern, sizes by label); the key is None where it is not hashable."""
         if self._made is None:
-            self._made = _family_key(self.order, self.signature, self.extra, self.options)
+            # one pass making a tuple per node: the collector, which would walk the whole
+            # graph again, waits (no garbage cycles are made here)
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                self._made = _family_key(self.order, self.signature, self.extra, self.options)
+            finally:
+                if collecting:
+                    gc.enable()
         return self._made
 
 

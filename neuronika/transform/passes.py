@@ -7,6 +7,8 @@ interpreter. Each pass is one sweep: linear in the number of statements.
 """
 from __future__ import annotations
 
+import itertools
+
 import gast
 import numpy as np
 
@@ -166,18 +168,18 @@ def free_lines(lines, keep, deferred=(), kept=(), every=8):
     values) may wait: they are freed together, ``every`` at a time (with the next name
     freed at once, and at the end); names in ``kept`` (tiny values) are left to the end
     of the function. Both save statements to compile."""
+    assigned = set(itertools.chain.from_iterable([line.stores for line in lines]))
+    assigned.difference_update(keep)
+    if kept:
+        assigned.difference_update(kept)
+    if not assigned:
+        return list(lines)
     last = {}
     for index, line in enumerate(lines):
         for name in line.loads:
             last[name] = index
         for name in line.stores:
             last[name] = index
-    assigned = set()
-    for line in lines:
-        assigned.update(line.stores)
-    assigned.difference_update(keep)
-    if kept:
-        assigned.difference_update(kept)
     dead = {}
     for name in assigned:
         index = last[name]
