@@ -27,6 +27,7 @@ not part of the program's key: traces that differ only there share one program.
 from __future__ import annotations
 
 import functools
+import gc
 
 import numpy as np
 
@@ -609,6 +610,21 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     value (``value_labels``) in messages, and constant arrays whose id is in
     ``external`` (the function's closure and globals) do not count in the trace's size.
     """
+    # Building a graph makes many small objects and no garbage cycles: the collector, which
+    # would walk the graph again and again, waits until the trace is done (as codegen.build).
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
+    try:
+        return _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value,
+                      labels, external)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value, labels,
+           external):
     all_entries = list(entries) + [e for _, e in kw_items]
     start = serial_now()           # what the function reads that was computed before is a constant
     nodes = _leaves_for(values, all_entries, differentiate, where)

@@ -1685,3 +1685,25 @@ def test_source_does_not_change_results_or_count_as_extra_traces():
     _, misses = info()
     close(f(x), np.exp(x) * (1 + x))
     assert info()[1] == misses
+
+
+def test_a_trace_leaves_the_collector_as_it_found_it():
+    import gc
+    f = neuronika.grad(lambda x: (x * x).sum())
+    assert gc.isenabled()
+    f(np.ones(3))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        f(np.ones(4))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def fails(x):
+        assert not gc.isenabled()          # paused while the graph is built
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        neuronika.grad(fails)(np.ones(3))
+    assert gc.isenabled()
