@@ -41,6 +41,7 @@ from ..creation import from_ndarray
 from ..graph import apply, leaf
 from ..ops import OPS as _OPS
 from ..ops.checks import CHECK_CLASS_INDEX, CHECK_PROBABILITY
+from ..ops.reduce import SOFTMAX_CROSS_ENTROPY
 from ..ops.kernels import check_class_index, check_probability
 from ..variable import Var, _located, _wrap
 from ._checks import integer, number
@@ -401,6 +402,9 @@ def cross_entropy(input, target, weight=None, *, ignore_index: int = -100, reduc
     sum of the target weights); with probabilities the target becomes
     target * (1 - e) + e / C.
 
+    Class indices along axis 1 without label smoothing make one op,
+    ``softmax_cross_entropy``, whose gradient is (softmax - onehot(target)) * dy.
+
     >>> import numpy as np
     >>> from neuronika.nn import functional as F
     >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
@@ -414,19 +418,41 @@ def cross_entropy(input, target, weight=None, *, ignore_index: int = -100, reduc
     x = _float_input(name, input)
     axis = _class_axis(name, x)
     classes = x.shape[axis]
-    logp = x.log_softmax(axis)
     eps = float(label_smoothing)
     weight_shape = (classes,) + (1,) * (x.ndim - 2) if x.ndim > 1 else (classes,)
 
     if tuple(getattr(target, "shape", np.shape(target))) == x.shape:
-        return _cross_entropy_probabilities(x, logp, target, weight, ignore_index, reduction, eps, weight_shape)
+        return _cross_entropy_probabilities(x, x.log_softmax(axis), target, weight, ignore_index, reduction,
+                                            eps, weight_shape)
+    if x.ndim > 1 and eps == 0:
+        return _softmax_cross_entropy(x, target, weight, ignore_index, reduction)
 
+    logp = x.log_softmax(axis)
     picked, weights, w, kept = _picked(name, logp, target, weight, ignore_index)
     gain = picked * weights                  # the loss is -gain
     if eps > 0:
         smooth = (logp * w.reshape(weight_shape) if w is not None else logp).sum(axis)
         gain = (1.0 - eps) * gain + (eps / classes) * (smooth * kept)
     return _negated_reduce(gain, weights, reduction)
+
+
+def _softmax_cross_entropy(x, target, weight, ignore_index, reduction):
+    """Class indices along axis 1, without label smoothing: one ``softmax_cross_entropy`` op
+    (its gradient is softmax - onehot, with no scatter), the weights applied after it."""
+    name = "cross_entropy"
+    t = _index_target(name, x, target, ignore_index)
+    loss = _wrap(apply(SOFTMAX_CROSS_ENTROPY, (x._node, t._node), (ignore_index,)))
+    if weight is None:
+        if reduction == "mean":
+            return loss.sum() / (t != ignore_index).astype(x.dtype).sum()
+        return _reduce(loss, reduction)
+    w = _class_weight(name, weight, x, x.shape[1])
+    keep = t != ignore_index
+    picked = w[t * keep.astype(t.dtype)]        # ignored targets pick class 0: their loss is 0
+    if reduction == "mean":
+        weights = picked * keep.astype(x.dtype)
+        return (loss * weights).sum() / weights.sum()
+    return _reduce(loss * picked, reduction)
 
 
 def _cross_entropy_probabilities(x, logp, target, weight, ignore_index, reduction, eps, weight_shape):

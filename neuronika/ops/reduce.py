@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
+from ..errors import ShapeError
+from ..graph import leaf
 from . import Grad, declare
 
 from .elementwise import float_dtype
@@ -126,6 +129,37 @@ LOG_SOFTMAX = declare(
     {"x": "dy - xp.exp(y) * xp.sum(dy, axis=axis, keepdims=True)"},
     attrs=("axis",), dtype=float_dtype(np.exp),
     doc="x - log(sum(exp(x))) along axis, computed without overflow")
+
+
+def _softmax_cross_entropy_shape(x, t, ignore_index):
+    if len(x) < 2 or tuple(t) != x[:1] + x[2:]:
+        raise ShapeError(f"logits {x} (N, C, d1, ...) need class indices of shape {x[:1] + x[2:]}, "
+                         f"got {t}")
+    return tuple(t)
+
+
+def _softmax_cross_entropy_symbolic(ctx, build, bindings):
+    """The adjoint as a graph (second derivatives): (softmax(x) - onehot(t)) * dy, 0 where
+    t == ignore_index."""
+    x, t, dy = bindings["x"], bindings["t"], bindings["dy"]
+    ndim = len(ctx.shapes["x"])
+    positions = np.arange(ctx.shapes["x"][1]).reshape((-1,) + (1,) * (ndim - 2))
+    positions = leaf(backend.move(positions, x._node.space))
+    hot = build("equal", (t[:, None], positions)).astype(ctx.dtype)
+    dk = dy * (t != ctx.ignore_index).astype(ctx.dtype)
+    return (build(SOFTMAX, (x,), (1,)) - hot) * dk[:, None]
+
+
+SOFTMAX_CROSS_ENTROPY = declare(
+    "softmax_cross_entropy", ("x", "t"),
+    "logp = log_softmax_classes(x)\n"
+    "y = class_nll(logp, t, ignore_index)",
+    {"x": "class_nll_grad(logp, t, dy, ignore_index)"},
+    symbolic={"x": _softmax_cross_entropy_symbolic},
+    attrs=("ignore_index",), shape=_softmax_cross_entropy_shape, implicit_dy=True, n_differentiable=1,
+    dtype=lambda inputs, attrs: inputs[0].dtype,
+    doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index; "
+        "the gradient is (softmax(x) - onehot(t)) * dy")
 
 
 # ---- products and scans ---------------------------------------------------------------------

@@ -33,6 +33,7 @@ INTERNAL_OPS = {
     "unpermute_along_axis": "the adjoint of sort (permute_along_axis)",
     "check_class_index": "nn.functional.nll_loss / cross_entropy (tests/nn/test_loss.py)",
     "check_probability": "nn.functional.bce_loss (tests/nn/test_loss.py)",
+    "softmax_cross_entropy": "nn.functional.cross_entropy with class indices (tests/nn/test_fused_cross_entropy.py)",
 }
 
 
