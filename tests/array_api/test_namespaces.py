@@ -273,3 +273,20 @@ def test_the_generic_einsum_is_numpys(spec, shapes):
     arrays = [rng.standard_normal(s) for s in shapes]
     got = TABLE["einsum_small"]["generic"](backend.namespace(xs), spec, *[xs.asarray(a) for a in arrays])
     np.testing.assert_allclose(backend.to_numpy(got), np.einsum(spec, *arrays), rtol=1e-13, atol=1e-14)
+
+
+def test_loss_weights_and_targets_given_as_raw_arrays_of_the_library():
+    from neuronika.nn import functional as F
+    rng = np.random.default_rng(2)
+    logits, labels, weight = rng.standard_normal((4, 3)), np.array([0, 1, 2, 1]), np.array([1.0, 2.0, 0.5])
+    x = nk.from_ndarray(xs.asarray(logits)).requires_grad()
+    loss = F.cross_entropy(x, nk.from_ndarray(xs.asarray(labels)), weight=xs.asarray(weight))
+    loss.backward()
+    want = nk.from_ndarray(logits).requires_grad()
+    expected = F.cross_entropy(want, labels, weight=weight)
+    expected.backward()
+    np.testing.assert_allclose(backend.to_numpy(loss.data), expected.data, rtol=1e-13)
+    np.testing.assert_allclose(backend.to_numpy(x.grad), want.grad, rtol=1e-13)
+    target = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(backend.to_numpy(F.mse_loss(x, xs.asarray(target)).data),
+                               F.mse_loss(nk.from_ndarray(logits), target).data, rtol=1e-13)
