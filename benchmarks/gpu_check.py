@@ -148,27 +148,34 @@ def main(argv=None):
     return 1 if failed else 0
 
 
+def _module_run(name, make):
+    """``run(target)``: three steps of a fresh ``make()`` model on ``target``, from the same
+    initial parameters and data every call."""
+    neuronika.manual_seed(0)
+    state = {k: v.copy() for k, v in make().state_dict().items()}
+    x, labels = data(name, np.random.default_rng(0))
+
+    def run(target):
+        model = make()
+        model.load_state_dict(state)
+        return steps(model, x, labels, target)
+    return run
+
+
+def _functional_run():
+    x, labels = data("mlp", np.random.default_rng(0))
+    return lambda target: functional_steps(x, labels, target)
+
+
+WORKLOADS = (("mlp", lambda: _module_run("mlp", mlp)), ("cnn", lambda: _module_run("cnn", cnn)),
+             ("functional", _functional_run))
+
+
 def _compare(device, label):
     """Every workload on ``device`` against the CPU; True when one failed."""
     failed = False
-    for name, make in (("mlp", mlp), ("cnn", cnn), ("functional", None)):
-        if make is None:
-            x, labels = data("mlp", np.random.default_rng(0))
-            run = (lambda target: functional_steps(x, labels, target))
-        else:
-            run = None
-        if run is None:
-            rng = np.random.default_rng(0)
-            neuronika.manual_seed(0)
-            model = make()
-            x, labels = data(name, rng)
-            state = {k: v.copy() for k, v in model.state_dict().items()}
-
-            def run(target, model=model, make=make, state=state, x=x, labels=labels):
-                if target != "cpu":
-                    model = make()
-                    model.load_state_dict(state)
-                return steps(model, x, labels, target)
+    for name, make_run in WORKLOADS:
+        run = make_run()
         start = time.perf_counter()
         cpu = run("cpu")
         cpu_s = time.perf_counter() - start

@@ -28,8 +28,8 @@ import types
 
 import numpy as np
 
-__all__ = ["Space", "NamespaceError", "space_of", "name", "namespace", "NUMPY_XP", "resolve", "move",
-           "to_numpy"]
+__all__ = ["Space", "NamespaceError", "space_of", "foreign", "zeros", "name", "namespace", "NUMPY_XP",
+           "resolve", "move", "to_numpy"]
 
 FAMILIES = ("numpy", "cupy", "generic")
 #: The families that have NumPy's whole API (an op that needs more than the standard but no
@@ -223,6 +223,17 @@ def space_of(value):
         raise TypeError(f"{type(value).__module__}.{type(value).__name__} is not an array of NumPy "
                         f"or of an array-API library") from None
     return namespace(xp, compat.device(value))
+
+
+def foreign(value):
+    """Whether ``value`` is an array of another library than NumPy (CuPy, array-api-strict, ...)."""
+    return (hasattr(value, "__array_namespace__") and not isinstance(value, (np.ndarray, np.generic))
+            and not isinstance(value, type))
+
+
+def zeros(shape, dtype, space=None):
+    """Zeros of NumPy dtype ``dtype`` in ``space`` (None: NumPy)."""
+    return np.zeros(shape, dtype) if space is None else space.zeros(shape, dtype)
 
 
 def namespace(xp, device=None):

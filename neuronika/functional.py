@@ -416,12 +416,9 @@ class _Traced:
         labels = _trace.value_labels(entries, kw_items, self.params)
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
                              self.split, self.name, self.want_value or self.has_aux, labels, self.external)
-        found.plain_arguments = self.plain_arguments(entries)
-        found.plain = found.plain and found.plain_arguments
-        if found.pending is None:
-            found.fast = found.fast and found.plain
-        else:                                 # interpreted: each run counts (``_find``)
-            found.fast_later, found.fast = found.fast_later and found.plain, False
+        found.plain_arguments = self.plain_arguments(entries)      # (read again by a compile
+        if not found.plain_arguments:                               # that binds the trace anew)
+            found.plain = found.fast = found.fast_later = False
         return found
 
     # ---- why a call missed, and the retrace warning ------------------------------------------
@@ -517,7 +514,7 @@ class _Traced:
         aux = _trace.rebuild_aux(found.aux, iter(rest)) if found.aux is not None else None
         if found.plain:
             return value, aux, grads[0] if self.single else grads
-        flat = [grads[s] if s is not None else _trace.zeros(*z)
+        flat = [grads[s] if s is not None else backend.zeros(*z)
                 for s, z in zip(found.grad_slots, found.zeros)]
         per_arg = []
         items = iter(flat)
@@ -765,7 +762,7 @@ def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
         value, saved = outs
     else:
         value, saved = outs, None
-    space = backend.space_of(value) if hasattr(value, "__array_namespace__") else None
+    space = backend.space_of(value) if backend.foreign(value) else None
     if space is None:
         value = np.asarray(value)
     tree = found.out_tree
@@ -774,8 +771,7 @@ def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
     def vjp_fn(cotangent):
         if tree is not None:
             cotangent = tree.flatten(cotangent, name)
-        cotangent = _trace.to_space(cotangent, space) if hasattr(cotangent, "__array_namespace__") \
-            else _trace.to_space(np.asarray(cotangent), space)
+        cotangent = _trace.to_space(cotangent, space)
         if tuple(cotangent.shape) != tuple(value.shape):
             raise GradientError(f"{name}: the cotangent has shape {tuple(cotangent.shape)} but the "
                                 f"output has shape {tuple(value.shape)}")
@@ -922,7 +918,7 @@ def jacobian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
                 from . import numpy as nnp
                 stacked = nnp.stack(parts)
             elif space is not None:
-                stacked = space.xp.stack(parts) if parts else space.zeros((0,), dtype)
+                stacked = space.xp.stack(parts) if parts else backend.zeros((0,), dtype, space)
             else:
                 parts = [np.asarray(p) for p in parts]
                 stacked = np.stack(parts) if parts else np.zeros((0,))

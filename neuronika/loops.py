@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import symbolic
+from . import backend, symbolic
 from .errors import GradientError, ShapeError
 from .graph import GRAD_ENABLED, Node, apply, leaf, leaf_key, like_leaf, modes, walk
 from .numpy._core import node_of
@@ -163,7 +163,7 @@ def _describe(tree):
 def _node(value, what):
     if isinstance(value, Var):
         return value._node
-    if hasattr(value, "__array_namespace__") and not isinstance(value, (np.ndarray, np.generic)):
+    if backend.foreign(value):
         return leaf(value)                          # another array library's: its space kept
     array = np.asarray(value)
     if array.dtype == object:
@@ -201,14 +201,12 @@ def _length(xs_nodes, length):
 
 def _placeholder(shape, dtype, space=None):
     node = Node(None, (), (), tuple(shape), np.dtype(dtype), False, None)
-    node.value = _zeros_value(shape, dtype, space)
+    node.value = backend.zeros(shape, dtype, space)
     node.space = space
     node.key = leaf_key(node.shape, node.dtype, space, False)
     return node
 
 
-def _zeros_value(shape, dtype, space):
-    return np.zeros(shape, dtype) if space is None else space.zeros(shape, dtype)
 
 
 class _CellTracer(Tracer):
@@ -287,7 +285,7 @@ def replay(cell, inputs):
 # ---- the adjoint as a graph (second derivatives) -----------------------------------------------
 
 def _zeros(node):
-    return _wrap(leaf(_zeros_value(node.shape, node.dtype, node.space)))
+    return _wrap(leaf(backend.zeros(node.shape, node.dtype, node.space)))
 
 
 def _symbolic_adjoint(cell, ctx, build, bindings):
@@ -353,7 +351,7 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
 
 
 def _zeros_seq(steps, cell, k, space):
-    return _wrap(leaf(_zeros_value((steps,) + cell.out_shapes[k], cell.out_dtypes[k], space)))
+    return _wrap(leaf(backend.zeros((steps,) + cell.out_shapes[k], cell.out_dtypes[k], space)))
 
 
 loops.SYMBOLIC_ADJOINT = _symbolic_adjoint       # for the cells that rolling makes too

@@ -80,7 +80,7 @@ def flatten(obj, values, where):
         data = np.asarray(obj)
         values.append(data)
         return (data.shape, data.dtype)
-    if hasattr(obj, "__array_namespace__"):
+    if backend.foreign(obj):
         # another array library's array: its space keys the program (NumPy's is None, left out)
         space = backend.space_of(obj)
         values.append(obj)
@@ -369,8 +369,7 @@ _CONVERT = {"bool": lambda v: bool(_item(v)), "int": lambda v: int(_item(v)),
 def _watched(obj):
     """Whether a trace keeps ``obj`` (read by name from outside) as a constant: arrays of any
     library, numbers and variables."""
-    return (isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node")
-            or hasattr(obj, "__array_namespace__") and not isinstance(obj, type))
+    return isinstance(obj, (np.ndarray, int, float, complex)) or hasattr(obj, "_node") or backend.foreign(obj)
 
 
 def _closure_snapshot(fn):
@@ -469,16 +468,10 @@ def numpy_dtype(array):
     return dtype if isinstance(dtype, np.dtype) else backend.space_of(array).numpy_dtype(dtype)
 
 
-def zeros(shape, dtype, space=None):
-    """A zero gradient of an argument of ``space`` (None: NumPy)."""
-    return np.zeros(shape, dtype) if space is None else space.zeros(shape, dtype)
-
-
-def to_space(array, space):
-    """``array`` (a cotangent or seed the user passed, of any library) in ``space``."""
-    if space is None:
-        return array if array.__class__ is np.ndarray else backend.to_numpy(array)
-    return backend.move(array, space)
+def to_space(value, space):
+    """``value`` (a cotangent the user passed: an array of any library, a list, a number) as
+    an array of ``space``."""
+    return backend.move(value if backend.foreign(value) else np.asarray(value), space)
 
 
 def _weak_complex_leaf(value):
@@ -1158,10 +1151,7 @@ def rebuild_aux(entry, items):
     tag = entry[0]
     if tag == "v":
         value = next(items)
-        if value.__class__ is np.ndarray or hasattr(value, "__array_namespace__") and not isinstance(
-                value, np.generic):
-            return value
-        return np.asarray(value)
+        return value if value.__class__ is np.ndarray or backend.foreign(value) else np.asarray(value)
     if tag == "s":
         return entry[1]
     if tag == "t":

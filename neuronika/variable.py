@@ -317,8 +317,7 @@ class VarDiff(Var):
         if _pending:
             _settle(node)
         if node.grad is None:
-            node.grad = (np.zeros(node.shape, node.dtype) if node.space is None
-                         else node.space.zeros(node.shape, node.dtype))
+            node.grad = backend.zeros(node.shape, node.dtype, node.space)
         return node.grad
 
     @grad.setter

@@ -88,7 +88,7 @@ def _data(value, dtype) -> Var:
     """A weight or target as a variable of ``dtype`` (arrays are converted; variables cast)."""
     if isinstance(value, Var):
         return value if value.dtype == dtype else value.astype(dtype)
-    if hasattr(value, "__array_namespace__") and not isinstance(value, (np.ndarray, np.generic)):
+    if backend.foreign(value):
         value = from_ndarray(value)               # another array library's: it stays there
         return value if value.dtype == dtype else value.astype(dtype)
     return from_ndarray(np.asarray(value, dtype=dtype))

@@ -127,7 +127,7 @@ def node_of(value, like=None, name="operand"):
     if isinstance(value, numbers.Number):
         return node_of(complex(value) if isinstance(value, numbers.Complex) and not isinstance(
             value, numbers.Real) else float(value), like, name)
-    if hasattr(value, "__array_namespace__"):       # another array library's: it keeps its space
+    if backend.foreign(value):                      # another array library's: it keeps its space
         return leaf(value)
     array = np.asarray(value)
     if array.dtype == object:

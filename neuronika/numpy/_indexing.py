@@ -75,8 +75,7 @@ def _parse(x, key, name="index", what=None):
         elif part is not None and part is not Ellipsis and not (
                 isinstance(part, numbers.Integral) and not isinstance(part, (bool, np.bool_))):
             # checked on the host (another library's index arrays are copied there explicitly)
-            foreign = hasattr(part, "__array_namespace__") and not isinstance(part, (np.ndarray, np.generic))
-            array = backend.to_numpy(part) if foreign else np.asarray(part)
+            array = backend.to_numpy(part) if backend.foreign(part) else np.asarray(part)
             if array.size == 0 and array.dtype.kind == "f":
                 array = array.astype(np.intp)          # x[[]], as in NumPy
             if array.dtype != bool and array.dtype.kind not in "iu":

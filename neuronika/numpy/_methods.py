@@ -22,6 +22,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..variable import Var
 from . import _core, _dispatch, _indexing, _products, _reductions, _shape, _special, _ufuncs
 from ._core import located
@@ -62,12 +63,12 @@ def _operator(fn, name, reverse=False):
     fn = _impl(fn)
     if reverse:
         def method(self, other):
-            if not isinstance(other, _OPERANDS) and not hasattr(other, "__array_namespace__"):
+            if not isinstance(other, _OPERANDS) and not backend.foreign(other):
                 return NotImplemented
             return fn(other, self)
     else:
         def method(self, other):
-            if not isinstance(other, _OPERANDS) and not hasattr(other, "__array_namespace__"):
+            if not isinstance(other, _OPERANDS) and not backend.foreign(other):
                 return NotImplemented
             return fn(self, other)
     method.__name__ = name

@@ -73,8 +73,7 @@ def cotangent_part(d, k, shape, dtype):
     if value is not None:
         return value
     for other in (d.values() if isinstance(d, dict) else d):
-        if other is not None and other.__class__ is not np.ndarray and hasattr(other, "__array_namespace__") \
-                and not isinstance(other, np.generic):
+        if backend.foreign(other):
             space = backend.space_of(other)
             if isinstance(dtype, (np.dtype, type)):
                 dtype = space.dtype(dtype)

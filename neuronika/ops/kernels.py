@@ -661,9 +661,9 @@ def checked_cast(array, dtype, name):
 __all__ += ["add_at"]
 
 
-def add_at(target, key, values):
-    """``target[key] += values`` with repeated indices adding up (``numpy.add.at``), in place."""
-    np.add.at(target, key, values)
+#: ``target[key] += values`` with repeated indices adding up, in place (bound directly: no
+#: Python frame of its own in every gather's backward)
+add_at = np.add.at
 
 
 # ---- indexing in the array-API standard (ops/shape.py) -------------------------------------------

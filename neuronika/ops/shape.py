@@ -445,7 +445,7 @@ def _counts(ctx, hits):
     layout, kshapes, shape = _update_key(ctx)
     hits = f"xp.astype({hits}, dtype)"
     if _update_advanced(ctx):
-        return f"c = xp.astype(x == y, dtype)\nupdate_at('add', c, {_format_index(layout, True)}, {hits})"
+        return f"c = xp.astype(x == y, dtype)\nadd_at(c, {_format_index(layout, True)}, {hits})"
     return "c = xp.astype(x == y, dtype)\n" + _store("c", "+=", hits, layout, kshapes, shape, _selected(ctx))
 
 

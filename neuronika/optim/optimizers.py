@@ -19,6 +19,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend
 from ..variable import grad_or_none
 from .optimizer import Optimizer
 from .penalty import Penalty
@@ -34,8 +35,7 @@ def _xp(p):
 
 
 def _zeros(p):
-    space = p._node.space
-    return np.zeros(p.shape, p.dtype) if space is None else space.zeros(p.shape, p.dtype)
+    return backend.zeros(p.shape, p.dtype, p._node.space)
 
 
 def _copy(p, array):

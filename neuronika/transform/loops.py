@@ -555,8 +555,6 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     consts.sort(key=lambda node: position[node])
     leaf_slots = sorted(steps)
 
-    cell_leaf = like_leaf
-
     # how each value made per step enters the loop: a view of one array, one folded constant,
     # one leaf gathered from the per-step leaves by the caller, or (the costly way: an
     # argument per step, stacked on every call) a stack
@@ -589,9 +587,9 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     stacked = sum(1 for v in how.values() if v == "stack")
     if 4 * stacked > P or stacked and len(order) < STACK_THRESHOLD:
         raise _NoRoll                   # more stacking than loop: straight-line code is cheaper
-    carry_leaves = {q: cell_leaf(order[s + q], order[s + q].requires_grad) for q in carry_slots}
-    x_leaves = {q: cell_leaf(order[s + q], order[s + q].requires_grad) for q in leaf_slots}
-    const_leaves = {node: cell_leaf(node, node.requires_grad) for node in consts}
+    carry_leaves = {q: like_leaf(order[s + q], order[s + q].requires_grad) for q in carry_slots}
+    x_leaves = {q: like_leaf(order[s + q], order[s + q].requires_grad) for q in leaf_slots}
+    const_leaves = {node: like_leaf(node, node.requires_grad) for node in consts}
     made = {}
     for q in range(P):
         node = order[s + q]

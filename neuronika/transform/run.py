@@ -192,7 +192,7 @@ def _rolled(key, order, leaves, mode, after, known_only=False):
     build = functools.partial(codegen.build, rolled, inner, anomaly=False)
     if not (mode == "always" or after == 1 and mode == "auto"):
         build = functools.partial(_when_repeated, inner_key, after, build)
-    space = next((leaf.space for leaf in leaves if leaf.space is not None), None)
+    space = codegen.graph_space(leaves)
     try:
         program = CACHE.get_or_build_graph(inner_key, rolled, inner, build)
     except _Interpret:
