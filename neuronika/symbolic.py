@@ -16,6 +16,7 @@ import textwrap
 
 import numpy as np
 
+from . import backend
 from . import numpy as xp
 from .errors import GradientError
 from .graph import leaf, linearize
@@ -118,10 +119,10 @@ class _Adjoint:
                 self.code, self.expression = _compiled(grad.src if isinstance(grad, Grad) else grad)
         self.plans = {}     # (contribution's shape, input's shape) -> its reduction
 
-    def __call__(self, bindings):
+    def __call__(self, bindings, space=None):
         if self.hook is not None:
             return self.hook(self.ctx, _build, bindings)
-        namespace = dict(_namespace())
+        namespace = dict(_namespace() if space is None else _namespace_in(space))
         namespace.update(bindings)
         try:
             if self.expression:
@@ -162,6 +163,32 @@ def _plan(shape, target, extent):
 @functools.lru_cache(maxsize=1)
 def _namespace():
     return {"xp": xp, **_kernels()}
+
+
+_CREATION = ("ones", "zeros", "full", "empty", "eye", "identity", "arange")
+
+
+class _ConstantsIn:
+    """``neuronika.numpy`` for adjoints of another library's arrays: its creation functions
+    (``xp.eye(n, dtype=dtype)`` in a template) make their constants in that library and on
+    that device, where the adjoint's other operands are."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def __getattr__(self, name):
+        if name not in _CREATION:
+            return getattr(xp, name)
+        make, space = getattr(np, name), self.space
+
+        def made(*args, **kwargs):
+            return _wrap(leaf(backend.move(make(*args, **kwargs), space)))
+        return made
+
+
+@functools.lru_cache(maxsize=16)
+def _namespace_in(space):
+    return {**_namespace(), "xp": _ConstantsIn(space)}
 
 
 def _adjoint(node, names, slot, gshape, kind):
@@ -233,7 +260,7 @@ def _gradients(out, wrt):
             bindings = dict(adjoint.statics)
             bindings.update(handles)
             bindings["dy"] = dy
-            contribution = var_of(adjoint(bindings), dy._node)
+            contribution = var_of(adjoint(bindings, node.space), dy._node)
             contribution = adjoint.reduce(contribution, node, inp)
             contribution = _to_input_dtype(contribution, inp.dtype)
             grads[inp] = grads[inp] + contribution if inp in grads else contribution

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import move
 from ..errors import ShapeError
 from ..graph import leaf
 from . import Grad, broadcast_shapes, declare
@@ -264,7 +265,7 @@ def _einsum_symbolic(ctx, build, bindings):
     for c in sub:
         if c in seen:
             fresh = free.pop(0)
-            eye = leaf(np.eye(sizes[c], dtype=ctx.dtype))
+            eye = leaf(move(np.eye(sizes[c], dtype=ctx.dtype), grad._node.space))   # dy's library
             joined = current + "".join(x for x in c + fresh if x not in current)
             grad = build(EINSUM, (grad, eye), (f"{current},{c}{fresh}->{joined}",))
             current = joined

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..backend import move
 from ..errors import ShapeError
 from ..graph import leaf, result_dtype
 from . import Grad, declare
@@ -495,8 +496,9 @@ def _update_grad_u(ctx):
                 shape=selected)
 
 
-def _constant(value):
-    return leaf(value)
+def _constant(value, bindings):
+    """A constant of the gradient graph, in the library (and on the device) of ``dy``."""
+    return leaf(move(value, bindings["dy"]._node.space))
 
 
 def _keys(ctx, bindings):
@@ -519,8 +521,8 @@ def _where(build, c, a, b):
     return build("where", (c, a, b))
 
 
-def _zero(dtype):
-    return _constant(np.zeros((), dtype)[()])
+def _zero(dtype, bindings):
+    return _constant(np.zeros((), dtype), bindings)
 
 
 def _symbolic_counts(build, ctx, bindings):
@@ -536,13 +538,13 @@ def _symbolic_counts(build, ctx, bindings):
 def _update_symbolic_x(ctx, build, bindings):
     dy, u, mode = bindings["dy"], bindings["u"], ctx.mode
     if mode == "set":
-        return _update(build, ctx, bindings, dy, _zero(ctx.dtype), "set")
+        return _update(build, ctx, bindings, dy, _zero(ctx.dtype, bindings), "set")
     if mode == "add":
         return dy
     if mode == "multiply":
         return _update(build, ctx, bindings, dy, u, "multiply")
     hit_x, _, c = _symbolic_counts(build, ctx, bindings)
-    return _where(build, hit_x, dy / c, _zero(ctx.dtype))
+    return _where(build, hit_x, dy / c, _zero(ctx.dtype, bindings))
 
 
 def _update_symbolic_u(ctx, build, bindings):
@@ -552,10 +554,10 @@ def _update_symbolic_u(ctx, build, bindings):
     gathered = _gather(build, ctx, bindings, dy)
     if mode == "add" or (mode == "set" and not advanced):
         return gathered
-    zero = _zero(ctx.dtype)
+    zero = _zero(ctx.dtype, bindings)
     if mode == "set":
-        label = _constant(np.arange(math.prod(selected)).reshape(selected))
-        won = _update(build, ctx, bindings, _constant(np.zeros(ctx.shapes["x"], np.intp)), label, "set")
+        label = _constant(np.arange(math.prod(selected)).reshape(selected), bindings)
+        won = _update(build, ctx, bindings, _constant(np.zeros(ctx.shapes["x"], np.intp), bindings), label, "set")
         return _where(build, build("equal", (_gather(build, ctx, bindings, won), label)), gathered, zero)
     if mode == "multiply":
         product = gathered * _gather(build, ctx, bindings, x)
@@ -573,12 +575,12 @@ def _symbolic_others(build, ctx, bindings, selected):
     n = math.prod(selected)
     u = build("reshape", (build("broadcast_to", (bindings["u"],), (selected,)) if bindings["u"].shape != selected
                           else bindings["u"],), ((n,),))
-    places = _constant(np.arange(math.prod(ctx.shapes["x"])).reshape(ctx.shapes["x"]))
+    places = _constant(np.arange(math.prod(ctx.shapes["x"])).reshape(ctx.shapes["x"]), bindings)
     place = build("reshape", (_gather(build, ctx, bindings, places),), ((n,),))
     order = build("argsort", (place,), (0, "stable"))
     v = build(INDEX, (u, order), ((("k", 0),),))
     g = build(INDEX, (place, order), ((("k", 0),),))
-    one = _constant(np.ones((), ctx.dtype)[()])
+    one = _constant(np.ones((), ctx.dtype), bindings)
 
     def piece(a, start, stop, step=None):
         return build(INDEX, (a,), ((("s", start, stop, step),),))
