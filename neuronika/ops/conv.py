@@ -13,7 +13,10 @@ multiplies them by the output's gradient (``conv_weight_grad``): recomputing
 them costs less than keeping an array prod(k) times the input's size alive
 until the backward. The input's adjoint multiplies the gradient by the
 kernel's transpose and adds the columns back onto the windows
-(``conv_input_grad``).
+(``conv_input_grad``). For a 3x3 kernel with stride 1, no dilation and one group,
+wide layers (``kernels.WINOGRAD_MIN_CHANNELS``, measured per kernel and dtype) take
+Winograd F(2x2, 3x3) instead, for all three kernels: 16 GEMMs over channels on
+transformed 4x4 input tiles, in float32 within a few ulps of the direct result.
 
 The two adjoints are ops too, ``conv_transpose`` (the transposed convolution,
 linear in the gradient and the kernel) and ``conv_weight_grad``; each of the
@@ -108,7 +111,8 @@ CONV = declare(
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("stride", "dilation", "groups"), shape=_conv_shape,
     doc="N-d convolution (cross-correlation) of (N, C_in, *size) with a (C_out, C_in / groups, *k) "
-        "kernel, by im2col and a product per group; no padding, no bias")
+        "kernel, by im2col and a product per group (Winograd F(2x2, 3x3) for wide 3x3 layers); no "
+        "padding, no bias")
 
 
 # ---- conv_transpose: the adjoint of conv in its input ------------------------------------------

@@ -19,7 +19,7 @@ import neuronika as nk
 from neuronika.graph import apply
 from neuronika.nn.conv import conv
 from neuronika.ops import OPS
-from neuronika.testing import oracle, check_grad, numerical_jacobian
+from neuronika.testing import oracle, check_grad, check_grads, numerical_jacobian
 from neuronika.variable import _wrap
 
 from .conftest import LAYOUTS, assert_located, check_grad_views, const, diff, distinct, non_contiguous, uniform
@@ -312,6 +312,129 @@ def test_conv_kernels_in_batch_chunks(monkeypatch, chunk_bytes):
         y = raw_conv(const(x), const(w), stride, dilation, groups)
         np.testing.assert_allclose(y.data, ref_conv(x, w, stride, dilation, groups), rtol=1e-12, atol=1e-12)
         check_grad(lambda x, w: raw_conv(x, w, stride, dilation, groups), x, w)
+
+
+# ---- Winograd F(2x2, 3x3): the kernels' other path for 3x3, stride-1 convolutions -----------------
+
+@pytest.fixture
+def winograd_always(monkeypatch):
+    """Every kernel takes Winograd wherever it applies (3x3, stride 1, dilation 1, one group)."""
+    from neuronika.ops import kernels
+    monkeypatch.setattr(kernels, "WINOGRAD_MIN_CHANNELS",
+                        {k: {np.dtype(np.float32): 1, np.dtype(np.float64): 1} for k in kernels.WINOGRAD_MIN_CHANNELS})
+
+
+# (x shape, w shape): even and odd output sizes (odd ones pad a last tile), one channel
+WINOGRAD_CASES = [((2, 3, 6, 6), (4, 3, 3, 3)), ((3, 2, 7, 9), (5, 2, 3, 3)), ((1, 1, 3, 3), (1, 1, 3, 3)),
+                  ((2, 4, 4, 5), (3, 4, 3, 3))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape", WINOGRAD_CASES)
+def test_winograd_forward_against_loops(winograd_always, x_shape, w_shape, dtype):
+    x, w = uniform(x_shape, seed=40).astype(dtype), uniform(w_shape, seed=41).astype(dtype)
+    y = raw_conv(const(x), const(w))
+    assert y.data.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y.data, ref_conv(x, w, (1, 1), (1, 1), 1), **tol)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", WINOGRAD_CASES)
+def test_winograd_gradients(winograd_always, x_shape, w_shape):
+    """Input and kernel gradients (the transposed convolution and the weight gradient,
+    both by Winograd) against finite differences, first and second order."""
+    x, w = uniform(x_shape, seed=42), uniform(w_shape, seed=43)
+    check_grad(raw_conv, x, w)
+    check_grads(lambda x, w: raw_conv(x.tanh(), w * w).sin(), x, w, order=2)
+    g = uniform(raw_conv(const(x), const(w)).shape, seed=44)
+    check_grads(lambda g, w: op("conv_transpose", g, w, attrs=(x_shape[2:], (1, 1), (1, 1), 1)), g, w, order=2)
+    check_grads(lambda g, x: op("conv_weight_grad", g, x, attrs=((3, 3), (1, 1), (1, 1), 1)), g, x, order=2)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_winograd_non_contiguous(winograd_always, layout):
+    x = non_contiguous(uniform((2, 3, 5, 6), seed=45), layout)
+    w = non_contiguous(uniform((2, 3, 3, 3), seed=46), layout)
+    check_grad_views(raw_conv, x, w)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 5000, 1 << 30])
+def test_winograd_in_batch_chunks(winograd_always, monkeypatch, chunk_bytes):
+    from neuronika.ops import kernels
+    monkeypatch.setattr(kernels, "CHUNK_BYTES", chunk_bytes)
+    x, w = uniform((5, 2, 7, 6), seed=47), uniform((3, 2, 3, 3), seed=48)
+    np.testing.assert_allclose(raw_conv(const(x), const(w)).data, ref_conv(x, w, (1, 1), (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    check_grad(raw_conv, x, w)
+
+
+def test_winograd_zero_batch(winograd_always):
+    x, w = diff(np.zeros((0, 2, 5, 5))), diff(uniform((3, 2, 3, 3)))
+    y = raw_conv(x, w)
+    assert y.shape == (0, 3, 3, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 2, 5, 5)
+    np.testing.assert_array_equal(w.grad, np.zeros((3, 2, 3, 3)))
+
+
+def test_winograd_float32_error_against_the_direct_result():
+    """Winograd rounds differently from im2col: in float32, over 64 channels, each of the
+    three kernels stays within a few float32 ulps of the float64 result, relative to its
+    largest entry (measured 3e-7 to 8e-7 up to 256 channels; im2col 2e-7 to 6e-7)."""
+    from neuronika.ops import kernels
+    x, w = uniform((2, 64, 10, 12), seed=49), uniform((64, 64, 3, 3), seed=50)
+    g = uniform((2, 64, 8, 10), seed=51)
+    f32 = np.float32
+    pairs = [(kernels._winograd_conv(x.astype(f32), w.astype(f32)), ref_conv(x, w, (1, 1), (1, 1), 1)),
+             (kernels._winograd_conv(g.astype(f32), w[:, :, ::-1, ::-1].swapaxes(0, 1).astype(f32), pad=2),
+              op("conv_transpose", const(g), const(w), attrs=((10, 12), (1, 1), (1, 1), 1)).data),
+             (kernels._winograd_weight_grad(g.astype(f32), x.astype(f32)),
+              op("conv_weight_grad", const(g), const(x), attrs=((3, 3), (1, 1), (1, 1), 1)).data)]
+    for got, want in pairs:
+        assert got.dtype == f32 and got.shape == want.shape
+        assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+
+
+def test_winograd_selection_rule():
+    from neuronika.ops.kernels import winograd_fits
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    assert winograd_fits("forward", (3, 3), (1, 1), (1, 1), 1, (64, 64), f32)
+    assert winograd_fits("forward", (3, 3), (1, 1), (1, 1), 1, (32, 64), f64)
+    assert not winograd_fits("forward", (3, 3), (1, 1), (1, 1), 1, (8, 16), f32)       # few channels
+    assert not winograd_fits("forward", (3, 3), (2, 2), (1, 1), 1, (64, 64), f32)      # stride
+    assert not winograd_fits("forward", (3, 3), (1, 1), (2, 2), 1, (64, 64), f32)      # dilation
+    assert not winograd_fits("forward", (3, 3), (1, 1), (1, 1), 2, (64, 64), f32)      # groups
+    assert not winograd_fits("forward", (5, 5), (1, 1), (1, 1), 1, (64, 64), f32)      # kernel
+    assert not winograd_fits("forward", (3,), (1,), (1,), 1, (64, 64), f32)            # 1-d
+    assert not winograd_fits("forward", (3, 3), (1, 1), (1, 1), 1, (64, 64), np.dtype(np.float16))
+
+
+def test_winograd_chosen_by_default_for_wide_layers(monkeypatch):
+    """At 64 channels the default rule takes Winograd for all three kernels; the results
+    are im2col's to float tolerance."""
+    from neuronika.ops import kernels
+    calls = []
+    for name in ("_winograd_conv", "_winograd_weight_grad"):
+        def spy(*args, _fn=getattr(kernels, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _fn(*args, **kwargs)
+        monkeypatch.setattr(kernels, name, spy)
+    x, w = uniform((2, 64, 6, 6), seed=52), uniform((64, 64, 3, 3), seed=53)
+    xv, wv = diff(x), diff(w)
+    y = raw_conv(xv, wv)
+    g = uniform(y.shape, seed=54)
+    y.backward(g)
+    assert sorted(calls) == ["_winograd_conv", "_winograd_conv", "_winograd_weight_grad"]
+    direct = {k: {} for k in kernels.WINOGRAD_MIN_CHANNELS}
+    saved, kernels.WINOGRAD_MIN_CHANNELS = kernels.WINOGRAD_MIN_CHANNELS, direct
+    try:
+        xd, wd = diff(x), diff(w)
+        yd = raw_conv(xd, wd)
+        yd.backward(g)
+    finally:
+        kernels.WINOGRAD_MIN_CHANNELS = saved
+    for got, want in [(y.data, yd.data), (xv.grad, xd.grad), (wv.grad, wd.grad)]:
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
 
 
 def test_functional_path_and_cache():
