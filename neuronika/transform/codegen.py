@@ -35,7 +35,7 @@ import gast
 import numpy as np
 
 from ..ops import ZERO, Ctx, Grad
-from . import passes
+from . import fuse, passes
 from .passes import Line
 from .. import backend
 from .templates import (GLOBALS, TemplateError, constant, expression, globals_for, instantiate, names, parse,
@@ -405,6 +405,7 @@ class _Build:
         self.dry = False
         self.shared_grads = False
         self.space = None          # the arrays' library (backend): what ``xp`` and the kernels are
+        self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -503,6 +504,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     state.dry = dry
     state.shared_grads = shared_grads
     state.space = space
+    state.fuse = fuse.plan(order, values, space, order[loss] if loss is not None else None)
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -1081,8 +1083,10 @@ def _compile(name, params, body, returned, top, program, state):
     namespace["__builtins__"] = builtins.__dict__
     namespace["check_finite"] = check_finite
     namespace["Retrace"] = Retrace
-    namespace.update(state.extra)
     keep = _returned_names(returned)
+    if state.fuse is not None:
+        body = state.fuse(body, keep, state.label)
+    namespace.update(state.extra)
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),
                                     _return_text(returned, top, str))]

@@ -31,6 +31,7 @@ from ..graph import (COMPILE, VOLATILE, Constant, Witness, check_compile_after, 
 from . import codegen, interpret, loops
 from .cache import CACHE, _member
 from .codegen import Anomaly
+from .fuse import FUSE, check_fuse_mode
 
 _ndarray = np.ndarray
 
@@ -229,12 +230,17 @@ class config:
     - ``"always"``: compiled on the first run;
     - ``"never"``: always interpreted (no code generation at all).
 
+    ``fuse``: whether a generated program evaluates runs of elementwise statements over
+    large NumPy arrays as one numexpr expression (``"auto"``, the default, where numexpr is
+    installed: ``transform/fuse.py``) or never (NumPy only; a program fused before then runs
+    the NumPy statements it replaced).
+
     Called, it sets the switches for the current thread (and asyncio task); used as a
     ``with`` block, it restores the previous ones on exit. ``config()`` reads them.
 
     >>> import neuronika
     >>> neuronika.config()
-    config(compile='auto', compile_after=2)
+    config(compile='auto', compile_after=2, fuse='auto')
     >>> with neuronika.config(compile="never"):
     ...     x = neuronika.ones(3).requires_grad()
     ...     (x * x).sum().backward()
@@ -244,29 +250,36 @@ class config:
     'auto'
     """
 
-    def __init__(self, compile: str | None = None, compile_after: int | None = None):
+    def __init__(self, compile: str | None = None, compile_after: int | None = None,
+                 fuse: str | None = None):
         mode, after = self._previous = COMPILE.get()
         if compile is not None:
             mode = check_compile_mode(compile)
         if compile_after is not None:
             after = check_compile_after(compile_after)
         self.compile, self.compile_after = mode, after
+        self.fuse = self._previous_fuse = FUSE.get()
+        if fuse is not None:
+            self.fuse = check_fuse_mode(fuse)
         self._token = COMPILE.set((mode, after)) if (mode, after) != self._previous else None
+        self._fuse_token = FUSE.set(self.fuse) if self.fuse != self._previous_fuse else None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self._token is not None:
-            try:
-                COMPILE.reset(self._token)
-            except ValueError:            # left in another context than it was entered in
-                COMPILE.set(self._previous)
-            self._token = None
+        for var, token, previous in ((COMPILE, self._token, self._previous),
+                                     (FUSE, self._fuse_token, self._previous_fuse)):
+            if token is not None:
+                try:
+                    var.reset(token)
+                except ValueError:            # left in another context than it was entered in
+                    var.set(previous)
+        self._token = self._fuse_token = None
         return False
 
     def __repr__(self):
-        return f"config(compile={self.compile!r}, compile_after={self.compile_after})"
+        return f"config(compile={self.compile!r}, compile_after={self.compile_after}, fuse={self.fuse!r})"
 
 
 # ---- constants: values computed from leaves that have not changed -----------------------------

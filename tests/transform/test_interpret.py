@@ -443,7 +443,7 @@ def test_config_reads_sets_and_restores():
     assert (neuronika.config().compile, neuronika.config().compile_after) == ("auto", 2)
     with neuronika.config(compile="never", compile_after=5) as cfg:
         assert (modes.compile, modes.compile_after) == ("never", 5)
-        assert repr(cfg) == "config(compile='never', compile_after=5)"
+        assert repr(cfg) == "config(compile='never', compile_after=5, fuse='auto')"
         with neuronika.config(compile="always"):
             assert (modes.compile, modes.compile_after) == ("always", 5)
         assert modes.compile == "never"
