@@ -7,7 +7,7 @@
 4
 """
 from . import functional, init
-from .layers import (Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
+from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
                      Sigmoid, Softmax, Softplus, Tanh)
 from .conv import Conv1d, Conv2d, Conv3d
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MAELoss,
@@ -24,6 +24,6 @@ __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "paramete
            "MSELoss", "L1Loss", "MAELoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
            "KLDivLoss", "HuberLoss", "SmoothL1Loss",
            "Linear", "Dropout", "Embedding", "LayerNorm", "Flatten", "Identity", "ReLU", "LeakyReLU",
-           "Tanh", "Sigmoid", "Softplus", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d",
+           "Tanh", "Sigmoid", "Softplus", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d",
            "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "Conv1d", "Conv2d", "Conv3d",
            "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d"]

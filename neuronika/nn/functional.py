@@ -41,14 +41,15 @@ from ..creation import from_ndarray
 from ..graph import apply, leaf
 from ..ops import OPS as _OPS
 from ..ops.checks import CHECK_CLASS_INDEX, CHECK_PROBABILITY
-from ..ops.reduce import SOFTMAX_CROSS_ENTROPY
+from ..ops.elementwise import BCE_WITH_LOGITS, GELU
+from ..ops.reduce import NORMALIZE, SOFTMAX_CROSS_ENTROPY
 from ..ops.kernels import check_class_index, check_probability
 from ..variable import Var, _located, _wrap
 from ._checks import integer, number
 
 __all__ = ["mse_loss", "l1_loss", "mae_loss", "bce_loss", "binary_cross_entropy", "bce_with_logits_loss",
            "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div_loss", "kl_div",
-           "huber_loss", "smooth_l1_loss"]
+           "huber_loss", "smooth_l1_loss", "layer_norm", "gelu"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -254,7 +255,9 @@ def bce_loss(input, target, weight=None, *, reduction: str = "mean") -> Var:
 def bce_with_logits_loss(input, target, weight=None, *, reduction: str = "mean", pos_weight=None) -> Var:
     """Binary cross-entropy on logits, without overflow:
     weight * ((1 - target) * x + (1 + (pos_weight - 1) * target) * softplus(-x)),
-    which is max(x, 0) - x * target + log(1 + exp(-|x|)) without pos_weight.
+    which is max(x, 0) - x * target + log(1 + exp(-|x|)) without pos_weight: one op,
+    ``bce_with_logits``, whose gradient is sigmoid(x) - target (pos_weight adds
+    (pos_weight - 1) * target * softplus(-x)).
 
     ``weight`` and ``pos_weight`` broadcast to the input's shape (pos_weight: one
     per class, along the last axis).
@@ -266,11 +269,10 @@ def bce_with_logits_loss(input, target, weight=None, *, reduction: str = "mean",
     """
     _check_reduction("bce_with_logits_loss", reduction)
     x, y = _pair("bce_with_logits_loss", input, target)
-    softplus_neg = (-x).softplus()            # -log(sigmoid(x))
+    loss = _wrap(apply(BCE_WITH_LOGITS, (x._node, y._node), ()))     # (1 - y) * x + softplus(-x)
     if pos_weight is not None:
         pw = _broadcast_weight("bce_with_logits_loss", "pos_weight", pos_weight, x)
-        softplus_neg = ((pw - 1.0) * y + 1.0) * softplus_neg
-    loss = (1.0 - y) * x + softplus_neg
+        loss = loss + ((pw - 1.0) * y) * (-x).softplus()
     if weight is not None:
         loss = loss * _broadcast_weight("bce_with_logits_loss", "weight", weight, x)
     return _reduce(loss, reduction)
@@ -514,3 +516,72 @@ def kl_div_loss(input, target, *, reduction: str = "mean", log_target: bool = Fa
 
 
 kl_div = kl_div_loss
+
+
+# ---- activations and normalisation --------------------------------------------------------------
+
+def gelu(input, approximate: str = "none") -> Var:
+    """The Gaussian error linear unit, x * Phi(x) with Phi the standard normal CDF
+    (``approximate='none'``), or PyTorch's tanh approximation (``approximate='tanh'``):
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x ** 3))). One op, ``gelu``.
+
+    >>> import numpy as np
+    >>> from neuronika.nn import functional as F
+    >>> F.gelu(np.array([-1.0, 0.0, 2.0])).data.round(4)
+    array([-0.1587,  0.    ,  1.9545])
+    >>> F.gelu(np.array([-1.0, 0.0, 2.0]), approximate="tanh").data.round(4)
+    array([-0.1588,  0.    ,  1.9546])
+    """
+    if approximate not in ("none", "tanh"):
+        raise _located(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}", ValueError)
+    x = _layer_input("gelu", input)
+    if x.dtype.kind != "f":
+        raise TypeError(f"gelu: the input must be floating point, got dtype {x.dtype}")
+    return _wrap(apply(GELU, (x._node,), (approximate,)))
+
+
+def _layer_input(name, value) -> Var:
+    """A variable over ``value``; another array library's array stays in its library."""
+    if isinstance(value, Var):
+        x = value
+    else:
+        x = from_ndarray(value if backend.foreign(value) else np.asarray(value))
+    if x.dtype.kind == "c":
+        raise TypeError(f"{name}: complex inputs are not supported (got dtype {x.dtype})")
+    return x
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Var:
+    """(x - mean) / sqrt(var + eps) over the trailing ``normalized_shape`` axes (biased
+    variance), times ``weight`` plus ``bias`` (each of ``normalized_shape``, optional), as
+    PyTorch's. The normalisation is one op, ``normalize``; weight and bias are a product and
+    a sum after it.
+
+    >>> import numpy as np
+    >>> from neuronika.nn import functional as F
+    >>> F.layer_norm(np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 5.0]]), 3).data.round(4)
+    array([[-1.2247,  0.    ,  1.2247],
+           [-0.7071, -0.7071,  1.4142]])
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else normalized_shape
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise _located(f"layer_norm: normalized_shape must be an int or a tuple of ints, got "
+                       f"{normalized_shape!r}", ValueError) from None
+    eps = _option("layer_norm", "eps", eps, 0.0, open_lo=True)
+    x = _layer_input("layer_norm", input)
+    n = len(shape)
+    if not shape or x.ndim < n or x.shape[x.ndim - n:] != shape:
+        raise _located(f"layer_norm: an input of shape (*, {', '.join(map(str, shape))}) is expected "
+                       f"(normalized_shape {shape}), got {x.shape}")
+    for name, value in (("weight", weight), ("bias", bias)):
+        given = None if value is None else tuple(value.shape if hasattr(value, "shape") else np.shape(value))
+        if given is not None and given != shape:
+            raise _located(f"layer_norm: {name} must have the shape {shape}, got {given}")
+    y = _wrap(apply(NORMALIZE, (x._node,), (tuple(range(x.ndim - n, x.ndim)), eps)))
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y

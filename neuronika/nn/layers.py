@@ -1,5 +1,5 @@
 """Basic layers: Linear, Dropout, Embedding, LayerNorm, Flatten, Identity and the
-activation modules. Every layer takes ``dtype=`` (float32 by default)."""
+activation modules (GELU among them). Every layer takes ``dtype=`` (float32 by default)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,10 @@ import numpy as np
 
 from ..creation import from_ndarray
 from ..errors import ShapeError
-from ..graph import format_where, user_line
-from ..variable import Var
+from ..graph import apply, format_where, user_line
+from ..ops.elementwise import GELU as _GELU
+from ..ops.reduce import NORMALIZE
+from ..variable import Var, _wrap
 from . import init
 from ._checks import float_dtype, number, positive_int
 from .module import Module, parameter
@@ -107,7 +109,15 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Normalises over the trailing ``normalized_shape`` axes, then scales and shifts."""
+    """Normalises over the trailing ``normalized_shape`` axes (one op, ``normalize``), then
+    scales and shifts.
+
+    >>> import neuronika
+    >>> from neuronika.nn import LayerNorm
+    >>> y = LayerNorm(4)(neuronika.randn((2, 3, 4)))
+    >>> y.shape, bool(abs(y.data.mean(-1)).max() < 1e-5)
+    ((2, 3, 4), True)
+    """
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  dtype=np.float32):
@@ -135,10 +145,7 @@ class LayerNorm(Module):
         n = len(self.normalized_shape)
         check_input(self, x, x.shape[x.ndim - n:] == self.normalized_shape and x.ndim >= n,
                     f"(*, {', '.join(map(str, self.normalized_shape))})")
-        axes = tuple(range(x.ndim - n, x.ndim))
-        centred = x - x.mean(axis=axes, keepdims=True)
-        variance = (centred * centred).mean(axis=axes, keepdims=True)
-        y = centred / (variance + self.eps).sqrt()
+        y = _wrap(apply(NORMALIZE, (x._node,), (tuple(range(x.ndim - n, x.ndim)), self.eps)))
         return y * self.weight + self.bias if self.weight is not None else y
 
     def extra_repr(self):
@@ -186,6 +193,31 @@ class LeakyReLU(Module):
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
+
+
+class GELU(Module):
+    """x * Phi(x), Phi the standard normal CDF; ``approximate='tanh'`` for PyTorch's tanh form.
+
+    >>> import numpy as np
+    >>> from neuronika.nn.layers import GELU
+    >>> GELU()(np.array([1.0])).data.round(4)
+    array([0.8413])
+    """
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        x = as_var(x, self)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        return _wrap(apply(_GELU, (x._node,), (self.approximate,)))
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
 
 
 class Tanh(Module):

@@ -29,8 +29,9 @@ import numbers
 import numpy as np
 
 from ..creation import from_ndarray
-from ..graph import modes
-from ..variable import Var
+from ..graph import apply, modes
+from ..ops.reduce import BATCH_NORM
+from ..variable import Var, _wrap
 from ._checks import float_dtype, number
 from .layers import as_var, check_input
 from .module import Module, parameter
@@ -97,12 +98,12 @@ class _BatchNorm(Module):
                              f"an input of shape {x.shape}")
         if self.training and self.track_running_stats:
             self._update(x, axes, count)
+        if self.weight is not None:         # one op, batch_norm: its adjoint needs no composition
+            params = (self.weight.reshape(shape)._node, self.bias.reshape(shape)._node)
+            return _wrap(apply(BATCH_NORM, (x._node,) + params, (axes, self.eps)))
         centred = x - x.mean(axis=axes, keepdims=True)
         variance = (centred * centred).mean(axis=axes, keepdims=True)
-        scale = (variance + self.eps).sqrt()
-        if self.weight is None:
-            return centred / scale
-        return centred * (self.weight.reshape(shape) / scale) + self.bias.reshape(shape)
+        return centred / (variance + self.eps).sqrt()
 
     def _update(self, x, axes, count):
         tracer = modes.tracer

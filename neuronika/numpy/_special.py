@@ -22,7 +22,7 @@ from ..variable import Var, _wrap
 from ._core import any_var, axes, axis_, build, located, node_of
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu",
-           "softplus"]
+           "softplus", "gelu", "erf"]
 
 
 def _plain_for_plain(fn):
@@ -114,3 +114,29 @@ def softplus(x) -> Var:
     """log(1 + exp(x)), without overflow."""
     return build("softplus", (_var(x, "softplus"),))
 
+
+@_plain_for_plain
+def gelu(x, approximate: str = "none") -> Var:
+    """x * Phi(x), Phi the standard normal CDF; with ``approximate='tanh'``,
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x ** 3))) (PyTorch's two forms).
+
+    >>> import numpy, neuronika
+    >>> from neuronika.numpy._special import gelu
+    >>> gelu(numpy.array([-1.0, 2.0])).round(4)
+    array([-0.1587,  1.9545])
+    """
+    if approximate not in ("none", "tanh"):
+        raise located(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}", ValueError)
+    return build("gelu", (_var(x, "gelu"),), (approximate,))
+
+
+@_plain_for_plain
+def erf(x) -> Var:
+    """The error function (scipy.special.erf): 2 / sqrt(pi) * integral of exp(-t ** 2) from 0 to x.
+
+    >>> import numpy
+    >>> from neuronika.numpy._special import erf
+    >>> erf(numpy.array([0.0, 1.0])).round(6)
+    array([0.      , 0.842701])
+    """
+    return build("erf", (_var(x, "erf"),))

@@ -370,4 +370,57 @@ BITWISE_XOR = _no_gradient("bitwise_xor", "a ^ b", "a ^ b for integers and boole
 INVERT = _no_gradient("invert", "~x", "~x: bitwise not for integers, not for booleans (no gradient)",
                       1, ufunc_dtype(np.invert))
 
+# ---- fused activations and losses (kernels in ops/kernels.py) ---------------------------------------
+# Each forward kernel returns the value and what the adjoint kernel reads; the symbolic adjoints
+# (second derivatives) are the same formulas in catalogue ops.
+
+_TWO_OVER_SQRT_PI = 2 / np.sqrt(np.pi)
+_SQRT_HALF = np.sqrt(0.5)
+_INV_SQRT_2PI = 1 / np.sqrt(2 * np.pi)
+_SQRT_2_OVER_PI = np.sqrt(2 / np.pi)
+_GELU_CUBIC = 0.044715
+
+ERF = _unary("erf", "erf(x)", f"dy * xp.exp(-x * x) * {float(_TWO_OVER_SQRT_PI)!r}",
+             "the error function (SciPy's where installed, else math.erf per element)",
+             dtype=real_only("erf", float_dtype(np.exp)))
+
+
+def _gelu_forward(ctx):
+    return "y, cdf = gelu_erf(x)" if ctx.approximate == "none" else "y, t = gelu_tanh(x)"
+
+
+def _gelu_grad(ctx):
+    return "gelu_erf_grad(x, cdf, dy)" if ctx.approximate == "none" else "gelu_tanh_grad(x, t, dy)"
+
+
+def _gelu_symbolic(ctx, build, bindings):
+    x, dy = bindings["x"], bindings["dy"]
+    if ctx.approximate == "none":
+        cdf = 0.5 * (1 + build(ERF, (x * float(_SQRT_HALF),), ()))
+        return dy * (cdf + x * build(EXP, (-0.5 * x * x,), ()) * float(_INV_SQRT_2PI))
+    t = build(TANH, (float(_SQRT_2_OVER_PI) * x * (1 + _GELU_CUBIC * x * x),), ())
+    du = float(_SQRT_2_OVER_PI) * (1 + 3 * _GELU_CUBIC * x * x)
+    return 0.5 * dy * (1 + t + x * (1 - t * t) * du)
+
+
+GELU = _unary("gelu", _gelu_forward, _gelu_grad,
+              "x * Phi(x), Phi the standard normal CDF (approximate 'none'), or "
+              "0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x ** 3))) (approximate 'tanh')",
+              attrs=("approximate",), symbolic={"x": _gelu_symbolic},
+              dtype=real_only("gelu", float_dtype(np.exp)))
+
+
+def _bce_with_logits_symbolic(ctx, build, bindings):
+    return bindings["dy"] * (build(SIGMOID, (bindings["x"],), ()) - bindings["t"])
+
+
+BCE_WITH_LOGITS = declare(
+    "bce_with_logits", ("x", "t"), "y, e = bce_logits(x, t)",
+    {"x": "bce_logits_grad(x, t, e, dy)", "t": "-dy * x"},
+    symbolic={"x": _bce_with_logits_symbolic}, shape=broadcast_shapes, elementwise=True,
+    dtype=real_only("bce_with_logits", float_dtype(np.logaddexp)),
+    doc="(1 - t) * x + log(1 + exp(-x)): binary cross-entropy of sigmoid(x) against t, without "
+        "overflow; the gradient in x is sigmoid(x) - t")
+
+
 __all__ = [name for name, value in dict(globals()).items() if name.isupper()]

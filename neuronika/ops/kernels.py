@@ -1460,3 +1460,267 @@ def _gather_cupy(space, x, key):
 @register("running_prod", "cupy")
 def _running_prod_cupy(space, x, axis):
     return x.cumprod(axis)
+
+
+# ---- fused normalisation, GELU and binary cross-entropy on logits ------------------------------------
+# (ops/reduce.py: normalize; ops/elementwise.py: erf, gelu, bce_with_logits.) Each forward returns
+# the value and what its adjoint reads, so the backward recomputes nothing; the NumPy versions
+# work in place on the arrays they allocate.
+
+_FUSED = ["normalize", "normalize_grad", "batch_norm", "batch_norm_grad", "erf", "gelu_erf", "gelu_erf_grad", "gelu_tanh", "gelu_tanh_grad",
+          "bce_logits", "bce_logits_grad"]
+__all__ += _FUSED
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_GELU_CUBIC = 0.044715
+
+
+def _own(a):
+    """``a`` as an ``out=`` argument: None where it is a NumPy scalar (a 0-d result)."""
+    return a if type(a) is np.ndarray else None
+
+
+def _floats(x):
+    """``x`` as an array of floats (integers and booleans as float64, what the dtype rule says)."""
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+def _reduced_mean(a, axis, inv):
+    """mean(a, axis, keepdims=True) with the count's inverse given: np.add.reduce (the sum
+    np.mean takes) without np.mean's Python layer, ~3 us a call at small sizes."""
+    m = np.add.reduce(a, axis=axis, keepdims=True)
+    m *= inv
+    return m
+
+
+def normalize(x, axis, eps):
+    """(x - mean) / sqrt(var + eps) over ``axis`` (biased variance), and 1 / sqrt(var + eps)."""
+    x = _floats(x)
+    inv = 1.0 / math.prod(x.shape[a] for a in axis)
+    y = x - _reduced_mean(x, axis, inv)
+    rstd = _reduced_mean(np.square(y), axis, inv)
+    rstd += eps
+    rstd = np.sqrt(rstd, out=_own(rstd))
+    rstd = np.reciprocal(rstd, out=_own(rstd))
+    y *= rstd
+    return y, rstd
+
+
+def normalize_grad(y, rstd, dy, axis):
+    """The adjoint of ``normalize`` given its output y and scale rstd:
+    rstd * (dy - mean(dy) - y * mean(dy * y))."""
+    inv = 1.0 / math.prod(y.shape[a] for a in axis)
+    dx = dy * y
+    dx = np.multiply(y, _reduced_mean(dx, axis, inv), out=_own(dx))
+    dx = np.subtract(dy, dx, out=_own(dx))
+    dx -= _reduced_mean(dy, axis, inv)
+    dx *= rstd
+    return dx
+
+
+def batch_norm(x, w, b, axis, eps):
+    """c * (w * rstd) + b with c = x - mean and rstd = 1 / sqrt(var + eps) over ``axis``, where
+    w and b have the reduced shape (kept axes): batch normalisation's scale and shift inside;
+    also c and rstd."""
+    x = _floats(x)
+    inv = 1.0 / math.prod(x.shape[a] for a in axis)
+    c = x - _reduced_mean(x, axis, inv)
+    rstd = _reduced_mean(np.square(c), axis, inv)
+    rstd += eps
+    rstd = np.sqrt(rstd, out=_own(rstd))
+    rstd = np.reciprocal(rstd, out=_own(rstd))
+    y = c * (w * rstd)
+    y += b
+    return y, c, rstd
+
+
+def batch_norm_grad(c, rstd, w, dy, axis):
+    """The adjoint of ``batch_norm`` in x: w * rstd * (dy - mean(dy) - c * rstd ** 2 * mean(dy * c))."""
+    inv = 1.0 / math.prod(c.shape[a] for a in axis)
+    dx = dy * c
+    k = _reduced_mean(dx, axis, inv)
+    k *= rstd * rstd
+    dx = np.multiply(c, k, out=_own(dx))
+    dx = np.subtract(dy, dx, out=_own(dx))
+    dx -= _reduced_mean(dy, axis, inv)
+    dx *= w * rstd
+    return dx
+
+
+_ERF = []
+
+
+def _erf_ufunc():
+    """SciPy's erf when it is installed; else math.erf element by element (exact, slow)."""
+    if not _ERF:
+        try:
+            from scipy.special import erf as ufunc
+        except ImportError:
+            scalar = np.frompyfunc(math.erf, 1, 1)
+
+            def ufunc(x):
+                x = np.asarray(x)
+                return np.asarray(scalar(x), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+        _ERF.append(ufunc)
+    return _ERF[0]
+
+
+def erf(x):
+    """The error function, 2 / sqrt(pi) * integral of exp(-t ** 2) from 0 to x, in x's float dtype."""
+    result = _erf_ufunc()(x)
+    dtype = getattr(x, "dtype", None)
+    return result.astype(dtype, copy=False) if dtype is not None and dtype.kind == "f" else result
+
+
+def gelu_erf(x):
+    """x * Phi(x) with Phi the normal CDF 0.5 * (1 + erf(x / sqrt(2))), and Phi(x)."""
+    x = _floats(x)
+    cdf = erf(x * _SQRT_HALF)
+    cdf += 1
+    cdf *= 0.5
+    return x * cdf, cdf
+
+
+def gelu_erf_grad(x, cdf, dy):
+    """dy * (Phi(x) + x * phi(x)), phi the normal density."""
+    dx = np.square(x)
+    dx *= -0.5
+    dx = np.exp(dx, out=_own(dx))
+    dx *= x
+    dx *= _INV_SQRT_2PI
+    dx += cdf
+    dx *= dy
+    return dx
+
+
+def gelu_tanh(x):
+    """0.5 * x * (1 + tanh(u)), u = sqrt(2 / pi) * (x + 0.044715 x ** 3), and tanh(u)."""
+    x = _floats(x)
+    t = np.square(x)
+    t *= _GELU_CUBIC
+    t += 1
+    t *= x
+    t *= _SQRT_2_OVER_PI
+    t = np.tanh(t, out=_own(t))
+    y = t + 1
+    y *= x
+    y *= 0.5
+    return y, t
+
+
+def gelu_tanh_grad(x, t, dy):
+    """dy * (0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * sqrt(2 / pi) * (1 + 3 * 0.044715 x ** 2))."""
+    du = np.square(x)
+    du *= 3 * _GELU_CUBIC * _SQRT_2_OVER_PI
+    du += _SQRT_2_OVER_PI
+    du *= x
+    sech2 = np.square(t)
+    sech2 = np.subtract(1, sech2, out=_own(sech2))
+    du *= sech2
+    du += t
+    du += 1
+    du *= dy
+    du *= 0.5
+    return du
+
+
+def bce_logits(x, t):
+    """max(x, 0) - x * t + log(1 + exp(-|x|)) (binary cross-entropy of sigmoid(x) against t,
+    without overflow), and exp(-|x|)."""
+    e = np.abs(x)
+    e = np.negative(e, out=_own(e))
+    e = np.exp(e, out=_own(e))
+    loss = np.log1p(e)
+    loss += np.maximum(x, 0)
+    loss -= x * t
+    return loss, e
+
+
+def bce_logits_grad(x, t, e, dy):
+    """dy * (sigmoid(x) - t), sigmoid(x) = (1 if x >= 0 else e) / (1 + e) with e = exp(-|x|)."""
+    dx = np.maximum(e, x >= 0)      # e <= 1: the numerator; np.where with a scalar is ~20x slower
+    dx /= 1 + e
+    dx -= t
+    dx *= dy
+    return dx
+
+
+for _name in _FUSED:
+    TABLE[_name] = {"numpy": globals()[_name]}
+
+
+@register("normalize", "generic")
+def _normalize_generic(space, x, axis, eps):
+    xp = space.xp
+    y = x - xp.mean(x, axis=axis, keepdims=True)
+    rstd = 1 / xp.sqrt(xp.mean(y * y, axis=axis, keepdims=True) + eps)
+    return y * rstd, rstd
+
+
+@register("normalize_grad", "generic")
+def _normalize_grad_generic(space, y, rstd, dy, axis):
+    xp = space.xp
+    return rstd * (dy - xp.mean(dy, axis=axis, keepdims=True) - y * xp.mean(dy * y, axis=axis, keepdims=True))
+
+
+@register("batch_norm", "generic")
+def _batch_norm_generic(space, x, w, b, axis, eps):
+    xp = space.xp
+    c = x - xp.mean(x, axis=axis, keepdims=True)
+    rstd = 1 / xp.sqrt(xp.mean(c * c, axis=axis, keepdims=True) + eps)
+    return c * (w * rstd) + b, c, rstd
+
+
+@register("batch_norm_grad", "generic")
+def _batch_norm_grad_generic(space, c, rstd, w, dy, axis):
+    xp = space.xp
+    k = xp.mean(dy * c, axis=axis, keepdims=True) * rstd * rstd
+    return w * rstd * (dy - xp.mean(dy, axis=axis, keepdims=True) - c * k)
+
+
+def _erf_generic(space, x):
+    """The standard has no erf: SciPy's (or math.erf) on a host copy, moved back."""
+    return space.asarray(erf(space.to_numpy(x)))
+
+
+register("erf", "generic")(_erf_generic)
+
+
+@register("gelu_erf", "generic")
+def _gelu_erf_generic(space, x):
+    cdf = 0.5 * (1 + _erf_generic(space, x * _SQRT_HALF))
+    return x * cdf, cdf
+
+
+@register("gelu_erf_grad", "generic")
+def _gelu_erf_grad_generic(space, x, cdf, dy):
+    xp = space.xp
+    return dy * (cdf + x * xp.exp(-0.5 * x * x) * _INV_SQRT_2PI)
+
+
+@register("gelu_tanh", "generic")
+def _gelu_tanh_generic(space, x):
+    xp = space.xp
+    t = xp.tanh(_SQRT_2_OVER_PI * x * (1 + _GELU_CUBIC * x * x))
+    return 0.5 * x * (1 + t), t
+
+
+@register("gelu_tanh_grad", "generic")
+def _gelu_tanh_grad_generic(space, x, t, dy):
+    du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_CUBIC * x * x)
+    return 0.5 * dy * (1 + t + x * (1 - t * t) * du)
+
+
+@register("bce_logits", "generic")
+def _bce_logits_generic(space, x, t):
+    xp = space.xp
+    e = xp.exp(-xp.abs(x))
+    return xp.maximum(x, xp.zeros_like(x)) - x * t + xp.log1p(e), e
+
+
+@register("bce_logits_grad", "generic")
+def _bce_logits_grad_generic(space, x, t, e, dy):
+    xp = space.xp
+    return dy * (xp.where(x >= 0, xp.ones_like(e), e) / (1 + e) - t)

@@ -9,7 +9,7 @@ from ..errors import ShapeError
 from ..graph import leaf
 from . import Grad, declare
 
-from .elementwise import float_dtype
+from .elementwise import float_dtype, inexact_dtype, real_only
 
 
 def reduced_shape(shape, axis, keepdims):
@@ -160,6 +160,53 @@ SOFTMAX_CROSS_ENTROPY = declare(
     dtype=lambda inputs, attrs: inputs[0].dtype,
     doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index; "
         "the gradient is (softmax(x) - onehot(t)) * dy")
+
+
+def _normalize_symbolic(ctx, build, bindings):
+    """rstd * (dy - mean(dy) - y * mean(dy * y)) in catalogue ops, rstd from x."""
+    x, y, dy = bindings["x"], bindings["y"], bindings["dy"]
+    axis = ctx.axis
+    centred = x - build(MEAN, (x,), (axis, True))
+    rstd = 1 / build("sqrt", (build(MEAN, (centred * centred,), (axis, True)) + ctx.eps,), ())
+    return rstd * (dy - build(MEAN, (dy,), (axis, True)) - y * build(MEAN, (dy * y,), (axis, True)))
+
+
+NORMALIZE = declare(
+    "normalize", ("x",), "y, rstd = normalize(x, axis, eps)",
+    {"x": "normalize_grad(y, rstd, dy, axis)"}, symbolic={"x": _normalize_symbolic},
+    attrs=("axis", "eps"), dtype=real_only("normalize", float_dtype(np.mean)),
+    doc="(x - mean(x)) / sqrt(var(x) + eps) over the axes in axis (a sorted tuple; biased "
+        "variance): layer and batch normalisation without their scale and shift")
+
+
+def _batch_norm_shape(x, w, b, axis, eps):
+    kept = reduced_shape(x, axis, True)
+    if tuple(w) != kept or tuple(b) != kept:
+        raise ShapeError(f"an input of shape {x} normalised over axes {axis} needs weight and bias of "
+                         f"shape {kept}, got {w} and {b}")
+    return tuple(x)
+
+
+def _batch_norm_symbolic_x(ctx, build, bindings):
+    x, w = bindings["x"], bindings["w"]
+    return _normalize_symbolic(ctx, build, {"x": x, "y": build(NORMALIZE, (x,), (ctx.axis, ctx.eps)),
+                                            "dy": bindings["dy"] * w})
+
+
+def _batch_norm_symbolic_w(ctx, build, bindings):
+    y = build(NORMALIZE, (bindings["x"],), (ctx.axis, ctx.eps))
+    return build(SUM, (bindings["dy"] * y,), (ctx.axis, True))
+
+
+BATCH_NORM = declare(
+    "batch_norm", ("x", "w", "b"), "y, c, rstd = batch_norm(x, w, b, axis, eps)",
+    {"x": "batch_norm_grad(c, rstd, w, dy, axis)",
+     "w": "xp.sum(dy * c, axis=axis, keepdims=True) * rstd",
+     "b": "xp.sum(dy, axis=axis, keepdims=True)"},
+    symbolic={"x": _batch_norm_symbolic_x, "w": _batch_norm_symbolic_w},
+    attrs=("axis", "eps"), shape=_batch_norm_shape, dtype=real_only("batch_norm", inexact_dtype),
+    doc="normalize(x, axis, eps) * w + b with w and b of the reduced shape (kept axes): batch "
+        "normalisation in training, its scale and shift applied inside")
 
 
 # ---- products and scans ---------------------------------------------------------------------
