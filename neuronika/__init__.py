@@ -18,7 +18,7 @@ from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, 
                        ones, rand, randn, stack, zeros)
 from .errors import (AnomalyError, ArgnumsError, GradientError, IndexingError, LinAlgShapeError,
                      RetraceWarning, ShapeError)
-from .functional import custom_vjp, grad, hessian, hvp, jacobian, value_and_grad, vjp
+from .functional import custom_vjp, grad, hessian, hvp, jacobian, jit, value_and_grad, vjp
 from .loops import scan  # noqa: F401  (neuronika.scan: a loop compiled once)
 from .numpy._special import (expit, leaky_relu, log_softmax, logit, logsumexp, relu, sigmoid, softmax,
                              softplus)
@@ -34,6 +34,6 @@ __all__ = [
     "RetraceWarning",
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
-    "grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp", "scan",
+    "grad", "value_and_grad", "vjp", "jit", "jacobian", "hessian", "hvp", "custom_vjp", "scan",
     "logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu", "softplus",
 ]

@@ -52,6 +52,12 @@ attribute, ``self.w = new_w``) is not watched: pass it as an argument, or call
 ``neuronika.transform.cache_clear()``. Random draws inside the function
 (``neuronika.rand``) are constants too; ``dropout`` draws its mask on every call.
 
+Whole programs. ``jit(f)`` traces ``f`` like ``grad`` does (the same signatures, statics,
+guards, caches and retrace warnings) but differentiates nothing: every variable in its result
+(any tree) is an output of one program. A ``grad`` / ``value_and_grad`` called inside builds
+its gradients as graph nodes (below), so forward, backward and what follows them (an
+optimizer's update, ``neuronika.optim.sgd`` / ``adam`` / ``adamw``) compile together.
+
 Nested differentiation. Each ``grad`` differentiates with respect to its own
 arguments only. Called inside another traced function on a function that reads
 the outer one's variables (``grad(lambda x: x * grad(lambda y: x * y)(2.0))``),
@@ -75,7 +81,7 @@ import weakref
 
 import numpy as np
 
-from .errors import GradientError, RetraceWarning
+from .errors import ArgnumsError, GradientError, RetraceWarning
 from .graph import USER, apply, leaf, linearize, modes, origin
 from .ops import OPS
 from . import backend, symbolic, tracing as _trace
@@ -86,7 +92,7 @@ from .transform.codegen import Anomaly, Retrace
 from .numpy._core import build, node_of, var_of
 from .variable import Var, _wrap
 
-__all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp"]
+__all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp", "jit"]
 
 def _argnums(argnums, name):
     single = isinstance(argnums, int)
@@ -255,10 +261,11 @@ class _Traced:
     ``_function_key`` (``transform.cache.functions``)."""
 
     want_value = True
+    whole = False           # jit: the function's result is a tree of outputs, no loss
 
     def __init__(self, fn, argnums, has_aux, split, name, static_argnums=(), static_argnames=()):
         self.fn = fn
-        self.single, self.argnums = _argnums(argnums, name)
+        self.single, self.argnums = (False, ()) if argnums is None else _argnums(argnums, name)
         self.has_aux = has_aux
         self.split = split
         self.name = name
@@ -415,7 +422,8 @@ class _Traced:
             _trace.check_differentiable(entries[n], args[n], n, self.name)
         labels = _trace.value_labels(entries, kw_items, self.params)
         found = _trace.trace(self.fn, values, entries, kw_items, differentiate, self.has_aux,
-                             self.split, self.name, self.want_value or self.has_aux, labels, self.external)
+                             self.split, self.name, self.want_value or self.has_aux, labels, self.external,
+                             self.whole)
         found.plain_arguments = self.plain_arguments(entries)      # (read again by a compile
         if not found.plain_arguments:                               # that binds the trace anew)
             found.plain = found.fast = found.fast_later = False
@@ -650,6 +658,9 @@ def _to_vars(obj, wrt, name, position):
     to this position only, not to other uses of the same variable (one passed twice, or one
     the function also reads from outside)."""
     if isinstance(obj, Var):
+        if obj.dtype.kind not in "fc":
+            raise ArgnumsError(f"{name}: argument {position} holds a variable of dtype {obj.dtype}; only "
+                               f"floating-point values can be differentiated (leave it out of argnums)")
         var = build("reshape", (obj,), (obj.shape,))
         wrt.append(var)
         return var
@@ -665,7 +676,7 @@ def _to_vars(obj, wrt, name, position):
         return type(obj)(_to_vars(o, wrt, name, position) for o in obj)
     if isinstance(obj, dict):
         return {k: _to_vars(v, wrt, name, position) for k, v in obj.items()}
-    _trace.check_differentiable(("s", obj), position, name)
+    _trace.check_differentiable(("s", obj), obj, position, name)
     return obj
 
 
@@ -732,6 +743,76 @@ def value_and_grad(fn=None, argnums=0, has_aux=False, *, static_argnums=(), stat
         return lambda f: value_and_grad(f, argnums, has_aux, static_argnums=static_argnums,
                                         static_argnames=static_argnames)
     return _ValueAndGrad(fn, argnums, has_aux, False, "value_and_grad", static_argnums, static_argnames)
+
+
+class _Jit(_Traced):
+    want_value = False
+    whole = True
+
+    def __call__(self, *args, **kwargs):
+        if modes.tracer is not None or _has_var(args) or kwargs and _has_var(tuple(kwargs.values())):
+            return self.fn(*args, **kwargs)        # inside another trace, or on variables: inline
+        found, _, outs, _ = self._lookup(args, kwargs)
+        rebuild = self._builders.get(found)
+        if rebuild is None:
+            rebuild = self._builders[found] = _trace.output_builder(found.aux)
+        return rebuild(outs if found.n_outputs > 1 else (outs,))
+
+    @property
+    def _builders(self):
+        # per trace (weakly: the cache may drop a trace)
+        builders = self.__dict__.get("_output_builders")
+        if builders is None:
+            builders = self.__dict__["_output_builders"] = weakref.WeakKeyDictionary()
+        return builders
+
+
+def _has_var(items):
+    """Whether a tuple of arguments holds a variable (in dicts, lists and tuples)."""
+    stack = list(items)
+    pop, push = stack.pop, stack.extend
+    ndarray = np.ndarray
+    while stack:
+        obj = pop()
+        cls = obj.__class__
+        if cls is ndarray:
+            continue
+        if cls is dict:
+            push(obj.values())
+        elif cls is list or cls is tuple:
+            push(obj)
+        elif isinstance(obj, Var):
+            return True
+        elif isinstance(obj, (tuple, list, dict)):
+            push(obj.values() if isinstance(obj, dict) else obj)
+    return False
+
+
+def jit(fn=None, *, static_argnums=(), static_argnames=()):
+    """``fn`` traced once per signature and run afterwards as one compiled program: its whole
+    result (arrays, numbers, and dicts / lists / tuples of them), including the gradients of
+    any ``grad`` / ``value_and_grad`` it calls, which join the same graph. A training step
+    (forward, backward and the optimizer's update) becomes one program.
+
+    Arguments are values or static as for ``grad``: arrays and Python numbers are values (a
+    new learning rate does not trace again), ``static_argnums`` / ``static_argnames`` mark
+    arguments whose Python value selects the program. Called inside another trace, or on
+    variables, the function runs inline (its operations join that graph). An output that is
+    an argument returned unchanged is that same array. ``.source(*args)`` shows the program,
+    ``transform.explain`` why a call traced again.
+
+    >>> import numpy as np, neuronika
+    >>> @neuronika.jit
+    ... def step(w, x, lr):
+    ...     loss, g = neuronika.value_and_grad(lambda w: ((x @ w) ** 2).sum())(w)
+    ...     return w - lr * g, loss
+    >>> w, loss = step(np.array([1.0, -1.0]), np.array([[1.0, 2.0]]), 0.1)
+    >>> w, float(loss)
+    (array([ 1.2, -0.6]), 1.0)
+    """
+    if fn is None:
+        return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames)
+    return _Jit(fn, None, False, False, "jit", static_argnums, static_argnames)
 
 
 _vjp_traced = weakref.WeakKeyDictionary()

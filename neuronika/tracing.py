@@ -594,7 +594,7 @@ def _compiled_or_interpreted(key, order, leaves, options, member=None, reaches=N
 
 
 def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value=True,
-          labels=None, external=()):
+          labels=None, external=(), whole=False):
     """Run ``fn`` on leaves over ``values`` and compile what it computed.
 
     ``entries`` are the positional arguments' signature entries, ``kw_items``
@@ -602,6 +602,8 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     positions of the arguments whose gradients are wanted; ``labels`` names each
     value (``value_labels``) in messages, and constant arrays whose id is in
     ``external`` (the function's closure and globals) do not count in the trace's size.
+    ``whole`` (``jit``): no loss; every variable in the function's result (a tree) is an
+    output of the program (``flatten_outputs``, read back by ``output_builder``).
     """
     # Building a graph makes many small objects and no garbage cycles: the collector, which
     # would walk the graph again and again, waits until the trace is done (as codegen.build).
@@ -610,14 +612,14 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
         gc.disable()
     try:
         return _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value,
-                      labels, external)
+                      labels, external, whole)
     finally:
         if collecting:
             gc.enable()
 
 
 def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value, labels,
-           external):
+           external, whole=False):
     all_entries = list(entries) + [e for _, e in kw_items]
     start = serial_now()           # what the function reads that was computed before is a constant
     nodes = _leaves_for(values, all_entries, differentiate, where)
@@ -635,17 +637,21 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     finally:
         modes.tracer, modes.grad_enabled = previous
 
-    out, aux_value = split_aux(out, has_aux, where)
-    out_tree = None
-    if split:
-        out, out_tree = flat_output(out)
-    else:
-        out = scalar_output(out, where)
     aux_nodes = []
     aux_entry = None
-    if has_aux:
-        aux_values = []
-        aux_entry = flatten_aux(aux_value, aux_nodes, aux_values)
+    out_tree = None
+    if whole:
+        aux_entry = flatten_outputs(out, aux_nodes, where)
+        out = None
+    else:
+        out, aux_value = split_aux(out, has_aux, where)
+        if split:
+            out, out_tree = flat_output(out)
+        else:
+            out = scalar_output(out, where)
+        if has_aux:
+            aux_values = []
+            aux_entry = flatten_aux(aux_value, aux_nodes, aux_values)
     index_of_input = {node: k for k, node in enumerate(nodes)}
     if labels is None:
         labels = [f"value {k}" for k in range(len(nodes))]
@@ -663,15 +669,16 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
                 computed.append((node, kind, value))
         else:
             data_guards.append((node, kind, value))
-    order, leaves, signature = linearize(out._node, *aux_nodes, *[g[0] for g in data_guards], cut=start)
+    roots = [] if out is None else [out._node]
+    order, leaves, signature = linearize(*roots, *aux_nodes, *[g[0] for g in data_guards], cut=start)
     if tracer.parent is not None:
         outer = tracer.parent.traced
         if tracer.reads_outer or any(n in outer for n in order):
             raise ReadsOuter
     position = {node: i for i, node in enumerate(order)}
-    loss = position[out._node]
-    outputs = ([loss] if want_value else []) + [position[n] for n in aux_nodes]
-    differentiable = out._node.requires_grad
+    loss = None if out is None else position[out._node]
+    outputs = ([loss] if want_value and out is not None else []) + [position[n] for n in aux_nodes]
+    differentiable = out is not None and out._node.requires_grad
     guards = [(position[node], kind, value) for node, kind, value in data_guards]
     # Differentiable leaves the function did not get as arguments (a module's
     # parameters it closes over) are constants here: gradients only for arguments.
@@ -693,7 +700,7 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     result.aux = aux_entry
     result.closure = _closure_snapshot(fn)
     result.floats = float_positions(all_entries, differentiate)
-    result.out_shape, result.out_dtype = out.shape, out.dtype
+    result.out_shape, result.out_dtype = (None, None) if out is None else (out.shape, out.dtype)
     result.out_tree = out_tree
     result.pins = pins
     compile_precheck = None
@@ -1159,3 +1166,65 @@ def rebuild_aux(entry, items):
     if tag == "l":
         return [rebuild_aux(e, items) for e in entry[1:]]
     return {k: rebuild_aux(e, items) for k, e in zip(entry[1], entry[2:])}
+
+
+def flatten_outputs(obj, nodes, where, path="the result"):
+    """Structure of a jitted function's result (``trace(whole=True)``): each variable in it
+    becomes an output of the program (appended to ``nodes``); arrays and numbers it computed
+    without the arguments are constants of the trace."""
+    if hasattr(obj, "_node"):
+        nodes.append(obj._node)
+        return ("v", obj._node.shape == ())
+    cls = obj.__class__
+    if isinstance(obj, tuple):
+        return ("t", cls if hasattr(cls, "_fields") else None,
+                tuple(flatten_outputs(o, nodes, where, f"{path}[{k}]") for k, o in enumerate(obj)))
+    if cls is list:
+        return ("l", tuple(flatten_outputs(o, nodes, where, f"{path}[{k}]") for k, o in enumerate(obj)))
+    if cls is dict:
+        return ("d", tuple(obj), tuple(flatten_outputs(v, nodes, where, f"{path}[{k!r}]")
+                                      for k, v in obj.items()))
+    if cls is np.ndarray:
+        return ("c", obj.copy())
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, np.generic)) or backend.foreign(obj):
+        return ("s", obj)
+    raise TypeError(f"{where}: {path} is a {cls.__name__}; a jitted function returns arrays, numbers, "
+                    f"strings, None, and tuples, lists and dicts of them")
+
+
+def output_builder(entry):
+    """A function of the program's outputs (a tuple) that rebuilds a jitted function's result
+    (``flatten_outputs``' structure), written once per trace as one Python expression: a 0-dim
+    output comes back as an array (NumPy's reductions give scalars), a constant array as a copy."""
+    constants = []
+    position = [0]
+
+    def constant(obj):
+        constants.append(obj)
+        return f"K[{len(constants) - 1}]"
+
+    def expression(e):
+        tag = e[0]
+        if tag == "v":
+            k = position[0]
+            position[0] += 1
+            return f"A(o[{k}])" if e[1] else f"o[{k}]"
+        if tag == "s":
+            return constant(e[1])
+        if tag == "c":
+            return f"{constant(e[1])}.copy()"
+        if tag == "d":
+            return "{" + ", ".join(f"{constant(k)}: {expression(c)}" for k, c in zip(e[1], e[2])) + "}"
+        items = [expression(c) for c in (e[1] if tag == "l" else e[2])]
+        if tag == "l":
+            return "[" + ", ".join(items) + "]"
+        if e[1] is not None:
+            return f"{constant(e[1])}(" + ", ".join(items) + ")"
+        return "(" + "".join(f"{i}, " for i in items) + ")"
+
+    text = expression(entry)
+    return eval(compile(f"lambda o: {text}", "<jit outputs>", "eval"), {"K": constants, "A": _as_array})
+
+
+def _as_array(value):
+    return value if value.__class__ is np.ndarray or backend.foreign(value) else np.asarray(value)

@@ -12,9 +12,11 @@ update rules and keyword defaults.
 """
 from . import lr_scheduler
 from .clip import clip_grad_norm_, clip_grad_value_
+from .functional import FunctionalOptimizer, adam, adamw, apply_updates, sgd
 from .optimizer import Optimizer
 from .optimizers import AMSGrad, SGD, Adagrad, Adam, Adamax, AdamW, RMSprop
 from .penalty import L1, L2, ElasticNet, Penalty
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW", "AMSGrad", "RMSprop", "Adamax", "Penalty", "L1",
-           "L2", "ElasticNet", "clip_grad_norm_", "clip_grad_value_", "lr_scheduler"]
+           "L2", "ElasticNet", "clip_grad_norm_", "clip_grad_value_", "lr_scheduler",
+           "FunctionalOptimizer", "sgd", "adam", "adamw", "apply_updates"]

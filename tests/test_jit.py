@@ -1,0 +1,331 @@
+"""neuronika.jit: a whole training step (forward, backward, optimizer update) as one program.
+
+The jitted step is checked against the same step done in pieces (value_and_grad, then the
+functional optimizer's update run eagerly on NumPy arrays), in float64 over 20 steps.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import neuronika
+import neuronika.numpy as nnp
+from neuronika import optim, transform
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    transform.cache_clear()
+    yield
+    transform.cache_clear()
+
+
+def params_tree(seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return {"w": rng.standard_normal((5, 4)).astype(dtype),
+            "b": [rng.standard_normal(4).astype(dtype), (rng.standard_normal(()).astype(dtype),)]}
+
+
+def data(seed=1, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((7, 4)).astype(dtype)
+
+
+def loss_fn(p, x, y):
+    return ((nnp.tanh(x @ p["w"] + p["b"][0]) * p["b"][1][0] - y) ** 2).mean()
+
+
+def leaves(tree):
+    return [tree["w"], tree["b"][0], tree["b"][1][0]]
+
+
+OPTIMIZERS = {
+    "sgd": lambda: optim.sgd(0.1),
+    "sgd-momentum": lambda: optim.sgd(0.1, momentum=0.9),
+    "sgd-nesterov-wd": lambda: optim.sgd(0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+    "adam": lambda: optim.adam(1e-2),
+    "adam-wd": lambda: optim.adam(1e-2, betas=(0.8, 0.99), weight_decay=0.1),
+    "adamw": lambda: optim.adamw(1e-2, weight_decay=0.05),
+}
+
+
+def make_step(opt):
+    @neuronika.jit
+    def step(params, state, x, y):
+        loss, grads = neuronika.value_and_grad(loss_fn)(params, x, y)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state, loss
+    return step
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_whole_step_matches_the_pieces(name):
+    opt = OPTIMIZERS[name]()
+    step = make_step(opt)
+    x, y = data()
+    p_jit = p_eager = params_tree()
+    s_jit = s_eager = opt.init(p_jit)
+    for _ in range(20):
+        p_jit, s_jit, loss_jit = step(p_jit, s_jit, x, y)
+        loss, grads = neuronika.value_and_grad(loss_fn)(p_eager, x, y)
+        updates, s_eager = opt.update(grads, s_eager, p_eager)
+        p_eager = optim.apply_updates(p_eager, updates)
+        np.testing.assert_allclose(loss_jit, loss, rtol=1e-13, atol=0)
+    for a, b in zip(leaves(p_jit), leaves(p_eager)):
+        assert a.dtype == np.float64 and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    assert int(s_jit["count"]) == 20
+    assert isinstance(p_jit["b"], list) and isinstance(p_jit["b"][1], tuple)
+    assert step.stats.traced == 1
+    assert loss_jit < loss_fn(params_tree(), x, y)          # it trained
+
+
+def test_compile_modes_give_the_same_numbers():
+    opt = optim.adam(1e-2)
+    x, y = data()
+    results = []
+    for mode in ("never", "always", "auto"):
+        transform.cache_clear()
+        with neuronika.config(compile=mode):
+            step = make_step(opt)
+            p, s = params_tree(), opt.init(params_tree())
+            for _ in range(3):
+                p, s, loss = step(p, s, x, y)
+        results.append(leaves(p) + [loss])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_float32_stays_float32():
+    opt = optim.adam(1e-2)
+    step = make_step(opt)
+    x, y = data(dtype=np.float32)
+    p, s = params_tree(dtype=np.float32), opt.init(params_tree(dtype=np.float32))
+    for _ in range(3):
+        p, s, loss = step(p, s, x, y)
+    assert all(a.dtype == np.float32 for a in leaves(p) + leaves(s["mu"]) + leaves(s["nu"]))
+    assert loss.dtype == np.float32
+
+
+def test_learning_rate_as_a_value_does_not_retrace():
+    @neuronika.jit
+    def step(params, state, x, y, lr):
+        opt = optim.sgd(lr, momentum=0.9)
+        loss, grads = neuronika.value_and_grad(loss_fn)(params, x, y)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state, loss
+
+    x, y = data()
+    p_jit = p_eager = params_tree()
+    s_jit = s_eager = optim.sgd(0.1, momentum=0.9).init(p_jit)
+    for k in range(6):
+        lr = 0.1 / (1 + k)
+        p_jit, s_jit, _ = step(p_jit, s_jit, x, y, lr)
+        _, grads = neuronika.value_and_grad(loss_fn)(p_eager, x, y)
+        updates, s_eager = optim.sgd(lr, momentum=0.9).update(grads, s_eager, p_eager)
+        p_eager = optim.apply_updates(p_eager, updates)
+    for a, b in zip(leaves(p_jit), leaves(p_eager)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    assert step.stats.traced == 1
+
+
+def test_a_schedule_and_the_step_count_do_not_retrace():
+    opt = optim.adam(lambda count: 0.1 * 0.5 ** count)       # a function of the step count
+    step = make_step(opt)
+    x, y = data()
+    p_jit = p_eager = params_tree()
+    s_jit = s_eager = opt.init(p_jit)
+    for _ in range(8):
+        p_jit, s_jit, _ = step(p_jit, s_jit, x, y)
+        _, grads = neuronika.value_and_grad(loss_fn)(p_eager, x, y)
+        updates, s_eager = opt.update(grads, s_eager, p_eager)
+        p_eager = optim.apply_updates(p_eager, updates)
+    for a, b in zip(leaves(p_jit), leaves(p_eager)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    assert step.stats.traced == 1 and int(s_jit["count"]) == 8
+
+
+def test_retrace_count_on_a_new_shape():
+    step = make_step(optim.sgd(0.1))
+    p, s = params_tree(), optim.sgd(0.1).init(params_tree())
+    x, y = data()
+    step(p, s, x, y)
+    step(p, s, x, y)
+    assert step.stats.traced == 1
+    step(p, s, x[:3], y[:3])
+    assert step.stats.traced == 2
+    assert "shape" in str(step.stats.last_miss)
+
+
+def test_static_arguments():
+    @neuronika.jit
+    def scaled(x, n, mode):
+        for _ in range(n):
+            x = x * 2
+        return x + 1 if mode == "plus" else x - 1
+
+    f = neuronika.jit(scaled.__wrapped__, static_argnums=1, static_argnames="mode")
+    x = np.arange(3.0)
+    np.testing.assert_array_equal(f(x, 2, mode="plus"), x * 4 + 1)
+    np.testing.assert_array_equal(f(x, 2, mode="plus"), x * 4 + 1)
+    np.testing.assert_array_equal(f(x, 3, mode="minus"), x * 8 - 1)
+    assert f.stats.traced == 2
+    with pytest.raises(TypeError, match="static_argnums"):
+        f(x, [1], mode="plus")
+
+
+def test_source_shows_one_program():
+    step = make_step(optim.adam(1e-2))
+    p, x, y = params_tree(), *data()
+    s = optim.adam(1e-2).init(p)
+    text = step.source(p, s, x, y)
+    assert text.count("def ") == 1
+    assert "xp.tanh" in text and "xp.sqrt" in text        # the forward and the update
+    assert "return" in text
+
+
+def test_outputs_of_any_structure():
+    from collections import namedtuple
+    Pair = namedtuple("Pair", "a b")
+
+    @neuronika.jit
+    def f(x, y):
+        return {"x": x, "both": [x * y, Pair(y + 1, 2.5)], "none": None, "const": np.ones(2)}
+
+    x, y = np.arange(2.0), np.full(2, 3.0)
+    for _ in range(3):
+        out = f(x, y)
+        assert out["x"] is not None and np.array_equal(out["x"], x)
+        np.testing.assert_array_equal(out["both"][0], x * y)
+        assert isinstance(out["both"][1], Pair) and out["both"][1].b == 2.5
+        np.testing.assert_array_equal(out["both"][1].a, y + 1)
+        assert out["none"] is None
+        out["const"][0] = 7.0           # a fresh copy each call: the trace's constant stays
+    np.testing.assert_array_equal(f(x, y)["const"], np.ones(2))
+
+
+def test_errors_are_clear():
+    x = np.ones(3)
+    with pytest.raises(TypeError, match=r"jit: the result\[1\] is a object"):
+        neuronika.jit(lambda x: (x, object()))(x)
+    with pytest.raises(neuronika.GradientError, match="scalar"):
+        neuronika.jit(lambda x: neuronika.grad(lambda v: v * 2)(x))(x)
+    with pytest.raises(TypeError, match="argument 1.*set"):
+        neuronika.jit(lambda x, s: x)(x, {1, 2})
+    with pytest.raises(neuronika.ArgnumsError, match="int"):
+        neuronika.jit(lambda i: neuronika.grad(lambda v: (v * 2.0).sum())(i))(np.arange(3))
+    with pytest.raises(neuronika.ArgnumsError, match="argument 0 holds a variable of dtype int64"):
+        neuronika.jit(lambda p: neuronika.grad(lambda p: (p["w"] ** 2).sum())(p))({"w": x, "n": 3})
+    with pytest.raises(neuronika.ArgnumsError, match="bool"):
+        neuronika.jit(lambda p: neuronika.grad(lambda p: (p["w"] ** 2).sum())(p))({"w": x, "on": True})
+    with pytest.raises(ValueError, match="structure of the gradients"):
+        opt = optim.sgd(0.1)
+        opt.update({"w": x}, opt.init({"v": x}), {"v": x})
+    with pytest.raises(AttributeError, match="immutable"):
+        optim.sgd(0.1).lr = 0.2
+
+
+def test_guarded_python_control_flow_retraces():
+    @neuronika.jit
+    def f(x):
+        return x * 2 if x.sum() > 0 else -x
+
+    np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])
+    np.testing.assert_array_equal(f(-np.ones(2)), [1.0, 1.0])
+    np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])
+    assert f.stats.traced == 2
+
+
+def test_inside_another_trace_it_runs_inline():
+    inner = neuronika.jit(lambda v: nnp.sin(v) * v)
+    g = neuronika.grad(lambda v: inner(v).sum())(np.array([0.5, 1.0]))
+    v = np.array([0.5, 1.0])
+    np.testing.assert_allclose(g, np.cos(v) * v + np.sin(v), rtol=1e-14)
+
+
+def test_no_retrace_warning_over_a_training_loop():
+    step = make_step(optim.adamw(1e-3))
+    p, x, y = params_tree(), *data()
+    s = optim.adamw(1e-3).init(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(30):
+            p, s, _ = step(p, s, x, y)
+    assert step.stats.traced == 1
+
+
+def test_float32_with_the_learning_rate_as_a_value():
+    @neuronika.jit
+    def step(params, state, x, y, lr):
+        opt = optim.adamw(lr, weight_decay=0.1)
+        loss, grads = neuronika.value_and_grad(loss_fn)(params, x, y)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state, loss
+
+    x, y = data(dtype=np.float32)
+    p, s = params_tree(dtype=np.float32), optim.adamw(0.1).init(params_tree(dtype=np.float32))
+    for k in range(3):
+        p, s, loss = step(p, s, x, y, 0.01 * (k + 1))
+    assert all(a.dtype == np.float32 for a in leaves(p))
+    assert step.stats.traced == 1
+
+
+def test_leaves_that_are_not_arrays_are_left_alone():
+    opt = optim.adam(0.1)
+
+    @neuronika.jit
+    def step(params, state):
+        grads = neuronika.grad(lambda p: (p["w"] ** 2).sum())(params)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state
+
+    params = {"w": np.ones(3), "name": "layer", "frozen": None}
+    state = opt.init(params)
+    assert state["mu"]["name"] is None and state["mu"]["frozen"] is None
+    for _ in range(3):
+        params, state = step(params, state)
+    assert params["name"] == "layer" and params["frozen"] is None
+    assert (params["w"] < 1).all()
+
+
+def test_first_call_is_interpreted_and_the_repeat_compiled():
+    step = make_step(optim.sgd(0.1))
+    p, x, y = params_tree(), *data()
+    s = optim.sgd(0.1).init(p)
+    values, entries, kw_items, key = step._signature((p, s, x, y), {})
+    with neuronika.config(compile="auto", compile_after=2):
+        step(p, s, x, y)
+        (trace,) = step.cache.get(key)
+        assert trace.pending is not None              # interpreted so far
+        step(p, s, x, y)
+        assert trace.pending is None                  # compiled on the repeat
+
+
+def test_another_array_library():
+    xs = pytest.importorskip("array_api_strict")
+    for make in (lambda: optim.sgd(0.1, momentum=0.9), lambda: optim.adam(0.1), lambda: optim.adamw(0.1)):
+        opt = make()
+        step = make_step(opt)
+        got = []
+        for lib in (xs, np):
+            x, y = (lib.asarray(a) for a in data())
+            p = {"w": lib.asarray(params_tree()["w"]),
+                 "b": [lib.asarray(params_tree()["b"][0]), (lib.asarray(params_tree()["b"][1][0]),)]}
+            s = opt.init(p)
+            for _ in range(3):
+                p, s, _ = step(p, s, x, y)
+            e_p = {"w": lib.asarray(params_tree()["w"]),
+                   "b": [lib.asarray(params_tree()["b"][0]), (lib.asarray(params_tree()["b"][1][0]),)]}
+            e_s = opt.init(e_p)
+            for _ in range(3):
+                _, grads = neuronika.value_and_grad(loss_fn)(e_p, x, y)
+                updates, e_s = opt.update(grads, e_s, e_p)
+                e_p = optim.apply_updates(e_p, updates)
+            if lib is xs:                  # stays in its library, jitted and eagerly
+                assert all(type(a) is type(x) for a in leaves(p) + leaves(e_p))
+            got.append([np.asarray(a) for a in leaves(p) + leaves(e_p)])
+        for a, b in zip(*got):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
