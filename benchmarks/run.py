@@ -1,19 +1,26 @@
-"""Workloads timed against a hand-written NumPy floor.
+"""Training steps timed against a hand-written NumPy floor.
 
-For each workload the *floor* is the computation written by hand in NumPy
-(forward and backward), the way a careful person would: no graph, no wasted
-calls. Each *path* computes the same loss and gradients another way, and its
-time divided by the floor's is its cost:
+For each workload the *floor* is one training step written by hand in NumPy, the
+way a careful person would: forward, backward and the SGD update ``w -= lr * gw``
+(``lr = LR``), no graph, no wasted calls. Each *path* does the same step another way,
+and its time divided by the floor's is its cost (lower is better):
 
 - ``imperative``: neuronika as a training loop uses it: build the graph again,
-  ``backward()``, then ``zero_grad()`` on the parameters.
-- ``grad``: neuronika's functional face, ``neuronika.value_and_grad(loss,
-  argnums=...)(params..., data...)`` on NumPy arrays: traced once per signature,
-  then each call runs one cached compiled function. ``value_and_grad`` (not
-  ``grad``) so that it does the floor's work, which computes the loss too.
-- competitors, when installed (see :mod:`benchmarks.competitors`): HIPS
-  ``autograd``, PyTorch eager (CPU), JAX under ``jit`` and without it. A workload
-  may name the ones it supports (``Workload.competitors``): ``cnn`` has torch only.
+  ``backward()``, ``optim.SGD.step()``, ``zero_grad()``.
+- ``dispatch``: the same with the loss written in NumPy's own functions (``numpy.tanh(v)``),
+  which reach neuronika through NumPy's dispatch (workloads with ``loss_numpy``).
+- ``grad`` ("neuronika functional"): ``neuronika.jit`` of the whole step
+  (``value_and_grad`` of the loss, the functional ``optim.sgd``, ``optim.apply_updates``)
+  where neuronika has them; otherwise ``neuronika.value_and_grad(loss, argnums=...)``
+  (traced once per signature, then one cached compiled function per call) and the update
+  ``p - lr * g`` written by hand. The table says which ran.
+- competitors, when installed (see :mod:`benchmarks.competitors`): HIPS ``autograd``,
+  PyTorch eager (``torch.optim.SGD``), ``torch.compile`` of the whole step (inductor,
+  ``fullgraph=True``), JAX's whole step under ``jit`` and without it. A workload may name
+  the ones it supports (``Workload.competitors``): ``cnn`` has torch only.
+
+Each path owns its parameters (copies of the workload's initial values) and puts them
+back between samples (untimed), so every sample times the first steps of the same run.
 
 Each workload's loss is written once in method style (``x.mm(w)``, ``.tanh()``,
 ``.log_softmax(1)``, ``.sum()``): the same function runs on neuronika variables
@@ -21,20 +28,29 @@ Each workload's loss is written once in method style (``x.mm(w)``, ``.tanh()``,
 on torch tensors; once more in NumPy style (``F.tanh(x @ w + b)``) for autograd
 and JAX.
 
-Before any timing, each path's loss and gradients are checked equal to the
-floor's (``np.allclose``, rtol 1e-4, atol 1e-6, float32), so every row computes
-the same thing; a mismatch raises ``GradientMismatch``.
+Before any timing, each path's loss and gradients, and its parameters after one step,
+are checked equal to the floor's (``np.allclose``, rtol 1e-4, atol 1e-6, float32), so
+every cell computes the same thing; a mismatch raises ``GradientMismatch``.
 
-Timing: warm up (the first call compiles and caches), then take many short
-samples (~30 ms each), round-robin over the paths (the order rotates and
-reverses from round to round), and report the median time per iteration of
-each. Run from the repository root::
+Timing: warm up (the first call compiles and caches; torch.compile compiles before),
+then take many short samples (~30 ms each), round-robin over the paths (the order rotates
+and reverses from round to round), and report the median time per step of each. Peak
+memory per step is tracemalloc's peak during one step after warm-up, above what was live
+before it: NumPy reports its buffers to tracemalloc, torch and JAX do not (n/a).
 
-    python -m benchmarks                     # the full table (2 to 3 minutes on 2 cores)
-    python -m benchmarks --quick             # a smoke run: few, short samples
+The competitors are the ``bench`` extra::
+
+    pip install -e ".[bench]"                # torch, jax, autograd, threadpoolctl
+
+Run from the repository root::
+
+    python -m benchmarks                     # the table (minutes: torch.compile compiles each workload first)
+    python -m benchmarks --long              # and the long table: one row per path, µs per step
+    python -m benchmarks --quick             # a smoke run: few, short samples, no jax eager or torch.compile
     python -m benchmarks --only tiny,rnn
+    python -m benchmarks --threads 1         # every framework on one thread (a shared machine)
     python -m benchmarks --paths floor,imperative,grad   # neuronika only
-    python -m benchmarks --profile tiny      # cProfile of neuronika's imperative iteration
+    python -m benchmarks --profile tiny      # cProfile of neuronika's imperative step
     python -m benchmarks --profile tiny-grad # ... of the functional path (any path key)
     python benchmarks/run.py ...             # the same
 """
@@ -50,6 +66,7 @@ import pstats
 import statistics
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -68,19 +85,24 @@ DTYPE = np.float32
 SEED = 0
 RTOL = 1e-4
 ATOL = 1e-6
+LR = 0.01               # every path's SGD learning rate
 
 # Path keys (for --paths and --profile), in table order, and their names in the table.
 PATHS = {
     "floor": "numpy floor",
     "imperative": "neuronika imperative",
     "dispatch": "neuronika imperative, numpy.* calls",
-    "grad": "neuronika grad",
+    "grad": "neuronika functional",
     "autograd": "autograd",
     "torch": "torch eager",
+    "torch-compile": "torch.compile",
     "jax-jit": "jax jit",
     "jax-eager": "jax eager",
 }
 NEURONIKA_PATHS = ("floor", "imperative", "dispatch", "grad")
+#: The paths whose allocations tracemalloc sees (NumPy's buffers): the memory columns.
+TRACED_PATHS = NEURONIKA_PATHS + ("autograd",)
+PathFailed = competitors.PathFailed
 
 
 class GradientMismatch(AssertionError):
@@ -88,16 +110,19 @@ class GradientMismatch(AssertionError):
 
 
 class Path:
-    """One way to compute a workload's loss and gradients.
+    """One way to do a workload's training step.
 
-    ``step()`` is one timed iteration; ``result()`` returns the loss and the
-    gradients (NumPy arrays, in the order of the workload's parameters) for the check.
+    ``step()`` is one timed step; ``result()`` does one step and returns the loss and the
+    gradients at the parameters it started from, and the parameters after the update
+    (NumPy arrays, in the order of the workload's parameters), for the check; ``reset()``
+    puts the path's parameters back to the workload's initial values. ``about`` says how
+    the path works where that varies (the functional path).
     """
 
-    __slots__ = ("key", "step", "result")
+    __slots__ = ("key", "step", "result", "reset", "about")
 
-    def __init__(self, key, step, result):
-        self.key, self.step, self.result = key, step, result
+    def __init__(self, key, step, result, reset, about=""):
+        self.key, self.step, self.result, self.reset, self.about = key, step, result, reset, about
 
     @property
     def label(self):
@@ -114,7 +139,7 @@ class Ratio:
 
     def __init__(self, limit):
         self.limit = limit
-        self.label = f"<= {limit:g}"
+        self.label = f"<= {limit:g}x"
 
     def met(self, key, times):
         return times[key] <= self.limit * times["floor"]
@@ -125,7 +150,7 @@ class Relative:
 
     def __init__(self, other, limit):
         self.other, self.limit = other, limit
-        self.label = f"<= {limit:g} x {PATHS[other]}"
+        self.label = f"<= {limit:g}x {PATHS[other]}"
 
     def met(self, key, times):
         if self.other not in times:
@@ -149,7 +174,7 @@ class FasterThan:
 # ---- workloads ------------------------------------------------------------------------------
 
 class Workload:
-    """One benchmark case over fixed data.
+    """One benchmark case over fixed data: a loss, and one SGD step on its parameters.
 
     Subclasses set ``name``, ``about`` and ``targets`` (path key -> tuple of targets),
     and define:
@@ -161,9 +186,10 @@ class Workload:
       neuronika variables and on torch tensors;
     - ``loss_xp(F, *params, *data)``: the same in NumPy style over ``F`` (a namespace
       with ``sum``, ``tanh``, ``sin``, ``sigmoid``, ``relu``, ``log_softmax`` over
-      axis 1), for autograd and JAX;
+      axis 1 and ``cross_entropy(logits, int_labels)``), for autograd and JAX;
     - ``floor``: hand-written NumPy returning the loss and the gradients of the
-      parameters, in order;
+      parameters (the arrays ``leaf`` was given, which the floor's step updates in
+      place), in order;
     - optionally ``loss_numpy(*params, *data)``: the loss written with NumPy's own
       functions (``numpy.tanh(v)``), which reach neuronika through NumPy's dispatch:
       the ``dispatch`` path.
@@ -176,6 +202,7 @@ class Workload:
     name = "?"
     about = ""
     targets = {}
+    lr = LR
     #: The competitor paths this workload can run (None: all of them). A workload
     #: whose loss uses an op that ``loss_xp``'s namespace lacks leaves out autograd and JAX.
     competitors = None
@@ -183,10 +210,11 @@ class Workload:
 
     def __init__(self, seed: int = SEED):
         self.rng = np.random.default_rng(seed)
-        self.leaves = []                    # neuronika Params over ...
-        self.param_arrays = []              # ... these arrays (shared memory)
+        self.leaves = []                    # neuronika Params (their own copies) of ...
+        self.param_arrays = []              # ... these arrays: the floor's parameters
         self.data = []
         self.setup()
+        self.initial = [a.copy() for a in self.param_arrays]     # where every path starts
         self.data_vars = [neuronika.from_ndarray(d) for d in self.data]
         # What an optimizer holds: the Params of the loss, fetched once.
         self.params = self.build().parameters()
@@ -195,21 +223,14 @@ class Workload:
         if got != want:
             raise GradientMismatch(f"{self.name}: parameters() of the loss are not the leaves the "
                                    f"floor differentiates")
+        self.optimizer = neuronika.optim.SGD(self.params, lr=self.lr)
         self._grad_fn = None
-
-    @property
-    def target(self):
-        """The imperative path's ratio limit (or None)."""
-        for t in self.targets.get("imperative", ()):
-            if isinstance(t, Ratio):
-                return t.limit
-        return None
 
     def array(self, *shape, scale=1.0):
         return (self.rng.standard_normal(shape) * scale).astype(DTYPE)
 
     def leaf(self, array):
-        handle = neuronika.from_ndarray(array).requires_grad()
+        handle = neuronika.from_ndarray(array.copy()).requires_grad()
         self.leaves.append(handle)
         self.param_arrays.append(array)
         return handle
@@ -228,56 +249,129 @@ class Workload:
     def floor(self):
         raise NotImplementedError
 
+    # ---- the floor's step ----
+    def floor_step(self):
+        """One training step by hand: the floor's loss and gradients, then ``w -= lr * gw``."""
+        loss, grads = self.floor()
+        lr = self.lr
+        for w, g in zip(self.param_arrays, grads):
+            w -= lr * g
+        return loss
+
+    def floor_result(self):
+        loss, grads = self.floor()
+        grads = [np.array(g, copy=True) for g in grads]
+        for w, g in zip(self.param_arrays, grads):
+            w -= self.lr * g
+        return np.asarray(loss).copy(), grads, [w.copy() for w in self.param_arrays]
+
+    def floor_reset(self):
+        for w, a in zip(self.param_arrays, self.initial):
+            np.copyto(w, a)
+
     # ---- neuronika, imperative ----
     def build(self):
         """The loss as a neuronika graph over the Params and the data variables."""
         return self.loss(*self.leaves, *self.data_vars)
 
     def neuronika_step(self):
-        """One training-loop iteration: build, backward, zero_grad."""
+        """One training-loop step: build, backward, optimizer step, zero_grad."""
         self.build().backward()
-        for p in self.params:
-            p.zero_grad()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
 
     def dispatch_step(self):
-        """One training-loop iteration with the loss written in NumPy's functions."""
+        """The same step with the loss written in NumPy's functions."""
         self.loss_numpy(*self.leaves, *self.data_vars).backward()
-        for p in self.params:
-            p.zero_grad()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
 
     def dispatch_result(self):
         return self.neuronika_result(self.loss_numpy)
 
     def neuronika_result(self, loss_fn=None):
-        """The loss and (copies of) the gradients of one iteration; leaves them zeroed."""
+        """One step's loss, (copies of) the gradients and the parameters after it; leaves the
+        gradients zeroed."""
         loss = (loss_fn or self.loss)(*self.leaves, *self.data_vars)
         loss.backward()
         value = np.asarray(loss.data).copy()
         grads = [np.array(v.grad, copy=True) for v in self.leaves]
-        for p in self.params:
-            p.zero_grad()
-        return value, grads
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return value, grads, [np.array(v.data, copy=True) for v in self.leaves]
+
+    def neuronika_reset(self):
+        self.optimizer.zero_grad()
+        for v, a in zip(self.leaves, self.initial):
+            np.copyto(v.data, a)
 
     # ---- neuronika, functional ----
     def grad_fn(self):
         """``neuronika.value_and_grad`` of the loss with respect to the parameters."""
         if self._grad_fn is None:
-            self._grad_fn = neuronika.value_and_grad(self.loss,
-                                                     argnums=tuple(range(len(self.param_arrays))))
+            self._grad_fn = neuronika.value_and_grad(self.loss, argnums=tuple(range(len(self.initial))))
         return self._grad_fn
 
-    def grad_step_and_result(self):
-        fn = self.grad_fn()
-        args = list(self.param_arrays) + list(self.data)
+    def functional_path(self):
+        """(step, result, reset, about) of the functional face's training step."""
+        if functional_kind() == "jit":
+            return self._jit_step()
+        fn, lr, data, state = self.grad_fn(), self.lr, list(self.data), {}
+
+        def reset():
+            state["params"] = [a.copy() for a in self.initial]
 
         def step():
-            return fn(*args)
+            params = state["params"]
+            value, grads = fn(*params, *data)
+            state["params"] = [p - lr * g for p, g in zip(params, grads)]
+            return value
 
         def result():
-            value, grads = fn(*args)
-            return np.array(value, copy=True), [np.array(g, copy=True) for g in grads]
+            value, grads = fn(*state["params"], *data)
+            grads = [np.array(g, copy=True) for g in grads]
+            state["params"] = [p - lr * g for p, g in zip(state["params"], grads)]
+            return np.array(value, copy=True), grads, [p.copy() for p in state["params"]]
 
-        return step, result
+        reset()
+        return step, result, reset, FUNCTIONAL_ABOUT["value_and_grad"]
+
+    def _jit_step(self):
+        """The whole step under ``neuronika.jit``, with the functional SGD (optax's shape)."""
+        optim, loss, data, state = neuronika.optim, self.loss, list(self.data), {}
+        opt = optim.sgd(lr=self.lr)
+
+        def loss_fn(params, *data):
+            return loss(*params, *data)
+
+        @neuronika.jit
+        def whole_step(params, opt_state, *data):
+            value, grads = neuronika.value_and_grad(loss_fn)(params, *data)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optim.apply_updates(params, updates), opt_state, value
+
+        def reset():
+            state["params"] = [a.copy() for a in self.initial]
+            state["opt"] = opt.init(state["params"])
+
+        def step():
+            state["params"], state["opt"], value = whole_step(state["params"], state["opt"], *data)
+            return value
+
+        def result():
+            _, grads = neuronika.value_and_grad(loss_fn)(state["params"], *data)     # for the check
+            grads = [np.array(g, copy=True) for g in grads]
+            value = step()
+            return np.array(value, copy=True), grads, [np.array(p, copy=True) for p in state["params"]]
+
+        reset()
+        try:
+            step()                          # traces and compiles; a failure is a footnote
+        except Exception as error:  # noqa: BLE001 - reported in the table, not raised
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise PathFailed(f"neuronika.jit of the step raised {type(error).__name__}: {first[:200]}") from error
+        reset()
+        return step, result, reset, FUNCTIONAL_ABOUT["jit"]
 
     def supports(self, key):
         """Whether this workload has a path ``key`` (neuronika's always)."""
@@ -287,29 +381,46 @@ class Workload:
 
     def path(self, key, makers=None):
         """The Path ``key`` of this workload (competitors from ``makers``, see
-        ``competitors.load``)."""
+        ``competitors.load``). A competitor that cannot run this workload raises
+        ``PathFailed``."""
         if not self.supports(key):
             raise KeyError(f"path {key!r} is not available for workload {self.name!r}")
         if key == "floor":
-            return Path(key, self.floor, self.floor)
+            return Path(key, self.floor_step, self.floor_result, self.floor_reset)
         if key == "imperative":
-            return Path(key, self.neuronika_step, self.neuronika_result)
+            return Path(key, self.neuronika_step, self.neuronika_result, self.neuronika_reset)
         if key == "dispatch":
-            return Path(key, self.dispatch_step, self.dispatch_result)
+            return Path(key, self.dispatch_step, self.dispatch_result, self.neuronika_reset)
         if key == "grad":
-            return Path(key, *self.grad_step_and_result())
+            return Path(key, *self.functional_path())
         if makers is None or key not in makers:
             raise KeyError(f"path {key!r} is not available")
         return Path(key, *makers[key](self))
+
+
+FUNCTIONAL_ABOUT = {
+    "jit": "neuronika.jit of the whole step (value_and_grad, optim.sgd, optim.apply_updates)",
+    "value_and_grad": "neuronika.value_and_grad(loss, argnums=...) and the update p - lr * g by hand "
+                      "(neuronika.jit not available)",
+}
+
+
+def functional_kind():
+    """'jit' where neuronika has ``jit`` and the functional optimizers (``optim.sgd``,
+    ``optim.apply_updates``), else 'value_and_grad'."""
+    optim = neuronika.optim
+    have = (callable(getattr(neuronika, "jit", None)) and callable(getattr(optim, "sgd", None))
+            and callable(getattr(optim, "apply_updates", None)))
+    return "jit" if have else "value_and_grad"
 
 
 class Tiny(Workload):
     name = "tiny"
     about = "sum(tanh(x.mm(w) + b)), x (4, 8) data, w (8, 8) and b (8,) differentiable"
     targets = {
-        "imperative": (Ratio(3.0),),
+        "imperative": (Ratio(2.0),),
         "dispatch": (Relative("imperative", 1.05),),
-        "grad": (Ratio(1.3), FasterThan("autograd"), FasterThan("torch")),
+        "grad": (Ratio(1.3),),
     }
 
     def setup(self):
@@ -431,7 +542,7 @@ class Chain(Workload):
 
     name = "chain"
     about = f"{CHAIN_OPS} chained elementwise ops ({', '.join(CHAIN_CYCLE)}, ...) on 10,000 elements"
-    targets = {}
+    targets = {"imperative": (Ratio(0.4),), "grad": (Ratio(0.4),)}
 
     def setup(self):
         self.v_data = self.array(10_000)
@@ -539,7 +650,7 @@ class RNN(Workload):
     name = "rnn"
     about = (f"unrolled tanh RNN, {RNN_STEPS} steps, hidden {RNN_HIDDEN}, input {RNN_INPUT}, "
              f"batch {RNN_BATCH}; loss mean(h_last ** 2); Wx, Wh, b differentiable")
-    targets = {"grad": (FasterThan("autograd"), FasterThan("torch"))}
+    targets = {"imperative": (Ratio(1.0),), "grad": (Ratio(0.7),)}
 
     def setup(self):
         self.xs_data = self.array(RNN_STEPS, RNN_BATCH, RNN_INPUT)
@@ -609,13 +720,14 @@ def conv2d(x, w, b):
     return F.conv2d(x, w, b)
 
 
-def cross_entropy(logits, probabilities):
-    """Cross-entropy with class-probability targets (here one-hot rows), averaged over the
-    rows: neuronika's ``nn.functional.cross_entropy`` or torch's, whichever fits."""
+def cross_entropy(logits, targets):
+    """Cross-entropy with class-probability targets (one-hot rows) or integer labels,
+    averaged over the rows: neuronika's ``nn.functional.cross_entropy`` or torch's,
+    whichever fits."""
     if isinstance(logits, neuronika.Var):
-        return neuronika.nn.functional.cross_entropy(logits, probabilities)
+        return neuronika.nn.functional.cross_entropy(logits, targets)
     import torch.nn.functional as F
-    return F.cross_entropy(logits, probabilities)
+    return F.cross_entropy(logits, targets)
 
 
 # The floor's convolutions: k x k, stride 1, 2-D, written out by hand the way neuronika's
@@ -706,8 +818,9 @@ class CNN(Workload):
     name = "cnn"
     about = ("conv 1->8 3x3, ReLU, conv 8->16 3x3, ReLU, flatten, linear 9216->10, cross-entropy "
              "(one-hot targets), batch 32 of 1x28x28; all kernels, weights and biases differentiable")
-    targets = {"imperative": (Ratio(1.5),), "grad": (Ratio(1.5),)}
-    competitors = ("torch",)
+    # The issue judges this row against torch.compile: the floor's time moves too much between runs.
+    targets = {"imperative": (Relative("torch-compile", 0.95),), "grad": (Relative("torch-compile", 0.95),)}
+    competitors = ("torch", "torch-compile")
     batch = 32
 
     def setup(self):
@@ -760,32 +873,103 @@ class CNN(Workload):
         gw1 = conv_weight_grad(dh1, x, 3)
         return loss, [gw1, gb1, gw2, gb2, gw3, gb3]
 
+DIGITS_SIZES, DIGITS_BATCH = (64, 32, 10), 32
+
+
+class Digits(Workload):
+    """The digits MLP's training step: 64-32-10 with ReLU, cross-entropy against integer
+    labels, batch 32 of random 8x8 images with sklearn digits' value range (0 to 16, scaled
+    to [0, 1]): random data stands in for the dataset (the time does not depend on it).
+    The floor's backward is softmax minus the one-hot rows, over the batch (exact for
+    integer labels)."""
+
+    name = "digits"
+    about = ("digits MLP step: 64-32-10 ReLU MLP, cross-entropy with integer labels, batch 32 of "
+             "random 8x8 images in [0, 1]; all weights and biases differentiable")
+    targets = {"imperative": (Ratio(0.6),), "grad": (Ratio(0.6),)}
+
+    def setup(self):
+        n_in, hidden, n_out = DIGITS_SIZES
+        self.x_data = (self.rng.integers(0, 17, (DIGITS_BATCH, n_in)) / 16.0).astype(DTYPE)
+        self.labels = self.rng.integers(0, n_out, DIGITS_BATCH)
+        self.w1 = self.leaf(self.array(n_in, hidden, scale=np.sqrt(2.0 / n_in)))
+        self.b1 = self.leaf(self.array(hidden, scale=0.1))
+        self.w2 = self.leaf(self.array(hidden, n_out, scale=np.sqrt(2.0 / hidden)))
+        self.b2 = self.leaf(self.array(n_out, scale=0.1))
+        self.data += [self.x_data, self.labels]
+        self.rows = np.arange(DIGITS_BATCH)
+
+    @staticmethod
+    def loss(w1, b1, w2, b2, x, labels):
+        h = (x.mm(w1) + b1).relu()
+        return cross_entropy(h.mm(w2) + b2, labels)
+
+    @staticmethod
+    def loss_xp(F, w1, b1, w2, b2, x, labels):
+        return F.cross_entropy(F.relu(x @ w1 + b1) @ w2 + b2, labels)
+
+    def floor(self):
+        w1, b1, w2, b2 = self.param_arrays
+        x, labels, rows = self.x_data, self.labels, self.rows
+        n = len(x)
+        h = x @ w1
+        h += b1
+        np.maximum(h, 0, out=h)
+        z = h @ w2
+        z += b2
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=1, keepdims=True)
+        loss = (np.log(total).sum() - z[rows, labels].sum()) / n
+        dz = e
+        dz /= total                         # softmax
+        dz[rows, labels] -= 1
+        dz *= 1.0 / n
+        gw2 = h.T @ dz
+        gb2 = dz.sum(axis=0)
+        dh = dz @ w2.T
+        dh *= h > 0
+        return loss, [x.T @ dh, dh.sum(axis=0), gw2, gb2]
+
+
+# In the issue's order.
 WORKLOADS = {
     "tiny": Tiny,
-    "mlp64": lambda seed=SEED: MLP(64, {"imperative": (Ratio(1.3),), "grad": (Ratio(1.1),)}, seed),
-    "mlp512": lambda seed=SEED: MLP(512, {"imperative": (Ratio(1.1),)}, seed),
+    "mlp64": lambda seed=SEED: MLP(64, {"imperative": (Ratio(0.95),), "grad": (Ratio(0.95),)}, seed),
+    "mlp512": lambda seed=SEED: MLP(512, {"imperative": (Ratio(1.0),), "grad": (Ratio(1.0),)}, seed),
     "chain": Chain,
-    "rnn": RNN,
     "cnn": CNN,
+    "rnn": RNN,
+    "digits": Digits,
 }
 
 
 # ---- correctness ----------------------------------------------------------------------------
 
 def check(workload: Workload, path: Path | None = None) -> float:
-    """Compare a path's loss and gradients (default: neuronika imperative) with the floor's;
-    raise GradientMismatch if they differ. Returns the largest relative difference seen
-    (for information)."""
+    """Compare one training step of a path (default: neuronika imperative) with the floor's:
+    the loss and gradients at the initial parameters, and the parameters after the update.
+    Raise GradientMismatch if they differ. Both start from the initial parameters and are
+    put back there afterwards. Returns the largest relative difference seen (for
+    information)."""
     path = path or workload.path("imperative")
-    got_loss, got_grads = path.result()
-    fl_loss, fl_grads = workload.floor()
-    fl_loss = np.asarray(fl_loss)
+    path.reset()
+    workload.floor_reset()
+    try:
+        got_loss, got_grads, got_params = path.result()
+        fl_loss, fl_grads, fl_params = workload.floor_result()
+    finally:
+        path.reset()
+        workload.floor_reset()
     pairs = [("loss", got_loss, fl_loss)]
     pairs += [(f"grad {i} (shape {np.shape(f)})", n, f)
               for i, (n, f) in enumerate(zip(got_grads, fl_grads))]
+    pairs += [(f"parameter {i} after the step", n, f)
+              for i, (n, f) in enumerate(zip(got_params, fl_params))]
     problems = []
-    if len(got_grads) != len(fl_grads):
-        problems.append(f"{path.label} gives {len(got_grads)} gradients, the floor {len(fl_grads)}")
+    for what, got, want in (("gradients", got_grads, fl_grads), ("parameters", got_params, fl_params)):
+        if len(got) != len(want):
+            problems.append(f"{path.label} gives {len(got)} {what}, the floor {len(want)}")
     worst = 0.0
     for what, n, f in pairs:
         n, f = np.asarray(n), np.asarray(f)
@@ -832,11 +1016,12 @@ def _iterations_for(fn, seconds):
 
 
 def measure(paths, samples=41, sample_s=0.030, warmup_s=0.25):
-    """Median per-iteration seconds of each path, from samples taken round-robin.
+    """Median per-step seconds of each path, from samples taken round-robin.
 
-    Returns {key: {"median", "n" (iterations per sample), "samples", "spread"}}. Round i
+    Returns {key: {"median", "n" (steps per sample), "samples", "spread"}}. Round i
     starts at path i mod k and goes forwards or (every other cycle) backwards, so that each
-    path is measured in every position and after different neighbours.
+    path is measured in every position and after different neighbours. Each sample starts
+    from the initial parameters (``reset``, untimed).
     """
     deadline = time.perf_counter() + warmup_s
     warm = 0
@@ -853,9 +1038,33 @@ def measure(paths, samples=41, sample_s=0.030, warmup_s=0.25):
         if (i // k) % 2:
             order.reverse()
         for j in order:
+            paths[j].reset()
             times[j].append(_per_iteration(paths[j].step, counts[j]))
+    for p in paths:
+        p.reset()
     return {p.key: {"median": statistics.median(t), "n": n, "samples": samples, "spread": _spread(t)}
             for p, n, t in zip(paths, counts, times)}
+
+
+def peak_memory(path):
+    """Bytes: tracemalloc's peak during one step, above what was live before it, after a
+    step run untraced (warm: caches filled) and one traced (so that what the step frees
+    was allocated under tracing). Counts what the step allocates from Python and NumPy;
+    blind to libraries that allocate outside Python's allocators (torch, XLA)."""
+    path.reset()
+    path.step()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        path.step()
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        path.step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        path.reset()
+    return peak - before
 
 
 def _spread(times):
@@ -907,29 +1116,49 @@ def _verdict(ok):
     return "-" if ok is None else ("yes" if ok else "no")
 
 
-def table_rows(name, targets, times):
-    """Cells of one workload's rows: ``times`` maps path keys (floor included) to median
-    seconds, ``targets`` path keys to tuples of targets."""
+def _bytes(n):
+    if n is None:
+        return "n/a"
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+LONG_HEADER = ["workload", "path", "µs per step", "ratio to floor", "peak memory", "target", "met?"]
+
+
+def table_rows(name, targets, times, memory=None, failed=None):
+    """Cells of one workload's rows of the long table: ``times`` maps path keys (floor
+    included) to median seconds, ``targets`` path keys to tuples of targets, ``memory``
+    path keys to peak bytes per step (n/a where missing), ``failed`` path keys to the
+    footnote mark of why they did not run."""
     rows = []
+    memory, failed = memory or {}, failed or {}
     floor = times["floor"]
     for key in PATHS:
+        wanted = targets.get(key, ())
+        if key in failed:
+            rows.append([name, PATHS[key], f"failed {failed[key]}", "-", "-",
+                         "; ".join(t.label for t in wanted) or "-", "-"])
+            continue
         if key not in times:
             continue
-        wanted = targets.get(key, ())
         rows.append([
-            name, PATHS[key], _us(times[key]), f"{times[key] / floor:.2f}",
+            name, PATHS[key], _us(times[key]), f"{times[key] / floor:.2f}", _bytes(memory.get(key)),
             "; ".join(t.label for t in wanted) or "-",
             "; ".join(_verdict(t.met(key, times)) for t in wanted) or "-",
         ])
     return rows
 
 
-def format_table(rows):
-    """rows: lists of cells (``table_rows``) -> markdown table lines."""
-    header = ["workload", "path", "µs per iteration", "ratio to floor", "target", "met?"]
+def format_table(rows, header=None, right=None):
+    """rows: lists of cells -> markdown table lines (default: the long table's header,
+    ``LONG_HEADER``); ``right`` says which columns are right-aligned (default: numbers)."""
+    header = header or LONG_HEADER
+    if right is None:
+        right = [h in ("µs per step", "ratio to floor", "peak memory") for h in header]
     body = [list(r) for r in rows]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    right = [False, False, True, True, False, False]
 
     def line(cells):
         return "| " + " | ".join(c.rjust(w) if r else c.ljust(w)
@@ -938,6 +1167,65 @@ def format_table(rows):
     rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2))
                           for w, r in zip(widths, right)) + "|"
     return [line(header), rule] + [line(r) for r in body]
+
+
+# The summary table: one row per workload. Its ratio columns, in the issue's order, then the
+# other paths; its memory columns are the paths tracemalloc sees.
+SUMMARY_FIRST = ("torch", "torch-compile", "jax-jit", "imperative", "grad")
+SUMMARY_REST = ("autograd", "jax-eager", "dispatch")
+SHORT = {"dispatch": "imperative, numpy.*"}
+
+
+def summary_header(keys):
+    """The summary's header for the path keys that ran (``keys``, floor included)."""
+    first = [k for k in SUMMARY_FIRST if k in keys]
+    rest = [k for k in SUMMARY_REST if k in keys]
+    memory = [k for k in TRACED_PATHS if k in keys]
+    return (["workload", "floor µs/step"] + [SHORT.get(k, PATHS[k]) for k in first]
+            + ["target", "met? (imperative / functional)"] + [SHORT.get(k, PATHS[k]) for k in rest]
+            + [f"peak: {SHORT.get(k, PATHS[k])}" for k in memory] + ["peak: torch, jax"])
+
+
+def _target_cells(targets, times):
+    imperative, functional = targets.get("imperative", ()), targets.get("grad", ())
+    labels = ["; ".join(t.label for t in ts) for ts in (imperative, functional)]
+    if not imperative and not functional:
+        text = "-"
+    elif labels[0] == labels[1]:
+        text = f"both {labels[0]}"
+    else:
+        text = ", ".join(f"{who} {label}" for who, label in zip(("imperative", "functional"), labels)
+                         if label)
+
+    def verdict(key, ts):
+        if not ts or key not in times:
+            return "-"
+        return ", ".join(_verdict(t.met(key, times)) for t in ts)
+
+    return text, f"{verdict('imperative', imperative)} / {verdict('grad', functional)}"
+
+
+def summary_row(name, keys, targets, times, memory=None, failed=None):
+    """One workload's cells of the summary table (``summary_header(keys)``): ratios to the
+    floor, 'failed [n]' or '-' (the workload has no such path), peak memory per step."""
+    memory, failed = memory or {}, failed or {}
+    floor = times["floor"]
+
+    def ratio(key):
+        if key in failed:
+            return f"failed {failed[key]}"
+        return f"{times[key] / floor:.2f}x" if key in times else "-"
+
+    first = [ratio(k) for k in SUMMARY_FIRST if k in keys]
+    rest = [ratio(k) for k in SUMMARY_REST if k in keys]
+    peaks = [_bytes(memory[k]) if k in memory else "-" for k in TRACED_PATHS if k in keys]
+    return [name, _us(floor)] + first + list(_target_cells(targets, times)) + rest + peaks + ["n/a"]
+
+
+def format_summary(keys, rows):
+    header = summary_header(keys)
+    right = [not (h == "workload" or h.startswith("target") or h.startswith("met")) for h in header]
+    return format_table(rows, header, right)
 
 
 # ---- profiling ------------------------------------------------------------------------------
@@ -980,9 +1268,9 @@ def profile(name, key="imperative", seconds=2.0, top=20, out=None):
     for _ in range(n):
         step()
     profiler.disable()
-    what = {"imperative": "neuronika's imperative step (build, backward, zero_grad)",
-            "grad": "neuronika.value_and_grad(loss, argnums=...)(params..., data...)"}.get(key, PATHS[key])
-    print(f"cProfile: {n} iterations of {name}, {what}; top {top} by tottime", file=out)
+    what = {"imperative": "neuronika's imperative step (build, backward, optimizer step, zero_grad)",
+            "grad": f"{PATHS[key]}: {path.about}"}.get(key, PATHS[key])
+    print(f"cProfile: {n} training steps of {name}, {what}; top {top} by tottime", file=out)
     buffer = io.StringIO()
     stats = pstats.Stats(profiler, stream=buffer)
     stats.strip_dirs().sort_stats("tottime").print_stats(top)
@@ -1013,26 +1301,44 @@ def _path_keys(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Time neuronika (imperative: graph rebuilt each iteration; functional: "
-                    "value_and_grad) and, when installed, HIPS autograd, PyTorch and JAX against "
-                    "a hand-written NumPy floor of the same computation.")
+        description="Time one training step (forward, backward, SGD update) of neuronika "
+                    "(imperative: graph rebuilt each step; functional: neuronika.jit or "
+                    "value_and_grad) and, when installed, HIPS autograd, PyTorch (eager and "
+                    "torch.compile) and JAX against a hand-written NumPy floor of the same step.")
     parser.add_argument("--quick", action="store_true",
-                        help="few, short samples: a smoke check, not a measurement")
+                        help="few, short samples, no jax eager or torch.compile: a smoke check, "
+                             "not a measurement")
     parser.add_argument("--only", type=_names, metavar="NAME[,NAME]",
                         help=f"run only these workloads ({', '.join(WORKLOADS)})")
     parser.add_argument("--paths", type=_path_keys, metavar="KEY[,KEY]",
                         help=f"time only these paths ({', '.join(PATHS)}; the floor always runs); "
                              f"default: all, competitors where installed")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="every framework's thread count (NumPy's BLAS through threadpoolctl, "
+                             "torch, and XLA for N = 1); default: NumPy's BLAS count, matched by "
+                             "torch. On a shared machine 1 avoids stalls in OpenMP barriers")
+    parser.add_argument("--long", action="store_true",
+                        help="also print the long table: one row per path and workload, with µs "
+                             "per step and every target")
     parser.add_argument("--profile", type=parse_profile, metavar="WORKLOAD[-PATH]",
                         help="cProfile one path of one workload (default path: imperative; e.g. "
                              "tiny-grad); print the top functions by tottime (no table)")
     parser.add_argument("--top", type=int, default=20, help="functions --profile prints (default 20)")
     parser.add_argument("--samples", type=int, default=None,
-                        help="samples per path per workload (default 41; 5 with --quick)")
+                        help="samples per path per workload (default 31; 5 with --quick)")
     parser.add_argument("--sample-ms", type=float, default=None,
                         help="length of one sample in ms (default 30; 5 with --quick)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
 
+    set_lines = []
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        try:
+            set_lines = competitors.set_threads(args.threads)
+        except RuntimeError as error:
+            parser.error(str(error))
     blas = competitors.blas_threads()
     for fact in machine_facts(blas):
         print(fact)
@@ -1044,39 +1350,67 @@ def main(argv=None):
 
     keys = ["floor"] + [k for k in PATHS if k != "floor" and (args.paths is None or k in args.paths)]
     if args.quick and args.paths is None:
-        # jax eager costs seconds of first calls and slow iterations: not for a smoke run.
-        keys.remove("jax-eager")
-        print("--quick: jax eager left out (ask for it with --paths)")
+        # jax eager costs seconds of first calls and slow steps, torch.compile seconds of
+        # compiling per workload: not for a smoke run.
+        keys = [k for k in keys if k not in ("jax-eager", "torch-compile")]
+        print("--quick: jax eager and torch.compile left out (ask for them with --paths)")
     makers, lines = competitors.load(set(keys), blas[0])
+    lines = set_lines + lines
+    kind = functional_kind()
+    if "grad" in keys:
+        lines.append(f"neuronika functional: {FUNCTIONAL_ABOUT[kind]}")
     for line in lines:
         print(line)
     if lines:
         print()
     keys = [k for k in keys if k in NEURONIKA_PATHS or k in makers]
 
-    samples = args.samples or (5 if args.quick else 41)
+    samples = args.samples or (5 if args.quick else 31)
     sample_s = (args.sample_ms or (5.0 if args.quick else 30.0)) / 1000
     warmup_s = 0.05 if args.quick else 0.25
-    rows, notes, noisy = [], [], []
+    long_rows, summary, notes, noisy, reasons = [], [], [], [], []
     for name in args.only or list(WORKLOADS):
+        print(f"[{time.perf_counter() - started:.0f} s] {name}: setting up (compiling), checking, timing",
+              file=sys.stderr, flush=True)
         workload = WORKLOADS[name]()
-        paths = [workload.path(k, makers) for k in keys if workload.supports(k)]
+        paths, failed = [], {}
+        for k in keys:
+            if not workload.supports(k):
+                continue
+            try:
+                paths.append(workload.path(k, makers))
+            except PathFailed as error:
+                reasons.append(f"{name}, {PATHS[k]}: {error}")
+                failed[k] = f"[{len(reasons)}]"
         worst = {p.key: check(workload, p) for p in paths if p.key != "floor"}   # loud, before timing
         result = measure(paths, samples=samples, sample_s=sample_s, warmup_s=warmup_s)
         times = {k: r["median"] for k, r in result.items()}
-        rows += table_rows(name, workload.targets, times)
-        notes.append(f"- {name}: {workload.about}. Gradients match the floor (max rel. diff: "
+        memory = {p.key: peak_memory(p) for p in paths if p.key in TRACED_PATHS}
+        long_rows += table_rows(name, workload.targets, times, memory, failed)
+        summary.append(summary_row(name, keys, workload.targets, times, memory, failed))
+        notes.append(f"- {name}: {workload.about}. One step matches the floor's (loss, gradients, "
+                     "parameters after; max rel. diff: "
                      + ", ".join(f"{PATHS[k]} {w:.1e}" for k, w in worst.items()) + "). "
-                     f"Iterations per sample / half-IQR: "
+                     "Steps per sample / half-IQR: "
                      + ", ".join(f"{PATHS[k]} {r['n']:,} / {_percent(r['spread'])}" for k, r in result.items())
                      + ".")
         noisy += [(k, f"{name} {PATHS[k]}") for k, r in result.items() if r["spread"] > 0.10]
-    for line in format_table(rows):
+    for line in format_summary(keys, summary):
         print(line)
     print()
-    print(f"Median time per iteration over {samples} samples per path of ~{sample_s * 1000:g} ms, "
-          f"taken round-robin; ratio = path / numpy floor. Each iteration computes the loss and "
-          f"the gradients of all parameters.")
+    print(f"Ratio = median time per training step (forward, backward, SGD update with lr {LR}) / the "
+          f"hand-written NumPy floor's, in the same run (lower is better); medians of {samples} "
+          f"samples of ~{sample_s * 1000:g} ms per path, taken round-robin, each from the initial "
+          f"parameters. floor µs/step: the floor's median. peak: tracemalloc's peak during one step "
+          f"after warm-up, above what was live before it (n/a: torch and XLA allocate outside "
+          f"Python's allocators). functional: {FUNCTIONAL_ABOUT[kind]}.")
+    for i, reason in enumerate(reasons, 1):
+        print(f"[{i}] {reason}")
+    if args.long:
+        print()
+        for line in format_table(long_rows):
+            print(line)
+    print()
     for note in notes:
         print(note)
     if args.quick:
@@ -1092,6 +1426,7 @@ def main(argv=None):
                   f"threads share the cores with NumPy's; or the machine was busy).")
     print()
     print(f"neuronika.transform.cache_info(): {neuronika.transform.cache_info()}")
+    print(f"Total time: {time.perf_counter() - started:.0f} s")
     return 0
 
 

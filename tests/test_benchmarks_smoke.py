@@ -29,9 +29,34 @@ def test_floor_matches_neuronika_imperative(workload):
 
 def test_floor_matches_neuronika_grad(workload):
     path = workload.path("grad")
-    benchmarks.check(workload, path)    # value_and_grad of the same loss, on NumPy arrays
-    value, grads = path.step()          # the timed call returns the value and every gradient
-    assert np.shape(value) == () and len(grads) == len(workload.param_arrays)
+    benchmarks.check(workload, path)    # the functional step (value_and_grad or neuronika.jit)
+    value = path.step()                 # the timed step returns the loss
+    assert np.shape(value) == ()
+    loss, grads, params = path.result()
+    assert len(grads) == len(params) == len(workload.initial)
+
+
+def test_floor_step_is_sgd_and_reset_restores(workload):
+    path = workload.path("floor")
+    loss, grads = workload.floor()
+    loss_again = path.step()
+    assert loss_again == loss
+    for w, w0, g in zip(workload.param_arrays, workload.initial, grads):
+        np.testing.assert_array_equal(w, w0 - workload.lr * g)
+    path.reset()
+    for w, w0 in zip(workload.param_arrays, workload.initial):
+        np.testing.assert_array_equal(w, w0)
+
+
+def test_imperative_step_updates_its_own_parameters(workload):
+    imperative = workload.path("imperative")
+    imperative.step()                   # the neuronika Params move; the floor's arrays do not
+    assert any(not np.array_equal(v.data, w0) for v, w0 in zip(workload.leaves, workload.initial))
+    for w, w0 in zip(workload.param_arrays, workload.initial):
+        np.testing.assert_array_equal(w, w0)
+    imperative.reset()
+    for v, w0 in zip(workload.leaves, workload.initial):
+        np.testing.assert_array_equal(v.data, w0)
 
 
 def test_rnn_floor_is_backpropagation_through_time():
@@ -66,24 +91,58 @@ def test_check_fails_loudly_on_a_wrong_floor():
     workload.floor = wrong
     with pytest.raises(benchmarks.GradientMismatch, match="tiny: neuronika imperative"):
         benchmarks.check(workload)
-    with pytest.raises(benchmarks.GradientMismatch, match="tiny: neuronika grad"):
+    with pytest.raises(benchmarks.GradientMismatch, match="tiny: neuronika functional"):
         benchmarks.check(workload, workload.path("grad"))
+
+
+def test_check_fails_loudly_on_a_wrong_update():
+    workload = benchmarks.WORKLOADS["digits"]()
+    imperative = workload.path("imperative")
+    step, reset = imperative.result, imperative.reset
+
+    def twice_the_step():               # right loss and gradients, parameters moved by 2 lr g
+        loss, grads, params = step()
+        return loss, grads, [p - workload.lr * g for p, g in zip(params, grads)]
+
+    with pytest.raises(benchmarks.GradientMismatch, match="parameter 0 after the step"):
+        benchmarks.check(workload, run.Path("imperative", lambda: None, twice_the_step, reset))
 
 
 def test_table_format():
     times = {"floor": 10e-6, "imperative": 40e-6, "grad": 12e-6, "torch": 11e-6}
-    rows = benchmarks.table_rows("tiny", benchmarks.WORKLOADS["tiny"].targets, times)
+    memory = {"floor": 1000, "imperative": 3 * 1024, "grad": 5 << 20}
+    rows = benchmarks.table_rows("tiny", benchmarks.WORKLOADS["tiny"].targets, times, memory,
+                                 {"torch-compile": "[1]"})
     rows += benchmarks.table_rows("chain", {}, {"floor": 10e-6, "imperative": 40e-6})
     lines = benchmarks.format_table(rows)
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines]
-    assert cells[0] == ["workload", "path", "µs per iteration", "ratio to floor", "target", "met?"]
-    assert cells[2] == ["tiny", "numpy floor", "10.0", "1.00", "-", "-"]
-    assert cells[3] == ["tiny", "neuronika imperative", "40.0", "4.00", "<= 3", "no"]
-    # autograd did not run: its comparison is '-', not a pass
-    assert cells[4] == ["tiny", "neuronika grad", "12.0", "1.20",
-                        "<= 1.3; < autograd; < torch eager", "yes; -; no"]
-    assert cells[5] == ["tiny", "torch eager", "11.0", "1.10", "-", "-"]
-    assert cells[7] == ["chain", "neuronika imperative", "40.0", "4.00", "-", "-"]
+    assert cells[0] == ["workload", "path", "µs per step", "ratio to floor", "peak memory", "target", "met?"]
+    assert cells[2] == ["tiny", "numpy floor", "10.0", "1.00", "1000 B", "-", "-"]
+    assert cells[3] == ["tiny", "neuronika imperative", "40.0", "4.00", "3.0 KiB", "<= 2x", "no"]
+    assert cells[4] == ["tiny", "neuronika functional", "12.0", "1.20", "5.0 MiB", "<= 1.3x", "yes"]
+    assert cells[5] == ["tiny", "torch eager", "11.0", "1.10", "n/a", "-", "-"]
+    assert cells[6] == ["tiny", "torch.compile", "failed [1]", "-", "-", "-", "-"]
+    assert cells[8] == ["chain", "neuronika imperative", "40.0", "4.00", "n/a", "-", "-"]
+
+
+def test_summary_format():
+    keys = ["floor", "imperative", "grad", "autograd", "torch", "torch-compile"]
+    cnn = benchmarks.WORKLOADS["cnn"]
+    times = {"floor": 1e-3, "imperative": 1.2e-3, "grad": 0.8e-3, "torch": 0.9e-3, "torch-compile": 1e-3}
+    rows = [run.summary_row("cnn", keys, cnn.targets, times, {"floor": 2048, "imperative": 4096}),
+            run.summary_row("tiny", keys, benchmarks.WORKLOADS["tiny"].targets,
+                            {"floor": 1e-5, "imperative": 1.5e-5, "grad": 2e-5, "autograd": 1e-4},
+                            failed={"torch-compile": "[1]"})]
+    lines = run.format_summary(keys, rows)
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines]
+    assert cells[0] == ["workload", "floor µs/step", "torch eager", "torch.compile", "neuronika imperative",
+                        "neuronika functional", "target", "met? (imperative / functional)", "autograd",
+                        "peak: numpy floor", "peak: neuronika imperative", "peak: neuronika functional",
+                        "peak: autograd", "peak: torch, jax"]
+    assert cells[2] == ["cnn", "1,000", "0.90x", "1.00x", "1.20x", "0.80x", "both <= 0.95x torch.compile",
+                        "no / yes", "-", "2.0 KiB", "4.0 KiB", "-", "-", "n/a"]
+    assert cells[3][:10] == ["tiny", "10.0", "-", "failed [1]", "1.50x", "2.00x",
+                             "imperative <= 2x, functional <= 1.3x", "yes / no", "10.00x", "-"]
 
 
 @pytest.fixture
@@ -102,13 +161,15 @@ def test_main_runs_without_competitors(no_competitors, capsys):
     assert run.main(["--quick", "--only", "tiny", "--samples", "1", "--sample-ms", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "torch: not installed" in out
-    assert "| tiny     | neuronika grad" in out
+    assert "| neuronika imperative | neuronika functional | target" in out
+    assert "| tiny     |" in out
 
 
 def test_profile_targets():
     assert run.parse_profile("tiny") == ("tiny", "imperative")
     assert run.parse_profile("tiny-grad") == ("tiny", "grad")
     assert run.parse_profile("rnn-jax-jit") == ("rnn", "jax-jit")
+    assert run.parse_profile("rnn-torch-compile") == ("rnn", "torch-compile")
     with pytest.raises(Exception):
         run.parse_profile("tiny-nope")
 
@@ -116,6 +177,8 @@ def test_profile_targets():
 def test_unknown_workload_is_rejected():
     with pytest.raises(SystemExit):
         run.main(["--only", "nope"])
+    with pytest.raises(SystemExit):
+        run.main(["--threads", "0"])
 
 
 def test_cnn_floor_matches_finite_differences():
@@ -155,6 +218,7 @@ def test_cnn_floor_matches_finite_differences():
 def test_cnn_runs_only_the_competitors_it_supports():
     cnn = benchmarks.WORKLOADS["cnn"]()
     assert cnn.supports("floor") and cnn.supports("grad") and cnn.supports("torch")
+    assert cnn.supports("torch-compile")
     assert not cnn.supports("autograd") and not cnn.supports("jax-jit")
     with pytest.raises(KeyError, match="cnn"):
         cnn.path("autograd", {"autograd": lambda workload: None})
@@ -168,9 +232,124 @@ def test_cnn_torch_path_matches_the_floor():
 
 
 def test_main_runs_the_cnn_without_competitors(no_competitors, capsys):
-    assert run.main(["--quick", "--only", "cnn", "--samples", "1", "--sample-ms", "0.2"]) == 0
+    assert run.main(["--quick", "--long", "--only", "cnn", "--samples", "1", "--sample-ms", "0.2"]) == 0
     out = capsys.readouterr().out
-    assert "| cnn      | neuronika imperative" in out
+    assert "| cnn      | neuronika imperative" in out           # the long table
+    assert "both <= 0.95x torch.compile | - / -" in out        # torch.compile did not run: unknown
+
+
+def test_digits_floor_matches_finite_differences():
+    digits = benchmarks.WORKLOADS["digits"]()
+    loss, grads = digits.floor()
+    params = [a.astype(np.float64) for a in digits.param_arrays]
+    x, labels = digits.x_data.astype(np.float64), digits.labels
+
+    def f(params):
+        w1, b1, w2, b2 = params
+        z = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[np.arange(len(x)), labels].mean()
+
+    assert np.isclose(f(params), loss, rtol=1e-5)
+    eps = 1e-6
+    for which, index in [(0, (5, 3)), (1, (7,)), (2, (4, 9)), (3, (2,))]:
+        up = [p.copy() for p in params]
+        down = [p.copy() for p in params]
+        up[which][index] += eps
+        down[which][index] -= eps
+        assert np.isclose((f(up) - f(down)) / (2 * eps), grads[which][index], rtol=1e-4, atol=1e-7)
+
+
+def test_peak_memory_sees_numpy_buffers():
+    mlp = benchmarks.WORKLOADS["mlp64"]()
+    floor = mlp.path("floor")
+    peak = run.peak_memory(floor)
+    assert peak > 64 * 256 * 4                  # at least the first hidden layer's activations
+    for w, w0 in zip(mlp.param_arrays, mlp.initial):
+        np.testing.assert_array_equal(w, w0)    # put back
+
+
+@pytest.fixture
+def fake_jit(monkeypatch):
+    """A stand-in for neuronika.jit and the functional SGD (optax's shape), to run the
+    functional path's jit branch before neuronika has them."""
+    class SGD:
+        def __init__(self, lr):
+            self.lr = lr
+
+        def init(self, params):
+            return ()
+
+        def update(self, grads, state, params=None):
+            return [-self.lr * g for g in grads], state
+
+    optim = neuronika.optim
+    monkeypatch.setattr(neuronika, "jit", lambda f: f, raising=False)
+    monkeypatch.setattr(optim, "sgd", lambda lr: SGD(lr), raising=False)
+    monkeypatch.setattr(optim, "apply_updates", lambda params, updates: [p + u for p, u in zip(params, updates)],
+                        raising=False)
+
+
+def test_functional_path_uses_neuronika_jit_where_it_exists(fake_jit, capsys):
+    assert run.functional_kind() == "jit"
+    digits = benchmarks.WORKLOADS["digits"]()
+    path = digits.path("grad")
+    assert path.about == run.FUNCTIONAL_ABOUT["jit"]
+    benchmarks.check(digits, path)
+    assert run.main(["--quick", "--only", "tiny", "--paths", "grad", "--samples", "1", "--sample-ms", "0.2"]) == 0
+    assert "neuronika functional: neuronika.jit of the whole step" in capsys.readouterr().out
+
+
+def test_a_failing_neuronika_jit_is_a_footnote(fake_jit, monkeypatch, capsys):
+    def broken(f):
+        def traced(*args):
+            raise NotImplementedError("jit: no rule for this op")
+        return traced
+
+    monkeypatch.setattr(neuronika, "jit", broken)
+    with pytest.raises(run.PathFailed, match="neuronika.jit of the step raised NotImplementedError"):
+        benchmarks.WORKLOADS["tiny"]().path("grad")
+    assert run.main(["--quick", "--only", "tiny", "--paths", "grad", "--samples", "1", "--sample-ms", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert " failed [1] |" in out and "[1] tiny, neuronika functional: neuronika.jit of the step" in out
+
+
+def test_functional_path_falls_back_to_value_and_grad(monkeypatch):
+    monkeypatch.delattr(neuronika, "jit", raising=False)
+    assert run.functional_kind() == "value_and_grad"
+    assert benchmarks.WORKLOADS["tiny"]().path("grad").about == run.FUNCTIONAL_ABOUT["value_and_grad"]
+
+
+def test_a_competitor_that_fails_is_a_footnote(monkeypatch, capsys):
+    def refuses(workload):
+        raise run.PathFailed("torch.compile(fullgraph=True) raised Unsupported: no")
+
+    monkeypatch.setitem(competitors._MAKERS, "torch-compile", refuses)
+    oracle("torch")
+    assert run.main(["--quick", "--only", "tiny", "--paths", "torch-compile", "--samples", "1",
+                     "--sample-ms", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert " failed [1] |" in out
+    assert "[1] tiny, torch.compile: torch.compile(fullgraph=True) raised Unsupported: no" in out
+
+
+def test_torch_paths_match_the_floor():
+    oracle("torch")
+    digits = benchmarks.WORKLOADS["digits"]()
+    makers, _ = competitors.load({"torch", "torch-compile"}, threads=None)
+    benchmarks.check(digits, digits.path("torch", makers))
+    tiny = benchmarks.WORKLOADS["tiny"]()
+    benchmarks.check(tiny, tiny.path("torch-compile", makers))     # compiles (seconds)
+
+
+@pytest.mark.parametrize("key", ["autograd", "jax-jit", "jax-eager"])
+def test_optional_competitors_match_the_floor(key):
+    pytest.importorskip("jax" if key.startswith("jax") else key)     # the bench extra, not an oracle
+    makers, _ = competitors.load({key}, threads=None)
+    for name in ("digits", "tiny"):
+        workload = benchmarks.WORKLOADS[name]()
+        benchmarks.check(workload, workload.path(key, makers))
 
 
 # ---- benchmarks/compile_scaling.py -----------------------------------------------------------
