@@ -109,14 +109,17 @@ class Node:
     ``key`` is the node's part of the graph signature: for a leaf its kind,
     shape, dtype and whether it needs a gradient (and its space, for arrays of
     another library than NumPy); for an op the op, its attributes and flags.
-    Values never enter a key. ``space``: the array library and device of its value
-    (``backend``; None for NumPy), an op's that of its inputs. ``dtype`` is always a
+    Values never enter a key. ``sig``: a hash of the key and the inputs' ``sig``, made
+    with the node (the graph behind it hashed incrementally); a graph built the same way
+    again has the same root ``sig``, by which its program is found without linearising it
+    (``match``). Only a hint: a match is verified node by node. ``space``: the array
+    library and device of its value (``backend``; None for NumPy), an op's that of its inputs. ``dtype`` is always a
     NumPy dtype.
     """
 
     __slots__ = (
         "op", "inputs", "attrs", "shape", "dtype", "requires_grad", "key",
-        "value", "grad", "where", "serial", "retain", "snapshot", "const", "space", "__weakref__",
+        "value", "grad", "where", "serial", "retain", "snapshot", "const", "space", "sig", "__weakref__",
     )
 
     def __init__(self, op, inputs, attrs, shape, dtype, requires_grad, where):
@@ -134,14 +137,32 @@ class Node:
         self.snapshot = None
         self.const = None
         self.space = None
-        self.key = (op, attrs, requires_grad, False)
+        self.key = key = (op, attrs, requires_grad, False)
+        try:                        # (``_sig`` inlined for one and two inputs: this runs for every node)
+            if len(inputs) == 2:
+                self.sig = hash((key, inputs[0].sig, inputs[1].sig))
+            elif len(inputs) == 1:
+                self.sig = hash((key, inputs[0].sig))
+            else:
+                self.sig = _sig(key, inputs) if inputs else 0
+        except TypeError:           # unhashable attributes: no fast look-up
+            self.sig = 0
 
     def rekey(self):
         """After a change of flags (retain, training): a new key, and every snapshot taken
         before is out of date (``flags_changed`` counts such changes)."""
         global flags_changed
         self.key = (self.op, self.attrs, self.requires_grad, self.retain)
+        self.sig = _sig(self.key, self.inputs)
         flags_changed += 1
+
+
+def _sig(key, inputs):
+    """A node's ``sig``: its key and its inputs' ``sig`` hashed (0 where the key cannot be)."""
+    try:
+        return hash((key, *[i.sig for i in inputs]))
+    except TypeError:
+        return 0
 
 
 flags_changed = 0
@@ -158,7 +179,8 @@ def leaf(value, requires_grad=False):
     node = Node(None, (), (), value.shape, value.dtype, requires_grad, None)
     node.value = value
     if value.__class__ is np.ndarray or isinstance(value, _NUMPY_VALUES):
-        node.key = ("leaf", value.shape, value.dtype, requires_grad)
+        node.key = key = ("leaf", value.shape, value.dtype, requires_grad)
+        node.sig = hash(key)
         return node
     space = backend.space_of(value)
     node.space = space
@@ -166,6 +188,7 @@ def leaf(value, requires_grad=False):
     node.dtype = space.numpy_dtype(value.dtype)
     # the space beside the dtype (what the values are), where every reader of keys keeps it
     node.key = ("leaf", node.shape, (node.dtype, space), requires_grad)
+    node.sig = hash(node.key)
     return node
 
 
@@ -187,6 +210,7 @@ def like_leaf(node, requires_grad):
         new.requires_grad = False
     else:
         new.key = leaf_key(node.shape, node.dtype, node.space, requires_grad)
+    new.sig = hash(new.key)
     return new
 
 
@@ -197,6 +221,7 @@ def weak_leaf(value):
     node = leaf(np.float64(value))
     node.value = float(value)
     node.key = ("weak",)
+    node.sig = hash(node.key)
     return node
 
 
@@ -262,7 +287,7 @@ def apply(op, inputs, attrs=()):
     first = inputs[0]
     space = first.space
     n = len(inputs)
-    # (the common case, two inputs, without a loop: this runs for every node built)
+    # (the cases of one and two inputs without a loop or a list: this runs for every node built)
     if n > 1 and (inputs[1].space is not space or n > 2 and any(i.space is not space for i in inputs)):
         inputs, space = _join(op, inputs)
         first = inputs[0]
@@ -271,18 +296,24 @@ def apply(op, inputs, attrs=()):
     try:
         if op.keeps_shape:
             shape = first.shape
-        elif len(inputs) == 1:
+        elif n == 1:
             shape = op.shape(first.shape, *attrs)
+        elif n == 2:
+            shape = op.shape(first.shape, inputs[1].shape, *attrs)
         else:
-            shape = op.shape(*[n.shape for n in inputs], *attrs)
+            shape = op.shape(*[i.shape for i in inputs], *attrs)
     except ShapeError as error:
         raise ShapeError(f"{op.name}: {error} (at {format_where(user_line())})") from None
     if op.default_dtype:
         dtype = first.dtype
-        for node in inputs:
-            if node.dtype is not dtype:
+        if n == 2:
+            if inputs[1].dtype is not dtype:
                 dtype = result_dtype(inputs)
-                break
+        elif n > 2:
+            for node in inputs:
+                if node.dtype is not dtype:
+                    dtype = result_dtype(inputs)
+                    break
     else:
         try:
             dtype = op.dtype(inputs, attrs)
@@ -290,10 +321,13 @@ def apply(op, inputs, attrs=()):
             raise TypeError(f"{op.name}: {error} (at {format_where(user_line())})") from None
     requires_grad = False
     if _grad_enabled():
-        for node in inputs[: op.n_differentiable]:
-            if node.requires_grad:
-                requires_grad = True
-                break
+        if n <= 2 and op.n_differentiable is None:
+            requires_grad = first.requires_grad or n == 2 and inputs[1].requires_grad
+        else:
+            for node in inputs[: op.n_differentiable]:
+                if node.requires_grad:
+                    requires_grad = True
+                    break
     node = Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if _anomaly() else None)
     if space is not None:
         node.space = space
@@ -385,8 +419,7 @@ def _cutting(roots, cut, seen, stack):
     if cut == "seen":
         mark = roots[0].serial
         for root in roots:
-            if not root.requires_grad and root.inputs and (root.const is None or root.const.__class__ is int):
-                root.const = mark
+            _mark_root(root, mark)
     while stack:
         consumer = pop()
         for node in consumer.inputs:
@@ -396,18 +429,11 @@ def _cutting(roots, cut, seen, stack):
                 add(node)
                 push(node)
                 continue
-            state = node.const
-            if state.__class__ is Constant:
-                proxy = state.proxy
-            elif state is VOLATILE:
-                proxy = None
-            elif mark is not None:
-                if state is None or state == mark:
-                    node.const = mark           # first met here: computed in this graph
-                    proxy = None
-                else:
-                    proxy = constant_of(node)   # met in another graph before
-            elif node.serial < cut:
+            if mark is not None:
+                proxy = _seen_cut(node, mark)
+            elif node.const.__class__ is Constant:
+                proxy = node.const.proxy
+            elif node.const is not VOLATILE and node.serial < cut:
                 proxy = constant_of(node)
             else:
                 proxy = None
@@ -417,6 +443,119 @@ def _cutting(roots, cut, seen, stack):
                 continue
             consumer.inputs = tuple([proxy if i is node else i for i in consumer.inputs])
             add(proxy)
+
+
+def _mark_root(root, mark):
+    if not root.requires_grad and root.inputs and (root.const is None or root.const.__class__ is int):
+        root.const = mark
+
+
+def _seen_cut(node, mark):
+    """The cut "seen" (``linearize``) of ``node``, an op's result that needs no gradient, in the
+    graph of root serial ``mark``: the proxy leaf that stands for it (a constant), or None (it
+    is computed in this graph, and marked as met in it)."""
+    state = node.const
+    if state.__class__ is Constant:
+        return state.proxy
+    if state is VOLATILE:
+        return None
+    if state is None or state == mark:
+        node.const = mark
+        return None
+    return constant_of(node)
+
+
+class Layout:
+    """What ``linearize(root, cut="seen")`` gave for a graph, unpacked for ``match``, the
+    positions counted from the root down (``k`` is position ``len(order) - 1 - k``): for
+    each node but the root where its first consumer reads it (``steps``: the consumer's ``k``
+    and the input slot), the other edges (``shared``: consumer, slot, node), the keys and
+    input counts, the leaves (``leaves``: each with its consumers' edges, in the program's
+    order) and the ops that need no gradient (``plain``); the signature itself (``key``)
+    with what it runs (``program``), and ``sig``, the root's ``sig`` it is kept under
+    (``transform.cache``)."""
+
+    __slots__ = ("steps", "shared", "keys", "counts", "leaves", "plain", "key", "program", "sig")
+
+    def __init__(self, order, key, program):
+        n = len(order)
+        first, shared, into = {}, [], {}
+        for i in range(n - 1, -1, -1):
+            if order[i].inputs:
+                for j, p in enumerate(key[i][1]):
+                    edge = (n - 1 - i, j)
+                    into.setdefault(p, []).append(edge)
+                    if p in first:
+                        shared.append(edge + (n - 1 - p,))
+                    else:
+                        first[p] = edge
+        self.steps = tuple([first[p] for p in range(n - 2, -1, -1)])
+        self.shared = tuple(shared)
+        self.keys = [node.key for node in reversed(order)]
+        self.counts = [len(node.inputs) for node in reversed(order)]
+        self.leaves = tuple([(n - 1 - i, tuple(into.get(i, ()))) for i, node in enumerate(order)
+                             if not node.inputs])
+        self.plain = tuple([n - 1 - i for i, node in enumerate(order[:-1])
+                            if node.inputs and not node.requires_grad])
+        self.key = key
+        self.program = program
+        self.sig = None
+
+
+_key_of = operator.attrgetter("key")
+_inputs_of = operator.attrgetter("inputs")
+
+
+def match(root, layout):
+    """The graph behind ``root`` in ``layout``'s order and its leaves, when it is the graph the
+    layout was made from up to values (the same keys, the same edges, no node twice), else
+    None. What ``linearize(root, cut="seen")`` does besides is done the same way: nodes that
+    need no gradient become constants (or are marked as met here), and the constants read are
+    brought up to date. One walk that follows the layout's edges and checks in bulk: no
+    sorting, no signature built."""
+    if layout.key[-1] is not _anomaly():
+        return None
+    mark = root.serial
+    if not root.requires_grad:
+        _mark_root(root, mark)
+    nodes = [root]
+    append = nodes.append
+    try:
+        for k, j in layout.steps:
+            append(nodes[k].inputs[j])
+    except IndexError:                          # fewer inputs than in the layout
+        return None
+    leaves = []
+    proxies = None
+    for k, edges in layout.leaves:
+        node = nodes[k]
+        if node.inputs:                         # a leaf there: this one may be a constant
+            proxy = None if node.requires_grad else _seen_cut(node, mark)
+            if proxy is None:
+                return None
+            for c, j in edges:
+                consumer = nodes[c]
+                consumer.inputs = tuple([proxy if i is node else i for i in consumer.inputs])
+            nodes[k] = node = proxy
+        if node.const is not None and node.const.__class__ is not Witness:
+            if proxies is None:
+                proxies = []
+            proxies.append(node)
+        leaves.append(node)
+    if list(map(_key_of, nodes)) != layout.keys or list(map(len, map(_inputs_of, nodes))) != layout.counts:
+        return None
+    for c, j, k in layout.shared:
+        if nodes[c].inputs[j] is not nodes[k]:
+            return None
+    if len(set(nodes)) != len(nodes):           # one node at two positions
+        return None
+    for k in layout.plain:
+        if _seen_cut(nodes[k], mark) is not None:
+            return None                         # a constant now: another graph
+    if proxies is not None:
+        refresh_constants(proxies)
+    nodes.reverse()
+    return nodes, leaves
 
 
 class Witness:

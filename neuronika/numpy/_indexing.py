@@ -45,6 +45,7 @@ __all__ = ["take", "take_along_axis"]
 
 _INDEX = OPS["index"]
 _INDEX_UPDATE = OPS["index_update"]
+_AN_INT = ((("k", 0),),)            # the attributes of x[i]: an int given at run time
 
 
 def _parse(x, key, name="index", what=None):
@@ -124,6 +125,11 @@ def _parse(x, key, name="index", what=None):
 def getitem(x, key):
     """``x[key]`` with ints, slices, None, ``...``, integer arrays (repeated indices add up in
     the gradient) and boolean masks (as their ``nonzero()`` integer arrays)."""
+    if key.__class__ is int and modes.tracer is None:
+        # x[i] in range, outside a trace (a loop over steps): what _parse makes of it, unparsed
+        node = x._node
+        if node.shape and -node.shape[0] <= key < node.shape[0]:
+            return _wrap(apply(_INDEX, (node, leaf(np.intp(key))), _AN_INT))
     layout, data = _parse(x, key)
     return _wrap(apply(_INDEX, (x._node,) + data, (layout,)))
 

@@ -23,7 +23,8 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..variable import Var
+from ..graph import apply
+from ..variable import Var, _wrap
 from . import _core, _dispatch, _indexing, _products, _reductions, _shape, _special, _ufuncs
 from ._core import located
 
@@ -373,8 +374,9 @@ def _legacy_keepdims(second, keepdims):
 
 
 def _product(a, b, name, ranks):
-    other = _core.node_of(b, a._node, name)
-    x, y = a.shape, other.shape
+    node = a._node
+    other = b._node if isinstance(b, Var) else _core.node_of(b, node, name)
+    x, y = node.shape, other.shape
     if (len(x), len(y)) != ranks:
         raise located(f"{name}: needs operands of {ranks[0]} and {ranks[1]} dimensions, got "
                       f"shapes {x} and {y}")
@@ -382,7 +384,7 @@ def _product(a, b, name, ranks):
     if x[-1] != inner:
         raise located(f"{name}: shapes {x} and {y} do not fit: the inner dimensions "
                       f"{x[-1]} and {inner} differ")
-    return _core._wrap(_core.apply(_MATMUL, (a._node, other)))
+    return _wrap(apply(_MATMUL, (node, other)))
 
 
 def install(namespace):

@@ -104,6 +104,8 @@ def dummy_key(layout, index_shapes):
 
 def _index_shape(x, *rest):
     *index_shapes, layout = rest
+    if len(layout) <= len(x) and all(e[0] == "k" and not index_shapes[e[1]] for e in layout):
+        return x[len(layout):]          # only ints (x[t] in a loop): no dummy array to index
     dummy = np.broadcast_to(np.empty((), np.int8), x)
     try:
         return dummy[dummy_key(layout, index_shapes)].shape

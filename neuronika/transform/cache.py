@@ -31,6 +31,7 @@ import threading
 import weakref
 from collections import OrderedDict, namedtuple
 
+from .. import graph
 from . import codegen, families
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
@@ -128,6 +129,8 @@ class ProgramCache:
     ``maxsize`` programs of its own (least recently used go first)."""
 
     ALIASES = 32
+    LAYOUTS = 8
+    MET = 4096
 
     def __init__(self, maxsize=None, budgeted=False):
         self.maxsize = maxsize
@@ -136,6 +139,9 @@ class ProgramCache:
         self.sizes = {}         # id(program) -> estimated bytes (the program and its aliases)
         self.keys_of = {}       # id(program) -> its signatures, the first one first
         self.bases = {}         # id(program) -> estimated bytes of the program alone
+        self.layouts = {}       # a root's sig -> graph.Layouts of graphs with that root sig
+        self.layouts_of = {}    # id(program) -> its Layouts
+        self.met = {}           # root sigs seen once by ``remember`` (at most MET)
         self.hits = 0
         self.misses = 0
         self.lock = threading.Lock()
@@ -161,6 +167,85 @@ class ProgramCache:
                 self.programs.move_to_end(key)
             self.used[id(program)] = tick()      # an int key: no second hash of ``key``
             return program
+
+    def layouts_for(self, sig):
+        """The ``graph.Layout``s of cached programs whose graph's root had ``sig`` (a tuple;
+        possibly empty): ``graph.match`` tells whether one is the graph at hand."""
+        return self.layouts.get(sig, ())
+
+    def _layout_hit(self, layout):
+        """Count a hit of ``layout``'s program (found by ``graph.match``: no key hashed)."""
+        with self.lock:
+            self.hits += 1
+            program = layout.program
+            if self.maxsize is not None:
+                if self.programs.get(layout.key) is not program:
+                    return
+                self.programs.move_to_end(layout.key)
+            self.used[id(program)] = tick()
+
+    def remember(self, root, order, key, program):
+        """After ``linearize(root, cut="seen")`` gave ``order`` and ``key`` and ``program`` ran
+        it: while ``program`` is cached under ``key``, keep the graph's ``graph.Layout`` under
+        the root's ``sig``, so the graph built the same way again finds the program by ``sig``
+        and ``graph.match`` (at most ``LAYOUTS`` per root sig, and per program twice the
+        signatures a program may have; the oldest dropped first). Only from the second time
+        a root of that ``sig`` comes here (``met``)."""
+        sig = root.sig
+        if not order or order[-1] is not root or not sig:
+            return
+        if sig not in self.met:
+            # the first time: only noted (a graph run once, a first call, pays no layout)
+            if len(self.met) >= self.MET:
+                self.met.clear()
+            self.met[sig] = None
+            return
+        with self.lock:
+            if self.programs.get(key) is not program:
+                return
+        layout = graph.Layout(order, key, program)
+        with self.lock:
+            if self.programs.get(key) is not program:
+                return
+            pid = id(program)
+            mine = self.layouts_of.setdefault(pid, [])
+            if len(mine) >= 2 * (self.ALIASES + 1):       # (a layout per signature, and as many again)
+                self._unlayout(mine.pop(0))
+            mine.append(layout)
+            found = self.layouts.get(sig, ())
+            if len(found) >= self.LAYOUTS:
+                old = found[0]
+                self.layouts[sig] = found = found[1:]
+                theirs = self.layouts_of.get(id(old.program), [])
+                if old in theirs:
+                    theirs.remove(old)
+            self.layouts[sig] = found + (layout,)
+            layout.sig = sig
+
+    def _unlayout(self, layout):
+        """Forget a layout in ``layouts`` (under the lock; the caller keeps ``layouts_of``)."""
+        found = self.layouts.get(layout.sig, ())
+        if layout in found:
+            rest = tuple([x for x in found if x is not layout])
+            if rest:
+                self.layouts[layout.sig] = rest
+            else:
+                del self.layouts[layout.sig]
+
+    def _unlayout_key(self, pid, key):
+        """Forget the layouts of a program that run it under ``key`` (under the lock): that
+        signature of it went."""
+        mine = self.layouts_of.get(pid)
+        if mine:
+            gone = [layout for layout in mine if layout.key is key or layout.key == key]
+            for layout in gone:
+                mine.remove(layout)
+                self._unlayout(layout)
+
+    def _unlayout_program(self, pid):
+        """Forget every layout of a program (under the lock): it went."""
+        for layout in self.layouts_of.pop(pid, ()):
+            self._unlayout(layout)
 
     def lookup(self, key, order, leaves):
         """The program for a graph (``key`` from ``graph.linearize``), compiled on a miss
@@ -218,7 +303,9 @@ class ProgramCache:
                     return program
                 keys.append(key)
                 while len(keys) > most + 1:
-                    self.programs.pop(keys.pop(1), None)
+                    gone = keys.pop(1)
+                    self.programs.pop(gone, None)
+                    self._unlayout_key(pid, gone)
                 self._resize(pid)
             self.programs[key] = program
             self.used[pid] = tick()
@@ -235,6 +322,7 @@ class ProgramCache:
 
     def _forget(self, pid):
         """Drop a program's accounting, its signatures already gone (under the lock)."""
+        self._unlayout_program(pid)
         self.used.pop(pid, None)
         self.keys_of.pop(pid, None)
         self.bases.pop(pid, None)
@@ -251,6 +339,7 @@ class ProgramCache:
             keys = self.keys_of.get(pid)
             if keys is not None:
                 keys.remove(key)
+                self._unlayout_key(pid, key)
                 if keys:
                     self._resize(pid)
                     continue
@@ -290,6 +379,7 @@ class ProgramCache:
         with self.lock:
             programs, self.programs = self.programs, OrderedDict()
             self.used, self.sizes, self.keys_of, self.bases = {}, {}, {}, {}
+            self.layouts, self.layouts_of, self.met = {}, {}, {}
             self.held_bytes = 0
             self.hits = self.misses = 0
         programs.clear()

@@ -1,8 +1,12 @@
 """Running programs on a graph: the hot path of ``forward()`` and ``backward()``.
 
-On a cache hit this is: linearise the graph (order + signature), one dict
-look-up, one call of the generated forward, and for backward one call of the
-generated backward plus a loop that adds each gradient into its leaf.
+On a cache hit this is: one dict look-up by the root's ``sig`` (hashed as the nodes were
+made), a walk that checks the graph against the one its program was made for
+(``graph.match``: no sorting, no signature built; ``bound``), one call of the generated
+forward, and for backward one call of the generated backward plus a loop that adds each
+gradient into its leaf. A graph not recognised so is linearised (order + signature) and
+looked up by its signature; its layout is kept from the second time its root's ``sig``
+comes (``ProgramCache.remember``).
 
 On a miss, a signature seen for the first time is interpreted (``interpret.build``:
 the same templates, the same numbers, no code generation) and compiled only when it
@@ -34,6 +38,26 @@ from .codegen import Anomaly
 from .fuse import FUSE, check_fuse_mode
 
 _ndarray = np.ndarray
+
+
+def bound(root):
+    """(program, order, leaves): what runs the graph behind ``root``, its nodes in the
+    program's order and its leaves. A graph built as one whose program is cached is found
+    by its root's ``sig`` and verified node by node (``graph.match``), with no sorting and no
+    signature built; any other goes through ``linearize`` and ``runner``."""
+    if COMPILE.get()[0] != "never":
+        for layout in CACHE.layouts_for(root.sig):
+            found = graph.match(root, layout)
+            if found is not None:
+                program = layout.program
+                if program.__class__ is Through and not program.holds(found[1]):
+                    break                   # numbers it baked in changed: ``runner`` decides
+                CACHE._layout_hit(layout)
+                return program, found[0], found[1]
+    order, leaves, key = linearize(root, cut="seen")
+    program = runner(key, order, leaves)
+    CACHE.remember(root, order, key, program)
+    return program, order, leaves
 
 
 def program_for(root):
@@ -114,12 +138,14 @@ class Through:
     graph only while they hold the values in ``checks`` (``holds``)."""
 
     __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "gathers",
-                 "stack", "__weakref__")
+                 "stack", "checked", "values", "__weakref__")
 
     def __init__(self, program, keep, checks, space=None):
         self.program = program
         self.keep = keep
         self.checks = checks
+        self.checked = tuple([k for k, _ in checks])        # (``holds`` compares in one go)
+        self.values = tuple([v for _, v in checks])
         self.gathers = any(k.__class__ is not int for k in keep)
         self.stack = np.stack if space is None else space.xp.stack     # the gathered leaves' library
         self.backward = program.backward
@@ -134,10 +160,7 @@ class Through:
                                       for k in self.keep])
 
     def holds(self, leaves):
-        for k, value in self.checks:
-            if leaves[k].value != value:
-                return False
-        return True
+        return tuple([leaves[k].value for k in self.checked]) == self.values
 
     def source(self):
         return self.program.source()
@@ -427,8 +450,7 @@ def evaluate(root):
     a root that needs a gradient keeps what its next backward reads (a snapshot)."""
     if root.op is None:
         return root.value
-    order, leaves, key = linearize(root, cut="seen")
-    program = runner(key, order, leaves)
+    program, order, leaves = bound(root)
     flags = graph.flags_changed
     if program.backward is None:
         out = _forward(program, order, [leaf.value for leaf in leaves])
@@ -518,7 +540,8 @@ def backpropagate(root, seed=1.0):
             why = ("it depends on no differentiable leaf; make the leaves you want gradients "
                    "for differentiable with .requires_grad()")
         raise GradientError(f"backward: this is a Var, not a VarDiff: {why}")
-    seed = _seed_array(root, seed)
+    unit = _UNIT_SEEDS.get(root.dtype) if seed.__class__ is float and seed == 1.0 and root.shape == () else None
+    seed = unit if unit is not None else _seed_array(root, seed)
     if root.op is None:
         _add_grad(root, seed.copy() if root.space is None else root.space.asarray(seed, root.dtype))
         return
@@ -528,8 +551,7 @@ def backpropagate(root, seed=1.0):
         if snapshot[4] != graph.flags_changed:        # retain_grad(), train()/eval() since
             snapshot = None
     if snapshot is None:
-        order, leaves, key = linearize(root, cut="seen")
-        program = runner(key, order, leaves)
+        program, order, leaves = bound(root)
         root.value, saved = _forward(program, order, [leaf.value for leaf in leaves])
         retained = program.retained
     else:
@@ -542,7 +564,11 @@ def backpropagate(root, seed=1.0):
         raise _anomaly_error(order or linearize(root)[0], anomaly) from None
     del saved
     for position, grad in zip(program.grad_leaves, grads):
-        _add_grad(leaves[position], grad)
+        leaf = leaves[position]
+        if leaf.grad is None and grad.__class__ is _ndarray:     # (``_add_grad``'s common case)
+            leaf.grad = grad
+        else:
+            _add_grad(leaf, grad)
     if retained:
         for node, grad in zip(retained, grads[len(program.grad_leaves):]):
             if order is not None:
