@@ -8,12 +8,14 @@ result frees its graph and leaves the leaves.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import gc
 import itertools
 import operator
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -384,11 +386,8 @@ def linearize(*roots, cut=None):
     order = sorted(seen, key=_by_serial)
     # a tuple per node and no garbage cycles: for a large graph, the collector would walk
     # it again and again while the signature is built
-    collecting = len(order) >= _LARGE and gc.isenabled()
-    if collecting:
-        gc.disable()
     proxies = None
-    try:
+    with collector_paused if len(order) >= _LARGE else _NO_PAUSE:
         position = {node: i for i, node in enumerate(order)}
         keys = []
         leaves = []
@@ -404,9 +403,6 @@ def linearize(*roots, cut=None):
                         proxies = []
                     proxies.append(node)
         keys.append(_anomaly())
-    finally:
-        if collecting:
-            gc.enable()
     if proxies is not None:
         refresh_constants(proxies)
     return order, leaves, tuple(keys)
@@ -660,3 +656,37 @@ def walk(root):
         seen.add(node)
         yield node
         stack.extend(node.inputs)
+
+
+class _CollectorPause:
+    """``with collector_paused:``: the garbage collector waits while a graph, a gradient graph
+    or a program is built (many small objects, no garbage cycles: the collector would walk them
+    again and again). Pauses nest and may overlap across threads: the collector is switched
+    off by the first to enter, if it was on, and back on by the last to leave (a check-then-
+    disable per caller, interleaved over threads, could leave it off for good)."""
+
+    __slots__ = ()
+    _lock = threading.Lock()
+    _depth = 0
+    _resume = False
+
+    def __enter__(self):
+        cls = _CollectorPause
+        with cls._lock:
+            if cls._depth == 0:
+                cls._resume = gc.isenabled()
+                gc.disable()
+            cls._depth += 1
+
+    def __exit__(self, *exc):
+        cls = _CollectorPause
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0 and cls._resume:
+                cls._resume = False
+                gc.enable()
+        return False
+
+
+collector_paused = _CollectorPause()
+_NO_PAUSE = contextlib.nullcontext()

@@ -27,13 +27,12 @@ not part of the program's key: traces that differ only there share one program.
 from __future__ import annotations
 
 import functools
-import gc
 
 import numpy as np
 
 from . import backend
 from .errors import ArgnumsError, GradientError
-from .graph import (COMPILE, Constant, format_where, leaf, linearize, modes, serial_now, user_line, walk,
+from .graph import (COMPILE, Constant, collector_paused, format_where, leaf, linearize, modes, serial_now, user_line, walk,
                     weak_leaf)
 from .transform import codegen, families, interpret, loops, run
 from .transform.run import constant_value
@@ -607,15 +606,9 @@ def trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, w
     """
     # Building a graph makes many small objects and no garbage cycles: the collector, which
     # would walk the graph again and again, waits until the trace is done (as codegen.build).
-    collecting = gc.isenabled()
-    if collecting:
-        gc.disable()
-    try:
+    with collector_paused:
         return _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value,
                       labels, external, whole)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, want_value, labels,

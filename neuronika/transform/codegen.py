@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import gc
 import itertools
 import linecache
 import math
@@ -38,6 +37,7 @@ from ..ops import ZERO, Ctx, Grad
 from . import fuse, passes
 from .passes import Line
 from .. import backend
+from ..graph import collector_paused
 from .templates import (GLOBALS, TemplateError, constant, expression, globals_for, instantiate, names, parse,
                         to_ast)
 
@@ -438,31 +438,25 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     (``families``). ``shared_grads``: a returned gradient may be a view of another one (a
     loop's cell: its caller never adds into them in place), not copied.
     """
-    with _compiling:
-        # Code generation makes many small objects and no garbage cycles: the collector,
-        # which would walk the whole graph again and again, waits until it is done.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            from . import loops
-            space = graph_space(leaves)
-            rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
-            if rolled is None:
-                result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                                shared_grads, space)
-            else:
-                # an unrolled recurrence, built as a loop (the caller's positions kept)
-                order, outputs, loss, guards, old = rolled
-                result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                                space=space)
-                program = result[0] if dry else result
-                program.retained = tuple(old[order[i]] for i in program.retained)
-            if space is not None and not dry:
-                _seeded_on(result, space)
-            return result
-        finally:
-            if collecting:
-                gc.enable()
+    # Code generation makes many small objects and no garbage cycles: the collector, which
+    # would walk the whole graph again and again, waits until it is done.
+    with _compiling, collector_paused:
+        from . import loops
+        space = graph_space(leaves)
+        rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
+        if rolled is None:
+            result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
+                            shared_grads, space)
+        else:
+            # an unrolled recurrence, built as a loop (the caller's positions kept)
+            order, outputs, loss, guards, old = rolled
+            result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
+                            space=space)
+            program = result[0] if dry else result
+            program.retained = tuple(old[order[i]] for i in program.retained)
+        if space is not None and not dry:
+            _seeded_on(result, space)
+        return result
 
 
 def graph_space(leaves):

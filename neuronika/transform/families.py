@@ -24,10 +24,11 @@ as a cache (or a trace) keeps its program.
 """
 from __future__ import annotations
 
-import gc
 import threading
 import weakref
 from collections import OrderedDict
+
+from ..graph import collector_paused
 
 #: Graphs with at least this many nodes have their values' memory class (``codegen``'s
 #: TINY / SMALL: which values a long body frees in batches) in the family key.
@@ -67,13 +68,8 @@ class Member:
         if self._made is None:
             # one pass making a tuple per node: the collector, which would walk the whole
             # graph again, waits (no garbage cycles are made here)
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
+            with collector_paused:
                 self._made = _family_key(self.order, self.signature, self.extra, self.options)
-            finally:
-                if collecting:
-                    gc.enable()
         return self._made
 
 

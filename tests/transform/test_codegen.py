@@ -557,3 +557,50 @@ def test_instantiated_templates_share_no_node_with_the_template():
     assert gast.dump(gast.Module(second, [])) != gast.dump(gast.Module(first, []))
     assert "changed" not in gast.dump(gast.Module(template.body, []))
     assert bindings["x"].id == "v1"
+
+
+def test_overlapping_pauses_in_two_threads_leave_the_collector_on():
+    """The interleaving that used to leave the collector off for good: thread A pauses it,
+    thread B starts a pause while it is off, A finishes, then B finishes. Every place that
+    pauses the collector (tracing, symbolic gradients, families, code generation, large
+    linearisations) goes through ``graph.collector_paused``."""
+    import threading
+    from neuronika.graph import collector_paused
+    assert gc.isenabled()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def a():
+        with collector_paused:
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    def b():
+        a_in.wait()
+        with collector_paused:
+            b_in.set()
+            a_out.wait()
+            seen.append(gc.isenabled())        # B's work still runs with the collector off
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [False]
+    assert gc.isenabled()
+    gc.disable()                                # a collector the user switched off stays off
+    try:
+        with collector_paused:
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_collector_is_paused_only_through_one_place():
+    import pathlib
+    root = pathlib.Path(neuronika.__file__).parent
+    found = [str(p.relative_to(root)) for p in root.rglob("*.py") if "gc.disable()" in p.read_text()]
+    assert found == ["graph.py"], found
