@@ -20,8 +20,8 @@ from .errors import (AnomalyError, ArgnumsError, GradientError, IndexingError, L
                      RetraceWarning, ShapeError)
 from .functional import custom_vjp, grad, hessian, hvp, jacobian, jit, value_and_grad, vjp
 from .loops import scan  # noqa: F401  (neuronika.scan: a loop compiled once)
-from .numpy._special import (expit, leaky_relu, log_softmax, logit, logsumexp, relu, sigmoid, softmax,
-                             softplus)
+from .numpy._special import (erf, expit, gelu, leaky_relu, log_softmax, logit, logsumexp, relu, sigmoid,
+                             softmax, softplus)
 from .random import manual_seed
 from .transform.run import config
 from .variable import Param, Var, VarDiff, detect_anomaly, no_grad, stop_gradient
@@ -36,4 +36,5 @@ __all__ = [
     "logspace", "geomspace", "concatenate", "stack",
     "grad", "value_and_grad", "vjp", "jit", "jacobian", "hessian", "hvp", "custom_vjp", "scan",
     "logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu", "softplus",
+    "gelu", "erf",
 ]

@@ -303,8 +303,11 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
     for k, (shape, dtype) in enumerate(zip(cell.out_shapes, cell.out_dtypes)):
         shape = shape if k < c else (steps,) + shape
         cts.append(build(_COTANGENT_PART, (dy,), (k, shape, dtype)) if floating[k] else None)
-    wanted_consts = [k for k, v in enumerate(consts) if v._node.requires_grad]
-    wanted_xs = [j for j, v in enumerate(xs) if v._node.requires_grad and v.dtype.kind in "fc"]
+    # the inputs that lead to what is differentiated (``requires_grad`` is not enough: under
+    # jit, which differentiates nothing, grad's variables are built on plain leaves)
+    reaches = bindings["wanted"]
+    wanted_consts = [k for k, v in enumerate(consts) if v._node in reaches]
+    wanted_xs = [j for j, v in enumerate(xs) if v._node in reaches and v.dtype.kind in "fc"]
     float_carries = [i for i in range(c) if floating[i]]
 
     def step(carry, x):                 # x is None for a scan over a length alone

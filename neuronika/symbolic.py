@@ -11,7 +11,6 @@ an ordinary graph: the outer trace compiles it like any other.
 from __future__ import annotations
 
 import functools
-import gc
 import textwrap
 
 import numpy as np
@@ -19,7 +18,7 @@ import numpy as np
 from . import backend
 from . import numpy as xp
 from .errors import GradientError
-from .graph import leaf, linearize
+from .graph import collector_paused, leaf, linearize
 from .numpy._core import build, var_of
 from .ops import OPS, ZERO, Grad
 from .transform import passes
@@ -89,13 +88,8 @@ def gradients(out, wrt):
     """Variables holding d(out)/d(w) for each variable ``w`` in ``wrt`` (``out`` one element)."""
     # Many small objects and no garbage cycles: the collector, which would walk the whole
     # graph again and again, waits until the gradient graph is built (as in code generation).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused:
         return _gradients(out, wrt)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 class _Adjoint:
@@ -260,6 +254,7 @@ def _gradients(out, wrt):
             bindings = dict(adjoint.statics)
             bindings.update(handles)
             bindings["dy"] = dy
+            bindings["wanted"] = reaches        # (a hook may ask which inputs lead to wrt)
             contribution = var_of(adjoint(bindings, node.space), dy._node)
             contribution = adjoint.reduce(contribution, node, inp)
             contribution = _to_input_dtype(contribution, inp.dtype)

@@ -329,3 +329,47 @@ def test_another_array_library():
             got.append([np.asarray(a) for a in leaves(p) + leaves(e_p)])
         for a, b in zip(*got):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _rnn_loss(params, xs):
+    wx, wh, b = params
+    h = (xs[0].mm(wx) + b).tanh()
+    for t in range(1, xs.shape[0]):         # unrolled: rolled into a loop when traced
+        h = (xs[t].mm(wx) + h.mm(wh) + b).tanh()
+    return (h * h).mean()
+
+
+def _scan_loss(params, xs):
+    wx, wh, b = params
+
+    def cell(h, x):
+        h = (x.mm(wx) + h.mm(wh) + b).tanh()
+        return h, h
+    h, ys = neuronika.scan(cell, nnp.zeros((xs.shape[1], wh.shape[0])), xs)
+    return (ys * ys).sum() + h.sum()
+
+
+@pytest.mark.parametrize("loss", [_rnn_loss, _scan_loss])
+@pytest.mark.parametrize("steps", [3, 6, 20])
+def test_gradients_through_a_loop_match_value_and_grad(loss, steps):
+    """A loop's gradients inside jit (symbolic, over leaves that need no gradient of their
+    own) hold every constant's accumulated gradient: they were once zeros past the last step."""
+    rng = np.random.default_rng(steps)
+    params = [rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) / 2, rng.standard_normal(4) * 0.1]
+    xs = rng.standard_normal((steps, 2, 3))
+    value, grads = neuronika.value_and_grad(loss)(params, xs)
+    opt = optim.sgd(0.1)
+
+    @neuronika.jit
+    def step(params, state, xs):
+        v, g = neuronika.value_and_grad(loss)(params, xs)
+        updates, state = opt.update(g, state, params)
+        return optim.apply_updates(params, updates), state, v, g
+
+    for _ in range(3):                       # interpreted, then compiled
+        new, _, v, g = step(params, opt.init(params), xs)
+        assert v == value
+        for a, b in zip(g, grads):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        for p, a, b in zip(params, new, grads):
+            np.testing.assert_allclose(a, p - 0.1 * b, rtol=1e-13, atol=1e-15)
