@@ -38,18 +38,18 @@ import numpy as np
 
 from .. import backend
 from ..creation import from_ndarray
-from ..graph import apply, leaf
+from ..graph import apply, leaf, modes
 from ..ops import OPS as _OPS
 from ..ops.checks import CHECK_CLASS_INDEX, CHECK_PROBABILITY
 from ..ops.elementwise import BCE_WITH_LOGITS, GELU
-from ..ops.reduce import NORMALIZE, SOFTMAX_CROSS_ENTROPY
+from ..ops.reduce import BATCH_NORM, NORMALIZE, SOFTMAX_CROSS_ENTROPY
 from ..ops.kernels import check_class_index, check_probability
 from ..variable import Var, _located, _wrap
 from ._checks import integer, number
 
 __all__ = ["mse_loss", "l1_loss", "mae_loss", "bce_loss", "binary_cross_entropy", "bce_with_logits_loss",
            "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "kl_div_loss", "kl_div",
-           "huber_loss", "smooth_l1_loss", "layer_norm", "gelu"]
+           "huber_loss", "smooth_l1_loss", "layer_norm", "gelu", "batch_norm"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -77,12 +77,13 @@ def _ignore_index(name, value) -> int:
 
 
 def _float_input(name, value) -> Var:
-    """The loss input as a variable; it must hold floats."""
+    """The loss input as a variable; it must hold floats. Another array library's array
+    stays in its library."""
     if not isinstance(value, Var):
-        value = np.asarray(value)
+        value = from_ndarray(value if backend.foreign(value) else np.asarray(value))
     if value.dtype.kind != "f":
         raise TypeError(f"{name}: the input must be floating point, got dtype {value.dtype}")
-    return value if isinstance(value, Var) else from_ndarray(value)
+    return value
 
 
 def _data(value, dtype) -> Var:
@@ -109,7 +110,7 @@ def _probabilities(name, x) -> Var:
     """``x`` through a ``check_probability`` node (checked now too, if its values are known)."""
     if x._node.value is not None:
         try:
-            check_probability(x._node.value, name)
+            check_probability(backend.to_numpy(x._node.value, x._node.space), name)
         except ValueError as error:
             raise _located(str(error), ValueError) from None
     return _wrap(apply(CHECK_PROBABILITY, (x._node,), (name,)))
@@ -585,3 +586,135 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
     if bias is not None:
         y = y + bias
     return y
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Var:
+    """Batch normalisation of an (N, C, *) input per channel C, as PyTorch's: in training,
+    (x - mean) / sqrt(var + eps) with the batch's mean and biased variance over every axis
+    but C, and ``running_mean`` / ``running_var`` (arrays of shape (C,), or None) updated in
+    place with the batch's mean and unbiased variance,
+    ``running = (1 - momentum) * running + momentum * batch``; in evaluation the running
+    statistics are used. Then times ``weight`` plus ``bias`` (each (C,), optional). In
+    training with both weight and bias it is one op, ``batch_norm``. ``nn.BatchNorm1d`` and
+    ``nn.BatchNorm2d`` call it.
+
+    The statistics are computed from the input's value when it is called (the input is
+    evaluated then); inside a function given to ``neuronika.grad`` that would happen once, at
+    tracing time, so an update of running statistics refuses to run there.
+
+    >>> import numpy as np
+    >>> from neuronika.nn import functional as F
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> mean, var = np.zeros(2), np.ones(2)
+    >>> F.batch_norm(x, mean, var, training=True).data.round(4)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> mean, var
+    (array([0.2, 2. ]), array([ 1.1, 20.9]))
+    >>> F.batch_norm(x, mean, var).data.round(4)
+    array([[0.7628, 1.7499],
+           [2.6697, 6.1247]])
+    """
+    momentum = _option("batch_norm", "momentum", momentum, 0.0, 1.0)
+    eps = _option("batch_norm", "eps", eps, 0.0, open_lo=True)
+    x = _layer_input("batch_norm", input)
+    if x.ndim < 2:
+        raise _located(f"batch_norm: an input of shape (N, C, *) is expected, got {x.shape}")
+    return normalise_batch("batch_norm", x, running_mean, running_var, weight, bias, bool(training),
+                           momentum, eps)
+
+
+def normalise_batch(name, x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """``batch_norm`` on the variable ``x`` of shape (N, C, *), its errors naming ``name`` (the
+    function's name, or the layer that calls it: formatted only for a message). A layer's own
+    parameters and buffers were shaped when it was made: they are not checked again."""
+    channels = (x.shape[1],)
+    if type(name) is str:
+        _check_batch_norm_arguments(name, x, channels, running_mean, running_var, weight, bias, training)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1,) + channels + (1,) * (x.ndim - 2)       # a channel's values broadcast
+    # variables as they are (a layer's parameters keep their dtype); arrays in the input's dtype
+    if weight is not None:
+        weight = (weight if isinstance(weight, Var) else _data(weight, x.dtype)).reshape(shape)
+    if bias is not None:
+        bias = (bias if isinstance(bias, Var) else _data(bias, x.dtype)).reshape(shape)
+    if not training:
+        if running_mean is None:
+            raise _located(f"{name}: running_mean and running_var are needed in evaluation "
+                           f"(training=False)", ValueError)
+        return _normalise_running(x, running_mean, running_var, weight, bias, shape, eps)
+    count = x.size // channels[0]
+    if count <= 1:
+        raise _located(f"{name}: expected more than 1 value per channel when training, got an input "
+                       f"of shape {x.shape}", ValueError)
+    if running_mean is not None:
+        _update_running(name, x, running_mean, running_var, axes, momentum)
+    if weight is not None and bias is not None:     # one op: its adjoint needs no composition
+        return _wrap(apply(BATCH_NORM, (x._node, weight._node, bias._node), (axes, eps)))
+    centred = x - x.mean(axis=axes, keepdims=True)
+    variance = (centred * centred).mean(axis=axes, keepdims=True)
+    y = centred / (variance + eps).sqrt()
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+def _check_batch_norm_arguments(name, x, channels, running_mean, running_var, weight, bias, training):
+    for what, value in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if value is not None and getattr(value, "shape", None) != channels and np.shape(value) != channels:
+            raise _located(f"{name}: {what} must have the shape {channels} for an input of shape "
+                           f"{x.shape}, got {tuple(np.shape(value))}")
+    if (running_mean is None) != (running_var is None):
+        raise _located(f"{name}: give both running_mean and running_var, or neither", ValueError)
+    if not training or running_mean is None:
+        return
+    for what, buffer in (("running_mean", running_mean), ("running_var", running_var)):
+        if isinstance(buffer, np.ndarray):
+            floats = buffer.dtype.kind == "f"
+        else:
+            floats = backend.foreign(buffer) and backend.space_of(buffer).xp.isdtype(buffer.dtype, "real floating")
+        if not floats:
+            raise _located(f"{name}: {what} must be an array of floats, updated in place while "
+                           f"training, got {type(buffer).__name__}"
+                           + (f" of dtype {buffer.dtype}" if hasattr(buffer, "dtype") else ""), TypeError)
+
+
+def _update_running(name, x, running_mean, running_var, axes, momentum):
+    tracer = modes.tracer
+    if tracer is not None and tracer.depends(x._node):
+        raise RuntimeError(
+            f"{name}: running statistics cannot be updated inside a traced function "
+            f"(neuronika.grad and friends trace once, so they would be updated once); in such a "
+            f"function use the running statistics (training=False; .eval() on a layer) or track none "
+            f"(running_mean = running_var = None; track_running_stats=False for a layer)")
+    data = x.data
+    if isinstance(data, np.ndarray):
+        batch_mean = data.mean(axis=axes)
+        batch_var = data.var(axis=axes, ddof=1)
+    else:
+        xp = backend.space_of(data).xp
+        batch_mean = xp.mean(data, axis=axes)
+        batch_var = xp.var(data, axis=axes, correction=1)
+    for buffer, value in ((running_mean, batch_mean), (running_var, batch_var)):
+        buffer *= 1.0 - momentum
+        if isinstance(buffer, np.ndarray):
+            value = value if isinstance(value, np.ndarray) else backend.to_numpy(value)
+            buffer += (momentum * value).astype(buffer.dtype, copy=False)
+        else:
+            space = backend.space_of(buffer)
+            buffer += space.xp.astype(backend.move(momentum * value, space), buffer.dtype)
+
+
+def _normalise_running(x, running_mean, running_var, weight, bias, shape, eps):
+    # Leaves over the arrays themselves: a graph built now sees later updates.
+    mean, var = (value if isinstance(value, Var) else from_ndarray(value if backend.foreign(value)
+                                                                   else np.asarray(value))
+                 for value in (running_mean, running_var))
+    mean = mean.reshape(shape)
+    inv_std = 1.0 / (var.reshape(shape) + eps).sqrt()
+    if weight is None and bias is None:
+        return (x - mean) * inv_std
+    scale = inv_std if weight is None else weight * inv_std
+    return x * scale + (-(mean * scale) if bias is None else bias - mean * scale)

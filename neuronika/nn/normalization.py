@@ -15,9 +15,10 @@ the running statistics are used. ``running_mean``, ``running_var`` and
 >>> int(bn.num_batches_tracked), list(bn.state_dict())
 (1, ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'])
 
-The running statistics are computed with NumPy from the input's value when the
-layer is called, so the input is evaluated then (a graph behind it is evaluated
-again when the output is; with dropout behind it, the statistics see another mask).
+The layers call ``nn.functional.batch_norm``'s implementation. The running statistics
+are computed from the input's value when the layer is called, so the input is evaluated
+then (a graph behind it is evaluated again when the output is; with dropout behind it, the
+statistics see another mask).
 Inside a function given to ``neuronika.grad`` the update would happen once, at
 tracing time, so a layer that tracks running statistics refuses to run there in
 training mode: call ``eval()`` (or use ``track_running_stats=False``) for such a function.
@@ -28,11 +29,9 @@ import numbers
 
 import numpy as np
 
-from ..creation import from_ndarray
-from ..graph import apply, modes
-from ..ops.reduce import BATCH_NORM
-from ..variable import Var, _wrap
+from ..variable import Var
 from ._checks import float_dtype, number
+from .functional import normalise_batch
 from .layers import as_var, check_input
 from .module import Module, parameter
 
@@ -85,51 +84,18 @@ class _BatchNorm(Module):
     def forward(self, x) -> Var:
         x = as_var(x, self)
         check_input(self, x, x.ndim in self._ranks and x.shape[1] == self.num_features, self._expected())
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, self.num_features) + (1,) * (x.ndim - 2)       # a channel's values broadcast
-        if self.training or not self.track_running_stats:
-            return self._normalise_batch(x, axes, shape)
-        return self._normalise_running(x, shape)
-
-    def _normalise_batch(self, x, axes, shape):
-        count = x.size // self.num_features
-        if self.training and count <= 1:
-            raise ValueError(f"{self!r}: expected more than 1 value per channel when training, got "
-                             f"an input of shape {x.shape}")
-        if self.training and self.track_running_stats:
-            self._update(x, axes, count)
-        if self.weight is not None:         # one op, batch_norm: its adjoint needs no composition
-            params = (self.weight.reshape(shape)._node, self.bias.reshape(shape)._node)
-            return _wrap(apply(BATCH_NORM, (x._node,) + params, (axes, self.eps)))
-        centred = x - x.mean(axis=axes, keepdims=True)
-        variance = (centred * centred).mean(axis=axes, keepdims=True)
-        return centred / (variance + self.eps).sqrt()
-
-    def _update(self, x, axes, count):
-        tracer = modes.tracer
-        if tracer is not None and tracer.depends(x._node):
-            raise RuntimeError(
-                f"{self!r}: running statistics cannot be updated inside a traced function "
-                f"(neuronika.grad and friends trace once, so they would be updated once); call "
-                f".eval() on the module for such a function, or use track_running_stats=False")
-        data = x.data
-        batch_mean = data.mean(axis=axes)
-        batch_var = data.var(axis=axes, ddof=1)
-        tracked = self.num_batches_tracked
-        tracked += 1                # in place: the buffer itself
-        factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
-        for buffer, value in ((self.running_mean, batch_mean), (self.running_var, batch_var)):
-            buffer *= 1.0 - factor
-            buffer += (factor * value).astype(buffer.dtype, copy=False)
-
-    def _normalise_running(self, x, shape):
-        # Leaves over the buffers themselves: a graph built now sees later updates.
-        mean = from_ndarray(self.running_mean).reshape(shape)
-        inv_std = 1.0 / (from_ndarray(self.running_var).reshape(shape) + self.eps).sqrt()
-        if self.weight is None:
-            return (x - mean) * inv_std
-        scale = self.weight.reshape(shape) * inv_std
-        return x * scale + (self.bias.reshape(shape) - mean * scale)
+        training = self.training or not self.track_running_stats
+        tracking = self.training and self.track_running_stats
+        if tracking and self.momentum is None:          # the cumulative average over the batches
+            factor = 1.0 / (int(self.num_batches_tracked) + 1)
+        else:
+            factor = 0.0 if self.momentum is None else self.momentum
+        stats = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        y = normalise_batch(self, x, *stats, self.weight, self.bias, training, factor, self.eps)
+        if tracking:
+            tracked = self.num_batches_tracked
+            tracked += 1                # in place: the buffer itself (no Module.__setattr__)
+        return y
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -9,7 +9,7 @@ function on a variable all build the same graph: there is one implementation.
 - the operators, ``+ - * / // % ** @``, unary ``- + abs``, comparisons (boolean,
   no gradient) and ``& | ^ ~`` on booleans;
 - the Rust crate's names: ``mm mv vm vv mm_t t ln pow clamp relu leaky_relu
-  softplus sigmoid tanh ... unsqueeze chunks split pad dropout``.
+  softplus sigmoid tanh ... unsqueeze chunks split pad dropout``, and ``gelu erf``.
 
 >>> import numpy, neuronika
 >>> v = neuronika.from_ndarray(numpy.array([[1.0, 2.0], [3.0, 4.0]]))
@@ -284,6 +284,14 @@ class Methods:
 
     def softplus(self):
         return _impl(_special.softplus)(self)
+
+    def gelu(self, approximate: str = "none"):
+        """x * Phi(x), or with ``approximate='tanh'`` PyTorch's tanh form (``neuronika.gelu``)."""
+        return _impl(_special.gelu)(self, approximate)
+
+    def erf(self):
+        """The error function (``neuronika.erf``)."""
+        return _impl(_special.erf)(self)
 
     def sigmoid(self):
         return _impl(_special.sigmoid)(self)

@@ -381,7 +381,7 @@ _SQRT_2_OVER_PI = np.sqrt(2 / np.pi)
 _GELU_CUBIC = 0.044715
 
 ERF = _unary("erf", "erf(x)", f"dy * xp.exp(-x * x) * {float(_TWO_OVER_SQRT_PI)!r}",
-             "the error function (SciPy's where installed, else math.erf per element)",
+             "the error function (SciPy's where installed, else Cody's rational approximations in NumPy)",
              dtype=real_only("erf", float_dtype(np.exp)))
 
 

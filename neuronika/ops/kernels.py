@@ -1549,20 +1549,122 @@ def batch_norm_grad(c, rstd, w, dy, axis):
     return dx
 
 
+# erf without SciPy: W. J. Cody, "Rational Chebyshev approximations for the error function",
+# Math. Comp. 23 (1969) 631-637, with the coefficients of his CALERF: erf(x) = x R1(x^2) for
+# |x| <= 0.5; erfc(y) = exp(-y^2) R2(y) for 0.5 < y <= 4 and
+# exp(-y^2) / y * (1 / sqrt(pi) - R3(1 / y^2) / y^2) beyond. Coefficients lowest degree first;
+# each denominator is monic. The errors measured against math.erf are in tests/ops/test_erf.py.
+_ERF_SMALL = 0.5    # Cody's interval for R1; CALERF's 0.46875 costs erf an ulp more just above it
+_ERF_P1 = (3.20937758913846947e03, 3.77485237685302021e02, 1.13864154151050156e02,
+           3.16112374387056560e00, 1.85777706184603153e-1)
+_ERF_Q1 = (2.84423683343917062e03, 1.28261652607737228e03, 2.44024637934444173e02,
+           2.36012909523441209e01)
+_ERF_P2 = (1.23033935479799725e03, 2.05107837782607147e03, 1.71204761263407058e03,
+           8.81952221241769090e02, 2.98635138197400131e02, 6.61191906371416295e01,
+           8.88314979438837594e00, 5.64188496988670089e-1, 2.15311535474403846e-8)
+_ERF_Q2 = (1.23033935480374942e03, 3.43936767414372164e03, 4.36261909014324716e03,
+           3.29079923573345963e03, 1.62138957456669019e03, 5.37181101862009858e02,
+           1.17693950891312499e02, 1.57449261107098347e01)
+_ERF_P3 = (6.58749161529837803e-4, 1.60837851487422766e-2, 1.25781726111229246e-1,
+           3.60344899949804439e-1, 3.05326634961232344e-1, 1.63153871373020978e-2)
+_ERF_Q3 = (2.33520497626869185e-3, 6.05183413124413191e-2, 5.27905102951428412e-1,
+           1.87295284992346725e00, 2.56852019228982242e00)
+_INV_SQRT_PI = 1 / math.sqrt(math.pi)
+_ERF_ONE = 6.0      # erfc(6) = 2.2e-17 is under half an ulp of 1: erf is 1.0 from here on
+_ERF_PER_ELEMENT = 1024     # below this size math.erf per element is faster than the ~40 array calls
+
+
+def _ratio(t, p, q, num, den):
+    """p(t) / q(t) into ``num`` (``den`` a scratch buffer of t's shape), q monic of degree len(q),
+    both by Horner's rule in place: each new large array costs page faults."""
+    np.multiply(t, p[-1], out=num)
+    np.add(t, q[-1], out=den)
+    for a, b in zip(p[-2:0:-1], q[-2::-1]):
+        num += a
+        num *= t
+        den *= t
+        den += b
+    num += p[0]
+    num /= den
+    return num
+
+
+def _erfc_into(z, c, s, d):
+    """erfc(z) into ``c`` for float64 z in [0.5, 6], a few ulp relative (s and d scratch buffers;
+    z is overwritten). exp(-z^2) is exp(-s^2) exp(-(z - s)(z + s)) with s = z rounded down to a
+    multiple of 1/16, so s^2 is exact and the rounding of z^2 does not grow with z."""
+    _ratio(z, _ERF_P2, _ERF_Q2, c, s)
+    far = z > 4.0
+    if far.any():
+        zf = z[far]
+        u = np.reciprocal(np.square(zf))
+        r = _ratio(u, _ERF_P3, _ERF_Q3, np.empty_like(u), np.empty_like(u))
+        r *= u
+        r = np.subtract(_INV_SQRT_PI, r, out=r)
+        r /= zf
+        c[far] = r
+    np.multiply(z, 16.0, out=s)
+    np.trunc(s, out=s)
+    s *= 1 / 16
+    np.subtract(z, s, out=d)
+    z += s
+    d *= z
+    s *= s
+    np.exp(np.negative(s, out=s), out=s)
+    np.exp(np.negative(d, out=d), out=d)
+    c *= s
+    c *= d
+    return c
+
+
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_numpy(x):
+    """erf in NumPy alone: Cody's approximations in float64 (within 3 ulp in float64, and
+    correctly rounded in float32, on the grids of tests/ops/test_erf.py), or math.erf per
+    element for small arrays; odd, so erf(-0.0) is -0.0; erf(+-inf) = +-1 and nan stays nan.
+    Other float dtypes go through float64; integers give float64.
+
+    >>> _erf_numpy(np.array([-np.inf, -0.0, 0.5, 2.0], dtype=np.float32))
+    array([-1.       , -0.       ,  0.5204999,  0.9953223], dtype=float32)
+    """
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    if x.size < _ERF_PER_ELEMENT:
+        out = np.asarray(_erf_scalar(x), dtype=dtype)
+        return out[()] if out.ndim == 0 else out
+    shape = x.shape
+    x = x.astype(np.float64, copy=False).reshape(-1)
+    y = np.abs(x)
+    t = np.minimum(y, _ERF_SMALL)     # R1 on every element (where |x| > 0.5 it is replaced)
+    t *= t
+    s = np.empty_like(t)
+    out = _ratio(t, _ERF_P1, _ERF_Q1, np.empty_like(t), s)
+    small = y <= _ERF_SMALL
+    np.multiply(out, x, out=out, where=small)
+    if not small.all():                                 # nan goes this way and stays nan
+        z = np.clip(y, _ERF_SMALL, _ERF_ONE, out=t)     # inf gives 1.0
+        c = _erfc_into(z, np.empty_like(z), s, y)
+        c = np.subtract(1.0, c, out=c)
+        c = np.copysign(c, x, out=c)
+        np.copyto(c, out, where=small)
+        out = c
+    out = out.astype(dtype, copy=False).reshape(shape)
+    return out[()] if out.ndim == 0 else out
+
+
 _ERF = []
 
 
 def _erf_ufunc():
-    """SciPy's erf when it is installed; else math.erf element by element (exact, slow)."""
+    """SciPy's erf when it is installed (2 to 12 times faster than ``_erf_numpy``, measured on
+    1e3 to 1e6 elements); else ``_erf_numpy``."""
     if not _ERF:
         try:
             from scipy.special import erf as ufunc
         except ImportError:
-            scalar = np.frompyfunc(math.erf, 1, 1)
-
-            def ufunc(x):
-                x = np.asarray(x)
-                return np.asarray(scalar(x), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+            ufunc = _erf_numpy
         _ERF.append(ufunc)
     return _ERF[0]
 
@@ -1681,7 +1783,7 @@ def _batch_norm_grad_generic(space, c, rstd, w, dy, axis):
 
 
 def _erf_generic(space, x):
-    """The standard has no erf: SciPy's (or math.erf) on a host copy, moved back."""
+    """The standard has no erf: SciPy's (or ``_erf_numpy``) on a host copy, moved back."""
     return space.asarray(erf(space.to_numpy(x)))
 
 
