@@ -10,9 +10,11 @@ an ordinary graph: the outer trace compiles it like any other.
 """
 from __future__ import annotations
 
+import ast
 import functools
 import textwrap
 
+import gast
 import numpy as np
 
 from . import backend
@@ -96,7 +98,7 @@ class _Adjoint:
     """What one input's adjoint needs for one node kind (``codegen._kind``), a slot and a
     shape of ``dy``: worked out once, used for every node of that kind."""
 
-    __slots__ = ("statics", "ctx", "hook", "code", "expression", "where", "plans")
+    __slots__ = ("statics", "ctx", "hook", "code", "expression", "where", "plans", "src", "_unit")
 
     def __init__(self, node, names, slot, gshape):
         op = node.op
@@ -104,25 +106,40 @@ class _Adjoint:
         self.statics = _statics(ctx)
         self.where = f"op {op.name}"
         self.hook = op.symbolic_grad(slot)
-        self.code = None
+        self.code = self.src = self._unit = None
         if self.hook is None:
             grad = _resolve(op.grad_template(slot), ctx)
             if grad is ZERO:
                 self.code = ZERO
             else:
-                self.code, self.expression = _compiled(grad.src if isinstance(grad, Grad) else grad)
+                self.src = grad.src if isinstance(grad, Grad) else grad
+                self.code, self.expression = _compiled(self.src)
         self.plans = {}     # (contribution's shape, input's shape) -> its reduction
 
-    def __call__(self, bindings, space=None):
+    def unit(self):
+        """The code with ``dy`` known to be ones: ``dy * e`` is ``e``, ``dy / e`` is ``1 / e``
+        (None where the template has no such factor)."""
+        if self._unit is None:
+            src = None if self.src is None else _unit_src(self.src)
+            self._unit = (None if src is None else _compiled(src),)
+        return self._unit[0]
+
+    def __call__(self, bindings, space=None, unit=False):
         if self.hook is not None:
             return self.hook(self.ctx, _build, bindings)
         namespace = dict(_namespace() if space is None else _namespace_in(space))
         namespace.update(bindings)
         try:
-            if self.expression:
-                return eval(self.code, namespace)
-            exec(self.code, namespace)
-            return namespace["dx"]
+            if unit:
+                found = self.unit()
+                if found is not None:
+                    # kept only where it is still an array of the gradient's dtype (dy, 0-d,
+                    # gave it no shape)
+                    result = _run(*found, dict(namespace))
+                    dy = bindings["dy"]
+                    if isinstance(result, Var) and result.dtype == dy.dtype:
+                        return result
+            return _run(self.code, self.expression, namespace)
         except NameError as error:
             raise GradientError(f"second derivatives through {self.where} are not supported ({error}: "
                                 f"its adjoint reads a value only its compiled forward has)") from None
@@ -135,9 +152,9 @@ class _Adjoint:
         if plan is None:
             extent = node.shape if node.op.elementwise else passes.broadcast(contribution.shape, inp.shape)
             plan = self.plans[key] = _plan(contribution.shape, inp.shape, extent)
-        axes, reshaped, factor = plan
+        axes, keepdims, reshaped, factor = plan
         if axes is not None:
-            contribution = xp.sum(contribution, axis=axes, keepdims=True)
+            contribution = xp.sum(contribution, axis=axes, keepdims=keepdims)
         if reshaped is not None:
             contribution = xp.reshape(contribution, reshaped)
         if factor != 1:
@@ -145,13 +162,53 @@ class _Adjoint:
         return contribution
 
 
+def _run(code, expression, namespace):
+    if expression:
+        return eval(code, namespace)
+    exec(code, namespace)
+    return namespace["dx"]
+
+
+class _DropUnit(gast.NodeTransformer):
+    dropped = False
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        left, right = (isinstance(side, gast.Name) and side.id == "dy" for side in (node.left, node.right))
+        if isinstance(node.op, gast.Mult) and (left or right):
+            self.dropped = True
+            return node.right if left else node.left
+        if isinstance(node.op, gast.Div) and left:
+            self.dropped = True
+            node.left = gast.Constant(1, None)
+        return node
+
+
+@functools.lru_cache(maxsize=1024)
+def _unit_src(src):
+    """An adjoint template's source with its factor ``dy`` dropped (``dy`` a 0-d array of
+    ones), or None where it has no such factor."""
+    drop = _DropUnit()
+    tree = drop.visit(gast.parse(textwrap.dedent(src).strip()))
+    return ast.unparse(gast.gast_to_ast(tree)) if drop.dropped else None
+
+
 def _plan(shape, target, extent):
-    """The reduction's steps for a gradient of ``shape``: (axes summed or None, the shape
-    reshaped to or None, factor)."""
+    """The reduction's steps for a gradient of ``shape``: (axes summed or None, whether the
+    sum keeps its axes, the shape reshaped to or None, factor). As ``passes.unbroadcast``:
+    leading axes summed away need no keepdims and no reshape."""
     summed, factor, kept = passes.reduce_plan(shape, target, extent)
+    result = passes._strip(kept)
     offset = len(extent) - len(shape)
-    axes = tuple(a - offset for a in summed) if summed else None
-    return axes, passes._strip(kept) if len(shape) > len(target) else None, factor
+    axes, keepdims = None, True
+    if summed:
+        axes = tuple(a - offset for a in summed)
+        dropped = tuple(d for i, d in enumerate(shape) if i not in axes)
+        if passes._strip(dropped) == result and len(dropped) <= len(target):
+            keepdims, shape = False, dropped
+        else:
+            shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return axes, keepdims, result if len(shape) > len(target) else None, factor
 
 
 @functools.lru_cache(maxsize=1)
@@ -224,8 +281,9 @@ def _gradients(out, wrt):
                 reaches.add(node)
                 break
     grads = {}
+    seed = None
     if out._node in reaches:
-        grads[out._node] = _wrap(leaf(_filled(1, out._node)))
+        seed = grads[out._node] = _wrap(leaf(_filled(1, out._node)))
     for node in reversed(order):
         op = node.op
         if op is None or node not in grads:
@@ -255,7 +313,9 @@ def _gradients(out, wrt):
             bindings.update(handles)
             bindings["dy"] = dy
             bindings["wanted"] = reaches        # (a hook may ask which inputs lead to wrt)
-            contribution = var_of(adjoint(bindings, node.space), dy._node)
+            # the seed, ones of shape (): a factor that changes neither value nor shape
+            unit = dy is seed and not dy.shape
+            contribution = var_of(adjoint(bindings, node.space, unit), dy._node)
             contribution = adjoint.reduce(contribution, node, inp)
             contribution = _to_input_dtype(contribution, inp.dtype)
             grads[inp] = grads[inp] + contribution if inp in grads else contribution

@@ -223,7 +223,9 @@ LOGICAL_AND = declare("logical_and", ("a", "b"), _logical("logical_and"), {}, sh
                       n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(bool),
                       doc="a and b elementwise, for boolean values")
 # The engine converts an adjoint to its input's dtype (the real part for a real input).
-CAST = _unary("cast", "xp.astype(x, dtype)", "dy", "x converted to another dtype",
+# to its own dtype: the input itself (a weak Python number, shape (), still becomes an array)
+CAST = _unary("cast", lambda ctx: "x" if ctx.dtypes["x"] == ctx.dtype and ctx.shape != () else "xp.astype(x, dtype)",
+              "dy", "x converted to another dtype",
               attrs=("dtype",), dtype=lambda inputs, attrs: attrs[0])
 LOG_WHERE_NONZERO = _unary("log_where_nonzero", "log_where_nonzero(x)",
                            "xp.where(x == 0, 0, dy / xp.where(x == 0, 1, x))",

@@ -139,15 +139,50 @@ def _softmax_cross_entropy_shape(x, t, ignore_index):
 
 
 def _softmax_cross_entropy_symbolic(ctx, build, bindings):
-    """The adjoint as a graph (second derivatives): (softmax(x) - onehot(t)) * dy, 0 where
-    t == ignore_index."""
+    """The adjoint as a graph (second derivatives): one op, softmax_cross_entropy_grad."""
+    return build(SOFTMAX_CROSS_ENTROPY_GRAD, (bindings["x"], bindings["dy"], bindings["t"]),
+                 (ctx.ignore_index,))
+
+
+def _cross_entropy_grad_shape(x, g, t, ignore_index):
+    _softmax_cross_entropy_shape(x, t, ignore_index)
+    if len(g) > len(t) or any(a != b and a != 1 for a, b in zip(g[::-1], t[::-1])):
+        raise ShapeError(f"a gradient of shape {g} does not broadcast to the class indices' {t}")
+    return tuple(x)
+
+
+def _cross_entropy_grad_x_symbolic(ctx, build, bindings):
+    """d/dx <(softmax(x) - onehot(t)) * k, dy> with k = g where t is kept, else 0:
+    softmax's adjoint of w = dy * k."""
+    x, g, t, dy = bindings["x"], bindings["g"], bindings["t"], bindings["dy"]
+    s = build(SOFTMAX, (x,), (1,))
+    w = dy * (g * (t != ctx.ignore_index).astype(ctx.dtype))[:, None]
+    return s * (w - build(SUM, (w * s,), ((1,), True)))
+
+
+def _cross_entropy_grad_g_symbolic(ctx, build, bindings):
+    """sum over classes of (softmax(x) - onehot(t)) * dy, 0 where t is ignored."""
     x, t, dy = bindings["x"], bindings["t"], bindings["dy"]
-    ndim = len(ctx.shapes["x"])
-    positions = np.arange(ctx.shapes["x"][1]).reshape((-1,) + (1,) * (ndim - 2))
+    positions = np.arange(ctx.shapes["x"][1]).reshape((-1,) + (1,) * (len(ctx.shapes["x"]) - 2))
     positions = leaf(backend.move(positions, x._node.space))
     hot = build("equal", (t[:, None], positions)).astype(ctx.dtype)
-    dk = dy * (t != ctx.ignore_index).astype(ctx.dtype)
-    return (build(SOFTMAX, (x,), (1,)) - hot) * dk[:, None]
+    kept = (t != ctx.ignore_index).astype(ctx.dtype)
+    return build(SUM, ((build(SOFTMAX, (x,), (1,)) - hot) * dy,), ((1,), False)) * kept
+
+
+SOFTMAX_CROSS_ENTROPY_GRAD = declare(
+    "softmax_cross_entropy_grad", ("x", "g", "t"),
+    "y = class_nll_grad(log_softmax_classes(x), t, g, ignore_index)",
+    {"x": "s = xp.exp(log_softmax_classes(x))\n"
+          "w = dy * xp.expand_dims(g * xp.astype(t != ignore_index, dtype), axis=1)\n"
+          "dx = s * (w - xp.sum(w * s, axis=1, keepdims=True))",
+     "g": lambda ctx: Grad("xp.sum(class_nll_grad(log_softmax_classes(x), t, xp.ones_like(g), ignore_index) * dy, "
+                           "axis=1)", shape=ctx.shapes["t"])},
+    symbolic={"x": _cross_entropy_grad_x_symbolic, "g": _cross_entropy_grad_g_symbolic},
+    attrs=("ignore_index",), shape=_cross_entropy_grad_shape, n_differentiable=2,
+    dtype=lambda inputs, attrs: inputs[0].dtype,
+    doc="(softmax(x) - onehot(t)) * g along the class axis 1, 0 where t == ignore_index: the "
+        "gradient of softmax_cross_entropy, an op of its own so that it can be differentiated again")
 
 
 SOFTMAX_CROSS_ENTROPY = declare(

@@ -25,7 +25,20 @@ def _reshape_shape(x, shape):
     return shape
 
 
+def _unchanged(ctx):
+    """Whether the op hands back its input as it is (same shape and dtype): its forward
+    and adjoint are then just names, with no call. A weak Python number (shape ``()``)
+    is left to the op: there the call is what makes it an array."""
+    return ctx.shapes["x"] == ctx.shape and ctx.shape != () and ctx.dtypes["x"] == ctx.dtype
+
+
+def _reshape_forward(ctx):
+    return "x" if _unchanged(ctx) else "xp.reshape(x, shape)"
+
+
 def _reshape_grad(ctx):
+    if _unchanged(ctx):
+        return "dy"
     # the first axis as -1: the same target, without naming a size that may vary (a batch)
     shape = ctx.shapes["x"]
     if len(shape) > 1 and shape[0] > 1 and all(shape[1:]):
@@ -33,7 +46,7 @@ def _reshape_grad(ctx):
     return Grad("xp.reshape(dy, x_shape)", view=True)
 
 
-RESHAPE = declare("reshape", ("x",), "xp.reshape(x, shape)", {"x": _reshape_grad},
+RESHAPE = declare("reshape", ("x",), _reshape_forward, {"x": _reshape_grad},
                   attrs=("shape",), shape=_reshape_shape,
                   doc="same elements, new shape (flatten, squeeze and unsqueeze are reshapes)")
 
@@ -45,7 +58,8 @@ def _broadcast_to_shape(x, shape):
     return shape
 
 
-BROADCAST_TO = declare("broadcast_to", ("x",), "xp.broadcast_to(x, shape)", {"x": "dy"},
+BROADCAST_TO = declare("broadcast_to", ("x",),
+                       lambda ctx: "x" if _unchanged(ctx) else "xp.broadcast_to(x, shape)", {"x": "dy"},
                        attrs=("shape",), shape=_broadcast_to_shape, elementwise=True,
                        doc="x repeated along broadcast axes (a read-only view)")
 
