@@ -93,13 +93,14 @@ PATHS = {
     "imperative": "neuronika imperative",
     "dispatch": "neuronika imperative, numpy.* calls",
     "grad": "neuronika functional",
+    "vg": "neuronika value_and_grad",
     "autograd": "autograd",
     "torch": "torch eager",
     "torch-compile": "torch.compile",
     "jax-jit": "jax jit",
     "jax-eager": "jax eager",
 }
-NEURONIKA_PATHS = ("floor", "imperative", "dispatch", "grad")
+NEURONIKA_PATHS = ("floor", "imperative", "dispatch", "grad", "vg")
 #: The paths whose allocations tracemalloc sees (NumPy's buffers): the memory columns.
 TRACED_PATHS = NEURONIKA_PATHS + ("autograd",)
 PathFailed = competitors.PathFailed
@@ -312,9 +313,11 @@ class Workload:
             self._grad_fn = neuronika.value_and_grad(self.loss, argnums=tuple(range(len(self.initial))))
         return self._grad_fn
 
-    def functional_path(self):
-        """(step, result, reset, about) of the functional face's training step."""
-        if functional_kind() == "jit":
+    def functional_path(self, kind=None):
+        """(step, result, reset, about) of the functional face's training step: the whole step
+        under ``neuronika.jit`` where it is there, or (``kind='value_and_grad'``, the ``vg``
+        path) ``value_and_grad`` and the update by hand."""
+        if (kind or functional_kind()) == "jit":
             return self._jit_step()
         fn, lr, data, state = self.grad_fn(), self.lr, list(self.data), {}
 
@@ -393,6 +396,8 @@ class Workload:
             return Path(key, self.dispatch_step, self.dispatch_result, self.neuronika_reset)
         if key == "grad":
             return Path(key, *self.functional_path())
+        if key == "vg":
+            return Path(key, *self.functional_path("value_and_grad"))
         if makers is None or key not in makers:
             raise KeyError(f"path {key!r} is not available")
         return Path(key, *makers[key](self))
@@ -400,8 +405,7 @@ class Workload:
 
 FUNCTIONAL_ABOUT = {
     "jit": "neuronika.jit of the whole step (value_and_grad, optim.sgd, optim.apply_updates)",
-    "value_and_grad": "neuronika.value_and_grad(loss, argnums=...) and the update p - lr * g by hand "
-                      "(neuronika.jit not available)",
+    "value_and_grad": "neuronika.value_and_grad(loss, argnums=...) and the update p - lr * g by hand",
 }
 
 
@@ -1172,7 +1176,7 @@ def format_table(rows, header=None, right=None):
 # The summary table: one row per workload. Its ratio columns, in the issue's order, then the
 # other paths; its memory columns are the paths tracemalloc sees.
 SUMMARY_FIRST = ("torch", "torch-compile", "jax-jit", "imperative", "grad")
-SUMMARY_REST = ("autograd", "jax-eager", "dispatch")
+SUMMARY_REST = ("vg", "autograd", "jax-eager", "dispatch")
 SHORT = {"dispatch": "imperative, numpy.*"}
 
 

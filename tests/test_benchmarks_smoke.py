@@ -36,6 +36,14 @@ def test_floor_matches_neuronika_grad(workload):
     assert len(grads) == len(params) == len(workload.initial)
 
 
+def test_floor_matches_neuronika_value_and_grad(workload):
+    path = workload.path("vg")
+    benchmarks.check(workload, path)    # value_and_grad, then the update by hand
+    assert path.about == benchmarks.run.FUNCTIONAL_ABOUT["value_and_grad"]
+    loss, grads, params = path.result()
+    assert len(grads) == len(params) == len(workload.initial)
+
+
 def test_floor_step_is_sgd_and_reset_restores(workload):
     path = workload.path("floor")
     loss, grads = workload.floor()
