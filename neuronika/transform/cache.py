@@ -219,8 +219,13 @@ class ProgramCache:
                 theirs = self.layouts_of.get(id(old.program), [])
                 if old in theirs:
                     theirs.remove(old)
+                    if id(old.program) in self.sizes:
+                        self._resize(id(old.program))
             self.layouts[sig] = found + (layout,)
             layout.sig = sig
+            self._resize(pid)           # a layout's bytes count in the cache's byte limit
+        if self.budgeted:
+            BUDGET.admit((self, pid))
 
     def _unlayout(self, layout):
         """Forget a layout in ``layouts`` (under the lock; the caller keeps ``layouts_of``)."""
@@ -316,7 +321,8 @@ class ProgramCache:
 
     def _resize(self, pid):
         """Recount a program's bytes after its signatures changed (under the lock)."""
-        size = self.bases[pid] + sum(_alias_bytes(k) for k in self.keys_of[pid][1:])
+        size = self.bases[pid] + sum(_alias_bytes(k) for k in self.keys_of[pid][1:]) + \
+            sum(_layout_bytes(layout) for layout in self.layouts_of.get(pid, ()))
         self.held_bytes += size - self.sizes[pid]
         self.sizes[pid] = size
 
@@ -393,6 +399,14 @@ def _member(key, order, leaves):
     """The graph in ``order`` as a member of its shape family (``key`` from ``graph.linearize``,
     whose last entry is the anomaly flag)."""
     return families.Member(order, leaves, key, {"anomaly": key[-1]})
+
+
+#: Estimated bytes per node of a kept ``graph.Layout`` (its keys, counts and edges).
+_LAYOUT_NODE_BYTES = 160
+
+
+def _layout_bytes(layout):
+    return _LAYOUT_NODE_BYTES * len(layout.keys)
 
 
 def _alias_bytes(key):

@@ -321,3 +321,16 @@ def test_batch_sizes_of_one_shape_family_each_keep_their_layout():
             np.testing.assert_allclose(w.grad, data[n].data.T @ (2 * (1 - t * t)), rtol=1e-12)
     assert all(matched((data[n].mm(w).tanh() * 2.0).sum()) for n in sizes)
     assert transform.cache_info().currsize <= len(sizes)
+
+
+def test_kept_layouts_count_in_the_byte_limit():
+    from neuronika.transform.cache import _layout_bytes
+    x, w, b = leaf(f64(4, 8), False), leaf(f64(8, 8)), leaf(f64(8))
+    (x.mm(w) + b).tanh().sum().backward()
+    before = CACHE.held_bytes
+    (x.mm(w) + b).tanh().sum().backward()            # the second time: a layout is kept
+    kept = [layout for layouts in CACHE.layouts_of.values() for layout in layouts]
+    assert len(kept) == 1
+    assert CACHE.held_bytes == before + _layout_bytes(kept[0]) > before
+    transform.cache_clear()
+    assert CACHE.held_bytes == 0 and not CACHE.layouts and not CACHE.layouts_of
