@@ -617,16 +617,6 @@ def _user_stacklevel():
     return level
 
 
-def _holds_var(obj):
-    if isinstance(obj, Var):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return any(_holds_var(o) for o in obj)
-    if isinstance(obj, dict):
-        return any(_holds_var(o) for o in obj.values())
-    return False
-
-
 def _rolled(out):
     """``out`` with the unrolled recurrences of its graph rolled into scans (``loops.rolled``),
     so that its gradient graph is the scan's adjoint, not one adjoint per step: a Hessian-vector
@@ -750,7 +740,7 @@ class _Jit(_Traced):
     whole = True
 
     def __call__(self, *args, **kwargs):
-        if modes.tracer is not None or _has_var(args) or kwargs and _has_var(tuple(kwargs.values())):
+        if modes.tracer is not None or _holds_var(args) or kwargs and _holds_var(kwargs):
             return self.fn(*args, **kwargs)        # inside another trace, or on variables: inline
         found, _, outs, _ = self._lookup(args, kwargs)
         rebuild = self._builders.get(found)
@@ -767,9 +757,9 @@ class _Jit(_Traced):
         return builders
 
 
-def _has_var(items):
-    """Whether a tuple of arguments holds a variable (in dicts, lists and tuples)."""
-    stack = list(items)
+def _holds_var(obj):
+    """Whether ``obj`` is or holds a variable (in dicts, lists and tuples)."""
+    stack = [obj]
     pop, push = stack.pop, stack.extend
     ndarray = np.ndarray
     while stack:

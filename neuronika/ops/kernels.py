@@ -1495,15 +1495,21 @@ def _reduced_mean(a, axis, inv):
     return m
 
 
-def normalize(x, axis, eps):
-    """(x - mean) / sqrt(var + eps) over ``axis`` (biased variance), and 1 / sqrt(var + eps)."""
+def _centred(x, axis, eps):
+    """x - mean and 1 / sqrt(var + eps) over ``axis`` (biased variance)."""
     x = _floats(x)
     inv = 1.0 / math.prod(x.shape[a] for a in axis)
-    y = x - _reduced_mean(x, axis, inv)
-    rstd = _reduced_mean(np.square(y), axis, inv)
+    c = x - _reduced_mean(x, axis, inv)
+    rstd = _reduced_mean(np.square(c), axis, inv)
     rstd += eps
     rstd = np.sqrt(rstd, out=_own(rstd))
     rstd = np.reciprocal(rstd, out=_own(rstd))
+    return c, rstd
+
+
+def normalize(x, axis, eps):
+    """(x - mean) / sqrt(var + eps) over ``axis`` (biased variance), and 1 / sqrt(var + eps)."""
+    y, rstd = _centred(x, axis, eps)
     y *= rstd
     return y, rstd
 
@@ -1524,13 +1530,7 @@ def batch_norm(x, w, b, axis, eps):
     """c * (w * rstd) + b with c = x - mean and rstd = 1 / sqrt(var + eps) over ``axis``, where
     w and b have the reduced shape (kept axes): batch normalisation's scale and shift inside;
     also c and rstd."""
-    x = _floats(x)
-    inv = 1.0 / math.prod(x.shape[a] for a in axis)
-    c = x - _reduced_mean(x, axis, inv)
-    rstd = _reduced_mean(np.square(c), axis, inv)
-    rstd += eps
-    rstd = np.sqrt(rstd, out=_own(rstd))
-    rstd = np.reciprocal(rstd, out=_own(rstd))
+    c, rstd = _centred(x, axis, eps)
     y = c * (w * rstd)
     y += b
     return y, c, rstd
