@@ -92,6 +92,8 @@ from .transform.codegen import Anomaly, Retrace
 from .numpy._core import build, node_of, var_of
 from .variable import Var, _wrap
 
+_PACK, _CALL, _PART = OPS["pack"], OPS["call"], OPS["part"]
+
 __all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp", "jit"]
 
 def _argnums(argnums, name):
@@ -343,6 +345,9 @@ class _Traced:
                             return self._finish(outs if found.want_value else None, None,
                                                 grads[0] if self.single else grads)
         if _holds_var(args) or _holds_var(kwargs):
+            embedded = self._embedded(args, kwargs)
+            if embedded is not None:
+                return self._finish(*embedded)
             return self._finish(*self._symbolic(args, kwargs))
         try:
             looked_up = self._lookup(args, kwargs)
@@ -368,6 +373,64 @@ class _Traced:
         per_arg = {n: _rebuild(args[n], grads) for n in sorted(set(nums))}
         wanted = [per_arg[n] for n in nums]
         return out, aux, wanted[0] if single else tuple(wanted)
+
+    def _embedded(self, args, kwargs):
+        """Called on variables inside a jit's trace, where nothing differentiates the result:
+        (value, aux, grads) as parts of one node that runs this function's own program, its
+        compiled forward and backward (the backward keeps what the forward computed: a loop's
+        gradient does not run the loop again). None where that cannot be done as it stands
+        (the function reads the jit's values from outside, or branches on values, or the
+        arrays live in another library): the symbolic gradient then."""
+        tracer = modes.tracer
+        if tracer is None or not tracer.whole or not self.argnums:
+            return None
+        sources = self._sources(args, kwargs)
+        for obj in sources:
+            if isinstance(obj, Var) and obj._node.space is not None or backend.foreign(obj):
+                return None
+        values, entries, kw_items, _ = self._signature(args, kwargs)       # (evaluates)
+        for n in {n % len(args) for n in self.argnums if -len(args) <= n < len(args)}:
+            if _holds_python_scalar(entries[n]):
+                return None     # its gradient would be a Python number, not a variable
+        try:
+            found = self._trace(args, values, entries, kw_items)
+        except (_trace.ReadsOuter, ArgnumsError):
+            return None         # (the symbolic gradient says what is wrong in terms of variables)
+        if (not found.fused or found.reads or found.pins or found.precheck is not None
+                or any(z[2] is not None for z in found.zeros)):
+            return None
+        bundle = apply(_PACK, tuple([s._node if isinstance(s, Var) else node_of(s) for s in sources]),
+                       (False,))
+        call = apply(_CALL, (bundle,), (_ProgramCall(found, self.stats.name),))
+        specs = list(found.output_specs)
+        slots = [k for k, s in enumerate(found.grad_slots) if s is not None]
+        specs += [found.zeros[k][:2] for k in slots]
+        parts = [_wrap(apply(_PART, (call,), (k, shape, dtype))) for k, (shape, dtype) in enumerate(specs)]
+        n_out = found.n_outputs
+        outs = parts[:n_out]
+        grads = [None] * len(found.program.grad_leaves)
+        for k, part in zip(slots, parts[n_out:]):
+            grads[found.grad_slots[k]] = part
+        if found.want_value:
+            value, rest = outs[0], outs[1:]
+        else:
+            value, rest = None, outs
+        aux = _trace.rebuild_aux(found.aux, iter(rest), as_is=True) if found.aux is not None else None
+        return value, aux, self._arranged(found, entries, tuple(grads))
+
+    def _sources(self, args, kwargs):
+        """What each value of the signature (``_signature``'s values, in order) is: a variable,
+        an array, a number."""
+        out = []
+        n = len(args)
+        marked = {i % n for i in self.static_nums if -n <= i < n}
+        for i, a in enumerate(args):
+            if i not in marked:
+                _value_sources(a, out)
+        for k, v in kwargs.items():
+            if k not in self.static_names:
+                _value_sources(v, out)
+        return out
 
     def _find(self, traces, values):
         """(trace, outputs, grads) of the first cached trace that accepts ``values``, or
@@ -520,18 +583,20 @@ class _Traced:
             value = None
             rest = outs if found.n_outputs > 1 else (outs,) if found.n_outputs == 1 else ()
         aux = _trace.rebuild_aux(found.aux, iter(rest)) if found.aux is not None else None
+        return value, aux, self._arranged(found, entries, grads)
+
+    def _arranged(self, found, entries, grads):
+        """The program's gradients (``grads``, in its order) as the call returns them: per
+        argument in ``argnums``, shaped like it, zeros where the value does not depend on it."""
         if found.plain:
-            return value, aux, grads[0] if self.single else grads
+            return grads[0] if self.single else grads
         flat = [grads[s] if s is not None else backend.zeros(*z)
                 for s, z in zip(found.grad_slots, found.zeros)]
-        per_arg = []
         items = iter(flat)
         order = sorted({n % len(entries) for n in self.argnums})
-        for n in order:
-            per_arg.append(_trace.unflatten(entries[n], items, statics=False))
-        by_position = dict(zip(order, per_arg))
+        by_position = {n: _trace.unflatten(entries[n], items, statics=False) for n in order}
         wanted = [by_position[n % len(entries)] for n in self.argnums]
-        return value, aux, wanted[0] if self.single else tuple(wanted)
+        return wanted[0] if self.single else tuple(wanted)
 
     def plain_arguments(self, entries):
         """True when each wanted argument is one array, asked for in increasing order."""
@@ -569,6 +634,64 @@ class _Reason:
 
     def __str__(self):
         return next(iter(self))
+
+
+class _ProgramCall:
+    """A trace's program run as one step of another program (the ``call`` op): returns its
+    outputs, then the gradients of the differentiated arguments that reach the value, in
+    argument order. A rebound name the function reads makes the enclosing program trace again."""
+
+    __name__ = "call"
+
+    def __init__(self, found, label):
+        self.trace, self.label = found, label
+
+    def __call__(self, values):
+        found = self.trace
+        if found.closure and found.stale():
+            raise Retrace
+        if found.pending is None and found.direct is not None and not found.floats:
+            try:                                # (Trace.run, less what this trace never needs)
+                outs, grads = found.program.forward(*found.prefix, *values, *found.direct)
+            except Anomaly as anomaly:
+                raise found.anomaly_error(anomaly) from None
+        else:
+            outs, grads = found.run(values)
+        n = found.n_outputs
+        outs = () if n == 0 else (outs,) if n == 1 else tuple(outs)
+        return outs + tuple([grads[s] for s in found.grad_slots if s is not None])
+
+    def __repr__(self):
+        return f"<the program of {self.label}>"
+
+    def source(self) -> str:
+        """The program's generated Python (compiled now if need be)."""
+        self.trace.compile()
+        return self.trace.program.source()
+
+
+def _value_sources(obj, out):
+    """``tracing.flatten``'s order of the values in ``obj``, the objects themselves."""
+    cls = obj.__class__
+    if cls is tuple or cls is list:
+        for o in obj:
+            _value_sources(o, out)
+    elif cls is dict:
+        for k in obj:
+            _value_sources(obj[k], out)
+    elif (cls is np.ndarray or cls is float or cls is complex or hasattr(obj, "_node")
+          or cls is int and -2 ** 63 <= obj < 2 ** 63
+          or isinstance(obj, (np.floating, np.complexfloating, np.integer)) or backend.foreign(obj)):
+        out.append(obj)
+
+
+def _holds_python_scalar(entry):
+    """Whether a signature entry has a Python number among its values."""
+    if entry.__class__ is str:
+        return entry in _trace.SCALARS
+    if _trace.is_dynamic(entry) or not entry or entry[0] == "s":
+        return False
+    return any(_holds_python_scalar(e) for e in (entry[2:] if entry[0] == "d" else entry[1:]))
 
 
 def _remake(cls, argnums, has_aux, split, name, static_argnums, static_argnames, fn):

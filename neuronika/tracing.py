@@ -182,6 +182,7 @@ class Tracer:
         self.guards = []
         self.reads_outer = False
         self.compiled = compiled
+        self.whole = False          # a jit's trace: nothing differentiates what it builds
 
     def depends(self, node):
         """Whether ``node`` depends on an argument of the traced function, or of one it
@@ -244,7 +245,7 @@ class Trace:
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
                  "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
                  "runs", "fast_later", "sites", "program_size", "held_by", "plain_arguments", "binding",
-                 "__weakref__")
+                 "output_specs", "__weakref__")
 
     def anomaly_error(self, anomaly):
         """The ``AnomalyError`` for an ``Anomaly`` the program raised (``detect_anomaly``):
@@ -620,6 +621,7 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     args = [unflatten(e, handles) for e in entries]
     kwargs = {name: unflatten(e, handles) for name, e in kw_items}
     tracer = Tracer(set(nodes), modes.tracer)
+    tracer.whole = whole
     previous = (modes.tracer, modes.grad_enabled)
     modes.tracer, modes.grad_enabled = tracer, True
     try:
@@ -689,6 +691,7 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     result.split = split
     result.fused = not split and differentiable
     result.n_outputs = len(outputs)
+    result.output_specs = [(order[p].shape, order[p].dtype) for p in outputs]
     result.want_value = want_value
     result.aux = aux_entry
     result.closure = _closure_snapshot(fn)
@@ -1147,18 +1150,22 @@ def flatten_aux(obj, nodes, values):
     return ("s", obj)
 
 
-def rebuild_aux(entry, items):
+def rebuild_aux(entry, items, as_is=False):
+    """The aux output of signature ``entry`` over its values from ``items``: arrays (NumPy
+    scalars made arrays), or ``as_is`` (variables)."""
     tag = entry[0]
     if tag == "v":
         value = next(items)
-        return value if value.__class__ is np.ndarray or backend.foreign(value) else np.asarray(value)
+        if as_is or value.__class__ is np.ndarray or backend.foreign(value):
+            return value
+        return np.asarray(value)
     if tag == "s":
         return entry[1]
     if tag == "t":
-        return tuple(rebuild_aux(e, items) for e in entry[1:])
+        return tuple(rebuild_aux(e, items, as_is) for e in entry[1:])
     if tag == "l":
-        return [rebuild_aux(e, items) for e in entry[1:]]
-    return {k: rebuild_aux(e, items) for k, e in zip(entry[1], entry[2:])}
+        return [rebuild_aux(e, items, as_is) for e in entry[1:]]
+    return {k: rebuild_aux(e, items, as_is) for k, e in zip(entry[1], entry[2:])}
 
 
 def flatten_outputs(obj, nodes, where, path="the result"):

@@ -182,9 +182,12 @@ def test_source_shows_one_program():
     p, x, y = params_tree(), *data()
     s = optim.adam(1e-2).init(p)
     text = step.source(p, s, x, y)
-    assert text.count("def ") == 1
-    assert "xp.tanh" in text and "xp.sqrt" in text        # the forward and the update
-    assert "return" in text
+    # one program; the value_and_grad inside runs its own compiled forward and backward as one
+    # step of it, shown below it
+    assert text.count("def forward(") == 1 and text.count("def program(") == 1
+    main, called = text.split("# call_0: <the program of value_and_grad")
+    assert "call_0(" in main and "xp.sqrt" in main                   # the update
+    assert "xp.tanh" in called and "g0 = " in called                  # forward and backward
 
 
 def test_outputs_of_any_structure():
@@ -351,9 +354,12 @@ def _scan_loss(params, xs):
 
 @pytest.mark.parametrize("loss", [_rnn_loss, _scan_loss])
 @pytest.mark.parametrize("steps", [3, 6, 20])
-def test_gradients_through_a_loop_match_value_and_grad(loss, steps):
-    """A loop's gradients inside jit (symbolic, over leaves that need no gradient of their
-    own) hold every constant's accumulated gradient: they were once zeros past the last step."""
+@pytest.mark.parametrize("route", ["own program", "graph"])
+def test_gradients_through_a_loop_match_value_and_grad(loss, steps, route):
+    """A loop's gradients inside jit hold every constant's accumulated gradient (they were
+    once zeros past the last step), on both routes: value_and_grad's own program called as
+    one step, and (its loss reads the jit's xs from outside) the symbolic gradient, over
+    leaves that need no gradient of their own."""
     rng = np.random.default_rng(steps)
     params = [rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) / 2, rng.standard_normal(4) * 0.1]
     xs = rng.standard_normal((steps, 2, 3))
@@ -362,14 +368,99 @@ def test_gradients_through_a_loop_match_value_and_grad(loss, steps):
 
     @neuronika.jit
     def step(params, state, xs):
-        v, g = neuronika.value_and_grad(loss)(params, xs)
+        if route == "graph":
+            v, g = neuronika.value_and_grad(lambda p: loss(p, xs))(params)
+        else:
+            v, g = neuronika.value_and_grad(loss)(params, xs)
         updates, state = opt.update(g, state, params)
         return optim.apply_updates(params, updates), state, v, g
 
+    assert ("call_0(" in step.source(params, opt.init(params), xs)) == (route == "own program")
     for _ in range(3):                       # interpreted, then compiled
         new, _, v, g = step(params, opt.init(params), xs)
-        assert v == value
+        np.testing.assert_allclose(v, value, rtol=1e-14, atol=0)
         for a, b in zip(g, grads):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
         for p, a, b in zip(params, new, grads):
             np.testing.assert_allclose(a, p - 0.1 * b, rtol=1e-13, atol=1e-15)
+
+
+def test_a_loop_inside_runs_once_per_step():
+    """value_and_grad inside jit runs its own program: the backward reads what the forward
+    loop kept, it does not run the loop again (the symbolic gradient ran it three times)."""
+    from neuronika.transform import loops as cells
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal((3, 4)), rng.standard_normal((4, 4)) / 2, rng.standard_normal(4) * 0.1]
+    xs = rng.standard_normal((12, 2, 3))
+    opt = optim.sgd(0.1)
+
+    @neuronika.jit
+    def step(params, state, xs):
+        v, g = neuronika.value_and_grad(_scan_loss)(params, xs)
+        updates, state = opt.update(g, state, params)
+        return optim.apply_updates(params, updates), state, v
+
+    state = opt.init(params)
+    for _ in range(3):
+        params, state, _ = step(params, state, xs)
+    runs = sum(cell.runs for cell in list(cells._CELLS.values()))
+    params, state, _ = step(params, state, xs)
+    assert sum(cell.runs for cell in list(cells._CELLS.values())) - runs <= 1
+
+
+def test_grad_inside_jit_on_any_arguments():
+    """The cases value_and_grad's own program handles inside jit, and those it leaves to the
+    symbolic gradient, give the same numbers as outside jit."""
+    rng = np.random.default_rng(3)
+    w0, x, w = rng.standard_normal((3, 4)), rng.standard_normal((5, 3)), rng.standard_normal(4)
+
+    @neuronika.jit
+    def reads_an_intermediate(w0, x, w):         # h is the jit's: the symbolic route
+        h = nnp.tanh(x @ w0)
+        return neuronika.value_and_grad(lambda w: ((h @ w) ** 2).sum())(w)
+
+    @neuronika.jit
+    def with_aux(p, x):
+        def loss(p, x):
+            pred = x @ p["w"]
+            return (pred ** 2).sum(), {"pred": pred, "n": 3}
+        return neuronika.value_and_grad(loss, has_aux=True)(p, x)
+
+    @neuronika.jit
+    def branches(w):
+        return neuronika.grad(lambda w: (w ** 2).sum() if float(w.sum()) > 0 else (w ** 3).sum())(w)
+
+    for k in range(3):
+        h = np.tanh(x @ (w0 + k))
+        v, g = reads_an_intermediate(w0 + k, x, w)
+        np.testing.assert_allclose(v, ((h @ w) ** 2).sum(), rtol=1e-13)
+        np.testing.assert_allclose(g, 2 * h.T @ (h @ w), rtol=1e-13)
+        p = {"w": w[:3] * (k + 1), "unused": np.ones(2)}
+        (v, aux), g = with_aux(p, x)
+        np.testing.assert_allclose(v, ((x @ p["w"]) ** 2).sum(), rtol=1e-13)
+        np.testing.assert_allclose(aux["pred"], x @ p["w"], rtol=1e-13)
+        assert aux["n"] == 3
+        np.testing.assert_allclose(g["w"], 2 * x.T @ (x @ p["w"]), rtol=1e-13)
+        np.testing.assert_array_equal(g["unused"], np.zeros(2))
+        sign = 1.0 if k % 2 == 0 else -1.0
+        np.testing.assert_array_equal(branches(np.full(3, sign)), [2.0] * 3 if sign > 0 else [3.0] * 3)
+    assert "call_0(" in with_aux.source(p, x) and "call_0(" not in reads_an_intermediate.source(w0, x, w)
+
+
+SCALE = np.ones(3)
+
+
+def _scaled_loss(w):
+    return (w * SCALE).sum()
+
+
+def test_grad_inside_jit_sees_a_rebound_global():
+    global SCALE
+    step = neuronika.jit(lambda w: neuronika.grad(_scaled_loss)(w))
+    for _ in range(3):
+        np.testing.assert_array_equal(step(np.zeros(3)), np.ones(3))
+    SCALE = np.full(3, 2.0)
+    try:
+        np.testing.assert_array_equal(step(np.zeros(3)), np.full(3, 2.0))
+    finally:
+        SCALE = np.ones(3)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..errors import GradientError
 from . import Grad, declare
 
 _OBJECT = np.dtype(object)
@@ -288,6 +289,22 @@ SCAN = declare("scan", ("x",), _scan_forward, {"x": lambda ctx: Grad(_scan_grad(
                statics=_tuple_statics, symbolic={"x": _scan_symbolic},
                doc="a loop over one cell: (final carries, stacked ys) (see neuronika.scan)")
 
+
+# ---- call: another traced function's program, as one node ----------------------------------
+
+def _call_not_differentiable(ctx, *rest):
+    raise GradientError(f"call: the program of {ctx.call.label} runs inside this one as one step "
+                        f"with no gradient of its own; it is only made where nothing "
+                        f"differentiates it (a grad inside jit)")
+
+
+CALL = declare("call", ("x",), "y = call(x)", {"x": _call_not_differentiable}, attrs=("call",),
+               shape=lambda shape, call: (), dtype=_object_dtype,
+               symbolic={"x": _call_not_differentiable},
+               doc="the results of another traced function's program (``call``: made above the "
+                   "catalogue, called on the tuple of its inputs), as one tuple: a value_and_grad "
+                   "inside jit runs its own compiled forward and backward")
+
 # A loop's cell may draw random numbers (dropout), and a tuple is no array to keep: neither
-# a scan nor its inputs' tuple is ever made a constant of later graphs.
-SCAN.random = PACK.random = True
+# a scan, a call nor their inputs' tuple is ever made a constant of later graphs.
+SCAN.random = PACK.random = CALL.random = True

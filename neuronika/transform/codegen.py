@@ -87,10 +87,14 @@ class Program:
 
     def source(self):
         text = self.forward_source + ("\n" + self.backward_source if self.backward_source else "")
-        # the bodies of the loops it runs (neuronika.scan), each a program of its own
+        # the bodies of the loops it runs (neuronika.scan) and the programs it calls (a grad
+        # inside jit), each a program of its own
         for name, value in getattr(self.forward, "__globals__", {}).items():
-            if getattr(value, "__name__", None) == "cell" and hasattr(value, "source"):
+            kind = getattr(value, "__name__", None)
+            if kind == "cell" and hasattr(value, "source"):
                 text += f"\n# {name}: the body of a loop (its own forward and backward)\n" + value.source()
+            elif kind == "call" and hasattr(value, "source"):
+                text += f"\n# {name}: {value!r}, called as one step\n" + value.source()
         return text
 
 

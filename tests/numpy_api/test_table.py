@@ -26,6 +26,7 @@ INTERNAL_OPS = {
     "avg_pool": "nn average pooling", "avg_pool_grad": "the adjoint of avg_pool",
     "custom_vjp": "neuronika.custom_vjp", "dropout": "v.dropout / nn.Dropout",
     "scan": "neuronika.scan", "pack": "neuronika.scan", "part": "neuronika.scan",
+    "call": "a grad inside neuronika.jit (tests/test_jit.py)",
     "cotangent": "the adjoint of a scan", "cotangent_part": "the adjoint of a scan",
     "mm_t": "v.mm_t and nn.Linear",
     "prod_others": "the adjoint of prod", "prod_others_grad": "the adjoint of prod_others",
