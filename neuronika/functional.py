@@ -863,9 +863,34 @@ class _Jit(_Traced):
     whole = True
 
     def __call__(self, *args, **kwargs):
-        if modes.tracer is not None or _holds_var(args) or kwargs and _holds_var(kwargs):
-            return self.fn(*args, **kwargs)        # inside another trace, or on variables: inline
+        if modes.tracer is not None:
+            return self.fn(*args, **kwargs)        # inside another trace: inline
+        if not kwargs and not self.static_nums:
+            # The hot path: arrays and numbers in lists, tuples and dicts, a cached trace.
+            values = []
+            try:
+                key = tuple([_trace.flatten_plain(a, values) for a in args])
+            except _trace.NotPlain:
+                pass
+            else:
+                traces = self.cache.traces.get(key)
+                if traces is not None:
+                    found = traces[0]
+                    if not found.closure or not found.stale():
+                        try:
+                            outs, _ = found.run(values)
+                        except Retrace:
+                            pass
+                        else:
+                            traces.used = _tick()
+                            CACHE.hits += 1
+                            return self._output(found, outs)
+        if _holds_var(args) or kwargs and _holds_var(kwargs):
+            return self.fn(*args, **kwargs)        # on variables: inline
         found, _, outs, _ = self._lookup(args, kwargs)
+        return self._output(found, outs)
+
+    def _output(self, found, outs):
         rebuild = self._builders.get(found)
         if rebuild is None:
             rebuild = self._builders[found] = _trace.output_builder(found.aux)

@@ -56,20 +56,14 @@ def flatten(obj, values, where):
     if cls is np.ndarray:
         values.append(obj)
         return (obj.shape, obj.dtype)
-    if cls is float:
-        values.append(obj)
-        return WEAK
-    if cls is int and -2 ** 63 <= obj < 2 ** 63:
-        values.append(obj)
-        return WEAK_INT
-    if cls is complex:
-        values.append(obj)
-        return WEAK_COMPLEX
     if cls is tuple or cls is list:
         return ("t" if cls is tuple else "l",) + tuple(flatten(o, values, where) for o in obj)
     if cls is dict:
         keys = tuple(obj)
         return ("d", keys) + tuple(flatten(obj[k], values, (where, k)) for k in keys)
+    entry = _number_entry(obj, cls, values)
+    if entry is not None:
+        return entry
     if hasattr(obj, "_node"):                       # a Var: its value
         data = obj.data
         values.append(data)
@@ -85,6 +79,43 @@ def flatten(obj, values, where):
         values.append(obj)
         return (tuple(obj.shape), space.numpy_dtype(obj.dtype), space)
     return static_entry(obj, where)
+
+
+class NotPlain(Exception):
+    """An argument ``flatten_plain`` leaves to ``flatten``."""
+
+
+def flatten_plain(obj, values):
+    """``flatten`` of an argument made of NumPy arrays and Python numbers in lists, tuples and
+    dicts only (the same entry); ``NotPlain`` for anything else (a variable, a NumPy scalar,
+    another library's array, a static value). ``jit``'s hot path: no variable is ever read."""
+    cls = obj.__class__
+    if cls is np.ndarray:
+        values.append(obj)
+        return (obj.shape, obj.dtype)
+    if cls is list or cls is tuple:
+        return ("t" if cls is tuple else "l", *[flatten_plain(o, values) for o in obj])
+    if cls is dict:
+        keys = tuple(obj)
+        return ("d", keys, *[flatten_plain(obj[k], values) for k in keys])
+    entry = _number_entry(obj, cls, values)
+    if entry is None:
+        raise NotPlain
+    return entry
+
+
+def _number_entry(obj, cls, values):
+    """The entry of a Python number (a value: appended to ``values``), or None."""
+    if cls is float:
+        entry = WEAK
+    elif cls is int and -2 ** 63 <= obj < 2 ** 63:
+        entry = WEAK_INT
+    elif cls is complex:
+        entry = WEAK_COMPLEX
+    else:
+        return None
+    values.append(obj)
+    return entry
 
 
 def static_entry(obj, where, marked=False):
@@ -1227,4 +1258,9 @@ def output_builder(entry):
 
 
 def _as_array(value):
-    return value if value.__class__ is np.ndarray or backend.foreign(value) else np.asarray(value)
+    cls = value.__class__
+    if cls is np.ndarray:
+        return value
+    if issubclass(cls, np.generic):            # a NumPy scalar: what reductions give
+        return np.asarray(value)
+    return value if backend.foreign(value) else np.asarray(value)

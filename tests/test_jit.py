@@ -249,6 +249,31 @@ def test_inside_another_trace_it_runs_inline():
     np.testing.assert_allclose(g, np.cos(v) * v + np.sin(v), rtol=1e-14)
 
 
+def test_on_variables_it_runs_inline_after_a_cached_call():
+    """A jitted function called on variables outside any trace (after calls on arrays have
+    cached its program) builds a graph that backward() differentiates."""
+    inner = neuronika.jit(lambda v: nnp.sin(v) * v)
+    v = np.array([0.5, 1.0])
+    for _ in range(3):
+        inner(v)
+    x = neuronika.from_ndarray(v.copy()).requires_grad()
+    y = inner(x).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad, np.cos(v) * v + np.sin(v), rtol=1e-14)
+
+
+def test_the_hot_path_signature_is_the_full_one():
+    from neuronika import tracing
+    a, b = np.ones((2, 3)), np.zeros(4, np.float32)
+    for arg in (a, [a, b], (a, (b, 1.5)), {"w": a, "n": 3, "z": 1j, "l": [b]}, [], {}, 2 ** 62):
+        values, plain = [], []
+        assert tracing.flatten_plain(arg, plain) == tracing.flatten(arg, values, 0)
+        assert len(values) == len(plain) and all(x is y for x, y in zip(values, plain))
+    for arg in (neuronika.from_ndarray(a), [a, np.float64(1.0)], True, None, "s", {"k": 2 ** 70}):
+        with pytest.raises(tracing.NotPlain):
+            tracing.flatten_plain(arg, [])
+
+
 def test_no_retrace_warning_over_a_training_loop():
     step = make_step(optim.adamw(1e-3))
     p, x, y = params_tree(), *data()
