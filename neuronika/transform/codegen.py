@@ -34,7 +34,7 @@ import gast
 import numpy as np
 
 from ..ops import ZERO, Ctx, Grad
-from . import fuse, passes
+from . import fuse, inplace, passes
 from .passes import Line
 from .. import backend
 from ..graph import collector_paused
@@ -410,6 +410,7 @@ class _Build:
         self.shared_grads = False
         self.space = None          # the arrays' library (backend): what ``xp`` and the kernels are
         self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
+        self.known = None          # name -> (shape, dtype) for ``inplace``, NumPy programs only
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -503,6 +504,11 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     state.shared_grads = shared_grads
     state.space = space
     state.fuse = fuse.plan(order, values, space, order[loss] if loss is not None else None)
+    if space is None:                   # shapes and dtypes for ``inplace``: NumPy programs only
+        state.known = {name: (tuple(node.shape), node.dtype)
+                       for node, name in zip(order, values) if node.key[0] != "weak"}
+        if loss is not None:
+            state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -1084,6 +1090,8 @@ def _compile(name, params, body, returned, top, program, state):
     keep = _returned_names(returned)
     if state.fuse is not None:
         body = state.fuse(body, keep, state.label)
+    if state.known is not None:
+        body = inplace.reuse_buffers(body, keep, state.known)
     namespace.update(state.extra)
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),

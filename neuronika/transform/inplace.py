@@ -1,0 +1,252 @@
+"""Results written into the buffers of dead temporaries: a pass over the ``Line``s of one
+generated NumPy function, just before it is compiled (after the numexpr pass).
+
+A value is *owned* when the statement that assigns it made a new array (NumPy arithmetic,
+``@``, a ufunc call, ``-x``) or wrote into an owned value's buffer. A statement
+``name = a op b`` (``+ - * /``), ``name = xp.ufunc(...)`` or ``name = -a`` that reads an owned
+value ``t`` for the last time (no other statement reads it, the function does not return it),
+where ``t`` and the result have the same shape and dtype, becomes ``xp.op(..., out=t)``: the
+bias add lands in the product's buffer, an activation in its input's, a gradient's product in
+the gradient. Same ufunc, same loop, same operands: the values are NumPy's bit for bit; only
+the allocation is gone.
+
+Shapes and dtypes are those of the graph's nodes (exact), and of statements whose operands'
+are known (``g`` names, the seed), worked out here by NumPy's rules; anything else is left as
+it is. Assigned-once names only: an argument or a name assigned twice is never owned.
+
+>>> import numpy as np, neuronika
+>>> x = neuronika.from_ndarray(np.ones((2, 3)))
+>>> w = neuronika.from_ndarray(np.ones((3, 4))).requires_grad()
+>>> b = neuronika.from_ndarray(np.zeros(4)).requires_grad()
+>>> with neuronika.config(compile="always"):
+...     source = neuronika.transform.source((x.mm(w) + b).tanh().sum())
+>>> "xp.add(v3, p1, out=v3)" in source and "xp.tanh(v4, out=v4)" in source
+True
+>>> neuronika.transform.cache_clear()
+"""
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+
+from .. import backend
+
+_BINARY = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "divide"}
+_FRESH = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult)
+
+
+_REDUCTIONS = frozenset({"sum", "max", "min", "mean"})
+
+
+def _dtype(node):
+    """The dtype ``xp.float32`` (an attribute of ``xp``) names, or None."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "xp":
+        try:
+            return np.dtype(node.attr)
+        except TypeError:
+            return None
+    return None
+
+
+def _ufunc(name):
+    """Whether ``xp.<name>`` of NumPy programs is a ufunc (it takes ``out=``)."""
+    return isinstance(getattr(backend.NUMPY_XP, name, None), np.ufunc)
+
+
+def _xp_call(node):
+    """The name of ``xp.<name>(positional arguments)``, else None."""
+    func = node.func
+    if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "xp"
+            and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)):
+        return func.attr
+    return None
+
+
+class _Types:
+    """Shape and dtype of an expression's value (None: unknown; a Python number is weak: its
+    type, no shape)."""
+
+    def __init__(self, known):
+        self.known = known
+
+    def of(self, node):
+        method = getattr(self, "_" + node.__class__.__name__, None)
+        return None if method is None else method(node)
+
+    def _Name(self, node):
+        return self.known.get(node.id)
+
+    def _Constant(self, node):
+        value = node.value
+        return ((), type(value)) if value.__class__ in (int, float) else None
+
+    def _Attribute(self, node):
+        if node.attr == "T":
+            found = self.of(node.value)
+            if found is not None and len(found[0]) == 2:
+                return found[0][::-1], found[1]
+        return None
+
+    def _UnaryOp(self, node):
+        return self.of(node.operand) if isinstance(node.op, ast.USub) else None
+
+    def _combined(self, operands):
+        found = [self.of(o) for o in operands]
+        if any(f is None for f in found):
+            return None
+        try:
+            shape = tuple(np.broadcast_shapes(*[f[0] for f in found]))
+            dtype = np.result_type(*[f[1] if isinstance(f[1], np.dtype) else f[1](0) for f in found])
+        except (ValueError, TypeError):
+            return None
+        if all(not isinstance(f[1], np.dtype) for f in found):
+            return None                 # numbers only: a Python number
+        return shape, dtype
+
+    def _BinOp(self, node):
+        if isinstance(node.op, ast.MatMult):
+            a, b = self.of(node.left), self.of(node.right)
+            if a is None or b is None or len(a[0]) != 2 or len(b[0]) != 2 or a[0][1] != b[0][0]:
+                return None
+            return (a[0][0], b[0][1]), np.result_type(a[1], b[1])
+        if isinstance(node.op, _FRESH):
+            return self._combined([node.left, node.right])
+        return None
+
+    def _Compare(self, node):
+        if len(node.comparators) != 1:
+            return None
+        found = self._combined([node.left, node.comparators[0]])
+        return None if found is None else (found[0], np.dtype(bool))
+
+    def _Call(self, node):
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "xp"):
+            return None
+        name = func.attr
+        if name in _REDUCTIONS:
+            return self._reduction(node)
+        if name == "astype" and len(node.args) == 2 and not node.keywords:
+            found, dtype = self.of(node.args[0]), _dtype(node.args[1])
+            return None if found is None or dtype is None else (found[0], dtype)
+        if _xp_call(node) is None or not _ufunc(name):
+            return None
+        found = self._combined(node.args)
+        if found is None:
+            return None
+        return found if found[1].kind in "fc" else None
+
+    def _reduction(self, node):
+        """``xp.sum(x, axis=..., keepdims=...)`` and the like: the shape reduced, the dtype kept
+        (float arrays only)."""
+        if len(node.args) != 1:
+            return None
+        found = self.of(node.args[0])
+        options = {k.arg: k.value for k in node.keywords}
+        if found is None or not isinstance(found[1], np.dtype) or found[1].kind not in "fc" or set(options) - {"axis", "keepdims"}:
+            return None
+        try:
+            axis = ast.literal_eval(options["axis"]) if "axis" in options else None
+            keepdims = ast.literal_eval(options["keepdims"]) if "keepdims" in options else False
+        except ValueError:
+            return None
+        shape = found[0]
+        axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
+        try:
+            axes = {a % len(shape) for a in axes}
+        except (TypeError, ZeroDivisionError):
+            return None
+        kept = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keepdims else \
+            tuple(d for i, d in enumerate(shape) if i not in axes)
+        return kept, found[1]
+
+
+def reuse_buffers(lines, keep, known):
+    """``lines`` with statements that read an owned value for the last time writing into its
+    buffer (see the module docstring); ``keep``: the names read after the last line (returned);
+    ``known``: name -> (shape, dtype) of the graph's values and the seed."""
+    from .passes import Line
+    uses, stores = dict.fromkeys(keep, 2), {}
+    for line in lines:
+        for name in line.loads:
+            uses[name] = uses.get(name, 0) + 1
+        for name in line.stores:
+            stores[name] = stores.get(name, 0) + 1
+    types = _Types(dict(known))
+    owned = set()
+    out = []
+    for line in lines:
+        target = line.target
+        if (target is None or line.aug or stores.get(target) != 1 or "\n" in line.text
+                or not line.text.startswith(target + " = ")):
+            out.append(line)
+            continue
+        try:
+            expr = ast.parse(line.text).body[0].value
+        except SyntaxError:
+            out.append(line)
+            continue
+        own = types.of(expr) if target not in types.known else types.known[target]
+        if own is not None and isinstance(own[1], np.dtype):
+            types.known.setdefault(target, own)
+        written = _in_place(expr, target, own, owned, uses, types)
+        if written is not None:
+            out.append(Line(f"{target} = {written}", line.loads, line.stores, target))
+            owned.add(target)
+            continue
+        if own is not None and own[0] and isinstance(own[1], np.dtype) and _fresh(expr):
+            owned.add(target)
+        out.append(line)
+    return out
+
+
+def _fresh(expr):
+    """Whether ``expr`` makes a new array (given that its value has a shape)."""
+    if isinstance(expr, ast.BinOp):
+        return isinstance(expr.op, _FRESH)
+    if isinstance(expr, ast.UnaryOp):
+        return isinstance(expr.op, ast.USub)
+    if isinstance(expr, ast.Call):
+        name = _xp_call(expr)
+        return name is not None and (name == "where" or _ufunc(name))
+    return False
+
+
+def _in_place(expr, target, own, owned, uses, types):
+    """The call that computes ``expr`` into the buffer of an owned value it reads for the last
+    time, or None."""
+    if own is None or not own[0] or not isinstance(own[1], np.dtype) or own[1].kind not in "fc":
+        return None
+    names = [n.id for n in ast.walk(expr) if isinstance(n, ast.Name)]
+    for name in names:
+        # read once, here only: nothing reads it after the buffer is written
+        if (name in owned and uses.get(name) == 1 and names.count(name) == 1
+                and types.known.get(name) == own):
+            written = _into(expr, name, own, types)
+            if written is not None and written != name:
+                return written
+    return None
+
+
+def _into(expr, name, own, types):
+    """``expr`` computed into ``name``'s buffer, each step of the way from ``name`` to the root
+    a ufunc with ``out=`` whose result has ``name``'s shape and dtype (NumPy's rules), or None."""
+    if isinstance(expr, ast.Name):
+        return name if expr.id == name else None
+    if isinstance(expr, ast.BinOp) and expr.op.__class__ in _BINARY:
+        ufunc, operands = _BINARY[expr.op.__class__], [expr.left, expr.right]
+    elif isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+        ufunc, operands = "negative", [expr.operand]
+    elif isinstance(expr, ast.Call) and _xp_call(expr) is not None and _ufunc(_xp_call(expr)):
+        ufunc, operands = _xp_call(expr), list(expr.args)
+    else:
+        return None
+    if types._combined(operands) != own:
+        return None                     # NumPy's result is not the buffer's shape and dtype
+    for k, operand in enumerate(operands):
+        inner = _into(operand, name, own, types)
+        if inner is not None:
+            args = [inner if i == k else ast.unparse(o) for i, o in enumerate(operands)]
+            return f"xp.{ufunc}({', '.join(args)}, out={name})"
+    return None

@@ -1,0 +1,136 @@
+"""The ``inplace`` pass: results written into the buffers of dead temporaries (``out=``).
+
+Compiled programs (with the pass) against the interpreter (no pass) bit for bit, on graphs
+where a buffer may and may not be reused: a temporary read twice, returned, saved for the
+backward, broadcast to a larger result, widened to another dtype, read twice in one
+statement."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neuronika as nk
+import neuronika.numpy as nnp
+from neuronika import transform
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    transform.cache_clear()
+    yield
+    transform.cache_clear()
+
+
+def both(fn, *arrays):
+    """(compiled, interpreted) value and gradients of ``fn``, and the compiled source."""
+    out = []
+    for mode in ("always", "never"):
+        transform.cache_clear()
+        with nk.config(compile=mode):
+            vg = nk.value_and_grad(fn, argnums=tuple(range(len(arrays))))
+            value, grads = vg(*arrays)
+            out.append((np.array(value, copy=True), [np.array(g, copy=True) for g in grads]))
+    with nk.config(compile="always"):
+        source = nk.value_and_grad(fn, argnums=tuple(range(len(arrays)))).source(*arrays)
+    return out[0], out[1], source
+
+
+def assert_equal_bits(a, b):
+    (va, ga), (vb, gb) = a, b
+    np.testing.assert_array_equal(va, vb)
+    for x, y in zip(ga, gb):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+def arrays(*shapes, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_layer_writes_into_the_product(dtype):
+    x, w, b = arrays((5, 3), (3, 4), (4,), dtype=dtype)
+    compiled, interpreted, source = both(lambda w, b: nnp.tanh(x @ w + b).sum(), w, b)
+    assert_equal_bits(compiled, interpreted)
+    assert ", out=" in source
+
+
+def test_a_temporary_read_twice_keeps_its_buffer():
+    x, w, b = arrays((5, 3), (3, 4), (4,))
+
+    def loss(w, b):
+        y = x @ w
+        z = y + b                     # y is read again below: its buffer is not reused here
+        return (nnp.sin(z) * y).sum()
+    compiled, interpreted, source = both(loss, w, b)
+    assert_equal_bits(compiled, interpreted)
+
+
+def test_broadcast_and_widening_results_get_their_own_buffers():
+    col, row, f32 = arrays((3, 1), (1, 4), (3, 1))
+    f32 = f32.astype(np.float32)
+
+    def loss(a, b, c):
+        outer = (a * 2.0) + b                          # (3, 1) + (1, 4): a larger result
+        wide = (c * 3.0) + a                           # float32 + float64: a wider dtype
+        return (outer * outer).sum() + (wide * wide).sum()
+    compiled, interpreted, source = both(loss, col, row, f32)
+    assert_equal_bits(compiled, interpreted)
+
+
+def test_a_temporary_read_twice_in_one_statement():
+    (x,) = arrays((6,))
+
+    def loss(x):
+        t = x * 3.0
+        return (t * nnp.exp(t)).sum() + 0.0 * x.sum()
+    compiled, interpreted, _ = both(loss, x)
+    assert_equal_bits(compiled, interpreted)
+
+
+def test_jit_outputs_and_saved_values_are_never_overwritten():
+    (x,) = arrays((4, 4))
+
+    @nk.jit
+    def f(x):
+        a = x * 2.0
+        b = nnp.tanh(a)                   # a is returned: its buffer is the output's
+        c = b + 1.0
+        return a, c
+    for _ in range(3):
+        a, c = f(x)
+        np.testing.assert_array_equal(a, x * 2.0)
+        np.testing.assert_array_equal(c, np.tanh(x * 2.0) + 1.0)
+    # imperative: the backward reads what the forward saved
+    v = nk.from_ndarray(x.copy()).requires_grad()
+    with nk.config(compile="always"):
+        for _ in range(2):
+            v.zero_grad()
+            y = (v * 2.0).tanh()
+            (y * y).sum().backward()
+    t = np.tanh(x * 2.0)
+    np.testing.assert_allclose(v.grad, 2 * t * (1 - t * t) * 2.0, rtol=1e-14)
+
+
+def test_chains_in_a_loop_body_and_long_programs():
+    xs, w = arrays((7, 3, 4), (4, 4))
+
+    def loss(w):
+        h = nnp.zeros((3, 4))
+        for t in range(7):                 # rolled into a loop: the cell's body too
+            h = nnp.tanh(xs[t] + h @ w) * 0.5 + 0.1
+        return (h * h).sum()
+    compiled, interpreted, source = both(loss, w)
+    assert_equal_bits(compiled, interpreted)
+
+    (v,) = arrays((50,))
+
+    def long(v):
+        y = v
+        for k in range(400):               # a body split into helpers (codegen.LONG)
+            y = nnp.sin(y * 1.01) + 0.01 * k
+        return y.sum()
+    compiled, interpreted, source = both(long, v)
+    assert_equal_bits(compiled, interpreted)
+    assert ", out=" in source
