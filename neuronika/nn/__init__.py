@@ -14,10 +14,13 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
                    MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
 from .normalization import BatchNorm1d, BatchNorm2d
+from .normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm
 from . import parallel
 from .parallel import DistributedDataParallel
 from .pooling import AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d
+from .pooling import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d
 from .recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
+from .spatial import Fold, PixelShuffle, PixelUnshuffle, Unfold, Upsample
 
 __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init", "functional",
            "parallel", "DistributedDataParallel",
@@ -27,3 +30,5 @@ __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "paramete
            "Tanh", "Sigmoid", "Softplus", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d",
            "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "Conv1d", "Conv2d", "Conv3d",
            "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d"]
+__all__ += ["GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+            "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "Unfold", "Fold"]

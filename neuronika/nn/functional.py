@@ -718,3 +718,18 @@ def _normalise_running(x, running_mean, running_var, weight, bias, shape, eps):
         return (x - mean) * inv_std
     scale = inv_std if weight is None else weight * inv_std
     return x * scale + (-(mean * scale) if bias is None else bias - mean * scale)
+
+
+# ---- normalisation, pooling and spatial functions, defined in their modules (issue 15) ----------
+from .normalization import (cosine_similarity, group_norm, instance_norm, normalize,  # noqa: E402
+                            pairwise_distance, rms_norm)
+from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d,  # noqa: E402
+                      adaptive_max_pool2d, avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool2d,
+                      max_pool3d)
+from .spatial import fold, interpolate, pad, pixel_shuffle, pixel_unshuffle, unfold  # noqa: E402
+
+__all__ += [
+    "group_norm", "instance_norm", "rms_norm", "normalize", "cosine_similarity", "pairwise_distance",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "pad", "pixel_shuffle", "pixel_unshuffle", "interpolate", "unfold", "fold"]
