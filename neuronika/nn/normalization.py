@@ -40,7 +40,7 @@ from ..ops.reduce import NORMALIZE
 from ..variable import Var, _located, _wrap, stop_gradient
 from ._checks import float_dtype, number, positive_int
 from .functional import (_check_batch_norm_arguments, _data, _layer_input, _normalise_running, _option,
-                         normalise_batch)
+                         _normalise_batch)
 from .layers import as_var, check_input
 from .module import Module, parameter
 
@@ -101,7 +101,7 @@ class _BatchNorm(Module):
         else:
             factor = 0.0 if self.momentum is None else self.momentum
         stats = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
-        y = normalise_batch(self, x, *stats, self.weight, self.bias, training, factor, self.eps)
+        y = _normalise_batch(self, x, *stats, self.weight, self.bias, training, factor, self.eps)
         if tracking:
             tracked = self.num_batches_tracked
             tracked += 1                # in place: the buffer itself (no Module.__setattr__)
