@@ -304,6 +304,18 @@ FORWARD = [
     ("GRUCell", lambda: nn.GRUCell(3, 4, dtype=np.float64), (2, 3), [(2, 4), (2, 3, 1)]),
     ("Softmax", lambda: nn.Softmax(1), (2, 3), [(3,)]),
     ("Flatten", lambda: nn.Flatten(2), (2, 3, 4), [(2, 3)]),
+    ("GroupNorm", lambda: nn.GroupNorm(2, 4, dtype=np.float64), (2, 4, 3), [(2, 3, 3), (4,)]),
+    ("InstanceNorm1d", lambda: nn.InstanceNorm1d(3, affine=True, dtype=np.float64), (2, 3, 5),
+     [(2, 4, 5), (5,), (2, 3, 4, 5)]),
+    ("InstanceNorm2d", lambda: nn.InstanceNorm2d(2, track_running_stats=True, dtype=np.float64), (2, 2, 3, 3),
+     [(2, 3, 3, 3), (3, 3)]),
+    ("RMSNorm", lambda: nn.RMSNorm(3, dtype=np.float64), (4, 3), [(4, 2), ()]),
+    ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 7), [(5,), (1, 2, 3, 5, 7)]),
+    ("AdaptiveMaxPool2d", lambda: nn.AdaptiveMaxPool2d(2), (2, 3, 5, 5), [(5, 5), (5,)]),
+    ("PixelShuffle", lambda: nn.PixelShuffle(2), (2, 8, 3, 3), [(2, 6, 3, 3), (8, 3)]),
+    ("Upsample", lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (2, 3, 4, 4), [(4, 4), (2, 3, 4)]),
+    ("Unfold", lambda: nn.Unfold(2), (2, 3, 4, 4), [(4, 4), (2, 3, 1, 1)]),
+    ("Fold", lambda: nn.Fold((3, 3), 2), (2, 8, 4), [(2, 8, 5), (2, 7, 4)]),
 ]
 
 

@@ -7,17 +7,21 @@
 4
 """
 from . import functional, init
-from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, ReLU,
-                     Sigmoid, Softmax, Softplus, Tanh)
+from .layers import (CELU, ELU, GELU, SELU, Bilinear, Dropout, Embedding, Flatten, Hardsigmoid, Hardswish, Hardtanh,
+                     Identity, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU,
+                     Softmax, Softplus, Softsign, Tanh, Unflatten)
 from .conv import Conv1d, Conv2d, Conv3d
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MAELoss,
                    MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
 from .normalization import BatchNorm1d, BatchNorm2d
+from .normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm
 from . import parallel
 from .parallel import DistributedDataParallel
 from .pooling import AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d
+from .pooling import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d
 from .recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
+from .spatial import Fold, PixelShuffle, PixelUnshuffle, Unfold, Upsample
 
 __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init", "functional",
            "parallel", "DistributedDataParallel",
@@ -25,5 +29,9 @@ __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "paramete
            "KLDivLoss", "HuberLoss", "SmoothL1Loss",
            "Linear", "Dropout", "Embedding", "LayerNorm", "Flatten", "Identity", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softplus", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d",
+           "Bilinear", "Unflatten", "ReLU6", "ELU", "SELU", "CELU", "SiLU", "Mish", "Hardtanh", "Hardsigmoid",
+           "Hardswish", "Softsign", "LogSigmoid",
            "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "Conv1d", "Conv2d", "Conv3d",
            "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d"]
+__all__ += ["GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+            "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "Unfold", "Fold"]

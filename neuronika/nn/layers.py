@@ -1,5 +1,6 @@
-"""Basic layers: Linear, Dropout, Embedding, LayerNorm, Flatten, Identity and the
-activation modules (GELU among them). Every layer takes ``dtype=`` (float32 by default)."""
+"""Basic layers: Linear, Bilinear, Dropout, Embedding, LayerNorm, Flatten, Unflatten, Identity
+and the activation modules. Every layer with parameters takes ``dtype=`` (float32 by default);
+each forward calls its ``nn.functional`` function (one implementation)."""
 from __future__ import annotations
 
 import math
@@ -9,11 +10,9 @@ import numpy as np
 
 from ..creation import from_ndarray
 from ..errors import ShapeError
-from ..graph import apply, format_where, user_line
-from ..ops.elementwise import GELU as _GELU
-from ..ops.reduce import NORMALIZE
-from ..variable import Var, _wrap
-from . import init
+from ..graph import format_where, user_line
+from ..variable import Var
+from . import functional as F, init
 from ._checks import float_dtype, number, positive_int
 from .module import Module, parameter
 
@@ -37,7 +36,8 @@ def check_input(layer, x, ok, expected, hint=""):
 
 
 class Linear(Module):
-    """y = x W^T + b, with W of shape (out_features, in_features), on (N, in) or (N, *, in).
+    """y = x W^T + b, with W of shape (out_features, in_features), on (N, in) or (N, *, in)
+    (``F.linear``).
 
     Initialised as PyTorch does: W and b uniform in +-1/sqrt(in_features).
     """
@@ -61,56 +61,103 @@ class Linear(Module):
         x = as_var(x, self)
         check_input(self, x, x.ndim >= 1 and x.shape[-1] == self.in_features,
                     f"(N, {self.in_features}) or (N, *, {self.in_features})")
-        y = x.mm_t(self.weight) if x.ndim == 2 else x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Dropout(Module):
-    """Zeroes elements with probability p (scaling the rest by 1/(1-p)) while training."""
+class Bilinear(Module):
+    """y = x1^T W_k x2 + b_k for each output k, with W of shape (out_features, in1_features,
+    in2_features) and b of shape (out_features,), on inputs (N, *, in1) and (N, *, in2)
+    (``F.bilinear``). Initialised as PyTorch does: W and b uniform in +-1/sqrt(in1_features).
 
-    def __init__(self, p: float = 0.5):
+    >>> import neuronika
+    >>> from neuronika.nn import Bilinear
+    >>> layer = Bilinear(3, 2, 4)
+    >>> layer.weight.shape, layer(neuronika.ones((5, 3)), neuronika.ones((5, 2))).shape
+    ((4, 3, 2), (5, 4))
+    """
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True,
+                 dtype=np.float32):
         super().__init__()
-        self.p = number("Dropout", "p", p, 0.0, 1.0)
+        self.in1_features = positive_int("Bilinear", "in1_features", in1_features)
+        self.in2_features = positive_int("Bilinear", "in2_features", in2_features)
+        self.out_features = positive_int("Bilinear", "out_features", out_features)
+        dtype = float_dtype("Bilinear", dtype)
+        bound = 1 / math.sqrt(self.in1_features)
+        self.weight = parameter(np.empty((self.out_features, self.in1_features, self.in2_features), dtype))
+        init.uniform_(self.weight, -bound, bound)
+        if bias:
+            self.bias = parameter(np.empty(self.out_features, dtype))
+            init.uniform_(self.bias, -bound, bound)
+        else:
+            self.bias = None
 
-    def forward(self, x):
-        x = as_var(x)
-        return x.dropout(self.p) if self.training and self.p > 0 else x
+    def forward(self, input1, input2):
+        x1, x2 = as_var(input1, self), as_var(input2, self)
+        if not (x1.ndim >= 1 and x1.shape[-1] == self.in1_features and x2.ndim >= 1
+                and x2.shape[-1] == self.in2_features and x1.shape[:-1] == x2.shape[:-1]):
+            raise ShapeError(f"{self!r}: expected inputs of shapes (*, {self.in1_features}) and "
+                             f"(*, {self.in2_features}) with the same leading shape, got {x1.shape} and "
+                             f"{x2.shape} (at {format_where(user_line())})")
+        return F.bilinear(x1, x2, self.weight, self.bias)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
+
+
+class Dropout(Module):
+    """Zeroes elements with probability p (scaling the rest by 1/(1-p)) while training
+    (``F.dropout``). ``inplace=`` is accepted, as PyTorch's, and ignored."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        self.p = number("Dropout", "p", p, 0.0, 1.0)
+        self.inplace = bool(inplace)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}" + (", inplace=True" if self.inplace else "")
 
 
 class Embedding(Module):
-    """Rows of a (num_embeddings, embedding_dim) table, picked by integer indices.
-    Repeated indices add up in the gradient."""
+    """Rows of a (num_embeddings, embedding_dim) table, picked by integer indices
+    (``F.embedding``). Repeated indices add up in the gradient. The row at ``padding_idx``
+    (if given; negative counts from the end) starts at zero and receives no gradient."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, dtype=np.float32):
         super().__init__()
         self.num_embeddings = positive_int("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = positive_int("Embedding", "embedding_dim", embedding_dim)
         dtype = float_dtype("Embedding", dtype)
+        if padding_idx is not None:
+            if (not isinstance(padding_idx, numbers.Integral) or isinstance(padding_idx, bool)
+                    or not -self.num_embeddings <= padding_idx < self.num_embeddings):
+                raise ValueError(f"Embedding: padding_idx must be an int in [{-self.num_embeddings}, "
+                                 f"{self.num_embeddings}), got {padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
         self.weight = parameter(np.empty((self.num_embeddings, self.embedding_dim), dtype))
         init.normal_(self.weight)
+        if padding_idx is not None:
+            self.weight.data[padding_idx] = 0
 
     def forward(self, indices):
-        data = indices.data if isinstance(indices, Var) else np.asarray(indices)
-        if data.dtype.kind not in "iu":
-            raise TypeError(f"{self!r}: indices must be integers, got dtype {data.dtype}")
-        if data.size and (data.min() < 0 or data.max() >= self.num_embeddings):
-            raise IndexError(f"{self!r}: indices must be in [0, {self.num_embeddings}), got values "
-                             f"from {data.min()} to {data.max()}")
-        return self.weight[indices if isinstance(indices, Var) else data]
+        return F._embedding(self, indices, self.weight, self.padding_idx)
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
 
 
 class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape`` axes (one op, ``normalize``), then
-    scales and shifts.
+    scales and shifts (``F.layer_norm``).
 
     >>> import neuronika
     >>> from neuronika.nn import LayerNorm
@@ -145,32 +192,108 @@ class LayerNorm(Module):
         n = len(self.normalized_shape)
         check_input(self, x, x.shape[x.ndim - n:] == self.normalized_shape and x.ndim >= n,
                     f"(*, {', '.join(map(str, self.normalized_shape))})")
-        y = _wrap(apply(NORMALIZE, (x._node,), (tuple(range(x.ndim - n, x.ndim)), self.eps)))
-        return y * self.weight + self.bias if self.weight is not None else y
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}"
 
 
-class Flatten(Module):
-    """Merges the axes from ``start_axis`` (default 1: keep the batch axis) on."""
+def _int_option(layer, label, value) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"{layer}: {label} must be an int, got {value!r}")
+    return int(value)
 
-    def __init__(self, start_axis: int = 1):
+
+_UNSET = object()
+
+
+class Flatten(Module):
+    """Merges the axes from ``start_dim`` to ``end_dim`` (both included; by default all but the
+    batch axis) into one, as PyTorch's. ``start_axis=`` is the earlier name of ``start_dim``.
+
+    >>> import neuronika
+    >>> from neuronika.nn import Flatten
+    >>> Flatten()(neuronika.ones((2, 3, 4))).shape, Flatten(0, 1)(neuronika.ones((2, 3, 4))).shape
+    ((2, 12), (6, 4))
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1, *, start_axis=_UNSET):
         super().__init__()
-        if not isinstance(start_axis, numbers.Integral) or isinstance(start_axis, bool):
-            raise ValueError(f"Flatten: start_axis must be an int, got {start_axis!r}")
-        self.start_axis = int(start_axis)
+        if start_axis is not _UNSET:
+            start_dim = start_axis
+        self.start_dim = _int_option("Flatten", "start_dim", start_dim)
+        self.end_dim = _int_option("Flatten", "end_dim", end_dim)
+
+    @property
+    def start_axis(self) -> int:
+        return self.start_dim
 
     def forward(self, x):
         x = as_var(x)
-        axis = self.start_axis
-        check_input(self, x, -x.ndim <= axis < x.ndim, f"at least {axis + 1 if axis >= 0 else -axis} dimensions")
-        axis %= x.ndim
-        shape = x.shape[:axis] + (math.prod(x.shape[axis:]),)
+        start, end = self.start_dim, self.end_dim
+        needed = max(start + 1 if start >= 0 else -start, end + 1 if end >= 0 else -end)
+        check_input(self, x, -x.ndim <= start < x.ndim and -x.ndim <= end < x.ndim,
+                    f"at least {needed} dimensions")
+        start, end = start % x.ndim, end % x.ndim
+        if start > end:
+            raise ShapeError(f"{self!r}: start_dim comes after end_dim for an input of shape {x.shape} "
+                             f"(at {format_where(user_line())})")
+        shape = x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:]
         # the batch as -1 (one program for every batch size) where that is unambiguous
-        if axis >= 1 and math.prod(shape[1:]) > 0:
+        if start >= 1 and math.prod(shape[1:]) > 0:
             shape = (-1,) + shape[1:]
         return x.reshape(shape)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Splits axis ``dim`` into ``unflattened_size`` (one entry may be -1: inferred), as
+    PyTorch's.
+
+    >>> import neuronika
+    >>> from neuronika.nn import Unflatten
+    >>> Unflatten(1, (2, -1))(neuronika.ones((5, 6))).shape
+    (5, 2, 3)
+    """
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim = _int_option("Unflatten", "dim", dim)
+        try:
+            sizes = tuple(unflattened_size)
+        except TypeError:
+            sizes = None
+        if (not sizes or any(not isinstance(d, numbers.Integral) or isinstance(d, bool) or (d < 1 and d != -1)
+                             for d in sizes) or sizes.count(-1) > 1):
+            raise ValueError(f"Unflatten: unflattened_size must be a non-empty tuple of positive ints, one of "
+                             f"which may be -1, got {unflattened_size!r}")
+        self.unflattened_size = tuple(int(d) for d in sizes)
+
+    def forward(self, x):
+        x = as_var(x)
+        dim = self.dim
+        check_input(self, x, -x.ndim <= dim < x.ndim, f"at least {dim + 1 if dim >= 0 else -dim} dimensions")
+        dim %= x.ndim
+        sizes, size = self.unflattened_size, x.shape[dim]
+        known = math.prod(d for d in sizes if d != -1)
+        if -1 in sizes:
+            ok = known > 0 and size % known == 0
+            sizes = tuple(size // known if d == -1 else d for d in sizes) if ok else sizes
+        else:
+            ok = known == size
+        if not ok:
+            raise ShapeError(f"{self!r}: the sizes {self.unflattened_size} do not multiply up to the size "
+                             f"{size} of axis {dim} of the input of shape {x.shape} "
+                             f"(at {format_where(user_line())})")
+        shape = x.shape[:dim] + sizes + x.shape[dim + 1:]
+        if dim >= 1 and math.prod(shape[1:]) > 0:        # the batch as -1, as Flatten
+            shape = (-1,) + shape[1:]
+        return x.reshape(shape)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
 class Identity(Module):
@@ -178,25 +301,106 @@ class Identity(Module):
         return as_var(x)
 
 
-class ReLU(Module):
-    def forward(self, x):
-        return as_var(x).relu()
+class _Activation(Module):
+    """An elementwise activation: ``forward`` calls the ``nn.functional`` function of the same
+    name. ``inplace=`` is accepted, as PyTorch's, and ignored: variables are immutable."""
 
-
-class LeakyReLU(Module):
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = bool(inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Activation):
+    """max(x, 0) (``F.relu``)."""
+
+    def forward(self, x):
+        return F.relu(x)
+
+
+class ReLU6(_Activation):
+    """min(max(x, 0), 6) (``F.relu6``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import ReLU6
+    >>> ReLU6()(np.array([-1.0, 7.0])).data
+    array([0., 6.])
+    """
+
+    def forward(self, x):
+        return F.relu6(x)
+
+
+class LeakyReLU(_Activation):
+    """x where x > 0, negative_slope * x elsewhere (``F.leaky_relu``)."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__(inplace)
         self.negative_slope = number("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x):
-        return as_var(x).leaky_relu(self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class ELU(_Activation):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere (``F.elu``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import ELU
+    >>> ELU()(np.array([-1.0, 2.0])).data.round(4)
+    array([-0.6321,  2.    ])
+    """
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        self.alpha = number("ELU", "alpha", alpha)
+
+    def forward(self, x):
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class CELU(ELU):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) (``F.celu``); alpha must not be 0.
+
+    >>> import numpy as np
+    >>> from neuronika.nn import CELU
+    >>> CELU(2.0)(np.array([-1.0, 2.0])).data.round(4)
+    array([-0.7869,  2.    ])
+    """
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(number("CELU", "alpha", alpha), inplace)
+        if self.alpha == 0:
+            raise ValueError("CELU: alpha must not be 0 (the input is divided by it)")
+
+    def forward(self, x):
+        return F.celu(x, self.alpha)
+
+
+class SELU(_Activation):
+    """scale * elu(x, alpha) with PyTorch's constants (``F.selu``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import SELU
+    >>> SELU()(np.array([-1.0, 2.0])).data.round(4)
+    array([-1.1113,  2.1014])
+    """
+
+    def forward(self, x):
+        return F.selu(x)
 
 
 class GELU(Module):
-    """x * Phi(x), Phi the standard normal CDF; ``approximate='tanh'`` for PyTorch's tanh form.
+    """x * Phi(x), Phi the standard normal CDF; ``approximate='tanh'`` for PyTorch's tanh form
+    (``F.gelu``). Integer inputs become float64.
 
     >>> import numpy as np
     >>> from neuronika.nn.layers import GELU
@@ -214,46 +418,172 @@ class GELU(Module):
         x = as_var(x, self)
         if x.dtype.kind != "f":
             x = x.astype(np.float64)
-        return _wrap(apply(_GELU, (x._node,), (self.approximate,)))
+        return F.gelu(x, self.approximate)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
 
 
-class Tanh(Module):
+class SiLU(_Activation):
+    """x * sigmoid(x) (``F.silu``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import SiLU
+    >>> SiLU()(np.array([-1.0, 2.0])).data.round(4)
+    array([-0.2689,  1.7616])
+    """
+
     def forward(self, x):
-        return as_var(x).tanh()
+        return F.silu(x)
+
+
+class Mish(_Activation):
+    """x * tanh(softplus(x)) (``F.mish``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import Mish
+    >>> Mish()(np.array([-1.0, 2.0])).data.round(4)
+    array([-0.3034,  1.944 ])
+    """
+
+    def forward(self, x):
+        return F.mish(x)
+
+
+class Hardtanh(_Activation):
+    """x limited to [min_val, max_val] (``F.hardtanh``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import Hardtanh
+    >>> Hardtanh(-2.0, 2.0)(np.array([-3.0, 1.0, 3.0])).data
+    array([-2.,  1.,  2.])
+    """
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        self.min_val = number("Hardtanh", "min_val", min_val)
+        self.max_val = number("Hardtanh", "max_val", max_val)
+        if self.min_val > self.max_val:
+            raise ValueError(f"Hardtanh: min_val cannot be greater than max_val, got min_val = {min_val} "
+                             f"and max_val = {max_val}")
+
+    def forward(self, x):
+        return F.hardtanh(x, self.min_val, self.max_val)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+
+
+class Hardsigmoid(_Activation):
+    """0 where x <= -3, 1 where x >= 3, x / 6 + 1/2 between (``F.hardsigmoid``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import Hardsigmoid
+    >>> Hardsigmoid()(np.array([-4.0, 1.5])).data
+    array([0.  , 0.75])
+    """
+
+    def forward(self, x):
+        return F.hardsigmoid(x)
+
+
+class Hardswish(_Activation):
+    """x * hardsigmoid(x) (``F.hardswish``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import Hardswish
+    >>> Hardswish()(np.array([1.5, 4.0])).data
+    array([1.125, 4.   ])
+    """
+
+    def forward(self, x):
+        return F.hardswish(x)
+
+
+class Tanh(Module):
+    """The hyperbolic tangent (``F.tanh``)."""
+
+    def forward(self, x):
+        return F.tanh(x)
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)) (``F.sigmoid``)."""
+
     def forward(self, x):
-        return as_var(x).sigmoid()
+        return F.sigmoid(x)
+
+
+class LogSigmoid(Module):
+    """log(sigmoid(x)) = -softplus(-x) (``F.logsigmoid``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import LogSigmoid
+    >>> LogSigmoid()(np.array([-100.0, 0.0])).data.round(4)
+    array([-100.    ,   -0.6931])
+    """
+
+    def forward(self, x):
+        return F.logsigmoid(x)
+
+
+class Softsign(Module):
+    """x / (1 + |x|) (``F.softsign``).
+
+    >>> import numpy as np
+    >>> from neuronika.nn import Softsign
+    >>> Softsign()(np.array([-1.0, 3.0])).data
+    array([-0.5 ,  0.75])
+    """
+
+    def forward(self, x):
+        return F.softsign(x)
 
 
 class Softplus(Module):
+    """log(1 + exp(beta * x)) / beta, and x where beta * x > threshold (``F.softplus``)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta = number("Softplus", "beta", beta)
+        self.threshold = number("Softplus", "threshold", threshold)
+        if self.beta == 0:
+            raise ValueError("Softplus: beta must not be 0 (the result is divided by it)")
+
     def forward(self, x):
-        return as_var(x).softplus()
+        return F.softplus(x, self.beta, self.threshold)
 
-
-def _numeric(x):
-    """Booleans as float64 (what NumPy makes of integers here), since x - max(x) needs numbers."""
-    return x.astype(np.float64) if x.dtype.kind == "b" else x
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
 
 
 class Softmax(Module):
-    def __init__(self, axis: int = -1):
+    """exp(x) / sum(exp(x)) along ``dim`` (``F.softmax``; -1, the last axis, by default).
+    ``axis=`` is the earlier name of ``dim``."""
+
+    def __init__(self, dim: int = -1, *, axis=_UNSET):
         super().__init__()
-        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
-            raise ValueError(f"{type(self).__name__}: axis must be an int, got {axis!r}")
-        self.axis = int(axis)
+        name = type(self).__name__
+        if axis is not _UNSET:
+            dim = axis
+        if dim is None:
+            raise ValueError(f"{name}: give dim, the axis to normalise over (PyTorch's implicit choice for "
+                             f"dim=None is not supported)")
+        self.dim = _int_option(name, "dim", dim)
+
+    @property
+    def axis(self) -> int:
+        return self.dim
 
     def forward(self, x):
-        return _numeric(as_var(x)).softmax(self.axis)
+        return F.softmax(x, self.dim)
 
     def extra_repr(self):
-        return f"axis={self.axis}"
+        return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
+    """x - logsumexp(x) along ``dim`` (``F.log_softmax``)."""
+
     def forward(self, x):
-        return _numeric(as_var(x)).log_softmax(self.axis)
+        return F.log_softmax(x, self.dim)
