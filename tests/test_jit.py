@@ -489,3 +489,18 @@ def test_grad_inside_jit_sees_a_rebound_global():
         np.testing.assert_array_equal(step(np.zeros(3)), np.full(3, 2.0))
     finally:
         SCALE = np.ones(3)
+
+
+def test_a_module_or_a_differentiable_leaf_read_from_outside():
+    """A jitted function that reads a leaf needing a gradient (a module's parameters) from
+    outside computes with it as a constant; it once got the arguments shifted by a seed."""
+    w = neuronika.from_ndarray(np.arange(4.0).reshape(2, 2)).requires_grad()
+    layer = neuronika.nn.Linear(3, 2, dtype=np.float64)
+    x = np.array([[1.0, -2.0]])
+    matmul = neuronika.jit(lambda x: x @ w)
+    forward = neuronika.jit(lambda x: layer(x))
+    z = np.ones((4, 3))
+    expected = z @ layer.weight.data.T + layer.bias.data
+    for _ in range(3):                       # interpreted, then compiled
+        np.testing.assert_array_equal(matmul(x), x @ w.data)
+        np.testing.assert_allclose(forward(z), expected, rtol=1e-14)

@@ -494,9 +494,12 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     root = len(order) - 1
-    outputs = [root] if outputs is None else list(outputs)
-    if loss is None and outputs == [root] and order[root].requires_grad:
-        loss = root
+    if outputs is None:         # backward() on a root: the root, differentiated if it can be
+        outputs = [root]
+        if loss is None and order[root].requires_grad:
+            loss = root
+    else:                       # the functional face says what is differentiated (``loss``)
+        outputs = list(outputs)
     leaf_args = [values[index_of[leaf]] for leaf in leaves]
     state = _Build()
     state.small = functools.lru_cache(maxsize=1)(lambda: _small_names(order, values))

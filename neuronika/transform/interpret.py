@@ -693,9 +693,12 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     n = len(order)
     index_of = {node: i for i, node in enumerate(order)}
     root = n - 1
-    outputs = [root] if outputs is None else list(outputs)
-    if loss is None and outputs == [root] and order[root].requires_grad:
-        loss = root
+    if outputs is None:         # backward() on a root: the root, differentiated if it can be
+        outputs = [root]
+        if loss is None and order[root].requires_grad:
+            loss = root
+    else:                       # the functional face says what is differentiated (``loss``)
+        outputs = list(outputs)
     if wrt is None:
         reaches = None
     elif reaches is None:
