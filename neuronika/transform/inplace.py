@@ -20,7 +20,7 @@ it is. Assigned-once names only: an argument or a name assigned twice is never o
 >>> b = neuronika.from_ndarray(np.zeros(4)).requires_grad()
 >>> with neuronika.config(compile="always"):
 ...     source = neuronika.transform.source((x.mm(w) + b).tanh().sum())
->>> "xp.add(v3, p1, out=v3)" in source and "xp.tanh(v4, out=v4)" in source
+>>> "xp.add(v3, p2, out=v3)" in source and "xp.tanh(v4, out=v4)" in source
 True
 >>> neuronika.transform.cache_clear()
 """
