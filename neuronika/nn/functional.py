@@ -1244,3 +1244,8 @@ __all__ += [
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
     "pad", "pixel_shuffle", "pixel_unshuffle", "interpolate", "unfold", "fold"]
+
+# ---- attention, defined in nn/attention.py (issue 15) -------------------------------------------
+from .attention import scaled_dot_product_attention  # noqa: E402
+
+__all__ += ["scaled_dot_product_attention"]
