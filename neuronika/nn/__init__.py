@@ -1,4 +1,5 @@
-"""Neural-network building blocks: Module and containers, layers, initialisers, losses.
+"""Neural-network building blocks: Module and containers, layers, attention and transformers,
+initialisers, losses; ``nn.functional`` holds the functions the modules call.
 
 >>> import neuronika
 >>> from neuronika import nn
@@ -14,14 +15,16 @@ from .conv import Conv1d, Conv2d, Conv3d
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MAELoss,
                    MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
-from .normalization import BatchNorm1d, BatchNorm2d
-from .normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm
 from . import parallel
 from .parallel import DistributedDataParallel
-from .pooling import AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d
-from .pooling import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d,
+                      AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d)
 from .recurrent import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell
 from .spatial import Fold, PixelShuffle, PixelUnshuffle, Unfold, Upsample
+from .attention import MultiheadAttention
+from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+                          TransformerEncoderLayer)
 
 __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init", "functional",
            "parallel", "DistributedDataParallel",
@@ -35,9 +38,5 @@ __all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "paramete
            "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d"]
 __all__ += ["GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "Unfold", "Fold"]
-from .attention import MultiheadAttention
-from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
-                          TransformerEncoderLayer)
-
 __all__ += ["MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
             "TransformerEncoderLayer", "TransformerDecoderLayer"]
