@@ -411,6 +411,7 @@ class _Build:
         self.space = None          # the arrays' library (backend): what ``xp`` and the kernels are
         self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
         self.known = None          # name -> (shape, dtype) for ``inplace``, NumPy programs only
+        self.sizes = None          # name -> at most how many elements (values and gradients)
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -512,6 +513,9 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
                        for node, name in zip(order, values) if node.key[0] != "weak"}
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
+        state.sizes = {}
+        for i, (node, name) in enumerate(zip(order, values)):
+            state.sizes[name] = state.sizes[f"g{i}"] = math.prod(node.shape)
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -1094,7 +1098,7 @@ def _compile(name, params, body, returned, top, program, state):
     if state.fuse is not None:
         body = state.fuse(body, keep, state.label)
     if state.known is not None:
-        body = inplace.reuse_buffers(body, keep, state.known)
+        body = inplace.reuse_buffers(body, keep, state.known, state.sizes)
     namespace.update(state.extra)
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),

@@ -7,7 +7,9 @@ A value is *owned* when the statement that assigns it made a new array (NumPy ar
 value ``t`` for the last time (no other statement reads it, the function does not return it),
 where ``t`` and the result have the same shape and dtype, becomes ``xp.op(..., out=t)``: the
 bias add lands in the product's buffer, an activation in its input's, a gradient's product in
-the gradient. Same ufunc, same loop, same operands: the values are NumPy's bit for bit; only
+the gradient. Results of fewer than ``MIN_ELEMENTS`` elements, and functions of more than
+``MAX_LINES`` statements, are left as they are (what the pass saves there is less than what
+it costs). Same ufunc, same loop, same operands: the values are NumPy's bit for bit; only
 the allocation is gone.
 
 Shapes and dtypes are those of the graph's nodes (exact), and of statements whose operands'
@@ -15,9 +17,9 @@ are known (``g`` names, the seed), worked out here by NumPy's rules; anything el
 it is. Assigned-once names only: an argument or a name assigned twice is never owned.
 
 >>> import numpy as np, neuronika
->>> x = neuronika.from_ndarray(np.ones((2, 3)))
->>> w = neuronika.from_ndarray(np.ones((3, 4))).requires_grad()
->>> b = neuronika.from_ndarray(np.zeros(4)).requires_grad()
+>>> x = neuronika.from_ndarray(np.ones((64, 30)))
+>>> w = neuronika.from_ndarray(np.ones((30, 40))).requires_grad()
+>>> b = neuronika.from_ndarray(np.zeros(40)).requires_grad()
 >>> with neuronika.config(compile="always"):
 ...     source = neuronika.transform.source((x.mm(w) + b).tanh().sum())
 >>> "xp.add(v3, p2, out=v3)" in source and "xp.tanh(v4, out=v4)" in source
@@ -27,6 +29,7 @@ True
 from __future__ import annotations
 
 import ast
+import re
 
 import numpy as np
 
@@ -49,6 +52,34 @@ def _dtype(node):
     return None
 
 
+_TOKEN = re.compile(r"[A-Za-z_]\w*")
+#: Statements of a function beyond which the pass is not run: parsing each statement again
+#: costs about as much as generating it, and a program that long is dominated by its compile.
+MAX_LINES = 1000
+#: Elements below which a result keeps its own buffer (the statement is not even parsed): an
+#: allocation of a few kB costs less than a tenth of a microsecond.
+MIN_ELEMENTS = 2048
+
+_BROADCAST = {}
+
+
+def _broadcast(found):
+    """(shape, dtype) of an elementwise operation over operands of types ``found`` by NumPy's
+    rules (Python numbers weak), or (None, None); kept by the types (a program repeats few)."""
+    result = _BROADCAST.get(found)
+    if result is None:
+        try:
+            shape = tuple(np.broadcast_shapes(*[f[0] for f in found]))
+            dtype = np.result_type(*[f[1] if isinstance(f[1], np.dtype) else f[1](0) for f in found])
+            result = shape, dtype
+        except (ValueError, TypeError):
+            result = None, None
+        if len(_BROADCAST) > 4096:
+            _BROADCAST.clear()
+        _BROADCAST[found] = result
+    return result
+
+
 def _ufunc(name):
     """Whether ``xp.<name>`` of NumPy programs is a ufunc (it takes ``out=``)."""
     return isinstance(getattr(backend.NUMPY_XP, name, None), np.ufunc)
@@ -69,10 +100,15 @@ class _Types:
 
     def __init__(self, known):
         self.known = known
+        self.seen = {}                  # id(ast node) -> its type, within one statement
 
     def of(self, node):
+        key = id(node)
+        if key in self.seen:
+            return self.seen[key]
         method = getattr(self, "_" + node.__class__.__name__, None)
-        return None if method is None else method(node)
+        found = self.seen[key] = None if method is None else method(node)
+        return found
 
     def _Name(self, node):
         return self.known.get(node.id)
@@ -93,16 +129,15 @@ class _Types:
 
     def _combined(self, operands):
         found = [self.of(o) for o in operands]
-        if any(f is None for f in found):
+        if None in found:
             return None
-        try:
-            shape = tuple(np.broadcast_shapes(*[f[0] for f in found]))
-            dtype = np.result_type(*[f[1] if isinstance(f[1], np.dtype) else f[1](0) for f in found])
-        except (ValueError, TypeError):
-            return None
-        if all(not isinstance(f[1], np.dtype) for f in found):
+        arrays = [f for f in found if f[1].__class__ is not type]
+        if not arrays:
             return None                 # numbers only: a Python number
-        return shape, dtype
+        shape, dtype = arrays[0]
+        if len(arrays) < len(found) or any(f != arrays[0] for f in arrays[1:]):
+            shape, dtype = _broadcast(tuple(found))
+        return None if shape is None else (shape, dtype)
 
     def _BinOp(self, node):
         if isinstance(node.op, ast.MatMult):
@@ -162,40 +197,48 @@ class _Types:
         return kept, found[1]
 
 
-def reuse_buffers(lines, keep, known):
+def reuse_buffers(lines, keep, known, sizes):
     """``lines`` with statements that read an owned value for the last time writing into its
     buffer (see the module docstring); ``keep``: the names read after the last line (returned);
-    ``known``: name -> (shape, dtype) of the graph's values and the seed."""
+    ``known``: name -> (shape, dtype) of the graph's values and the seed; ``sizes``: name -> at
+    most how many elements it holds (values and gradients). Only statements that assign
+    ``MIN_ELEMENTS`` or more, and assign a value read once or read one, are parsed."""
     from .passes import Line
+    if len(lines) > MAX_LINES:
+        return lines
     uses, stores = dict.fromkeys(keep, 2), {}
     for line in lines:
         for name in line.loads:
             uses[name] = uses.get(name, 0) + 1
         for name in line.stores:
             stores[name] = stores.get(name, 0) + 1
+    once = {name for name, count in uses.items() if count == 1 and stores.get(name) == 1}
     types = _Types(dict(known))
     owned = set()
     out = []
     for line in lines:
         target = line.target
-        if (target is None or line.aug or stores.get(target) != 1 or "\n" in line.text
-                or not line.text.startswith(target + " = ")):
+        text = line.text
+        if (target is None or line.aug or stores.get(target) != 1 or sizes.get(target, 0) < MIN_ELEMENTS
+                or not (target in once or any(name in owned and name in once for name in line.loads))
+                or "\n" in text or not text.startswith(target + " = ")):
             out.append(line)
             continue
         try:
-            expr = ast.parse(line.text).body[0].value
+            expr = ast.parse(text).body[0].value
         except SyntaxError:
             out.append(line)
             continue
-        own = types.of(expr) if target not in types.known else types.known[target]
-        if own is not None and isinstance(own[1], np.dtype):
+        types.seen.clear()
+        own = types.known.get(target) or types.of(expr)
+        if own is not None and own[1].__class__ is not type:
             types.known.setdefault(target, own)
-        written = _in_place(expr, target, own, owned, uses, types)
+        written = _in_place(expr, text, line.loads, own, owned, once, types)
         if written is not None:
             out.append(Line(f"{target} = {written}", line.loads, line.stores, target))
             owned.add(target)
             continue
-        if own is not None and own[0] and isinstance(own[1], np.dtype) and _fresh(expr):
+        if target in once and own is not None and own[0] and own[1].__class__ is not type and _fresh(expr):
             owned.add(target)
         out.append(line)
     return out
@@ -213,40 +256,42 @@ def _fresh(expr):
     return False
 
 
-def _in_place(expr, target, own, owned, uses, types):
-    """The call that computes ``expr`` into the buffer of an owned value it reads for the last
-    time, or None."""
-    if own is None or not own[0] or not isinstance(own[1], np.dtype) or own[1].kind not in "fc":
+def _in_place(expr, text, loads, own, owned, once, types):
+    """The call that computes ``expr`` (the statement ``text``'s value, which reads ``loads``)
+    into the buffer of an owned value it reads for the last time, or None."""
+    if own is None or not own[0] or own[1].__class__ is type or own[1].kind not in "fc":
         return None
-    names = [n.id for n in ast.walk(expr) if isinstance(n, ast.Name)]
-    for name in names:
-        # read once, here only: nothing reads it after the buffer is written
-        if (name in owned and uses.get(name) == 1 and names.count(name) == 1
-                and types.known.get(name) == own):
-            written = _into(expr, name, own, types)
+    tokens = None
+    for name in loads:
+        # read once, here only, in one place: nothing reads it after the buffer is written
+        if name in owned and name in once and types.known.get(name) == own:
+            tokens = _TOKEN.findall(text) if tokens is None else tokens
+            if tokens.count(name) != 1:
+                continue
+            written = _into(expr, name, own, types, text)
             if written is not None and written != name:
                 return written
     return None
 
 
-def _into(expr, name, own, types):
+def _into(expr, name, own, types, text):
     """``expr`` computed into ``name``'s buffer, each step of the way from ``name`` to the root
     a ufunc with ``out=`` whose result has ``name``'s shape and dtype (NumPy's rules), or None."""
-    if isinstance(expr, ast.Name):
+    if expr.__class__ is ast.Name:
         return name if expr.id == name else None
-    if isinstance(expr, ast.BinOp) and expr.op.__class__ in _BINARY:
+    if expr.__class__ is ast.BinOp and expr.op.__class__ in _BINARY:
         ufunc, operands = _BINARY[expr.op.__class__], [expr.left, expr.right]
-    elif isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+    elif expr.__class__ is ast.UnaryOp and expr.op.__class__ is ast.USub:
         ufunc, operands = "negative", [expr.operand]
-    elif isinstance(expr, ast.Call) and _xp_call(expr) is not None and _ufunc(_xp_call(expr)):
+    elif expr.__class__ is ast.Call and _xp_call(expr) is not None and _ufunc(_xp_call(expr)):
         ufunc, operands = _xp_call(expr), list(expr.args)
     else:
         return None
     if types._combined(operands) != own:
         return None                     # NumPy's result is not the buffer's shape and dtype
     for k, operand in enumerate(operands):
-        inner = _into(operand, name, own, types)
+        inner = _into(operand, name, own, types, text)
         if inner is not None:
-            args = [inner if i == k else ast.unparse(o) for i, o in enumerate(operands)]
+            args = [inner if i == k else text[o.col_offset:o.end_col_offset] for i, o in enumerate(operands)]
             return f"xp.{ufunc}({', '.join(args)}, out={name})"
     return None

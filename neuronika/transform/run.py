@@ -615,7 +615,7 @@ def source(root) -> str:
     >>> print(neuronika.transform.source(x.mm(w).tanh().sum()))
     def forward(x0, p1):
         v2 = x0 @ p1
-        v3 = xp.tanh(v2, out=v2)
+        v3 = xp.tanh(v2)
         del v2
         v4 = xp.sum(v3)
         return v4, (v3, x0)

@@ -12,10 +12,14 @@ import pytest
 import neuronika as nk
 import neuronika.numpy as nnp
 from neuronika import transform
+from neuronika.transform import codegen, inplace
 
 
 @pytest.fixture(autouse=True)
-def fresh():
+def fresh(monkeypatch):
+    # every array counts here (the pass leaves results under MIN_ELEMENTS alone): the cases
+    # stay small and fast; the threshold has its own test
+    monkeypatch.setattr(inplace, "MIN_ELEMENTS", 1)
     transform.cache_clear()
     yield
     transform.cache_clear()
@@ -113,7 +117,7 @@ def test_jit_outputs_and_saved_values_are_never_overwritten():
     np.testing.assert_allclose(v.grad, 2 * t * (1 - t * t) * 2.0, rtol=1e-14)
 
 
-def test_chains_in_a_loop_body_and_long_programs():
+def test_chains_in_a_loop_body_and_long_programs(monkeypatch):
     xs, w = arrays((7, 3, 4), (4, 4))
 
     def loss(w):
@@ -125,12 +129,33 @@ def test_chains_in_a_loop_body_and_long_programs():
     assert_equal_bits(compiled, interpreted)
 
     (v,) = arrays((50,))
+    monkeypatch.setattr(codegen, "LONG", 100)
 
     def long(v):
         y = v
-        for k in range(400):               # a body split into helpers (codegen.LONG)
+        for k in range(120):               # a body split into helpers (codegen.LONG)
             y = nnp.sin(y * 1.01) + 0.01 * k
         return y.sum()
     compiled, interpreted, source = both(long, v)
     assert_equal_bits(compiled, interpreted)
     assert ", out=" in source
+
+
+def test_small_results_and_long_functions_are_left_alone(monkeypatch):
+    x, w, b = arrays((5, 3), (3, 4), (4,))
+    loss = lambda w, b: nnp.tanh(x @ w + b).sum()       # noqa: E731
+    monkeypatch.setattr(inplace, "MIN_ELEMENTS", 21)     # the (5, 4) values: 20 elements
+    compiled, interpreted, source = both(loss, w, b)
+    assert ", out=" not in source
+    monkeypatch.setattr(inplace, "MIN_ELEMENTS", 20)
+    assert ", out=" in both(loss, w, b)[2]
+    monkeypatch.setattr(inplace, "MAX_LINES", 3)
+    assert ", out=" not in both(loss, w, b)[2]
+
+
+def test_a_large_layer_writes_into_its_buffers_by_default(monkeypatch):
+    monkeypatch.setattr(inplace, "MIN_ELEMENTS", 2048)
+    x, w, b = arrays((64, 30), (30, 40), (40,))
+    compiled, interpreted, source = both(lambda w, b: nnp.tanh(x @ w + b).sum(), w, b)
+    assert_equal_bits(compiled, interpreted)
+    assert "xp.add(v3, p1, out=v3)" in source and "xp.tanh(v4, out=v4)" in source
