@@ -190,6 +190,11 @@ def broadcast_shapes(a, b):
     """NumPy's broadcasting rule for two shapes (the shape rule of elementwise binary ops)."""
     if a == b:
         return a
+    # (the common cases first: a bias or a number against an array)
+    if len(b) < len(a) and a[len(a) - len(b):] == b:
+        return a
+    if len(a) < len(b) and b[len(b) - len(a):] == a:
+        return b
     given = (a, b)
     if len(a) < len(b):
         a = (1,) * (len(b) - len(a)) + a
