@@ -157,7 +157,7 @@ class Embedding(Module):
 
 class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape`` axes (one op, ``normalize``), then
-    scales and shifts (``F.layer_norm``).
+    scales and shifts (``F.layer_norm``); ``bias=False`` scales only (PyTorch's option).
 
     >>> import neuronika
     >>> from neuronika.nn import LayerNorm
@@ -167,7 +167,7 @@ class LayerNorm(Module):
     """
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 dtype=np.float32):
+                 bias: bool = True, dtype=np.float32):
         super().__init__()
         if isinstance(normalized_shape, numbers.Integral):
             normalized_shape = (normalized_shape,)
@@ -183,7 +183,7 @@ class LayerNorm(Module):
         dtype = float_dtype("LayerNorm", dtype)
         if elementwise_affine:
             self.weight = parameter(np.ones(shape, dtype))
-            self.bias = parameter(np.zeros(shape, dtype))
+            self.bias = parameter(np.zeros(shape, dtype)) if bias else None
         else:
             self.weight = self.bias = None
 

@@ -26,7 +26,7 @@ from ..variable import Var, _located
 from . import init
 from ._checks import float_dtype, number, positive_int
 from .attention import MultiheadAttention
-from .functional import _layer_input, gelu, layer_norm
+from .functional import _layer_input, gelu
 from .layers import Dropout, LayerNorm, Linear
 from .module import Module, ModuleList
 
@@ -51,20 +51,8 @@ def _activation(name, activation):
     return activation
 
 
-class _LayerNormNoBias(LayerNorm):
-    """LayerNorm with a weight and no bias: PyTorch's ``LayerNorm(..., bias=False)``, which
-    the layers make for ``bias=False``."""
-
-    def __init__(self, normalized_shape, eps, dtype):
-        super().__init__(normalized_shape, eps=eps, dtype=dtype)
-        self.bias = None
-
-    def forward(self, x):
-        return layer_norm(x, self.normalized_shape, self.weight, None, self.eps)
-
-
 def _norm(d_model, eps, bias, dtype):
-    return LayerNorm(d_model, eps=eps, dtype=dtype) if bias else _LayerNormNoBias(d_model, eps, dtype)
+    return LayerNorm(d_model, eps=eps, bias=bias, dtype=dtype)
 
 
 class _Layer(Module):

@@ -230,3 +230,16 @@ def test_bad_sizes_and_options_raise_naming_the_layer(make, words):
         make()
     for word in words:
         assert word in str(info.value), str(info.value)
+
+
+def test_layer_norm_without_bias_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    from neuronika.nn import LayerNorm
+    layer = LayerNorm((3, 4), bias=False, dtype=np.float64)
+    assert layer.bias is None and [n for n, _ in layer.named_parameters()] == ["weight"]
+    reference = torch.nn.LayerNorm((3, 4), bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        reference.weight.copy_(torch.linspace(0.5, 2.0, 12, dtype=torch.float64).reshape(3, 4))
+    layer.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    np.testing.assert_allclose(layer(x).data, reference(torch.from_numpy(x)).detach().numpy(), rtol=1e-13)
