@@ -22,7 +22,7 @@ import numpy as np
 
 from . import backend
 from .errors import GradientError, ShapeError
-from .graph import (ANOMALY, GRAD_ENABLED, NUMPY, apply, differentiable_leaves, format_where, leaf,
+from .graph import (ANOMALY, GRAD_ENABLED, NUMPY, USER, apply, differentiable_leaves, format_where, leaf,
                     modes, origin, user_line, walk)
 from .ops import OPS
 from .transform import run
@@ -64,6 +64,14 @@ class Var:
         dropout behind it, with a new mask.
         """
         node = self._node
+        tracer = modes.tracer
+        if tracer is not None and origin(sys._getframe(1).f_code.co_filename) == USER and tracer.depends(node):
+            raise GradientError(
+                f"v.data of a traced variable (at {format_where(user_line())}): its value would become a "
+                f"constant of the compiled program, the first call's for every later one; use "
+                f"neuronika's operations on the variable (float(v) / int(v) give a Python number "
+                f"that is checked on each call; neuronika.stop_gradient(v) or v.detach() a value "
+                f"without gradient)")
         value = node.value
         if value is None:
             value = run.evaluate(node)
@@ -276,7 +284,11 @@ class Var:
         return _wrap(leaf(node.value, requires_grad=True))
 
     def detach(self) -> "Var":
-        """A non-differentiable leaf over the same value (the value is computed if needed)."""
+        """A non-differentiable leaf over the same value (the value is computed if needed);
+        inside a traced function, ``stop_gradient`` of it (its value is computed on each call)."""
+        tracer = modes.tracer
+        if tracer is not None and tracer.depends(self._node):
+            return stop_gradient(self)
         return _wrap(leaf(self.data))
 
     def source(self) -> str:

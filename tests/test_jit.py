@@ -504,3 +504,51 @@ def test_a_module_or_a_differentiable_leaf_read_from_outside():
     for _ in range(3):                       # interpreted, then compiled
         np.testing.assert_array_equal(matmul(x), x @ w.data)
         np.testing.assert_allclose(forward(z), expected, rtol=1e-14)
+
+
+def test_an_imperative_step_inside_a_trace_is_refused():
+    """backward() and an optimizer's step() inside jit (or grad) would run once, while the
+    function is traced, and never again: refused, naming the user's line, nothing changed."""
+    model = neuronika.nn.Linear(3, 2, dtype=np.float64)
+    opt = neuronika.optim.SGD(model.parameters(), lr=0.1)
+    weight = model.weight.data.copy()
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+
+    @neuronika.jit
+    def step(x, y):
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    with pytest.raises(neuronika.GradientError, match=r"backward\(\) inside a traced function \(at .*test_jit"):
+        step(x, y)
+
+    @neuronika.jit
+    def update_only(x):
+        opt.step()
+        return x
+
+    with pytest.raises(neuronika.GradientError, match=r"SGD.step\(\) inside a traced function.*value_and_grad"):
+        update_only(x)
+    with pytest.raises(neuronika.GradientError, match="inside a traced function"):
+        neuronika.grad(lambda v: (v * model(x)).sum().backward() or v.sum())(np.ones((4, 2)))
+    np.testing.assert_array_equal(model.weight.data, weight)
+    assert model.weight.grad is None or not np.any(model.weight.grad)
+
+
+def test_detach_and_data_inside_a_trace():
+    """v.detach() inside a traced function is stop_gradient (its value computed on each call:
+    it was once the first call's value for ever after), v.data is refused (it would be)."""
+    scaled = neuronika.jit(lambda x: x * x.detach().sum())
+    grad = neuronika.grad(lambda x: (x * x.detach()).sum())
+    for value in (1.0, 2.0, 3.0):
+        x = np.full(3, value)
+        np.testing.assert_array_equal(scaled(x), x * x.sum())
+        np.testing.assert_array_equal(grad(x), x)
+    with pytest.raises(neuronika.GradientError, match=r"v.data of a traced variable \(at .*test_jit"):
+        neuronika.jit(lambda x: x * x.data.sum())(np.ones(3))
+    with pytest.raises(neuronika.GradientError, match="constant of the compiled program"):
+        neuronika.grad(lambda x: (x * x.data).sum())(np.ones(3))
+    w = neuronika.from_ndarray(np.ones(2))
+    np.testing.assert_array_equal(neuronika.jit(lambda x: x + w.data)(np.ones(2)), [2.0, 2.0])   # not traced

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..transform.run import refuse_inside_trace
 from ..variable import grad_or_none
 from .optimizer import Optimizer
 from .penalty import Penalty
@@ -104,6 +105,7 @@ class _Base(Optimizer):
         return [p for p in group["params"] if grad_or_none(p) is not None]
 
     def step(self) -> None:
+        refuse_inside_trace(f"{type(self).__name__}.step()")
         for group in self.param_groups:
             for p in self._active(group):
                 self._update(p, group, self.gradient(p, group))

@@ -531,8 +531,25 @@ def _seed_array(root, seed):
     return seed.astype(root.dtype, copy=False)
 
 
+#: What a traced function does instead of backward() and an optimizer's step().
+TRACED_STEP_HINT = ("a traced function (neuronika.jit, grad, value_and_grad, ...) runs its Python "
+                    "once, while it is traced, and its compiled program afterwards, so gradients "
+                    "written into leaves and parameters updated in place would happen only once; "
+                    "inside it, take gradients with neuronika.value_and_grad and update with a "
+                    "functional optimizer (neuronika.optim.sgd / adam / adamw, "
+                    "optim.apply_updates), or run the imperative step without jit")
+
+
+def refuse_inside_trace(what):
+    """A ``GradientError`` naming ``what`` and the user's line when a trace is in progress."""
+    if graph.modes.tracer is not None:
+        raise GradientError(f"{what} inside a traced function (at {graph.format_where(graph.user_line())}): "
+                            f"{TRACED_STEP_HINT}")
+
+
 def backpropagate(root, seed=1.0):
     """Add d(seed . root)/d(leaf) into the ``grad`` of every differentiable leaf behind ``root``."""
+    refuse_inside_trace("backward()")
     if not root.requires_grad:
         if any_differentiable_leaf(root):
             why = "it was built inside no_grad(), which records nothing for a backward"
