@@ -40,3 +40,5 @@ __all__ = [
     "logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu", "softplus",
     "gelu", "erf",
 ]
+from .loops import checkpoint  # noqa: E402  (neuronika.checkpoint: rematerialisation)
+__all__ += ["checkpoint"]
