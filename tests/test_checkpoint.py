@@ -403,10 +403,9 @@ def test_a_decorator_keeps_the_name_and_docstring():
     np.testing.assert_allclose(x.grad, 1 - np.tanh(np.linspace(-1, 1, 4)) ** 2, rtol=1e-15)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="engine: transform/loops.roll makes a loop whose carry is the tuple of a "
-                          "checkpoint's (or a scan's) inputs; a Python loop of nk.scan calls fails alike")
 def test_a_loop_of_checkpoints_over_tied_weights():
+    """Rolling a Python loop of checkpoints (or scans) over the same weights once made a loop
+    whose carry was the tuple of their inputs (a crash at its .shape)."""
     params, x = data(batch=(3,), blocks=1, seed=1)
 
     def tied(p, x, checkpointed):
