@@ -18,8 +18,9 @@ from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, 
                        ones, rand, randn, stack, zeros)
 from .errors import (AnomalyError, ArgnumsError, GradientError, IndexingError, LinAlgShapeError,
                      RetraceWarning, ShapeError)
-from .functional import custom_vjp, grad, hessian, hvp, jacobian, jit, value_and_grad, vjp
-from .loops import scan  # noqa: F401  (neuronika.scan: a loop compiled once)
+from .functional import (custom_vjp, grad, hessian, hvp, jacfwd, jacobian, jacrev, jit, jvp, linearize,
+                         value_and_grad, vjp)
+from .loops import checkpoint, scan  # noqa: F401  (a loop compiled once; rematerialisation)
 from .numpy._special import (erf, expit, gelu, leaky_relu, log_softmax, logit, logsumexp, relu, sigmoid,
                              softmax, softplus)
 from .random import manual_seed
@@ -35,6 +36,7 @@ __all__ = [
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
     "grad", "value_and_grad", "vjp", "jit", "jacobian", "hessian", "hvp", "custom_vjp", "scan",
+    "jvp", "linearize", "jacfwd", "jacrev", "checkpoint",
     "logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu", "softplus",
     "gelu", "erf",
 ]

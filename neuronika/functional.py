@@ -69,6 +69,7 @@ is a constant of the compiled program; call ``grad`` on variables
 """
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import keyword
@@ -81,8 +82,9 @@ import weakref
 
 import numpy as np
 
-from .errors import ArgnumsError, GradientError, RetraceWarning
-from .graph import USER, apply, leaf, linearize, modes, origin
+from .errors import ArgnumsError, GradientError, RetraceWarning, ShapeError
+from .graph import USER, apply, format_where, leaf, modes, origin, user_line
+from .graph import linearize as _graph_order
 from .ops import OPS
 from . import backend, symbolic, tracing as _trace
 from .transform.cache import CACHE, RETRACE_WARNING, cache_limits, functions
@@ -94,7 +96,8 @@ from .variable import Var, _wrap
 
 _PACK, _CALL, _PART = OPS["pack"], OPS["call"], OPS["part"]
 
-__all__ = ["grad", "value_and_grad", "vjp", "jacobian", "hessian", "hvp", "custom_vjp", "jit"]
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacobian", "jacrev", "jacfwd", "hessian",
+           "hvp", "custom_vjp", "jit"]
 
 def _argnums(argnums, name):
     single = isinstance(argnums, int)
@@ -744,7 +747,7 @@ def _rolled(out):
     """``out`` with the unrolled recurrences of its graph rolled into scans (``loops.rolled``),
     so that its gradient graph is the scan's adjoint, not one adjoint per step: a Hessian-vector
     product of a recurrence compiles two loops, not three unrolled chains."""
-    order, leaves, _ = linearize(out._node)
+    order, leaves, _ = _graph_order(out._node)
     found = loops.rolled(order, leaves, modes.anomaly, None, None, (), _written_in_function)
     if found is None:
         return out
@@ -1156,6 +1159,8 @@ _hvp_traced = weakref.WeakKeyDictionary()
 def hessian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
     """The Hessian of a scalar function of one array: ``jacobian(grad(fn))``, shaped
     ``x.shape + x.shape``. The gradient is built as a graph and differentiated again.
+    ``jacfwd(grad(fn))`` (forward-over-reverse) gives the same and measured slower here: the
+    forward runs once, then one backward per row.
     ``static_argnums`` / ``static_argnames`` as for ``grad``.
 
     >>> import numpy as np, neuronika
@@ -1186,6 +1191,490 @@ def hvp(fn, x, v):
         except TypeError:
             pass
     return traced(x, v)
+
+
+# ---- forward mode --------------------------------------------------------------------------
+#
+# A tangent is the transpose of a cotangent: with g(u) = vjp_f(x)(u), linear in u,
+# jvp_f(x)(v) = vjp_g(u)(v) at any u (zeros here). Both steps are symbolic gradients
+# (``symbolic.gradients``), so the tangent program is one graph, traced and compiled per
+# signature by a ``_Jit``. Only the nodes the second gradient reads survive: the adjoints of
+# the backward's nodes with respect to their cotangent input read the primal's values and the
+# tangent, never the cotangent itself, so no cotangent is computed (the zeros u are dead).
+
+# (function, options) -> its program, the most recent last. Not a WeakKeyDictionary: the
+# program holds the function, which would never die. A function made anew on every call (a
+# lambda) fills it and costs a key computation per call; its traces are shared anyway (the
+# trace caches are keyed by what the function reads).
+_jvp_programs = collections.OrderedDict()
+_JVP_PROGRAMS = 256
+
+
+def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"):
+    """A ``_Jit`` of ``fn``'s forward mode, kept per function, ``part`` and static options (its
+    traces are kept per ``_function_key`` of ``fn``, so a lambda made again finds them):
+
+    - "jvp": ``(tangents, *args, **kwargs)`` -> ``(value, tangent)``; ``tangents`` holds one
+      tree per positional argument, None where that argument is not differentiated;
+    - "primal": ``(which, *args, **kwargs)`` -> ``(value, residuals)``: what the tangent reads
+      of the primal computation (``which``: a bool per positional argument, differentiated);
+    - "linear": ``(residuals, tangents, *args, **kwargs)`` -> ``tangent``, from the residuals
+      (the arguments are read only where ``fn`` branched on their values).
+    """
+    if not callable(fn):
+        raise TypeError(f"{name}: the function to differentiate must be callable, got "
+                        f"{type(fn).__name__}")
+    _, nums, names = _static_spec(fn, static_argnums, static_argnames, name)
+    key = (fn, name, part, nums, tuple(sorted(names)))
+    try:
+        found = _jvp_programs.get(key)
+    except TypeError:           # an unhashable callable
+        key = found = None
+    if found is not None:
+        _jvp_programs.move_to_end(key)
+        return found
+
+    # (the bodies name one global, an object: a trace's key reads the function's globals, and
+    # a function among them by its own globals, in turn)
+    if part == "jvp":
+        def program(tangents, *args, **kwargs):
+            return _forward_parts.run_jvp(fn, name, tangents, args, kwargs)
+    elif part == "primal":
+        def program(which, *args, **kwargs):
+            return _forward_parts.run_primal(fn, name, which, args, kwargs)
+    else:
+        def program(residuals, tangents, *args, **kwargs):
+            return _forward_parts.run_linear(fn, name, residuals, tangents, args, kwargs)
+
+    label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    program.__qualname__ = program.__name__ = str(label)
+    # the program's own arguments come first: a position counted from the start moves, one
+    # counted from the end does not
+    lead = 2 if part == "linear" else 1
+    shifted = tuple(n + lead if n >= 0 else n for n in nums)
+    found = _Jit(program, None, False, False, name, shifted, tuple(names))
+    if key is not None:
+        _jvp_programs[key] = found
+        if len(_jvp_programs) > _JVP_PROGRAMS:
+            _jvp_programs.popitem(last=False)
+    return found
+
+
+class _forward_parts:
+    """The bodies of the forward-mode programs (``_tangent_program``)."""
+
+    @staticmethod
+    def run_jvp(fn, name, tangents, args, kwargs):
+        which = [t is not None for t in tangents]
+        out, tangent, _, _ = _jvp_graph(fn, args, kwargs, which, _flat_trees(tangents), name)
+        return out, tangent
+
+    @staticmethod
+    def run_primal(fn, name, which, args, kwargs):
+        out, _, flat, seeds = _jvp_graph(fn, args, kwargs, which, None, name)
+        return out, [_wrap(n) for n in _residuals(flat, seeds)]
+
+    @staticmethod
+    def run_linear(fn, name, residuals, tangents, args, kwargs):
+        which = [t is not None for t in tangents]
+        _, tangent, flat, seeds = _jvp_graph(fn, args, kwargs, which, _flat_trees(tangents), name)
+        return _on_residuals(tangent, flat, seeds, residuals)
+
+
+def _flat_trees(trees):
+    flat = []
+    for t in trees:
+        if t is not None:
+            _trace.tree_of(t, flat)
+    return flat
+
+
+def _jvp_graph(fn, args, kwargs, which, flat_tangents, name):
+    """``(value, tangent, tangent's parts, tangent leaves)`` of ``fn`` at ``args`` as
+    variables, the tangent by transposing ``fn``'s vjp (see above); ``which``: whether each
+    positional argument is differentiated, ``flat_tangents`` their tangents' leaves in order
+    (None: zeros, placeholders for ``_residuals``)."""
+    args = list(args)
+    wrt = []
+    for k, differentiated in enumerate(which):
+        if differentiated:
+            args[k] = _primal_vars(args[k], wrt, name, k)
+    if flat_tangents is None:
+        flat_tangents = [_wrap(leaf(symbolic._filled(0, w._node))) for w in wrt]
+    flat_tangents = [t if isinstance(t, Var) else var_of(t, w._node) for t, w in zip(flat_tangents, wrt)]
+    with _trace.level(wrt):
+        out = fn(*args, **kwargs)
+    parts = []
+    tree = _trace.tree_of(out, parts)
+    parts = [var_of(p, name="the function's result") for p in parts]
+    total, cotangents = None, []
+    for p in parts:
+        if p.dtype.kind not in "fc":
+            cotangents.append(None)
+            continue
+        u = _wrap(leaf(symbolic._filled(0, p._node)))
+        cotangents.append(u)
+        term = (p * u).sum()
+        total = term if total is None else total + term
+    used = [u for u in cotangents if u is not None]
+    tangent_parts = None
+    if total is not None and wrt:
+        try:
+            pulled = symbolic.gradients(total, wrt)      # linear in the cotangents u
+        except GradientError as error:
+            text, head = str(error), "second derivatives through "
+            if not text.startswith(head):
+                raise
+            # an op whose adjoint reads what only its compiled forward has (dropout's mask, a
+            # custom_vjp's residuals): it would need a tangent rule of its own
+            raise GradientError(f"{name}: forward mode (reverse mode transposed) through "
+                                f"{text[len(head):]}") from None
+        inner = None
+        for g, t in zip(pulled, flat_tangents):
+            term = (g * t).sum()
+            inner = term if inner is None else inner + term
+        tangent_parts = iter(symbolic.gradients(inner, used))
+    tangent = [_wrap(leaf(symbolic._filled(0, p._node))) if u is None or tangent_parts is None
+               else next(tangent_parts) for p, u in zip(parts, cotangents)]
+    return (_trace.rebuild_tree(tree, iter(parts)), _trace.rebuild_tree(tree, iter(tangent)), tangent,
+            [t._node for t in flat_tangents])
+
+
+def _primal_vars(obj, wrt, name, position):
+    """``_to_vars``, except that a Python number's own leaf (weakly typed: ``x32 * s`` stays
+    float32) is differentiated as it is: a fresh node over it would be strongly typed."""
+    if isinstance(obj, Var):
+        node = obj._node
+        if (node.op is None and node.key[0] == "weak" and obj.dtype.kind in "fc"
+                and all(w._node is not node for w in wrt)):
+            wrt.append(obj)
+            return obj
+    elif isinstance(obj, (tuple, list)):
+        return type(obj)(_primal_vars(o, wrt, name, position) for o in obj)
+    elif isinstance(obj, dict):
+        return {k: _primal_vars(v, wrt, name, position) for k, v in obj.items()}
+    return _to_vars(obj, wrt, name, position)
+
+
+def _linear_part(flat, seeds):
+    """(the nodes behind the tangent's parts ``flat``, topologically ordered; those of them
+    that depend on the tangent leaves ``seeds``)."""
+    order, _, _ = _graph_order(*[t._node for t in flat]) if flat else ([], None, None)
+    linear = set(seeds)
+    for node in order:
+        if node.op is not None and any(i in linear for i in node.inputs):
+            linear.add(node)
+    return order, linear
+
+
+def _residuals(flat, seeds):
+    """What the linear part of the tangent reads of the rest, in a deterministic order: the
+    computed nodes and the constants (a random draw differs from trace to trace). Not the
+    arguments nor the numbers written in the function (weakly typed): both programs have them."""
+    order, linear = _linear_part(flat, seeds)
+    tracer = modes.tracer
+    arguments = tracer.inputs if tracer is not None else ()
+
+    def residual(node):
+        return node not in linear and (node.op is not None
+                                       or node.key[0] != "weak" and node not in arguments)
+
+    found = {}
+    for node in order:
+        if node in linear and node.op is not None:
+            for i in node.inputs:
+                if residual(i):
+                    found.setdefault(i, None)
+    for t in flat:
+        if residual(t._node):
+            found.setdefault(t._node, None)
+    return list(found)
+
+
+def _on_residuals(tangent, flat, seeds, residuals):
+    """The tangent's linear part built again over ``residuals`` (the primal program's values
+    of ``_residuals``), so that the primal computation is dead code. Where a node does not come
+    out the same (a weakly typed number among the residuals changes a dtype), the tangent as
+    traced: the same values, with the primal computed again."""
+    order, linear = _linear_part(flat, seeds)
+    mapping = {}
+    nodes = _residuals(flat, seeds)
+    if len(nodes) != len(residuals):
+        return tangent
+    for node, value in zip(nodes, residuals):
+        if tuple(value.shape) != tuple(node.shape) or value.dtype != node.dtype:
+            return tangent
+        mapping[node] = value._node
+    get = mapping.get
+    for node in order:
+        if node in linear and node.op is not None:
+            made = apply(node.op, tuple([get(i, i) for i in node.inputs]), node.attrs)
+            if made.shape != node.shape or made.dtype != node.dtype:
+                return tangent
+            mapping[node] = made
+    rebuilt = iter([_wrap(get(t._node, t._node)) for t in flat])
+    parts = []
+    tree = _trace.tree_of(tangent, parts)
+    return _trace.rebuild_tree(tree, rebuilt)
+
+
+def _path(base, key):
+    return f"{base}[{key!r}]"
+
+
+def _check_tangent(name, primal, tangent, where):
+    """Refuse a tangent that does not match its primal (structure, shape, dtype), or a primal
+    that cannot be differentiated, naming the argument (``where``) and the user's line."""
+    at = f" (at {format_where(user_line())})"
+    if isinstance(primal, (tuple, list)) or primal.__class__ is dict:
+        if type(tangent) is not type(primal) and not (isinstance(primal, tuple) and isinstance(tangent, tuple)):
+            raise TypeError(f"{name}: the tangent {where} is a {type(tangent).__name__} but its primal "
+                            f"is a {type(primal).__name__}; tangents have the primals' structure{at}")
+        if primal.__class__ is dict:
+            if list(tangent) != list(primal):
+                raise TypeError(f"{name}: the tangent {where} has keys {list(tangent)} but its primal "
+                                f"has keys {list(primal)}{at}")
+            for k in primal:
+                _check_tangent(name, primal[k], tangent[k], _path(where, k))
+            return
+        if len(tangent) != len(primal):
+            raise TypeError(f"{name}: the tangent {where} has {len(tangent)} items but its primal has "
+                            f"{len(primal)}{at}")
+        for k, (p, t) in enumerate(zip(primal, tangent)):
+            _check_tangent(name, p, t, f"{where}[{k}]")
+        return
+    p_shape, p_dtype = _shape_dtype(primal)
+    if p_dtype is None or p_dtype.kind not in "fc":
+        kind = "no dtype" if p_dtype is None else f"dtype {p_dtype}"
+        raise TypeError(f"{name}: the primal {where} ({type(primal).__name__}, {kind}) cannot be "
+                        f"differentiated: only float and complex arrays have tangents (pass integer "
+                        f"data through a closure, or leave it out of argnums){at}")
+    t_shape, t_dtype = _shape_dtype(tangent)
+    if t_dtype is None:
+        raise TypeError(f"{name}: the tangent {where} is a {type(tangent).__name__}, not an array{at}")
+    if t_shape != p_shape:
+        raise ShapeError(f"{name}: the tangent {where} has shape {t_shape} but its primal has shape "
+                         f"{p_shape}{at}")
+    python_number = isinstance(primal, (float, complex)) and isinstance(tangent, (int, float, complex))
+    if t_dtype != p_dtype and not python_number:
+        raise TypeError(f"{name}: the tangent {where} has dtype {t_dtype} but its primal has dtype "
+                        f"{p_dtype}; a tangent has its primal's dtype{at}")
+
+
+def _shape_dtype(obj):
+    """(shape, dtype) of an array, variable, or number; (None, None) for anything else."""
+    if isinstance(obj, Var) or obj.__class__ is np.ndarray or backend.foreign(obj):
+        return tuple(obj.shape), _trace.numpy_dtype(obj) if not isinstance(obj, Var) else obj.dtype
+    if isinstance(obj, (bool, np.bool_)):
+        return (), np.dtype(bool)
+    if isinstance(obj, (int, float, complex, np.number)):
+        return (), np.asarray(obj).dtype
+    return None, None
+
+
+def jvp(fn, primals, tangents):
+    """``(fn(*primals), tangent)``: the value and the Jacobian-vector product of ``fn`` at
+    ``primals`` in the direction ``tangents`` (JAX's ``jvp``). ``primals`` and ``tangents``
+    are tuples, one entry per positional argument, of arrays or trees (tuples, lists, dicts)
+    of arrays; each tangent has its primal's structure, shapes and dtypes. ``fn`` may return
+    a tree: the tangent has its structure.
+
+    Forward mode here is reverse mode transposed: the program is traced once per signature and
+    compiled like ``grad``'s (no per-op tangent rule), and computes only the value and the
+    tangent.
+
+    >>> import numpy as np, neuronika
+    >>> value, tangent = neuronika.jvp(lambda x: x ** 3, (np.array([1.0, 2.0]),),
+    ...                                (np.array([1.0, 0.5]),))
+    >>> value, tangent
+    (array([1., 8.]), array([3., 6.]))
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError(f"jvp: primals and tangents must be tuples (one entry per positional argument "
+                        f"of the function), got {type(primals).__name__} and {type(tangents).__name__}")
+    if len(primals) != len(tangents):
+        raise TypeError(f"jvp: {len(primals)} primals but {len(tangents)} tangents; give one tangent "
+                        f"per primal")
+    for k, (p, t) in enumerate(zip(primals, tangents)):
+        _check_tangent("jvp", p, t, f"tangents[{k}]")
+    return _tangent_program(fn, "jvp")(_number_tangents(tangents), *primals)
+
+
+def _number_tangents(tangents):
+    """Python numbers among the tangents as 0-dim arrays (float64, complex128): a number would be
+    a weakly typed value of the program, which ``cast`` cannot take."""
+    if isinstance(tangents, (tuple, list)):
+        return type(tangents)(_number_tangents(t) for t in tangents)
+    if tangents.__class__ is dict:
+        return {k: _number_tangents(v) for k, v in tangents.items()}
+    if isinstance(tangents, (int, float, complex)) and not isinstance(tangents, bool):
+        return np.asarray(tangents, dtype=complex if isinstance(tangents, complex) else float)
+    return tangents
+
+
+class _Linearized:
+    """``f_jvp`` of ``linearize``: the tangent at fixed primals, one compiled program over the
+    residuals the primal program kept (``residuals`` None: the jvp program, inside a trace)."""
+
+    def __init__(self, program, residuals, primals, name):
+        self.program, self.residuals, self.primals, self.name = program, residuals, primals, name
+
+    def __call__(self, *tangents):
+        if len(tangents) != len(self.primals):
+            raise TypeError(f"{self.name}: {len(tangents)} tangents for {len(self.primals)} primals; "
+                            f"give one tangent per primal")
+        for k, (p, t) in enumerate(zip(self.primals, tangents)):
+            _check_tangent(self.name, p, t, f"tangents[{k}]")
+        tangents = _number_tangents(tangents)
+        if self.residuals is None:
+            return self.program(tangents, *self.primals)[1]
+        return self.program(self.residuals, tangents, *self.primals)
+
+    def source(self) -> str:
+        """The generated Python of the tangent program."""
+        zeros = _zeros_tree(self.primals)
+        if self.residuals is None:
+            return self.program.source(zeros, *self.primals)
+        return self.program.source(self.residuals, zeros, *self.primals)
+
+
+def _zeros_tree(obj):
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_zeros_tree(o) for o in obj)
+    if obj.__class__ is dict:
+        return {k: _zeros_tree(v) for k, v in obj.items()}
+    if isinstance(obj, Var):
+        return np.zeros(obj.shape, obj.dtype)
+    if backend.foreign(obj):
+        return backend.zeros(tuple(obj.shape), _trace.numpy_dtype(obj), backend.space_of(obj))
+    return np.zeros_like(obj)
+
+
+def _copied(obj):
+    """The primals kept by ``linearize``: arrays copied (a later in-place change of the caller's
+    array must not move the point of linearisation)."""
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_copied(o) for o in obj)
+    if obj.__class__ is dict:
+        return {k: _copied(v) for k, v in obj.items()}
+    return obj.copy() if obj.__class__ is np.ndarray else obj
+
+
+def linearize(fn, *primals):
+    """``(fn(*primals), f_jvp)``: ``f_jvp(*tangents)`` is the Jacobian-vector product at
+    ``primals`` (JAX's ``linearize``). ``fn`` runs once, in a program that keeps what the
+    tangent reads of it; each call of ``f_jvp`` runs one compiled program of the tangent alone
+    over those values. ``f_jvp.source()`` prints it.
+
+    >>> import numpy as np, neuronika
+    >>> value, f_jvp = neuronika.linearize(lambda x: np.sin(x), np.array([0.0, np.pi]))
+    >>> f_jvp(np.array([1.0, 1.0]))
+    array([ 1., -1.])
+    """
+    primals = _copied(primals)
+    zeros = _zeros_tree(primals)
+    for k, (p, t) in enumerate(zip(primals, zeros)):
+        _check_tangent("linearize", p, t, f"primals[{k}]")
+    if modes.tracer is not None or _holds_var(primals):      # a graph: the jvp's
+        program = _tangent_program(fn, "linearize")
+        value, _ = program(zeros, *primals)
+        return value, _Linearized(program, None, primals, "linearize")
+    which = (True,) * len(primals)
+    value, residuals = _tangent_program(fn, "linearize", part="primal")(which, *primals)
+    linear = _tangent_program(fn, "linearize", part="linear")
+    return value, _Linearized(linear, tuple(residuals), primals, "linearize")
+
+
+def jacfwd(fn, argnums=0, *, static_argnums=(), static_argnames=()):
+    """The Jacobian of ``fn`` by forward mode: one ``jvp`` per element of the argument(s)
+    ``argnums``, shaped ``output.shape + argument.shape`` like ``jacrev``'s (``jacobian``), which
+    is cheaper for few outputs and many inputs; ``jacfwd`` for many outputs and few inputs.
+    ``static_argnums`` / ``static_argnames`` as for ``grad``.
+
+    >>> import numpy as np, neuronika
+    >>> neuronika.jacfwd(lambda x: x[::-1] * x)(np.array([1.0, 2.0]))
+    array([[2., 1.],
+           [2., 1.]])
+    """
+    single, nums = _argnums(argnums, "jacfwd")
+
+    def jac(*args, **kwargs):
+        n_args = len(args)
+        for n in nums:
+            if not -n_args <= n < n_args:
+                raise GradientError(f"jacfwd: argnums {n} is out of range for a call with {n_args} "
+                                    f"positional arguments")
+        program = _tangent_program(fn, "jacfwd", static_argnums, static_argnames)
+        _, snums, _ = _static_spec(fn, static_argnums, static_argnames, "jacfwd")
+        marked = {i % n_args for i in snums if -n_args <= i < n_args}
+        result = []
+        for n in nums:
+            n = n % n_args
+            if n in marked:
+                raise ValueError(f"jacfwd: argument {n} is both differentiated (argnums) and static "
+                                 f"(static_argnums / static_argnames); a static argument has no gradient")
+            x = args[n]
+            if _trace.is_structured(x):
+                raise TypeError(f"jacfwd: argument {n} is a {type(x).__name__}; differentiate one array "
+                                f"per argnum (pass the parts as separate arguments)")
+            shape, dtype = _shape_dtype(x)
+            basis = _zeros_tree(x)
+            _check_tangent("jacfwd", x, basis, f"for argument {n}")
+            size = math.prod(shape)
+            columns = []
+            if not size:            # an empty argument: one call for the output's shape
+                value, _ = program(tuple(basis if i == n else None for i in range(n_args)), *args, **kwargs)
+                out_shape, out_dtype = _shape_dtype(value)
+                result.append(np.zeros(tuple(out_shape) + tuple(shape), out_dtype))
+                continue
+            # the primal once, then one tangent program per column over what it kept (on
+            # variables, inside another trace: the jvp's graph per column)
+            graph = modes.tracer is not None or _holds_var(args) or _holds_var(kwargs)
+            if not graph:
+                which = tuple(i == n for i in range(n_args))
+                value, residuals = _tangent_program(fn, "jacfwd", static_argnums, static_argnames,
+                                                    "primal")(which, *args, **kwargs)
+                residuals = tuple(residuals)
+                linear = _tangent_program(fn, "jacfwd", static_argnums, static_argnames, "linear")
+            for k in range(size):
+                direction = _zeros_tree(x)
+                if isinstance(direction, np.ndarray):
+                    direction.reshape(-1)[k] = 1
+                else:
+                    direction = backend.move(np.eye(1, size, k, dtype=dtype).reshape(shape),
+                                             backend.space_of(direction))
+                tangents = tuple(direction if i == n else None for i in range(n_args))
+                if graph:
+                    value, column = program(tangents, *args, **kwargs)
+                else:
+                    column = linear(residuals, tangents, *args, **kwargs)
+                if _trace.is_structured(column):
+                    raise TypeError(f"jacfwd: the function returned a {type(value).__name__}; it "
+                                    f"must return one array (stack the parts, or take one Jacobian "
+                                    f"per part)")
+                columns.append(column)
+            result.append(_stacked_columns(columns, shape))
+        return result[0] if single else tuple(result)
+
+    return functools.wraps(fn, updated=())(jac)
+
+
+def _stacked_columns(columns, shape):
+    """The Jacobian ``out.shape + shape`` from one tangent per input element."""
+    from . import numpy as nnp
+    if any(isinstance(c, Var) for c in columns):             # inside another trace
+        stacked = nnp.stack(columns, axis=-1)
+        return stacked.reshape(tuple(stacked.shape[:-1]) + tuple(shape))
+    if backend.foreign(columns[0]):
+        xp = backend.space_of(columns[0]).xp
+        stacked = xp.stack(columns, axis=-1)
+        return xp.reshape(stacked, tuple(stacked.shape[:-1]) + tuple(shape))
+    stacked = np.stack([np.asarray(c) for c in columns], axis=-1)
+    return stacked.reshape(stacked.shape[:-1] + tuple(shape))
+
+
+#: reverse mode's Jacobian under JAX's name
+jacrev = jacobian
 
 
 class custom_vjp:

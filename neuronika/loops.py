@@ -7,21 +7,29 @@ placeholders and every value it reads from outside (closed-over variables, const
 which get gradients like any input. The graph of the caller holds one ``scan`` node
 (``ops/control.py``), whose generated code loops over the cell's program; so a new
 length changes only the shapes of that node's inputs, and the cell is compiled once.
+
+``checkpoint(f)`` makes a cell of ``f`` the same way (every input a constant of the cell)
+and one ``checkpoint`` node, which keeps only the cell's inputs for the backward: it runs
+the cell again there (rematerialisation).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from . import backend, symbolic
 from .errors import GradientError, ShapeError
-from .graph import GRAD_ENABLED, Node, apply, leaf, leaf_key, like_leaf, modes, walk
+from .graph import GRAD_ENABLED, Node, apply, leaf, leaf_key, like_leaf, modes, serial_now, walk
 from .numpy._core import node_of
 from .ops import OPS
+from .ops import control as _control
 from .tracing import Tracer
 from .transform import loops, run
 from .variable import Var, _wrap
 
 _PACK, _SCAN, _PART, _COTANGENT_PART = OPS["pack"], OPS["scan"], OPS["part"], OPS["cotangent_part"]
+_CHECKPOINT = OPS["checkpoint"]
 
 
 def scan(f, init, xs=None, length=None, reverse=False):
@@ -212,17 +220,21 @@ def _placeholder(shape, dtype, space=None):
 class _CellTracer(Tracer):
     """Refuses a Python-level read of a value that depends on a step's placeholders."""
 
-    def __init__(self, inputs, parent):
+    def __init__(self, inputs, parent, refuse=None):
         super().__init__(inputs, parent, compiled=False)
+        self.refuse = refuse or _refuse_in_scan
 
     def observe(self, node, kind, value):
         if any(n in self.inputs for n in walk(node)):
-            raise GradientError(
-                f"scan: f read a value of the loop as a Python {kind} (if, float(), .item(), ...); "
-                f"f is traced once for every step, so it cannot branch on the carry or on xs: use "
-                f"neuronika.numpy.where, or a Python loop")
+            raise GradientError(self.refuse(kind))
         if self.parent is not None:
             self.parent.observe(node, kind, value)
+
+
+def _refuse_in_scan(kind):
+    return (f"scan: f read a value of the loop as a Python {kind} (if, float(), .item(), ...); "
+            f"f is traced once for every step, so it cannot branch on the carry or on xs: use "
+            f"neuronika.numpy.where, or a Python loop")
 
 
 def _call(f, carry, x, placeholders):
@@ -358,3 +370,170 @@ def _zeros_seq(steps, cell, k, space):
 
 
 loops.SYMBOLIC_ADJOINT = _symbolic_adjoint       # for the cells that rolling makes too
+
+
+# ---- checkpoint: rematerialisation -------------------------------------------------------------
+
+def checkpoint(fun):
+    """``fun`` whose intermediates are not kept for the backward pass but recomputed from its
+    inputs when the backward reaches them (``jax.checkpoint``, ``torch.utils.checkpoint``):
+    the same values and gradients as ``fun``, for less memory and one more forward run of
+    ``fun``. Also a decorator.
+
+    The arguments may be arrays, variables, or (nested) tuples, lists and dicts of them;
+    anything else (numbers, strings, modules) is passed to ``fun`` as it is. ``fun`` returns
+    an array or a tree of them. It is traced on its arguments' shapes (it may not branch on
+    their values: use ``neuronika.numpy.where``); variables it reads from outside (a
+    module's parameters) get gradients. Where nothing needs a gradient (``no_grad``, or no
+    variable that requires one), it gives ``fun``'s results with nothing recomputed (plain
+    arrays for plain arrays). Random draws (dropout) are replayed
+    in the backward from the state the forward saw, so they match. Second derivatives
+    through it are computed.
+
+    >>> import numpy as np, neuronika
+    >>> w = neuronika.from_ndarray(np.array([[0.5, -1.0], [2.0, 0.25]])).requires_grad()
+    >>> plain = lambda h: h.mm(w).tanh()
+    >>> block = neuronika.checkpoint(plain)
+    >>> block(block(neuronika.ones((1, 2)))).sum().backward()
+    >>> np.round(w.grad, 4)
+    array([[ 0.5673,  1.0666],
+           [-0.3672,  0.5253]])
+    >>> kept = w.grad.copy(); w.zero_grad()
+    >>> plain(plain(neuronika.ones((1, 2)))).sum().backward()
+    >>> bool((w.grad == kept).all())
+    True
+    """
+    if not callable(fun):
+        raise TypeError(f"checkpoint: expected a function, got {type(fun).__name__}")
+
+    @functools.wraps(fun)
+    def rematerialised(*args, **kwargs):
+        return _checkpointed(fun, args, kwargs)
+
+    return rematerialised
+
+
+def _checkpointed(fun, args, kwargs):
+    if not GRAD_ENABLED.get():
+        return fun(*args, **kwargs)
+    values = []
+    tree = _arguments((args, kwargs), values)
+    nodes = [_argument_node(v) for v in values]
+    start = serial_now()
+    placeholders = [_placeholder(n.shape, n.dtype, n.space) for n in nodes]
+    previous = modes.tracer
+    modes.tracer = _CellTracer(set(placeholders), previous, _refuse_in_checkpoint)
+    try:
+        f_args, f_kwargs = _static_unflatten(tree, iter([_wrap(p) for p in placeholders]))
+        out = fun(*f_args, **f_kwargs)
+    finally:
+        modes.tracer = previous
+    out_tree, outs = _flatten(out, "the result")
+    like = placeholders[0] if placeholders else None
+    out_nodes = [_output(v, like) for v in outs]
+    if not out_nodes:
+        return _unflatten(out_tree, iter([]))
+    consts = _constants(out_nodes, set(placeholders), start)
+    outer = nodes + consts
+    if not any(n.requires_grad for n in outer):
+        # nothing to differentiate: f's graph over the arguments themselves
+        mapping = dict(zip(placeholders, nodes))
+        mapping.update((c, c) for c in consts)
+        results = _replay_nodes(out_nodes, mapping, start)
+        if (modes.tracer is None and not any(isinstance(v, Var) for v in values)
+                and all(c.op is None for c in consts) and results):
+            bundle = apply(_PACK, tuple(results), (False,))
+            computed = run.evaluate(bundle)      # plain data in, plain arrays out
+            return _unflatten(out_tree, iter(computed if bundle.space is not None else
+                                             [np.asarray(v) for v in computed]))
+        return _unflatten(out_tree, iter([_wrap(n) for n in results]))
+    leaves, mapping = [], {}
+    for node, standing in zip(placeholders + consts, outer):
+        new = like_leaf(node, standing.requires_grad and node.dtype.kind in "fc")
+        leaves.append(new)
+        mapping[node] = new
+    root = apply(_PACK, tuple(_replay_nodes(out_nodes, mapping, start)), (True,))
+    in_specs = [loops.spec(n) for n in outer]
+    out_specs = [loops.spec(n) for n in out_nodes]
+    cell = loops.cell_for(root, leaves, list(range(len(leaves))), 0, 0, len(leaves), in_specs, out_specs)
+    bundle = apply(_PACK, tuple(outer), (False,))
+    node = apply(_CHECKPOINT, (bundle,), (cell,))
+    parts = [_wrap(apply(_PART, (node,), (k, shape, dtype))) for k, (shape, dtype) in enumerate(out_specs)]
+    return _unflatten(out_tree, iter(parts))
+
+
+def _refuse_in_checkpoint(kind):
+    return (f"checkpoint: the function read a value computed from its arguments as a Python "
+            f"{kind} (if, float(), .item(), ...); it is traced on their shapes and run again in "
+            f"the backward, so it cannot branch on their values: use neuronika.numpy.where, or "
+            f"pass the value as a Python number")
+
+
+def _arguments(obj, parts):
+    """As ``_tree``, but a leaf that is no array (a number, a string, a module) stays in the
+    structure as it is (``("s", obj)``)."""
+    cls = obj.__class__
+    if obj is None:
+        return ("n",)
+    if cls is tuple or cls is list:
+        return ("t" if cls is tuple else "l", tuple(_arguments(o, parts) for o in obj))
+    if cls is dict:
+        return ("d", tuple(obj), tuple(_arguments(obj[k], parts) for k in obj))
+    if isinstance(obj, (Var, np.ndarray, np.generic)) or backend.foreign(obj):
+        parts.append(obj)
+        return ("a",)
+    return ("s", obj)
+
+
+def _static_unflatten(tree, items):
+    if tree[0] == "s":
+        return tree[1]
+    if tree[0] in "tl":
+        values = [_static_unflatten(t, items) for t in tree[1]]
+        return tuple(values) if tree[0] == "t" else values
+    if tree[0] == "d":
+        return {k: _static_unflatten(t, items) for k, t in zip(tree[1], tree[2])}
+    return _unflatten(tree, items)
+
+
+def _argument_node(value):
+    if isinstance(value, Var):
+        return value._node
+    if backend.foreign(value):
+        return leaf(value)
+    array = np.asarray(value)
+    if array.dtype == object:
+        raise TypeError(f"checkpoint: an argument holds a {type(value).__name__}, which is not an array")
+    return leaf(array)
+
+
+def _checkpoint_adjoint(cell, ctx, build, bindings):
+    """The gradient of a checkpoint's input tuple as graph nodes: a checkpoint of the cell's
+    vector-Jacobian product, so a second derivative recomputes the cell too."""
+    bundle = bindings["x"]._node
+    dy = bindings["dy"]
+    inputs = [_wrap(n) for n in bundle.inputs]
+    floating = [k for k, d in enumerate(cell.out_dtypes) if np.dtype(d).kind in "fc"]
+    cts = tuple(build(_COTANGENT_PART, (dy,), (k, cell.out_shapes[k], cell.out_dtypes[k]))
+                for k in floating)
+    reaches = bindings["wanted"]
+    wanted = [k for k, v in enumerate(inputs) if v._node in reaches and v.dtype.kind in "fc"]
+    grads = [None] * len(inputs)
+    if wanted:
+        def vjp(ins, seeds):
+            outs = replay(cell, list(ins))
+            total = None
+            for k, seed in zip(floating, seeds):
+                term = (outs[k] * seed).sum()
+                total = term if total is None else total + term
+            if total is None:
+                return tuple(_zeros(ins[k]._node) for k in wanted)
+            return tuple(symbolic.gradients(total, [ins[k] for k in wanted]))
+
+        for k, g in zip(wanted, checkpoint(vjp)(tuple(inputs), cts)):
+            grads[k] = g
+    nodes = [(g._node if g is not None else _zeros(v._node)._node) for g, v in zip(grads, inputs)]
+    return _wrap(apply(_PACK, tuple(nodes), (False,)))
+
+
+_control.CHECKPOINT_ADJOINT = _checkpoint_adjoint

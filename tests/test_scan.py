@@ -1194,3 +1194,28 @@ def test_large_graphs_roll_on_their_first_call(monkeypatch):
     assert rolled
     _same(got, _straight(lambda: nk.value_and_grad(long_rnn, argnums=(0, 1, 2))(Wx, Wh, b, X)))
     nk.transform.cache_clear()
+
+
+def test_a_python_loop_of_scans_over_the_same_weights():
+    """Rolling a Python loop of scan calls once made a loop whose carry was the tuple of a
+    scan's inputs (AttributeError: 'tuple' object has no attribute 'shape')."""
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((3, 3)), rng.standard_normal((2, 3))
+
+    def loss(w, x):
+        h = x
+        for _ in range(24):
+            h, _ = nk.scan(lambda c, _: ((c @ w).tanh(), None), h, None, length=2)
+        return (h * h).sum()
+
+    def by_hand(w, x):
+        h = x
+        for _ in range(48):
+            h = (h @ w).tanh()
+        return (h * h).sum()
+    with nk.config(compile="always"):
+        value, grads = nk.value_and_grad(loss, argnums=(0, 1))(w, x)
+    expected, expected_grads = nk.value_and_grad(by_hand, argnums=(0, 1))(w, x)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    for a, b in zip(grads, expected_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)

@@ -18,6 +18,11 @@ for, in order), ``differentiable``, ``program(n)`` (what runs: ``forward``,
 ``backward``) and ``symbolic(build, bindings)`` (the adjoint as a graph, for
 second derivatives: another scan, over the cell's vector-Jacobian product).
 
+A ``checkpoint`` node (``neuronika.checkpoint``) runs a cell once, keeping only its outputs;
+its adjoint runs the cell's forward again, keeping what the cell's backward reads this time,
+then that backward (a cell that draws random numbers replays the generator's state its
+forward saw).
+
 One op has one output, so a scan takes its inputs as one tuple (``pack``) and gives
 its results as one tuple, whose parts ``part`` takes out. The gradient of a tuple is
 a ``Cotangents`` (part -> array, missing parts zero), added part by part.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from .. import random as _random
 from ..errors import GradientError
 from . import Grad, declare
 
@@ -305,6 +311,94 @@ CALL = declare("call", ("x",), "y = call(x)", {"x": _call_not_differentiable}, a
                    "catalogue, called on the tuple of its inputs), as one tuple: a value_and_grad "
                    "inside jit runs its own compiled forward and backward")
 
+
+# ---- checkpoint: a cell whose intermediates are recomputed in the backward -----------------
+
+#: the checkpoint's adjoint as a graph (second derivatives), set by ``neuronika.loops``
+CHECKPOINT_ADJOINT = None
+
+
+def _draws(cell):
+    """Whether running the cell may draw random numbers (dropout): its backward then replays
+    the generator's state of its forward."""
+    for node in cell.order:
+        op = node.op
+        if op is None or not op.random or op is PACK:
+            continue
+        if op is SCAN or op is CHECKPOINT:          # a loop or a checkpoint: its own cell's
+            if _draws(node.attrs[0]):
+                return True
+            continue
+        return True
+    return False
+
+
+def random_state():
+    """The random generator's state now (what a checkpoint's backward replays)."""
+    return _random.generator().bit_generator.state
+
+
+def replaying(state, function, *args):
+    """``function(*args)`` drawing from a generator in ``state``; the generator in use is
+    left as it was."""
+    previous = _random._state["generator"]
+    replay = np.random.Generator(type(previous.bit_generator)())
+    replay.bit_generator.state = state
+    _random._state["generator"] = replay
+    try:
+        return function(*args)
+    finally:
+        _random._state["generator"] = previous
+
+
+_CHECKPOINT_STATICS = {**_TUPLE_STATICS, "random_state": random_state, "replaying": replaying}
+
+
+def _checkpoint_statics(ctx):
+    return _CHECKPOINT_STATICS
+
+
+def _checkpoint_forward(ctx):
+    cell = ctx.cell
+    call = f"cell.program(1).forward({', '.join(f'x[{i}]' for i in cell.args)})"
+    # a differentiable program returns (outputs, what its backward reads): only the outputs
+    # are kept, the rest is freed at once and recomputed by the adjoint
+    body = f"y = {call}[0]" if cell.differentiable else f"y = {call}"
+    return "rng = random_state()\n" + body if _draws(cell) else body
+
+
+def _checkpoint_grad(ctx):
+    cell = ctx.cell
+    n_in = cell.n_const
+    if not cell.differentiable:
+        return Grad(f"dx = {_tuple_text(['None'] * n_in)}", view=True)
+    args = ", ".join(f"x[{i}]" for i in cell.args)
+    seeds = []
+    for k, (shape, dtype) in enumerate(zip(cell.out_shapes, cell.out_dtypes)):
+        seeds.append(f"cotangent_part(dy, {k}, {_shape_text(shape)}, {_dtype_text(dtype)})"
+                     if np.dtype(dtype).kind in "fc" else "None")
+    # the forward run again, keeping what the backward reads this time; nothing of it is
+    # named, so it is freed as soon as the cell's backward returns
+    again = f"replaying(rng, run.forward, {args})" if _draws(cell) else f"run.forward({args})"
+    targets = [f"g{i}" for i in cell.grads]
+    lines = ["run = cell.program(1)",
+             f"{', '.join(targets)}, = run.backward({_tuple_text(seeds)}, *{again}[1])",
+             f"dx = {_tuple_text([f'g{i}' if i in cell.grads else 'None' for i in range(n_in)])}"]
+    return Grad("\n".join(lines), view=True)
+
+
+def _checkpoint_symbolic(ctx, build, bindings):
+    if CHECKPOINT_ADJOINT is None:
+        raise GradientError("checkpoint: no adjoint as a graph registered (import neuronika.loops)")
+    return CHECKPOINT_ADJOINT(ctx.cell, ctx, build, bindings)
+
+
+CHECKPOINT = declare("checkpoint", ("x",), _checkpoint_forward, {"x": _checkpoint_grad},
+                     attrs=("cell",), shape=lambda shape, cell: (), dtype=_object_dtype,
+                     statics=_checkpoint_statics, symbolic={"x": _checkpoint_symbolic},
+                     doc="a cell run once, its outputs as one tuple; its intermediates are not "
+                         "kept but recomputed by its adjoint (see neuronika.checkpoint)")
+
 # A loop's cell may draw random numbers (dropout), and a tuple is no array to keep: neither
-# a scan, a call nor their inputs' tuple is ever made a constant of later graphs.
-SCAN.random = PACK.random = CALL.random = True
+# a scan, a call, a checkpoint nor their inputs' tuple is ever made a constant of later graphs.
+SCAN.random = PACK.random = CALL.random = CHECKPOINT.random = True

@@ -507,6 +507,8 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     carry_slots = sorted({kind[1] for kind in kinds.values() if kind[0] == "carry"})
     if not carry_slots:                 # nothing carried from step to step: not a recurrence
         raise _NoRoll
+    if any(order[s + q].dtype.kind == "O" for q in carry_slots):
+        raise _NoRoll                   # a tuple carried (a scan's or a checkpoint's inputs): no carry
     # a stack after the run of one slot's value at every step (the outputs of an RNN, the
     # carry of each step): the loop's ys
     collected = {}
