@@ -74,6 +74,8 @@ def _reshape(x, /, shape, *, copy=None):
 
 
 def _astype(x, dtype, /, *, copy=True):
+    if x.__class__ in (float, int, complex, bool):     # a Python number argument (weak): a 0-d array
+        return np.asarray(x, dtype=dtype)
     return x.astype(dtype, copy=copy)
 
 

@@ -76,6 +76,7 @@ import keyword
 import math
 import re
 import sys
+import threading
 import types
 import warnings
 import weakref
@@ -956,7 +957,38 @@ def jit(fn=None, *, static_argnums=(), static_argnames=()):
     return _Jit(fn, None, False, False, "jit", static_argnums, static_argnames)
 
 
-_vjp_traced = weakref.WeakKeyDictionary()
+class _Kept:
+    """Objects made per function and options, the ``limit`` most recently used: a function
+    made anew on every call (a lambda) must not keep one each for ever (a weak dictionary
+    would, its values holding their keys)."""
+
+    def __init__(self, limit=256):
+        self.items = collections.OrderedDict()
+        self.limit = limit
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            try:
+                found = self.items.get(key)
+            except TypeError:               # an unhashable callable: nothing kept
+                return None
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def put(self, key, value):
+        with self.lock:
+            try:
+                self.items[key] = value
+            except TypeError:
+                return value
+            if len(self.items) > self.limit:
+                self.items.popitem(last=False)
+        return value
+
+
+_vjp_traced = _Kept()
 
 
 def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
@@ -965,17 +997,10 @@ def _pullback(fn, args, argnums, name, statics=((), ()), kwargs=None):
     kwargs = kwargs or {}
     if _holds_var(args) or _holds_var(kwargs):
         return _symbolic_pullback(fn, args, argnums, name, kwargs)
-    config = (argnums, _hashable_statics(statics))
-    try:
-        traced = _vjp_traced[fn].get(config)
-    except (KeyError, TypeError):
-        traced = None
+    key = (fn, argnums, _hashable_statics(statics))
+    traced = _vjp_traced.get(key)
     if traced is None:
-        traced = _Traced(fn, argnums, False, True, name, *statics)
-        try:
-            _vjp_traced.setdefault(fn, {})[config] = traced
-        except TypeError:
-            pass
+        traced = _vjp_traced.put(key, _Traced(fn, argnums, False, True, name, *statics))
     try:
         found, entries, outs, program = traced._lookup(args, kwargs)
     except _trace.ReadsOuter:
@@ -1153,7 +1178,7 @@ def jacobian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
     return functools.wraps(fn, updated=())(jac)
 
 
-_hvp_traced = weakref.WeakKeyDictionary()
+_hvp_traced = _Kept()
 
 
 def hessian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
@@ -1185,11 +1210,7 @@ def hvp(fn, x, v):
     traced = _hvp_traced.get(fn)
     if traced is None:
         inner = grad(fn)
-        traced = grad(lambda point, direction: (inner(point) * direction).sum())
-        try:
-            _hvp_traced[fn] = traced
-        except TypeError:
-            pass
+        traced = _hvp_traced.put(fn, grad(lambda point, direction: (inner(point) * direction).sum()))
     return traced(x, v)
 
 
@@ -1206,8 +1227,7 @@ def hvp(fn, x, v):
 # program holds the function, which would never die. A function made anew on every call (a
 # lambda) fills it and costs a key computation per call; its traces are shared anyway (the
 # trace caches are keyed by what the function reads).
-_jvp_programs = collections.OrderedDict()
-_JVP_PROGRAMS = 256
+_jvp_programs = _Kept()
 
 
 def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"):
@@ -1226,12 +1246,8 @@ def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"
                         f"{type(fn).__name__}")
     _, nums, names = _static_spec(fn, static_argnums, static_argnames, name)
     key = (fn, name, part, nums, tuple(sorted(names)))
-    try:
-        found = _jvp_programs.get(key)
-    except TypeError:           # an unhashable callable
-        key = found = None
+    found = _jvp_programs.get(key)
     if found is not None:
-        _jvp_programs.move_to_end(key)
         return found
 
     # (the bodies name one global, an object: a trace's key reads the function's globals, and
@@ -1252,12 +1268,7 @@ def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"
     # counted from the end does not
     lead = 2 if part == "linear" else 1
     shifted = tuple(n + lead if n >= 0 else n for n in nums)
-    found = _Jit(program, None, False, False, name, shifted, tuple(names))
-    if key is not None:
-        _jvp_programs[key] = found
-        if len(_jvp_programs) > _JVP_PROGRAMS:
-            _jvp_programs.popitem(last=False)
-    return found
+    return _jvp_programs.put(key, _Jit(program, None, False, False, name, shifted, tuple(names)))
 
 
 class _forward_parts:

@@ -1707,3 +1707,23 @@ def test_a_trace_leaves_the_collector_as_it_found_it():
     with pytest.raises(RuntimeError):
         neuronika.grad(fails)(np.ones(3))
     assert gc.isenabled()
+
+
+def test_vjp_hvp_and_jvp_of_a_new_lambda_per_call_keep_nothing_for_ever():
+    """Their per-function programs are kept for the most recent functions only: with a weak
+    dictionary whose values held their keys, one was kept per lambda for ever."""
+    import gc
+    import weakref
+    x = np.array([1.0, 2.0])
+    refs = []
+    for k in range(300):
+        f = lambda v, k=k: (v ** 3).sum() * (k + 1)                    # noqa: E731
+        refs.append(weakref.ref(f))
+        neuronika.vjp(f, x)
+        neuronika.hvp(f, x, x)
+        neuronika.jvp(f, (x,), (x,))
+        del f
+    gc.collect()
+    alive = sum(r() is not None for r in refs)
+    assert alive <= 256 + 1
+    assert refs[0]() is None

@@ -552,3 +552,15 @@ def test_detach_and_data_inside_a_trace():
         neuronika.grad(lambda x: (x * x.data).sum())(np.ones(3))
     w = neuronika.from_ndarray(np.ones(2))
     np.testing.assert_array_equal(neuronika.jit(lambda x: x + w.data)(np.ones(2)), [2.0, 2.0])   # not traced
+
+
+def test_a_python_number_argument_cast():
+    """A Python float reaches the program as itself (weakly typed); a cast of it failed
+    ('float' object has no attribute 'astype'). Found by the forward-mode helper."""
+    for mode in ("never", "always"):
+        transform.cache_clear()
+        with neuronika.config(compile=mode):
+            f = neuronika.jit(lambda s: s.astype(np.float32) * 2)
+            for value in (0.5, 1.5):
+                out = f(value)
+                assert out.dtype == np.float32 and out == np.float32(value * 2)
