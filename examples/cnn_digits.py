@@ -1,20 +1,27 @@
 """A small CNN on scikit-learn's bundled 8x8 digits (no download).
 
 Run: pip install -e ".[examples]" && python examples/cnn_digits.py
+(``--plot PATH``: where the training curve goes, with matplotlib installed)
 
 conv 1->16 3x3 (padding 1), ReLU, max-pool 2, conv 16->32 3x3 (padding 1), ReLU,
 max-pool 2, flatten, linear 128->10; trained with ``neuronika.optim.SGD``
 (momentum), a cosine learning-rate schedule and a shuffling ``DataLoader``.
 """
+import argparse
 import time
 
 import numpy as np
 from sklearn.datasets import load_digits
 
 import neuronika
+from _plot import add_plot_option, report, save_curve           # examples/_plot.py
 from neuronika import nn, optim
 from neuronika.data import DataLoader, Dataset
 from neuronika.nn import functional as F
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+add_plot_option(parser, "cnn_digits")
+args = parser.parse_args()
 
 start = time.perf_counter()
 neuronika.manual_seed(0)
@@ -37,6 +44,7 @@ optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=15)
 loader = DataLoader(Dataset(images[train], labels[train]), batch_size=32, shuffle=True, seed=0)
 
+curves = {"train loss": ([], []), "test error": ([], [])}
 for epoch in range(1, 16):
     model.train()
     total = 0.0
@@ -51,6 +59,10 @@ for epoch in range(1, 16):
     with neuronika.no_grad():
         predicted = model(images[test]).data.argmax(axis=1)
     accuracy = (predicted == labels[test]).mean()
+    for curve, value in zip(curves.values(), (total / len(train), 1 - accuracy)):
+        curve[0].append(epoch)
+        curve[1].append(value)
     print(f"epoch {epoch:2d}  train loss {total / len(train):.4f}  test accuracy {accuracy:.4f}")
 
 print(f"final test accuracy {accuracy:.4f} in {time.perf_counter() - start:.1f} s")
+report(save_curve(args.plot, curves, xlabel="epoch", ylabel="", title="cnn_digits.py", log_y=True))

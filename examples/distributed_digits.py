@@ -1,7 +1,8 @@
 """The digits MLP of mlp_digits.py, trained data-parallel over MPI.
 
 Run: pip install -e ".[examples,mpi]" && mpiexec -n 2 python examples/distributed_digits.py
-(``python examples/distributed_digits.py`` runs it as one process; ``--epochs N``)
+(``python examples/distributed_digits.py`` runs it as one process; ``--epochs N``; ``--plot PATH``: where
+rank 0 saves the training curve, with matplotlib installed)
 
 Every process builds the model; ``DistributedDataParallel`` copies rank 0's parameters to
 the others and averages the gradients after each backward; ``DistributedSampler`` gives each
@@ -15,12 +16,14 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import neuronika
+from _plot import add_plot_option, report, save_curve           # examples/_plot.py
 from neuronika import distributed, nn, optim
 from neuronika.data import DataLoader, Dataset, DistributedSampler
 from neuronika.nn import functional as F
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=20)
+add_plot_option(parser, "distributed_digits")
 args = parser.parse_args()
 
 start = time.perf_counter()
@@ -47,6 +50,7 @@ train_set = Dataset(images[train], labels[train])
 sampler = DistributedSampler(train_set, shuffle=True, seed=0)
 loader = DataLoader(train_set, batch_size=max(1, 32 // world), sampler=sampler)
 
+curves = {"train loss": ([], []), "test error": ([], [])}
 for epoch in range(1, args.epochs + 1):
     sampler.set_epoch(epoch)                             # a new permutation, the same on every rank
     model.train()
@@ -63,6 +67,11 @@ for epoch in range(1, args.epochs + 1):
     with neuronika.no_grad():
         predicted = model(images[test]).data.argmax(axis=1)
     accuracy = (predicted == labels[test]).mean()
+    for curve, value in zip(curves.values(), (total, 1 - accuracy)):
+        curve[0].append(epoch)
+        curve[1].append(value)
     say(f"epoch {epoch:2d}  train loss {total:.4f}  test accuracy {accuracy:.4f}")
 
 say(f"final test accuracy {accuracy:.4f} in {time.perf_counter() - start:.1f} s on {world} process(es)")
+if rank == 0:
+    report(save_curve(args.plot, curves, xlabel="epoch", ylabel="", title="distributed_digits.py", log_y=True))

@@ -4,7 +4,8 @@
 same step.
 
 Run: pip install -e ".[examples,mpi]" && mpiexec -n 2 python examples/distributed_numpy_digits.py
-(``python examples/distributed_numpy_digits.py`` runs it as one process; ``--epochs N``)
+(``python examples/distributed_numpy_digits.py`` runs it as one process; ``--epochs N``; ``--plot PATH``:
+where rank 0 saves the training curve, with matplotlib installed)
 """
 import argparse
 import time
@@ -12,11 +13,13 @@ import time
 from sklearn.datasets import load_digits
 
 import neuronika.numpy as np
+from _plot import add_plot_option, report, save_curve           # examples/_plot.py
 from neuronika import distributed, value_and_grad
 from neuronika.data import Dataset, DistributedSampler
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=30)
+add_plot_option(parser, "distributed_numpy_digits")
 args = parser.parse_args()
 
 start = time.perf_counter()
@@ -59,6 +62,7 @@ step = value_and_grad(loss)
 sampler = DistributedSampler(Dataset(images[train], onehot[train]), shuffle=True, seed=0,
                              drop_last=True)
 per_rank = 32 // world                                   # a global batch of 32
+curves = {"train loss": ([], []), "test error": ([], [])}
 for epoch in range(1, args.epochs + 1):
     sampler.set_epoch(epoch)
     rows = train[list(sampler)]                          # this rank's shard of the epoch
@@ -73,7 +77,13 @@ for epoch in range(1, args.epochs + 1):
         total += value
     total = distributed.all_reduce(total, op="mean") * per_rank / max(1, len(rows))
     accuracy = np.mean(np.argmax(predict(params, images[test]), axis=1) == labels[test])
+    for curve, value in zip(curves.values(), (total, 1 - accuracy)):
+        curve[0].append(epoch)
+        curve[1].append(float(value))
     if epoch % 10 == 0 or epoch == args.epochs:
         say(f"epoch {epoch:2d}  train loss {total:.4f}  test accuracy {accuracy:.4f}")
 
 say(f"final test accuracy {accuracy:.4f} in {time.perf_counter() - start:.1f} s on {world} process(es)")
+if rank == 0:
+    report(save_curve(args.plot, curves, xlabel="epoch", ylabel="", title="distributed_numpy_digits.py",
+                      log_y=True))

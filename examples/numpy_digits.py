@@ -2,17 +2,24 @@
 neuronika names are ``neuronika.numpy`` (imported as ``np``) and ``grad``.
 
 Run: pip install -e ".[examples]" && python examples/numpy_digits.py
+(``--plot PATH``: where the training curve goes, with matplotlib installed)
 
 The parameters are a dict of arrays; ``grad(loss)`` traces the loss once and
 afterwards each step runs one compiled function. Training is minibatch SGD
 with momentum, written by hand.
 """
+import argparse
 import time
 
 from sklearn.datasets import load_digits
 
 import neuronika.numpy as np
+from _plot import add_plot_option, report, save_curve           # examples/_plot.py
 from neuronika import grad
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+add_plot_option(parser, "numpy_digits")
+args = parser.parse_args()
 
 start = time.perf_counter()
 rng = np.random.default_rng(0)
@@ -51,6 +58,7 @@ params = init([64, 64, 10])
 velocity = {name: np.zeros_like(p) for name, p in params.items()}
 loss_grad = grad(loss)
 batch = 32
+curves = {"train loss": ([], []), "test error": ([], [])}
 for epoch in range(1, 31):
     shuffled = rng.permutation(train)
     for first in range(0, len(shuffled) - batch + 1, batch):
@@ -61,7 +69,11 @@ for epoch in range(1, 31):
             params[name] = params[name] + velocity[name]
     if epoch % 5 == 0:
         accuracy = np.mean(np.argmax(predict(params, images[test]), axis=1) == labels[test])
-        print(f"epoch {epoch:2d}  train loss {loss(params, images[train], onehot[train]):.4f}  "
-              f"test accuracy {accuracy:.4f}")
+        value = loss(params, images[train], onehot[train])
+        for curve, y in zip(curves.values(), (value, 1 - accuracy)):
+            curve[0].append(epoch)
+            curve[1].append(float(y))
+        print(f"epoch {epoch:2d}  train loss {value:.4f}  test accuracy {accuracy:.4f}")
 
 print(f"final test accuracy {accuracy:.4f} in {time.perf_counter() - start:.1f} s")
+report(save_curve(args.plot, curves, xlabel="epoch", ylabel="", title="numpy_digits.py", log_y=True))

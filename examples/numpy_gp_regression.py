@@ -3,6 +3,7 @@ written in plain NumPy: the only neuronika names are ``neuronika.numpy`` (import
 as ``np``) and ``grad``.
 
 Run: python examples/numpy_gp_regression.py
+(``--plot PATH``: where the training curve goes, with matplotlib installed)
 
 Data: 150 noisy samples of a smooth function on [-3, 3], drawn from a GP with a
 squared-exponential kernel of known hyperparameters. The kernel's log length
@@ -13,10 +14,16 @@ negative log marginal likelihood
 
 computed with ``np.linalg.cholesky``, ``np.linalg.solve`` and ``np.linalg.slogdet``.
 """
+import argparse
 import time
 
 import neuronika.numpy as np
+from _plot import add_plot_option, report, save_curve           # examples/_plot.py
 from neuronika import grad
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+add_plot_option(parser, "numpy_gp_regression")
+args = parser.parse_args()
 
 start = time.perf_counter()
 rng = np.random.default_rng(0)
@@ -56,6 +63,7 @@ objective_grad = grad(negative_log_marginal_likelihood)
 params = np.array([0.0, 0.0, np.log(0.5)])            # a neutral start
 moment, second = np.zeros(3), np.zeros(3)
 rate, beta1, beta2 = 0.05, 0.9, 0.999
+curve = ([], [])
 for step in range(1, 301):
     g = objective_grad(params, x, y)
     moment = beta1 * moment + (1 - beta1) * g
@@ -63,6 +71,8 @@ for step in range(1, 301):
     params = params - rate * (moment / (1 - beta1 ** step)) / (np.sqrt(second / (1 - beta2 ** step)) + 1e-8)
     if step % 50 == 0:
         value = float(negative_log_marginal_likelihood(params, x, y))
+        curve[0].append(step)
+        curve[1].append(value)
         print(f"step {step:3d}  negative log marginal likelihood {value:8.3f}")
 
 # ---- predict at the held-out inputs --------------------------------------------------------
@@ -76,3 +86,5 @@ print(f"fitted length scale {length:.3f} (true {np.exp(TRUE['log_length']):.3f})
       f"noise variance {noise:.4f} (true {np.exp(TRUE['log_noise']):.4f})")
 print(f"held-out RMSE {rmse:.3f} (predicting the mean: {baseline:.3f}) "
       f"in {time.perf_counter() - start:.1f} s")
+report(save_curve(args.plot, {"training": curve}, ylabel="negative log marginal likelihood",
+                  title="numpy_gp_regression.py"))

@@ -10,9 +10,19 @@ from neuronika.testing import oracle
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name, capsys):
+def run_example(name, capsys, *args):
+    """Run examples/``name`` as a script with the command-line ``args`` (no training curve
+    unless ``--plot`` is given); its printed output."""
     sys.modules.pop("__main__example__", None)
-    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    if "--plot" not in args:
+        args = ("--plot", "") + args
+    argv, sys.argv = sys.argv, [name, *args]
+    sys.path.insert(0, str(EXAMPLES))           # as ``python examples/<name>`` has it: ``_plot``
+    try:
+        runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    finally:
+        sys.argv = argv
+        sys.path.remove(str(EXAMPLES))
     return capsys.readouterr().out
 
 
@@ -80,3 +90,81 @@ def test_numpy_examples_use_only_neuronika_numpy_and_grad(name):
         elif isinstance(node, ast.ImportFrom) and node.module.startswith("neuronika"):
             used |= {f"{node.module}.{a.name}" for a in node.names}
     assert used == {"neuronika.numpy", "neuronika.grad"}
+
+
+# A text that does not depend on the Python version (the example's default, the standard
+# library's source, does).
+TINY_TEXT = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(200))
+TINY = ("--layers", "1", "--width", "16", "--heads", "2", "--context", "16", "--batch", "8",
+        "--eval-every", "10", "--eval-batches", "2", "--sample", "30", "--seed", "0")
+
+
+def _losses(out):
+    return {int(step): float(loss) for step, loss in re.findall(r"step +(\d+) +train loss ([0-9.]+)", out)}
+
+
+def test_char_transformer_first_steps_are_pinned_and_the_loss_falls(capsys, tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text(TINY_TEXT)
+    out = run_example("char_transformer.py", capsys, "--text", str(text), "--steps", "30", *TINY)
+    assert "1 files: 6,462 training and 718 validation characters, 25 symbols" in out
+    assert "4,393 parameters" in out
+    losses = _losses(out)
+    pinned = {1: 3.3132, 2: 3.1399, 3: 3.0895, 4: 2.8954, 5: 2.7628}
+    assert {k: losses[k] for k in pinned} == pytest.approx(pinned, abs=5e-4)
+    validation = [float(v) for v in re.findall(r"step +\d+ .*validation loss ([0-9.]+)", out)]
+    assert len(validation) == 3 and validation[-1] < validation[0] < losses[1] - 0.4
+    sample = out.split("---- sample ----\n")[1].split("\n----------------")[0]
+    assert sample.startswith("def ") and len(sample) == 34
+    assert "training curve" not in out
+
+
+def test_char_transformer_with_a_tied_head(capsys, tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text(TINY_TEXT)
+    out = run_example("char_transformer.py", capsys, "--text", str(text), "--steps", "3", "--tie", *TINY)
+    assert f"{4393 - 25 * 16 - 25:,} parameters" in out          # no head weight and bias
+    assert len(_losses(out)) == 3
+
+
+def test_char_transformer_reads_the_standard_library_by_default(capsys):
+    out = run_example("char_transformer.py", capsys, "--steps", "2", "--layers", "1", "--width", "16",
+                      "--heads", "2", "--context", "8", "--batch", "2", "--eval-batches", "1", "--sample", "5")
+    found = re.search(r"(\d+) files: ([0-9,]+) training and ([0-9,]+) validation characters", out)
+    assert int(found.group(1)) >= 10 and int(found.group(2).replace(",", "")) > 300_000
+
+
+@pytest.mark.parametrize("name, args", [
+    ("char_transformer.py", ("--steps", "12") + TINY),
+    ("regression_csv.py", ()),
+    ("mlp_digits.py", ()),
+    ("numpy_digits.py", ()),
+])
+def test_a_training_curve_png_is_written(name, args, capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    if "digits" in name:
+        oracle("sklearn")
+    if name == "char_transformer.py":
+        (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+        args = ("--text", str(tmp_path / "tiny.txt")) + args
+    path = tmp_path / "curve.png"
+    out = run_example(name, capsys, "--plot", str(path), *args)
+    assert f"training curve saved to {path}" in out
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_no_curve_and_no_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)       # import matplotlib raises ImportError
+    path = tmp_path / "curve.png"
+    out = run_example("regression_csv.py", capsys, "--plot", str(path))
+    assert "final validation RMSE" in out and "training curve" not in out and not path.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--width", "10", "--heads", "3"), r"--width \(10\) must be a multiple of --heads \(3\)"),
+    (("--steps", "0"), "--steps must be at least 1"),
+])
+def test_char_transformer_refuses_bad_sizes(args, message, capsys):
+    with pytest.raises(SystemExit):
+        run_example("char_transformer.py", capsys, *args)
+    assert re.search(message, capsys.readouterr().err)

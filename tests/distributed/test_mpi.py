@@ -53,7 +53,8 @@ def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
 
 def test_distributed_digits_example_on_two_processes():
     oracle("sklearn")
-    result = launch(2, ROOT / "examples" / "distributed_digits.py", "--epochs", "10", timeout=120)
+    result = launch(2, ROOT / "examples" / "distributed_digits.py", "--epochs", "10", "--plot", "",
+                    timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     final = re.search(r"final test accuracy ([0-9.]+) .* on 2 process", result.stdout)
     assert final and float(final.group(1)) >= 0.95, result.stdout
@@ -64,7 +65,8 @@ def test_functional_example_on_two_processes_follows_one_process():
     oracle("sklearn")
     runs = []
     for n in (1, 2):
-        result = launch(n, ROOT / "examples" / "distributed_numpy_digits.py", "--epochs", "10", timeout=120)
+        result = launch(n, ROOT / "examples" / "distributed_numpy_digits.py", "--epochs", "10", "--plot", "",
+                        timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         runs.append(re.findall(r"train loss ([0-9.]+)  test accuracy ([0-9.]+)", result.stdout))
     # the same global batches and the same averaged gradients: the same training, to rounding
