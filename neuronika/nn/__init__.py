@@ -40,3 +40,5 @@ __all__ += ["GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm", "Adaptiv
             "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "PixelShuffle", "PixelUnshuffle", "Upsample", "Unfold", "Fold"]
 __all__ += ["MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
             "TransformerEncoderLayer", "TransformerDecoderLayer"]
+from .conv import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d  # noqa: E402
+__all__ += ["ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
