@@ -1249,3 +1249,12 @@ __all__ += [
 from .attention import scaled_dot_product_attention  # noqa: E402
 
 __all__ += ["scaled_dot_product_attention"]
+
+# ---- the remaining losses, defined in nn/_losses_more.py (issue 15) ------------------------------
+from ._losses_more import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss, hinge_embedding_loss,  # noqa: E402
+                           margin_ranking_loss, multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+                           soft_margin_loss, triplet_margin_loss)
+
+__all__ += ["triplet_margin_loss", "margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss",
+            "poisson_nll_loss", "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
+            "multi_margin_loss", "ctc_loss"]
