@@ -1254,3 +1254,12 @@ __all__ += ["scaled_dot_product_attention"]
 from .conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d  # noqa: E402
 
 __all__ += ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
+
+# ---- the remaining losses, defined in nn/_losses_more.py (issue 15) ------------------------------
+from ._losses_more import (cosine_embedding_loss, ctc_loss, gaussian_nll_loss, hinge_embedding_loss,  # noqa: E402
+                           margin_ranking_loss, multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss,
+                           soft_margin_loss, triplet_margin_loss)
+
+__all__ += ["triplet_margin_loss", "margin_ranking_loss", "hinge_embedding_loss", "cosine_embedding_loss",
+            "poisson_nll_loss", "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
+            "multi_margin_loss", "ctc_loss"]
