@@ -25,7 +25,6 @@ from ..errors import ShapeError
 from ..graph import apply
 from ..numpy import argmax as _argmax, take_along_axis as _take_along_axis
 from ..ops import OPS
-from ..ops.conv import output_size
 from ..variable import Var, _wrap
 from .conv import _located, ntuple
 from .functional import _layer_input
@@ -105,6 +104,7 @@ class _PoolNd(Module):
         super().__init__()
         self.kernel_size, self.stride, self.padding = _geometry(kernel_size, stride, padding, self.spatial,
                                                                 type(self).__name__)
+        self.dilation, self.ceil_mode = (1,) * self.spatial, False
 
     def forward(self, x):
         x = as_var(x, self)
@@ -112,25 +112,73 @@ class _PoolNd(Module):
         dims = ("L", "H, W", "D, H, W")[n - 1]
         check_input(self, x, x.ndim in (n + 1, n + 2), f"(N, C, {dims}) or (C, {dims})")
         sizes = tuple(s + 2 * p for s, p in zip(x.shape[-n:], self.padding))
-        if any(s < k for s, k in zip(sizes, self.kernel_size)):
+        window = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+        if any(s < w for s, w in zip(sizes, window)):
             padded = f" ({sizes} after padding)" if any(self.padding) else ""
             raise ShapeError(f"{self!r}: the input of shape {x.shape} is smaller{padded} than the "
-                             f"window {self.kernel_size}")
-        return _FUNCTIONS[self.kind, n](x, self.kernel_size, self.stride, self.padding)
+                             f"window {window}")
+        return _FUNCTIONS[self.kind, n](x, self.kernel_size, self.stride, self.padding, *self._options())
 
     def output_shape(self, shape) -> tuple:
-        """The output shape for an input of ``shape`` (PyTorch's formula, ceil_mode=False)."""
+        """The output shape for an input of ``shape`` (PyTorch's formula)."""
         shape = tuple(shape)
         n = self.spatial
-        out = tuple(output_size(s + 2 * p, k, t)
-                    for s, k, t, p in zip(shape[-n:], self.kernel_size, self.stride, self.padding))
-        return shape[:-n] + out
+        outs = _outputs(type(self).__name__, _Shaped(shape), self.kernel_size, self.stride, self.padding,
+                        self.dilation, self.ceil_mode)
+        return shape[:-n] + outs
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        text = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        for name, default in self._defaults:
+            value = getattr(self, name)
+            if value != default and not (name == "dilation" and value == (1,) * self.spatial):
+                text += f", {name}={value}"
+        return text
 
 
-class MaxPool1d(_PoolNd):
+class _Shaped:
+    """Something with a shape (what ``_outputs`` reads of an input)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+class _MaxPoolNd(_PoolNd):
+    kind = "max"
+    _defaults = (("dilation", 1), ("return_indices", False), ("ceil_mode", False))
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding)
+        name = type(self).__name__
+        self.dilation = ntuple(dilation, self.spatial, f"{name}: dilation")
+        if any(d < 1 for d in self.dilation):
+            raise ValueError(f"{name}: dilation must be at least 1, got {dilation!r}")
+        self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
+
+    def _options(self):
+        return self.dilation, self.ceil_mode, self.return_indices
+
+
+class _AvgPoolNd(_PoolNd):
+    kind = "avg"
+    _defaults = (("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None))
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding)
+        if divisor_override is not None and self.spatial == 1:
+            raise TypeError("AvgPool1d: divisor_override is not an option of 1-D average pooling "
+                            "(as in PyTorch)")
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
+        self.divisor_override = divisor_override
+
+    def _options(self):
+        options = (self.ceil_mode, self.count_include_pad)
+        return options if self.spatial == 1 else options + (self.divisor_override,)
+
+
+class MaxPool1d(_MaxPoolNd):
     """Max over windows of the last axis of (N, C, L) or (C, L).
 
     >>> import neuronika
@@ -139,10 +187,10 @@ class MaxPool1d(_PoolNd):
     (2, 4, 5)
     """
 
-    spatial, kind = 1, "max"
+    spatial = 1
 
 
-class MaxPool2d(_PoolNd):
+class MaxPool2d(_MaxPoolNd):
     """Max over windows of the last two axes of (N, C, H, W) or (C, H, W); padding with -inf.
     The gradient goes to the first maximum of each window, as in PyTorch.
 
@@ -152,16 +200,16 @@ class MaxPool2d(_PoolNd):
     (2, 4, 5, 5)
     """
 
-    spatial, kind = 2, "max"
+    spatial = 2
 
 
-class MaxPool3d(_PoolNd):
+class MaxPool3d(_MaxPoolNd):
     """Max over windows of the last three axes of (N, C, D, H, W) or (C, D, H, W)."""
 
-    spatial, kind = 3, "max"
+    spatial = 3
 
 
-class AvgPool1d(_PoolNd):
+class AvgPool1d(_AvgPoolNd):
     """Mean over windows of the last axis of (N, C, L) or (C, L); zero padding counts.
 
     >>> import neuronika
@@ -170,10 +218,10 @@ class AvgPool1d(_PoolNd):
     (2, 4, 5)
     """
 
-    spatial, kind = 1, "avg"
+    spatial = 1
 
 
-class AvgPool2d(_PoolNd):
+class AvgPool2d(_AvgPoolNd):
     """Mean over windows of the last two axes of (N, C, H, W) or (C, H, W); zero padding
     counts in the mean (PyTorch's default count_include_pad=True).
 
@@ -183,13 +231,13 @@ class AvgPool2d(_PoolNd):
     (2, 4, 5, 5)
     """
 
-    spatial, kind = 2, "avg"
+    spatial = 2
 
 
-class AvgPool3d(_PoolNd):
+class AvgPool3d(_AvgPoolNd):
     """Mean over windows of the last three axes of (N, C, D, H, W) or (C, D, H, W)."""
 
-    spatial, kind = 3, "avg"
+    spatial = 3
 
 
 # ---- the functions of nn.functional ---------------------------------------------------------------

@@ -175,3 +175,31 @@ def test_against_torch(g):
         yt.backward(torch.tensor(c))
         np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(xv.grad, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_pool_modules_take_pytorchs_options(n):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((2, 3) + (7,) * n)
+    t = torch.from_numpy(x)
+    cases = [("MaxPool", dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)),
+             ("MaxPool", dict(kernel_size=2, stride=2, ceil_mode=True)),
+             ("AvgPool", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False))]
+    if n > 1:
+        cases.append(("AvgPool", dict(kernel_size=2, stride=2, divisor_override=3)))
+    for kind, options in cases:
+        ours = getattr(nk.nn, f"{kind}{n}d")(**options)
+        theirs = getattr(torch.nn, f"{kind}{n}d")(**options)
+        y = ours(x)
+        expected = theirs(t).numpy()
+        np.testing.assert_allclose(y.data, expected, rtol=1e-13, err_msg=f"{kind}{n}d {options}")
+        assert ours.output_shape(x.shape) == expected.shape
+    values, indices = getattr(nk.nn, f"MaxPool{n}d")(2, return_indices=True)(x)
+    t_values, t_indices = getattr(torch.nn, f"MaxPool{n}d")(2, return_indices=True)(t)
+    np.testing.assert_array_equal(values.data, t_values.numpy())
+    np.testing.assert_array_equal(np.asarray(indices.data if hasattr(indices, "data") else indices), t_indices.numpy())
+    assert "ceil_mode=True" in repr(getattr(nk.nn, f"MaxPool{n}d")(2, ceil_mode=True))
+    if n == 1:
+        with pytest.raises(TypeError, match="divisor_override"):
+            nk.nn.AvgPool1d(2, divisor_override=2)
