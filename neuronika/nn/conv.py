@@ -322,6 +322,22 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
                               groups, dilation)
 
 
+def _layer_repr(layer, geometry):
+    """A convolution's repr options: channels, kernel and stride, then each of ``geometry``
+    (per-axis tuples) away from its default (0, or 1 for dilation), groups and bias."""
+    n = layer.spatial
+    text = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
+    for name in geometry:
+        value = getattr(layer, name)
+        if value != ((1,) if name == "dilation" else (0,)) * n:
+            text += f", {name}={value!r}"
+    if layer.groups != 1:
+        text += f", groups={layer.groups}"
+    if layer.bias is None:
+        text += ", bias=False"
+    return text
+
+
 class _ConvNd(Module):
     """The layers' shared body; subclasses set ``spatial``."""
 
@@ -390,16 +406,7 @@ class _ConvNd(Module):
         return shape[:-self.spatial - 1] + (self.out_channels,) + out
 
     def extra_repr(self):
-        n = self.spatial
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * n:
-            text += f", padding={self.padding!r}"
-        if self.dilation != (1,) * n:
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        if self.bias is None:
-            text += ", bias=False"
+        text = _layer_repr(self, ("padding", "dilation"))
         if self.padding_mode != "zeros":
             text += f", padding_mode={self.padding_mode!r}"
             if self.padding_mode == "constant":
@@ -540,19 +547,7 @@ class _ConvTransposeNd(Module):
         return shape[:-self.spatial - 1] + (self.out_channels,) + sizes
 
     def extra_repr(self):
-        n = self.spatial
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * n:
-            text += f", padding={self.padding}"
-        if self.output_padding != (0,) * n:
-            text += f", output_padding={self.output_padding}"
-        if self.dilation != (1,) * n:
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        if self.bias is None:
-            text += ", bias=False"
-        return text
+        return _layer_repr(self, ("padding", "output_padding", "dilation"))
 
 
 class ConvTranspose1d(_ConvTransposeNd):

@@ -693,22 +693,29 @@ def _check_batch_norm_arguments(name, x, channels, running_mean, running_var, we
                            + (f" of dtype {buffer.dtype}" if hasattr(buffer, "dtype") else ""), TypeError)
 
 
-def _update_running(name, x, running_mean, running_var, axes, momentum):
+def _update_running(name, x, running_mean, running_var, axes, momentum, per_instance=False):
+    """Move the running statistics towards the batch's mean and unbiased variance over
+    ``axes``; ``per_instance`` (instance_norm): each instance's, averaged over the batch."""
     tracer = _modes.tracer
     if tracer is not None and tracer.depends(x._node):
+        option = "use_input_stats=False" if per_instance else "training=False"
         raise RuntimeError(
             f"{name}: running statistics cannot be updated inside a traced function "
             f"(neuronika.grad and friends trace once, so they would be updated once); in such a "
-            f"function use the running statistics (training=False; .eval() on a layer) or track none "
+            f"function use the running statistics ({option}; .eval() on a layer) or track none "
             f"(running_mean = running_var = None; track_running_stats=False for a layer)")
     data = x.data
     if isinstance(data, _np.ndarray):
         batch_mean = data.mean(axis=axes)
         batch_var = data.var(axis=axes, ddof=1)
+        if per_instance:
+            batch_mean, batch_var = batch_mean.mean(axis=0), batch_var.mean(axis=0)
     else:
         xp = _backend.space_of(data).xp
         batch_mean = xp.mean(data, axis=axes)
         batch_var = xp.var(data, axis=axes, correction=1)
+        if per_instance:
+            batch_mean, batch_var = xp.mean(batch_mean, axis=0), xp.mean(batch_var, axis=0)
     for buffer, value in ((running_mean, batch_mean), (running_var, batch_var)):
         buffer *= 1.0 - momentum
         if isinstance(buffer, _np.ndarray):

@@ -32,14 +32,14 @@ import warnings
 
 import numpy as np
 
-from .. import backend
 from ..errors import ShapeError
-from ..graph import apply, format_where, modes, user_line
+from ..graph import apply, format_where, user_line
 from ..numpy import where as _where
 from ..ops.reduce import NORMALIZE
 from ..variable import Var, _located, _wrap, stop_gradient
 from ._checks import float_dtype, number, positive_int
 from .functional import (_check_batch_norm_arguments, _data, _layer_input, _normalise_running, _option,
+                         _update_running,
                          _normalise_batch)
 from .layers import as_var, check_input
 from .module import Module, parameter
@@ -252,35 +252,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                        f"input of shape {x.shape}", ValueError)
     axes = tuple(range(2, x.ndim))
     if running_mean is not None:
-        _update_instance_running(name, x, running_mean, running_var, axes, momentum)
+        _update_running(name, x, running_mean, running_var, axes, momentum, per_instance=True)
     y = _wrap(apply(NORMALIZE, (x._node,), (axes, eps)))
     return _affine(name, y, weight, bias, channels, shape)
-
-
-def _update_instance_running(name, x, running_mean, running_var, axes, momentum):
-    tracer = modes.tracer
-    if tracer is not None and tracer.depends(x._node):
-        raise RuntimeError(
-            f"{name}: running statistics cannot be updated inside a traced function "
-            f"(neuronika.grad and friends trace once, so they would be updated once); in such a "
-            f"function use the running statistics (use_input_stats=False; .eval() on a layer) or track "
-            f"none (running_mean = running_var = None; track_running_stats=False for a layer)")
-    data = x.data
-    if isinstance(data, np.ndarray):
-        mean = data.mean(axis=axes).mean(axis=0)
-        var = data.var(axis=axes, ddof=1).mean(axis=0)
-    else:
-        xp = backend.space_of(data).xp
-        mean = xp.mean(xp.mean(data, axis=axes), axis=0)
-        var = xp.mean(xp.var(data, axis=axes, correction=1), axis=0)
-    for buffer, value in ((running_mean, mean), (running_var, var)):
-        buffer *= 1.0 - momentum
-        if isinstance(buffer, np.ndarray):
-            value = value if isinstance(value, np.ndarray) else backend.to_numpy(value)
-            buffer += (momentum * value).astype(buffer.dtype, copy=False)
-        else:
-            space = backend.space_of(buffer)
-            buffer += space.xp.astype(backend.move(momentum * value, space), buffer.dtype)
 
 
 def _shape_argument(name, normalized_shape):

@@ -494,13 +494,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
            shared_grads=False, space=None):
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
-    root = len(order) - 1
-    if outputs is None:         # backward() on a root: the root, differentiated if it can be
-        outputs = [root]
-        if loss is None and order[root].requires_grad:
-            loss = root
-    else:                       # the functional face says what is differentiated (``loss``)
-        outputs = list(outputs)
+    outputs, loss = passes.outputs_and_loss(order, outputs, loss)
     leaf_args = [values[index_of[leaf]] for leaf in leaves]
     state = _Build()
     state.small = functools.lru_cache(maxsize=1)(lambda: _small_names(order, values))

@@ -244,16 +244,28 @@ def reuse_buffers(lines, keep, known, sizes):
     return out
 
 
-def _fresh(expr):
-    """Whether ``expr`` makes a new array (given that its value has a shape)."""
-    if isinstance(expr, ast.BinOp):
-        return isinstance(expr.op, _FRESH)
-    if isinstance(expr, ast.UnaryOp):
-        return isinstance(expr.op, ast.USub)
-    if isinstance(expr, ast.Call):
+def _ufunc_call(expr):
+    """(ufunc name, operands) of an expression that is one ufunc call (``a + b``, ``-a``,
+    ``xp.tanh(a)``), else None."""
+    if expr.__class__ is ast.BinOp and expr.op.__class__ in _BINARY:
+        return _BINARY[expr.op.__class__], [expr.left, expr.right]
+    if expr.__class__ is ast.UnaryOp and expr.op.__class__ is ast.USub:
+        return "negative", [expr.operand]
+    if expr.__class__ is ast.Call:
         name = _xp_call(expr)
-        return name is not None and (name == "where" or _ufunc(name))
-    return False
+        if name is not None and _ufunc(name):
+            return name, list(expr.args)
+    return None
+
+
+def _fresh(expr):
+    """Whether ``expr`` makes a new array (given that its value has a shape): a ufunc call,
+    ``**``, ``@`` or ``xp.where``."""
+    if _ufunc_call(expr) is not None:
+        return True
+    if expr.__class__ is ast.BinOp:
+        return isinstance(expr.op, _FRESH)
+    return expr.__class__ is ast.Call and _xp_call(expr) == "where"
 
 
 def _in_place(expr, text, loads, own, owned, once, types):
@@ -279,14 +291,10 @@ def _into(expr, name, own, types, text):
     a ufunc with ``out=`` whose result has ``name``'s shape and dtype (NumPy's rules), or None."""
     if expr.__class__ is ast.Name:
         return name if expr.id == name else None
-    if expr.__class__ is ast.BinOp and expr.op.__class__ in _BINARY:
-        ufunc, operands = _BINARY[expr.op.__class__], [expr.left, expr.right]
-    elif expr.__class__ is ast.UnaryOp and expr.op.__class__ is ast.USub:
-        ufunc, operands = "negative", [expr.operand]
-    elif expr.__class__ is ast.Call and _xp_call(expr) is not None and _ufunc(_xp_call(expr)):
-        ufunc, operands = _xp_call(expr), list(expr.args)
-    else:
+    found = _ufunc_call(expr)
+    if found is None:
         return None
+    ufunc, operands = found
     if types._combined(operands) != own:
         return None                     # NumPy's result is not the buffer's shape and dtype
     for k, operand in enumerate(operands):

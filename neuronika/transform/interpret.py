@@ -693,12 +693,7 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     n = len(order)
     index_of = {node: i for i, node in enumerate(order)}
     root = n - 1
-    if outputs is None:         # backward() on a root: the root, differentiated if it can be
-        outputs = [root]
-        if loss is None and order[root].requires_grad:
-            loss = root
-    else:                       # the functional face says what is differentiated (``loss``)
-        outputs = list(outputs)
+    outputs, loss = passes.outputs_and_loss(order, outputs, loss)
     if wrt is None:
         reaches = None
     elif reaches is None:

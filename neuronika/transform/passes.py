@@ -87,6 +87,16 @@ def broadcast(*shapes):
     return tuple(np.broadcast_shapes(*shapes))
 
 
+def outputs_and_loss(order, outputs, loss):
+    """The output positions and the differentiated one of a program over ``order``: by default
+    (``backward()`` on a root) the root, differentiated if it can be; else what the functional
+    face says (``outputs``, ``loss``), never inferred."""
+    if outputs is None:
+        root = len(order) - 1
+        return [root], (root if loss is None and order[root].requires_grad else loss)
+    return list(outputs), loss
+
+
 def _names(stmt):
     loads, stores = set(), set()
     for node in gast.walk(stmt):
