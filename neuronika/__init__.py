@@ -16,8 +16,9 @@ once and cached by the graph's signature.
 from . import numpy, data, nn, optim, transform
 from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
                        ones, rand, randn, stack, zeros)
-from .errors import (AnomalyError, ArgnumsError, GradientError, IndexingError, LinAlgShapeError,
-                     RetraceWarning, ShapeError)
+from .batching import vmap
+from .errors import (AnomalyError, ArgnumsError, BatchingError, GradientError, IndexingError,
+                     LinAlgShapeError, RetraceWarning, ShapeError)
 from .functional import (custom_vjp, grad, hessian, hvp, jacfwd, jacobian, jacrev, jit, jvp, linearize,
                          value_and_grad, vjp)
 from .loops import checkpoint, scan  # noqa: F401  (a loop compiled once; rematerialisation)
@@ -32,11 +33,11 @@ __version__ = "0.1.0"
 __all__ = [
     "numpy", "nn", "optim", "data", "config", "Var", "VarDiff", "Param", "no_grad", "detect_anomaly", "stop_gradient", "manual_seed", "transform",
     "ShapeError", "GradientError", "AnomalyError", "ArgnumsError", "IndexingError", "LinAlgShapeError",
-    "RetraceWarning",
+    "RetraceWarning", "BatchingError",
     "zeros", "ones", "full", "rand", "randn", "eye", "from_ndarray", "arange", "linspace",
     "logspace", "geomspace", "concatenate", "stack",
     "grad", "value_and_grad", "vjp", "jit", "jacobian", "hessian", "hvp", "custom_vjp", "scan",
-    "jvp", "linearize", "jacfwd", "jacrev", "checkpoint",
+    "jvp", "linearize", "jacfwd", "jacrev", "checkpoint", "vmap",
     "logsumexp", "softmax", "log_softmax", "sigmoid", "expit", "logit", "relu", "leaky_relu", "softplus",
     "gelu", "erf",
 ]

@@ -30,6 +30,11 @@ class LinAlgShapeError(ShapeError, _numpy.linalg.LinAlgError):
     NumPy's LinAlgError (which NumPy raises there)."""
 
 
+class BatchingError(ValueError):
+    """``vmap`` cannot batch what the function does: it reads the value of a batched variable
+    (a Python ``if`` on it, ``float(v)``), or the batched arguments do not fit ``in_axes``."""
+
+
 class RetraceWarning(UserWarning):
     """A traced function (``neuronika.grad``, ...) was traced again more often than the
     limit (``neuronika.transform.set_retrace_warning``); the message names the argument or

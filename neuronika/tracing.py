@@ -31,7 +31,7 @@ import functools
 import numpy as np
 
 from . import backend
-from .errors import ArgnumsError, GradientError
+from .errors import ArgnumsError, BatchingError, GradientError
 from .graph import (COMPILE, Constant, collector_paused, format_where, leaf, linearize, modes, serial_now, user_line, walk,
                     weak_leaf)
 from .transform import codegen, families, interpret, loops, run
@@ -255,6 +255,37 @@ class level:
     def __exit__(self, *exc):
         modes.tracer = self.previous
         return False
+
+
+class batch_level(level):
+    """Runs a function on one example of a batch (``vmap``): its arguments are placeholders
+    without values of their own, so reading a value that depends on them (a Python ``if``,
+    ``float(v)``) refuses; a ``grad`` inside builds its result as a graph (which is batched
+    after)."""
+
+    def __init__(self, placeholders, name="vmap"):
+        self.nodes = set(placeholders)
+        self.name = name
+
+    def __enter__(self):
+        self.previous = modes.tracer
+        modes.tracer = _BatchTracer(self.nodes, self.previous, self.name)
+        return self
+
+
+class _BatchTracer(Tracer):
+    def __init__(self, inputs, parent, name):
+        super().__init__(inputs, parent, compiled=False)
+        self.name = name
+
+    def observe(self, node, kind, value):
+        if any(n in self.inputs for n in walk(node)):
+            raise BatchingError(
+                f"{self.name}: the function reads the value of a batched variable ({kind}() of "
+                f"{node.op.name if node.op is not None else 'an argument'}, at "
+                f"{format_where(user_line())}); every example has its own value, so Python code "
+                f"cannot branch on it: use neuronika.numpy.where, or pass the value with in_axes None")
+        super().observe(node, kind, value)
 
 
 class ReadsOuter(Exception):

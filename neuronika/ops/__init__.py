@@ -106,8 +106,9 @@ class Op:
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
                  n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
-                 shape_attr=None, families=FAMILIES, needs=None):
+                 shape_attr=None, families=FAMILIES, needs=None, batch=None):
         self.name = name
+        self.batch = batch                  # its batching rule (``ops.batching``); None: derived
         self.families = tuple(families)     # the namespace families it runs on (backend)
         self.needs = needs                  # why not on the others
         # the attribute (its position) that is the output's shape: a shape family abstracts its

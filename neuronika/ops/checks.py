@@ -4,12 +4,12 @@ that returns its input unchanged or raises, so a compiled program checks the val
 every call, not only those it was traced or built with."""
 from __future__ import annotations
 
-from . import declare
+from . import batching, declare
 
 CHECK_CLASS_INDEX = declare(
     "check_class_index", ("t",), "check_class_index(t, classes, ignore_index, loss)", {},
     attrs=("classes", "ignore_index", "loss"), n_differentiable=0,
-    doc="t itself, once every entry is a class index in [0, classes) or equals ignore_index "
+    batch=batching.stacked, doc="t itself, once every entry is a class index in [0, classes) or equals ignore_index "
         "(IndexError naming the loss otherwise)")
 
 CHECK_PROBABILITY = declare(

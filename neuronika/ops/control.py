@@ -34,7 +34,7 @@ import numpy as np
 from .. import backend
 from .. import random as _random
 from ..errors import GradientError
-from . import Grad, declare
+from . import Grad, batching, declare
 
 _OBJECT = np.dtype(object)
 
@@ -123,7 +123,7 @@ def _pack_symbolic(ctx, build, bindings):
 PACK = declare("pack", (), _pack_forward, {"x": _pack_grad}, variadic="x", attrs=("whole",),
                shape=lambda *rest: (), dtype=_object_dtype, statics=_tuple_statics,
                symbolic={"x": _pack_symbolic},
-               doc="its inputs as one tuple (a scan's inputs; whole: a cell's outputs, whose "
+               batch=batching.stacked, doc="its inputs as one tuple (a scan's inputs; whole: a cell's outputs, whose "
                    "gradient has every part)")
 
 
@@ -134,7 +134,7 @@ def _part_symbolic(ctx, build, bindings):
 PART = declare("part", ("x",), "x[k]", {"x": Grad("cotangent(dy, k)")},
                attrs=("k", "part_shape", "part_dtype"), shape=lambda s, k, shape, dtype: shape,
                dtype=lambda inputs, attrs: attrs[2], statics=_tuple_statics, shape_attr="part_shape",
-               symbolic={"x": _part_symbolic}, doc="part k of a tuple (a result of a scan)")
+               symbolic={"x": _part_symbolic}, batch=batching.part, doc="part k of a tuple (a result of a scan)")
 
 
 def _cotangent_symbolic(ctx, build, bindings):

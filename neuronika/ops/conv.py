@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from . import declare
+from . import batching, declare
 from .elementwise import float_dtype
 
 def output_size(size, kernel, stride=1, dilation=1):
@@ -110,7 +110,7 @@ CONV = declare(
               "w": lambda ctx, build, b: build(CONV_WEIGHT_GRAD, (b["dy"], b["x"]),
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("stride", "dilation", "groups"), shape=_conv_shape,
-    doc="N-d convolution (cross-correlation) of (N, C_in, *size) with a (C_out, C_in / groups, *k) "
+    batch=batching.conv, doc="N-d convolution (cross-correlation) of (N, C_in, *size) with a (C_out, C_in / groups, *k) "
         "kernel, by im2col and a product per group (Winograd F(2x2, 3x3) for wide 3x3 layers); no "
         "padding, no bias")
 
@@ -144,7 +144,7 @@ CONV_TRANSPOSE = declare(
               "w": lambda ctx, build, b: build(CONV_WEIGHT_GRAD, (b["g"], b["dy"]),
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("size", "stride", "dilation", "groups"), shape=_conv_transpose_shape,
-    doc="transposed convolution: the gradient of conv with respect to its input, for an input "
+    batch=batching.conv_transpose, doc="transposed convolution: the gradient of conv with respect to its input, for an input "
         "of spatial size ``size``")
 
 
@@ -181,7 +181,7 @@ CONV_WEIGHT_GRAD = declare(
               "x": lambda ctx, build, b: build(CONV_TRANSPOSE, (b["g"], b["dy"]),
                                              (ctx.shapes["x"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("kernel", "stride", "dilation", "groups"), shape=_weight_grad_shape,
-    doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)")
+    batch=batching.conv_weight_grad, doc="the gradient of conv with respect to its kernel (of spatial size ``kernel``)")
 
 
 # ---- pooling -------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ MAX_POOL = declare(
     symbolic={"x": lambda ctx, build, b: build(MAX_POOL_GRAD, (b["dy"], b["x"], b["y"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape,
-    doc="maximum over windows of the trailing axes; the gradient goes to the first maximum of "
+    batch=batching.stacked, doc="maximum over windows of the trailing axes; the gradient goes to the first maximum of "
         "each window (row-major), as in PyTorch")
 
 MAX_POOL_GRAD = declare(
@@ -234,7 +234,7 @@ MAX_POOL_GRAD = declare(
     symbolic={"g": lambda ctx, build, b: build(MAX_POOL_GATHER, (b["dy"], b["x"], b["pooled"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_grad_shape, n_differentiable=1, dtype=_first_dtype,
-    doc="g (a max_pool output's gradient) sent to the first maximum of each window of x: the "
+    batch=batching.stacked, doc="g (a max_pool output's gradient) sent to the first maximum of each window of x: the "
         "adjoint of max_pool, as an op so it can be differentiated again")
 
 MAX_POOL_GATHER = declare(
@@ -243,7 +243,7 @@ MAX_POOL_GATHER = declare(
     symbolic={"z": lambda ctx, build, b: build(MAX_POOL_GRAD, (b["dy"], b["x"], b["pooled"]),
                                              (ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_gather_shape, n_differentiable=1, dtype=_first_dtype,
-    doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad")
+    batch=batching.stacked, doc="z read at the first maximum of each window of x: the adjoint of max_pool_grad")
 
 AVG_POOL = declare(
     "avg_pool", ("x",), "avg_pool(x, kernel, stride)",
@@ -251,7 +251,7 @@ AVG_POOL = declare(
     symbolic={"x": lambda ctx, build, b: build(AVG_POOL_GRAD, (b["dy"],),
                                              (ctx.shapes["x"], ctx.kernel, ctx.stride))},
     attrs=("kernel", "stride"), shape=_pool_shape, dtype=float_dtype(np.mean),
-    doc="mean over windows of the trailing axes (the window size is the divisor)")
+    batch=batching.stacked, doc="mean over windows of the trailing axes (the window size is the divisor)")
 
 
 def _avg_grad_shape(g, shape, kernel, stride):
@@ -267,4 +267,4 @@ AVG_POOL_GRAD = declare(
     {"g": "avg_pool(dy, kernel, stride)"},
     symbolic={"g": lambda ctx, build, b: build(AVG_POOL, (b["dy"],), (ctx.kernel, ctx.stride))},
     attrs=("shape", "kernel", "stride"), shape=_avg_grad_shape, dtype=float_dtype(np.mean),
-    doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool")
+    batch=batching.stacked, doc="g spread evenly over the windows of a value of ``shape``: the adjoint of avg_pool")

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..backend import NUMPY_API
-from . import Grad, broadcast_shapes, declare
+from . import Grad, batching, broadcast_shapes, declare
 
 #: where these ops run: NumPy's API (NumPy, CuPy); another library's arrays are refused by name
 _NUMPY_API_ONLY = dict(families=NUMPY_API,
@@ -106,7 +106,7 @@ def _inv_grad(ctx):
 
 
 INV = declare("inv", ("x",), "xp.linalg.inv(x)", {"x": _inv_grad}, shape=_square, dtype=_inexact,
-              doc="matrix inverse; raises NumPy's LinAlgError on a singular matrix")
+              batch=batching.stacked, doc="matrix inverse; raises NumPy's LinAlgError on a singular matrix")
 
 
 def _det_grad(ctx):
@@ -118,7 +118,7 @@ def _det_grad(ctx):
 
 DET = declare("det", ("x",), "xp.linalg.det(x)", {"x": _det_grad},
               shape=lambda s: _square(s)[:-2], dtype=_inexact,
-              doc="determinant; its gradient det(A) A^-T needs A invertible")
+              batch=batching.stacked, doc="determinant; its gradient det(A) A^-T needs A invertible")
 
 def _logabsdet_grad(ctx):
     dy = "dy[..., None, None]" if ctx.shape else "dy"
@@ -129,11 +129,11 @@ LOGABSDET = declare("logabsdet", ("x",), "xp.linalg.slogdet(x)[1]",
                     {"x": _logabsdet_grad},
                     shape=lambda s: _square(s)[:-2],
                     dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
-                    doc="log |det A| (slogdet's second result); gradient A^-T")
+                    batch=batching.stacked, doc="log |det A| (slogdet's second result); gradient A^-T")
 
 SLOGDET_SIGN = declare("slogdet_sign", ("x",), "xp.linalg.slogdet(x)[0]", {}, n_differentiable=0,
                        shape=lambda s: _square(s)[:-2], dtype=_inexact,
-                       doc="the sign of det A (slogdet's first result): no gradient")
+                       batch=batching.stacked, doc="the sign of det A (slogdet's first result): no gradient")
 
 
 def _solve_shape(a, b):
@@ -207,7 +207,7 @@ def _cholesky_grad(ctx):
 
 CHOLESKY = declare("cholesky", ("x",), _cholesky_forward, {"x": _cholesky_grad}, attrs=("upper",),
                    shape=_square, dtype=_inexact,
-                   doc="Cholesky factor (lower, or upper with upper=True) of a positive definite "
+                   batch=batching.stacked, doc="Cholesky factor (lower, or upper with upper=True) of a positive definite "
                        "matrix; reads one triangle, as NumPy")
 
 
@@ -253,7 +253,7 @@ def _qr_grad(ctx):
 
 
 QR = declare("qr", ("x",), _qr_forward, {"x": _qr_grad}, shape=_qr_shape, dtype=_inexact,
-             doc="reduced QR packed as [Q; R] (m >= n) or [Q | R] (m < n); needs full rank")
+             batch=batching.stacked, doc="reduced QR packed as [Q; R] (m >= n) or [Q | R] (m < n); needs full rank")
 
 
 # ---- symmetric eigendecomposition ------------------------------------------------------------
@@ -298,7 +298,7 @@ def _eigh_grad(ctx):
 
 EIGH = declare("eigh", ("x",), _eigh_forward, {"x": _eigh_grad}, attrs=("UPLO",),
                shape=lambda s, *_: _square(s)[:-2] + (s[-1] + 1, s[-1]), dtype=_inexact,
-               doc="eigenvalues (row 0) and eigenvectors (rows 1..n) of a symmetric matrix, packed; "
+               batch=batching.stacked, doc="eigenvalues (row 0) and eigenvectors (rows 1..n) of a symmetric matrix, packed; "
                    "the gradient needs distinct eigenvalues")
 
 
@@ -314,7 +314,7 @@ def _eigvalsh_grad(ctx):
 
 EIGVALSH = declare("eigvalsh", ("x",), lambda ctx: f"xp.linalg.eigvalsh({_uplo(ctx)})",
                    {"x": _eigvalsh_grad}, attrs=("UPLO",), shape=lambda s, *_: _square(s)[:-1],
-                   dtype=_inexact, doc="eigenvalues of a symmetric matrix, ascending")
+                   dtype=_inexact, batch=batching.stacked, doc="eigenvalues of a symmetric matrix, ascending")
 
 
 # ---- general eigendecomposition ----------------------------------------------------------------
@@ -347,7 +347,7 @@ EIG = declare("eig", ("x",), "ew, ev = xp.linalg.eig(x)\n"
                              "y = xp.concatenate((ew[..., None, :], ev), axis=-2, dtype=dtype)",
               {"x": _eig_grad}, shape=lambda s: _square(s)[:-2] + (s[-1] + 1, s[-1]),
               dtype=_complex_dtype,
-              doc="eigenvalues (row 0) and unit eigenvectors (rows 1..n) of a square matrix, packed, "
+              batch=batching.stacked, doc="eigenvalues (row 0) and unit eigenvectors (rows 1..n) of a square matrix, packed, "
                   "complex; the gradient needs distinct eigenvalues", **_NUMPY_API_ONLY)
 
 
@@ -361,7 +361,7 @@ def _eigvals_grad(ctx):
 
 EIGVALS = declare("eigvals", ("x",), "xp.asarray(xp.linalg.eigvals(x), dtype=dtype)",
                   {"x": _eigvals_grad}, shape=lambda s: _square(s)[:-1], dtype=_complex_dtype,
-                  doc="eigenvalues of a square matrix, complex; the gradient V^-H diag(conj(dw)) V^H "
+                  batch=batching.stacked, doc="eigenvalues of a square matrix, complex; the gradient V^-H diag(conj(dw)) V^H "
                       "(conjugated) needs them distinct", **_NUMPY_API_ONLY)
 
 
@@ -432,7 +432,7 @@ def _svd_grad_complex(m, n, k, ndim):
 SVD = declare("svd", ("x",), "su, ss, svh = xp.linalg.svd(x, full_matrices=False)\n"
                              "y = xp.concat((su, ss[..., None, :], xp.matrix_transpose(svh)), axis=-2)",
               {"x": _svd_grad}, shape=_svd_shape, dtype=_inexact,
-              doc="thin SVD packed as [U; s; V] (V = Vh^T); the gradient needs distinct nonzero "
+              batch=batching.stacked, doc="thin SVD packed as [U; s; V] (V = Vh^T); the gradient needs distinct nonzero "
                   "singular values")
 
 SVDVALS = declare("svdvals", ("x",), "xp.linalg.svdvals(x)",
@@ -441,7 +441,7 @@ SVDVALS = declare("svdvals", ("x",), "xp.linalg.svdvals(x)",
                       else "dx = (u * dy[..., None, :]) @ vh")},
                   shape=lambda s: _matrix(s)[:-2] + (min(s[-2:]),),
                   dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
-                  doc="singular values, descending; the gradient needs them distinct")
+                  batch=batching.stacked, doc="singular values, descending; the gradient needs them distinct")
 
 
 # ---- pseudo-inverse, least squares, rank ------------------------------------------------------
@@ -474,7 +474,7 @@ def _pinv_grad(ctx):
 
 PINV = declare("pinv", ("x",), _pinv_forward, {"x": _pinv_grad}, attrs=("rcond", "hermitian"),
                shape=lambda s, *_: _matrix(s)[:-2] + (s[-1], s[-2]), dtype=_inexact,
-               doc="Moore-Penrose pseudo-inverse; the gradient holds where the rank is constant")
+               batch=batching.stacked, doc="Moore-Penrose pseudo-inverse; the gradient holds where the rank is constant")
 
 
 def _lstsq_shape(a, b, rcond):
@@ -516,6 +516,6 @@ def _rank_forward(ctx):
 MATRIX_RANK = declare("matrix_rank", ("x",), _rank_forward, {}, attrs=("tol", "rtol", "hermitian"),
                       n_differentiable=0, shape=lambda s, *attrs: _matrix(s)[:-2],
                       dtype=lambda inputs, attrs: np.dtype(np.intp),
-                      doc="the number of singular values above the tolerance: an integer, no gradient")
+                      batch=batching.stacked, doc="the number of singular values above the tolerance: an integer, no gradient")
 
 __all__ = [name for name, value in dict(globals()).items() if name.isupper()]

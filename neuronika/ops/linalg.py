@@ -6,7 +6,7 @@ import numpy as np
 from ..backend import move
 from ..errors import ShapeError
 from ..graph import leaf
-from . import Grad, broadcast_shapes, declare
+from . import Grad, batching, broadcast_shapes, declare
 
 
 def _matmul_shape(a, b):
@@ -65,7 +65,7 @@ def _matmul_grad_b(ctx):
 
 MATMUL = declare("matmul", ("a", "b"), "a @ b", {"a": _matmul_grad_a, "b": _matmul_grad_b},
                  shape=_matmul_shape,
-                 doc="matrix product with NumPy's rules: 1-D operands and batch dimensions")
+                 batch=batching.matmul, doc="matrix product with NumPy's rules: 1-D operands and batch dimensions")
 
 
 def _mm_t_shape(a, b):
@@ -77,7 +77,7 @@ def _mm_t_shape(a, b):
 
 
 MM_T = declare("mm_t", ("a", "b"), "a @ b.T", {"a": "dy @ b", "b": "dy.T @ a"}, shape=_mm_t_shape,
-               doc="a @ b.T without copying b")
+               batch=batching.mm_t, doc="a @ b.T without copying b")
 
 
 def _inverse(axes):
@@ -103,7 +103,7 @@ def _transpose_grad(ctx):
 
 TRANSPOSE = declare("transpose", ("x",), _transpose_forward, {"x": _transpose_grad},
                     attrs=("axes",), shape=lambda s, axes: tuple(s[a] for a in axes),
-                    doc="permutes the axes (a view)")
+                    batch=batching.transpose, doc="permutes the axes (a view)")
 
 
 # ---- einsum ------------------------------------------------------------------------------------
@@ -290,5 +290,5 @@ def _einsum_symbolic(ctx, build, bindings):
 EINSUM = declare("einsum", (), _einsum_forward, {"x": _einsum_grad}, attrs=("spec",),
                  symbolic={"x": _einsum_symbolic},
                  shape=_einsum_shape, variadic="x",
-                 doc="Einstein summation over one or two operands (canonical subscripts: letters, "
+                 batch=batching.einsum, doc="Einstein summation over one or two operands (canonical subscripts: letters, "
                      "an explicit output); each adjoint is again an einsum")

@@ -7,7 +7,7 @@ import numpy as np
 from .. import backend
 from ..errors import ShapeError
 from ..graph import leaf
-from . import Grad, declare
+from . import Grad, batching, declare
 
 from .elementwise import float_dtype, inexact_dtype, real_only
 
@@ -102,7 +102,7 @@ def _reduction(name, function, grad, doc, dtype, **kwargs):
         args = call_args(ctx.axis, ctx.keepdims)
         return f"xp.{function}(x{', ' + args if args else ''})"
     return declare(name, ("x",), forward, {"x": grad}, attrs=("axis", "keepdims"), shape=reduced_shape,
-                   implicit_dy=True, dtype=dtype, doc=doc, **kwargs)
+                   implicit_dy=True, dtype=dtype, doc=doc, batch=batching.reduction, **kwargs)
 
 
 SUM = _reduction("sum", "sum", _sum_grad, "sum over axis (all axes when None)",
@@ -119,7 +119,7 @@ SOFTMAX = declare(
     "e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))\n"
     "y = e / xp.sum(e, axis=axis, keepdims=True)",
     {"x": "y * (dy - xp.sum(dy * y, axis=axis, keepdims=True))"},
-    attrs=("axis",), implicit_dy=True, dtype=float_dtype(np.exp),
+    attrs=("axis",), implicit_dy=True, dtype=float_dtype(np.exp), batch=batching.over_axis(),
     doc="exp(x) / sum(exp(x)) along axis, shifted by the maximum so it cannot overflow")
 
 LOG_SOFTMAX = declare(
@@ -127,7 +127,7 @@ LOG_SOFTMAX = declare(
     "z = x - xp.max(x, axis=axis, keepdims=True)\n"
     "y = z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))",
     {"x": "dy - xp.exp(y) * xp.sum(dy, axis=axis, keepdims=True)"},
-    attrs=("axis",), dtype=float_dtype(np.exp),
+    attrs=("axis",), dtype=float_dtype(np.exp), batch=batching.over_axis(),
     doc="x - log(sum(exp(x))) along axis, computed without overflow")
 
 
@@ -180,7 +180,7 @@ SOFTMAX_CROSS_ENTROPY_GRAD = declare(
                            "axis=1)", shape=ctx.shapes["t"])},
     symbolic={"x": _cross_entropy_grad_x_symbolic, "g": _cross_entropy_grad_g_symbolic},
     attrs=("ignore_index",), shape=_cross_entropy_grad_shape, n_differentiable=2,
-    dtype=lambda inputs, attrs: inputs[0].dtype,
+    dtype=lambda inputs, attrs: inputs[0].dtype, batch=batching.leading,
     doc="(softmax(x) - onehot(t)) * g along the class axis 1, 0 where t == ignore_index: the "
         "gradient of softmax_cross_entropy, an op of its own so that it can be differentiated again")
 
@@ -192,7 +192,7 @@ SOFTMAX_CROSS_ENTROPY = declare(
     {"x": "class_nll_grad(logp, t, dy, ignore_index)"},
     symbolic={"x": _softmax_cross_entropy_symbolic},
     attrs=("ignore_index",), shape=_softmax_cross_entropy_shape, implicit_dy=True, n_differentiable=1,
-    dtype=lambda inputs, attrs: inputs[0].dtype,
+    dtype=lambda inputs, attrs: inputs[0].dtype, batch=batching.leading,
     doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index; "
         "the gradient is (softmax(x) - onehot(t)) * dy")
 
@@ -209,7 +209,7 @@ def _normalize_symbolic(ctx, build, bindings):
 NORMALIZE = declare(
     "normalize", ("x",), "y, rstd = normalize(x, axis, eps)",
     {"x": "normalize_grad(y, rstd, dy, axis)"}, symbolic={"x": _normalize_symbolic},
-    attrs=("axis", "eps"), dtype=real_only("normalize", float_dtype(np.mean)),
+    attrs=("axis", "eps"), dtype=real_only("normalize", float_dtype(np.mean)), batch=batching.over_axis(),
     doc="(x - mean(x)) / sqrt(var(x) + eps) over the axes in axis (a sorted tuple; biased "
         "variance): layer and batch normalisation without their scale and shift")
 
@@ -240,6 +240,7 @@ BATCH_NORM = declare(
      "b": "xp.sum(dy, axis=axis, keepdims=True)"},
     symbolic={"x": _batch_norm_symbolic_x, "w": _batch_norm_symbolic_w},
     attrs=("axis", "eps"), shape=_batch_norm_shape, dtype=real_only("batch_norm", inexact_dtype),
+    batch=batching.over_axis(),
     doc="normalize(x, axis, eps) * w + b with w and b of the reduced shape (kept axes): batch "
         "normalisation in training, its scale and shift applied inside")
 
@@ -263,7 +264,7 @@ PROD = _reduction("prod", "prod", _prod_grad,
 
 PROD_OTHERS = declare(
     "prod_others", ("x",), "prod_others(x, axis)", {"x": "prod_others_grad(x, dy, axis)"},
-    attrs=("axis",),
+    attrs=("axis",), batch=batching.over_axis(),
     doc="for each element, the product of the others reduced with it: prod's gradient, exact "
         "with zeros")
 
@@ -279,7 +280,7 @@ PROD_OTHERS_GRAD = declare(
           "(xp.sum(u, axis=axis, keepdims=True) - u) * (xp.sum(w, axis=axis, keepdims=True) - w)"
           " - xp.sum(u * w, axis=axis, keepdims=True) + u * w)",
      "g": "prod_others_grad(x, dy, axis)"},
-    attrs=("axis",),
+    attrs=("axis",), batch=batching.over_axis(),
     doc="prod_others' gradient given g (prod's second derivative applied to g), exact with "
         "zeros, as an op so it can be differentiated again (exactly away from zeros)")
 
@@ -298,19 +299,20 @@ CUMSUM = declare(
     "cumsum", ("x",), lambda ctx: _cumsum_src("x", ctx.axis, ctx.reverse),
     {"x": lambda ctx: _cumsum_src("dy", ctx.axis, not ctx.reverse)},
     symbolic={"x": _cumsum_symbolic}, attrs=("axis", "reverse"), dtype=float_dtype(np.cumsum),
+    batch=batching.over_axis(),
     doc="running sum along axis (from the end when reverse); the gradient is the running sum "
         "the other way")
 
 CUMPROD = declare(
     "cumprod", ("x",), "running_prod(x, axis)", {"x": "cumprod_grad(x, dy, axis)"},
-    attrs=("axis",), dtype=float_dtype(np.cumprod),
+    attrs=("axis",), dtype=float_dtype(np.cumprod), batch=batching.over_axis(),
     doc="running product along axis; the gradient is exact with zeros")
 
 CUMPROD_GRAD = declare(
     "cumprod_grad", ("x", "g"), "cumprod_grad(x, g, axis)",
     {"x": "cumprod_grad(x, g * xp.cumulative_sum(dy / x, axis=axis), axis) - dy * y / x",
      "g": "running_prod(x, axis) * xp.cumulative_sum(dy / x, axis=axis)"},
-    attrs=("axis",),
+    attrs=("axis",), batch=batching.over_axis(),
     doc="the gradient of cumprod given its output's gradient g, as an op so it can be "
         "differentiated again (exactly away from zeros of x)")
 
@@ -330,7 +332,8 @@ def _arg_reduction(name, doc):
             parts.append("keepdims=True")
         return f"xp.{name}(x{''.join(', ' + p for p in parts)})"
     return declare(name, ("x",), forward, {}, attrs=("axis", "keepdims"), shape=_arg_shape,
-                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(np.intp), doc=doc)
+                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(np.intp), doc=doc,
+                   batch=batching.arg_reduction)
 
 
 ARGMAX = _arg_reduction("argmax", "the index of the (first) maximum along axis (flat when None)")
@@ -342,7 +345,8 @@ def _logical_reduction(name, dtype, doc):
         args = call_args(ctx.axis, ctx.keepdims)
         return f"xp.{name}(x{', ' + args if args else ''})"
     return declare(name, ("x",), forward, {}, attrs=("axis", "keepdims"), shape=reduced_shape,
-                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(dtype), doc=doc)
+                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(dtype), doc=doc,
+                   batch=batching.reduction)
 
 
 ALL = _logical_reduction("all", bool, "whether every element over axis is nonzero")

@@ -9,7 +9,7 @@ import numpy as np
 from ..backend import move
 from ..errors import ShapeError
 from ..graph import leaf, result_dtype
-from . import Grad, declare
+from . import Grad, batching, declare
 
 def _reshape_shape(x, shape):
     """The target shape, its -1 (kept in the attribute as written: the program then does
@@ -48,7 +48,7 @@ def _reshape_grad(ctx):
 
 RESHAPE = declare("reshape", ("x",), _reshape_forward, {"x": _reshape_grad},
                   attrs=("shape",), shape=_reshape_shape,
-                  doc="same elements, new shape (flatten, squeeze and unsqueeze are reshapes)")
+                  batch=batching.reshape, doc="same elements, new shape (flatten, squeeze and unsqueeze are reshapes)")
 
 
 def _broadcast_to_shape(x, shape):
@@ -61,7 +61,7 @@ def _broadcast_to_shape(x, shape):
 BROADCAST_TO = declare("broadcast_to", ("x",),
                        lambda ctx: "x" if _unchanged(ctx) else "xp.broadcast_to(x, shape)", {"x": "dy"},
                        attrs=("shape",), shape=_broadcast_to_shape, elementwise=True,
-                       doc="x repeated along broadcast axes (a read-only view)")
+                       batch=batching.broadcast_to, doc="x repeated along broadcast axes (a read-only view)")
 
 
 # ---- indexing ---------------------------------------------------------------
@@ -287,7 +287,7 @@ SCATTER = declare("scatter", ("g",), _scatter_forward, {"g": _scatter_grad},
                   symbolic={"g": _scatter_symbolic},
                   attrs=("layout", "shape"), shape=_scatter_shape, variadic="k", n_differentiable=1,
                   implicit_dy=False, dtype=lambda inputs, attrs: inputs[0].dtype,
-                  doc="zeros of shape with g added at [key] (repeated indices add up): the "
+                  batch=batching.scatter, doc="zeros of shape with g added at [key] (repeated indices add up): the "
                       "adjoint of indexing, as an op so it can be differentiated again")
 
 
@@ -301,7 +301,7 @@ INDEX = declare("index", ("x",), _index_forward,
                 symbolic={"x": _index_symbolic},
                 attrs=("layout",), shape=_index_shape, implicit_dy=True, variadic="k",
                 n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype,
-                doc="x[key] with ints, slices, None, ... and integer arrays; repeated "
+                batch=batching.index, doc="x[key] with ints, slices, None, ... and integer arrays; repeated "
                     "indices add up in the gradient")
 
 
@@ -337,12 +337,12 @@ PAD_FOLD = declare("pad_fold", ("x",), "pad_fold(x, widths, mode)", {"x": "pad_a
                    attrs=("widths", "mode"),
                    shape=lambda x, widths, mode: tuple(s - b - a for s, (b, a) in zip(x, widths)),
                    implicit_dy=False,
-                   doc="border values added back onto the elements reflect / edge padding copied "
+                   batch=batching.pad, doc="border values added back onto the elements reflect / edge padding copied "
                        "them from: the adjoint of pad, as an op so it can be differentiated again")
 
 PAD = declare("pad", ("x",), "pad_array(x, widths, mode, value)", {"x": _pad_grad},
               attrs=("widths", "mode", "value"), shape=_pad_shape,
-              doc="pads with a constant, by reflection, or by replicating the edge; the "
+              batch=batching.pad, doc="pads with a constant, by reflection, or by replicating the edge; the "
                   "gradient of the border is folded back onto the elements it copied")
 
 
@@ -385,7 +385,7 @@ def _concatenate_grad(ctx):
 CONCATENATE = declare("concatenate", (), lambda ctx: f"xp.concat({_operands(ctx)}, axis={ctx.axis})",
                       {"x": _concatenate_grad}, attrs=("axis",), shape=_concatenate_shape,
                       variadic="x", dtype=lambda inputs, attrs: result_dtype(inputs),
-                      doc="joins values along an existing axis")
+                      batch=batching.over_axis(), doc="joins values along an existing axis")
 
 
 def _stack_shape(*rest):
@@ -403,7 +403,7 @@ def _stack_grad(ctx):
 STACK = declare("stack", (), lambda ctx: f"xp.stack({_operands(ctx)}, axis={ctx.axis})",
                 {"x": _stack_grad}, attrs=("axis",), shape=_stack_shape, variadic="x",
                 dtype=lambda inputs, attrs: result_dtype(inputs),
-                doc="joins values along a new axis")
+                batch=batching.over_axis(), doc="joins values along a new axis")
 
 
 # ---- index update (JAX's ``x.at[key].set(u)`` and friends) -----------------------------------------
@@ -628,5 +628,5 @@ INDEX_UPDATE = declare("index_update", ("x", "u"), _update_forward,
                        symbolic={"x": _update_symbolic_x, "u": _update_symbolic_u},
                        attrs=("layout", "mode"), shape=_update_shape, variadic="k", n_differentiable=2,
                        dtype=lambda inputs, attrs: inputs[0].dtype,
-                       doc="a copy of x with u written at [key]: set (the last of repeated writes "
+                       batch=batching.index_update, doc="a copy of x with u written at [key]: set (the last of repeated writes "
                            "wins), add / multiply (repeated writes accumulate), min / max")

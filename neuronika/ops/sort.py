@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import declare
+from . import batching, declare
 
 
 def _argsort_forward(ctx):
@@ -17,7 +17,7 @@ def _argsort_forward(ctx):
     return f"xp.argsort(x, axis={ctx.axis}, kind={ctx.kind!r})"     # heapsort: NumPy's only
 
 
-ARGSORT = declare("argsort", ("x",), _argsort_forward, {}, attrs=("axis", "kind"),
+ARGSORT = declare("argsort", ("x",), _argsort_forward, {}, attrs=("axis", "kind"), batch=batching.over_axis(),
                   n_differentiable=0, dtype=lambda inputs, attrs: np.dtype(np.intp),
                   doc="the indices that sort x along axis (no gradient)")
 
@@ -28,7 +28,7 @@ def _permute_symbolic(ctx, build, bindings):
 
 PERMUTE_ALONG_AXIS = declare(
     "permute_along_axis", ("x", "perm"), "xp.take_along_axis(x, perm, axis=axis)",
-    {"x": "unpermute_along_axis(dy, perm, axis)"}, attrs=("axis",), n_differentiable=1,
+    {"x": "unpermute_along_axis(dy, perm, axis)"}, attrs=("axis",), n_differentiable=1, batch=batching.over_axis(),
     dtype=lambda inputs, attrs: inputs[0].dtype,
     doc="x reordered along axis by perm, a permutation of each lane (argsort's result): "
         "sort(x) is x permuted by argsort(x)")
@@ -37,6 +37,7 @@ UNPERMUTE_ALONG_AXIS = declare(
     "unpermute_along_axis", ("g", "perm"), "unpermute_along_axis(g, perm, axis)",
     {"g": "xp.take_along_axis(dy, perm, axis=axis)"}, symbolic={"g": _permute_symbolic},
     attrs=("axis",), n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype,
+    batch=batching.over_axis(),
     doc="g put back in the order perm took it from: the adjoint of permute_along_axis, as an "
         "op so it can be differentiated again")
 
@@ -46,12 +47,12 @@ SEARCHSORTED = declare("searchsorted", ("a", "v"), "xp.searchsorted(a, v, side=s
                        doc="where v's elements would be inserted into the sorted a (no gradient)")
 
 ARGPARTITION = declare("argpartition", ("x",), "argpartition_indices(x, kth, axis)", {},
-                       attrs=("kth", "axis"), n_differentiable=0,
+                       attrs=("kth", "axis"), n_differentiable=0, batch=batching.over_axis(),
                        dtype=lambda inputs, attrs: np.dtype(np.intp),
                        doc="indices that partition x along axis around the kth elements (no gradient)")
 
 PARTITION_ORDER = declare("partition_order", ("x",), "partition_order(x, kth, axis)", {},
-                          attrs=("kth", "axis"), n_differentiable=0,
+                          attrs=("kth", "axis"), n_differentiable=0, batch=batching.over_axis(),
                           dtype=lambda inputs, attrs: np.dtype(np.intp),
                           doc="the permutation of each lane that gives numpy.partition's result: "
                               "partition(x) is x permuted by it (no gradient)")

@@ -1,0 +1,253 @@
+"""``neuronika.vmap``: a function of one example applied to a batch, by transformation.
+
+The function is traced once on placeholders shaped like one example (the batch axis
+removed); the graph it builds is rewritten into the graph of the whole batch, op by op
+(``transform.batching``, with the rules of ``ops.batching``); the result is compiled like
+any ``jit`` (one program per signature), or, called on variables or inside another trace,
+joins that graph: ``jit(vmap(grad(f)))`` is one program, ``grad`` of a ``vmap`` works.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import tracing as _trace
+from .errors import BatchingError
+from .functional import _holds_var, _Jit
+from .graph import leaf, modes
+from .numpy._core import build, var_of
+from .transform import batching as _batching
+from .variable import Var, _wrap
+
+
+def vmap(fn=None, in_axes=0, out_axes=0, *, axis_size=None):
+    """``fn`` of one example, applied to a batch (JAX's ``vmap``).
+
+    ``in_axes``: the axis of each positional argument that holds the batch: an int (every
+    argument, every array in it), or a tuple with one entry per argument, each an int, None
+    (not batched: the same for every example) or a tree of them that matches the argument
+    (a dict, list or tuple). Keyword arguments are batched along axis 0. ``out_axes``: where
+    the batch goes in the results, an int, None (a result that is the same for every example)
+    or a tree like ``in_axes``. ``axis_size``: the batch size when no argument is batched.
+
+    The function is traced once per signature on one example and rewritten, op by op, into
+    the batch's program (no Python loop over examples). It composes: ``vmap(grad(loss),
+    in_axes=(None, 0, 0))(params, xs, ys)`` gives per-example gradients, ``jit`` of that is
+    one program, and ``grad`` differentiates through a ``vmap``. Python code that branches on
+    a batched value raises ``BatchingError`` (use ``neuronika.numpy.where``).
+
+    >>> import numpy as np, neuronika
+    >>> dot = lambda a, b: (a * b).sum()
+    >>> neuronika.vmap(dot)(np.ones((3, 2)), np.arange(6.0).reshape(3, 2))
+    array([1., 5., 9.])
+    >>> neuronika.vmap(dot, in_axes=(0, None))(np.eye(2), np.array([2.0, 3.0]))
+    array([2., 3.])
+    """
+    if fn is None:
+        return lambda f: vmap(f, in_axes, out_axes, axis_size=axis_size)
+    if not callable(fn):
+        raise TypeError(f"vmap: the function must be callable, got {type(fn).__name__}")
+    _check_axes(in_axes, "in_axes")
+    _check_axes(out_axes, "out_axes")
+    if axis_size is not None and (not isinstance(axis_size, int) or axis_size < 1):
+        raise ValueError(f"vmap: axis_size must be a positive int, got {axis_size!r}")
+    return _Vmapped(fn, in_axes, out_axes, axis_size)
+
+
+def _check_axes(axes, name):
+    if axes is None or isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
+        return
+    if isinstance(axes, (tuple, list)):
+        for a in axes:
+            _check_axes(a, name)
+        return
+    if isinstance(axes, dict):
+        for a in axes.values():
+            _check_axes(a, name)
+        return
+    raise TypeError(f"vmap: {name} must be an int, None, or a tuple / list / dict of them, got "
+                    f"{axes!r}")
+
+
+class _Vmapped:
+    def __init__(self, fn, in_axes, out_axes, axis_size):
+        functools.update_wrapper(self, fn, updated=())
+        self.fn, self.in_axes, self.out_axes, self.axis_size = fn, in_axes, out_axes, axis_size
+
+        # (one global, an object, read by the body: a trace's key reads the function's
+        # globals, a function among them by its own globals in turn)
+        def program(*args, **kwargs):
+            return _run.batched_call(fn, in_axes, out_axes, axis_size, args, kwargs)
+
+        label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+        program.__qualname__ = program.__name__ = f"vmap({label})"
+        self._program = _Jit(program, None, False, False, "vmap")
+
+    def __call__(self, *args, **kwargs):
+        if modes.tracer is not None or _holds_var(args) or kwargs and _holds_var(kwargs):
+            return _run.batched_call(self.fn, self.in_axes, self.out_axes, self.axis_size, args, kwargs)
+        return self._program(*args, **kwargs)
+
+    def source(self, *args, **kwargs) -> str:
+        """The generated program for these arguments."""
+        return self._program.source(*args, **kwargs)
+
+
+class _run:
+    @staticmethod
+    def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs):
+        return batched_call(fn, in_axes, out_axes, axis_size, args, kwargs)
+
+
+def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs):
+    """``fn`` over the batch, as variables of the current graph."""
+    if isinstance(in_axes, (tuple, list)):
+        if len(in_axes) != len(args):
+            raise BatchingError(f"vmap: in_axes has {len(in_axes)} entries for a call with {len(args)} "
+                                f"positional arguments; give one per argument (None: not batched)")
+        axes = list(in_axes)
+    else:
+        axes = [in_axes] * len(args)
+    given, sizes = {}, []
+    args = [_prepared(a, axis, f"argument {k}", given, sizes) for k, (a, axis) in enumerate(zip(args, axes))]
+    kwargs = {k: _prepared(v, 0, f"keyword argument {k!r}", given, sizes) for k, v in kwargs.items()}
+    size = _batch_size(sizes, axis_size)
+    with _trace.batch_level(given):
+        out = fn(*args, **kwargs)
+    parts = []
+    tree = _trace.tree_of(out, parts)
+    variables = [p if isinstance(p, Var) else var_of(p, name="the function's result") for p in parts]
+    rebuilt = _batching.batched([v._node for v in variables], given, size)
+    placed = iter(_placed(node, is_batched, axis, size, path)
+                  for (node, is_batched), (axis, path) in zip(rebuilt, _out_axes(out, out_axes, len(parts))))
+    return _trace.rebuild_tree(tree, placed)
+
+
+def _prepared(obj, axis, path, given, sizes):
+    """The argument with each array batched along ``axis`` replaced by a placeholder of one
+    example (recorded in ``given``: placeholder -> the batch with its axis first)."""
+    if axis is None:
+        return obj
+    if isinstance(axis, (tuple, list)):
+        if not isinstance(obj, (tuple, list)) or len(obj) != len(axis):
+            raise BatchingError(f"vmap: in_axes for {path} is a {type(axis).__name__} of {len(axis)} but "
+                                f"the argument is {_described(obj)}")
+        return type(obj)(_prepared(o, a, f"{path}[{k}]", given, sizes) for k, (o, a) in enumerate(zip(obj, axis)))
+    if isinstance(axis, dict):
+        if not isinstance(obj, dict) or set(obj) != set(axis):
+            raise BatchingError(f"vmap: in_axes for {path} is a dict with keys {sorted(axis)} but the "
+                                f"argument is {_described(obj)}")
+        return {k: _prepared(v, axis[k], f"{path}[{k!r}]", given, sizes) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_prepared(o, axis, f"{path}[{k}]", given, sizes) for k, o in enumerate(obj))
+    if isinstance(obj, dict):
+        return {k: _prepared(v, axis, f"{path}[{k!r}]", given, sizes) for k, v in obj.items()}
+    if isinstance(obj, (bool, int, float, complex)) or obj is None:
+        raise BatchingError(f"vmap: {path} is {_described(obj)}, which has no axis {axis} to batch; "
+                            f"give in_axes None for it")
+    var = var_of(obj, name=path)
+    shape = var.shape
+    if not shape:
+        raise BatchingError(f"vmap: {path} is a number (0-d), which has no axis {axis} to batch; give "
+                            f"in_axes None for it")
+    if not -len(shape) <= axis < len(shape):
+        raise BatchingError(f"vmap: in_axes {axis} is out of range for {path} of shape {tuple(shape)}")
+    axis = int(axis) % len(shape)
+    node = var._node
+    if axis:
+        node = build("transpose", (var,), ((axis,) + tuple(a for a in range(len(shape)) if a != axis),))._node
+    sizes.append((path, axis, node.shape[0]))
+    placeholder = _placeholder(node)
+    given[placeholder] = node
+    return _wrap(placeholder)
+
+
+def _placeholder(node):
+    """A leaf shaped like one example of ``node`` (its axis 0 removed). Its value, zeros, is
+    never read (a read refuses: ``tracing.batch_level``)."""
+    shape, dtype = node.shape[1:], node.dtype
+    if node.space is None:
+        return leaf(np.broadcast_to(np.zeros((), dtype), shape))
+    space = node.space
+    return leaf(space.xp.zeros(shape, dtype=space.dtype(dtype), device=space.device))
+
+
+def _batch_size(sizes, axis_size):
+    found = {s for _, _, s in sizes}
+    if len(found) > 1:
+        listed = ", ".join(f"{path} has {s} along axis {axis}" for path, axis, s in sizes)
+        raise BatchingError(f"vmap: the batched arguments have different sizes: {listed}")
+    if found:
+        size = found.pop()
+        if axis_size is not None and axis_size != size:
+            raise BatchingError(f"vmap: axis_size is {axis_size} but the batched arguments have size {size}")
+        return size
+    if axis_size is None:
+        raise BatchingError("vmap: no argument is batched (every in_axes is None); give axis_size")
+    return axis_size
+
+
+def _out_axes(out, out_axes, count):
+    """(axis, path) for each part of the result, in ``tree_of``'s order."""
+    found = []
+
+    def walk(obj, axes, path):
+        if isinstance(axes, (tuple, list)) and _trace.is_structured(obj) and not isinstance(obj, dict):
+            if len(axes) != len(obj):
+                raise BatchingError(f"vmap: out_axes for {path} has {len(axes)} entries but the result "
+                                    f"there has {len(obj)}")
+            for k, (o, a) in enumerate(zip(obj, axes)):
+                walk(o, a, f"{path}[{k}]")
+        elif isinstance(axes, dict) and isinstance(obj, dict):
+            if set(axes) != set(obj):
+                raise BatchingError(f"vmap: out_axes for {path} has keys {sorted(axes)}, the result "
+                                    f"{sorted(obj)}")
+            for k in obj:
+                walk(obj[k], axes[k], f"{path}[{k!r}]")
+        elif isinstance(axes, (tuple, list, dict)):
+            raise BatchingError(f"vmap: out_axes for {path} is a {type(axes).__name__} but the result "
+                                f"there is {_described(obj)}")
+        elif isinstance(obj, (tuple, list)):
+            for k, o in enumerate(obj):
+                walk(o, axes, f"{path}[{k}]")
+        elif obj.__class__ is dict:
+            for k in obj:
+                walk(obj[k], axes, f"{path}[{k!r}]")
+        else:
+            found.append((axes, path))
+
+    walk(out, out_axes, "the result")
+    assert len(found) == count
+    return found
+
+
+def _placed(node, is_batched, axis, size, path):
+    """A part of the result with its batch moved to ``axis`` (or broadcast there, for a part
+    that is the same for every example)."""
+    if axis is None:
+        if is_batched:
+            raise BatchingError(f"vmap: out_axes is None for {path}, which differs between examples "
+                                f"(shape {node.shape[1:]} per example); give it an axis")
+        return _wrap(node)
+    if not is_batched:
+        node = build("broadcast_to", (_wrap(node),), ((size,) + node.shape,))._node
+    rank = len(node.shape)
+    if not -rank <= axis < rank:
+        raise BatchingError(f"vmap: out_axes {axis} is out of range for {path}, of shape "
+                            f"{node.shape[1:]} per example")
+    axis %= rank
+    if axis:
+        order = tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, rank))
+        node = build("transpose", (_wrap(node),), (order,))._node
+    return _wrap(node)
+
+
+def _described(obj):
+    if isinstance(obj, (tuple, list, dict)):
+        return f"a {type(obj).__name__} of {len(obj)}"
+    shape = getattr(obj, "shape", None)
+    return f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(obj).__name__}"
+
+
+__all__ = ["vmap"]
