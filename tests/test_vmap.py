@@ -294,3 +294,12 @@ def test_refusals_name_the_problem():
 
     c = r(2)
     assert nk.vmap(unchanged)(r(3, 2)).shape == (3, 2)
+
+
+def test_a_loop_primitive_without_a_rule_is_refused_by_name():
+    def run(h0, xs):
+        return nk.scan(lambda h, x: (nnp.tanh(h + x), h), h0, xs)[0].sum()
+
+    with pytest.raises(nk.ShapeError, match=r"vmap of scan: .*no batching rule.*test_vmap.py"):
+        nk.vmap(run, in_axes=(None, 0))(np.zeros(3), r(4, 6, 3))
+

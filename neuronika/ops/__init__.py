@@ -33,6 +33,10 @@ adjoint may read the forward template's locals (say, a dropout mask).
 A template may also be a function of the op's static context (shapes,
 attributes) returning such source, for ops whose code depends on them.
 
+``batch``: how the op applies to a batch of examples (``neuronika.vmap``), a rule from
+``ops/batching.py``; elementwise ops need none (broadcasting), and an op without one runs
+one example at a time.
+
 Elementwise ops write adjoints in the output's space: the engine reduces
 each one to its input's shape (``unbroadcast``) only where the shapes differ,
 and lets ``dy`` stay a smaller array that broadcasts, as long as that is exact.

@@ -106,8 +106,8 @@ def one_at_a_time(b):
     """Any op: applied to each example in turn, the results stacked. A tuple-valued input (a
     scan's) or result cannot be indexed: refused by name."""
     if b.node.dtype.kind == "O" or any(n.dtype.kind == "O" for n in b.inputs):
-        raise ShapeError(f"vmap: {b.op.name} has no batching rule and works on tuples of values "
-                         f"(it cannot be applied one example at a time); call it outside vmap")
+        raise ShapeError("it has no batching rule and works on tuples of values (it cannot be "
+                         "applied one example at a time); call it outside vmap")
     rows = []
     for i in range(b.size):
         rows.append(b.again([b.build("index", (n,), (((("i", i),),))) if batched else n

@@ -8,7 +8,7 @@ others are kept as they are, shared by every example. One walk, linear in the gr
 from __future__ import annotations
 
 from ..errors import ShapeError
-from ..graph import format_where
+from ..graph import format_where, user_line
 from ..ops.batching import Batch, rule_for
 
 
@@ -36,8 +36,9 @@ def batched(roots, given, size):
         try:
             new = rule_for(node.op)(Batch(node, inputs, flags, size))
         except ShapeError as error:
-            where = f" (traced at {format_where(node.where)})" if node.where else ""
-            raise ShapeError(f"vmap of {node.op.name}: {error}{where}") from None
+            where = f"traced at {format_where(node.where)}" if node.where else \
+                f"in the function given to vmap, called at {format_where(user_line())}"
+            raise ShapeError(f"vmap of {node.op.name}: {error} ({where})") from None
         expected = (size,) + node.shape
         if new.shape != expected and node.dtype.kind != "O":       # a rule's own mistake: never a silent wrong answer
             raise AssertionError(f"batching rule of {node.op.name} gave shape {new.shape}, "
