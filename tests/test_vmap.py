@@ -296,10 +296,39 @@ def test_refusals_name_the_problem():
     assert nk.vmap(unchanged)(r(3, 2)).shape == (3, 2)
 
 
-def test_a_loop_primitive_without_a_rule_is_refused_by_name():
-    def run(h0, xs):
-        return nk.scan(lambda h, x: (nnp.tanh(h + x), h), h0, xs)[0].sum()
+def _recurrence(h0, xs, w):
+    final, ys = nk.scan(lambda h, x: (nnp.tanh(h @ w + x), (h * h).sum()), h0, xs)
+    return final.sum() + ys.sum()
 
-    with pytest.raises(nk.ShapeError, match=r"vmap of scan: .*no batching rule.*test_vmap.py"):
-        nk.vmap(run, in_axes=(None, 0))(np.zeros(3), r(4, 6, 3))
 
+@pytest.mark.parametrize("in_axes", [(None, 0, None), (0, 0, None), (None, None, 0), (0, 1, 0)],
+                         ids=["xs", "init-and-xs", "weights", "all-xs-axis-1"])
+def test_scan_over_a_batch_and_its_gradient(in_axes):
+    h0, xs, w = r(3), r(6, 3), r(3, 3) * 0.5
+    batch = [np.stack([h0 * (1 + 0.1 * i) for i in range(4)]), np.stack([xs * (1 - 0.1 * i) for i in range(4)]),
+             np.stack([w * (1 + 0.2 * i) for i in range(4)])]
+    args = [batch[k] if ax is not None else a for k, (a, ax) in enumerate(zip((h0, xs, w), in_axes))]
+    if in_axes[1] == 1:
+        args[1] = np.moveaxis(args[1], 0, 1)
+    _check(_recurrence, args, in_axes)
+    _check(nk.grad(_recurrence, argnums=(0, 1, 2)), args, in_axes)
+
+
+def test_scan_reversed_over_a_length_and_checkpoint():
+    def counted(c, w):
+        return nk.scan(lambda h, _: (h * w + 1.0, h), c, None, length=5, reverse=True)[1]
+
+    _check(counted, [r(4, 2), r(2)], (0, None))
+    _check(counted, [r(2), r(4, 2)], (None, 0))
+    block = nk.checkpoint(lambda h, w: nnp.tanh(h @ w))
+
+    def twice(x, w):
+        return block(block(x, w), w).sum()
+
+    _check(twice, [r(4, 3), r(3, 3)], (0, None))
+    _check(nk.grad(twice, argnums=1), [r(4, 3), r(3, 3)], (0, None))
+    xs, w = r(4, 3), r(3, 3)
+    check_grads(lambda w: nk.vmap(twice, in_axes=(0, None))(xs, w), w, order=2)
+    sequences = r(4, 6, 3)
+    check_grads(lambda w: nk.vmap(_recurrence, in_axes=(None, 0, None))(np.zeros(3), sequences, w),
+                r(3, 3) * 0.5, order=2)

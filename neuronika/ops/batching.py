@@ -34,15 +34,22 @@ class Batch:
     """What a rule sees: the node on one example, its inputs rebuilt (``inputs``), which of
     them are batched (their axis 0 is the batch), the batch size."""
 
-    __slots__ = ("node", "op", "attrs", "inputs", "batched", "size")
+    __slots__ = ("node", "op", "attrs", "inputs", "batched", "size", "_done")
 
-    def __init__(self, node, inputs, batched, size):
+    def __init__(self, node, inputs, batched, size, done=None):
         self.node = node
         self.op = node.op
         self.attrs = node.attrs
         self.inputs = inputs
         self.batched = batched
         self.size = size
+        self._done = done or {}
+
+    def find(self, node):
+        """(the rebuilt node, whether it is batched) for any node of the example's graph: a
+        rule over a tuple reads the tuple's parts."""
+        found = self._done.get(node)
+        return (node, False) if found is None else (found, True)
 
     def build(self, op, inputs, attrs=()):
         return apply(OPS[op] if isinstance(op, str) else op, tuple(inputs), tuple(attrs))
@@ -194,6 +201,51 @@ def broadcast_to(b):
 def pad(b):
     widths = ((0, 0),) + tuple(b.attrs[0])
     return b.again(b.inputs, (widths,) + b.attrs[1:])
+
+
+def _loop_results(b, node, cell, out_flags, steps):
+    """A tuple op's result made a tuple of batched parts: part k of ``node`` (``cell``'s output
+    k; a scan's ys stacked over ``steps`` before the batch) with the batch moved to axis 0, or
+    broadcast there where the part is the same for every example."""
+    parts = []
+    for k, (shape, dtype, is_batched) in enumerate(zip(cell.out_shapes, cell.out_dtypes, out_flags)):
+        stacked = steps is not None and k >= cell.n_carry
+        p = b.build("part", (node,), (k, ((steps,) if stacked else ()) + tuple(shape), dtype))
+        if not is_batched:
+            p = b.broadcast(p, (b.size,) + p.shape)
+        elif stacked:
+            p = b.move_to_front(p, 1)
+        parts.append(p)
+    return b.build("pack", parts, (False,))
+
+
+def scan(b):
+    """A loop over the batched cell (``Cell.batched``): xs stepped along their own axis (the
+    batch moved behind it), carries that the batch reaches batched from the start; the result
+    a tuple whose parts have the batch first."""
+    cell, length, reverse = b.attrs
+    found = [b.find(n) for n in b.node.inputs[0].inputs]
+    new_cell, in_flags, out_flags = cell.batched([f for _, f in found], b.size)
+    c, n_x = cell.n_carry, cell.n_x
+    inputs = []
+    for k, ((node, is_batched), wanted) in enumerate(zip(found, in_flags)):
+        if wanted and not is_batched:
+            node = b.broadcast(node, (b.size,) + node.shape)
+        if wanted and c <= k < c + n_x:
+            node = b.move_to_front(node, 1)             # (B, T, ...) -> (T, B, ...)
+        inputs.append(node)
+    steps = length if n_x == 0 else inputs[c].shape[0]
+    loop = b.build("scan", (b.build("pack", inputs, (False,)),), (new_cell, length, reverse))
+    return _loop_results(b, loop, new_cell, out_flags, steps)
+
+
+def checkpoint(b):
+    """A checkpoint of the batched cell over the inputs as they are; the result's parts batched."""
+    (cell,) = b.attrs
+    found = [b.find(n) for n in b.node.inputs[0].inputs]
+    new_cell, _, out_flags = cell.batched([f for _, f in found], b.size)
+    loop = b.build("checkpoint", (b.build("pack", [n for n, _ in found], (False,)),), (new_cell,))
+    return _loop_results(b, loop, new_cell, out_flags, None)
 
 
 def part(b):

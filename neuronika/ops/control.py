@@ -293,7 +293,7 @@ def _scan_shape(shape, cell, length, reverse):
 SCAN = declare("scan", ("x",), _scan_forward, {"x": lambda ctx: Grad(_scan_grad(ctx), view=True)},
                attrs=("cell", "length", "reverse"), shape=_scan_shape, dtype=_object_dtype,
                statics=_tuple_statics, symbolic={"x": _scan_symbolic},
-               doc="a loop over one cell: (final carries, stacked ys) (see neuronika.scan)")
+               batch=batching.scan, doc="a loop over one cell: (final carries, stacked ys) (see neuronika.scan)")
 
 
 # ---- call: another traced function's program, as one node ----------------------------------
@@ -396,7 +396,7 @@ def _checkpoint_symbolic(ctx, build, bindings):
 CHECKPOINT = declare("checkpoint", ("x",), _checkpoint_forward, {"x": _checkpoint_grad},
                      attrs=("cell",), shape=lambda shape, cell: (), dtype=_object_dtype,
                      statics=_checkpoint_statics, symbolic={"x": _checkpoint_symbolic},
-                     doc="a cell run once, its outputs as one tuple; its intermediates are not "
+                     batch=batching.checkpoint, doc="a cell run once, its outputs as one tuple; its intermediates are not "
                          "kept but recomputed by its adjoint (see neuronika.checkpoint)")
 
 # A loop's cell may draw random numbers (dropout), and a tuple is no array to keep: neither

@@ -34,7 +34,7 @@ def batched(roots, given, size):
             continue
         inputs = tuple(done[n] if flag else n for n, flag in zip(node.inputs, flags))
         try:
-            new = rule_for(node.op)(Batch(node, inputs, flags, size))
+            new = rule_for(node.op)(Batch(node, inputs, flags, size, done))
         except ShapeError as error:
             where = f"traced at {format_where(node.where)}" if node.where else \
                 f"in the function given to vmap, called at {format_where(user_line())}"

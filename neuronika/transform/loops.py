@@ -113,11 +113,62 @@ class Cell:
                     stats["compiled"] += 1
         return self._compiled.source()
 
+    def batched(self, flags, size):
+        """The cell over a batch (``vmap``): ``flags`` says which inputs (by position) hold a
+        batch on axis 0 of each step's value. Returns ``(cell, in_flags, out_flags)``: a carry
+        that a batched input reaches is batched from the start (its initial value broadcast by
+        the caller), so ``in_flags`` may have more than ``flags``; every new carry has its
+        input's flag."""
+        from ..graph import apply
+        from ..ops import OPS
+        from . import batching
+        flags = list(flags)
+        root = self.order[-1]
+        while True:
+            given, leaves = {}, []
+            for leaf_node, position in zip(self.leaves, self.args):
+                if flags[position]:
+                    given[leaf_node] = new = _leaf_shaped(leaf_node, (size,) + tuple(leaf_node.shape))
+                    leaves.append(new)
+                else:
+                    leaves.append(leaf_node)
+            outs = batching.batched(list(root.inputs), given, size)
+            grown = [k for k in range(self.n_carry) if outs[k][1] and not flags[k]]
+            if not grown:
+                break
+            for k in grown:
+                flags[k] = True
+        nodes = []
+        for k, (node, is_batched) in enumerate(outs):
+            if k < self.n_carry and flags[k] and not is_batched:
+                node = apply(OPS["broadcast_to"], (node,), ((size,) + tuple(node.shape),))
+            nodes.append(node)
+        out_flags = [flags[k] if k < self.n_carry else f for k, (_, f) in enumerate(outs)]
+        new_root = apply(OPS["pack"], tuple(nodes), root.attrs)
+        widened = [((size,) + tuple(s), d) if f else (tuple(s), d)
+                   for s, d, f in zip(self.in_shapes, self.in_dtypes, flags)]
+        out_specs = [spec(n) for n in nodes]
+        cell = cell_for(new_root, leaves, list(self.args), self.n_carry, self.n_x, self.n_const,
+                        widened, out_specs)
+        if cell.symbolic_adjoint is None:
+            cell.symbolic_adjoint = self.symbolic_adjoint
+        return cell, flags, out_flags
+
     def symbolic(self, ctx, build, bindings):
         adjoint = self.symbolic_adjoint or SYMBOLIC_ADJOINT
         if adjoint is None:
             raise NotImplementedError("scan: no symbolic adjoint registered (import neuronika.loops)")
         return adjoint(self, ctx, build, bindings)
+
+
+def _leaf_shaped(node, shape):
+    """A leaf like ``node`` (dtype, space, whether it needs a gradient) of another shape."""
+    new = like_leaf(node, node.requires_grad)
+    new.shape = shape
+    if new.key[0] != "weak":
+        new.key = leaf_key(shape, node.dtype, node.space, node.requires_grad)
+    new.sig = hash(new.key)
+    return new
 
 
 def cell_for(root, leaves, positions, n_carry, n_x, n_const, in_specs, out_specs):
