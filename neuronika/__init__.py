@@ -16,11 +16,10 @@ once and cached by the graph's signature.
 from . import numpy, data, nn, optim, transform
 from .creation import (arange, concatenate, eye, from_ndarray, full, geomspace, linspace, logspace,
                        ones, rand, randn, stack, zeros)
-from .batching import vmap
 from .errors import (AnomalyError, ArgnumsError, BatchingError, GradientError, IndexingError,
                      LinAlgShapeError, RetraceWarning, ShapeError)
 from .functional import (custom_vjp, grad, hessian, hvp, jacfwd, jacobian, jacrev, jit, jvp, linearize,
-                         value_and_grad, vjp)
+                         value_and_grad, vjp, vmap)
 from .loops import checkpoint, scan  # noqa: F401  (a loop compiled once; rematerialisation)
 from .numpy._special import (erf, expit, gelu, leaky_relu, log_softmax, logit, logsumexp, relu, sigmoid,
                              softmax, softplus)

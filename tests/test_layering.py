@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(neuronika.__file__).parent
 
 #: Bottom to top. A part may import only parts listed before it.
 LAYERS = ["errors", "backend", "random", "graph", "ops", "transform", "variable", "numpy", "creation",
-          "tracing", "symbolic", "loops", "functional", "batching", "testing", "distributed", "nn", "optim", "data", "__init__"]
+          "tracing", "symbolic", "loops", "batching", "functional", "testing", "distributed", "nn", "optim", "data", "__init__"]
 
 
 def _part(path):
