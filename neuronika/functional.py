@@ -1129,12 +1129,15 @@ def vjp(fn, *args, static_argnums=()):
     return value, vjp_fn
 
 
-def jacobian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
+def jacobian(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=()):
     """The Jacobian of ``fn`` (any output shape) with respect to argument(s) ``argnums``:
-    an array of shape ``output.shape + argument.shape``, built from one vjp per output element.
-    For complex values, row k is the gradient of Re(output[k]) (HIPS autograd's convention,
-    d/dx - 1j d/dy): the complex Jacobian df/dz when ``fn`` is holomorphic.
-    ``static_argnums`` / ``static_argnames`` as for ``grad``.
+    an array of shape ``output.shape + argument.shape`` (a tree of them for an argument that
+    is a tree). One vjp per output element, batched (``vmap`` over the cotangents' basis), so
+    the whole Jacobian is one program traced once per signature. For complex values, row k is
+    the gradient of Re(output[k]) (HIPS autograd's convention, d/dx - 1j d/dy): the complex
+    Jacobian df/dz when ``fn`` is holomorphic. ``has_aux``: ``fn`` returns ``(value, aux)``
+    and the result is ``(jacobian, aux)``. ``static_argnums`` / ``static_argnames`` as for
+    ``grad``.
 
     >>> import numpy as np, neuronika
     >>> neuronika.jacobian(lambda x: x * x)(np.array([1.0, 2.0]))
@@ -1142,51 +1145,147 @@ def jacobian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
            [0., 4.]])
     """
     single, nums = _argnums(argnums, "jacobian")
-    statics = (static_argnums, static_argnames)
 
     def jac(*args, **kwargs):
-        value, pullback = _pullback(fn, args, nums, "jacobian", statics, kwargs)
-        if _trace.is_structured(value):
-            raise TypeError(f"jacobian: the function returned a {type(value).__name__}; it must "
-                            f"return one array (stack the parts, or take one Jacobian per part)")
-        space = None if isinstance(value, Var) else backend.space_of(value)
-        shape = tuple(value.shape)
-        size = math.prod(shape)
-        dtype = value.dtype if space is None else space.numpy_dtype(value.dtype)
-        rows = []
-        for k in range(size):
-            cotangent = np.zeros(size, dtype)
-            cotangent[k] = 1
-            rows.append(pullback(cotangent.reshape(shape)))
-        result = []
-        for i in range(len(nums)):
-            parts = [row[i] for row in rows]
-            if any(isinstance(p, Var) for p in parts):        # inside another trace
-                from . import numpy as nnp
-                stacked = nnp.stack(parts)
-            elif space is not None:
-                stacked = space.xp.stack(parts) if parts else backend.zeros((0,), dtype, space)
-            else:
-                parts = [np.asarray(p) for p in parts]
-                stacked = np.stack(parts) if parts else np.zeros((0,))
-            if parts:
-                stacked = stacked.reshape(shape + tuple(parts[0].shape)) if space is None else \
-                    space.xp.reshape(stacked, shape + tuple(parts[0].shape))
-            result.append(stacked)
-        return result[0] if single else tuple(result)
+        _check_argnums("jacobian", nums, args, fn, static_argnums, static_argnames)
+        program = _jacobian_program(fn, "jacobian", nums, has_aux, static_argnums, static_argnames)
+        return _jacobian_result(program(*args, **kwargs), single, has_aux)
 
     return functools.wraps(fn, updated=())(jac)
+
+
+def _check_argnums(name, nums, args, fn, static_argnums, static_argnames):
+    n_args = len(args)
+    for n in nums:
+        if not -n_args <= n < n_args:
+            raise GradientError(f"{name}: argnums {n} is out of range for a call with {n_args} "
+                                f"positional arguments")
+    _, snums, _ = _static_spec(fn, static_argnums, static_argnames, name)
+    marked = {i % n_args for i in snums if -n_args <= i < n_args}
+    for n in nums:
+        if n % n_args in marked:
+            raise ValueError(f"{name}: argument {n % n_args} is both differentiated (argnums) and static "
+                             f"(static_argnums / static_argnames); a static argument has no gradient")
+
+
+def _jacobian_result(out, single, has_aux):
+    results, aux = out if has_aux else (out, None)
+    results = results[0] if single else tuple(results)
+    return (results, aux) if has_aux else results
+
+
+_jacobian_programs = _Kept()
+
+
+def _jacobian_program(fn, name, nums, has_aux, static_argnums, static_argnames):
+    """A ``_Jit`` of the Jacobian(s) of ``fn`` with respect to arguments ``nums``: reverse mode
+    (``name`` "jacobian") or forward mode ("jacfwd"), its basis batched, kept per function
+    and options (its traces per ``_function_key``, so a lambda made again finds them)."""
+    if not callable(fn):
+        raise TypeError(f"{name}: the function to differentiate must be callable, got "
+                        f"{type(fn).__name__}")
+    _, snums, snames = _static_spec(fn, static_argnums, static_argnames, name)
+    key = (fn, name, tuple(nums), bool(has_aux), snums, tuple(sorted(snames)))
+    found = _jacobian_programs.get(key)
+    if found is not None:
+        return found
+    run = _jacobian_parts.reverse if name == "jacobian" else _jacobian_parts.forward
+
+    # (the body names one global, an object: see _tangent_program)
+    def program(*args, **kwargs):
+        return _jacobian_parts.run(run, fn, name, nums, has_aux, args, kwargs)
+
+    label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    program.__qualname__ = program.__name__ = str(label)
+    return _jacobian_programs.put(key, _Jit(program, None, False, False, name, snums, tuple(snames)))
+
+
+class _jacobian_parts:
+    """The bodies of the Jacobian programs, over variables: the basis is a constant leaf, and
+    ``batching.batched_call`` runs one vjp (or jvp) per basis vector as one batched graph."""
+
+    @staticmethod
+    def run(run, fn, name, nums, has_aux, args, kwargs):
+        captured = {}
+
+        def main(*a, **k):
+            result = fn(*a, **k)
+            if has_aux:
+                result, captured["aux"] = _trace.split_aux(result, True, name)
+            return result
+
+        results = run(main, name, [n % len(args) for n in nums], args, kwargs)
+        return (results, captured["aux"]) if has_aux else results
+
+    @staticmethod
+    def reverse(fn, name, nums, args, kwargs):
+        value, pullback = _symbolic_pullback(fn, args, tuple(nums), name, kwargs)
+        if _trace.is_structured(value):
+            raise TypeError(f"{name}: the function returned a {type(value).__name__}; it must "
+                            f"return one array (stack the parts, or take one Jacobian per part)")
+        shape = tuple(value.shape)
+        rows = _batched_basis(pullback, value._node, shape)
+        return [_trace.rebuild_tree(tree, iter([r.reshape(shape + tuple(r.shape[1:])) for r in parts]))
+                for tree, parts in (_tree_parts(row) for row in rows)]
+
+    @staticmethod
+    def forward(fn, name, nums, args, kwargs):
+        results = []
+        for n in nums:
+            x = args[n]
+            if _trace.is_structured(x):
+                raise TypeError(f"jacfwd: argument {n} is a {type(x).__name__}; differentiate one array "
+                                f"per argnum (pass the parts as separate arguments)")
+            x = var_of(x, name=f"argument {n}")
+            which = [i == n for i in range(len(args))]
+
+            def column(t, n=n, which=which):
+                _, tangent, _, _ = _jvp_graph(fn, args, kwargs, which, [t], name)
+                if _trace.is_structured(tangent):
+                    raise TypeError(f"jacfwd: the function returned a {type(tangent).__name__}; it "
+                                    f"must return one array (stack the parts, or take one Jacobian "
+                                    f"per part)")
+                return tangent
+
+            shape = tuple(x.shape)
+            columns = _batched_basis(column, x._node, shape, out_axis=-1)
+            results.append(columns.reshape(tuple(columns.shape[:-1]) + shape))
+        return results
+
+
+def _tree_parts(obj):
+    parts = []
+    return _trace.tree_of(obj, parts), parts
+
+
+def _batched_basis(fn, like, shape, out_axis=0):
+    """``fn`` applied to every unit array shaped and typed like ``like`` (one per element, in
+    order), batched: the results stacked along ``out_axis``."""
+    size = math.prod(shape)
+    if not size:                     # an empty basis: the shapes from one call on zeros
+        probe = fn(_wrap(leaf(symbolic._filled(0, like))))
+        parts = []
+        tree = _trace.tree_of(probe, parts)
+        empty = []
+        for p in parts:
+            p = var_of(p)
+            zeros_shape = (0,) + tuple(p.shape) if out_axis == 0 else tuple(p.shape) + (0,)
+            empty.append(_wrap(leaf(backend.zeros(zeros_shape, p.dtype, p._node.space))))
+        return _trace.rebuild_tree(tree, iter(empty))
+    eye = np.eye(size, dtype=like.dtype).reshape((size,) + tuple(shape))
+    basis = _wrap(leaf(backend.move(eye, like.space)))
+    return _batching.batched_call(fn, 0, out_axis, None, (basis,), {})
 
 
 _hvp_traced = _Kept()
 
 
-def hessian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
-    """The Hessian of a scalar function of one array: ``jacobian(grad(fn))``, shaped
-    ``x.shape + x.shape``. The gradient is built as a graph and differentiated again.
-    ``jacfwd(grad(fn))`` (forward-over-reverse) gives the same and measured slower here: the
-    forward runs once, then one backward per row.
-    ``static_argnums`` / ``static_argnames`` as for ``grad``.
+def hessian(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=()):
+    """The Hessian of a scalar function of one array, forward-over-reverse: ``jacfwd(grad(fn))``,
+    shaped ``x.shape + x.shape``: one program in which the gradient's graph is differentiated
+    in every direction of the basis at once (``vmap`` of a jvp). ``has_aux``: ``fn`` returns
+    ``(value, aux)``, the result is ``(hessian, aux)``. ``static_argnums`` / ``static_argnames``
+    as for ``grad``.
 
     >>> import numpy as np, neuronika
     >>> neuronika.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
@@ -1196,7 +1295,7 @@ def hessian(fn, argnums=0, *, static_argnums=(), static_argnames=()):
     if not isinstance(argnums, int):
         raise TypeError("hessian: argnums must be one int (the Hessian of one array)")
     statics = {"static_argnums": static_argnums, "static_argnames": static_argnames}
-    return jacobian(grad(fn, argnums, **statics), argnums, **statics)
+    return jacfwd(grad(fn, argnums, has_aux=has_aux, **statics), argnums, has_aux=has_aux, **statics)
 
 
 def hvp(fn, x, v):
@@ -1596,11 +1695,12 @@ def linearize(fn, *primals):
     return value, _Linearized(linear, tuple(residuals), primals, "linearize")
 
 
-def jacfwd(fn, argnums=0, *, static_argnums=(), static_argnames=()):
+def jacfwd(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=()):
     """The Jacobian of ``fn`` by forward mode: one ``jvp`` per element of the argument(s)
-    ``argnums``, shaped ``output.shape + argument.shape`` like ``jacrev``'s (``jacobian``), which
-    is cheaper for few outputs and many inputs; ``jacfwd`` for many outputs and few inputs.
-    ``static_argnums`` / ``static_argnames`` as for ``grad``.
+    ``argnums``, batched (``vmap`` over the tangents' basis) into one program, shaped
+    ``output.shape + argument.shape`` like ``jacrev``'s (``jacobian``), which is cheaper for few
+    outputs and many inputs; ``jacfwd`` for many outputs and few inputs. ``has_aux`` and
+    ``static_argnums`` / ``static_argnames`` as for ``jacobian``.
 
     >>> import numpy as np, neuronika
     >>> neuronika.jacfwd(lambda x: x[::-1] * x)(np.array([1.0, 2.0]))
@@ -1610,78 +1710,15 @@ def jacfwd(fn, argnums=0, *, static_argnums=(), static_argnames=()):
     single, nums = _argnums(argnums, "jacfwd")
 
     def jac(*args, **kwargs):
-        n_args = len(args)
+        _check_argnums("jacfwd", nums, args, fn, static_argnums, static_argnames)
         for n in nums:
-            if not -n_args <= n < n_args:
-                raise GradientError(f"jacfwd: argnums {n} is out of range for a call with {n_args} "
-                                    f"positional arguments")
-        program = _tangent_program(fn, "jacfwd", static_argnums, static_argnames)
-        _, snums, _ = _static_spec(fn, static_argnums, static_argnames, "jacfwd")
-        marked = {i % n_args for i in snums if -n_args <= i < n_args}
-        result = []
-        for n in nums:
-            n = n % n_args
-            if n in marked:
-                raise ValueError(f"jacfwd: argument {n} is both differentiated (argnums) and static "
-                                 f"(static_argnums / static_argnames); a static argument has no gradient")
-            x = args[n]
-            if _trace.is_structured(x):
-                raise TypeError(f"jacfwd: argument {n} is a {type(x).__name__}; differentiate one array "
-                                f"per argnum (pass the parts as separate arguments)")
-            shape, dtype = _shape_dtype(x)
-            basis = _zeros_tree(x)
-            _check_tangent("jacfwd", x, basis, f"for argument {n}")
-            size = math.prod(shape)
-            columns = []
-            if not size:            # an empty argument: one call for the output's shape
-                value, _ = program(tuple(basis if i == n else None for i in range(n_args)), *args, **kwargs)
-                out_shape, out_dtype = _shape_dtype(value)
-                result.append(np.zeros(tuple(out_shape) + tuple(shape), out_dtype))
-                continue
-            # the primal once, then one tangent program per column over what it kept (on
-            # variables, inside another trace: the jvp's graph per column)
-            graph = modes.tracer is not None or _holds_var(args) or _holds_var(kwargs)
-            if not graph:
-                which = tuple(i == n for i in range(n_args))
-                value, residuals = _tangent_program(fn, "jacfwd", static_argnums, static_argnames,
-                                                    "primal")(which, *args, **kwargs)
-                residuals = tuple(residuals)
-                linear = _tangent_program(fn, "jacfwd", static_argnums, static_argnames, "linear")
-            for k in range(size):
-                direction = _zeros_tree(x)
-                if isinstance(direction, np.ndarray):
-                    direction.reshape(-1)[k] = 1
-                else:
-                    direction = backend.move(np.eye(1, size, k, dtype=dtype).reshape(shape),
-                                             backend.space_of(direction))
-                tangents = tuple(direction if i == n else None for i in range(n_args))
-                if graph:
-                    value, column = program(tangents, *args, **kwargs)
-                else:
-                    column = linear(residuals, tangents, *args, **kwargs)
-                if _trace.is_structured(column):
-                    raise TypeError(f"jacfwd: the function returned a {type(value).__name__}; it "
-                                    f"must return one array (stack the parts, or take one Jacobian "
-                                    f"per part)")
-                columns.append(column)
-            result.append(_stacked_columns(columns, shape))
-        return result[0] if single else tuple(result)
+            x = args[n % len(args)]
+            if not _trace.is_structured(x):
+                _check_tangent("jacfwd", x, _zeros_tree(x), f"for argument {n % len(args)}")
+        program = _jacobian_program(fn, "jacfwd", nums, has_aux, static_argnums, static_argnames)
+        return _jacobian_result(program(*args, **kwargs), single, has_aux)
 
     return functools.wraps(fn, updated=())(jac)
-
-
-def _stacked_columns(columns, shape):
-    """The Jacobian ``out.shape + shape`` from one tangent per input element."""
-    from . import numpy as nnp
-    if any(isinstance(c, Var) for c in columns):             # inside another trace
-        stacked = nnp.stack(columns, axis=-1)
-        return stacked.reshape(tuple(stacked.shape[:-1]) + tuple(shape))
-    if backend.foreign(columns[0]):
-        xp = backend.space_of(columns[0]).xp
-        stacked = xp.stack(columns, axis=-1)
-        return xp.reshape(stacked, tuple(stacked.shape[:-1]) + tuple(shape))
-    stacked = np.stack([np.asarray(c) for c in columns], axis=-1)
-    return stacked.reshape(stacked.shape[:-1] + tuple(shape))
 
 
 #: reverse mode's Jacobian under JAX's name

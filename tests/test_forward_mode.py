@@ -469,3 +469,32 @@ def test_a_lambda_made_again_finds_its_programs():
             np.testing.assert_allclose(tangent, np.cos(x + k) * scale * x, rtol=1e-14)
             misses.append(CACHE.misses)
     assert misses[-1] == misses[0]              # traced at the first call only
+
+
+def test_jacobians_and_hessian_are_one_batched_program_with_aux():
+    """jacfwd, jacrev and hessian batch their basis (vmap): one program per signature, whatever
+    the number of rows or columns; has_aux returns the function's aux beside."""
+    w = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]])
+
+    def f(x):
+        y = np.tanh(w @ x)
+        return y, {"norm": (y * y).sum(), "steps": 3}
+
+    x = np.array([0.1, -0.2, 0.3])
+    want = (1 - np.tanh(w @ x) ** 2)[:, None] * w
+    for transform in (neuronika.jacfwd, neuronika.jacrev):
+        jac = transform(f, has_aux=True)
+        got, aux = jac(x)
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+        np.testing.assert_allclose(aux["norm"], (np.tanh(w @ x) ** 2).sum(), rtol=1e-13)
+        assert aux["steps"] == 3
+        hits = CACHE.hits
+        jac(x * 2)
+        assert CACHE.hits == hits + 1               # one program, found again
+    hess, aux = neuronika.hessian(lambda x: ((x ** 3).sum(), x.sum()), has_aux=True)(x)
+    np.testing.assert_allclose(hess, np.diag(6 * x), rtol=1e-13)
+    np.testing.assert_allclose(aux, x.sum(), rtol=1e-13)
+    # an argument that is a tree: a Jacobian per leaf
+    tree = neuronika.jacrev(lambda p: np.tanh(p["w"] @ x))({"w": w})
+    assert tree["w"].shape == (2, 2, 3)
+    np.testing.assert_allclose(tree["w"][0, 0], (1 - np.tanh(w @ x)[0] ** 2) * x, rtol=1e-13)

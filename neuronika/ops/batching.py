@@ -62,15 +62,17 @@ class Batch:
         """Input ``k`` with its example axes right-aligned to ``rank`` axes: a batched one
         reshaped to (B, 1, ..., 1, *shape); an unbatched one as it is (it broadcasts)."""
         node = self.inputs[k]
-        if not self.batched[k]:
-            return node
+        if not self.batched[k] or node.dtype.kind == "O":
+            return node             # (a tuple's parts have the batch first or broadcast as they are)
         missing = rank + 1 - len(node.shape)
         return self.reshape(node, node.shape[:1] + (1,) * missing + node.shape[1:]) if missing > 0 else node
 
     def full(self, k):
         """Input ``k`` batched: an unbatched one broadcast along a new axis 0 (a view)."""
         node = self.inputs[k]
-        return node if self.batched[k] else self.broadcast(node, (self.size,) + node.shape)
+        if self.batched[k] or node.dtype.kind == "O":
+            return node
+        return self.broadcast(node, (self.size,) + node.shape)
 
     def reshape(self, node, shape):
         shape = tuple(shape)
@@ -246,6 +248,12 @@ def checkpoint(b):
     new_cell, _, out_flags = cell.batched([f for _, f in found], b.size)
     loop = b.build("checkpoint", (b.build("pack", [n for n, _ in found], (False,)),), (new_cell,))
     return _loop_results(b, loop, new_cell, out_flags, None)
+
+
+def cotangent(b):
+    """A tuple's gradient with part k from a batched array: a batched tuple (every part it has
+    batch-first)."""
+    return b.again(b.inputs)
 
 
 def part(b):

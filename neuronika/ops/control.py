@@ -78,6 +78,10 @@ def cotangent_part(d, k, shape, dtype):
     the library of its other parts)."""
     value = d[k]
     if value is not None:
+        if tuple(value.shape) != tuple(shape):
+            # a part that broadcasts (under vmap: one that is the same for every example)
+            xp = backend.space_of(value).xp if backend.foreign(value) else np
+            return xp.broadcast_to(value, tuple(shape))
         return value
     for other in (d.values() if isinstance(d, dict) else d):
         if backend.foreign(other):
@@ -145,7 +149,7 @@ COTANGENT = declare("cotangent", ("x",), "cotangent(x, k)",
                     {"x": Grad("cotangent_part(dy, k, x_shape, x_dtype)", view=True)},
                     attrs=("k",), shape=lambda s, k: (), dtype=_object_dtype, statics=_tuple_statics,
                     symbolic={"x": _cotangent_symbolic},
-                    doc="the gradient of a tuple whose part k has gradient x (second derivatives)")
+                    batch=batching.cotangent, doc="the gradient of a tuple whose part k has gradient x (second derivatives)")
 
 
 def _cotangent_part_symbolic(ctx, build, bindings):
@@ -157,7 +161,7 @@ COTANGENT_PART = declare("cotangent_part", ("x",), "cotangent_part(x, k, part_sh
                          shape=lambda s, k, shape, dtype: shape, dtype=lambda inputs, attrs: attrs[2],
                          statics=_tuple_statics, symbolic={"x": _cotangent_part_symbolic},
                          shape_attr="part_shape",
-                         doc="part k of a tuple's gradient, zeros where it has none (second derivatives)")
+                         batch=batching.part, doc="part k of a tuple's gradient, zeros where it has none (second derivatives)")
 
 
 # ---- scan -------------------------------------------------------------------------------------
