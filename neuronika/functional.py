@@ -1281,11 +1281,12 @@ _hvp_traced = _Kept()
 
 
 def hessian(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=()):
-    """The Hessian of a scalar function of one array, forward-over-reverse: ``jacfwd(grad(fn))``,
-    shaped ``x.shape + x.shape``: one program in which the gradient's graph is differentiated
-    in every direction of the basis at once (``vmap`` of a jvp). ``has_aux``: ``fn`` returns
-    ``(value, aux)``, the result is ``(hessian, aux)``. ``static_argnums`` / ``static_argnames``
-    as for ``grad``.
+    """The Hessian of a scalar function of one array, ``jacobian(grad(fn))``, shaped
+    ``x.shape + x.shape``: one program in which the gradient's graph is differentiated again
+    for every row at once (``vmap`` of a vjp). Reverse-over-reverse batched measured faster
+    here than forward-over-reverse (``jacfwd(grad(fn))``, which gives the same), in compile
+    time and run time. ``has_aux``: ``fn`` returns ``(value, aux)``, the result is
+    ``(hessian, aux)``. ``static_argnums`` / ``static_argnames`` as for ``grad``.
 
     >>> import numpy as np, neuronika
     >>> neuronika.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
@@ -1295,7 +1296,7 @@ def hessian(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=
     if not isinstance(argnums, int):
         raise TypeError("hessian: argnums must be one int (the Hessian of one array)")
     statics = {"static_argnums": static_argnums, "static_argnames": static_argnames}
-    return jacfwd(grad(fn, argnums, has_aux=has_aux, **statics), argnums, has_aux=has_aux, **statics)
+    return jacobian(grad(fn, argnums, has_aux=has_aux, **statics), argnums, has_aux=has_aux, **statics)
 
 
 def hvp(fn, x, v):
