@@ -1206,14 +1206,7 @@ class _jacobian_parts:
 
     @staticmethod
     def run(run, fn, name, nums, has_aux, args, kwargs):
-        captured = {}
-
-        def main(*a, **k):
-            result = fn(*a, **k)
-            if has_aux:
-                result, captured["aux"] = _trace.split_aux(result, True, name)
-            return result
-
+        main, captured = _without_aux(fn, has_aux, name)
         results = run(main, name, [n % len(args) for n in nums], args, kwargs)
         return (results, captured["aux"]) if has_aux else results
 
@@ -1330,7 +1323,7 @@ def hvp(fn, x, v):
 _jvp_programs = _Kept()
 
 
-def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"):
+def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp", has_aux=False):
     """A ``_Jit`` of ``fn``'s forward mode, kept per function, ``part`` and static options (its
     traces are kept per ``_function_key`` of ``fn``, so a lambda made again finds them):
 
@@ -1340,12 +1333,14 @@ def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"
       of the primal computation (``which``: a bool per positional argument, differentiated);
     - "linear": ``(residuals, tangents, *args, **kwargs)`` -> ``tangent``, from the residuals
       (the arguments are read only where ``fn`` branched on their values).
+
+    ``has_aux``: ``fn`` returns ``(value, aux)``; "jvp" and "primal" return aux last.
     """
     if not callable(fn):
         raise TypeError(f"{name}: the function to differentiate must be callable, got "
                         f"{type(fn).__name__}")
     _, nums, names = _static_spec(fn, static_argnums, static_argnames, name)
-    key = (fn, name, part, nums, tuple(sorted(names)))
+    key = (fn, name, part, nums, tuple(sorted(names)), bool(has_aux))
     found = _jvp_programs.get(key)
     if found is not None:
         return found
@@ -1354,13 +1349,13 @@ def _tangent_program(fn, name, static_argnums=(), static_argnames=(), part="jvp"
     # a function among them by its own globals, in turn)
     if part == "jvp":
         def program(tangents, *args, **kwargs):
-            return _forward_parts.run_jvp(fn, name, tangents, args, kwargs)
+            return _forward_parts.run_jvp(fn, name, tangents, args, kwargs, has_aux)
     elif part == "primal":
         def program(which, *args, **kwargs):
-            return _forward_parts.run_primal(fn, name, which, args, kwargs)
+            return _forward_parts.run_primal(fn, name, which, args, kwargs, has_aux)
     else:
         def program(residuals, tangents, *args, **kwargs):
-            return _forward_parts.run_linear(fn, name, residuals, tangents, args, kwargs)
+            return _forward_parts.run_linear(fn, name, residuals, tangents, args, kwargs, has_aux)
 
     label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     program.__qualname__ = program.__name__ = str(label)
@@ -1375,21 +1370,39 @@ class _forward_parts:
     """The bodies of the forward-mode programs (``_tangent_program``)."""
 
     @staticmethod
-    def run_jvp(fn, name, tangents, args, kwargs):
+    def run_jvp(fn, name, tangents, args, kwargs, has_aux):
         which = [t is not None for t in tangents]
-        out, tangent, _, _ = _jvp_graph(fn, args, kwargs, which, _flat_trees(tangents), name)
-        return out, tangent
+        main, aux = _without_aux(fn, has_aux, name)
+        out, tangent, _, _ = _jvp_graph(main, args, kwargs, which, _flat_trees(tangents), name)
+        return (out, tangent, aux["aux"]) if has_aux else (out, tangent)
 
     @staticmethod
-    def run_primal(fn, name, which, args, kwargs):
-        out, _, flat, seeds = _jvp_graph(fn, args, kwargs, which, None, name)
-        return out, [_wrap(n) for n in _residuals(flat, seeds)]
+    def run_primal(fn, name, which, args, kwargs, has_aux):
+        main, aux = _without_aux(fn, has_aux, name)
+        out, _, flat, seeds = _jvp_graph(main, args, kwargs, which, None, name)
+        residuals = [_wrap(n) for n in _residuals(flat, seeds)]
+        return (out, residuals, aux["aux"]) if has_aux else (out, residuals)
 
     @staticmethod
-    def run_linear(fn, name, residuals, tangents, args, kwargs):
+    def run_linear(fn, name, residuals, tangents, args, kwargs, has_aux):
         which = [t is not None for t in tangents]
-        _, tangent, flat, seeds = _jvp_graph(fn, args, kwargs, which, _flat_trees(tangents), name)
+        main, _ = _without_aux(fn, has_aux, name)
+        _, tangent, flat, seeds = _jvp_graph(main, args, kwargs, which, _flat_trees(tangents), name)
         return _on_residuals(tangent, flat, seeds, residuals)
+
+
+def _without_aux(fn, has_aux, name):
+    """``fn`` returning its value only, and a dict that gets its aux (under ``"aux"``) when it
+    runs: inside a trace (a program's body runs once per trace), aux is graph nodes."""
+    captured = {}
+    if not has_aux:
+        return fn, captured
+
+    def main(*args, **kwargs):
+        value, captured["aux"] = _trace.split_aux(fn(*args, **kwargs), True, name)
+        return value
+
+    return main, captured
 
 
 def _flat_trees(trees):
@@ -1583,12 +1596,13 @@ def _shape_dtype(obj):
     return None, None
 
 
-def jvp(fn, primals, tangents):
+def jvp(fn, primals, tangents, has_aux=False):
     """``(fn(*primals), tangent)``: the value and the Jacobian-vector product of ``fn`` at
     ``primals`` in the direction ``tangents`` (JAX's ``jvp``). ``primals`` and ``tangents``
     are tuples, one entry per positional argument, of arrays or trees (tuples, lists, dicts)
     of arrays; each tangent has its primal's structure, shapes and dtypes. ``fn`` may return
-    a tree: the tangent has its structure.
+    a tree: the tangent has its structure. ``has_aux``: ``fn`` returns ``(value, aux)`` and
+    the result is ``(value, tangent, aux)``.
 
     Forward mode here is reverse mode transposed: the program is traced once per signature and
     compiled like ``grad``'s (no per-op tangent rule), and computes only the value and the
@@ -1608,7 +1622,7 @@ def jvp(fn, primals, tangents):
                         f"per primal")
     for k, (p, t) in enumerate(zip(primals, tangents)):
         _check_tangent("jvp", p, t, f"tangents[{k}]")
-    return _tangent_program(fn, "jvp")(_number_tangents(tangents), *primals)
+    return _tangent_program(fn, "jvp", has_aux=has_aux)(_number_tangents(tangents), *primals)
 
 
 def _number_tangents(tangents):
@@ -1671,11 +1685,12 @@ def _copied(obj):
     return obj.copy() if obj.__class__ is np.ndarray else obj
 
 
-def linearize(fn, *primals):
+def linearize(fn, *primals, has_aux=False):
     """``(fn(*primals), f_jvp)``: ``f_jvp(*tangents)`` is the Jacobian-vector product at
     ``primals`` (JAX's ``linearize``). ``fn`` runs once, in a program that keeps what the
     tangent reads of it; each call of ``f_jvp`` runs one compiled program of the tangent alone
-    over those values. ``f_jvp.source()`` prints it.
+    over those values. ``f_jvp.source()`` prints it. ``has_aux``: ``fn`` returns ``(value,
+    aux)`` and the result is ``(value, f_jvp, aux)``.
 
     >>> import numpy as np, neuronika
     >>> value, f_jvp = neuronika.linearize(lambda x: np.sin(x), np.array([0.0, np.pi]))
@@ -1687,13 +1702,15 @@ def linearize(fn, *primals):
     for k, (p, t) in enumerate(zip(primals, zeros)):
         _check_tangent("linearize", p, t, f"primals[{k}]")
     if modes.tracer is not None or _holds_var(primals):      # a graph: the jvp's
-        program = _tangent_program(fn, "linearize")
-        value, _ = program(zeros, *primals)
-        return value, _Linearized(program, None, primals, "linearize")
-    which = (True,) * len(primals)
-    value, residuals = _tangent_program(fn, "linearize", part="primal")(which, *primals)
-    linear = _tangent_program(fn, "linearize", part="linear")
-    return value, _Linearized(linear, tuple(residuals), primals, "linearize")
+        program = _tangent_program(fn, "linearize", has_aux=has_aux)
+        value, _, *aux = program(zeros, *primals)
+        linearized = _Linearized(program, None, primals, "linearize")
+    else:
+        which = (True,) * len(primals)
+        value, residuals, *aux = _tangent_program(fn, "linearize", part="primal", has_aux=has_aux)(which, *primals)
+        linear = _tangent_program(fn, "linearize", part="linear", has_aux=has_aux)
+        linearized = _Linearized(linear, tuple(residuals), primals, "linearize")
+    return (value, linearized, aux[0]) if has_aux else (value, linearized)
 
 
 def jacfwd(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=()):

@@ -498,3 +498,24 @@ def test_jacobians_and_hessian_are_one_batched_program_with_aux():
     tree = neuronika.jacrev(lambda p: np.tanh(p["w"] @ x))({"w": w})
     assert tree["w"].shape == (2, 2, 3)
     np.testing.assert_allclose(tree["w"][0, 0], (1 - np.tanh(w @ x)[0] ** 2) * x, rtol=1e-13)
+
+
+def test_jvp_and_linearize_with_aux():
+    def f(x):
+        y = np.sin(x)
+        return y * 2.0, {"y": y, "n": 4}
+
+    x, t = np.array([0.3, -1.2]), np.array([1.0, 0.5])
+    value, tangent, aux = neuronika.jvp(f, (x,), (t,), has_aux=True)
+    np.testing.assert_allclose(value, 2 * np.sin(x), rtol=1e-14)
+    np.testing.assert_allclose(tangent, 2 * np.cos(x) * t, rtol=1e-14)
+    np.testing.assert_allclose(aux["y"], np.sin(x), rtol=1e-14)
+    assert aux["n"] == 4
+    value, f_jvp, aux = neuronika.linearize(f, x, has_aux=True)
+    np.testing.assert_allclose(f_jvp(t), 2 * np.cos(x) * t, rtol=1e-14)
+    np.testing.assert_allclose(aux["y"], np.sin(x), rtol=1e-14)
+    # inside another trace: graphs, differentiated through
+    g = neuronika.grad(lambda x: neuronika.jvp(f, (x,), (t,), has_aux=True)[2]["y"].sum())(x)
+    np.testing.assert_allclose(g, np.cos(x), rtol=1e-14)
+    with pytest.raises(neuronika.GradientError, match="has_aux=True needs the function to return a pair"):
+        neuronika.jvp(np.sin, (x,), (t,), has_aux=True)
