@@ -33,8 +33,10 @@ def check_axes(axes, name):
                     f"{axes!r}")
 
 
-def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs):
-    """``fn`` over the batch, as variables of the current graph."""
+def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs, chunk_size=None):
+    """``fn`` over the batch, as variables of the current graph; with ``chunk_size``, the
+    graph of one example is batched once per chunk of at most that many examples (the chunks
+    run one after the other: the intermediates of one at a time) and the results joined."""
     if isinstance(in_axes, (tuple, list)):
         if len(in_axes) != len(args):
             raise BatchingError(f"vmap: in_axes has {len(in_axes)} entries for a call with {len(args)} "
@@ -50,11 +52,35 @@ def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs):
         out = fn(*args, **kwargs)
     parts = []
     tree = _trace.tree_of(out, parts)
-    variables = [p if isinstance(p, Var) else var_of(p, name="the function's result") for p in parts]
-    rebuilt = _batching.batched([v._node for v in variables], given, size)
-    placed = iter(_placed(node, is_batched, axis, size, path)
-                  for (node, is_batched), (axis, path) in zip(rebuilt, _out_axes(out, out_axes, len(parts))))
-    return _trace.rebuild_tree(tree, placed)
+    variables = [p if isinstance(p, Var) or p is None else var_of(p, name="the function's result")
+                 for p in parts]
+    roots = [v._node for v in variables if v is not None]
+    if chunk_size is None or size <= chunk_size:
+        rebuilt = iter(_batching.batched(roots, given, size))
+    else:
+        rebuilt = iter(_chunked(roots, given, size, chunk_size))
+    placed = [None if v is None else _placed(*next(rebuilt), axis, size, path)    # (None stays None)
+              for v, (axis, path) in zip(variables, _out_axes(out, out_axes, len(parts)))]
+    return _trace.rebuild_tree(tree, iter(placed))
+
+
+def _chunked(roots, given, size, chunk_size):
+    """``transform.batching.batched`` chunk by chunk, the batched results joined along the
+    batch axis."""
+    pieces = []
+    for start in range(0, size, chunk_size):
+        stop = min(size, start + chunk_size)
+        part = {p: build("index", (_wrap(node),), ((("s", start, stop, None),),))._node
+                for p, node in given.items()}
+        pieces.append(_batching.batched(roots, part, stop - start))
+    joined = []
+    for k, (node, is_batched) in enumerate(pieces[0]):
+        if not is_batched:
+            joined.append((node, False))
+        else:
+            nodes = [_wrap(piece[k][0]) for piece in pieces]
+            joined.append((build("concatenate", nodes, (0,))._node, True))
+    return joined
 
 
 def _prepared(obj, axis, path, given, sizes):

@@ -1745,7 +1745,7 @@ jacrev = jacobian
 
 # ---- batching ------------------------------------------------------------------------------
 
-def vmap(fn=None, in_axes=0, out_axes=0, *, axis_size=None):
+def vmap(fn=None, in_axes=0, out_axes=0, *, axis_size=None, chunk_size=None, in_dims=None, out_dims=None):
     """``fn`` of one example, applied to a batch (JAX's ``vmap``).
 
     ``in_axes``: the axis of each positional argument that holds the batch: an int (every
@@ -1754,6 +1754,8 @@ def vmap(fn=None, in_axes=0, out_axes=0, *, axis_size=None):
     (a dict, list or tuple). Keyword arguments are batched along axis 0. ``out_axes``: where
     the batch goes in the results, an int, None (a result that is the same for every example)
     or a tree like ``in_axes``. ``axis_size``: the batch size when no argument is batched.
+    ``chunk_size``: batch at most that many examples at a time (less memory, a little more
+    time; PyTorch's). ``in_dims`` / ``out_dims``: PyTorch's names for ``in_axes`` / ``out_axes``.
 
     The function is traced once per signature on one example and rewritten, op by op, into
     the batch's program (no Python loop over examples). It composes: ``vmap(grad(loss),
@@ -1768,26 +1770,37 @@ def vmap(fn=None, in_axes=0, out_axes=0, *, axis_size=None):
     >>> neuronika.vmap(dot, in_axes=(0, None))(np.eye(2), np.array([2.0, 3.0]))
     array([2., 3.])
     """
+    if in_dims is not None:
+        if in_axes != 0:
+            raise TypeError("vmap: give in_axes or in_dims (PyTorch's name), not both")
+        in_axes = in_dims
+    if out_dims is not None:
+        if out_axes != 0:
+            raise TypeError("vmap: give out_axes or out_dims (PyTorch's name), not both")
+        out_axes = out_dims
     if fn is None:
-        return lambda f: vmap(f, in_axes, out_axes, axis_size=axis_size)
+        return lambda f: vmap(f, in_axes, out_axes, axis_size=axis_size, chunk_size=chunk_size)
     if not callable(fn):
         raise TypeError(f"vmap: the function must be callable, got {type(fn).__name__}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"vmap: chunk_size must be a positive int, got {chunk_size!r}")
     _batching.check_axes(in_axes, "in_axes")
     _batching.check_axes(out_axes, "out_axes")
     if axis_size is not None and (not isinstance(axis_size, int) or axis_size < 1):
         raise ValueError(f"vmap: axis_size must be a positive int, got {axis_size!r}")
-    return _Vmapped(fn, in_axes, out_axes, axis_size)
+    return _Vmapped(fn, in_axes, out_axes, axis_size, chunk_size)
 
 
 class _Vmapped:
-    def __init__(self, fn, in_axes, out_axes, axis_size):
+    def __init__(self, fn, in_axes, out_axes, axis_size, chunk_size):
         functools.update_wrapper(self, fn, updated=())
         self.fn, self.in_axes, self.out_axes, self.axis_size = fn, in_axes, out_axes, axis_size
+        self.chunk_size = chunk_size
 
         # (one global, an object, read by the body: a trace's key reads the function's
         # globals, a function among them by its own globals in turn)
         def program(*args, **kwargs):
-            return _vmap_parts.batched_call(fn, in_axes, out_axes, axis_size, args, kwargs)
+            return _vmap_parts.batched_call(fn, in_axes, out_axes, axis_size, args, kwargs, chunk_size)
 
         label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
         program.__qualname__ = program.__name__ = f"vmap({label})"
@@ -1795,7 +1808,8 @@ class _Vmapped:
 
     def __call__(self, *args, **kwargs):
         if modes.tracer is not None or _holds_var(args) or kwargs and _holds_var(kwargs):
-            return _vmap_parts.batched_call(self.fn, self.in_axes, self.out_axes, self.axis_size, args, kwargs)
+            return _vmap_parts.batched_call(self.fn, self.in_axes, self.out_axes, self.axis_size, args, kwargs,
+                                            self.chunk_size)
         return self._program(*args, **kwargs)
 
     def source(self, *args, **kwargs) -> str:
@@ -1807,8 +1821,8 @@ class _vmap_parts:
     """The body of a vmap's program (``batching.batched_call``)."""
 
     @staticmethod
-    def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs):
-        return _batching.batched_call(fn, in_axes, out_axes, axis_size, args, kwargs)
+    def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs, chunk_size=None):
+        return _batching.batched_call(fn, in_axes, out_axes, axis_size, args, kwargs, chunk_size)
 
 
 class custom_vjp:

@@ -263,6 +263,11 @@ def test_axes_trees_keywords_and_axis_size():
     assert moved[0].shape == (2, 3) and moved[1].shape == (3,)
     shared = nk.vmap(lambda x, c: (x * 2, c + 1), in_axes=(0, None), out_axes=(0, None))(r(3, 2), r(2))
     assert shared[1].shape == (2,)
+    nothing = nk.vmap(lambda x: (x * 2, None))(r(3, 2))
+    assert nothing[1] is None and nothing[0].shape == (3, 2)
+    outer = nk.vmap(nk.vmap(lambda a, b: (a * b).sum(), (None, 0)), (0, None))(r(3, 4), r(5, 4))
+    assert outer.shape == (3, 5)
+    assert nk.vmap(lambda a: a.sum(), in_axes=-1)(r(3, 4)).shape == (4,)
     sized = nk.vmap(lambda c: c * 2, in_axes=None, axis_size=4)(r(2))
     assert sized.shape == (4, 2)
 
@@ -332,3 +337,38 @@ def test_scan_reversed_over_a_length_and_checkpoint():
     sequences = r(4, 6, 3)
     check_grads(lambda w: nk.vmap(_recurrence, in_axes=(None, 0, None))(np.zeros(3), sequences, w),
                 r(3, 3) * 0.5, order=2)
+
+
+def test_chunks_give_the_same_values_with_less_memory():
+    import tracemalloc
+    w, v = r(64, 512), r(512, 4)
+    xs = r(256, 64)
+
+    def f(x):
+        return nnp.tanh(nnp.tanh(x @ w) @ v).sum()
+
+    whole, chunked = nk.vmap(f), nk.vmap(f, chunk_size=32)
+    np.testing.assert_allclose(chunked(xs), whole(xs), rtol=1e-12)
+    peaks = []
+    for fn in (whole, chunked):
+        fn(xs)
+        tracemalloc.start()
+        fn(xs)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] / 3              # the (256, 512) hidden layer, 32 rows at a time
+    _check(nk.grad(f), [xs[:10]])
+    per = nk.vmap(nk.grad(_example_loss), in_axes=(None, 0, 0), chunk_size=4)
+    p, x, y = _mlp_params(), r(10, D), labels(C, 10)
+    want = nk.vmap(nk.grad(_example_loss), in_axes=(None, 0, 0))(p, x, y)
+    for k, g in per(p, x, y).items():
+        np.testing.assert_allclose(g, want[k], rtol=1e-12, atol=1e-15)
+
+
+def test_pytorch_names_for_the_axes():
+    out = nk.vmap(lambda a, b: a @ b, in_dims=(0, None), out_dims=1)(r(4, 3), r(3, 5))
+    assert out.shape == (5, 4)
+    with pytest.raises(TypeError, match="not both"):
+        nk.vmap(lambda a: a, in_axes=1, in_dims=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        nk.vmap(lambda a: a, chunk_size=0)
