@@ -10,8 +10,9 @@ import numpy as np
 from . import backend
 from . import random as _random
 from .errors import ShapeError
-from .graph import leaf
+from .graph import apply, leaf, modes
 from .numpy._shape import concatenate as _concatenate, stack as _stack
+from .ops import OPS
 from .ops.kernels import checked_cast
 from .variable import Var, _wrap
 
@@ -78,14 +79,27 @@ def full(shape, value, dtype=DEFAULT_DTYPE) -> Var:
 
 @_named
 def rand(shape, dtype=DEFAULT_DTYPE) -> Var:
-    """Uniform on [0, 1); reproducible under ``manual_seed``."""
+    """Uniform on [0, 1); reproducible under ``manual_seed``. Inside a traced function
+    (``jit``, ``grad``, ...) a ``random`` op: new numbers on every call, not the trace's."""
+    if modes.tracer is not None:
+        return _drawn("uniform", _shape(shape, "rand"), dtype)
     return _var(_random.generator().random(_shape(shape, "rand")).astype(dtype))
 
 
 @_named
 def randn(shape, dtype=DEFAULT_DTYPE) -> Var:
-    """Standard normal; reproducible under ``manual_seed``."""
+    """Standard normal; reproducible under ``manual_seed``. Inside a traced function, new
+    numbers on every call (as ``rand``)."""
+    if modes.tracer is not None:
+        return _drawn("normal", _shape(shape, "randn"), dtype)
     return _var(_random.generator().standard_normal(_shape(shape, "randn")).astype(dtype))
+
+
+def _drawn(kind, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"a floating-point dtype is needed, got {dtype}")
+    return _wrap(apply(OPS["random"], (leaf(np.zeros((), dtype)),), (kind, shape)))
 
 
 @_named

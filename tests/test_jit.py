@@ -573,3 +573,23 @@ def test_a_python_number_argument_cast():
             for value in (0.5, 1.5):
                 out = f(value)
                 assert out.dtype == np.float32 and out == np.float32(value * 2)
+
+
+def test_random_numbers_inside_a_trace_are_drawn_on_every_call():
+    """neuronika.rand / randn inside jit or grad draw on each call (a ``random`` op), not once
+    at trace time; the numbers follow manual_seed as outside."""
+    step = neuronika.jit(lambda x: x + neuronika.randn(x.shape, dtype=np.float64))
+    x = np.zeros(1000)
+    first, second = step(x), step(x)
+    assert not np.array_equal(first, second)
+    assert abs(first.mean()) < 0.15 and 0.85 < first.std() < 1.15
+    neuronika.manual_seed(7)
+    drawn = step(x)
+    neuronika.manual_seed(7)
+    np.testing.assert_array_equal(drawn, neuronika.randn(1000, dtype=np.float64).data)
+    uniform = neuronika.jit(lambda x: x * neuronika.rand(x.shape, dtype=np.float32))(np.ones(500, np.float32))
+    assert uniform.dtype == np.float32 and 0 <= uniform.min() and uniform.max() < 1
+    g = neuronika.grad(lambda x: (x * neuronika.randn(x.shape, dtype=np.float64)).sum())
+    assert not np.array_equal(g(x), g(x))
+    with pytest.raises(TypeError, match="randn: a floating-point dtype"):
+        neuronika.jit(lambda x: x + neuronika.randn(x.shape, dtype=np.int64))(x)

@@ -241,12 +241,18 @@ def test_program_is_cached_per_signature_and_for_a_vmap_made_again():
     assert "def " in nk.vmap(dot).source(r(3, 2), r(3, 2))
 
 
-def test_dropout_draws_a_mask_per_example():
+def test_random_draws_differ_per_example():
     x = np.ones((64, 50))
     out = nk.vmap(lambda row: F.dropout(row, 0.5, training=True))(x)
     assert out.shape == (64, 50)
     assert not all(np.array_equal(out[0], out[i]) for i in range(1, 64))
     assert set(np.unique(out)) <= {0.0, 2.0}
+    shared = np.ones(200)            # dropout of a value shared by the batch: still a mask each
+    out = nk.vmap(lambda row: F.dropout(nk.from_ndarray(shared), 0.5, training=True) * row)(np.ones((3, 200)))
+    assert (out[0] != out[1]).mean() > 0.3
+    noise = nk.vmap(lambda row: row + nk.randn(row.shape, dtype=np.float64))(np.zeros((4, 100)))
+    assert noise.shape == (4, 100) and (noise[0] != noise[1]).all()
+    assert abs(noise.mean()) < 0.2 and 0.8 < noise.std() < 1.2
 
 
 # ---- axes ---------------------------------------------------------------------------------------

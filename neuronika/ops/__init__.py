@@ -35,7 +35,8 @@ attributes) returning such source, for ops whose code depends on them.
 
 ``batch``: how the op applies to a batch of examples (``neuronika.vmap``), a rule from
 ``ops/batching.py``; elementwise ops need none (broadcasting), and an op without one runs
-one example at a time.
+one example at a time. ``per_example``: under ``vmap`` a node of the op is batched even when
+none of its inputs is (random draws: one per example).
 
 Elementwise ops write adjoints in the output's space: the engine reduces
 each one to its input's shape (``unbroadcast``) only where the shapes differ,
@@ -110,9 +111,10 @@ class Op:
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
                  n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
-                 shape_attr=None, families=FAMILIES, needs=None, batch=None):
+                 shape_attr=None, families=FAMILIES, needs=None, batch=None, per_example=False):
         self.name = name
         self.batch = batch                  # its batching rule (``ops.batching``); None: derived
+        self.per_example = per_example      # under vmap, batched even when no input is (a draw)
         self.families = tuple(families)     # the namespace families it runs on (backend)
         self.needs = needs                  # why not on the others
         # the attribute (its position) that is the output's shape: a shape family abstracts its

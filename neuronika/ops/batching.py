@@ -111,6 +111,19 @@ def elementwise(b):
     return b.again([b.aligned(k, rank) for k in range(len(b.inputs))])
 
 
+def drawn_elementwise(b):
+    """An elementwise op that draws (dropout): every input batched first, so each example gets
+    its own draw (``Op.per_example``)."""
+    rank = len(b.node.shape)
+    return b.again([b.aligned(k, rank) if b.batched[k] else b.full(k) for k in range(len(b.inputs))])
+
+
+def draw(b):
+    """Random numbers of a shape: the batch's shape, one draw per example."""
+    kind, shape = b.attrs
+    return b.again(b.inputs, (kind, (b.size,) + tuple(shape)))
+
+
 def one_at_a_time(b):
     """Any op: applied to each example in turn, the results stacked. A tuple-valued input (a
     scan's) or result cannot be indexed: refused by name."""

@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from ..graph import result_dtype
-from . import ZERO, Grad, declare, broadcast_shapes
+from . import ZERO, Grad, batching, declare, broadcast_shapes
 
 
 
@@ -179,7 +179,16 @@ def _dropout_grad(ctx):
 DROPOUT = _unary("dropout", _dropout_forward, _dropout_grad,
                  "zeroes each element with probability p and scales the rest by 1 / (1 - p) "
                  "while training; the identity in eval",
-                 attrs=("p", "training"), random=True)
+                 attrs=("p", "training"), random=True, per_example=True, batch=batching.drawn_elementwise)
+
+RANDOM = declare("random", ("like",), "random_draw(kind, shape, dtype)", {}, attrs=("kind", "shape"),
+                 shape=lambda like, kind, shape: tuple(shape), n_differentiable=0,
+                 dtype=lambda inputs, attrs: inputs[0].dtype, random=True, per_example=True,
+                 batch=batching.draw,
+                 doc="fresh random numbers of ``shape`` on every run (kind 'uniform': on [0, 1); "
+                     "'normal': standard normal); ``like``, a 0-d constant, gives the dtype and the "
+                     "array library: neuronika.rand / randn inside a traced function")
+
 
 def _compare(name, symbol):
     return declare(name, ("a", "b"), f"a {symbol} b", {}, shape=broadcast_shapes, elementwise=True,

@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import backend as _backend
 from .. import random as _random
 
-__all__ = ["dropout_mask", "power_exponent", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
+__all__ = ["dropout_mask", "random_draw", "power_exponent", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
            "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather", "avg_pool", "avg_pool_grad"]
 
 
@@ -29,6 +29,13 @@ def dropout_mask(shape, p, dtype):
     dtype = np.dtype(dtype)
     uniform = _random.generator().random(shape, dtype=np.float64 if dtype == np.float64 else np.float32)
     return (uniform >= p) * dtype.type(1.0 / (1.0 - p))
+
+
+def random_draw(kind, shape, dtype):
+    """Fresh numbers from ``neuronika.random``'s generator: "uniform" on [0, 1) or "normal"."""
+    generator = _random.generator()
+    values = generator.random(shape) if kind == "uniform" else generator.standard_normal(shape)
+    return values.astype(dtype, copy=False)
 
 
 def power_exponent(b):
@@ -883,6 +890,12 @@ def _add_at_generic(space, target, key, values):
 def _dropout_mask_generic(space, shape, p, dtype):
     """The NumPy mask (the same numbers from ``neuronika.random``), moved to the space."""
     return space.asarray(dropout_mask(shape, p, space.numpy_dtype(dtype)))
+
+
+@register("random_draw", "generic")
+def _random_draw_generic(space, kind, shape, dtype):
+    """The NumPy draw (the same numbers from ``neuronika.random``), moved to the space."""
+    return space.asarray(random_draw(kind, shape, space.numpy_dtype(dtype)))
 
 
 @register("log_where_nonzero", "generic")

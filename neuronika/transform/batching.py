@@ -29,7 +29,7 @@ def batched(roots, given, size):
             stack.extend((n, False) for n in node.inputs if n not in done and n not in kept)
             continue
         flags = tuple(n in done for n in node.inputs)
-        if not any(flags):
+        if not any(flags) and not node.op.per_example:
             kept.add(node)
             continue
         inputs = tuple(done[n] if flag else n for n, flag in zip(node.inputs, flags))

@@ -28,6 +28,7 @@ INTERNAL_OPS = {
     "scan": "neuronika.scan", "pack": "neuronika.scan", "part": "neuronika.scan",
     "call": "a grad inside neuronika.jit (tests/test_jit.py)",
     "checkpoint": "neuronika.checkpoint (tests/test_checkpoint.py)",
+    "random": "neuronika.rand / randn inside a trace (tests/test_jit.py, tests/test_vmap.py)",
     "cotangent": "the adjoint of a scan", "cotangent_part": "the adjoint of a scan",
     "mm_t": "v.mm_t and nn.Linear",
     "prod_others": "the adjoint of prod", "prod_others_grad": "the adjoint of prod_others",
