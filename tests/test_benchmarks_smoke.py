@@ -428,3 +428,72 @@ def test_varlen_rnn_section_of_compile_scaling():
     assert set(results[0]["memory_mb"]) == {0, 4, 8, 12}
     lines = compile_scaling.varlen_table(results)
     assert lines[0].startswith("| path |") and len(lines) == 5
+
+
+# ---- benchmarks/per_example.py ---------------------------------------------------------------
+
+from benchmarks import per_example  # noqa: E402
+
+
+def test_per_example_numpy_path_is_the_clipped_sum_of_a_loop_of_grad():
+    w = per_example.Workload(5, (6, 4, 3), "float64")
+    w.clip = 0.5                                # some examples clipped, not necessarily all
+    rows = [neuronika.grad(per_example.example_loss)(w.params, w.x[i], w.y[i]) for i in range(5)]
+    norms = [np.sqrt(sum(np.sum(g ** 2) for g in row.values())) for row in rows]
+    want = {k: sum(row[k] / max(1.0, n / w.clip) for row, n in zip(rows, norms)) for k in w.params}
+    got = per_example.numpy_step(w)()
+    for k in w.params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14)
+    reference = {k: np.asarray(v) for k, v in got.items()}
+    per_example.check("neuronika", per_example.neuronika_step(w), reference, "float64")
+    wrong = dict(reference, b2=reference["b2"] + 1e-6)
+    with pytest.raises(per_example.Mismatch, match="b2 differs"):
+        per_example.check("neuronika", per_example.neuronika_step(w), wrong, "float64")
+
+
+def test_per_example_neuronika_path_is_one_program_without_a_loop():
+    w = per_example.Workload(4, (6, 4, 3))
+    step = per_example.neuronika_step(w)
+    source = step.program.source(w.params, w.x, w.y, w.clip)
+    assert "for " not in source and "stack" not in source
+
+
+@pytest.mark.parametrize("key", ["torch-func", "jax-jit"])
+def test_per_example_competitors_match_numpy(key):
+    if key.startswith("torch"):
+        oracle("torch")
+    else:
+        pytest.importorskip("jax")                  # the bench extra, not an oracle
+    w = per_example.Workload(6, (7, 5, 3))
+    reference = {k: np.asarray(v) for k, v in per_example.numpy_step(w)().items()}
+    per_example.check(key, per_example.MAKERS[key](w), reference, "float32")
+
+
+def test_per_example_main_runs_without_competitors(no_competitors, monkeypatch, capsys):
+    monkeypatch.setattr(competitors, "set_threads", lambda n: [f"{n} thread(s) asked"])   # nothing global
+    assert per_example.main(["--batches", "4,8", "--sizes", "6,4,3", "--samples", "1", "--sample-ms", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "torch is not installed; its paths are skipped" in out and "jax is not installed" in out
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["B", "path", "µs per step", "± (half IQR)", "ratio to NumPy"]
+    assert [r[:2] for r in rows[1:]] == [["4", "hand-batched NumPy"], ["4", "neuronika jit(vmap(grad))"],
+                                         ["8", "hand-batched NumPy"], ["8", "neuronika jit(vmap(grad))"]]
+    assert rows[1][4] == "1.00" and float(rows[2][4]) > 0
+    with pytest.raises(SystemExit):
+        per_example.main(["--paths", "nope"])
+
+
+def test_per_example_a_failing_path_is_a_footnote(no_competitors, monkeypatch, capsys):
+    def refuses(workload):
+        raise competitors.PathFailed("torch.compile(fullgraph=True) raised Unsupported: no")
+
+    monkeypatch.setattr(competitors, "set_threads", lambda n: [])
+    monkeypatch.setitem(per_example._NEEDS, "torch-compile", "numpy")      # "installed"
+    monkeypatch.setitem(per_example.MAKERS, "torch-compile", refuses)
+    assert per_example.main(["--batches", "4", "--sizes", "6,4,3", "--paths", "torch-compile", "--samples", "1",
+                             "--sample-ms", "0.2"]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| ")]
+    assert rows[1:] == [["4", "hand-batched NumPy", rows[1][2], "-", "1.00"],
+                        ["4", "torch.compile of torch.func vmap(grad)", "failed [1]", "-", "-"]]
+    assert "[1] B=4, torch.compile of torch.func vmap(grad): torch.compile(fullgraph=True) raised Unsupported" in out

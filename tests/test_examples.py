@@ -79,6 +79,84 @@ def test_numpy_digits_reaches_95_percent(capsys):
     assert accuracy >= 0.95
 
 
+def _example_module(name):
+    """The functions of examples/``name`` (a script with a ``main()``), without running it."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return runpy.run_path(str(EXAMPLES / name), run_name=name[:-3])
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+def test_dp_sgd_digits_per_example_gradients_are_a_loop_of_grad():
+    import numpy as np
+    import neuronika
+    oracle("sklearn")
+    from sklearn.datasets import load_digits
+    dp = _example_module("dp_sgd_digits.py")
+    rng = np.random.default_rng(3)
+    params = dp["init"]([64, 128, 10], rng)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+    digits = load_digits()
+    x, y = (digits.data[:8] / 16.0).astype(np.float32), digits.target[:8]
+    got = dp["per_example_grads"](params, x, y)
+    rows = [neuronika.grad(dp["loss"])(params, x[i], y[i]) for i in range(8)]
+    for k in params:
+        assert got[k].shape == (8,) + params[k].shape
+        np.testing.assert_allclose(got[k], np.stack([row[k] for row in rows]), rtol=1e-5, atol=1e-6)
+    # clipped to norm C over every parameter together, summed; noise sigma * C, divided by B
+    clip, sigma = 7.0, 2.0
+    norms = [np.sqrt(sum(float(np.sum(row[k].astype(np.float64) ** 2)) for k in row)) for row in rows]
+    assert min(norms) < clip < max(norms)          # some examples clipped, some not
+    noise = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+    summed = {k: sum(row[k] / max(1.0, n / clip) for row, n in zip(rows, norms)) for k in params}
+    private = neuronika.jit(dp["private_gradient"])(params, x, y, noise, clip, sigma)
+    for k in params:
+        np.testing.assert_allclose(private[k], (summed[k] + sigma * clip * noise[k]) / 8, rtol=1e-4, atol=1e-6)
+    # the training step is one program, batched: no Python loop over the examples in it
+    optimizer = neuronika.optim.sgd(0.1, momentum=0.9)
+    step = dp["make_step"](optimizer)
+    source = step.source(params, optimizer.init(params), x, y, noise, clip, sigma)
+    assert source.startswith("def ") and "for " not in source and "stack" not in source
+
+
+def test_dp_sgd_digits_accountant_gives_known_values():
+    # the values in TensorFlow Privacy's rdp_accountant_test.py (compute_rdp(q, sigma, steps,
+    # orders), get_privacy_spent), at integer orders
+    dp = _example_module("dp_sgd_digits.py")
+    rdp, epsilon = dp["rdp_sampled_gaussian"], dp["epsilon"]
+    assert rdp(0.0, 10.0, 20) == 0.0
+    assert rdp(1.0, 10.0, 20) == pytest.approx(20 / 200)             # the Gaussian mechanism
+    assert 10 * rdp(0.1, 2.0, 5) == pytest.approx(0.07737, abs=1e-5)
+    assert [50 * rdp(0.01, 2.5, a) for a in (5, 50, 100)] == pytest.approx(
+        [0.00218075, 0.023846, 167.416307], abs=1e-5)
+    eps, order = epsilon(0.01, 4.0, 10000, 1e-5, orders=range(2, 33))
+    assert eps == pytest.approx(1.258575, abs=1e-5) and order == 20
+    # below q = 1 sampling amplifies privacy; more noise, less epsilon
+    assert rdp(0.5, 1.0, 8) < rdp(1.0, 1.0, 8)
+    assert epsilon(0.05, 2.0, 100, 1e-5)[0] < epsilon(0.05, 1.0, 100, 1e-5)[0]
+
+
+def test_dp_sgd_digits_first_epochs_are_pinned(capsys):
+    oracle("sklearn")
+    out = run_example("dp_sgd_digits.py", capsys, "--epochs", "2")
+    assert "DP-SGD: sigma 1.0, C 1.0, B 64, q = B/N = 0.0445, 44 steps (22 per epoch)" in out
+    epochs = re.findall(r"epoch +\d+ +train loss ([0-9.]+) +test accuracy ([0-9.]+)", out)
+    assert [float(loss) for loss, _ in epochs] == pytest.approx([1.4351, 0.7175], abs=5e-4)
+    # 360 test digits: two that tip over on another BLAS are allowed
+    assert [float(accuracy) for _, accuracy in epochs] == pytest.approx([0.7306, 0.8250], abs=2.1 / 360)
+    assert "(sigma 1.0, C 1.0, q 0.0445, 44 steps)" in out
+    assert "privacy: epsilon 3.47 at delta 1e-05 (RDP order 6)" in out
+
+
+def test_dp_sgd_digits_reaches_95_percent(capsys):
+    oracle("sklearn")
+    out = run_example("dp_sgd_digits.py", capsys)
+    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95
+    assert "q 0.0445, 660 steps" in out and "privacy: epsilon 9.52 at delta 1e-05" in out
+
+
 @pytest.mark.parametrize("name", ["numpy_gp_regression.py", "numpy_digits.py"])
 def test_numpy_examples_use_only_neuronika_numpy_and_grad(name):
     import ast
@@ -139,6 +217,7 @@ def test_char_transformer_reads_the_standard_library_by_default(capsys):
     ("regression_csv.py", ()),
     ("mlp_digits.py", ()),
     ("numpy_digits.py", ()),
+    ("dp_sgd_digits.py", ("--epochs", "2")),
 ])
 def test_a_training_curve_png_is_written(name, args, capsys, tmp_path):
     pytest.importorskip("matplotlib")

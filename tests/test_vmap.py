@@ -191,6 +191,45 @@ def test_per_example_gradients_against_a_loop():
             np.testing.assert_allclose(got[k][i], want[k], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_per_example_gradients_of_cross_entropy_over_a_row(reduction):
+    # One example as a batch of one row: the fused softmax_cross_entropy_grad op receives the
+    # mean's (or sum's) seed as a scalar per example, which its batching rule (``leading``)
+    # spreads over the row axis before merging the vmap batch into it.
+    p, xs, ys = _mlp_params(), r(6, D), labels(C, 6)
+
+    def loss(p, x, y):
+        h = nnp.tanh(x @ p["W1"] + p["b1"])
+        return F.cross_entropy((h @ p["W2"] + p["b2"])[None], y[None], reduction=reduction)
+
+    got = nk.vmap(nk.grad(loss), in_axes=(None, 0, 0))(p, xs, ys)
+    for i in range(6):
+        want = nk.grad(loss)(p, xs[i], ys[i])
+        for k in p:
+            np.testing.assert_allclose(got[k][i], want[k], rtol=1e-12, atol=1e-14)
+    _check(lambda x, t: F.cross_entropy(x, t, reduction=reduction), [r(3, 2, 4), labels(4, 3, 2)])
+
+
+_W3, _W13 = r(3), r(1, 3)
+
+
+@pytest.mark.parametrize("name, loss", [
+    ("scalar", lambda x, t: (F.cross_entropy(x, t, reduction="none") * 2.0).sum()),
+    ("mean", lambda x, t: F.cross_entropy(x, t)),
+    ("trailing", lambda x, t: (F.cross_entropy(x, t, reduction="none") * _W3).sum()),
+    ("trailing-2d", lambda x, t: (F.cross_entropy(x, t, reduction="none") * _W13).sum()),
+    ("batched", lambda x, t: (F.cross_entropy(x, t, reduction="none") * x[:, 0]).sum()),
+], ids=["scalar", "mean", "trailing", "trailing-2d", "batched"])
+@pytest.mark.parametrize("n", [2, 3])       # 3: the seed (3,) starts with N's size by chance
+def test_gradient_of_cross_entropy_with_a_broadcast_seed(name, loss, n):
+    # softmax_cross_entropy_grad's seed g broadcasts to the class indices (N, 3): a scalar
+    # merges with them, a seed along the trailing axis is applied one example at a time
+    xs, ts = r(4, n, 5, 3), labels(5, 4, n, 3)
+    got = nk.vmap(nk.grad(loss))(xs, ts)
+    want = np.stack([nk.grad(loss)(xs[i], ts[i]) for i in range(4)])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 def test_gradient_of_a_vmap_is_the_gradient_of_the_loop():
     p, xs, ys = _mlp_params(), r(6, D), labels(C, 6)
     got = nk.grad(lambda p: nk.vmap(_example_loss, in_axes=(None, 0, 0))(p, xs, ys).mean())(p)

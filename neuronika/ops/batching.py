@@ -184,11 +184,31 @@ def arg_reduction(b):
 def leading(b):
     """Ops whose axis 0 is already a batch of independent items (N in NCHW): the vmap batch
     merged into it, every input batched, and split again after. An attribute named ``shape``
-    (a result or input shape) gains the batch in its first size."""
-    merged = [b.merged(b.full(k)) for k in range(len(b.inputs))]
+    (a result or input shape) gains the batch in its first size.
+
+    An input may broadcast instead of starting with N: the seed ``g`` of
+    ``softmax_cross_entropy_grad``, a scalar for one example under a mean or a sum. A scalar is
+    spread over N with the rank of the lowest-rank input that starts with N (the class indices
+    it stands beside), so that it merges like them; any other input that does not start with N
+    (a seed that broadcasts along trailing axes) leaves the op to ``one_at_a_time``, and so
+    does one whose first size is N's by chance (the merged shapes then do not fit: the op's
+    shape rule refuses them)."""
+    full = [b.full(k) for k in range(len(b.inputs))]
+    n = full[0].shape[1]
+    if any(len(node.shape) > 1 and node.shape[1] != n for node in full):
+        return one_at_a_time(b)
+    rank = min(len(node.shape) - 1 for node in full if len(node.shape) > 1)
+    merged = []
+    for node in full:
+        if len(node.shape) == 1:
+            node = b.broadcast(b.reshape(node, (b.size,) + (1,) * rank), (b.size, n) + (1,) * (rank - 1))
+        merged.append(b.merged(node))
     attrs = tuple((b.size * a[0],) + tuple(a[1:]) if name == "shape" else a
                   for name, a in zip(b.op.attrs, b.attrs))
-    out = b.again(merged, attrs)
+    try:
+        out = b.again(merged, attrs)
+    except ShapeError:
+        return one_at_a_time(b)
     return b.reshape(out, (b.size,) + b.node.shape)
 
 
