@@ -1265,9 +1265,30 @@ def _batched_basis(fn, like, shape, out_axis=0):
             zeros_shape = (0,) + tuple(p.shape) if out_axis == 0 else tuple(p.shape) + (0,)
             empty.append(_wrap(leaf(backend.zeros(zeros_shape, p.dtype, p._node.space))))
         return _trace.rebuild_tree(tree, iter(empty))
-    eye = np.eye(size, dtype=like.dtype).reshape((size,) + tuple(shape))
-    basis = _wrap(leaf(backend.move(eye, like.space)))
-    return _batching.batched_call(fn, 0, out_axis, None, (basis,), {})
+    rows = max(1, BASIS_ELEMENTS // size)
+    if rows >= size:
+        eye = np.eye(size, dtype=like.dtype).reshape((size,) + tuple(shape))
+        basis = _wrap(leaf(backend.move(eye, like.space)))
+        return _batching.batched_call(fn, 0, out_axis, None, (basis,), {})
+    # a large basis in chunks of ``rows`` unit arrays, each made where the program runs (one
+    # chunk at a time in memory, never the whole identity as a constant)
+    from . import numpy as nnp
+    columns = _wrap(leaf(backend.move(np.arange(size), like.space)))
+    pieces = []
+    for start in range(0, size, rows):
+        stop = min(size, start + rows)
+        index = _wrap(leaf(backend.move(np.arange(start, stop).reshape(-1, 1), like.space)))
+        basis = (index == columns).astype(like.dtype).reshape((stop - start,) + tuple(shape))
+        pieces.append(_batching.batched_call(fn, 0, out_axis, None, (basis,), {}))
+    trees = [_tree_parts(piece) for piece in pieces]
+    joined = [nnp.concatenate([parts[k] for _, parts in trees], axis=out_axis)
+              for k in range(len(trees[0][1]))]
+    return _trace.rebuild_tree(trees[0][0], iter(joined))
+
+
+#: the most elements of the identity ``jacfwd`` / ``jacrev`` batch at once: a larger basis goes
+#: in chunks (an argument or output of 2,048 elements or fewer is one chunk)
+BASIS_ELEMENTS = 1 << 22
 
 
 _hvp_traced = _Kept()

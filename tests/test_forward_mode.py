@@ -519,3 +519,17 @@ def test_jvp_and_linearize_with_aux():
     np.testing.assert_allclose(g, np.cos(x), rtol=1e-14)
     with pytest.raises(neuronika.GradientError, match="has_aux=True needs the function to return a pair"):
         neuronika.jvp(np.sin, (x,), (t,), has_aux=True)
+
+
+def test_a_large_basis_goes_in_chunks(monkeypatch):
+    from neuronika import functional
+    monkeypatch.setattr(functional, "BASIS_ELEMENTS", 20)        # 7 elements: chunks of 2 rows
+    x = np.random.default_rng(0).standard_normal(7)
+    w = np.random.default_rng(1).standard_normal((5, 7))
+    want = (1 - np.tanh(w @ x) ** 2)[:, None] * w
+    np.testing.assert_allclose(neuronika.jacrev(lambda x: np.tanh(w @ x))(x), want, rtol=1e-13)
+    np.testing.assert_allclose(neuronika.jacfwd(lambda x: np.tanh(w @ x))(x), want, rtol=1e-13)
+    hess = neuronika.hessian(lambda x: (x ** 3).sum() + (w @ x).sum() ** 2)(x)
+    np.testing.assert_allclose(hess, np.diag(6 * x) + 2 * np.outer(w.sum(0), w.sum(0)), rtol=1e-12)
+    source = neuronika.jit(lambda x: neuronika.jacfwd(lambda x: np.tanh(w @ x))(x)).source(x)
+    assert "eye" not in source and source.count("concat") >= 1      # one-hot rows made per chunk

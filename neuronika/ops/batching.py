@@ -154,7 +154,9 @@ def over_axis(name="axis"):
     def rule(b):
         position = b.op.attrs.index(name)
         attrs = list(b.attrs)
-        attrs[position] = shifted(attrs[position])
+        axis = attrs[position]
+        # None: every axis of one example (an op that takes a tuple of axes)
+        attrs[position] = tuple(range(1, len(b.node.inputs[0].shape) + 1)) if axis is None else shifted(axis)
         return b.again([b.full(k) for k in range(len(b.inputs))], attrs)
     rule.__name__ = f"over_axis_{name}"
     return rule
