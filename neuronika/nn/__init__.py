@@ -16,7 +16,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropy
                    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MAELoss, MarginRankingLoss, MSELoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
                    TripletMarginLoss)
-from .module import Module, ModuleDict, ModuleList, Sequential, load, parameter
+from .module import Module, ModuleDict, ModuleList, Sequential, functional_call, load, parameter, stack_module_state
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm
 from . import parallel
 from .parallel import DistributedDataParallel
@@ -28,7 +28,8 @@ from .attention import MultiheadAttention
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
                           TransformerEncoderLayer)
 
-__all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "init", "functional",
+__all__ = ["Module", "ModuleList", "ModuleDict", "Sequential", "load", "parameter", "functional_call",
+           "stack_module_state", "init", "functional",
            "parallel", "DistributedDataParallel",
            "MSELoss", "L1Loss", "MAELoss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
            "KLDivLoss", "HuberLoss", "SmoothL1Loss",

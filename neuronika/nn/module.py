@@ -32,7 +32,7 @@ from .. import backend
 from ..errors import ShapeError
 from ..graph import leaf
 from ..ops.kernels import checked_cast
-from ..variable import Param, VarDiff, _wrap
+from ..variable import Param, Var, VarDiff, _wrap
 from ._checks import float_dtype
 
 
@@ -307,6 +307,96 @@ class StateDict(OrderedDict):
     ``load_state_dict`` can name it in an error."""
 
     path = None
+
+
+
+def functional_call(module, parameters_and_buffers, args=(), kwargs=None, *, strict=False):
+    """``module(*args, **kwargs)`` with the parameters and buffers named in
+    ``parameters_and_buffers`` (a dict of dotted name -> array or variable, or a tuple of such
+    dicts) in place of its own, for this call only (PyTorch's ``torch.func.functional_call``):
+    the way to take ``grad`` or ``vmap`` of a model with respect to its parameters, or to run
+    an ensemble of parameter sets. A parameter shared under two names is replaced under both.
+    Unknown names raise KeyError; with ``strict``, so does a parameter or buffer left out. The
+    module's own values are back when the call returns (or raises); the swap is not
+    thread-safe: do not call the same module from two threads meanwhile.
+
+    >>> import numpy as np, neuronika
+    >>> from neuronika import nn
+    >>> layer = nn.Linear(2, 1)
+    >>> params = {"weight": np.array([[1.0, 2.0]]), "bias": np.array([0.5])}
+    >>> neuronika.grad(lambda p, x: nn.functional_call(layer, p, (x,)).sum())(params, np.ones((3, 2)))["weight"]
+    array([[3., 3.]])
+    """
+    if isinstance(parameters_and_buffers, (tuple, list)):
+        given = {}
+        for part in parameters_and_buffers:
+            duplicated = set(given) & set(part)
+            if duplicated:
+                raise ValueError(f"functional_call: {sorted(duplicated)} given twice")
+            given.update(part)
+    else:
+        given = dict(parameters_and_buffers)
+    args = args if isinstance(args, tuple) else (args,)
+    targets, by_node = {}, {}
+    for prefix, owner in module.named_modules():
+        for attr in owner._parameters:
+            targets[prefix + attr] = (owner, attr)
+            by_node.setdefault(getattr(owner, attr)._node, []).append(prefix + attr)
+        for attr in owner._buffers:
+            targets[prefix + attr] = (owner, attr)
+    unknown = sorted(set(given) - set(targets))
+    if unknown:
+        raise KeyError(f"functional_call({type(module).__name__}): no parameter or buffer named "
+                       f"{unknown}; the names are {list(targets)}")
+    tied = {}
+    for names in by_node.values():
+        found = [n for n in names if n in given]
+        for name in names:
+            if name not in given and found:
+                tied[name] = given[found[0]]
+    values = {**tied, **given}
+    if strict:
+        missing = [name for name in targets if name not in values]
+        if missing:
+            raise KeyError(f"functional_call({type(module).__name__}): strict, but {missing} not given")
+    saved = []
+    try:
+        for name, value in values.items():
+            owner, attr = targets[name]
+            saved.append((owner, attr, getattr(owner, attr)))
+            if attr in owner._parameters and not isinstance(value, Var):
+                value = _wrap(leaf(value if backend.space_of(value) is not None else np.asarray(value)))
+            object.__setattr__(owner, attr, value)
+        return module(*args, **(kwargs or {}))
+    finally:
+        for owner, attr, value in reversed(saved):
+            object.__setattr__(owner, attr, value)
+
+
+def stack_module_state(models):
+    """The parameters and buffers of models of the same structure, stacked along a new axis 0:
+    ``(params, buffers)``, two dicts of dotted name -> array, for ``vmap`` over an ensemble with
+    ``functional_call`` (PyTorch's ``torch.func.stack_module_state``).
+
+    >>> from neuronika import nn
+    >>> params, buffers = nn.stack_module_state([nn.Linear(3, 2) for _ in range(4)])
+    >>> params["weight"].shape
+    (4, 2, 3)
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("stack_module_state: no models given")
+    names = [[n for n, _ in m.named_parameters()] for m in models]
+    if any(n != names[0] for n in names):
+        raise ValueError("stack_module_state: the models differ in their parameters' names")
+    params = {name: np.stack([dict(m.named_parameters())[name].data for m in models])
+              for name in names[0]}
+    buffers = {}
+    for name, _, _ in models[0]._named_buffers():
+        values = [getattr(owner, attr) for m in models for n, owner, attr in m._named_buffers() if n == name]
+        if all(v is not None for v in values):
+            buffers[name] = np.stack(values)
+    return params, buffers
 
 
 def load(path) -> "OrderedDict[str, np.ndarray]":
