@@ -1465,7 +1465,7 @@ def _jvp_graph(fn, args, kwargs, which, flat_tangents, name):
     tangent_parts = None
     if total is not None and wrt:
         try:
-            pulled = symbolic.gradients(total, wrt)      # linear in the cotangents u
+            pulled = symbolic.gradients(total, wrt, fuse=False)      # linear in the cotangents u
         except GradientError as error:
             text, head = str(error), "second derivatives through "
             if not text.startswith(head):
@@ -1478,7 +1478,7 @@ def _jvp_graph(fn, args, kwargs, which, flat_tangents, name):
         for g, t in zip(pulled, flat_tangents):
             term = (g * t).sum()
             inner = term if inner is None else inner + term
-        tangent_parts = iter(symbolic.gradients(inner, used))
+        tangent_parts = iter(symbolic.gradients(inner, used, fuse=False))
     tangent = [_wrap(leaf(symbolic._filled(0, p._node))) if u is None or tangent_parts is None
                else next(tangent_parts) for p, u in zip(parts, cotangents)]
     return (_trace.rebuild_tree(tree, iter(parts)), _trace.rebuild_tree(tree, iter(tangent)), tangent,

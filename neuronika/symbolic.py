@@ -22,7 +22,8 @@ from . import numpy as xp
 from .errors import GradientError
 from .graph import collector_paused, leaf, linearize
 from .numpy._core import build, var_of
-from .ops import OPS, ZERO, Grad
+from .ops import OPS, ZERO, Grad, expression
+from .ops.expression import EXPR
 from .transform import passes
 from .transform.codegen import _PATTERNS, _context, _kind, _remember, _resolve, _statics
 from .transform.templates import GLOBALS
@@ -59,9 +60,37 @@ def _kernels():
 def _compiled(src):
     src = textwrap.dedent(src).strip()
     try:
-        return compile(src, "<adjoint template>", "eval"), True
+        tree, is_expression = ast.parse(src, "<adjoint template>", "eval"), True
     except SyntaxError:
-        return compile(src, "<adjoint template>", "exec"), False
+        tree, is_expression = ast.parse(src, "<adjoint template>", "exec"), False
+    tree = ast.fix_missing_locations(_Squares().visit(tree))
+    return compile(tree, "<adjoint template>", "eval" if is_expression else "exec"), is_expression
+
+
+class _Squares(ast.NodeTransformer):
+    """``v * v`` (one name twice) as ``__square__(v)`` (or ``call(v)``): one ``square`` node for
+    a variable, whose adjoint is one term, not a ``mul`` with the same input twice (two terms,
+    added). The same value bit for bit (``square`` is ``v * v``)."""
+
+    def __init__(self, call=None):
+        self.call = call or (lambda name: ast.Call(ast.Name("__square__", ast.Load()), [name], []))
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if (isinstance(node.op, ast.Mult) and isinstance(node.left, ast.Name)
+                and isinstance(node.right, ast.Name) and node.left.id == node.right.id):
+            return ast.copy_location(self.call(node.left), node)
+        return node
+
+
+def _xp_square(name):
+    return ast.Call(ast.Attribute(ast.Name("xp", ast.Load()), "square", ast.Load()), [name], [])
+
+
+def _square(v):
+    if isinstance(v, Var) and v.dtype.kind in "fc":
+        return xp.square(v)
+    return v * v
 
 
 def _build(op, inputs, attrs=()):
@@ -86,19 +115,23 @@ def _filled(number, node):
                               device=node.space.device)
 
 
-def gradients(out, wrt):
-    """Variables holding d(out)/d(w) for each variable ``w`` in ``wrt`` (``out`` one element)."""
+def gradients(out, wrt, fuse=True):
+    """Variables holding d(out)/d(w) for each variable ``w`` in ``wrt`` (``out`` one element).
+    ``fuse``: an elementwise adjoint template that is one expression is one ``expr`` node
+    (``_fusion``); forward mode asks for none, so that what its tangent reads of the primal
+    stays nodes of their own (``linearize`` computes them once, in the primal program)."""
     # Many small objects and no garbage cycles: the collector, which would walk the whole
     # graph again and again, waits until the gradient graph is built (as in code generation).
     with collector_paused:
-        return _gradients(out, wrt)
+        return _gradients(out, wrt, fuse)
 
 
 class _Adjoint:
     """What one input's adjoint needs for one node kind (``codegen._kind``), a slot and a
     shape of ``dy``: worked out once, used for every node of that kind."""
 
-    __slots__ = ("statics", "ctx", "hook", "code", "expression", "where", "plans", "src", "_unit")
+    __slots__ = ("statics", "ctx", "hook", "code", "expression", "where", "plans", "src", "_unit", "names",
+                 "_fused")
 
     def __init__(self, node, names, slot, gshape):
         op = node.op
@@ -107,6 +140,8 @@ class _Adjoint:
         self.where = f"op {op.name}"
         self.hook = op.symbolic_grad(slot)
         self.code = self.src = self._unit = None
+        self.names = tuple(names)
+        self._fused = {}
         if self.hook is None:
             grad = _resolve(op.grad_template(slot), ctx)
             if grad is ZERO:
@@ -114,6 +149,8 @@ class _Adjoint:
             else:
                 self.src = grad.src if isinstance(grad, Grad) else grad
                 self.code, self.expression = _compiled(self.src)
+                if not op.elementwise or isinstance(grad, Grad):
+                    self._fused = None
         self.plans = {}     # (contribution's shape, input's shape) -> its reduction
 
     def unit(self):
@@ -124,9 +161,24 @@ class _Adjoint:
             self._unit = (None if src is None else _compiled(src),)
         return self._unit[0]
 
-    def __call__(self, bindings, space=None, unit=False):
+    def fused(self, unit):
+        """(``expr``'s attribute, the template names it reads, in order) where the template
+        (``unit``: without its factor ``dy``) is one elementwise expression (``_fusion``), or None."""
+        if self._fused is None:
+            return None
+        found = self._fused.get(unit, False)
+        if found is False:
+            src = _unit_src(self.src) if unit else self.src
+            found = self._fused[unit] = None if src is None else _fusion(src, self.names)
+        return found
+
+    def __call__(self, bindings, space=None, unit=False, fuse=True):
         if self.hook is not None:
             return self.hook(self.ctx, _build, bindings)
+        if fuse and self._fused is not None:
+            result = self._as_expr(bindings, unit)
+            if result is not None:
+                return result
         namespace = dict(_namespace() if space is None else _namespace_in(space))
         namespace.update(bindings)
         try:
@@ -143,6 +195,25 @@ class _Adjoint:
         except NameError as error:
             raise GradientError(f"second derivatives through {self.where} are not supported ({error}: "
                                 f"its adjoint reads a value only its compiled forward has)") from None
+
+    def _as_expr(self, bindings, unit):
+        """The adjoint as one ``expr`` node, where the template fuses and the values it reads
+        are variables of one real floating-point dtype (``dy``'s); else None."""
+        # the seed of ones is no factor (``unit``) where the template has one to drop
+        found = self.fused(unit and self.unit() is not None)
+        if found is None:
+            return None
+        src, used = found
+        dtype = bindings["dy"].dtype
+        if dtype.kind != "f" or not _keeps_dtype(src, len(used), dtype):
+            return None
+        inputs = []
+        for name in used:
+            value = bindings[name]
+            if not isinstance(value, Var) or value.dtype != dtype or value._node.key[0] == "weak":
+                return None
+            inputs.append(value)
+        return _build(EXPR, inputs, (src,))
 
     def reduce(self, contribution, node, inp):
         """``contribution`` reduced to the shape of ``inp``: the code generator's reduction
@@ -211,9 +282,76 @@ def _plan(shape, target, extent):
     return axes, keepdims, result if len(shape) > len(target) else None, factor
 
 
+@functools.lru_cache(maxsize=1024)
+def _fusion(src, names):
+    """An elementwise adjoint template as one ``expr`` node: (the expression over ``x0, x1, ...``,
+    the template names they stand for: ``dy``, inputs, ``y``, as it reads them), where the
+    template is one expression of at least two operations that ``ops.expression`` can
+    differentiate, with adjoints no more than about twice its size; None otherwise. ``v * v``
+    becomes ``xp.square(v)`` (one term in its adjoint, the same value)."""
+    try:
+        tree = ast.parse(textwrap.dedent(src).strip(), mode="eval")
+    except SyntaxError:
+        return None
+    tree = _Squares(call=_xp_square).visit(tree)
+    allowed = ("dy", *names, "y")
+    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    if not loads <= {*allowed, "xp"}:
+        return None
+    used = tuple(n for n in allowed if n in loads)
+    renamed = {n: f"x{k}" for k, n in enumerate(used)}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id in renamed:
+            n.id = renamed[n.id]
+    fused = ast.unparse(tree.body)
+    params = tuple(renamed.values())
+    try:
+        size = expression.operations(tree.body, set(params))
+        if size < 2:
+            return None
+        adjoints = [expression.derivative(fused, params, k) for k in range(len(params))]
+        for adjoint in adjoints:
+            if adjoint is ZERO:
+                continue
+            body = ast.parse(adjoint, mode="eval").body
+            if expression.operations(body, {"dy", *params}) > 2 * size + 2 or not _evaluable(body):
+                return None
+    except expression.Unsupported:
+        return None
+    return fused, used
+
+
+@functools.lru_cache(maxsize=1024)
+def _keeps_dtype(src, count, dtype):
+    """Whether the expression ``src`` over ``count`` arrays of ``dtype`` gives ``dtype`` (the
+    ``expr`` node's dtype rule), as NumPy evaluates it."""
+    values = {f"x{k}": np.full(1, 0.5, dtype) for k in range(count)}
+    with np.errstate(all="ignore"):
+        try:
+            result = eval(src, dict(GLOBALS), values)
+        except Exception:
+            return False
+    return getattr(result, "dtype", None) == dtype
+
+
+def _evaluable(tree):
+    """Whether every function ``tree`` calls can be called on variables (a third derivative
+    that does not fuse evaluates it)."""
+    for node in ast.walk(tree):
+        name = expression.called(node)
+        if name is None:
+            continue
+        if name.startswith("xp."):
+            if not hasattr(xp, name[3:]):
+                return False
+        elif name not in _kernels():
+            return False
+    return True
+
+
 @functools.lru_cache(maxsize=1)
 def _namespace():
-    return {"xp": xp, **_kernels()}
+    return {"xp": xp, "__square__": _square, **_kernels()}
 
 
 _CREATION = ("ones", "zeros", "full", "empty", "eye", "identity", "arange")
@@ -267,7 +405,7 @@ def _slots(op, count):
     return found
 
 
-def _gradients(out, wrt):
+def _gradients(out, wrt, fuse=True):
     wrt_nodes = [w._node for w in wrt]
     order, _, _ = linearize(out._node)
     reaches = set(wrt_nodes)
@@ -315,7 +453,7 @@ def _gradients(out, wrt):
             bindings["wanted"] = reaches        # (a hook may ask which inputs lead to wrt)
             # the seed, ones of shape (): a factor that changes neither value nor shape
             unit = dy is seed and not dy.shape
-            contribution = var_of(adjoint(bindings, node.space, unit), dy._node)
+            contribution = var_of(adjoint(bindings, node.space, unit, fuse), dy._node)
             contribution = adjoint.reduce(contribution, node, inp)
             contribution = _to_input_dtype(contribution, inp.dtype)
             grads[inp] = grads[inp] + contribution if inp in grads else contribution

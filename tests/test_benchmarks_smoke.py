@@ -386,7 +386,8 @@ def test_compile_scaling_measures_what_it_says():
     assert row["compiled"] == row["nodes"]               # one program: the function's graph
     assert 0 < row["first_cpu"] and 0 < row["repeat"] < row["first"]
     hvp = compile_scaling.run_case(compile_scaling.CASES["chain-hvp"], 300, repeats=1, with_autograd=False)
-    assert hvp["compiled"] > 2 * hvp["nodes"]            # the gradient's graph is compiled too
+    # the gradient's graph is compiled too (an elementwise adjoint is one node: about 1.5 per op)
+    assert hvp["compiled"] > 1.3 * hvp["nodes"]
     assert compile_scaling.exponent({"nodes": 100, "first": 2.0}, {"nodes": 1000, "first": 20.0},
                                     "first") == pytest.approx(1.0)
     table = compile_scaling.table({"chain-grad": [dict(row, autograd=row["first"] / 2)]})

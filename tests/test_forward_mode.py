@@ -166,6 +166,7 @@ REACHED_OTHERWISE = {
     "prod_others": "adjoint", "prod_others_grad": "adjoint", "power_exponent": "adjoint",
     "log_where_nonzero": "adjoint", "unpermute_along_axis": "adjoint", "pad_fold": "adjoint",
     "softmax_cross_entropy_grad": "adjoint", "cotangent": "adjoint", "cotangent_part": "adjoint",
+    "expr": "adjoint",      # an elementwise adjoint as one node (ops/expression.py)
     # no symbolic adjoint (it reads what only the compiled forward has): refused, see below
     "dropout": "refused", "custom_vjp": "refused",
     "call": "jit's call of a compiled grad program: never inside a differentiated graph",

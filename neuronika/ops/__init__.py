@@ -242,3 +242,4 @@ def normalize_axes(name, axis, ndim):
 
 from . import elementwise, reduce, linalg, decomp, shape, conv, complex, sort, checks  # noqa: E402,F401  (fills OPS)
 from . import control  # noqa: E402,F401  (scan and the tuple ops it needs)
+from . import expression  # noqa: E402,F401  (expr: symbolic adjoints as one node)

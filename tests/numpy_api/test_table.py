@@ -39,6 +39,7 @@ INTERNAL_OPS = {
     "softmax_cross_entropy": "nn.functional.cross_entropy with class indices (tests/nn/test_fused_cross_entropy.py)",
     "softmax_cross_entropy_grad": "softmax_cross_entropy's adjoint as a graph, for second order "
                                   "(tests/test_lean_symbolic.py)",
+    "expr": "an elementwise adjoint as one node in symbolic gradients (tests/test_symbolic_expr.py)",
     "normalize": "nn.functional.layer_norm, nn.LayerNorm (tests/nn/test_fused_ops.py)",
     "batch_norm": "BatchNorm1d / BatchNorm2d in training (tests/nn/test_fused_ops.py)",
     "gelu": "nn.functional.gelu (tests/nn/test_fused_ops.py)",
