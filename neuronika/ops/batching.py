@@ -446,13 +446,6 @@ def _broadcast(shapes):
     return out
 
 
-def _inverse(order):
-    inverse = [0] * len(order)
-    for i, a in enumerate(order):
-        inverse[a] = i
-    return tuple(inverse)
-
-
 def index(b):
     """x[key] on a batch: see ``_key_plan``."""
     layout = b.attrs[0]
@@ -462,37 +455,31 @@ def index(b):
     return out if order is None else b.permute(out, order)
 
 
-def scatter(b):
-    """zeros(shape) with g added at [key], on a batch: g arranged as the batched key selects."""
-    layout, shape = b.attrs
+def _written(b, k, first_key, layout, shape):
+    """For an op that writes input ``k`` at [key] into a value of ``shape`` (one example's):
+    (that input batched and arranged as the batched key selects, the key's inputs, layout)."""
+    from .linalg import _inverse
     from .shape import _index_shape
-    selected = _index_shape(shape, *[n.shape[1:] if batched else n.shape
-                                     for n, batched in zip(b.inputs[1:], b.batched[1:])], layout)
-    keys, new_layout, order = _key_plan(b, 1, layout, selected)
-    g = b.inputs[0]
-    if b.batched[0]:
-        g = b.broadcast(b.aligned(0, len(selected)), (b.size,) + tuple(selected))
-    else:
-        g = b.broadcast(g, (b.size,) + tuple(selected))
+    selected = tuple(_index_shape(shape, *[n.shape[1:] if batched else n.shape
+                                           for n, batched in zip(b.inputs[first_key:], b.batched[first_key:])],
+                                  layout))
+    keys, new_layout, order = _key_plan(b, first_key, layout, selected)
+    value = b.aligned(k, len(selected)) if b.batched[k] else b.inputs[k]
+    value = b.broadcast(value, (b.size,) + selected)
     if order is not None:
-        g = b.permute(g, _inverse(order))
+        value = b.permute(value, _inverse(order))
+    return value, keys, new_layout
+
+
+def scatter(b):
+    """zeros(shape) with g added at [key], on a batch."""
+    layout, shape = b.attrs
+    g, keys, new_layout = _written(b, 0, 1, layout, shape)
     return b.build("scatter", [g] + keys, (new_layout, (b.size,) + tuple(shape)))
 
 
 def index_update(b):
     """A copy of x with u written at [key], on a batch."""
     layout, mode = b.attrs
-    from .shape import _index_shape
-    shape = b.node.shape
-    selected = _index_shape(shape, *[n.shape[1:] if batched else n.shape
-                                     for n, batched in zip(b.inputs[2:], b.batched[2:])], layout)
-    keys, new_layout, order = _key_plan(b, 2, layout, selected)
-    x = b.full(0)
-    u = b.inputs[1]
-    if b.batched[1]:
-        u = b.broadcast(b.aligned(1, len(selected)), (b.size,) + tuple(selected))
-    else:
-        u = b.broadcast(u, (b.size,) + tuple(selected))
-    if order is not None:
-        u = b.permute(u, _inverse(order))
-    return b.build("index_update", [x, u] + keys, (new_layout, mode))
+    u, keys, new_layout = _written(b, 1, 2, layout, b.node.shape)
+    return b.build("index_update", [b.full(0), u] + keys, (new_layout, mode))
