@@ -46,7 +46,10 @@ def batched_call(fn, in_axes, out_axes, axis_size, args, kwargs, chunk_size=None
         axes = [in_axes] * len(args)
     given, sizes = {}, []
     args = [_prepared(a, axis, f"argument {k}", given, sizes) for k, (a, axis) in enumerate(zip(args, axes))]
-    kwargs = {k: _prepared(v, 0, f"keyword argument {k!r}", given, sizes) for k, v in kwargs.items()}
+    # keyword arguments: arrays batched along axis 0 (JAX's rule); anything else (a flag, a
+    # number, a string, a 0-d value) passed as it is, the same for every example
+    kwargs = {k: _prepared(v, 0, f"keyword argument {k!r}", given, sizes) if _holds_array(v) else v
+              for k, v in kwargs.items()}
     size = _batch_size(sizes, axis_size)
     with _trace.batch_level(given):
         out = fn(*args, **kwargs)
@@ -81,6 +84,15 @@ def _chunked(roots, given, size, chunk_size):
             nodes = [_wrap(piece[k][0]) for piece in pieces]
             joined.append((build("concatenate", nodes, (0,))._node, True))
     return joined
+
+
+def _holds_array(obj):
+    if isinstance(obj, (tuple, list)):
+        return any(_holds_array(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(_holds_array(o) for o in obj.values())
+    # (a 0-d value, a Python number inside a jit, has no axis to batch)
+    return hasattr(obj, "shape") and hasattr(obj, "dtype") and len(obj.shape) > 0
 
 
 def _prepared(obj, axis, path, given, sizes):

@@ -1772,7 +1772,8 @@ def vmap(fn=None, in_axes=0, out_axes=0, *, axis_size=None, chunk_size=None, in_
     ``in_axes``: the axis of each positional argument that holds the batch: an int (every
     argument, every array in it), or a tuple with one entry per argument, each an int, None
     (not batched: the same for every example) or a tree of them that matches the argument
-    (a dict, list or tuple). Keyword arguments are batched along axis 0. ``out_axes``: where
+    (a dict, list or tuple). Keyword arguments that hold arrays are batched along axis 0
+    (others, flags and numbers, are passed as they are). ``out_axes``: where
     the batch goes in the results, an int, None (a result that is the same for every example)
     or a tree like ``in_axes``. ``axis_size``: the batch size when no argument is batched.
     ``chunk_size``: batch at most that many examples at a time (less memory, a little more

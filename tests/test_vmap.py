@@ -304,6 +304,8 @@ def test_axes_trees_keywords_and_axis_size():
     assert pair.shape == (3, 2)
     out = nk.vmap(lambda x, scale=None: x * scale)(r(3, 2), scale=r(3, 2))
     assert out.shape == (3, 2)
+    flags = nk.vmap(lambda x, scale=1.0, twice=False: x * scale * (2.0 if twice else 1.0))
+    np.testing.assert_allclose(flags(np.ones((3, 2)), scale=3.0, twice=True), np.full((3, 2), 6.0))
     moved = nk.vmap(lambda x: (x, x.sum()), out_axes=(1, 0))(r(3, 2))
     assert moved[0].shape == (2, 3) and moved[1].shape == (3,)
     shared = nk.vmap(lambda x, c: (x * 2, c + 1), in_axes=(0, None), out_axes=(0, None))(r(3, 2), r(2))
