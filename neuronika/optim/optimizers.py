@@ -140,6 +140,12 @@ class SGD(_Base):
             raise ValueError(f"SGD: Nesterov momentum requires a momentum > 0 and zero dampening, "
                              f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
+    def gradient(self, p, group):
+        # plain SGD only reads the gradient: no copy (the others add into theirs)
+        if group["weight_decay"] == 0 and group["momentum"] == 0 and group.get("penalty") is None:
+            return p.grad
+        return super().gradient(p, group)
+
     def _update(self, p, group, grad):
         if group["weight_decay"] != 0:
             grad += group["weight_decay"] * p.data
