@@ -104,6 +104,17 @@ class _Base(Optimizer):
         """The group's parameters that have a gradient."""
         return [p for p in group["params"] if grad_or_none(p) is not None]
 
+    def _adds_into_gradient(self, group):
+        """Whether ``_update`` adds into the gradient it is given (L2 weight decay)."""
+        return group.get("weight_decay", 0) != 0 and not getattr(self, "_decoupled", False)
+
+    def gradient(self, p, group):
+        # an update that only reads the gradient reads p's own (no copy); one that adds into
+        # it (weight decay, a penalty, Nesterov) gets a copy, so p.grad stays what backward gave
+        if group.get("penalty") is None and not self._adds_into_gradient(group):
+            return p.grad
+        return super().gradient(p, group)
+
     def step(self) -> None:
         refuse_inside_trace(f"{type(self).__name__}.step()")
         for group in self.param_groups:
@@ -140,11 +151,8 @@ class SGD(_Base):
             raise ValueError(f"SGD: Nesterov momentum requires a momentum > 0 and zero dampening, "
                              f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
-    def gradient(self, p, group):
-        # plain SGD only reads the gradient: no copy (the others add into theirs)
-        if group["weight_decay"] == 0 and group["momentum"] == 0 and group.get("penalty") is None:
-            return p.grad
-        return super().gradient(p, group)
+    def _adds_into_gradient(self, group):
+        return super()._adds_into_gradient(group) or group["nesterov"]
 
     def _update(self, p, group, grad):
         if group["weight_decay"] != 0:
