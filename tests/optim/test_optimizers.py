@@ -518,3 +518,21 @@ def test_a_parameter_given_twice_is_named():
         SGD([w, w], lr=0.1)
     with pytest.raises(ValueError, match=r"appears in parameter groups 0 and 1"):
         Adam([{"params": [w, b]}, {"params": [b]}])
+
+
+@pytest.mark.parametrize("name, options", [
+    ("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.1, "weight_decay": 0.1}), ("Adam", {"weight_decay": 0.1}), ("AdamW", {}),
+    ("Adagrad", {"weight_decay": 0.1}), ("RMSprop", {"weight_decay": 0.1, "momentum": 0.9}),
+    ("Adamax", {"weight_decay": 0.1})])
+def test_a_step_leaves_the_gradient_as_backward_gave_it(name, options):
+    """Updates that only read the gradient read p.grad itself (no copy); those that add into it
+    (weight decay, Nesterov) work on a copy: p.grad never changes."""
+    w = nk.from_ndarray(np.array([1.0, -2.0, 0.5])).requires_grad()
+    opt = getattr(nk.optim, name)([w], **options)
+    for _ in range(3):
+        opt.zero_grad()
+        (w * w * w).sum().backward()
+        before = w.grad.copy()
+        opt.step()
+        np.testing.assert_array_equal(w.grad, before)
