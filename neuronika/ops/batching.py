@@ -179,7 +179,7 @@ def arg_reduction(b):
     if axis is not None:
         return b.again([x], (shifted(axis), keepdims))
     flat = b.reshape(x, (b.size, math.prod(x.shape[1:])))
-    found = b.again([flat], (1, False) if isinstance(b.attrs[0], int) or b.attrs[0] is None else ((1,), False))
+    found = b.again([flat], (1, False))
     return b.reshape(found, (b.size,) + b.node.shape)
 
 
