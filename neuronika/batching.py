@@ -160,33 +160,29 @@ def _batch_size(sizes, axis_size):
 
 
 def _out_axes(out, out_axes, count):
-    """(axis, path) for each part of the result, in ``tree_of``'s order."""
+    """(axis, path) for each part of the result, in ``tree_of``'s order (the same containers:
+    tuples, lists and dicts, not their subclasses but named tuples)."""
     found = []
 
     def walk(obj, axes, path):
-        if isinstance(axes, (tuple, list)) and _trace.is_structured(obj) and not isinstance(obj, dict):
-            if len(axes) != len(obj):
-                raise BatchingError(f"vmap: out_axes for {path} has {len(axes)} entries but the result "
-                                    f"there has {len(obj)}")
-            for k, (o, a) in enumerate(zip(obj, axes)):
-                walk(o, a, f"{path}[{k}]")
-        elif isinstance(axes, dict) and isinstance(obj, dict):
-            if set(axes) != set(obj):
-                raise BatchingError(f"vmap: out_axes for {path} has keys {sorted(axes)}, the result "
-                                    f"{sorted(obj)}")
-            for k in obj:
-                walk(obj[k], axes[k], f"{path}[{k!r}]")
-        elif isinstance(axes, (tuple, list, dict)):
-            raise BatchingError(f"vmap: out_axes for {path} is a {type(axes).__name__} but the result "
-                                f"there is {_described(obj)}")
-        elif isinstance(obj, (tuple, list)):
-            for k, o in enumerate(obj):
-                walk(o, axes, f"{path}[{k}]")
-        elif obj.__class__ is dict:
-            for k in obj:
-                walk(obj[k], axes, f"{path}[{k!r}]")
-        else:
+        sequence = isinstance(obj, tuple) or obj.__class__ is list
+        if not sequence and obj.__class__ is not dict:
+            if isinstance(axes, (tuple, list, dict)):
+                raise BatchingError(f"vmap: out_axes for {path} is a {type(axes).__name__} but the result "
+                                    f"there is {_described(obj)}")
             found.append((axes, path))
+            return
+        keys = range(len(obj)) if sequence else list(obj)
+        if isinstance(axes, (tuple, list, dict)):
+            if isinstance(axes, dict) == sequence or len(axes) != len(obj) or \
+                    isinstance(axes, dict) and set(axes) != set(obj):
+                raise BatchingError(f"vmap: out_axes for {path} is {_described(axes)} but the result "
+                                    f"there is {_described(obj)}")
+            for k in keys:
+                walk(obj[k], axes[k], f"{path}[{k!r}]")
+        else:
+            for k in keys:
+                walk(obj[k], axes, f"{path}[{k!r}]")
 
     walk(out, out_axes, "the result")
     assert len(found) == count
@@ -215,7 +211,9 @@ def _placed(node, is_batched, axis, size, path):
 
 
 def _described(obj):
-    if isinstance(obj, (tuple, list, dict)):
+    if isinstance(obj, dict):
+        return f"a dict with keys {sorted(map(str, obj))}"
+    if isinstance(obj, (tuple, list)):
         return f"a {type(obj).__name__} of {len(obj)}"
     shape = getattr(obj, "shape", None)
     return f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(obj).__name__}"

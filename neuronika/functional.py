@@ -1147,21 +1147,20 @@ def jacobian(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames
     single, nums = _argnums(argnums, "jacobian")
 
     def jac(*args, **kwargs):
-        _check_argnums("jacobian", nums, args, fn, static_argnums, static_argnames)
         program = _jacobian_program(fn, "jacobian", nums, has_aux, static_argnums, static_argnames)
+        _check_argnums("jacobian", nums, args, program.static_nums)
         return _jacobian_result(program(*args, **kwargs), single, has_aux)
 
     return functools.wraps(fn, updated=())(jac)
 
 
-def _check_argnums(name, nums, args, fn, static_argnums, static_argnames):
+def _check_argnums(name, nums, args, static_nums):
     n_args = len(args)
     for n in nums:
         if not -n_args <= n < n_args:
             raise GradientError(f"{name}: argnums {n} is out of range for a call with {n_args} "
                                 f"positional arguments")
-    _, snums, _ = _static_spec(fn, static_argnums, static_argnames, name)
-    marked = {i % n_args for i in snums if -n_args <= i < n_args}
+    marked = {i % n_args for i in static_nums if -n_args <= i < n_args}
     for n in nums:
         if n % n_args in marked:
             raise ValueError(f"{name}: argument {n % n_args} is both differentiated (argnums) and static "
@@ -1232,7 +1231,7 @@ class _jacobian_parts:
             x = var_of(x, name=f"argument {n}")
             which = [i == n for i in range(len(args))]
 
-            def column(t, n=n, which=which):
+            def column(t, which=which):
                 _, tangent, _, _ = _jvp_graph(fn, args, kwargs, which, [t], name)
                 if _trace.is_structured(tangent):
                     raise TypeError(f"jacfwd: the function returned a {type(tangent).__name__}; it "
@@ -1749,12 +1748,12 @@ def jacfwd(fn, argnums=0, *, has_aux=False, static_argnums=(), static_argnames=(
     single, nums = _argnums(argnums, "jacfwd")
 
     def jac(*args, **kwargs):
-        _check_argnums("jacfwd", nums, args, fn, static_argnums, static_argnames)
+        program = _jacobian_program(fn, "jacfwd", nums, has_aux, static_argnums, static_argnames)
+        _check_argnums("jacfwd", nums, args, program.static_nums)
         for n in nums:
             x = args[n % len(args)]
             if not _trace.is_structured(x):
-                _check_tangent("jacfwd", x, _zeros_tree(x), f"for argument {n % len(args)}")
-        program = _jacobian_program(fn, "jacfwd", nums, has_aux, static_argnums, static_argnames)
+                _check_tangent("jacfwd", x, x, f"for argument {n % len(args)}")    # (its dtype)
         return _jacobian_result(program(*args, **kwargs), single, has_aux)
 
     return functools.wraps(fn, updated=())(jac)

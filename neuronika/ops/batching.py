@@ -27,7 +27,7 @@ import numpy as np
 from ..backend import move
 from ..errors import ShapeError
 from ..graph import apply, leaf
-from . import OPS
+from . import OPS, broadcast_shapes
 
 
 class Batch:
@@ -356,33 +356,25 @@ def _apart(b, node):
     return b.permute(node, (1, 0, 2) + tuple(range(3, len(node.shape))))
 
 
+def _grouped(b):
+    """The op's attributes with its groups (the last) once per example."""
+    return b.attrs[:-1] + (b.attrs[-1] * b.size,)
+
+
 def conv(b):
-    """conv(x, w): x (N, C, *s), w (O, C / groups, *k)."""
+    """conv(x, w) and conv_transpose(g, w): x (N, C, *s), w (O, C / groups, *k) (for the
+    transpose, g (N, O, *o) -> (N, C, *size))."""
     if not b.batched[1]:
         return b.reshape(b.again([b.merged(b.inputs[0]), b.inputs[1]]), (b.size,) + b.node.shape)
-    stride, dilation, groups = b.attrs
     w = b.inputs[1]
     out = b.again([_side_by_side(b, b.full(0)), b.reshape(w, (w.shape[0] * w.shape[1],) + w.shape[2:])],
-                  (stride, dilation, groups * b.size))
-    return _apart(b, out)
-
-
-def conv_transpose(b):
-    """conv_transpose(g, w): g (N, O, *o), w (O, C / groups, *k) -> (N, C, *size)."""
-    if not b.batched[1]:
-        return b.reshape(b.again([b.merged(b.inputs[0]), b.inputs[1]]), (b.size,) + b.node.shape)
-    size, stride, dilation, groups = b.attrs
-    w = b.inputs[1]
-    out = b.again([_side_by_side(b, b.full(0)), b.reshape(w, (w.shape[0] * w.shape[1],) + w.shape[2:])],
-                  (size, stride, dilation, groups * b.size))
+                  _grouped(b))
     return _apart(b, out)
 
 
 def conv_weight_grad(b):
     """conv_weight_grad(g, x): g (N, O, *o), x (N, C, *s) -> (O, C / groups, *k), per example."""
-    kernel, stride, dilation, groups = b.attrs
-    out = b.again([_side_by_side(b, b.full(0)), _side_by_side(b, b.full(1))],
-                  (kernel, stride, dilation, groups * b.size))
+    out = b.again([_side_by_side(b, b.full(0)), _side_by_side(b, b.full(1))], _grouped(b))
     return b.reshape(out, (b.size,) + b.node.shape)
 
 
@@ -439,7 +431,6 @@ def _key_plan(b, first_index, layout, selected):
 
 
 def _broadcast(shapes):
-    from . import broadcast_shapes
     out = ()
     for s in shapes:
         out = broadcast_shapes(out, tuple(s))

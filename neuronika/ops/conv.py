@@ -144,7 +144,7 @@ CONV_TRANSPOSE = declare(
               "w": lambda ctx, build, b: build(CONV_WEIGHT_GRAD, (b["g"], b["dy"]),
                                              (ctx.shapes["w"][2:], ctx.stride, ctx.dilation, ctx.groups))},
     attrs=("size", "stride", "dilation", "groups"), shape=_conv_transpose_shape,
-    batch=batching.conv_transpose, doc="transposed convolution: the gradient of conv with respect to its input, for an input "
+    batch=batching.conv, doc="transposed convolution: the gradient of conv with respect to its input, for an input "
         "of spatial size ``size``")
 
 

@@ -17,8 +17,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..graph import COMPILE, leaf_key, like_leaf, linearize
-from . import codegen, interpret
+from ..graph import COMPILE, apply, leaf_key, like_leaf, linearize
+from ..ops import OPS
+from . import batching, codegen, interpret
 
 #: the adjoint of a scan as a graph (second derivatives), set by ``neuronika.loops``: a
 #: rolled cell has none of its own
@@ -119,9 +120,6 @@ class Cell:
         that a batched input reaches is batched from the start (its initial value broadcast by
         the caller), so ``in_flags`` may have more than ``flags``; every new carry has its
         input's flag."""
-        from ..graph import apply
-        from ..ops import OPS
-        from . import batching
         flags = list(flags)
         root = self.order[-1]
         while True:
