@@ -142,11 +142,8 @@ LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x >
 SOFTPLUS = _unary("softplus", "xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))", "dy * xp.exp(x - y)",
                   "log(1 + e ** x), computed without overflow",
                   dtype=real_only("softplus", float_dtype(np.exp)))
-SIGMOID = _unary("sigmoid",
-                 "e = xp.exp(-xp.abs(x))\n"
-                 "r = 1 / (1 + e)\n"
-                 "y = xp.where(x >= 0, r, e * r)",
-                 "dy * y * (1 - y)", "1 / (1 + e ** -x), computed without overflow",
+SIGMOID = _unary("sigmoid", "sigmoid(x, dtype)", "dy * y * (1 - y)",
+                 "1 / (1 + e ** -x) (a kernel: without overflow warnings, and float16 computed in float32)",
                  dtype=real_only("sigmoid", float_dtype(np.exp)))
 TANH = _unary("tanh", "xp.tanh(x)", "dy * (1 - y * y)", "hyperbolic tangent", np.tanh)
 SIN = _unary("sin", "xp.sin(x)", "dy * xp.cos(x)", "sine", np.sin)

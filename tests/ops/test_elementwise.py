@@ -529,6 +529,27 @@ def test_sigmoid_softplus_stable_at_large_magnitude(dtype):
         np.testing.assert_allclose(x.grad, [1.0, 0.0, 1.0, np.exp(-50.0), 0.5], rtol=1e-6, atol=1e-30)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_sigmoid_keeps_subnormal_results_and_never_warns(dtype):
+    # The kernel computes 1 / (1 + exp(-x)) and takes the overflow-free form for a call where
+    # exp(-x) overflows: its results there are subnormal (float32: sigmoid(-90) = 8.19e-40).
+    # Closed form: sigmoid(x) = exp(x) / (1 + exp(x)), exact in float64 for x <= 0.
+    x = np.concatenate([np.linspace(-110, 40, 301), [-np.inf, np.inf, 0.0]]).astype(dtype)
+    wide = x.astype(np.float64)
+    expected = np.where(wide <= 0, np.exp(np.minimum(wide, 0)) / (1 + np.exp(np.minimum(wide, 0))),
+                        1 / (1 + np.exp(-np.maximum(wide, 0)))).astype(dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for got in (nk.jit(lambda v: v.sigmoid())(x), nk.jit(lambda v: v.sigmoid())(x[150:]),
+                    nk.from_ndarray(x).sigmoid().data):
+            expect = expected[-len(got):]
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, expect, rtol=4 * np.finfo(dtype).eps, atol=tiny)
+    if dtype == np.float32:
+        assert nk.from_ndarray(x).sigmoid().data[np.argmin(np.abs(x + 90))] > 0    # subnormal, kept
+
+
 def test_repeated_multiplication_by_four():
     x = nk.ones(()).requires_grad()
     y = x
