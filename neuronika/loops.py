@@ -103,13 +103,17 @@ def scan(f, init, xs=None, length=None, reverse=False):
     in_specs = [loops.spec(n) for n in init_nodes] + [(tuple(n.shape[1:]), n.dtype) for n in xs_nodes]
     in_specs += [loops.spec(n) for n in consts]
     out_specs = [loops.spec(n) for n in out_nodes]
-    cell = loops.cell_for(root, leaves, list(range(len(leaves))), len(init_nodes), len(xs_nodes),
-                          len(consts), in_specs, out_specs)
+    n_x, n_const = len(xs_nodes), len(consts)
+    moved = loops.hoisted(root, leaves, in_specs, len(init_nodes), n_x, outer, steps) if loops.HOIST else None
+    if moved is not None:
+        root, leaves, in_specs, n_x, n_const, outer, _ = moved
+    cell = loops.cell_for(root, leaves, list(range(len(leaves))), len(init_nodes), n_x, n_const,
+                          in_specs, out_specs)
     if cell.symbolic_adjoint is None:
         cell.symbolic_adjoint = _symbolic_adjoint
 
     bundle = apply(_PACK, tuple(outer), (False,))
-    node = apply(_SCAN, (bundle,), (cell, None if xs_nodes else steps, bool(reverse)))
+    node = apply(_SCAN, (bundle,), (cell, None if n_x else steps, bool(reverse)))
     parts = []
     c = len(init_nodes)
     for k, (shape, dtype) in enumerate(out_specs):

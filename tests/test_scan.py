@@ -424,8 +424,12 @@ def test_anomaly_names_the_scan_and_tuples_are_checked():
         c, ys = nk.scan(lambda c, x: (c * w + x, c), np.array(0.0), np.ones(3))
         (c + ys.sum()).backward()
         assert w.grad == pytest.approx(3.0)
-        c, ys = nk.scan(lambda c, x: (c * w + x.log(), c), np.array(0.0), -np.ones(3))
+        c, ys = nk.scan(lambda c, x: ((c * w + x).log(), c), np.array(0.0), -np.ones(3))
         with pytest.raises(nk.AnomalyError, match="op scan"), np.errstate(invalid="ignore"):
+            (c + ys.sum()).backward()
+        # work on xs alone runs before the loop (for every step at once): named as itself
+        c, ys = nk.scan(lambda c, x: (c * w + x.log(), c), np.array(0.0), -np.ones(3))
+        with pytest.raises(nk.AnomalyError, match=r"op log .*test_scan.py:\d+"), np.errstate(invalid="ignore"):
             (c + ys.sum()).backward()
 
 
@@ -1149,16 +1153,26 @@ def _counting_rolls(monkeypatch):
     return rolled
 
 
+def projected_rnn(Wx, Wh, b, G):
+    """An RNN whose steps read an input already projected (``G[t]``, a view): nothing in its
+    loop's cell is worth computing before the loop (``loops.hoisted``)."""
+    h = (G[0] + b).tanh()
+    for t in range(1, G.shape[0]):
+        h = (G[t] + h @ Wh + b).tanh()
+    return (h * h).sum() + (Wx * Wx).sum()
+
+
 @pytest.mark.parametrize("face", ["functional", "imperative"])
 def test_a_first_call_runs_unrolled_and_the_compile_rolls(monkeypatch, face):
     Wx, Wh, b, X, _ = rnn_data(T=40)
-    grad = nk.value_and_grad(long_rnn, argnums=(0, 1, 2))
+    G = X @ Wx
+    grad = nk.value_and_grad(projected_rnn, argnums=(0, 1, 2))
 
     def step(n):
         if face == "functional":
-            return grad(Wx, Wh, b, X[:n])
+            return grad(Wx, Wh, b, G[:n])
         wx, wh, bb = (nk.from_ndarray(a).requires_grad() for a in (Wx, Wh, b))
-        loss = long_rnn(wx, wh, bb, nk.from_ndarray(X[:n]))
+        loss = projected_rnn(wx, wh, bb, nk.from_ndarray(G[:n]))
         loss.backward()
         return loss.data, (wx.grad, wh.grad, bb.grad)
 
@@ -1183,6 +1197,34 @@ def test_a_first_call_runs_unrolled_and_the_compile_rolls(monkeypatch, face):
     _same(third, _straight(step, 30))
     nk.transform.cache_clear()
     assert not loops._KNOWN
+
+
+@pytest.mark.parametrize("face", ["functional", "imperative"])
+def test_a_loop_with_work_to_move_out_rolls_on_its_first_call_with_the_later_calls_bits(monkeypatch, face):
+    # x_t @ Wx runs before the loop, for every step at once: its gradient in Wx is one product
+    # over every step, which sums in another order than the unrolled graph's; so the first
+    # call rolls too, and every call gives the same bits
+    Wx, Wh, b, X, _ = rnn_data(T=40)
+    grad = nk.value_and_grad(long_rnn, argnums=(0, 1, 2))
+
+    def step():
+        if face == "functional":
+            return grad(Wx, Wh, b, X)
+        wx, wh, bb = (nk.from_ndarray(a).requires_grad() for a in (Wx, Wh, b))
+        loss = long_rnn(wx, wh, bb, nk.from_ndarray(X))
+        loss.backward()
+        return loss.data, (wx.grad, wh.grad, bb.grad)
+
+    nk.transform.cache_clear()
+    rolled = _counting_rolls(monkeypatch)
+    with nk.config(compile="auto", compile_after=2):
+        first = step()
+        assert rolled                                # rolled at once
+        later = [step() for _ in range(2)]
+    for got in later:
+        _same(got, first, exact=True)
+    _same(first, _straight(step))                    # the unrolled graph's, to rounding
+    nk.transform.cache_clear()
 
 
 def test_large_graphs_roll_on_their_first_call(monkeypatch):

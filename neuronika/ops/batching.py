@@ -304,9 +304,14 @@ def matmul(b):
     a, c = b.inputs
     ra, rc = len(a.shape) - b.batched[0], len(c.shape) - b.batched[1]
     # the common cases as one product (a GEMM), not a stack of small ones: a batch against a
-    # matrix shared by every example
+    # matrix shared by every example (NumPy's matmul runs one GEMM per matrix of a stack: the
+    # rows of every example are one matrix; its adjoint for c is then one GEMM too)
     if not b.batched[1] and rc == 2:
-        return b.build("matmul", (a, c))            # (B, ..., k) @ (k, m)
+        if len(a.shape) > 2 and a.shape[-1] and math.prod(b.node.shape):   # (B, ..., n, k) @ (k, m)
+            # -1 for the batch: a loop's steps moved out of it (``hoisted``) serve every length
+            rows = b.build("reshape", (a,), ((-1, a.shape[-1]),))
+            return b.build("reshape", (b.build("matmul", (rows, c)),), ((-1,) + b.node.shape,))
+        return b.build("matmul", (a, c))            # (B, k) @ (k, m)
     if not b.batched[0] and ra == 2 and rc == 1:
         return b.build("matmul", (c, b.permute(a, (1, 0))))     # (B, k) @ a.T
     if ra == 1:

@@ -449,6 +449,8 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     with _compiling, collector_paused:
         from . import loops
         space = graph_space(leaves)
+        # (the default outputs and loss first: the rolled graph's are mapped from them)
+        outputs, loss = passes.outputs_and_loss(order, outputs, loss)
         rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
         if rolled is None:
             result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,

@@ -684,6 +684,7 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     from . import loops
     space = codegen.graph_space(leaves)
     # a recurrence of a kind never rolled runs unrolled here (cheaper than rolling it first)
+    outputs, loss = passes.outputs_and_loss(order, outputs, loss)     # (mapped by rolling)
     rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards, known_only=True)
     if rolled is not None and rolled is not loops.DEFERRED:     # run as a loop, as codegen.build does
         order, outputs, loss, guards, old = rolled

@@ -159,6 +159,127 @@ class Cell:
         return adjoint(self, ctx, build, bindings)
 
 
+# ---- work moved out of a loop ------------------------------------------------------------------
+#
+# A cell's nodes that depend on no carry (only on one step's xs and on constants) are computed
+# for every step at once before the loop: a step's x @ W of an RNN becomes one product over
+# every step's rows (the batching rules, ``transform.batching``), and its gradient in W one
+# product after the backward loop, in place of a small product and an addition per step. The
+# cell reads the results as new xs (or, for work on constants alone, as new constants).
+
+#: whether loops (rolled and ``neuronika.scan``) move such work out of their cells
+HOIST = True
+#: ops that only view or re-type their input: moving them out of a loop gains nothing
+_VIEWS = frozenset(("index", "reshape", "transpose", "broadcast_to", "part", "astype"))
+#: ops that stay in the cell whatever they read (loops within loops, calls)
+_STAYS = frozenset(("scan", "checkpoint", "call", "pack"))
+
+
+def _stays(node, stepwise):
+    op = node.op
+    if op.name in _STAYS or op.random or op.per_example or node.dtype.kind == "O":
+        return True
+    # per step, an op without a batching rule would run one step at a time: no gain
+    return stepwise and op.batch is None and not op.elementwise
+
+
+def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
+    """The cell's graph with the work that depends on no carry moved out of the loop (see
+    above): ``root`` (the pack of its outputs) over ``leaves`` (carries, one step of each x,
+    constants; ``in_specs`` theirs), whose values are ``outer`` (the loop's inputs: initial
+    carries, whole xs of ``steps`` steps, constants). Returns ``(root, leaves, in_specs, n_x,
+    n_const, outer, made)``, ``made`` the new nodes outside the loop in creation order; or
+    None where nothing is worth moving."""
+    order, _, _ = linearize(root)
+    staying = set(leaves[:n_carry])
+    stepwise = set(leaves[n_carry:n_carry + n_x])
+    for node in order:
+        if node.op is None or node is root:
+            continue
+        reads_x = any(i in stepwise for i in node.inputs)
+        if reads_x:
+            stepwise.add(node)
+        if any(i in staying for i in node.inputs) or _stays(node, reads_x):
+            staying.add(node)
+    # what the cell keeps reading: values it can compute before the loop, with real work in
+    # them (a view of an x alone is already the cheapest read)
+    worth = {}
+    for node in order:
+        if node.op is not None and node not in staying:
+            worth[node] = node.op.name not in _VIEWS or any(worth.get(i, False) for i in node.inputs)
+    moved = []
+    for node in order:
+        if node in staying or node is root:
+            for i in node.inputs:
+                if worth.get(i) and i not in moved:
+                    moved.append(i)
+    if not moved:
+        return None
+
+    # the moved values over the loop's inputs: constants substituted, xs batched over the steps
+    outside = dict(zip(leaves[n_carry + n_x:], outer[n_carry + n_x:]))
+    for node in order:
+        if node.op is not None and node not in staying and node in worth:
+            outside[node] = _clone(node, tuple(outside.get(i, i) for i in node.inputs)) \
+                if any(i in outside for i in node.inputs) else node
+    given = {x: whole for x, whole in zip(leaves[n_carry:n_carry + n_x], outer[n_carry:n_carry + n_x])}
+    try:
+        built = batching.batched([outside[node] for node in moved], given, steps)
+    except Exception:       # noqa: BLE001 - a rule that cannot batch it: the loop computes it
+        return None
+    new_x, new_const = [], []
+    for node, (value, is_batched) in zip(moved, built):
+        # (flags differ where a loop is rolled under no_grad: the cell keeps its work)
+        if is_batched != (node in stepwise) or value.requires_grad != node.requires_grad:
+            return None
+        (new_x if is_batched else new_const).append((node, value))
+
+    # the cell over the old leaves it still reads and the new ones
+    replaced = {node: like_leaf(node, node.requires_grad) for node, _ in new_x + new_const}
+    rebuilt = dict(replaced)
+    for node in order:
+        if node.op is None or node in rebuilt:
+            continue
+        if any(i in rebuilt for i in node.inputs):
+            inputs = tuple(rebuilt.get(i, i) for i in node.inputs)
+            rebuilt[node] = _clone(node, inputs) if node is not root else apply(OPS["pack"], inputs, root.attrs)
+    new_root = rebuilt.get(root, root)
+    read = set()
+    for node in linearize(new_root)[0]:
+        read.update(node.inputs)
+    read.add(new_root)
+    was_read = set()
+    for node in order:
+        was_read.update(node.inputs)
+    # a leaf is dropped only where every read of it moved out (an unread x still gives the length)
+    keep = [k for k in range(n_carry, len(leaves)) if leaves[k] in read or leaves[k] not in was_read]
+    xs_kept = [k for k in keep if k < n_carry + n_x]
+    consts_kept = [k for k in keep if k >= n_carry + n_x]
+    positions = list(range(n_carry)) + xs_kept
+    new_leaves = [leaves[k] for k in positions] + [replaced[n] for n, _ in new_x] + \
+        [leaves[k] for k in consts_kept] + [replaced[n] for n, _ in new_const]
+    new_specs = [in_specs[k] for k in positions] + [spec(n) for n, _ in new_x] + \
+        [in_specs[k] for k in consts_kept] + [spec(n) for n, _ in new_const]
+    new_outer = [outer[k] for k in positions] + [v for _, v in new_x] + \
+        [outer[k] for k in consts_kept] + [v for _, v in new_const]
+    # the nodes made outside, inputs first
+    known = set(outer)
+    made, seen = [], set()
+    stack = [(v, False) for _, v in reversed(new_x + new_const)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in known or node in seen:
+            continue
+        if expanded:
+            seen.add(node)
+            made.append(node)
+            continue
+        stack.append((node, True))
+        stack.extend((i, False) for i in reversed(node.inputs) if i not in known and i not in seen)
+    return (new_root, new_leaves, new_specs, len(xs_kept) + len(new_x),
+            len(consts_kept) + len(new_const), new_outer, made)
+
+
 def _leaf_shaped(node, shape):
     """A leaf like ``node`` (dtype, space, whether it needs a gradient) of another shape."""
     new = like_leaf(node, node.requires_grad)
@@ -507,12 +628,17 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
     if not regions:
         return None
     kinds = [_kind(order, lo, period) for lo, _, period in regions]
+    deferring = False
     if known_only:
         with _lock:
             known = [(region, kind) for region, kind in zip(regions, kinds) if kind in _KNOWN]
-        if not known:
-            return DEFERRED
-        regions, kinds = [r for r, _ in known], [k for _, k in known]
+        if known:
+            regions, kinds = [r for r, _ in known], [k for _, k in known]
+        else:
+            # deferred, unless the loop would move work out of its cell: its results then
+            # differ from the unrolled graph's in the last bits (a product over every step
+            # sums in another order), and a first call must give the later calls' bits
+            deferring = True
     position = {node: i for i, node in enumerate(order)}
     best = None
     for (lo, hi, period), kind in zip(regions, kinds):
@@ -529,7 +655,7 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
             if R + 1 >= MIN_BLOCKS and (R + 1) * P >= MIN_RUN and (best is None or R * P > best[1] * best[2]):
                 best = (s + lo, R, P, kind)
     if best is None:
-        return None
+        return DEFERRED if deferring else None
     s, R, P, kind = best
     for start, blocks in ((s - P, R + 1), (s, R)) if s >= P else ((s, R),):
         if blocks < MIN_BLOCKS or blocks * P < MIN_RUN:
@@ -539,12 +665,14 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
                               make_leaves, gather)
         except _NoRoll:
             continue
+        if deferring and not result[0].hoisted:
+            return DEFERRED
         with _lock:
             _KNOWN[kind] = True
             while len(_KNOWN) > _KNOWN_MAX:
                 _KNOWN.popitem(last=False)
         return result
-    return None
+    return DEFERRED if deferring else None
 
 
 def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None, make_leaves=True,
@@ -667,8 +795,6 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     in_specs = [spec(init[q]) for q in carry_slots] + [spec(order[s + q]) for q in leaf_slots] + \
         [spec(node) for node in consts]
     out_specs = [spec(node) for node in outs]
-    cell = cell_for(root, cell_inputs, list(range(len(cell_inputs))), len(carry_slots), len(leaf_slots),
-                    len(consts), in_specs, out_specs)
 
     new_order = _Rolled(order[:s])
     gathers = {}
@@ -712,9 +838,18 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
                 continue
             new_order += steps
             stacks.append(_made(OPS["stack"], tuple(steps), (0,)))
-    bundle = _made(OPS["pack"], tuple([init[q] for q in carry_slots] + stacks + consts), (False,))
-    scan = _made(OPS["scan"], (bundle,), (cell, None if leaf_slots else R, False))
     new_order += [n for n in stacks if n not in position]
+    outer = [init[q] for q in carry_slots] + stacks + consts
+    n_x, n_const = len(leaf_slots), len(consts)
+    moved = hoisted(root, cell_inputs, in_specs, len(carry_slots), n_x, outer, R) if HOIST else None
+    if moved is not None:
+        root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
+        new_order += made
+        new_order.hoisted = True
+    cell = cell_for(root, cell_inputs, list(range(len(cell_inputs))), len(carry_slots), n_x,
+                    n_const, in_specs, out_specs)
+    bundle = _made(OPS["pack"], tuple(outer), (False,))
+    scan = _made(OPS["scan"], (bundle,), (cell, None if n_x else R, False))
     new_order += [bundle, scan]
     mapping = {}
     for k, q in enumerate(carry_slots):
@@ -773,12 +908,13 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
 class _Rolled(list):
     """A graph's order after ``roll`` (or ``looked_at``): not looked at again."""
 
-    __slots__ = ("leaves", "gathers")
+    __slots__ = ("leaves", "gathers", "hoisted")
 
     def __init__(self, nodes=(), leaves=None):
         list.__init__(self, nodes)
         self.leaves = leaves        # the graph's leaves, where rolling changed them (``fold``)
         self.gathers = None         # a leaf stacked from leaves of the original graph -> those
+        self.hoisted = False        # whether the loop's cell had work moved out (``hoisted``)
 
 
 def looked_at(order):

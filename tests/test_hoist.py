@@ -1,0 +1,191 @@
+"""Work moved out of a loop (``transform.loops.hoisted``): a cell's nodes that depend on no
+carry run before the loop, for every step at once (the batching rules), and the cell reads
+their results as new xs or constants.
+
+Checked on ``neuronika.scan`` and on rolled Python loops: what moves (the cells' sources),
+what stays (random draws, ops without a batching rule, views), values and gradients against
+the same loop with nothing moved and against central finite differences to second order,
+reversed loops, gradients in the xs, vmap and no_grad.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import neuronika as nk
+from neuronika.testing import check_grads
+from neuronika.transform import loops
+
+RNG = np.random.default_rng(5)
+
+
+@pytest.fixture
+def unmoved():
+    """Run a function with nothing moved out of its loops (caches emptied around it)."""
+    def run(fn, *args):
+        nk.transform.cache_clear()
+        loops.HOIST = False
+        try:
+            return fn(*args)
+        finally:
+            loops.HOIST = True
+            nk.transform.cache_clear()
+    yield run
+    loops.HOIST = True
+
+
+def close(a, b, rtol=1e-12, atol=1e-13):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+
+
+def sections(source):
+    """The generated program's functions by name: the outer one first, then each cell's."""
+    parts = re.split(r"\n# (cell_\d+|call_\d+): [^\n]*\n", "\n" + source)
+    return {"outer": parts[0], **{parts[k]: parts[k + 1] for k in range(1, len(parts) - 1, 2)}}
+
+
+def scan_rnn(Wx, Wh, b, X, h0, reverse=False):
+    def cell(h, x):
+        # x @ Wx and Wh * 0.5 depend on no carry: they run before the loop
+        h = (x @ Wx + h @ (Wh * 0.5) + b).tanh()
+        return h, (x * x).sum() * h
+    hT, ys = nk.scan(cell, h0, X, reverse=reverse)
+    return (ys * ys).sum() + (hT * hT).sum()
+
+
+def data(T=7, B=3, D=4, H=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((D, H)) * 0.5, rng.standard_normal((H, H)) * 0.5,
+            rng.standard_normal(H) * 0.1, rng.standard_normal((T, B, D)), rng.standard_normal((B, H)) * 0.1)
+
+
+def test_the_work_that_depends_on_no_carry_leaves_the_cell():
+    args = data()
+    f = nk.value_and_grad(scan_rnn, argnums=(0, 1, 2, 3, 4))
+    with nk.config(compile="always"):
+        f(*args)
+        parts = sections(f.source(*args))
+    cell = parts["cell_0"]
+    forward = cell.split("def backward")[0]
+    assert forward.count("@") == 1                  # h @ (Wh * 0.5) only
+    assert forward.count(" * ") == 1 and "xp.sum" not in forward     # Wh * 0.5, (x * x).sum(): before the loop
+    outer = parts["outer"]
+    assert "xp.reshape" in outer and "@" in outer       # x @ Wx for every step: one product
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (7, 3, 4, 5), (5, 1, 2, 3)])
+def test_values_and_gradients_equal_the_loop_with_nothing_moved(unmoved, shape, reverse):
+    args = data(*shape)
+    fn = nk.value_and_grad(lambda *a: scan_rnn(*a, reverse=reverse), argnums=(0, 1, 2, 3, 4))
+    want = unmoved(fn, *args)
+    nk.transform.cache_clear()
+    for mode in ("never", "always"):
+        with nk.config(compile=mode):
+            got = fn(*args)
+        close(got[0], want[0])
+        for g, w in zip(got[1], want[1]):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            close(g, w)
+
+
+def test_finite_differences_to_second_order():
+    Wx, Wh, b, X, h0 = data(T=4, B=2, D=3, H=3, seed=1)
+    check_grads(lambda wx, wh, x: scan_rnn(wx, wh, b, x, h0), Wx, Wh, X, order=2,
+                rtol=1e-5, atol=1e-7)
+
+
+def test_a_rolled_python_loop_moves_its_input_product_out(unmoved):
+    Wx, Wh, b, X, _ = data(T=40, seed=2)
+
+    def rnn(Wx, Wh, b, X):
+        h = (X[0] @ Wx + b).tanh()
+        for t in range(1, X.shape[0]):
+            h = (X[t] @ Wx + h @ Wh + b).tanh()
+        return (h * h).mean()
+
+    f = nk.value_and_grad(rnn, argnums=(0, 1, 2))
+    want = unmoved(f, Wx, Wh, b, X)
+    with nk.config(compile="always"):
+        got = f(Wx, Wh, b, X)
+        parts = sections(f.source(Wx, Wh, b, X))
+    assert parts["cell_0"].split("def backward")[0].count("@") == 1
+    # the gradient in Wx: one product over every step after the backward loop, not one per step
+    assert parts["cell_0"].split("def backward")[1].count("@") == 2
+    close(got[0], want[0])
+    for g, w in zip(got[1], want[1]):
+        close(g, w)
+    # another length (the steps are -1 in the reshapes: one program, test_scan's families)
+    with nk.config(compile="always"):
+        close(f(Wx, Wh, b, X[:25])[1][0], unmoved(f, Wx, Wh, b, X[:25])[1][0])
+
+
+def test_draws_ops_without_a_batching_rule_and_views_stay_in_the_cell():
+    X, A = RNG.standard_normal((6, 3)), RNG.standard_normal((3, 3)) + 3 * np.eye(3)
+
+    def f(a, xs):
+        def cell(h, x):
+            kept = x.dropout(0.5)                             # a draw per step: stays
+            solved = nk.numpy.linalg.solve(a, x)              # no batching rule: stays
+            return h * 0.5 + kept + solved + x[0], None       # x[0]: a view, stays
+        return nk.scan(cell, np.zeros(3), xs)[0].sum()
+
+    g = nk.value_and_grad(f, argnums=(0, 1))
+    with nk.config(compile="always"):
+        nk.manual_seed(3)
+        g(A, X)
+        cell = sections(g.source(A, X))["cell_0"].split("def backward")[0]
+    assert "dropout" in cell and "solve" in cell and "[0" in cell
+
+    # the loop with nothing moved draws the same numbers
+    def both():
+        nk.manual_seed(3)
+        return g(A, X)
+    nk.transform.cache_clear()
+    got = both()
+    loops.HOIST = False
+    try:
+        nk.transform.cache_clear()
+        want = both()
+    finally:
+        loops.HOIST = True
+        nk.transform.cache_clear()
+    close(got[0], want[0])
+    close(got[1][1], want[1][1])
+
+
+def test_work_on_constants_alone_runs_once(unmoved):
+    W = RNG.standard_normal((4, 4)) * 0.3
+
+    def f(w, h0):
+        def cell(h, _):
+            return (h @ (w.T * 2.0).tanh()).sin(), None          # w.T * 2.0 and its tanh: once
+        return nk.scan(cell, h0, None, length=9)[0].sum()
+
+    h0 = RNG.standard_normal((2, 4))
+    g = nk.value_and_grad(f, argnums=(0, 1))
+    with nk.config(compile="always"):
+        got = g(W, h0)
+        cell = sections(g.source(W, h0))["cell_0"].split("def backward")[0]
+    assert "tanh" not in cell and "2.0" not in cell
+    want = unmoved(g, W, h0)
+    close(got[0], want[0])
+    for a, c in zip(got[1], want[1]):
+        close(a, c)
+
+
+def test_vmap_and_no_grad_of_a_loop_with_work_moved_out(unmoved):
+    Wx, Wh, b, X, h0 = data(T=5, B=2, D=3, H=4, seed=4)
+    batch = np.stack([X, X * 0.5, -X])
+
+    def loss(x):
+        return scan_rnn(Wx, Wh, b, x, h0)
+
+    per_example = nk.jit(nk.vmap(nk.grad(loss)))(batch)
+    for k in range(3):
+        close(per_example[k], unmoved(nk.grad(loss), batch[k]))
+    with nk.no_grad():
+        value = scan_rnn(*(nk.from_ndarray(a) for a in (Wx, Wh, b, X, h0)))
+    close(value.data, unmoved(loss, X))
