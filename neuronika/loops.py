@@ -107,21 +107,27 @@ def scan(f, init, xs=None, length=None, reverse=False):
     moved = loops.hoisted(root, leaves, in_specs, len(init_nodes), n_x, outer, steps) if loops.HOIST else None
     if moved is not None:
         root, leaves, in_specs, n_x, n_const, outer, _ = moved
+    plan = loops.sunk(root, leaves, in_specs, len(init_nodes), n_x, outer, steps) if loops.HOIST else None
+    if plan is not None:
+        root, leaves, in_specs, outer = plan.root, plan.leaves, plan.in_specs, plan.outer
+        n_x, n_const = plan.n_x, plan.n_const
     cell = loops.cell_for(root, leaves, list(range(len(leaves))), len(init_nodes), n_x, n_const,
-                          in_specs, out_specs)
+                          in_specs, plan.out_specs if plan is not None else out_specs)
     if cell.symbolic_adjoint is None:
         cell.symbolic_adjoint = _symbolic_adjoint
 
     bundle = apply(_PACK, tuple(outer), (False,))
     node = apply(_SCAN, (bundle,), (cell, None if n_x else steps, bool(reverse)))
-    parts = []
     c = len(init_nodes)
-    for k, (shape, dtype) in enumerate(out_specs):
-        shape = shape if k < c else (steps,) + shape
-        parts.append(apply(_PART, (node,), (k, shape, dtype)))
+    if plan is not None:
+        parts = plan.outputs(lambda k, shape, dtype: apply(_PART, (node,), (k, shape, dtype)))
+    else:
+        parts = [apply(_PART, (node,), (k, shape if k < c else (steps,) + shape, dtype))
+                 for k, (shape, dtype) in enumerate(out_specs)]
     if not any(isinstance(v, Var) for v in carry_in + xs_in) and all(n.op is None for n in consts) \
             and not any(n.requires_grad for n in consts):
-        value = run.evaluate(node)          # plain data in, plain arrays out
+        whole = node if plan is None else apply(_PACK, tuple(parts), (False,))
+        value = run.evaluate(whole)         # plain data in, plain arrays out
         results = [value[k] if node.space is not None else np.asarray(value[k]) for k in range(len(parts))]
     else:
         results = [_wrap(p) for p in parts]

@@ -1,6 +1,7 @@
-"""Work moved out of a loop (``transform.loops.hoisted``): a cell's nodes that depend on no
-carry run before the loop, for every step at once (the batching rules), and the cell reads
-their results as new xs or constants.
+"""Work moved out of a loop: a cell's nodes that depend on no carry run before the loop
+(``transform.loops.hoisted``), and those only its ys need run after it (``sunk``), for every
+step at once (the batching rules); the cell reads the first as new xs or constants and gives
+what the second read as new ys.
 
 Checked on ``neuronika.scan`` and on rolled Python loops: what moves (the cells' sources),
 what stays (random draws, ops without a batching rule, views), values and gradients against
@@ -70,7 +71,8 @@ def test_the_work_that_depends_on_no_carry_leaves_the_cell():
     cell = parts["cell_0"]
     forward = cell.split("def backward")[0]
     assert forward.count("@") == 1                  # h @ (Wh * 0.5) only
-    assert forward.count(" * ") == 1 and "xp.sum" not in forward     # Wh * 0.5, (x * x).sum(): before the loop
+    # Wh * 0.5 and (x * x).sum() before the loop, the y's product with h after it
+    assert " * " not in forward and "xp.sum" not in forward
     outer = parts["outer"]
     assert "xp.reshape" in outer and "@" in outer       # x @ Wx for every step: one product
 
@@ -189,3 +191,89 @@ def test_vmap_and_no_grad_of_a_loop_with_work_moved_out(unmoved):
     with nk.no_grad():
         value = scan_rnn(*(nk.from_ndarray(a) for a in (Wx, Wh, b, X, h0)))
     close(value.data, unmoved(loss, X))
+
+
+def lm(Wx, Wh, Wo, X, h0):
+    """An RNN with an output layer at every step (a language model's shape)."""
+    def cell(h, x):
+        h = (x @ Wx + h @ Wh).tanh()
+        return h, (h @ Wo).sin() + h.sum(axis=1, keepdims=True)
+    hT, ys = nk.scan(cell, h0, X)
+    return (ys * ys).sum() + (hT * hT).sum()
+
+
+def lm_data(T=6, B=3, D=4, H=5, V=7, seed=6):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((D, H)) * 0.5, rng.standard_normal((H, H)) * 0.4,
+            rng.standard_normal((H, V)) * 0.5, rng.standard_normal((T, B, D)), rng.standard_normal((B, H)) * 0.1)
+
+
+def test_the_work_only_ys_need_runs_after_the_loop(unmoved):
+    args = lm_data()
+    f = nk.value_and_grad(lm, argnums=(0, 1, 2, 3, 4))
+    with nk.config(compile="always"):
+        got = f(*args)
+        parts = sections(f.source(*args))
+    forward = parts["cell_0"].split("def backward")[0]
+    assert forward.count("@") == 1 and "sin" not in forward and "xp.sum" not in forward
+    assert "xp.sin" in parts["outer"]
+    want = unmoved(f, *args)
+    close(got[0], want[0])
+    for g, w in zip(got[1], want[1]):
+        close(g, w)
+
+
+def test_moved_after_the_loop_finite_differences_to_second_order():
+    Wx, Wh, Wo, X, h0 = lm_data(T=3, B=2, D=2, H=3, V=2, seed=7)
+    check_grads(lambda wh, wo, x: lm(Wx, wh, wo, x, h0), Wh, Wo, X, order=2, rtol=1e-5, atol=1e-7)
+
+
+def test_a_rolled_loop_s_stacked_outputs_are_computed_after_it(unmoved):
+    Wx, Wh, Wo, X, h0 = lm_data(T=30, seed=8)
+
+    def f(Wx, Wh, Wo, X):
+        h, outs = h0, []
+        for t in range(X.shape[0]):
+            h = (X[t] @ Wx + h @ Wh).tanh()
+            outs.append((h @ Wo).tanh())
+        return (nk.numpy.stack(outs) ** 2).sum()
+
+    g = nk.value_and_grad(f, argnums=(0, 1, 2, 3))
+    with nk.config(compile="always"):
+        got = g(Wx, Wh, Wo, X)
+        parts = sections(g.source(Wx, Wh, Wo, X))
+    assert parts["cell_0"].split("def backward")[0].count("@") == 1
+    want = unmoved(g, Wx, Wh, Wo, X)
+    close(got[0], want[0])
+    for a, c in zip(got[1], want[1]):
+        close(a, c)
+
+
+def test_what_a_carry_needs_or_a_draw_stays_and_the_carry_entering_a_step_is_read(unmoved):
+    Wx, Wh, Wo, X, h0 = lm_data(seed=9)
+
+    def f(Wh, Wo, X):
+        def cell(h, x):
+            new = (x @ Wx + h @ Wh).tanh()
+            shared = new @ Wo                          # read by the carry too: stays
+            return new + shared.sum() * 1e-3, (shared.cos(), (h @ Wo).exp(), (new @ Wo).dropout(0.3))
+        hT, (a, b, c) = nk.scan(cell, h0, X)
+        return (a * a).sum() + b.sum() + (c * c).sum() + (hT * hT).sum()
+
+    g = nk.value_and_grad(f, argnums=(0, 1, 2))
+
+    def run():
+        nk.manual_seed(11)
+        return g(Wh, Wo, X)
+
+    with nk.config(compile="always"):
+        got = run()
+        nk.manual_seed(11)
+        forward = sections(g.source(Wh, Wo, X))["cell_0"].split("def backward")[0]
+    assert "xp.exp" not in forward           # (h @ Wo).exp() after the loop, h the carry entering the step
+    assert "xp.cos" not in forward           # shared.cos(): shared stays, its cosine moves
+    assert "dropout" in forward
+    want = unmoved(run)
+    close(got[0], want[0])
+    for a, c in zip(got[1], want[1]):
+        close(a, c)

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..graph import COMPILE, apply, leaf_key, like_leaf, linearize
+from ..graph import COMPILE, GRAD_ENABLED, apply, leaf_key, like_leaf, linearize
 from ..ops import OPS
 from . import batching, codegen, interpret
 
@@ -262,10 +262,136 @@ def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
         [in_specs[k] for k in consts_kept] + [spec(n) for n, _ in new_const]
     new_outer = [outer[k] for k in positions] + [v for _, v in new_x] + \
         [outer[k] for k in consts_kept] + [v for _, v in new_const]
-    # the nodes made outside, inputs first
-    known = set(outer)
+    made = _made_after([v for _, v in new_x + new_const], set(outer))     # inputs first
+    return (new_root, new_leaves, new_specs, len(xs_kept) + len(new_x),
+            len(consts_kept) + len(new_const), new_outer, made)
+
+
+class Sunk:
+    """What ``sunk`` moved after a loop: ``root`` and ``out_specs`` are the cell's now (its
+    carries, the ys it still makes, then the values the moved work reads, one per step);
+    ``outputs(part)`` gives, for each of the loop's original outputs, its node outside:
+    ``part(k, shape, dtype)`` makes the loop's output k."""
+
+    def __init__(self, root, out_specs, kept, exported, sunk_nodes, substitute, given, steps, n_carry):
+        self.root, self.out_specs = root, out_specs
+        self._kept, self._exported, self._sunk = kept, exported, sunk_nodes
+        self._substitute, self._given, self._steps, self._n_carry = substitute, given, steps, n_carry
+
+    def outputs(self, part):
+        parts = []
+        for k, (shape, dtype) in enumerate(self.out_specs):
+            parts.append(part(k, shape if k < self._n_carry else (self._steps,) + tuple(shape), dtype))
+        given = dict(self._given)
+        for node, k in self._exported.items():
+            given[node] = parts[k]
+        outside = dict(self._substitute)
+        for node in self._sunk:             # in creation order: inputs first
+            if any(i in outside for i in node.inputs):
+                outside[node] = _clone(node, tuple(outside.get(i, i) for i in node.inputs))
+        roots = [outside.get(node, node) for node in self._kept if node.__class__ is not int]
+        built = iter(batching.batched(roots, given, self._steps))
+        out = []
+        for entry in self._kept:
+            out.append(parts[entry] if entry.__class__ is int else next(built)[0])
+        return out
+
+
+def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
+    """The cell's graph with the work that only its ys read (nothing that a carry needs)
+    moved after the loop, for every step at once: the cell gives the values that work reads
+    as new ys (see ``Sunk``); a per-step output layer ``h @ Wo`` becomes one product over every
+    step's rows, and Wo's gradient one product. None where nothing is worth moving."""
+    if not GRAD_ENABLED.get():
+        return None         # (the moved nodes' flags would say no gradient where the cell's do)
+    order, _, _ = linearize(root)
+    carry_outs, y_outs = root.inputs[:n_carry], root.inputs[n_carry:]
+    needed = set()                          # what the carries need (stays in the cell)
+    stack = list(carry_outs)
+    while stack:
+        node = stack.pop()
+        if node not in needed:
+            needed.add(node)
+            stack.extend(node.inputs)
+    per_step = set(leaves[:n_carry + n_x])  # what depends on a carry or an x
+    for node in order:
+        if node.op is not None and node is not root and any(i in per_step for i in node.inputs):
+            per_step.add(node)
+    movable = {node for node in order if node.op is not None and node is not root
+               and node not in needed and node in per_step and not _stays(node, True)}
+    # a node stays where something that stays reads it
+    readers = {}
+    for node in order:
+        for i in node.inputs:
+            readers.setdefault(i, []).append(node)
+    for node in reversed(order):
+        if node in movable and any(r not in movable and r is not root for r in readers.get(node, ())):
+            movable.discard(node)
+    moved_ys = [y for y in y_outs if y in movable]
+    if not moved_ys or len(set(moved_ys)) != len(moved_ys) or any(y_outs.count(y) > 1 for y in moved_ys):
+        return None
+    worth = {}
+    for node in order:
+        if node in movable:
+            worth[node] = node.op.name not in _VIEWS or any(worth.get(i, False) for i in node.inputs)
+    if not any(worth[y] for y in moved_ys):
+        return None
+    # what the moved work reads from the cell: per-step values become ys; constants alone are
+    # rebuilt outside over the loop's constants
+    substitute = dict(zip(leaves[n_carry + n_x:], outer[n_carry + n_x:]))
+    given = dict(zip(leaves[n_carry:n_carry + n_x], outer[n_carry:n_carry + n_x]))
+    exported, exports = {}, []
+    for node in order:
+        if node not in movable:
+            continue
+        for i in node.inputs:
+            if i in movable or i in exported or i in substitute or i in given:
+                continue
+            if i in per_step:               # a carry entering the step, or a value of the step
+                exported[i] = None
+                exports.append(i)
+            else:
+                _outside(i, substitute)
+    kept_ys = [y for y in y_outs if y not in movable]
+    outs = list(carry_outs) + kept_ys + exports
+    for k, node in enumerate(exports):
+        exported[node] = n_carry + len(kept_ys) + k
+    kept, position = [], n_carry
+    for k in range(n_carry):
+        kept.append(k)
+    for y in y_outs:
+        if y in movable:
+            kept.append(y)
+        else:
+            kept.append(position)
+            position += 1
+    new_root = apply(OPS["pack"], tuple(outs), root.attrs)
+    out_specs = [spec(node) for node in outs]
+    sunk_nodes = [node for node in order if node in movable]
+    plan = Sunk(new_root, out_specs, kept, exported, sunk_nodes, substitute, given, steps, n_carry)
+    # the xs and constants only the moved work read leave the loop's inputs (an unread x that
+    # was never read stays: it gives the length)
+    read = set()
+    for node in linearize(new_root)[0]:
+        read.update(node.inputs)
+    was_read = set()
+    for node in order:
+        was_read.update(node.inputs)
+    keep = [k for k in range(len(leaves)) if k < n_carry or leaves[k] in read or leaves[k] not in was_read]
+    plan.leaves = [leaves[k] for k in keep]
+    plan.in_specs = [in_specs[k] for k in keep]
+    plan.outer = [outer[k] for k in keep]
+    plan.n_x = sum(1 for k in keep if n_carry <= k < n_carry + n_x)
+    plan.n_const = len(keep) - n_carry - plan.n_x
+    if n_x and not plan.n_x:
+        return None         # (every x read only by the moved work: the loop needs one for its length)
+    return plan
+
+
+def _made_after(roots, known):
+    """The nodes behind ``roots`` that are not ``known``, inputs first."""
     made, seen = [], set()
-    stack = [(v, False) for _, v in reversed(new_x + new_const)]
+    stack = [(node, False) for node in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if node in known or node in seen:
@@ -276,8 +402,20 @@ def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
             continue
         stack.append((node, True))
         stack.extend((i, False) for i in reversed(node.inputs) if i not in known and i not in seen)
-    return (new_root, new_leaves, new_specs, len(xs_kept) + len(new_x),
-            len(consts_kept) + len(new_const), new_outer, made)
+    return made
+
+
+def _outside(node, substitute):
+    """``node``, a value of the cell on its constants alone, rebuilt over the loop's constants
+    (``substitute``: cell node -> outside node, extended)."""
+    found = substitute.get(node)
+    if found is not None:
+        return found
+    if node.op is None:                     # a value the graph holds (a literal)
+        return node
+    inputs = tuple(_outside(i, substitute) for i in node.inputs)
+    found = substitute[node] = _clone(node, inputs) if inputs != node.inputs else node
+    return found
 
 
 def _leaf_shaped(node, shape):
@@ -846,23 +984,33 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
         root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
         new_order += made
         new_order.hoisted = True
+    plan = sunk(root, cell_inputs, in_specs, len(carry_slots), n_x, outer, R) if HOIST and y_slots else None
+    if plan is not None:
+        root, out_specs, cell_inputs, in_specs = plan.root, plan.out_specs, plan.leaves, plan.in_specs
+        n_x, n_const, outer = plan.n_x, plan.n_const, plan.outer
+        new_order.hoisted = True
     cell = cell_for(root, cell_inputs, list(range(len(cell_inputs))), len(carry_slots), n_x,
                     n_const, in_specs, out_specs)
     bundle = _made(OPS["pack"], tuple(outer), (False,))
     scan = _made(OPS["scan"], (bundle,), (cell, None if n_x else R, False))
     new_order += [bundle, scan]
+
+    def part(k, shape, dtype):
+        return _made(OPS["part"], (scan,), (k, tuple(shape), dtype))
+
+    if plan is None:
+        results = [part(k, order[end - P + q].shape, order[end - P + q].dtype) for k, q in enumerate(carry_slots)]
+        results += [part(len(carry_slots) + j, (R,) + tuple(order[s + q].shape), order[s + q].dtype)
+                    for j, q in enumerate(y_slots)]
+    else:
+        results = plan.outputs(part)
+    new_order += _made_after(results, set(new_order))
     mapping = {}
     for k, q in enumerate(carry_slots):
-        last = order[end - P + q]
-        part = _made(OPS["part"], (scan,), (k, last.shape, last.dtype))
-        new_order.append(part)
-        mapping[last] = part
+        mapping[order[end - P + q]] = results[k]
     ys_of = {}
     for j, q in enumerate(y_slots):
-        one = order[s + q]
-        ys = _made(OPS["part"], (scan,), (len(carry_slots) + j, (R,) + tuple(one.shape), one.dtype))
-        new_order.append(ys)
-        ys_of[q] = ys
+        ys_of[q] = results[len(carry_slots) + j]
     for node in order[end:]:
         if node in collected:
             # the stack of every step's value: the loop's ys, with the steps' axis where it
