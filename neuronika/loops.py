@@ -108,10 +108,11 @@ def scan(f, init, xs=None, length=None, reverse=False):
     if moved is not None:
         root, leaves, in_specs, n_x, n_const, outer, _ = moved
     plan = loops.sunk(root, leaves, in_specs, len(init_nodes), n_x, outer, steps) if loops.HOIST else None
+    n_carry = len(init_nodes)
     if plan is not None:
         root, leaves, in_specs, outer = plan.root, plan.leaves, plan.in_specs, plan.outer
-        n_x, n_const = plan.n_x, plan.n_const
-    cell = loops.cell_for(root, leaves, list(range(len(leaves))), len(init_nodes), n_x, n_const,
+        n_carry, n_x, n_const = plan.n_carry, plan.n_x, plan.n_const
+    cell = loops.cell_for(root, leaves, list(range(len(leaves))), n_carry, n_x, n_const,
                           in_specs, plan.out_specs if plan is not None else out_specs)
     if cell.symbolic_adjoint is None:
         cell.symbolic_adjoint = _symbolic_adjoint

@@ -277,3 +277,51 @@ def test_what_a_carry_needs_or_a_draw_stays_and_the_carry_entering_a_step_is_rea
     close(got[0], want[0])
     for a, c in zip(got[1], want[1]):
         close(a, c)
+
+
+def summed_loss(Wx, Wh, Wo, X, Y, scan=True):
+    """An RNN whose loss is summed over the steps in its carry (or in a Python loop)."""
+    F = nk.nn.functional
+    B, H = X.shape[1], Wh.shape[0]
+    if not scan:
+        h, total = np.zeros((B, H)), 0.0
+        for t in range(X.shape[0]):
+            h = (X[t] @ Wx + h @ Wh).tanh()
+            total = total + F.cross_entropy(h @ Wo, Y[t])
+        return total
+
+    def cell(carry, step):
+        h, total = carry
+        x, y = step
+        h = (x @ Wx + h @ Wh).tanh()
+        return (h, total + F.cross_entropy(h @ Wo, y)), None
+    (_, total), _ = nk.scan(cell, (np.zeros((B, H)), np.array(0.0)), (X, Y))
+    return total
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_a_loss_summed_in_the_carry_is_computed_after_the_loop(unmoved, scan):
+    Wx, Wh, Wo, X, _ = lm_data(T=30, seed=10)
+    Y = np.random.default_rng(10).integers(0, Wo.shape[1], X.shape[:2])
+    g = nk.value_and_grad(lambda *a: summed_loss(*a, scan=scan), argnums=(0, 1, 2))
+    with nk.config(compile="always"):
+        got = g(Wx, Wh, Wo, X, Y)
+        parts = sections(g.source(Wx, Wh, Wo, X, Y))
+    forward = parts["cell_0"].split("def backward")[0]
+    assert "log_softmax" not in forward and forward.count("@") == 1
+    assert "log_softmax" in parts["outer"]
+    want = unmoved(g, Wx, Wh, Wo, X, Y)
+    close(got[0], want[0])
+    for a, c in zip(got[1], want[1]):
+        close(a, c)
+
+
+def test_a_summed_loss_finite_differences_to_second_order():
+    Wx, Wh, Wo, X, _ = lm_data(T=3, B=2, D=2, H=3, V=3, seed=12)
+    Y = np.array([[0, 2], [1, 1], [2, 0]])
+    def f(wh, wo):
+        out = summed_loss(Wx, wh, wo, X, Y)
+        # (on variables that need no gradient a scan gives NumPy arrays)
+        return out if hasattr(out, "_node") else nk.from_ndarray(np.asarray(out))
+
+    check_grads(f, Wh, Wo, order=2, rtol=1e-5, atol=1e-7)

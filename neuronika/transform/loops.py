@@ -268,44 +268,75 @@ def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
 
 
 class Sunk:
-    """What ``sunk`` moved after a loop: ``root`` and ``out_specs`` are the cell's now (its
-    carries, the ys it still makes, then the values the moved work reads, one per step);
-    ``outputs(part)`` gives, for each of the loop's original outputs, its node outside:
-    ``part(k, shape, dtype)`` makes the loop's output k."""
-
-    def __init__(self, root, out_specs, kept, exported, sunk_nodes, substitute, given, steps, n_carry):
-        self.root, self.out_specs = root, out_specs
-        self._kept, self._exported, self._sunk = kept, exported, sunk_nodes
-        self._substitute, self._given, self._steps, self._n_carry = substitute, given, steps, n_carry
+    """What ``sunk`` moved after a loop: ``root``, ``leaves``, ``in_specs``, ``out_specs``,
+    ``n_carry``, ``n_x``, ``n_const`` and ``outer`` describe the cell and the loop's inputs now
+    (its carries, the ys it still makes, then the values the moved work reads, one per step);
+    ``outputs(part)`` gives, for each of the loop's original outputs, its node outside, where
+    ``part(k, shape, dtype)`` makes the new loop's output k."""
 
     def outputs(self, part):
         parts = []
         for k, (shape, dtype) in enumerate(self.out_specs):
-            parts.append(part(k, shape if k < self._n_carry else (self._steps,) + tuple(shape), dtype))
-        given = dict(self._given)
-        for node, k in self._exported.items():
+            parts.append(part(k, shape if k < self.n_carry else (self.steps,) + tuple(shape), dtype))
+        given = dict(self.given)
+        for node, k in self.exported.items():
             given[node] = parts[k]
-        outside = dict(self._substitute)
-        for node in self._sunk:             # in creation order: inputs first
+        outside = dict(self.substitute)
+        for node in self.moved:             # in creation order: inputs first
             if any(i in outside for i in node.inputs):
                 outside[node] = _clone(node, tuple(outside.get(i, i) for i in node.inputs))
-        roots = [outside.get(node, node) for node in self._kept if node.__class__ is not int]
-        built = iter(batching.batched(roots, given, self._steps))
+        roots = [outside.get(value, value) for kind, value, _ in self.results if kind == "moved"]
+        built = iter(batching.batched(roots, given, self.steps))
         out = []
-        for entry in self._kept:
-            out.append(parts[entry] if entry.__class__ is int else next(built)[0])
+        for kind, value, accumulated in self.results:
+            node = parts[value] if kind == "part" else next(built)[0]
+            if accumulated is not None:     # a carry that adds a term per step: start + the sum
+                op, start = accumulated
+                node = apply(OPS[op], (start, apply(OPS["sum"], (node,), ((0,), False))))
+            out.append(node)
         return out
+
+
+def _accumulators(root, leaves, n_carry, readers):
+    """{carry k: (the term it adds per step, "add" or "sub")} for the carries whose new value is
+    the old one plus (or minus) a term, and that nothing else reads (a loss summed over steps)."""
+    found = {}
+    for k in range(n_carry):
+        leaf, out = leaves[k], root.inputs[k]
+        if (out.op is None or out.op.name not in ("add", "sub") or out.dtype.kind not in "fc"
+                or readers.get(leaf) != [out] or readers.get(out) != [root]
+                or root.inputs.count(out) != 1):
+            continue
+        a, b = out.inputs
+        if a is leaf and b is not leaf:
+            term = b
+        elif b is leaf and a is not leaf and out.op.name == "add":
+            term = a
+        else:
+            continue
+        if term.dtype == out.dtype and term.op is not None:
+            found[k] = (term, out.op.name)
+    return found
 
 
 def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
     """The cell's graph with the work that only its ys read (nothing that a carry needs)
     moved after the loop, for every step at once: the cell gives the values that work reads
     as new ys (see ``Sunk``); a per-step output layer ``h @ Wo`` becomes one product over every
-    step's rows, and Wo's gradient one product. None where nothing is worth moving."""
+    step's rows, and Wo's gradient one product. A carry that only adds a term per step (a loss
+    summed in the loop) becomes a y, summed after the loop, so its term moves too. None where
+    nothing is worth moving."""
     if not GRAD_ENABLED.get():
         return None         # (the moved nodes' flags would say no gradient where the cell's do)
     order, _, _ = linearize(root)
-    carry_outs, y_outs = root.inputs[:n_carry], root.inputs[n_carry:]
+    readers = {}
+    for node in order:
+        for i in node.inputs:
+            readers.setdefault(i, []).append(node)
+    accumulated = _accumulators(root, leaves, n_carry, readers)
+    carries = [k for k in range(n_carry) if k not in accumulated]
+    carry_outs = [root.inputs[k] for k in carries]
+    y_outs = list(root.inputs[n_carry:]) + [term for term, _ in accumulated.values()]
     needed = set()                          # what the carries need (stays in the cell)
     stack = list(carry_outs)
     while stack:
@@ -317,18 +348,17 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
     for node in order:
         if node.op is not None and node is not root and any(i in per_step for i in node.inputs):
             per_step.add(node)
+    dropped = {root.inputs[k] for k in accumulated}     # the carries' additions: gone
     movable = {node for node in order if node.op is not None and node is not root
-               and node not in needed and node in per_step and not _stays(node, True)}
+               and node not in needed and node not in dropped and node in per_step
+               and not _stays(node, True)}
     # a node stays where something that stays reads it
-    readers = {}
-    for node in order:
-        for i in node.inputs:
-            readers.setdefault(i, []).append(node)
     for node in reversed(order):
-        if node in movable and any(r not in movable and r is not root for r in readers.get(node, ())):
+        if node in movable and any(r not in movable and r is not root and r not in dropped
+                                   for r in readers.get(node, ())):
             movable.discard(node)
     moved_ys = [y for y in y_outs if y in movable]
-    if not moved_ys or len(set(moved_ys)) != len(moved_ys) or any(y_outs.count(y) > 1 for y in moved_ys):
+    if len(set(moved_ys)) != len(moved_ys):
         return None
     worth = {}
     for node in order:
@@ -353,36 +383,40 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
             else:
                 _outside(i, substitute)
     kept_ys = [y for y in y_outs if y not in movable]
-    outs = list(carry_outs) + kept_ys + exports
+    outs = carry_outs + kept_ys + exports
+    n_new = len(carries)
     for k, node in enumerate(exports):
-        exported[node] = n_carry + len(kept_ys) + k
-    kept, position = [], n_carry
-    for k in range(n_carry):
-        kept.append(k)
-    for y in y_outs:
-        if y in movable:
-            kept.append(y)
+        exported[node] = n_new + len(kept_ys) + k
+    position = {y: n_new + k for k, y in enumerate(kept_ys)}
+    results = []
+    for k in range(len(root.inputs)):
+        if k in accumulated:
+            term, op = accumulated[k]
+            kind = "moved" if term in movable else "part"
+            results.append((kind, term if term in movable else position[term], (op, outer[k])))
+        elif k < n_carry:
+            results.append(("part", carries.index(k), None))
         else:
-            kept.append(position)
-            position += 1
-    new_root = apply(OPS["pack"], tuple(outs), root.attrs)
-    out_specs = [spec(node) for node in outs]
-    sunk_nodes = [node for node in order if node in movable]
-    plan = Sunk(new_root, out_specs, kept, exported, sunk_nodes, substitute, given, steps, n_carry)
-    # the xs and constants only the moved work read leave the loop's inputs (an unread x that
-    # was never read stays: it gives the length)
+            y = root.inputs[k]
+            results.append(("moved", y, None) if y in movable else ("part", position[y], None))
+    # accumulated terms in the order their results come (``outputs`` walks ``results``)
+    plan = Sunk()
+    plan.root = apply(OPS["pack"], tuple(outs), root.attrs)
+    plan.out_specs = [spec(node) for node in outs]
+    plan.results, plan.exported, plan.moved = results, exported, [n for n in order if n in movable]
+    plan.substitute, plan.given, plan.steps, plan.n_carry = substitute, given, steps, n_new
+    # the inputs only the moved work read, and the accumulated carries, leave the loop (an x
+    # never read stays: it gives the length)
     read = set()
-    for node in linearize(new_root)[0]:
+    for node in linearize(plan.root)[0]:
         read.update(node.inputs)
-    was_read = set()
-    for node in order:
-        was_read.update(node.inputs)
-    keep = [k for k in range(len(leaves)) if k < n_carry or leaves[k] in read or leaves[k] not in was_read]
+    keep = [k for k in range(len(leaves))
+            if k in carries or k >= n_carry and (leaves[k] in read or leaves[k] not in readers)]
     plan.leaves = [leaves[k] for k in keep]
     plan.in_specs = [in_specs[k] for k in keep]
     plan.outer = [outer[k] for k in keep]
     plan.n_x = sum(1 for k in keep if n_carry <= k < n_carry + n_x)
-    plan.n_const = len(keep) - n_carry - plan.n_x
+    plan.n_const = len(keep) - n_new - plan.n_x
     if n_x and not plan.n_x:
         return None         # (every x read only by the moved work: the loop needs one for its length)
     return plan
@@ -984,12 +1018,13 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
         root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
         new_order += made
         new_order.hoisted = True
-    plan = sunk(root, cell_inputs, in_specs, len(carry_slots), n_x, outer, R) if HOIST and y_slots else None
+    n_carry = len(carry_slots)
+    plan = sunk(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
     if plan is not None:
         root, out_specs, cell_inputs, in_specs = plan.root, plan.out_specs, plan.leaves, plan.in_specs
-        n_x, n_const, outer = plan.n_x, plan.n_const, plan.outer
+        n_carry, n_x, n_const, outer = plan.n_carry, plan.n_x, plan.n_const, plan.outer
         new_order.hoisted = True
-    cell = cell_for(root, cell_inputs, list(range(len(cell_inputs))), len(carry_slots), n_x,
+    cell = cell_for(root, cell_inputs, list(range(len(cell_inputs))), n_carry, n_x,
                     n_const, in_specs, out_specs)
     bundle = _made(OPS["pack"], tuple(outer), (False,))
     scan = _made(OPS["scan"], (bundle,), (cell, None if n_x else R, False))
