@@ -936,6 +936,102 @@ class Digits(Workload):
         return loss, [x.T @ dh, dh.sum(axis=0), gw2, gb2]
 
 
+RNNLM_CLASSES = 128
+
+
+class RNNLM(Workload):
+    """The RNN of ``rnn`` as a sequence model: an output layer and a cross-entropy against an
+    integer label at every step, averaged over the steps and the batch (the loss summed in
+    the loop, as a language model's training loop writes it). Wo (64, 128) scaled
+    1/sqrt(fan-in), bo (128,) small. Not one of the issue's rows: it measures the work a
+    loop can move after itself (the per-step output layer and loss, ``transform/loops.sunk``).
+
+    The floor is what a careful person writes: the recurrence step by step, then the output
+    layer and the loss for every step at once (one product), then backpropagation through
+    time step by step, accumulating x_t^T da and h^T da per step as ``rnn``'s floor does."""
+
+    name = "rnnlm"
+    about = (f"RNN language model: the rnn workload with an output layer ({RNN_HIDDEN} -> "
+             f"{RNNLM_CLASSES}) and a cross-entropy at every step, summed in the loop")
+    targets = {}
+
+    def setup(self):
+        self.xs_data = self.array(RNN_STEPS, RNN_BATCH, RNN_INPUT)
+        self.wx_data = self.array(RNN_INPUT, RNN_HIDDEN, scale=1 / np.sqrt(RNN_INPUT))
+        self.wh_data = self.array(RNN_HIDDEN, RNN_HIDDEN, scale=1 / np.sqrt(RNN_HIDDEN))
+        self.b_data = self.array(RNN_HIDDEN, scale=0.1)
+        self.wo_data = self.array(RNN_HIDDEN, RNNLM_CLASSES, scale=1 / np.sqrt(RNN_HIDDEN))
+        self.bo_data = self.array(RNNLM_CLASSES, scale=0.1)
+        for a in (self.wx_data, self.wh_data, self.b_data, self.wo_data, self.bo_data):
+            self.leaf(a)
+        self.labels = self.rng.integers(0, RNNLM_CLASSES, (RNN_STEPS, RNN_BATCH))
+        self.data += [self.xs_data, self.labels]
+
+    @staticmethod
+    def loss(wx, wh, b, wo, bo, xs, ys):
+        h = (xs[0].mm(wx) + b).tanh()
+        total = cross_entropy(h.mm(wo) + bo, ys[0])
+        for t in range(1, xs.shape[0]):
+            h = (xs[t].mm(wx) + h.mm(wh) + b).tanh()
+            total = total + cross_entropy(h.mm(wo) + bo, ys[t])
+        return total / xs.shape[0]
+
+    @staticmethod
+    def loss_xp(F, wx, wh, b, wo, bo, xs, ys):
+        h = F.tanh(xs[0] @ wx + b)
+        total = F.cross_entropy(h @ wo + bo, ys[0])
+        for t in range(1, xs.shape[0]):
+            h = F.tanh(xs[t] @ wx + h @ wh + b)
+            total = total + F.cross_entropy(h @ wo + bo, ys[t])
+        return total / xs.shape[0]
+
+    def floor(self):
+        wx, wh, b, wo, bo = self.param_arrays
+        xs, labels = self.xs_data, self.labels
+        steps, batch = xs.shape[0], xs.shape[1]
+        hs = np.empty((steps, batch, wh.shape[0]), DTYPE)
+        a = xs[0] @ wx
+        a += b
+        np.tanh(a, out=hs[0])
+        for t in range(1, steps):
+            a = xs[t] @ wx
+            a += hs[t - 1] @ wh
+            a += b
+            np.tanh(a, out=hs[t])
+        # the output layer and the loss of every step at once
+        flat = hs.reshape(steps * batch, -1)
+        z = flat @ wo
+        z += bo
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=1, keepdims=True)
+        rows, picked = np.arange(steps * batch), labels.reshape(-1)
+        n = steps * batch
+        loss = (np.log(total).sum() - z[rows, picked].sum()) / n
+        dz = e
+        dz /= total
+        dz[rows, picked] -= 1
+        dz *= 1.0 / n
+        gwo = flat.T @ dz
+        gbo = dz.sum(axis=0)
+        dhs = (dz @ wo.T).reshape(steps, batch, -1)
+        # backpropagation through time
+        dh = None
+        for t in range(steps - 1, -1, -1):
+            da = dhs[t] if dh is None else dhs[t] + dh
+            da *= 1 - hs[t] * hs[t]
+            if dh is None:
+                gb, gwx = da.sum(axis=0), xs[t].T @ da
+                gwh = hs[t - 1].T @ da
+            else:
+                gb += da.sum(axis=0)
+                gwx += xs[t].T @ da
+                if t:
+                    gwh += hs[t - 1].T @ da
+            dh = da @ wh.T
+        return loss, [gwx, gwh, gb, gwo, gbo]
+
+
 # In the issue's order.
 WORKLOADS = {
     "tiny": Tiny,
@@ -945,6 +1041,7 @@ WORKLOADS = {
     "cnn": CNN,
     "rnn": RNN,
     "digits": Digits,
+    "rnnlm": RNNLM,         # (not one of the issue's rows)
 }
 
 

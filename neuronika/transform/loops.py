@@ -557,7 +557,7 @@ def _candidates(order):
         if counts[k] < MIN_BLOCKS:
             break
         at = np.flatnonzero(inverse == k)
-        for skip in (1, 2):
+        for skip in (1, 2, 3, 4):             # (an op that comes k times a period: skip k)
             gaps = at[skip:] - at[:-skip]
             if len(gaps):
                 periods.add(int(np.bincount(gaps).argmax()))
@@ -1013,13 +1013,20 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     new_order += [n for n in stacks if n not in position]
     outer = [init[q] for q in carry_slots] + stacks + consts
     n_x, n_const = len(leaf_slots), len(consts)
-    moved = hoisted(root, cell_inputs, in_specs, len(carry_slots), n_x, outer, R) if HOIST else None
+    # the rolled graph's flags follow its inputs whatever the mode (``_made``): so do the
+    # nodes moved out of the loop (the imperative path rolls inside backward(), under no_grad)
+    token = GRAD_ENABLED.set(True)
+    try:
+        moved = hoisted(root, cell_inputs, in_specs, len(carry_slots), n_x, outer, R) if HOIST else None
+        n_carry = len(carry_slots)
+        if moved is not None:
+            root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
+        plan = sunk(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
+    finally:
+        GRAD_ENABLED.reset(token)
     if moved is not None:
-        root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
         new_order += made
         new_order.hoisted = True
-    n_carry = len(carry_slots)
-    plan = sunk(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
     if plan is not None:
         root, out_specs, cell_inputs, in_specs = plan.root, plan.out_specs, plan.leaves, plan.in_specs
         n_carry, n_x, n_const, outer = plan.n_carry, plan.n_x, plan.n_const, plan.outer
@@ -1038,7 +1045,11 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
         results += [part(len(carry_slots) + j, (R,) + tuple(order[s + q].shape), order[s + q].dtype)
                     for j, q in enumerate(y_slots)]
     else:
-        results = plan.outputs(part)
+        token = GRAD_ENABLED.set(True)
+        try:
+            results = plan.outputs(part)
+        finally:
+            GRAD_ENABLED.reset(token)
     new_order += _made_after(results, set(new_order))
     mapping = {}
     for k, q in enumerate(carry_slots):
