@@ -639,6 +639,20 @@ class Chain(Workload):
 RNN_STEPS, RNN_BATCH, RNN_INPUT, RNN_HIDDEN = 50, 16, 32, 64
 
 
+def rnn_states(wx, wh, b, xs):
+    """The floors' recurrence: every state h_1 .. h_T of tanh(x_t Wx + h Wh + b), h_0 = 0."""
+    hs = np.empty((xs.shape[0], xs.shape[1], wh.shape[0]), DTYPE)
+    a = xs[0] @ wx
+    a += b
+    np.tanh(a, out=hs[0])
+    for t in range(1, xs.shape[0]):
+        a = xs[t] @ wx
+        a += hs[t - 1] @ wh
+        a += b
+        np.tanh(a, out=hs[t])
+    return hs
+
+
 class RNN(Workload):
     """An unrolled tanh RNN: h_1 = tanh(x_0 Wx + b), h_t+1 = tanh(x_t Wx + h_t Wh + b) for 50
     steps (h_0 = 0, so its Wh product is left out), loss = mean(h_50 ** 2) (a regression-style
@@ -684,15 +698,7 @@ class RNN(Workload):
     def floor(self):
         wx, wh, b, xs = self.wx_data, self.wh_data, self.b_data, self.xs_data
         steps = xs.shape[0]
-        hs = np.empty((steps,) + (xs.shape[1], wh.shape[0]), DTYPE)    # every state, for BPTT
-        a = xs[0] @ wx
-        a += b
-        np.tanh(a, out=hs[0])
-        for t in range(1, steps):
-            a = xs[t] @ wx
-            a += hs[t - 1] @ wh
-            a += b
-            np.tanh(a, out=hs[t])
+        hs = rnn_states(wx, wh, b, xs)      # every state, for BPTT
         h = hs[-1]
         loss = (h * h).mean()
         dh = h * (2.0 / h.size)             # d loss / d h_last
@@ -989,15 +995,7 @@ class RNNLM(Workload):
         wx, wh, b, wo, bo = self.param_arrays
         xs, labels = self.xs_data, self.labels
         steps, batch = xs.shape[0], xs.shape[1]
-        hs = np.empty((steps, batch, wh.shape[0]), DTYPE)
-        a = xs[0] @ wx
-        a += b
-        np.tanh(a, out=hs[0])
-        for t in range(1, steps):
-            a = xs[t] @ wx
-            a += hs[t - 1] @ wh
-            a += b
-            np.tanh(a, out=hs[t])
+        hs = rnn_states(wx, wh, b, xs)
         # the output layer and the loss of every step at once
         flat = hs.reshape(steps * batch, -1)
         z = flat @ wo
