@@ -653,6 +653,33 @@ def rnn_states(wx, wh, b, xs):
     return hs
 
 
+def rnn_backward(wh, xs, hs, dh_last=None, dhs=None):
+    """Backpropagation through time for the floors' recurrence, step by step, accumulating
+    each step's products into the weight gradients in place: [d Wx, d Wh, d b] given d loss /
+    d h_T (``dh_last``) or d loss / d h_t of every step (``dhs``)."""
+    steps = xs.shape[0]
+    dh = dh_last
+    for t in range(steps - 1, -1, -1):
+        if dhs is not None:
+            dh = dhs[t] if dh is None else dhs[t] + dh
+        ht = hs[t]
+        da = ht * ht                        # d / d pre-activation: dh (1 - h^2)
+        np.subtract(1, da, out=da)
+        da *= dh
+        if t == steps - 1:
+            gb = da.sum(axis=0)
+            gwx = xs[t].T @ da
+            gwh = hs[t - 1].T @ da
+        else:
+            gb += da.sum(axis=0)
+            gwx += xs[t].T @ da
+            if t:
+                gwh += hs[t - 1].T @ da
+        if t:
+            dh = da @ wh.T
+    return [gwx, gwh, gb]
+
+
 class RNN(Workload):
     """An unrolled tanh RNN: h_1 = tanh(x_0 Wx + b), h_t+1 = tanh(x_t Wx + h_t Wh + b) for 50
     steps (h_0 = 0, so its Wh product is left out), loss = mean(h_50 ** 2) (a regression-style
@@ -697,28 +724,11 @@ class RNN(Workload):
 
     def floor(self):
         wx, wh, b, xs = self.wx_data, self.wh_data, self.b_data, self.xs_data
-        steps = xs.shape[0]
         hs = rnn_states(wx, wh, b, xs)      # every state, for BPTT
         h = hs[-1]
         loss = (h * h).mean()
         dh = h * (2.0 / h.size)             # d loss / d h_last
-        for t in range(steps - 1, -1, -1):
-            ht = hs[t]
-            da = ht * ht                    # d / d pre-activation: dh (1 - h^2)
-            np.subtract(1, da, out=da)
-            da *= dh
-            if t == steps - 1:
-                gb = da.sum(axis=0)
-                gwx = xs[t].T @ da
-                gwh = hs[t - 1].T @ da
-            else:
-                gb += da.sum(axis=0)
-                gwx += xs[t].T @ da
-                if t:
-                    gwh += hs[t - 1].T @ da
-            if t:
-                dh = da @ wh.T
-        return loss, [gwx, gwh, gb]
+        return loss, rnn_backward(wh, xs, hs, dh_last=dh)
 
 
 def conv2d(x, w, b):
@@ -1013,21 +1023,7 @@ class RNNLM(Workload):
         gwo = flat.T @ dz
         gbo = dz.sum(axis=0)
         dhs = (dz @ wo.T).reshape(steps, batch, -1)
-        # backpropagation through time
-        dh = None
-        for t in range(steps - 1, -1, -1):
-            da = dhs[t] if dh is None else dhs[t] + dh
-            da *= 1 - hs[t] * hs[t]
-            if dh is None:
-                gb, gwx = da.sum(axis=0), xs[t].T @ da
-                gwh = hs[t - 1].T @ da
-            else:
-                gb += da.sum(axis=0)
-                gwx += xs[t].T @ da
-                if t:
-                    gwh += hs[t - 1].T @ da
-            dh = da @ wh.T
-        return loss, [gwx, gwh, gb, gwo, gbo]
+        return loss, rnn_backward(wh, xs, hs, dhs=dhs) + [gwo, gbo]
 
 
 # In the issue's order.
