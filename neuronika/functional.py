@@ -79,7 +79,6 @@ import sys
 import threading
 import types
 import warnings
-import weakref
 
 import numpy as np
 
@@ -895,18 +894,10 @@ class _Jit(_Traced):
         return self._output(found, outs)
 
     def _output(self, found, outs):
-        rebuild = self._builders.get(found)
+        rebuild = found.rebuild
         if rebuild is None:
-            rebuild = self._builders[found] = _trace.output_builder(found.aux)
+            rebuild = found.rebuild = _trace.output_builder(found.aux)
         return rebuild(outs if found.n_outputs > 1 else (outs,))
-
-    @property
-    def _builders(self):
-        # per trace (weakly: the cache may drop a trace)
-        builders = self.__dict__.get("_output_builders")
-        if builders is None:
-            builders = self.__dict__["_output_builders"] = weakref.WeakKeyDictionary()
-        return builders
 
 
 def _holds_var(obj):

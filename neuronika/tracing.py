@@ -307,7 +307,7 @@ class Trace:
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
                  "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
                  "runs", "fast_later", "sites", "program_size", "held_by", "plain_arguments", "binding",
-                 "output_specs", "__weakref__")
+                 "output_specs", "rebuild", "__weakref__")
 
     def anomaly_error(self, anomaly):
         """The ``AnomalyError`` for an ``Anomaly`` the program raised (``detect_anomaly``):
@@ -754,6 +754,7 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     result.fused = not split and differentiable
     result.n_outputs = len(outputs)
     result.output_specs = [(order[p].shape, order[p].dtype) for p in outputs]
+    result.rebuild = None               # jit's builder of its results (``output_builder``), made once
     result.want_value = want_value
     result.aux = aux_entry
     result.closure = _closure_snapshot(fn)
