@@ -26,6 +26,11 @@ def run_example(name, capsys, *args):
     return capsys.readouterr().out
 
 
+def final_accuracy(out):
+    """The accuracy an example prints last ("final test accuracy 0.97")."""
+    return float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+
+
 def test_quickstart_runs_and_the_loss_falls(capsys):
     out = run_example("quickstart.py", capsys)
     losses = [float(v) for v in re.findall(r"step +\d+ +loss ([0-9.]+)", out)]
@@ -36,14 +41,14 @@ def test_quickstart_runs_and_the_loss_falls(capsys):
 def test_mlp_digits_reaches_95_percent(capsys):
     oracle("sklearn")
     out = run_example("mlp_digits.py", capsys)
-    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    accuracy = final_accuracy(out)
     assert accuracy >= 0.95
 
 
 def test_cnn_digits_reaches_97_percent(capsys):
     oracle("sklearn")
     out = run_example("cnn_digits.py", capsys)
-    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    accuracy = final_accuracy(out)
     assert accuracy >= 0.97
 
 
@@ -75,7 +80,7 @@ def test_numpy_gp_regression_fits_the_hyperparameters(capsys):
 def test_numpy_digits_reaches_95_percent(capsys):
     oracle("sklearn")
     out = run_example("numpy_digits.py", capsys)
-    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    accuracy = final_accuracy(out)
     assert accuracy >= 0.95
 
 
@@ -152,7 +157,7 @@ def test_dp_sgd_digits_first_epochs_are_pinned(capsys):
 def test_dp_sgd_digits_reaches_95_percent(capsys):
     oracle("sklearn")
     out = run_example("dp_sgd_digits.py", capsys)
-    accuracy = float(re.search(r"final test accuracy ([0-9.]+)", out).group(1))
+    accuracy = final_accuracy(out)
     assert accuracy >= 0.95
     assert "q 0.0445, 660 steps" in out and "privacy: epsilon 9.52 at delta 1e-05" in out
 

@@ -12,6 +12,7 @@ scan node's key does not change with the length and the cell's program is built 
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 
@@ -217,14 +218,11 @@ def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
         return None
 
     # the moved values over the loop's inputs: constants substituted, xs batched over the steps
-    outside = dict(zip(leaves[n_carry + n_x:], outer[n_carry + n_x:]))
-    for node in order:
-        if node.op is not None and node not in staying and node in worth:
-            outside[node] = _clone(node, tuple(outside.get(i, i) for i in node.inputs)) \
-                if any(i in outside for i in node.inputs) else node
-    given = {x: whole for x, whole in zip(leaves[n_carry:n_carry + n_x], outer[n_carry:n_carry + n_x])}
+    outside = _rebuilt_over([node for node in order if node in worth],
+                            dict(zip(leaves[n_carry + n_x:], outer[n_carry + n_x:])))
+    given = dict(zip(leaves[n_carry:n_carry + n_x], outer[n_carry:n_carry + n_x]))
     try:
-        built = batching.batched([outside[node] for node in moved], given, steps)
+        built = batching.batched([outside.get(node, node) for node in moved], given, steps)
     except Exception:       # noqa: BLE001 - a rule that cannot batch it: the loop computes it
         return None
     new_x, new_const = [], []
@@ -244,15 +242,8 @@ def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
             inputs = tuple(rebuilt.get(i, i) for i in node.inputs)
             rebuilt[node] = _clone(node, inputs) if node is not root else apply(OPS["pack"], inputs, root.attrs)
     new_root = rebuilt.get(root, root)
-    read = set()
-    for node in linearize(new_root)[0]:
-        read.update(node.inputs)
-    read.add(new_root)
-    was_read = set()
-    for node in order:
-        was_read.update(node.inputs)
-    # a leaf is dropped only where every read of it moved out (an unread x still gives the length)
-    keep = [k for k in range(n_carry, len(leaves)) if leaves[k] in read or leaves[k] not in was_read]
+    still = _still_read(order, new_root, leaves)
+    keep = [k for k in range(n_carry, len(leaves)) if still[k]]
     xs_kept = [k for k in keep if k < n_carry + n_x]
     consts_kept = [k for k in keep if k >= n_carry + n_x]
     positions = list(range(n_carry)) + xs_kept
@@ -281,10 +272,7 @@ class Sunk:
         given = dict(self.given)
         for node, k in self.exported.items():
             given[node] = parts[k]
-        outside = dict(self.substitute)
-        for node in self.moved:             # in creation order: inputs first
-            if any(i in outside for i in node.inputs):
-                outside[node] = _clone(node, tuple(outside.get(i, i) for i in node.inputs))
+        outside = _rebuilt_over(self.moved, dict(self.substitute))
         roots = [outside.get(value, value) for kind, value, _ in self.results if kind == "moved"]
         built = iter(batching.batched(roots, given, self.steps))
         out = []
@@ -370,7 +358,7 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
     # rebuilt outside over the loop's constants
     substitute = dict(zip(leaves[n_carry + n_x:], outer[n_carry + n_x:]))
     given = dict(zip(leaves[n_carry:n_carry + n_x], outer[n_carry:n_carry + n_x]))
-    exported, exports = {}, []
+    exported, exports, constants = {}, [], []
     for node in order:
         if node not in movable:
             continue
@@ -381,7 +369,8 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
                 exported[i] = None
                 exports.append(i)
             else:
-                _outside(i, substitute)
+                constants.append(i)
+    _rebuilt_over(_made_after(constants, set(substitute)), substitute)
     kept_ys = [y for y in y_outs if y not in movable]
     outs = carry_outs + kept_ys + exports
     n_new = len(carries)
@@ -399,19 +388,14 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
         else:
             y = root.inputs[k]
             results.append(("moved", y, None) if y in movable else ("part", position[y], None))
-    # accumulated terms in the order their results come (``outputs`` walks ``results``)
     plan = Sunk()
     plan.root = apply(OPS["pack"], tuple(outs), root.attrs)
     plan.out_specs = [spec(node) for node in outs]
     plan.results, plan.exported, plan.moved = results, exported, [n for n in order if n in movable]
     plan.substitute, plan.given, plan.steps, plan.n_carry = substitute, given, steps, n_new
-    # the inputs only the moved work read, and the accumulated carries, leave the loop (an x
-    # never read stays: it gives the length)
-    read = set()
-    for node in linearize(plan.root)[0]:
-        read.update(node.inputs)
-    keep = [k for k in range(len(leaves))
-            if k in carries or k >= n_carry and (leaves[k] in read or leaves[k] not in readers)]
+    # the inputs only the moved work read, and the accumulated carries, leave the loop
+    still = _still_read(order, plan.root, leaves)
+    keep = [k for k in range(len(leaves)) if k in carries or k >= n_carry and still[k]]
     plan.leaves = [leaves[k] for k in keep]
     plan.in_specs = [in_specs[k] for k in keep]
     plan.outer = [outer[k] for k in keep]
@@ -420,6 +404,17 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
     if n_x and not plan.n_x:
         return None         # (every x read only by the moved work: the loop needs one for its length)
     return plan
+
+
+@contextlib.contextmanager
+def _flags_from_inputs():
+    """Nodes built inside get their gradient flags from their inputs whatever the mode, as the
+    rolled graph's do (``_made``): the imperative path rolls inside backward(), under no_grad."""
+    token = GRAD_ENABLED.set(True)
+    try:
+        yield
+    finally:
+        GRAD_ENABLED.reset(token)
 
 
 def _made_after(roots, known):
@@ -439,17 +434,22 @@ def _made_after(roots, known):
     return made
 
 
-def _outside(node, substitute):
-    """``node``, a value of the cell on its constants alone, rebuilt over the loop's constants
-    (``substitute``: cell node -> outside node, extended)."""
-    found = substitute.get(node)
-    if found is not None:
-        return found
-    if node.op is None:                     # a value the graph holds (a literal)
-        return node
-    inputs = tuple(_outside(i, substitute) for i in node.inputs)
-    found = substitute[node] = _clone(node, inputs) if inputs != node.inputs else node
-    return found
+def _rebuilt_over(nodes, substitute):
+    """``substitute`` (cell node -> node outside the loop) extended to each of ``nodes`` (inputs
+    first) that reads a substituted node: rebuilt over the substitutes."""
+    for node in nodes:
+        if node.op is not None and node not in substitute and any(i in substitute for i in node.inputs):
+            substitute[node] = _clone(node, tuple(substitute.get(i, i) for i in node.inputs))
+    return substitute
+
+
+def _still_read(order, new_root, leaves):
+    """For each leaf of the cell ``order``, whether the cell behind ``new_root`` still needs it as
+    an input: it reads it, or the old cell never read it either (an x read by nothing still gives
+    the loop's length); one whose every read moved out of the loop is dropped."""
+    read = {i for node in linearize(new_root)[0] for i in node.inputs}
+    was_read = {i for node in order for i in node.inputs}
+    return [leaf in read or leaf not in was_read for leaf in leaves]
 
 
 def _leaf_shaped(node, shape):
@@ -1013,20 +1013,14 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     new_order += [n for n in stacks if n not in position]
     outer = [init[q] for q in carry_slots] + stacks + consts
     n_x, n_const = len(leaf_slots), len(consts)
-    # the rolled graph's flags follow its inputs whatever the mode (``_made``): so do the
-    # nodes moved out of the loop (the imperative path rolls inside backward(), under no_grad)
-    token = GRAD_ENABLED.set(True)
-    try:
-        moved = hoisted(root, cell_inputs, in_specs, len(carry_slots), n_x, outer, R) if HOIST else None
-        n_carry = len(carry_slots)
+    n_carry = len(carry_slots)
+    with _flags_from_inputs():
+        moved = hoisted(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
         if moved is not None:
             root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
+            new_order += made
+            new_order.hoisted = True
         plan = sunk(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
-    finally:
-        GRAD_ENABLED.reset(token)
-    if moved is not None:
-        new_order += made
-        new_order.hoisted = True
     if plan is not None:
         root, out_specs, cell_inputs, in_specs = plan.root, plan.out_specs, plan.leaves, plan.in_specs
         n_carry, n_x, n_const, outer = plan.n_carry, plan.n_x, plan.n_const, plan.outer
@@ -1045,11 +1039,8 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
         results += [part(len(carry_slots) + j, (R,) + tuple(order[s + q].shape), order[s + q].dtype)
                     for j, q in enumerate(y_slots)]
     else:
-        token = GRAD_ENABLED.set(True)
-        try:
+        with _flags_from_inputs():
             results = plan.outputs(part)
-        finally:
-            GRAD_ENABLED.reset(token)
     new_order += _made_after(results, set(new_order))
     mapping = {}
     for k, q in enumerate(carry_slots):
