@@ -325,3 +325,45 @@ def test_a_summed_loss_finite_differences_to_second_order():
         return out if hasattr(out, "_node") else nk.from_ndarray(np.asarray(out))
 
     check_grads(f, Wh, Wo, order=2, rtol=1e-5, atol=1e-7)
+
+
+def gathered_loss(Wx, Wh, Wo, X, Y, kind):
+    """An RNN LM over a Python loop whose per-step loss, moved after the loop, needs a constant
+    its batching rule makes: the count of kept targets (cross_entropy's mean), the positions of
+    the batch (a gather with an index array per step)."""
+    F = nk.nn.functional
+    rows = np.arange(X.shape[1])
+    h = (X[0] @ Wx).tanh()
+    total = 0.0
+    for t in range(1, X.shape[0]):
+        h = (X[t] @ Wx + h @ Wh).tanh()
+        logits = h @ Wo
+        total = total + (F.cross_entropy(logits, Y[t]) if kind == "cross_entropy"
+                         else logits.log_softmax(1)[rows, Y[t]].sum())
+    return total
+
+
+@pytest.mark.parametrize("kind", ["cross_entropy", "gather"])
+def test_constants_made_for_moved_work_are_arguments_or_nothing_moves(unmoved, kind):
+    # the functional path takes the new constant leaves; the imperative one, which gives only the
+    # graph's own leaves, rolls the loop with nothing moved out of it
+    Wx, Wh, Wo, X, _ = lm_data(T=40, seed=13)
+    Y = np.random.default_rng(13).integers(0, Wo.shape[1], X.shape[:2])
+    g = nk.value_and_grad(lambda *a: gathered_loss(*a, kind), argnums=(0, 1, 2))
+    want = unmoved(g, Wx, Wh, Wo, X, Y)
+    with nk.config(compile="always"):
+        for _ in range(2):
+            got = g(Wx, Wh, Wo, X, Y)
+            close(got[0], want[0])
+            for a, c in zip(got[1], want[1]):
+                close(a, c)
+        parts = sections(g.source(Wx, Wh, Wo, X, Y))
+    softmax = re.compile(r"log_softmax|xp\.exp")
+    assert softmax.search(parts["outer"]) and not softmax.search(parts["cell_0"])
+    for _ in range(3):                      # imperative: interpreted, then compiled
+        params = [nk.from_ndarray(a.copy()).requires_grad() for a in (Wx, Wh, Wo)]
+        loss = gathered_loss(*params, nk.from_ndarray(X), nk.from_ndarray(Y), kind)
+        loss.backward()
+        close(loss.data, want[0])
+        for p, c in zip(params, want[1]):
+            close(p.grad, c)

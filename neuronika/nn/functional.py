@@ -458,14 +458,13 @@ def cross_entropy(input, target, weight=None, *, ignore_index: int = -100, reduc
 
 def _softmax_cross_entropy(x, target, weight, ignore_index, reduction):
     """Class indices along axis 1, without label smoothing: one ``softmax_cross_entropy`` op
-    (its gradient is softmax - onehot, with no scatter), the weights applied after it."""
+    (its gradient is softmax - onehot, with no scatter), reduced inside it, or the weights
+    applied after it."""
     name = "cross_entropy"
     t = _index_target(name, x, target, ignore_index)
-    loss = _wrap(_apply(_SOFTMAX_CROSS_ENTROPY, (x._node, t._node), (ignore_index,)))
     if weight is None:
-        if reduction == "mean":
-            return loss.sum() / (t != ignore_index).astype(x.dtype).sum()
-        return _reduce(loss, reduction)
+        return _wrap(_apply(_SOFTMAX_CROSS_ENTROPY, (x._node, t._node), (ignore_index, reduction)))
+    loss = _wrap(_apply(_SOFTMAX_CROSS_ENTROPY, (x._node, t._node), (ignore_index, "none")))
     w = _class_weight(name, weight, x, x.shape[1])
     keep = t != ignore_index
     picked = w[t * keep.astype(t.dtype)]        # ignored targets pick class 0: their loss is 0

@@ -698,12 +698,22 @@ def argpartition_indices(x, kth, axis):
 __all__ += ["check_class_index", "check_probability"]
 
 
+_UNSIGNED = {np.dtype(f"i{n}"): np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
+
+
+def _largest_unsigned(t):
+    """The largest entry of the integer array ``t`` read as unsigned: below a class count
+    exactly when every entry is a class index (a negative one reads as a huge number), in one
+    reduction where a minimum and a maximum take two."""
+    return np.maximum.reduce(t.view(_UNSIGNED.get(t.dtype, t.dtype)), axis=None, initial=0)
+
+
 def check_class_index(t, classes, ignore_index, loss):
     """``t`` itself, once every entry is a class index in [0, classes) or equals ignore_index."""
     if not isinstance(t, (np.ndarray, np.generic)):      # another library's (called when a loss is built)
         check_class_index(_backend.to_numpy(t), classes, ignore_index, loss)
         return t
-    if t.size and (t.min() < 0 or t.max() >= classes):
+    if t.size and _largest_unsigned(t) >= classes:
         t = np.asarray(t)
         bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
         if bad.any():
@@ -771,11 +781,11 @@ def _class_positions(a, t, ignore_index):
     index into it of the entries the targets pick along axis 1 (an ignored target picks class 0). Beyond two
     dimensions a C-contiguous ``a`` is indexed flat: one offset array, ~6x faster than
     NumPy's indexing with an integer array per axis."""
-    keep = t != ignore_index
-    if keep.all():
-        keep, safe = None, t            # (the common case: nothing to mask)
-    else:
-        safe = t * keep
+    keep = None                         # (the common case: every target a class, nothing to mask)
+    if 0 <= ignore_index < a.shape[1] or _largest_unsigned(t) >= a.shape[1]:
+        keep = t != ignore_index
+        keep = None if keep.all() else keep
+    safe = t if keep is None else t * keep
     if t.ndim == 1:
         return keep, a, (_positions(t.shape[0]), safe)
     if a.flags.c_contiguous:
@@ -789,21 +799,36 @@ def _class_positions(a, t, ignore_index):
     return keep, a, tuple(index)
 
 
-def class_nll(logp, t, ignore_index):
-    """-logp[n, t[n, d...], d...], and 0 where t == ignore_index."""
+def class_nll(logp, t, ignore_index, reduction="none"):
+    """-logp[n, t[n, d...], d...], and 0 where t == ignore_index; ``reduction`` 'sum' adds
+    them up, 'mean' divides that sum by the number of targets kept (NaN if none is)."""
     keep, view, index = _class_positions(logp, t, ignore_index)
     picked = view[index]                # (a gather: a new array)
+    if reduction != "none":
+        if keep is None:
+            total, count = picked.sum(), t.size
+        else:
+            total, count = picked.sum(where=keep), int(np.count_nonzero(keep))
+        total = np.negative(total)
+        return total if reduction == "sum" else total / count
     if keep is None:
         return np.negative(picked, out=picked)
     return np.negative(picked, out=np.zeros_like(picked), where=keep)
 
 
-def class_nll_grad(logp, t, dy, ignore_index):
+def class_nll_grad(logp, t, dy, ignore_index, reduction="none"):
     """(exp(logp) - onehot(t)) * dy, and 0 where t == ignore_index: the gradient of
-    ``class_nll(log_softmax(x), t)`` in x. dy may broadcast (a 0-d array for a reduced loss);
-    the one-hot part is one indexed subtraction (each position once: no scatter-add)."""
+    ``class_nll(log_softmax(x), t, ignore_index, reduction)`` in x. dy may broadcast (a 0-d
+    array for a reduced loss); the one-hot part is one indexed subtraction (each position
+    once: no scatter-add)."""
     dx = np.exp(logp)
     keep, view, index = _class_positions(dx, t, ignore_index)
+    if reduction == "mean":
+        dy = dy / (t.size if keep is None else int(np.count_nonzero(keep)))
+    if keep is None and reduction != "none":        # one number for every target
+        dx *= dy
+        view[index] -= dy
+        return dx
     dk = dy * keep if keep is not None else np.broadcast_to(dy, t.shape)
     dx *= dk[:, None]
     view[index] -= dk
@@ -969,16 +994,23 @@ def _one_hot_generic(xp, t, classes):
 
 
 @register("class_nll", "generic")
-def _class_nll_generic(space, logp, t, ignore_index):
+def _class_nll_generic(space, logp, t, ignore_index, reduction="none"):
     xp = space.xp
     hot = _one_hot_generic(xp, t, logp.shape[1])
-    return xp.sum(xp.where(hot, -logp, xp.zeros_like(logp)), axis=1)
+    nll = xp.sum(xp.where(hot, -logp, xp.zeros_like(logp)), axis=1)
+    if reduction == "none":
+        return nll
+    total = xp.sum(nll)
+    return total if reduction == "sum" else total / xp.sum(xp.astype(t != ignore_index, logp.dtype))
 
 
 @register("class_nll_grad", "generic")
-def _class_nll_grad_generic(space, logp, t, dy, ignore_index):
+def _class_nll_grad_generic(space, logp, t, dy, ignore_index, reduction="none"):
     xp = space.xp
-    dk = dy * xp.astype(t != ignore_index, logp.dtype)
+    kept = xp.astype(t != ignore_index, logp.dtype)
+    if reduction == "mean":
+        dy = dy / xp.sum(kept)
+    dk = dy * kept
     hot = xp.astype(_one_hot_generic(xp, t, logp.shape[1]), logp.dtype)
     return (xp.exp(logp) - hot) * xp.expand_dims(dk, axis=1)
 

@@ -131,21 +131,50 @@ LOG_SOFTMAX = declare(
     doc="x - log(sum(exp(x))) along axis, computed without overflow")
 
 
-def _softmax_cross_entropy_shape(x, t, ignore_index):
+def _class_indices_shape(x, t):
     if len(x) < 2 or tuple(t) != x[:1] + x[2:]:
         raise ShapeError(f"logits {x} (N, C, d1, ...) need class indices of shape {x[:1] + x[2:]}, "
                          f"got {t}")
     return tuple(t)
 
 
+def _softmax_cross_entropy_shape(x, t, ignore_index, reduction):
+    if reduction not in ("none", "sum", "mean"):
+        raise ShapeError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+    shape = _class_indices_shape(x, t)
+    return shape if reduction == "none" else ()
+
+
 def _softmax_cross_entropy_symbolic(ctx, build, bindings):
-    """The adjoint as a graph (second derivatives): one op, softmax_cross_entropy_grad."""
-    return build(SOFTMAX_CROSS_ENTROPY_GRAD, (bindings["x"], bindings["dy"], bindings["t"]),
-                 (ctx.ignore_index,))
+    """The adjoint as a graph (second derivatives): one op, softmax_cross_entropy_grad, whose
+    seed is dy (the loss of each target), dy for every target (a sum) or dy over the number of
+    targets kept (a mean)."""
+    x, t, g = bindings["x"], bindings["t"], bindings["dy"]
+    if ctx.reduction == "mean":
+        g = g / (t != ctx.ignore_index).astype(ctx.dtype).sum()
+    return build(SOFTMAX_CROSS_ENTROPY_GRAD, (x, g, t), (ctx.ignore_index,))
+
+
+def _softmax_cross_entropy_batch(b):
+    """A reduced loss over a batch of examples: the loss of each target (the merged batch of
+    ``batching.leading``), reduced per example."""
+    ignore_index, reduction = b.attrs
+    if reduction == "none":
+        return batching.leading(b)
+    x, t = b.full(0), b.full(1)
+    each = b.again([b.merged(x), b.merged(t)], (ignore_index, "none"))
+    each = b.reshape(each, t.shape)
+    axes = tuple(range(1, len(t.shape)))
+    total = b.build(SUM, (each,), (axes, False))
+    if reduction == "sum":
+        return total
+    ignored = leaf(backend.move(np.asarray(ignore_index, t.dtype), t.space))
+    kept = b.build("cast", (b.build("not_equal", (t, ignored)),), (np.dtype(x.dtype),))
+    return b.build("div", (total, b.build(SUM, (kept,), (axes, False))))
 
 
 def _cross_entropy_grad_shape(x, g, t, ignore_index):
-    _softmax_cross_entropy_shape(x, t, ignore_index)
+    _class_indices_shape(x, t)
     if len(g) > len(t) or any(a != b and a != 1 for a, b in zip(g[::-1], t[::-1])):
         raise ShapeError(f"a gradient of shape {g} does not broadcast to the class indices' {t}")
     return tuple(x)
@@ -188,13 +217,14 @@ SOFTMAX_CROSS_ENTROPY_GRAD = declare(
 SOFTMAX_CROSS_ENTROPY = declare(
     "softmax_cross_entropy", ("x", "t"),
     "logp = log_softmax_classes(x)\n"
-    "y = class_nll(logp, t, ignore_index)",
-    {"x": "class_nll_grad(logp, t, dy, ignore_index)"},
+    "y = class_nll(logp, t, ignore_index, reduction)",
+    {"x": "class_nll_grad(logp, t, dy, ignore_index, reduction)"},
     symbolic={"x": _softmax_cross_entropy_symbolic},
-    attrs=("ignore_index",), shape=_softmax_cross_entropy_shape, implicit_dy=True, n_differentiable=1,
-    dtype=lambda inputs, attrs: inputs[0].dtype, batch=batching.leading,
-    doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index; "
-        "the gradient is (softmax(x) - onehot(t)) * dy")
+    attrs=("ignore_index", "reduction"), shape=_softmax_cross_entropy_shape, implicit_dy=True,
+    n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype, batch=_softmax_cross_entropy_batch,
+    doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index, "
+        "then reduced ('none', 'sum', or 'mean' over the targets kept); the gradient is "
+        "(softmax(x) - onehot(t)) * dy (over the count under a mean)")
 
 
 def _normalize_symbolic(ctx, build, bindings):

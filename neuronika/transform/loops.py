@@ -651,6 +651,11 @@ class _NoRoll(Exception):
     pass
 
 
+class _MovedLeaves(Exception):
+    """Work moved out of the loop made a leaf (a batching rule's constant) that the caller, which
+    takes no new leaves, cannot give: roll without moving work."""
+
+
 def _without_ints(value):
     """Attributes with their integer literals blanked (``xs[t]`` at every t alike)."""
     if value.__class__ is tuple:
@@ -833,8 +838,12 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
         if blocks < MIN_BLOCKS or blocks * P < MIN_RUN:
             continue
         try:
-            result = _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
-                              make_leaves, gather)
+            try:
+                result = _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
+                                  make_leaves, gather)
+            except _MovedLeaves:
+                result = _rewrite(order, leaves, outputs, loss, guards, position, start, P, blocks, fold,
+                                  make_leaves, gather, move=False)
         except _NoRoll:
             continue
         if deferring and not result[0].hoisted:
@@ -848,7 +857,7 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
 
 
 def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None, make_leaves=True,
-             gather=None):
+             gather=None, move=True):
     from ..ops import OPS
     kinds, steps, progressions = _classify(order, position, s, P, R, fold)
     end = s + R * P
@@ -1014,13 +1023,14 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     outer = [init[q] for q in carry_slots] + stacks + consts
     n_x, n_const = len(leaf_slots), len(consts)
     n_carry = len(carry_slots)
+    move = move and HOIST
     with _flags_from_inputs():
-        moved = hoisted(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
+        moved = hoisted(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if move else None
         if moved is not None:
             root, cell_inputs, in_specs, n_x, n_const, outer, made = moved
             new_order += made
             new_order.hoisted = True
-        plan = sunk(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if HOIST else None
+        plan = sunk(root, cell_inputs, in_specs, n_carry, n_x, outer, R) if move else None
     if plan is not None:
         root, out_specs, cell_inputs, in_specs = plan.root, plan.out_specs, plan.leaves, plan.in_specs
         n_carry, n_x, n_const, outer = plan.n_carry, plan.n_x, plan.n_const, plan.outer
@@ -1083,7 +1093,11 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
         return new_position[mapping.get(old, old)]
 
     old_position = {mapping.get(node, node): i for i, node in enumerate(order)}
-    if new_leaves:
+    # constants that batching rules made for the moved work (an index rule's positions, say)
+    made_leaves = any(node.op is None and node not in position and node not in stacks for node in new_order)
+    if made_leaves and (fold is None or not make_leaves):
+        raise _MovedLeaves
+    if new_leaves or made_leaves:
         new_order.leaves = [node for node in new_order if node.op is None]
     new_order.gathers = gathers or None
     return (new_order, [moved(p) for p in outputs], None if loss is None else moved(loss),

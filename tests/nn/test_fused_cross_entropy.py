@@ -180,3 +180,40 @@ def test_non_contiguous_logits():
         want, gw = nk.value_and_grad(lambda v: _composed(v, t, reduction=reduction).sum())(np.ascontiguousarray(x))
         np.testing.assert_allclose(value, want, rtol=1e-13)
         np.testing.assert_allclose(g, gw, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_reduction_runs_inside_the_op(reduction):
+    # one kernel call each way: no separate sum, count of kept targets or division by it
+    x, t, _ = _case((6, 4))
+    source = nk.value_and_grad(lambda v: F.cross_entropy(v, t, reduction=reduction)).source(x)
+    assert "class_nll(" in source and f"'{reduction}')" in source
+    assert "xp.sum" not in source and "astype" not in source and "/" not in source
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_batch_of_reduced_losses_is_one_op_with_every_target_ignored_somewhere(reduction):
+    # vmap of a reduced loss: the loss of every target of every example in one op, reduced per
+    # example; an example whose targets are all ignored has a mean of NaN (0 / 0), as alone
+    rng = np.random.default_rng(9)
+    x, t = rng.standard_normal((4, 5, 3)), rng.integers(0, 3, (4, 5))     # 4 examples of 5 rows
+    t[1] = -100
+    t[2, ::2] = -100
+    fn = nk.jit(nk.vmap(lambda v, u: F.cross_entropy(v, u, reduction=reduction)))
+    with np.errstate(invalid="ignore"):
+        got = fn(x, t)
+        want = np.array([F.cross_entropy(x[i], t[i], reduction=reduction).data for i in range(4)])
+        assert fn.source(x, t).count("class_nll(") == 1
+    np.testing.assert_allclose(got, want, rtol=1e-13, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint64])
+def test_targets_of_every_integer_dtype_are_checked_in_the_compiled_program(dtype):
+    x = np.random.default_rng(10).standard_normal((4, 3))
+    vg = nk.value_and_grad(lambda v, u: F.cross_entropy(v, u))
+    with nk.config(compile="always"):
+        value, _ = vg(x, np.array([0, 1, 2, 1], dtype))
+        np.testing.assert_allclose(value, _composed(x, np.array([0, 1, 2, 1])).data, rtol=1e-13)
+        for bad in ([0, 3, 1, 1], [0, 1, 2, 127]) + (([0, -1, 1, 1],) if np.dtype(dtype).kind == "i" else ()):
+            with pytest.raises(IndexError, match=rf"cross_entropy: target {bad[1] if bad[1] != 1 else bad[3]}"):
+                vg(x, np.array(bad, dtype))
