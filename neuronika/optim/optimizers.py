@@ -100,10 +100,6 @@ class _Base(Optimizer):
             _betas(name, group["betas"])
         _penalty(name, group.get("penalty"))
 
-    def _active(self, group):
-        """The group's parameters that have a gradient."""
-        return [p for p in group["params"] if grad_or_none(p) is not None]
-
     def _adds_into_gradient(self, group):
         """Whether ``_update`` adds into the gradient it is given (L2 weight decay)."""
         return group.get("weight_decay", 0) != 0 and not getattr(self, "_decoupled", False)
@@ -118,8 +114,13 @@ class _Base(Optimizer):
     def step(self) -> None:
         refuse_inside_trace(f"{type(self).__name__}.step()")
         for group in self.param_groups:
-            for p in self._active(group):
-                self._update(p, group, self.gradient(p, group))
+            # (decided once per group: per parameter it was a third of a small model's step)
+            reads_only = group.get("penalty") is None and not self._adds_into_gradient(group)
+            update = self._update
+            for p in group["params"]:
+                grad = grad_or_none(p)
+                if grad is not None:
+                    update(p, group, grad if reads_only else self.gradient(p, group))
 
     def _update(self, p, group, grad):
         raise NotImplementedError
