@@ -50,13 +50,15 @@ while rebinding a name the function reads directly (a global or a closure
 variable) is detected and traces again. An array reached otherwise (an
 attribute, ``self.w = new_w``) is not watched: pass it as an argument, or call
 ``neuronika.transform.cache_clear()``. Random draws inside the function
-(``neuronika.rand``) are constants too; ``dropout`` draws its mask on every call.
+(``neuronika.rand``, ``dropout``'s mask) are drawn anew on every call.
 
 Whole programs. ``jit(f)`` traces ``f`` like ``grad`` does (the same signatures, statics,
 guards, caches and retrace warnings) but differentiates nothing: every variable in its result
-(any tree) is an output of one program. A ``grad`` / ``value_and_grad`` called inside builds
-its gradients as graph nodes (below), so forward, backward and what follows them (an
-optimizer's update, ``neuronika.optim.sgd`` / ``adam`` / ``adamw``) compile together.
+(any tree) is an output of one program. A ``grad`` / ``value_and_grad`` called inside is one
+step of that program, which runs the function's own compiled forward and backward (or, where
+the function reads the jit's values from outside, its gradients built as graph nodes: below),
+so forward, backward and what follows them (an optimizer's update, ``neuronika.optim.sgd`` /
+``adam`` / ``adamw``) run as one program.
 
 Nested differentiation. Each ``grad`` differentiates with respect to its own
 arguments only. Called inside another traced function on a function that reads
