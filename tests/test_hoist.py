@@ -344,9 +344,9 @@ def gathered_loss(Wx, Wh, Wo, X, Y, kind):
 
 
 @pytest.mark.parametrize("kind", ["cross_entropy", "gather"])
-def test_constants_made_for_moved_work_are_arguments_or_nothing_moves(unmoved, kind):
-    # the functional path takes the new constant leaves; the imperative one, which gives only the
-    # graph's own leaves, rolls the loop with nothing moved out of it
+def test_constants_made_for_moved_work_reach_the_program(unmoved, kind):
+    # the functional path takes the new constant leaves as leaves of the rolled graph; the
+    # imperative one gives their values after the graph's own leaves (run._Baked)
     Wx, Wh, Wo, X, _ = lm_data(T=40, seed=13)
     Y = np.random.default_rng(13).integers(0, Wo.shape[1], X.shape[:2])
     g = nk.value_and_grad(lambda *a: gathered_loss(*a, kind), argnums=(0, 1, 2))
@@ -367,3 +367,34 @@ def test_constants_made_for_moved_work_are_arguments_or_nothing_moves(unmoved, k
         close(loss.data, want[0])
         for p, c in zip(params, want[1]):
             close(p.grad, c)
+    parts = sections(loss.source())
+    assert softmax.search(parts["outer"]) and not softmax.search(parts["cell_0"])
+
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_a_loop_rolled_by_code_generation_moves_nothing_that_makes_a_constant(unmoved, retain):
+    # a retained gradient sends the imperative graph to code generation, which rolls it with the
+    # graph's own leaves only: the per-step loss, whose batching makes a constant, stays
+    F = nk.nn.functional
+    rng = np.random.default_rng(14)
+    Wh, Wo, h0, Y = rng.standard_normal((5, 5)) * 0.4, rng.standard_normal((5, 7)) * 0.5, \
+        rng.standard_normal((3, 5)), rng.integers(0, 7, 3)
+
+    def run():
+        params = [nk.from_ndarray(a.copy()).requires_grad() for a in (Wh, Wo)]
+        h, total, targets = nk.from_ndarray(h0), 0.0, nk.from_ndarray(Y)
+        for _ in range(40):
+            h = (h @ params[0]).tanh()
+            total = total + F.cross_entropy(h @ params[1], targets)
+        if retain:
+            total.retain_grad()
+        total.backward()
+        return total, [np.array(total.data)] + [p.grad for p in params]
+
+    want = unmoved(run)[1]
+    for _ in range(3):
+        total, got = run()
+        for a, c in zip(got, want):
+            close(a, c)
+    parts = sections(total.source())
+    assert ("log_softmax" in parts["cell_0"].split("def backward")[0]) == retain

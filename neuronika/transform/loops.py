@@ -653,7 +653,7 @@ class _NoRoll(Exception):
 
 class _MovedLeaves(Exception):
     """Work moved out of the loop made a leaf (a batching rule's constant) that the caller, which
-    takes no new leaves, cannot give: roll without moving work."""
+    keeps the graph's leaves (no ``fold``), cannot give: roll without moving work."""
 
 
 def _without_ints(value):
@@ -1095,7 +1095,7 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
     old_position = {mapping.get(node, node): i for i, node in enumerate(order)}
     # constants that batching rules made for the moved work (an index rule's positions, say)
     made_leaves = any(node.op is None and node not in position and node not in stacks for node in new_order)
-    if made_leaves and (fold is None or not make_leaves):
+    if made_leaves and fold is None:
         raise _MovedLeaves
     if new_leaves or made_leaves:
         new_order.leaves = [node for node in new_order if node.op is None]
@@ -1144,7 +1144,9 @@ def rolled(order, leaves, anomaly, outputs, loss, guards, fold=None, make_leaves
     ``leaves`` lists the graph's leaves; without ``fold`` the leaves stay);
     ``make_leaves=False``: no new leaf (the rolled graph's leaves are some of ``leaves``)
     but those ``gather(leaf)`` allows: arrays given at each step become one leaf (``gathers``
-    on the new order: that leaf -> the leaves the caller stacks into it on every call).
+    on the new order: that leaf -> the leaves the caller stacks into it on every call), and
+    the constants that batching rules make for work moved out of the loop (the caller gives
+    their values). Without ``fold`` no work that makes such a constant moves.
     ``known_only``: in a graph of fewer than ``DEFER_NODES`` nodes, roll only recurrences of
     kinds rolled before; ``DEFERRED`` where it holds only others (a first call runs it
     unrolled; rolling waits until it compiles)."""

@@ -130,11 +130,21 @@ def runner(key, order, leaves):
         return interpret.build(order, leaves, anomaly=key[-1])
 
 
+class _Baked:
+    """A leaf of a rolled graph that the unrolled one does not have: its value, given on
+    every call (``Through.keep``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 class Through:
     """The program of a rolled graph run for the unrolled graph it came from (the imperative
     path: ``_rolled``). It reads the leaves at ``keep`` (a tuple of positions there: those
-    leaves stacked, the arrays given at each step); the others were baked into the rolled
-    graph (the int of each ``xs[t]``, a number written at every step), and it serves a
+    leaves stacked, the arrays given at each step; ``_Baked``: a constant the rolling made);
+    the others were baked into the rolled graph (the int of each ``xs[t]``, a number written at every step), and it serves a
     graph only while they hold the values in ``checks`` (``holds``)."""
 
     __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "gathers",
@@ -156,7 +166,8 @@ class Through:
         if not self.gathers:                    # (every step: no stacking to look for)
             return self.program.forward(*[values[k] for k in self.keep])
         stack = self.stack
-        return self.program.forward(*[values[k] if k.__class__ is int else stack([values[j] for j in k])
+        return self.program.forward(*[values[k] if k.__class__ is int else
+                                      k.value if k.__class__ is _Baked else stack([values[j] for j in k])
                                       for k in self.keep])
 
     def holds(self, leaves):
@@ -206,11 +217,14 @@ def _rolled(key, order, leaves, mode, after, known_only=False):
     inner = rolled.leaves if rolled.leaves is not None else leaves
     where = {node: k for k, node in enumerate(leaves)}
     gathers = rolled.gathers or {}
-    if any(node not in where and (node not in gathers or any(n not in where for n in gathers[node]))
-           for node in inner):
+    if any(node in gathers and any(n not in where for n in gathers[node]) for node in inner):
         return None                     # a leaf of the rolled graph the caller cannot give
-    keep = tuple(where[node] if node in where else tuple(where[n] for n in gathers[node]) for node in inner)
-    kept = {k for entry in keep for k in ((entry,) if entry.__class__ is int else entry)}
+    # (a leaf neither the caller's nor gathered: a constant a batching rule made for work moved
+    # out of the loop, fixed by the rolled graph's signature)
+    keep = tuple(where[node] if node in where else tuple(where[n] for n in gathers[node]) if node in gathers
+                 else _Baked(node.value) for node in inner)
+    kept = {k for entry in keep if entry.__class__ is not _Baked
+            for k in ((entry,) if entry.__class__ is int else entry)}
     checks = tuple((k, leaves[k].value) for k in range(len(leaves)) if k not in kept)
     inner_key = loops.signature(rolled)
     build = functools.partial(codegen.build, rolled, inner, anomaly=False)
