@@ -116,16 +116,14 @@ MIN = _reduction("min", "min", _extreme_grad, "minimum over axis; ties share the
 
 SOFTMAX = declare(
     "softmax", ("x",),
-    "e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))\n"
-    "y = e / xp.sum(e, axis=axis, keepdims=True)",
+    "y = softmax_along(x, axis)",
     {"x": "y * (dy - xp.sum(dy * y, axis=axis, keepdims=True))"},
     attrs=("axis",), implicit_dy=True, dtype=float_dtype(np.exp), batch=batching.over_axis(),
     doc="exp(x) / sum(exp(x)) along axis, shifted by the maximum so it cannot overflow")
 
 LOG_SOFTMAX = declare(
     "log_softmax", ("x",),
-    "z = x - xp.max(x, axis=axis, keepdims=True)\n"
-    "y = z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))",
+    "y = log_softmax_along(x, axis)",
     {"x": "dy - xp.exp(y) * xp.sum(dy, axis=axis, keepdims=True)"},
     attrs=("axis",), dtype=float_dtype(np.exp), batch=batching.over_axis(),
     doc="x - log(sum(exp(x))) along axis, computed without overflow")

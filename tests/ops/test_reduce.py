@@ -329,6 +329,31 @@ def test_softmax_family_stable_at_large_magnitude(dtype):
         np.testing.assert_allclose(x.grad, [[0, 0, 0], [2 / 9, -1 / 9, -1 / 9], [0.25, -0.25, 0]], atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [1, 10, 32, 33])
+@pytest.mark.parametrize("name", SOFTMAX)
+def test_softmax_over_a_short_last_axis_of_a_batch(name, classes, dtype):
+    # up to 32 classes a 2-D batch is reduced in a transposed copy (kernels.softmax_along): the
+    # values of the plain formula, first and second derivatives by finite differences
+    a = uniform((70, classes), -6.0, 6.0, seed=9)
+    a[3] += 500.0                           # a row far from the others: shifted by its own maximum
+    given = a.astype(dtype)
+    for axis in (1, -1):
+        got = getattr(const(given), name)(axis).data
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, SOFTMAX[name](given.astype(np.float64), axis), **tol(dtype))
+    nk.testing.check_grads(lambda x: getattr(x, name)(1), a[:6], order=2)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 40), (5,)])
+@pytest.mark.parametrize("name", SOFTMAX)
+def test_softmax_of_integers_is_float64(name, shape):
+    a = np.arange(int(np.prod(shape))).reshape(shape) % 7
+    got = getattr(const(a), name)(-1).data
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, SOFTMAX[name](a.astype(np.float64), -1), rtol=1e-13)
+
+
 def test_log_softmax_is_log_of_softmax():
     a = uniform((4, 5), -4.0, 4.0, seed=8)
     np.testing.assert_allclose(diff(a).log_softmax(1).data, np.log(diff(a).softmax(1).data), rtol=1e-12)
