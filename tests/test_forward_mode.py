@@ -128,6 +128,8 @@ FUSED_AND_SPATIAL = {
     "erf": (lambda x: neuronika.erf(x), (LOGITS,)),
     "cross_entropy": (lambda z: F.cross_entropy(z, LABELS), (LOGITS,)),
     "cross_entropy-sum": (lambda z: F.cross_entropy(z, LABELS, reduction="none"), (LOGITS,)),
+    "nll_loss": (lambda z: F.nll_loss(F.log_softmax(z, 1), LABELS), (LOGITS,)),
+    "nll_loss-none": (lambda z: F.nll_loss(z * z, LABELS, reduction="none"), (LOGITS,)),
     "bce_with_logits": (lambda z, t: F.binary_cross_entropy_with_logits(z, t), (LOGITS, np.full((4, 5), 0.3))),
     "linear": (lambda x, w, b: F.linear(x, w, b), (LOGITS, RNG.standard_normal((2, 5)), RNG.standard_normal(2))),
     "power-var-exponent": (lambda x, y: x ** y, (POSITIVE, RNG.standard_normal((2, 3)))),

@@ -53,7 +53,7 @@ from ..ops import OPS as _OPS
 from ..ops.checks import CHECK_CLASS_INDEX as _CHECK_CLASS_INDEX, CHECK_PROBABILITY as _CHECK_PROBABILITY
 from ..ops.elementwise import BCE_WITH_LOGITS as _BCE_WITH_LOGITS, GELU as _GELU
 from ..ops.reduce import (BATCH_NORM as _BATCH_NORM, NORMALIZE as _NORMALIZE,
-                          SOFTMAX_CROSS_ENTROPY as _SOFTMAX_CROSS_ENTROPY)
+                          SOFTMAX_CROSS_ENTROPY as _SOFTMAX_CROSS_ENTROPY, CLASS_NLL as _CLASS_NLL)
 from ..ops.kernels import check_class_index as _check_class_index, check_probability as _check_probability
 from ..variable import Var as _Var, _located, _wrap
 from ._checks import integer as _integer, number as _number
@@ -401,6 +401,9 @@ def nll_loss(input, target, weight=None, *, ignore_index: int = -100, reduction:
     ignore_index = _ignore_index("nll_loss", ignore_index)
     x = _float_input("nll_loss", input)
     _class_axis("nll_loss", x)
+    if weight is None and x.ndim > 1:           # one op: its gradient needs no scatter
+        t = _index_target("nll_loss", x, target, ignore_index)
+        return _wrap(_apply(_CLASS_NLL, (x._node, t._node), (ignore_index, reduction)))
     picked, weights, _, _ = _picked("nll_loss", x, target, weight, ignore_index)
     return _negated_reduce(picked * weights, weights, reduction)
 

@@ -737,7 +737,8 @@ def check_probability(x, loss):
 # The class axis is 1: logits (N, C, d1, ...), targets (N, d1, ...) already checked
 # (check_class_index): each a class index or ignore_index.
 
-__all__ += ["log_softmax_classes", "log_softmax_along", "softmax_along", "class_nll", "class_nll_grad"]
+__all__ += ["log_softmax_classes", "log_softmax_along", "softmax_along", "class_nll", "class_nll_grad",
+            "class_nll_input_grad"]
 
 #: Up to this many classes a 2-D log_softmax works on a transposed copy: NumPy reduces a short
 #: contiguous axis one row at a time (~45 ns a row), a long one at full speed (at C = 10, N = 512:
@@ -860,6 +861,18 @@ def class_nll_grad(logp, t, dy, ignore_index, reduction="none"):
     dk = dy * keep if keep is not None else np.broadcast_to(dy, t.shape)
     dx *= dk[:, None]
     view[index] -= dk
+    return dx
+
+
+def class_nll_input_grad(logp, t, dy, ignore_index, reduction="none"):
+    """-onehot(t) * dy, and 0 where t == ignore_index: the gradient of ``class_nll(logp, t,
+    ignore_index, reduction)`` in logp (under a mean, dy over the count of kept targets). One
+    indexed assignment into zeros: each target picks its own position."""
+    dx = np.zeros(logp.shape, logp.dtype)
+    keep, view, index = _class_positions(dx, t, ignore_index)
+    if reduction == "mean":
+        dy = dy / (t.size if keep is None else int(np.count_nonzero(keep)))
+    view[index] = np.negative(dy if keep is None else dy * keep)
     return dx
 
 
@@ -1044,15 +1057,27 @@ def _class_nll_generic(space, logp, t, ignore_index, reduction="none"):
     return total if reduction == "sum" else total / xp.sum(xp.astype(t != ignore_index, logp.dtype))
 
 
-@register("class_nll_grad", "generic")
-def _class_nll_grad_generic(space, logp, t, dy, ignore_index, reduction="none"):
-    xp = space.xp
+def _hot_and_seed_generic(xp, logp, t, dy, ignore_index, reduction):
+    """(onehot(t) in logp's dtype, dy per target along a new class axis: 0 where the target is
+    ignored, over the count of kept targets under a mean)."""
     kept = xp.astype(t != ignore_index, logp.dtype)
     if reduction == "mean":
         dy = dy / xp.sum(kept)
-    dk = dy * kept
     hot = xp.astype(_one_hot_generic(xp, t, logp.shape[1]), logp.dtype)
-    return (xp.exp(logp) - hot) * xp.expand_dims(dk, axis=1)
+    return hot, xp.expand_dims(dy * kept, axis=1)
+
+
+@register("class_nll_grad", "generic")
+def _class_nll_grad_generic(space, logp, t, dy, ignore_index, reduction="none"):
+    xp = space.xp
+    hot, dk = _hot_and_seed_generic(xp, logp, t, dy, ignore_index, reduction)
+    return (xp.exp(logp) - hot) * dk
+
+
+@register("class_nll_input_grad", "generic")
+def _class_nll_input_grad_generic(space, logp, t, dy, ignore_index, reduction="none"):
+    hot, dk = _hot_and_seed_generic(space.xp, logp, t, dy, ignore_index, reduction)
+    return -(hot * dk)
 
 
 # ---- convolution in the array-API standard: windows by slicing ------------------------------------

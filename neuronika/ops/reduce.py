@@ -153,9 +153,10 @@ def _softmax_cross_entropy_symbolic(ctx, build, bindings):
     return build(SOFTMAX_CROSS_ENTROPY_GRAD, (x, g, t), (ctx.ignore_index,))
 
 
-def _softmax_cross_entropy_batch(b):
-    """A reduced loss over a batch of examples: the loss of each target (the merged batch of
-    ``batching.leading``), reduced per example."""
+def _class_loss_batch(b):
+    """A loss over class indices (``softmax_cross_entropy``, ``class_nll``), reduced, over a
+    batch of examples: the loss of each target (the merged batch of ``batching.leading``),
+    reduced per example."""
     ignore_index, reduction = b.attrs
     if reduction == "none":
         return batching.leading(b)
@@ -190,9 +191,7 @@ def _cross_entropy_grad_x_symbolic(ctx, build, bindings):
 def _cross_entropy_grad_g_symbolic(ctx, build, bindings):
     """sum over classes of (softmax(x) - onehot(t)) * dy, 0 where t is ignored."""
     x, t, dy = bindings["x"], bindings["t"], bindings["dy"]
-    positions = np.arange(ctx.shapes["x"][1]).reshape((-1,) + (1,) * (len(ctx.shapes["x"]) - 2))
-    positions = leaf(backend.move(positions, x._node.space))
-    hot = build("equal", (t[:, None], positions)).astype(ctx.dtype)
+    hot = build("equal", (t[:, None], _class_positions_leaf(ctx, x))).astype(ctx.dtype)
     kept = (t != ctx.ignore_index).astype(ctx.dtype)
     return build(SUM, ((build(SOFTMAX, (x,), (1,)) - hot) * dy,), ((1,), False)) * kept
 
@@ -219,10 +218,45 @@ SOFTMAX_CROSS_ENTROPY = declare(
     {"x": "class_nll_grad(logp, t, dy, ignore_index, reduction)"},
     symbolic={"x": _softmax_cross_entropy_symbolic},
     attrs=("ignore_index", "reduction"), shape=_softmax_cross_entropy_shape, implicit_dy=True,
-    n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype, batch=_softmax_cross_entropy_batch,
+    n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype, batch=_class_loss_batch,
     doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index, "
         "then reduced ('none', 'sum', or 'mean' over the targets kept); the gradient is "
         "(softmax(x) - onehot(t)) * dy (over the count under a mean)")
+
+
+def _class_positions_leaf(ctx, x):
+    """The class positions (C, 1, ..., 1) of logits or log-probabilities (N, C, d1, ...), a
+    constant leaf in x's library: compared with t[:, None], a one-hot along axis 1."""
+    shape = ctx.shapes["x"]
+    positions = np.arange(shape[1]).reshape((-1,) + (1,) * (len(shape) - 2))
+    return leaf(backend.move(positions, x._node.space))
+
+
+def _class_nll_symbolic(ctx, build, bindings):
+    """-onehot(t) * dy as a graph (under a mean, dy over the count of kept targets); an
+    ignored target matches no class."""
+    x, t, g = bindings["x"], bindings["t"], bindings["dy"]
+    hot = build("equal", (t[:, None], _class_positions_leaf(ctx, x))).astype(ctx.dtype)
+    if ctx.reduction == "mean":
+        g = g / (t != ctx.ignore_index).astype(ctx.dtype).sum()
+    elif ctx.reduction == "none":           # dy may be a number spread over the targets
+        shape = tuple(ctx.shapes["t"])
+        if tuple(g.shape) != shape:
+            g = build("broadcast_to", (g,), (shape,))
+        g = g[:, None]
+    return -(hot * g)
+
+
+CLASS_NLL = declare(
+    "class_nll", ("x", "t"),
+    "y = class_nll(x, t, ignore_index, reduction)",
+    {"x": "class_nll_input_grad(x, t, dy, ignore_index, reduction)"},
+    symbolic={"x": _class_nll_symbolic},
+    attrs=("ignore_index", "reduction"), shape=_softmax_cross_entropy_shape, implicit_dy=True,
+    n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype, batch=_class_loss_batch,
+    doc="-x at the class indices t (N, d1, ...) along axis 1, 0 where t == ignore_index, then "
+        "reduced ('none', 'sum', or 'mean' over the targets kept): the NLL of log-probabilities; "
+        "the gradient is -onehot(t) * dy, with no scatter")
 
 
 def _normalize_symbolic(ctx, build, bindings):

@@ -217,3 +217,54 @@ def test_targets_of_every_integer_dtype_are_checked_in_the_compiled_program(dtyp
         for bad in ([0, 3, 1, 1], [0, 1, 2, 127]) + (([0, -1, 1, 1],) if np.dtype(dtype).kind == "i" else ()):
             with pytest.raises(IndexError, match=rf"cross_entropy: target {bad[1] if bad[1] != 1 else bad[3]}"):
                 vg(x, np.array(bad, dtype))
+
+
+# ---- nll_loss without class weights: one op, class_nll ------------------------------------------
+
+def _nll_composed(logp, t, reduction="mean", ignore_index=-100):
+    # class weights of 1 take the composed path (a gather, whose gradient scatters): the same loss
+    return F.nll_loss(logp, t, np.ones(logp.shape[1]), ignore_index=ignore_index, reduction=reduction)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_nll_loss_is_one_op_equal_to_the_composed_path(shape, reduction, mode):
+    x, t, _ = _case(shape, seed=11)
+    with nk.config(compile=mode):
+        for _ in range(2):
+            fused, g_fused = nk.value_and_grad(lambda v: F.nll_loss(v.log_softmax(1), t, reduction=reduction).sum())(x)
+            composed, g_composed = nk.value_and_grad(
+                lambda v: _nll_composed(v.log_softmax(1), t, reduction).sum())(x)
+            np.testing.assert_allclose(fused, composed, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(g_fused, g_composed, rtol=1e-12, atol=1e-15)
+    source = nk.value_and_grad(lambda v: F.nll_loss(v, t, reduction=reduction).sum()).source(x)
+    assert "class_nll_input_grad" in source and "add_at" not in source
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2)])
+def test_nll_loss_first_and_second_derivatives(shape):
+    x, t, _ = _case(shape, seed=12)
+    for reduction in REDUCTIONS:
+        check_grads(lambda v: F.nll_loss(v.log_softmax(1), t, reduction=reduction), x, order=2,
+                    rtol=1e-6, atol=1e-8)
+        check_grads(lambda v: F.nll_loss(v * v, t, reduction=reduction), x, order=2, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_nll_loss_under_vmap_and_array_api_strict(reduction):
+    rng = np.random.default_rng(13)
+    x, t = rng.standard_normal((3, 5, 4)), rng.integers(0, 4, (3, 5))
+    t[0, 1] = -100
+    fn = lambda v, u: F.nll_loss(v, u, reduction=reduction)      # noqa: E731
+    got = nk.vmap(fn)(x, t)
+    want = np.stack([np.asarray(fn(x[i], t[i]).data) for i in range(3)])
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    g = nk.vmap(nk.grad(lambda v, u: fn(v, u).sum()))(x, t)
+    g_want = np.stack([nk.grad(lambda v: fn(v, t[i]).sum())(x[i]) for i in range(3)])
+    np.testing.assert_allclose(g, g_want, rtol=1e-13)
+    xs = pytest.importorskip("array_api_strict")
+    value, g = nk.value_and_grad(lambda v, u: fn(v, u).sum())(xs.asarray(x[0]), xs.asarray(t[0]))
+    want, g_want = nk.value_and_grad(lambda v: fn(v, t[0]).sum())(x[0])
+    np.testing.assert_allclose(float(value), want, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(g), g_want, rtol=1e-13)

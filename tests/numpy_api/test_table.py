@@ -37,6 +37,7 @@ INTERNAL_OPS = {
     "check_class_index": "nn.functional.nll_loss / cross_entropy (tests/nn/test_loss.py)",
     "check_probability": "nn.functional.bce_loss (tests/nn/test_loss.py)",
     "softmax_cross_entropy": "nn.functional.cross_entropy with class indices (tests/nn/test_fused_cross_entropy.py)",
+    "class_nll": "nn.functional.nll_loss without class weights (tests/nn/test_fused_cross_entropy.py)",
     "softmax_cross_entropy_grad": "softmax_cross_entropy's adjoint as a graph, for second order "
                                   "(tests/test_lean_symbolic.py)",
     "expr": "an elementwise adjoint as one node in symbolic gradients (tests/test_symbolic_expr.py)",
