@@ -31,7 +31,7 @@ import operator
 
 import numpy as np
 
-from ..graph import apply
+from ..graph import apply, leaf
 from ..variable import Var, _wrap
 from ._core import NON_DIFFERENTIABLE, OPS, UFUNC_OPS, build, function, in_space_of, located, node_of, nodes_of, refuse
 
@@ -78,6 +78,12 @@ def unary(ufunc, op_name, name=None, doc=None):
     return _register(function(ufunc, name=name)(fn))
 
 
+def _number_like(value, node):
+    """A Python float or int beside a float or complex variable: a leaf of the variable's dtype
+    (what ``nodes_of`` gives, NumPy 2's weak typing, without asking NumPy for the dtype)."""
+    return leaf(node.dtype.type(value))
+
+
 def binary(ufunc, op_name, name=None, doc=None):
     """A two-input ufunc over catalogue op ``op_name``, broadcasting."""
     op = OPS[op_name]
@@ -86,8 +92,17 @@ def binary(ufunc, op_name, name=None, doc=None):
     def fn(x1, x2, out=None, **kwargs):
         if out is not None or kwargs:
             x1, x2 = _with_options(name, (x1, x2), out, kwargs)
-        if isinstance(x1, Var) and isinstance(x2, Var):
-            return _wrap(apply(op, (x1._node, x2._node)))
+        if isinstance(x1, Var):
+            if isinstance(x2, Var):
+                return _wrap(apply(op, (x1._node, x2._node)))
+            if x2.__class__ is float or x2.__class__ is int:
+                node = x1._node
+                if node.dtype.kind in "fc":
+                    return _wrap(apply(op, (node, _number_like(x2, node))))
+        elif x1.__class__ is float or x1.__class__ is int:
+            if isinstance(x2, Var) and x2._node.dtype.kind in "fc":
+                node = x2._node
+                return _wrap(apply(op, (_number_like(x1, node), node)))
         return _wrap(apply(op, nodes_of((x1, x2), name)))
 
     fn.__name__ = name
@@ -146,7 +161,7 @@ def divmod_(x1, x2, out=None, **kwargs):
 
 divmod = divmod_                         # noqa: A001  (NumPy's name)
 
-_POWER = OPS["power"]
+_POWER, _POW = OPS["power"], OPS["pow"]
 
 
 @_register
@@ -156,6 +171,8 @@ def power(x1, x2, out=None, **kwargs):
     compiled as such); a variable or array exponent is differentiated too."""
     if out is not None or kwargs:
         x1, x2 = _with_options("power", (x1, x2), out, kwargs)
+    if (x2.__class__ is int or x2.__class__ is float) and isinstance(x1, Var) and x1._node.dtype.kind in "fc":
+        return _wrap(apply(_POW, (x1._node,), (x2,)))      # (the common case: the dtype stays)
     if isinstance(x1, Var) and not isinstance(x2, (Var, np.ndarray, list, tuple)) and np.ndim(x2) == 0:
         p = x2.item() if isinstance(x2, np.generic) else x2
         if isinstance(p, (int, float)) and not isinstance(p, bool):

@@ -524,3 +524,22 @@ def test_operator_gradients():
     v = neuronika.from_ndarray(a.copy()).requires_grad()
     nnp.sum(10.0 % v + 10.0 // v).backward()
     np.testing.assert_allclose(v.grad, -np.floor(10.0 / a))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.complex64, np.int32])
+@pytest.mark.parametrize("number", [3, -2.5, 10 ** 6])
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "true_divide", "power"])
+def test_a_python_number_beside_a_variable_is_weakly_typed_on_either_side(op, number, dtype):
+    # the operators' fast path for a number beside a float or complex variable gives NumPy's
+    # dtype and values, with the number on the left or on the right
+    a = (np.arange(1, 5) * 0.5).astype(dtype)
+    for args, var_args in (((a, number), (neuronika.from_ndarray(a), number)),
+                           ((number, a), (number, neuronika.from_ndarray(a)))):
+        if op == "power" and (args[0] is number or dtype == np.int32 and number < 0):
+            continue                        # (a number to a variable's power: another op; ints to
+        with np.errstate(all="ignore"):     # a negative power: an error in NumPy)
+            want = getattr(np, op)(*args)
+            got = getattr(np, op)(*var_args)
+            values = got.data                   # (evaluated here: inf where NumPy's is)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(values, want, rtol=1e-6 if np.dtype(dtype).itemsize <= 4 else 1e-12)
