@@ -754,7 +754,7 @@ def log_softmax_classes(x):
 def _short_last_axis(x, axis):
     """Whether ``x`` is 2-D floats with a short last axis ``axis``: reduced faster in a
     transposed copy (integers take the plain formula, which makes floats of them)."""
-    return x.ndim == 2 and axis % 2 == 1 and x.shape[1] <= SHORT_CLASS_AXIS and x.dtype.kind == "f"
+    return x.ndim == 2 and axis in (1, -1) and x.shape[1] <= SHORT_CLASS_AXIS and x.dtype.kind == "f"
 
 
 def log_softmax_along(x, axis):
@@ -828,18 +828,19 @@ def _class_positions(a, t, ignore_index):
     return keep, a, tuple(index)
 
 
+def _kept_count(t, keep):
+    """How many targets a mean divides by: all of them, or those ``keep`` marks."""
+    return t.size if keep is None else int(np.count_nonzero(keep))
+
+
 def class_nll(logp, t, ignore_index, reduction="none"):
     """-logp[n, t[n, d...], d...], and 0 where t == ignore_index; ``reduction`` 'sum' adds
     them up, 'mean' divides that sum by the number of targets kept (NaN if none is)."""
     keep, view, index = _class_positions(logp, t, ignore_index)
     picked = view[index]                # (a gather: a new array)
     if reduction != "none":
-        if keep is None:
-            total, count = picked.sum(), t.size
-        else:
-            total, count = picked.sum(where=keep), int(np.count_nonzero(keep))
-        total = np.negative(total)
-        return total if reduction == "sum" else total / count
+        total = np.negative(picked.sum() if keep is None else picked.sum(where=keep))
+        return total if reduction == "sum" else total / _kept_count(t, keep)
     if keep is None:
         return np.negative(picked, out=picked)
     return np.negative(picked, out=np.zeros_like(picked), where=keep)
@@ -853,7 +854,7 @@ def class_nll_grad(logp, t, dy, ignore_index, reduction="none"):
     dx = np.exp(logp)
     keep, view, index = _class_positions(dx, t, ignore_index)
     if reduction == "mean":
-        dy = dy / (t.size if keep is None else int(np.count_nonzero(keep)))
+        dy = dy / _kept_count(t, keep)
     if keep is None and reduction != "none":        # one number for every target
         dx *= dy
         view[index] -= dy
@@ -871,7 +872,7 @@ def class_nll_input_grad(logp, t, dy, ignore_index, reduction="none"):
     dx = np.zeros(logp.shape, logp.dtype)
     keep, view, index = _class_positions(dx, t, ignore_index)
     if reduction == "mean":
-        dy = dy / (t.size if keep is None else int(np.count_nonzero(keep)))
+        dy = dy / _kept_count(t, keep)
     view[index] = np.negative(dy if keep is None else dy * keep)
     return dx
 

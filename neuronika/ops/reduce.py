@@ -136,21 +136,33 @@ def _class_indices_shape(x, t):
     return tuple(t)
 
 
-def _softmax_cross_entropy_shape(x, t, ignore_index, reduction):
+def _class_loss_shape(x, t, ignore_index, reduction):
     if reduction not in ("none", "sum", "mean"):
         raise ShapeError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
     shape = _class_indices_shape(x, t)
     return shape if reduction == "none" else ()
 
 
+def _class_loss_seed(ctx, bindings):
+    """A class loss's seed as a graph: dy, over the number of targets kept under a mean."""
+    g, t = bindings["dy"], bindings["t"]
+    return g / (t != ctx.ignore_index).astype(ctx.dtype).sum() if ctx.reduction == "mean" else g
+
+
+def _class_positions_leaf(ctx, x):
+    """The class positions (C, 1, ..., 1) of logits or log-probabilities (N, C, d1, ...), a
+    constant leaf in x's library: compared with t[:, None], a one-hot along axis 1."""
+    shape = ctx.shapes["x"]
+    positions = np.arange(shape[1]).reshape((-1,) + (1,) * (len(shape) - 2))
+    return leaf(backend.move(positions, x._node.space))
+
+
 def _softmax_cross_entropy_symbolic(ctx, build, bindings):
     """The adjoint as a graph (second derivatives): one op, softmax_cross_entropy_grad, whose
     seed is dy (the loss of each target), dy for every target (a sum) or dy over the number of
     targets kept (a mean)."""
-    x, t, g = bindings["x"], bindings["t"], bindings["dy"]
-    if ctx.reduction == "mean":
-        g = g / (t != ctx.ignore_index).astype(ctx.dtype).sum()
-    return build(SOFTMAX_CROSS_ENTROPY_GRAD, (x, g, t), (ctx.ignore_index,))
+    return build(SOFTMAX_CROSS_ENTROPY_GRAD, (bindings["x"], _class_loss_seed(ctx, bindings), bindings["t"]),
+                 (ctx.ignore_index,))
 
 
 def _class_loss_batch(b):
@@ -211,35 +223,32 @@ SOFTMAX_CROSS_ENTROPY_GRAD = declare(
         "gradient of softmax_cross_entropy, an op of its own so that it can be differentiated again")
 
 
-SOFTMAX_CROSS_ENTROPY = declare(
-    "softmax_cross_entropy", ("x", "t"),
+def _class_loss(name, forward, grad, symbolic, doc):
+    """A loss of scores (N, C, d1, ...) at class indices t (N, d1, ...), ``reduction`` inside
+    it: what ``softmax_cross_entropy`` and ``class_nll`` share."""
+    return declare(name, ("x", "t"), forward, {"x": grad}, symbolic={"x": symbolic},
+                   attrs=("ignore_index", "reduction"), shape=_class_loss_shape,
+                   implicit_dy=True, n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype,
+                   batch=_class_loss_batch, doc=doc)
+
+
+SOFTMAX_CROSS_ENTROPY = _class_loss(
+    "softmax_cross_entropy",
     "logp = log_softmax_classes(x)\n"
     "y = class_nll(logp, t, ignore_index, reduction)",
-    {"x": "class_nll_grad(logp, t, dy, ignore_index, reduction)"},
-    symbolic={"x": _softmax_cross_entropy_symbolic},
-    attrs=("ignore_index", "reduction"), shape=_softmax_cross_entropy_shape, implicit_dy=True,
-    n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype, batch=_class_loss_batch,
-    doc="-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index, "
-        "then reduced ('none', 'sum', or 'mean' over the targets kept); the gradient is "
-        "(softmax(x) - onehot(t)) * dy (over the count under a mean)")
-
-
-def _class_positions_leaf(ctx, x):
-    """The class positions (C, 1, ..., 1) of logits or log-probabilities (N, C, d1, ...), a
-    constant leaf in x's library: compared with t[:, None], a one-hot along axis 1."""
-    shape = ctx.shapes["x"]
-    positions = np.arange(shape[1]).reshape((-1,) + (1,) * (len(shape) - 2))
-    return leaf(backend.move(positions, x._node.space))
+    "class_nll_grad(logp, t, dy, ignore_index, reduction)", _softmax_cross_entropy_symbolic,
+    "-log_softmax(x, axis=1) at the class indices t (N, d1, ...), 0 where t == ignore_index, "
+    "then reduced ('none', 'sum', or 'mean' over the targets kept); the gradient is "
+    "(softmax(x) - onehot(t)) * dy (over the count under a mean)")
 
 
 def _class_nll_symbolic(ctx, build, bindings):
     """-onehot(t) * dy as a graph (under a mean, dy over the count of kept targets); an
     ignored target matches no class."""
-    x, t, g = bindings["x"], bindings["t"], bindings["dy"]
+    x, t = bindings["x"], bindings["t"]
     hot = build("equal", (t[:, None], _class_positions_leaf(ctx, x))).astype(ctx.dtype)
-    if ctx.reduction == "mean":
-        g = g / (t != ctx.ignore_index).astype(ctx.dtype).sum()
-    elif ctx.reduction == "none":           # dy may be a number spread over the targets
+    g = _class_loss_seed(ctx, bindings)
+    if ctx.reduction == "none":             # dy may be a number spread over the targets
         shape = tuple(ctx.shapes["t"])
         if tuple(g.shape) != shape:
             g = build("broadcast_to", (g,), (shape,))
@@ -247,16 +256,12 @@ def _class_nll_symbolic(ctx, build, bindings):
     return -(hot * g)
 
 
-CLASS_NLL = declare(
-    "class_nll", ("x", "t"),
-    "y = class_nll(x, t, ignore_index, reduction)",
-    {"x": "class_nll_input_grad(x, t, dy, ignore_index, reduction)"},
-    symbolic={"x": _class_nll_symbolic},
-    attrs=("ignore_index", "reduction"), shape=_softmax_cross_entropy_shape, implicit_dy=True,
-    n_differentiable=1, dtype=lambda inputs, attrs: inputs[0].dtype, batch=_class_loss_batch,
-    doc="-x at the class indices t (N, d1, ...) along axis 1, 0 where t == ignore_index, then "
-        "reduced ('none', 'sum', or 'mean' over the targets kept): the NLL of log-probabilities; "
-        "the gradient is -onehot(t) * dy, with no scatter")
+CLASS_NLL = _class_loss(
+    "class_nll", "y = class_nll(x, t, ignore_index, reduction)",
+    "class_nll_input_grad(x, t, dy, ignore_index, reduction)", _class_nll_symbolic,
+    "-x at the class indices t (N, d1, ...) along axis 1, 0 where t == ignore_index, then "
+    "reduced ('none', 'sum', or 'mean' over the targets kept): the NLL of log-probabilities; "
+    "the gradient is -onehot(t) * dy, with no scatter")
 
 
 def _normalize_symbolic(ctx, build, bindings):

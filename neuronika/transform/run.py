@@ -144,8 +144,9 @@ class Through:
     """The program of a rolled graph run for the unrolled graph it came from (the imperative
     path: ``_rolled``). It reads the leaves at ``keep`` (a tuple of positions there: those
     leaves stacked, the arrays given at each step; ``_Baked``: a constant the rolling made);
-    the others were baked into the rolled graph (the int of each ``xs[t]``, a number written at every step), and it serves a
-    graph only while they hold the values in ``checks`` (``holds``)."""
+    the others were baked into the rolled graph (the int of each ``xs[t]``, a number written
+    at every step), and it serves a graph only while they hold the values in ``checks``
+    (``holds``)."""
 
     __slots__ = ("program", "keep", "checks", "backward", "grad_leaves", "retained", "gathers",
                  "stack", "checked", "values", "__weakref__")
@@ -163,7 +164,7 @@ class Through:
         self.retained = ()
 
     def forward(self, *values):
-        if not self.gathers:                    # (every step: no stacking to look for)
+        if not self.gathers:                    # (only positions: nothing to stack or bake in)
             return self.program.forward(*[values[k] for k in self.keep])
         stack = self.stack
         return self.program.forward(*[values[k] if k.__class__ is int else
