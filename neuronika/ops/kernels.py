@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -20,6 +21,20 @@ from .. import random as _random
 
 __all__ = ["dropout_mask", "random_draw", "sigmoid", "power_exponent", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
            "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather", "avg_pool", "avg_pool_grad"]
+
+
+def fresh(kernel):
+    """Marks a kernel whose result never shares memory with its arguments (the generated
+    code may keep its arguments' buffers between calls: ``transform.buffers``)."""
+    kernel.fresh = True
+    return kernel
+
+
+def writes_out(kernel):
+    """Marks a fresh kernel that takes ``out=``: an array of its result's shape and dtype it
+    writes the result into and returns (or None: a new array)."""
+    kernel.fresh = kernel.writes_out = True
+    return kernel
 
 
 def dropout_mask(shape, p, dtype):
@@ -38,6 +53,7 @@ def random_draw(kind, shape, dtype):
     return values.astype(dtype, copy=False)
 
 
+@fresh
 def sigmoid(x, dtype):
     """1 / (1 + exp(-x)) in ``dtype``, within 2 ulp: three ufunc calls, 2.3x (10,000 elements)
     to 7x (a million) faster than the overflow-free form. Where exp(-x) overflows (x < -88.7
@@ -138,6 +154,32 @@ CHUNK_BYTES = 1 << 20
 
 def _chunk(n, per_sample):
     return max(1, min(n, CHUNK_BYTES // max(1, per_sample)))
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """An uninitialised array of ``shape`` kept per thread under ``name`` and reused by the
+    next call that asks (a convolution's column buffer): a fresh one would cost page faults
+    every call once the C library has returned the last one's memory."""
+    kept = getattr(_SCRATCH, "arrays", None)
+    if kept is None:
+        kept = _SCRATCH.arrays = {}
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    found = kept.get(name)
+    if found is None or found.dtype != dtype or found.size < size:
+        found = kept[name] = np.empty(size, dtype)
+    return found[:size].reshape(shape)
+
+
+def _into(out, shape, dtype):
+    """``out`` where it can hold a result of ``shape`` and ``dtype`` (C-ordered), else a new array."""
+    if (out is not None and out.shape == shape and out.dtype == dtype and out.flags.c_contiguous
+            and out.flags.writeable):
+        return out
+    return np.empty(shape, dtype)
 
 
 def _windows(x, kernel, stride, dilation):
@@ -297,7 +339,8 @@ def _winograd_weight_grad(g, x):
     return (gm.T @ total.reshape(16, co * c)).reshape(3, 3, co, c).transpose(2, 3, 0, 1).copy()
 
 
-def conv_forward(x, w, stride, dilation, groups):
+@writes_out
+def conv_forward(x, w, stride, dilation, groups, out=None):
     """conv(x, w) by im2col + GEMM: x (N, C, *size), w (C_out, C / groups, *k).
 
     A few samples at a time, the windows are copied into columns (C / groups * prod(k),
@@ -312,22 +355,24 @@ def conv_forward(x, w, stride, dilation, groups):
     rows = c // groups * math.prod(kernel)
     matrix = w.reshape(co, rows) if groups == 1 else w.reshape(groups, co // groups, rows)
     view = _windows(x, kernel, stride, dilation)
-    out = view.shape[2 + len(kernel):]
-    p = math.prod(out)
+    out_sizes = view.shape[2 + len(kernel):]
+    p = math.prod(out_sizes)
     inner = (rows, p) if groups == 1 else (groups, rows, p)
     if _pointwise(kernel, stride):
-        return (matrix @ x.reshape((n,) + inner)).reshape((n, co) + out)
-    y = np.empty((n,) + ((co, p) if groups == 1 else (groups, co // groups, p)), np.result_type(x, w))
+        return (matrix @ x.reshape((n,) + inner)).reshape((n, co) + out_sizes)
+    result = _into(out, (n, co) + out_sizes, np.result_type(x, w))
+    y = result.reshape((n,) + ((co, p) if groups == 1 else (groups, co // groups, p)))
     chunk = _chunk(n, c * math.prod(kernel) * p * x.itemsize)
-    buffer = np.empty((chunk,) + view.shape[1:], x.dtype)
+    buffer = _scratch("columns", (chunk,) + view.shape[1:], x.dtype)
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
         cols = buffer[:last - first]
         np.copyto(cols, view[first:last])
         np.matmul(matrix, cols.reshape((last - first,) + inner), out=y[first:last])
-    return y.reshape((n, co) + out)
+    return result
 
 
+@fresh
 def conv_weight_grad(g, x, kernel, stride, dilation, groups):
     """d<g, conv(x, w)>/dw for a kernel of spatial size ``kernel``: per sample, g (as
     (C_out / groups, P) per group) times the columns of x transposed, summed over the batch.
@@ -346,7 +391,7 @@ def conv_weight_grad(g, x, kernel, stride, dilation, groups):
     view = _windows(x, kernel, stride, dilation)
     total = np.zeros(grads.shape[1:-1] + (rows,), np.result_type(g, x))
     chunk = _chunk(n, c * math.prod(kernel) * p * x.itemsize)
-    buffer = np.empty((chunk,) + view.shape[1:], x.dtype)
+    buffer = _scratch("columns", (chunk,) + view.shape[1:], x.dtype)
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
         cols = buffer[:last - first]
@@ -355,7 +400,8 @@ def conv_weight_grad(g, x, kernel, stride, dilation, groups):
     return total.reshape(w_shape)
 
 
-def conv_input_grad(g, w, shape, stride, dilation, groups):
+@writes_out
+def conv_input_grad(g, w, shape, stride, dilation, groups, out=None):
     """d<g, conv(x, w)>/dx for x of ``shape`` (N, C, *size): the transposed convolution.
 
     Per sample, the kernel's transpose times g gives the columns' gradient, which is
@@ -372,7 +418,7 @@ def conv_input_grad(g, w, shape, stride, dilation, groups):
     if winograd_fits("input_grad", kernel, stride, dilation, groups, (c, co), w, g):
         # stride 1: the full correlation of g with the kernel flipped, channels swapped
         return _winograd_conv(g, w[:, :, ::-1, ::-1].swapaxes(0, 1), pad=2)
-    sizes, out = tuple(shape[2:]), tuple(g.shape[2:])
+    sizes, out_sizes = tuple(shape[2:]), tuple(g.shape[2:])
     rows = c // groups * math.prod(kernel)
     matrix = w.reshape(groups, co // groups, rows).swapaxes(1, 2)
     if groups == 1:
@@ -383,26 +429,28 @@ def conv_input_grad(g, w, shape, stride, dilation, groups):
         return array.reshape((m, co, span) if groups == 1 else (m, groups, co // groups, span))
 
     if _pointwise(kernel, stride):
-        return (matrix @ grouped(g, n, math.prod(out))).reshape(shape)
+        return (matrix @ grouped(g, n, math.prod(out_sizes))).reshape(shape)
     wide = len(kernel) > 1 and all(t == 1 for t in stride)
     if wide:
-        rows_shape = (out[0],) + sizes[1:]              # output rows over the full input width
+        rows_shape = (out_sizes[0],) + sizes[1:]              # output rows over the full input width
         span = math.prod(rows_shape)
         steps = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]   # flat strides of the axes
         tail = sum((k - 1) * d * st for k, d, st in zip(kernel[1:], dilation[1:], steps[1:]))
         length = span - tail                            # the rest of each span is padding
         starts = [sum(o * d * st for o, d, st in zip(offset, dilation, steps))
                   for offset in np.ndindex(*kernel)]
-        valid = (slice(None), slice(None)) + tuple(slice(0, m) for m in out)
+        valid = (slice(None), slice(None)) + tuple(slice(0, m) for m in out_sizes)
     else:
-        span = math.prod(out)
-        keys = _offset_keys(kernel, stride, dilation, out, 2)
+        span = math.prod(out_sizes)
+        keys = _offset_keys(kernel, stride, dilation, out_sizes, 2)
         offsets = [(slice(None), slice(None)) + o for o in np.ndindex(*kernel)]
-    grad = np.zeros(shape, dtype)
+    grad = _into(out, shape, dtype)
+    grad[...] = 0
     chunk = _chunk(n, c * math.prod(kernel) * span * dtype.itemsize)
     if wide:
-        padded = np.zeros((chunk, co) + rows_shape, g.dtype)
-    buffer = np.empty((chunk,) + ((rows, span) if groups == 1 else (groups, rows, span)), dtype)
+        padded = _scratch("padded", (chunk, co) + rows_shape, g.dtype)
+        padded[...] = 0
+    buffer = _scratch("columns", (chunk,) + ((rows, span) if groups == 1 else (groups, rows, span)), dtype)
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
         m = last - first
@@ -415,7 +463,7 @@ def conv_input_grad(g, w, shape, stride, dilation, groups):
                 part[:, :, start:start + length] += cols[:, :, i, :length]
         else:
             cols = np.matmul(matrix, grouped(g[first:last], m, span), out=buffer[:m])
-            cols = cols.reshape((m, c) + kernel + out)
+            cols = cols.reshape((m, c) + kernel + out_sizes)
             part = grad[first:last]
             for key, offset in zip(keys, offsets):
                 part[key] += cols[offset]
@@ -757,6 +805,7 @@ def _short_last_axis(x, axis):
     return x.ndim == 2 and axis in (1, -1) and x.shape[1] <= SHORT_CLASS_AXIS and x.dtype.kind == "f"
 
 
+@fresh
 def log_softmax_along(x, axis):
     """log_softmax along ``axis``: z - log(sum(exp(z))) with z = x - max. A short last axis of a
     2-D ``x`` is reduced in a transposed copy, whose transpose (F-ordered) is returned."""
@@ -773,6 +822,7 @@ def log_softmax_along(x, axis):
     return z
 
 
+@fresh
 def softmax_along(x, axis):
     """exp(x - max) / sum(exp(x - max)) along ``axis``; a short last axis of a 2-D ``x`` as in
     ``log_softmax_along``."""
@@ -846,6 +896,7 @@ def class_nll(logp, t, ignore_index, reduction="none"):
     return np.negative(picked, out=np.zeros_like(picked), where=keep)
 
 
+@fresh
 def class_nll_grad(logp, t, dy, ignore_index, reduction="none"):
     """(exp(logp) - onehot(t)) * dy, and 0 where t == ignore_index: the gradient of
     ``class_nll(log_softmax(x), t, ignore_index, reduction)`` in x. dy may broadcast (a 0-d
@@ -865,6 +916,7 @@ def class_nll_grad(logp, t, dy, ignore_index, reduction="none"):
     return dx
 
 
+@fresh
 def class_nll_input_grad(logp, t, dy, ignore_index, reduction="none"):
     """-onehot(t) * dy, and 0 where t == ignore_index: the gradient of ``class_nll(logp, t,
     ignore_index, reduction)`` in logp (under a mean, dy over the count of kept targets). One

@@ -34,7 +34,7 @@ import gast
 import numpy as np
 
 from ..ops import ZERO, Ctx, Grad
-from . import fuse, inplace, passes
+from . import buffers, fuse, inplace, passes
 from .passes import Line
 from .. import backend
 from ..graph import collector_paused
@@ -1096,6 +1096,11 @@ def _compile(name, params, body, returned, top, program, state):
     if state.known is not None:
         body = inplace.reuse_buffers(body, keep, state.known, state.sizes)
     namespace.update(state.extra)
+    if state.known is not None and len(body) <= LONG:
+        body, count = buffers.keep_buffers(body, keep, state.known, state.sizes, params, namespace)
+        if count:
+            namespace["_take"], namespace["_give"] = buffers.pool(count)
+            keep = keep + ["_B"]
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),
                                     _return_text(returned, top, str))]

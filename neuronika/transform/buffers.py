@@ -1,0 +1,309 @@
+"""Buffers kept between calls: a pass over the ``Line``s of one generated NumPy function,
+after ``inplace.reuse_buffers``.
+
+A large temporary (``MIN_BYTES`` or more) made by an arithmetic operator, ``@``, a ufunc
+call or a kernel that takes ``out=`` (``kernels.writes_out``), which nothing returns and
+nothing may keep a view of, is written into a buffer the function keeps for its next call::
+
+    _B[0] = v17 = xp.matmul(v16, p4, out=_B[0])
+
+On the first call ``_B[0]`` is None, so NumPy allocates the array as it would have, and the
+statement keeps it. Afterwards the same memory is written again: no allocation, and no page
+faults, which are what a fresh array of a few hundred kB costs when the C library has given
+the memory of the last one back to the system (a CNN's step in a process of its own: 4.5
+to 2.7 ms with the library told to keep it). Temporaries whose lives do not overlap share a
+buffer when they have the same shape, dtype and maker (an array made by ``@`` is never
+written by a ufunc that laid it out otherwise).
+
+A set of buffers belongs to one call at a time: ``_B = _take(key)`` takes a free set of this
+function's for the arguments' shapes (``key``: the shapes of its array arguments, which
+fix every temporary's shape; a program serving a family of sizes keeps a set per size, the
+newest ``KEYS``) or makes an empty one, and ``_give(_B)`` hands it back before the return.
+Two threads, or a call inside a call, take two sets; a call that raises drops its set.
+
+What may not live in a kept buffer: a value returned (or a view of one, or a value written
+into its buffer), and one read by a statement this pass does not know to make a new
+array (a call of anything else, a tuple, a loop), since that statement's result might be
+the value itself. Values are followed through names (``a = b``), views (``.T``,
+``xp.reshape``, subscripts) and ``out=``.
+
+``KEEP`` switches the pass off (False); programs compiled before keep their buffers.
+"""
+from __future__ import annotations
+
+import ast
+
+from .inplace import _BINARY, _Types, _ufunc, _xp_call
+
+#: Results of at least this many bytes are kept: below it an allocation comes from the C
+#: library's free lists, and costs less than what the buffer's bookkeeping does.
+MIN_BYTES = 1 << 16
+#: Argument shapes (sizes of one family program) whose buffer sets a function keeps.
+KEYS = 2
+#: Off: no function compiled from now on keeps buffers.
+KEEP = True
+
+#: calls whose result is a view of their first argument
+_VIEW_CALLS = frozenset({"reshape", "transpose", "permute_dims", "expand_dims", "squeeze", "broadcast_to",
+                         "moveaxis", "swapaxes", "asarray", "ravel", "flip", "diagonal", "real", "imag"})
+#: calls of ``xp`` that make a new array (besides ufuncs)
+_FRESH_CALLS = frozenset({"sum", "max", "min", "mean", "prod", "argmax", "argmin", "var", "std", "where",
+                          "astype", "matmul", "cumsum", "any", "all", "zeros_like", "ones_like", "empty_like",
+                          "logsumexp", "concatenate", "stack"})
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.MatMult, ast.Pow, ast.FloorDiv, ast.Mod,
+               ast.BitAnd, ast.BitOr, ast.BitXor)
+
+
+#: which makers' buffers may be shared (alike in layout): products, elementwise results, kernels
+_KINDS = {"matmul": "matmul", "binary": "elementwise", "ufunc": "elementwise", "negative": "elementwise",
+          "kernel": "kernel"}
+
+
+class _Group:
+    """A kept buffer's values: the first made (``first``, at line ``start``), the names
+    that alias it, the last line that reads any of them."""
+
+    __slots__ = ("start", "end", "names", "escaped", "kind", "slot")
+
+    def __init__(self, start, kind):
+        self.start = self.end = start
+        self.names = []
+        self.escaped = False
+        self.kind = kind
+        self.slot = None
+
+
+def keep_buffers(lines, keep, known, sizes, params, namespace):
+    """(``lines`` with kept buffers, the number of buffers); see the module docstring.
+    ``params``: the function's arguments; ``namespace``: its globals (kernels by name)."""
+    if not KEEP:
+        return lines, 0
+    stores = {}
+    for line in lines:
+        for name in line.stores:
+            stores[name] = stores.get(name, 0) + 1
+    typed = dict(known)
+    for name, found in known.items():       # a gradient g<i> has the shape and dtype of value <i>
+        if name[1:].isdigit():
+            typed.setdefault("g" + name[1:], found)
+    types = _Types(typed)
+    group_of = {}                       # name -> _Group
+    groups = []
+    made = {}                           # line index -> (group, expression, kind)
+    least = MIN_BYTES // 16             # elements: no dtype is wider than 16 bytes
+    for index, line in enumerate(lines):
+        target, text = line.target, line.text
+        read = [group_of[n] for n in line.loads if n in group_of]
+        simple = (target is not None and not line.aug and "\n" not in text
+                  and text.startswith(target + " = "))
+        candidate = simple and stores.get(target) == 1 and sizes.get(target, 0) >= least
+        if not read and not candidate:
+            continue
+        expr = None
+        if simple:
+            try:
+                expr = ast.parse(text).body[0].value
+            except SyntaxError:
+                pass
+        for group in read:
+            group.end = index
+        if expr is None:
+            for group in read:
+                group.escaped = True
+            continue
+        if read:
+            aliased = _aliases(expr, group_of, namespace)
+            if aliased is None:             # a statement that may keep what it reads
+                for group in read:
+                    group.escaped = True
+                continue
+            if aliased:
+                if stores.get(target) != 1 or len(aliased) > 1:
+                    for group in aliased:
+                        group.escaped = True
+                else:
+                    (group,) = aliased
+                    group.names.append(target)
+                    group_of[target] = group
+                continue
+        if not candidate or target in keep:
+            continue
+        kind = _maker(expr, namespace)
+        if kind is None:
+            continue
+        types.seen.clear()
+        own = types.known.get(target)
+        if kind[0] != "kernel":
+            if own is None or types.of(expr) != own:
+                continue                    # NumPy's result might not be the node's
+        if own is not None and own[1].__class__ is not type:
+            if sizes[target] * own[1].itemsize < MIN_BYTES:
+                continue
+            shared = (_KINDS.get(kind[1], kind[0]) if kind[0] == "binary" else _KINDS.get(kind[0]),) + tuple(own)
+        elif sizes[target] * 4 < MIN_BYTES:
+            continue
+        else:
+            shared = (index,)               # a kernel's result of unknown type: its own buffer
+        group = _Group(index, shared)
+        group.names.append(target)
+        group_of[target] = group
+        groups.append(group)
+        made[index] = (group, expr, kind)
+    for name in keep:
+        group = group_of.get(name)
+        if group is not None:
+            group.escaped = True
+    count = _assign(groups)
+    if not count:
+        return lines, 0
+    from .passes import Line
+    out = []
+    for index, line in enumerate(lines):
+        found = made.get(index)
+        if found is None or found[0].escaped:
+            out.append(line)
+            continue
+        group, expr, kind = found
+        buffer = f"_B[{group.slot}]"
+        out.append(Line(f"{buffer} = {line.target} = {_written(expr, line.text, kind, buffer)}",
+                        tuple(line.loads) + ("_B",), line.stores, line.target))
+    arrays = [p for p in params if p in known and known[p][0]]
+    key = "(" + "".join(f"{p}.shape, " for p in arrays) + ")"
+    return [Line(f"_B = _take({key})", tuple(arrays), ("_B",))] + out + [Line("_give(_B)", ("_B",), ())], count
+
+
+def _assign(groups):
+    """Give each group that did not escape a buffer number, sharing between groups of one kind
+    whose lines do not overlap; the number of buffers."""
+    free = {}                           # kind -> [(end, slot)]
+    count = 0
+    for group in groups:                # in order of their first line
+        if group.escaped:
+            continue
+        kind = group.kind
+        pool = free.setdefault(kind, [])
+        for k, (end, slot) in enumerate(pool):
+            if end < group.start:
+                group.slot = slot
+                pool[k] = (group.end, slot)
+                break
+        else:
+            group.slot = count
+            pool.append((group.end, count))
+            count += 1
+    return count
+
+
+def _maker(expr, namespace):
+    """How ``expr`` makes its array when it can take ``out=``: ('binary', ufunc),
+    ('negative',), ('ufunc', name), ('kernel', name); else None."""
+    cls = expr.__class__
+    if cls is ast.BinOp:
+        if expr.op.__class__ in _BINARY:
+            return "binary", _BINARY[expr.op.__class__]
+        if expr.op.__class__ is ast.MatMult:
+            return "binary", "matmul"
+        return None
+    if cls is ast.UnaryOp:
+        return ("negative",) if expr.op.__class__ is ast.USub else None
+    if cls is ast.Call:
+        name = _xp_call(expr)
+        if name is not None:
+            return ("ufunc", name) if _ufunc(name) else None
+        func = expr.func
+        if (func.__class__ is ast.Name and not any(k.arg == "out" for k in expr.keywords)
+                and getattr(namespace.get(func.id), "writes_out", False)):
+            return "kernel", func.id
+    return None
+
+
+def _written(expr, text, kind, buffer):
+    """The text of ``expr`` computed into ``buffer``."""
+    def part(node):
+        return text[node.col_offset:node.end_col_offset]
+
+    if kind[0] == "binary":
+        return f"xp.{kind[1]}({part(expr.left)}, {part(expr.right)}, out={buffer})"
+    if kind[0] == "negative":
+        return f"xp.negative({part(expr.operand)}, out={buffer})"
+    call = part(expr)
+    return f"{call[:-1]}, out={buffer})"
+
+
+def _aliases(expr, group_of, namespace):
+    """The groups whose buffer ``expr``'s value may be (a view of), or None where that is not
+    known (every group it reads may then be kept by it)."""
+    cls = expr.__class__
+    if cls is ast.Name:
+        group = group_of.get(expr.id)
+        return {group} if group is not None else set()
+    if cls is ast.Attribute:
+        return _aliases(expr.value, group_of, namespace) if expr.attr in ("T", "mT", "real", "imag") else None
+    if cls is ast.Subscript:
+        return _aliases(expr.value, group_of, namespace)
+    if cls in (ast.BinOp, ast.UnaryOp, ast.Compare, ast.Constant):
+        if cls is ast.BinOp and expr.op.__class__ not in (_ARITHMETIC):
+            return None
+        return set()
+    if cls is ast.Call:
+        func = expr.func
+        for keyword in expr.keywords:
+            if keyword.arg == "out":
+                return _aliases(keyword.value, group_of, namespace)
+        name = _xp_call_name(func)
+        if name is not None:
+            if name == "asarray":
+                copies = any(k.arg == "copy" and isinstance(k.value, ast.Constant) and k.value.value is True
+                             for k in expr.keywords)
+                if copies:
+                    return set()
+            if name in _VIEW_CALLS:
+                return _aliases(expr.args[0], group_of, namespace) if expr.args else None
+            if name in _FRESH_CALLS or _ufunc(name):
+                return set()
+            return None
+        if func.__class__ is ast.Attribute and func.attr in ("reshape", "transpose", "view", "ravel",
+                                                             "squeeze", "swapaxes"):
+            return _aliases(func.value, group_of, namespace)
+        if func.__class__ is ast.Attribute and func.attr in ("copy", "sum", "max", "min", "mean"):
+            return set()
+        if func.__class__ is ast.Name and getattr(namespace.get(func.id), "fresh", False):
+            return set()
+    return None
+
+
+def _xp_call_name(func):
+    if func.__class__ is ast.Attribute and func.value.__class__ is ast.Name and func.value.id == "xp":
+        return func.attr
+    return None
+
+
+def pool(count):
+    """``(_take, _give)`` of one function with ``count`` buffers (see the module docstring)."""
+    sets = {}                           # key -> free buffer sets (lists; the key last)
+
+    def take(key):
+        free = sets.get(key)
+        if free:
+            try:
+                return free.pop()
+            except IndexError:          # (another thread took the last one)
+                pass
+        return [None] * count + [key]
+
+    def give(buffers):
+        key = buffers[-1]
+        free = sets.get(key)
+        if free is None:
+            if len(sets) >= KEYS:
+                try:
+                    del sets[next(iter(sets))]     # the oldest size's sets
+                except (RuntimeError, KeyError, StopIteration):
+                    pass
+            free = sets.setdefault(key, [])
+        free.append(buffers)
+
+    return take, give
+
+
+__all__ = ["keep_buffers", "pool", "MIN_BYTES", "KEEP", "KEYS"]
