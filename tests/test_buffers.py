@@ -79,8 +79,9 @@ def test_large_temporaries_are_kept_and_small_ones_are_not():
     fn = nk.value_and_grad(mlp)
     params = _params()
     with nk.config(compile="always"):
-        big = fn.source(params, _batch(BIG))
         small = fn.source(params, _batch(4))
+        nk.transform.cache_clear()
+        big = fn.source(params, _batch(BIG))
     assert "_B = _take((" in big and "_give(_B)" in big and ", out=_B[" in big
     assert big.index("_give(_B)") < big.index("return ")
     assert "_B" not in small
@@ -201,6 +202,29 @@ def test_one_program_over_several_batch_sizes(monkeypatch):
     with nk.config(compile="always"):
         for n, want in zip(sizes, expected):
             _same(fn(params, _batch(n, seed=n)), want)
+
+
+def test_a_batch_below_the_threshold_runs_the_family_s_program(monkeypatch):
+    # the size thresholds do not split a family: a short last batch takes the program (and
+    # kept buffers of its own size) instead of compiling one
+    fn = nk.value_and_grad(mlp)
+    params = _params()
+    with nk.config(compile="never"):                # the interpreter: the same numbers
+        expected = [fn(params, _batch(n, seed=n)) for n in (BIG, 3, BIG)]
+    compiled = []
+    monkeypatch.setattr(nk.transform.codegen, "_compile", _counting(nk.transform.codegen._compile, compiled))
+    with nk.config(compile="always"):
+        for n, want in zip((BIG, 3, BIG), expected):
+            _same(fn(params, _batch(n, seed=n)), want)
+    assert len(compiled) == 1
+
+
+def _counting(compile_function, calls):
+    def counted(name, params, body, returned, top, program, state):
+        if not state.dry:                       # (a family's comparison writes the source only)
+            calls.append(name)
+        return compile_function(name, params, body, returned, top, program, state)
+    return counted
 
 
 def test_threads_take_their_own_buffers(monkeypatch):

@@ -130,7 +130,7 @@ def _same_dtype(inputs, attrs):
 
 
 # (a mask as a number: NumPy's dy * mask is ~1.5x faster than xp.where(mask, dy, 0))
-RELU = _unary("relu", "xp.maximum(x, 0)", "dy * xp.astype(x > 0, dtype)", "max(x, 0)", dtype=real_only("relu", _same_dtype))
+RELU = _unary("relu", "xp.maximum(x, 0)", "dy * xp.astype(y > 0, dtype)", "max(x, 0)", dtype=real_only("relu", _same_dtype))
 LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x > 0, dy, slope * dy)",
                     "x for x > 0, slope * x otherwise", attrs=("slope",),
                     dtype=real_only("leaky_relu", _same_dtype))

@@ -83,7 +83,7 @@ class Program:
     """
 
     __slots__ = ("forward", "backward", "forward_source", "backward_source", "grad_leaves",
-                 "retained", "filenames", "__weakref__")
+                 "retained", "filenames", "sizes", "__weakref__")
 
     def source(self):
         text = self.forward_source + ("\n" + self.backward_source if self.backward_source else "")
@@ -428,7 +428,7 @@ class _Build:
 # ---- building --------------------------------------------------------------------------------
 
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
-          guards=(), wrt=None, dry=False, shared_grads=False):
+          guards=(), wrt=None, dry=False, shared_grads=False, sizes=None):
     """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
 
     By default (``backward()`` on a root) the last node is the output and, if it
@@ -442,7 +442,10 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     the others are then constants, with no adjoint code). ``dry``: the source only, not
     compiled, as (program, the globals it names besides the standard ones), for comparison
     (``families``). ``shared_grads``: a returned gradient may be a view of another one (a
-    loop's cell: its caller never adds into them in place), not copied.
+    loop's cell: its caller never adds into them in place), not copied. ``sizes``: the
+    element counts the size thresholds of the ``inplace`` and ``buffers`` passes read (a
+    family program's ``Program.sizes``, so that a member of other sizes is written as that
+    program was); by default the graph's own.
     """
     # Code generation makes many small objects and no garbage cycles: the collector, which
     # would walk the whole graph again and again, waits until it is done.
@@ -454,12 +457,12 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
         rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
         if rolled is None:
             result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                            shared_grads, space)
+                            shared_grads, space, sizes)
         else:
             # an unrolled recurrence, built as a loop (the caller's positions kept)
             order, outputs, loss, guards, old = rolled
             result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                            space=space)
+                            space=space, sizes=sizes)
             program = result[0] if dry else result
             program.retained = tuple(old[order[i]] for i in program.retained)
         if space is not None and not dry:
@@ -493,7 +496,7 @@ def _seeded_on(program, space):
 
 
 def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry=False,
-           shared_grads=False, space=None):
+           shared_grads=False, space=None, sizes=None):
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     outputs, loss = passes.outputs_and_loss(order, outputs, loss)
@@ -509,15 +512,18 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
                        for node, name in zip(order, values) if node.key[0] != "weak"}
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
-        state.sizes = {}
-        for i, (node, name) in enumerate(zip(order, values)):
-            state.sizes[name] = state.sizes[f"g{i}"] = math.prod(node.shape)
+        if sizes is None:
+            sizes = {}
+            for i, (node, name) in enumerate(zip(order, values)):
+                sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
+        state.sizes = sizes
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
     out_value = out_names[0] if len(outputs) == 1 else _Seq(out_names)
     guard_names = [values[p] for p, _, _ in guards]
     program = Program()
+    program.sizes = state.sizes             # what the passes' size thresholds read (``families``)
     program.filenames = []
     weakref.finalize(program, _release_files, program.filenames).atexit = False
     program.grad_leaves = program.retained = ()

@@ -188,11 +188,19 @@ def find(member):
             return None
         STATS["compared"] += 1
     from . import codegen
-    try:
-        made, extra = codegen.build(member.order, member.leaves, dry=True, **member.options)
-    except Exception:            # noqa: BLE001 - compiled the usual way, which raises it again
-        return None
+    made_for = {}
     for entry, program in candidates:
+        # written with the program's sizes where its passes read sizes (thresholds): a
+        # member below a threshold the program's sizes crossed still gets that program
+        counts = getattr(program, "sizes", None)
+        found = made_for.get(id(counts))
+        if found is None:
+            try:
+                found = made_for[id(counts)] = codegen.build(member.order, member.leaves, dry=True, sizes=counts,
+                                                             **member.options)
+            except Exception:    # noqa: BLE001 - compiled the usual way, which raises it again
+                return None
+        made, extra = found
         if _same(program, made, extra):
             with _lock:
                 fixed = entry.patterns.get(pattern)

@@ -11,6 +11,7 @@ import pytest
 
 import neuronika as nk
 import neuronika.numpy as nnp
+from neuronika.nn import functional as F
 from neuronika import transform
 from neuronika.transform import codegen, inplace
 
@@ -58,6 +59,16 @@ def test_a_layer_writes_into_the_product(dtype):
     compiled, interpreted, source = both(lambda w, b: nnp.tanh(x @ w + b).sum(), w, b)
     assert_equal_bits(compiled, interpreted)
     assert ", out=" in source
+
+
+def test_relu_runs_in_its_input_s_buffer():
+    # relu's adjoint reads its output's mask (y > 0, the same as x > 0): the pre-activation
+    # is dead after the relu, which writes into it, as a hand-written layer does
+    x, w, b, v = arrays((5, 3), (3, 4), (4,), (4, 2))
+    x[0, 0] = np.nan
+    compiled, interpreted, source = both(lambda w, b, v: (F.relu(x @ w + b) @ v).sum(), w, b, v)
+    assert_equal_bits(compiled, interpreted)
+    assert "xp.maximum(v5, 0, out=v5)" in source and "v6 > 0" in source
 
 
 def test_a_temporary_read_twice_keeps_its_buffer():
