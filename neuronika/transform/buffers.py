@@ -238,6 +238,8 @@ def _aliases(expr, group_of, namespace):
         group = group_of.get(expr.id)
         return {group} if group is not None else set()
     if cls is ast.Attribute:
+        if expr.attr in ("shape", "ndim", "size", "dtype"):
+            return set()                # (no array)
         return _aliases(expr.value, group_of, namespace) if expr.attr in ("T", "mT", "real", "imag") else None
     if cls is ast.Subscript:
         return _aliases(expr.value, group_of, namespace)
