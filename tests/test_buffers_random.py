@@ -30,7 +30,8 @@ def build(recipe, returned):
         for kind, k, i, j in recipe:
             a, b = pool[i % len(pool)], pool[j % len(pool)]
             pool.append(UNARY[k % len(UNARY)](a) if kind == "u" else BINARY[k % len(BINARY)](a, b))
-        loss = nnp.sum(pool[-1] * pool[-1]) + nnp.sum(nnp.tanh(pool[-2]))
+        # (the first value keeps the loss a function of w whatever the recipe)
+        loss = nnp.sum(pool[-1] * pool[-1]) + nnp.sum(nnp.tanh(pool[-2])) + nnp.sum(pool[0]) * 0.1
         return loss, [pool[r % len(pool)] for r in returned]
     return fn
 
@@ -48,6 +49,7 @@ steps = st.lists(st.tuples(st.sampled_from("ub"), st.integers(0, 40), st.integer
 @example(recipe=[("u", 3, 0, 0), ("u", 0, 3, 0)], returned=[3], seed=0, face="value_and_grad")
 @example(recipe=[("u", 4, 0, 0), ("u", 0, 3, 0)], returned=[3], seed=1, face="jit")
 @example(recipe=[("u", 5, 0, 0), ("u", 0, 3, 0)], returned=[3], seed=2, face="value_and_grad")
+@example(recipe=[("u", 0, 1, 0), ("u", 0, 1, 0)], returned=[0], seed=0, face="imperative")
 @given(recipe=steps, returned=st.lists(st.integers(0, 40), min_size=1, max_size=4), seed=st.integers(0, 2 ** 16),
        face=st.sampled_from(["value_and_grad", "jit", "imperative"]))
 def test_random_programs_with_kept_buffers(recipe, returned, seed, face):
