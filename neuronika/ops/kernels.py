@@ -756,12 +756,19 @@ def _largest_unsigned(t):
     return np.maximum.reduce(t.view(_UNSIGNED.get(t.dtype, t.dtype)), axis=None, initial=0)
 
 
+#: The targets ``check_class_index`` scanned last in this thread and their largest entry read as
+#: unsigned: the class kernels of the same program read it instead of scanning them again.
+_CHECKED = threading.local()
+
+
 def check_class_index(t, classes, ignore_index, loss):
     """``t`` itself, once every entry is a class index in [0, classes) or equals ignore_index."""
     if not isinstance(t, (np.ndarray, np.generic)):      # another library's (called when a loss is built)
         check_class_index(_backend.to_numpy(t), classes, ignore_index, loss)
         return t
-    if t.size and _largest_unsigned(t) >= classes:
+    largest = _largest_unsigned(t) if t.size else 0
+    _CHECKED.last = (t, largest)
+    if largest >= classes:
         t = np.asarray(t)
         bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
         if bad.any():
@@ -861,7 +868,9 @@ def _class_positions(a, t, ignore_index):
     dimensions a C-contiguous ``a`` is indexed flat: one offset array, ~6x faster than
     NumPy's indexing with an integer array per axis."""
     keep = None                         # (the common case: every target a class, nothing to mask)
-    if 0 <= ignore_index < a.shape[1] or _largest_unsigned(t) >= a.shape[1]:
+    last = getattr(_CHECKED, "last", None)
+    largest = last[1] if last is not None and last[0] is t else None
+    if 0 <= ignore_index < a.shape[1] or (_largest_unsigned(t) if largest is None else largest) >= a.shape[1]:
         keep = t != ignore_index
         keep = None if keep.all() else keep
     safe = t if keep is None else t * keep

@@ -268,3 +268,18 @@ def test_nll_loss_under_vmap_and_array_api_strict(reduction):
     want, g_want = nk.value_and_grad(lambda v: fn(v, t[0]).sum())(x[0])
     np.testing.assert_allclose(float(value), want, rtol=1e-13)
     np.testing.assert_allclose(np.asarray(g), g_want, rtol=1e-13)
+
+
+def test_the_class_kernels_reuse_the_checked_scan_only_for_those_targets():
+    from neuronika.ops import kernels
+    logits = np.zeros((3, 3))
+    t = np.array([0, 1, 2])
+    kernels.check_class_index(t, 3, -100, "cross_entropy")
+    other = np.array([0, -100, 2])                  # not the targets checked: scanned
+    keep, _, _ = kernels._class_positions(logits, other, -100)
+    assert keep is not None and keep.tolist() == [True, False, True]
+    assert kernels._class_positions(logits, t, -100)[0] is None
+    t[1] = -100                                     # changed, and checked again by the next program
+    kernels.check_class_index(t, 3, -100, "cross_entropy")
+    keep, _, _ = kernels._class_positions(logits, t, -100)
+    assert keep is not None and keep.tolist() == [True, False, True]
