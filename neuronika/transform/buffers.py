@@ -60,8 +60,9 @@ _KINDS = {"matmul": "matmul", "binary": "elementwise", "ufunc": "elementwise", "
 
 
 class _Group:
-    """A kept buffer's values: the first made (``first``, at line ``start``), the names
-    that alias it, the last line that reads any of them."""
+    """The values that live in one kept buffer: made at line ``start``, then ``names`` (views of
+    it, values written into it); ``end``: the last line reading any of them; ``kind``: what may
+    share its buffer; ``slot``: the buffer's number."""
 
     __slots__ = ("start", "end", "names", "escaped", "kind", "slot")
 
@@ -100,13 +101,15 @@ def keep_buffers(lines, keep, known, sizes, params, namespace):
         if not read and not candidate:
             continue
         expr = None
-        if simple:
+        if simple or line.aug and "\n" not in text:
             try:
                 expr = ast.parse(text).body[0].value
             except SyntaxError:
                 pass
         for group in read:
             group.end = index
+        if line.aug and expr is not None:
+            continue                        # ``a += ...`` writes into a: what it reads is only read
         if expr is None:
             for group in read:
                 group.escaped = True
@@ -254,6 +257,8 @@ def _aliases(expr, group_of, namespace):
                 return _aliases(keyword.value, group_of, namespace)
         name = _xp_call_name(func)
         if name is not None:
+            if name == "astype" and any(k.arg == "copy" for k in expr.keywords):
+                return None                 # (copy=False may hand back its argument)
             if name == "asarray":
                 copies = any(k.arg == "copy" and isinstance(k.value, ast.Constant) and k.value.value is True
                              for k in expr.keywords)
