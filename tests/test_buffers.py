@@ -97,6 +97,7 @@ def test_a_value_a_statement_may_keep_is_not_kept():
         text = nk.grad(net).source(w, x)
     relu = next(line for line in text.splitlines() if "xp.maximum(" in line)
     assert "_B[" not in relu
+    assert "conv_forward(x1, p0, (1, 1), (1, 1), 1, out=_B[0])" in text     # (the pass ran)
 
 
 # ---- same values, and nothing the caller holds is overwritten ------------------------------------
@@ -257,9 +258,14 @@ def test_the_pool_hands_each_call_its_own_set():
     give(a)
     assert take(((4,),)) is a               # handed back: used again
     assert take(((4,),)) is not b           # b was never given back (a call that raised)
-    for size in range(buffers.KEYS + 2):     # only the newest KEYS sizes keep their sets
+    first = take(((0,),))
+    give(first)
+    for size in range(1, buffers.KEYS + 1):  # only the newest KEYS sizes keep their sets
         give(take(((size,),)))
-    assert take(((0,),))[-1] == ((0,),)
+    again = take(((0,),))
+    assert again is not first and again[-1] == ((0,),)
+    give(again)
+    assert take(((0,),)) is again
 
 
 def test_switched_off_nothing_is_kept(monkeypatch):

@@ -862,15 +862,19 @@ def _positions(n):
     return _kept(n, lambda: np.arange(n))
 
 
+def _largest_checked(t):
+    """``_largest_unsigned(t)``, from ``check_class_index``'s scan where it scanned this array."""
+    last = getattr(_CHECKED, "last", None)
+    return last[1] if last is not None and last[0] is t else _largest_unsigned(t)
+
+
 def _class_positions(a, t, ignore_index):
     """Whether each target is kept (None: every one), a view of ``a`` (N, C, d1, ...) and the
     index into it of the entries the targets pick along axis 1 (an ignored target picks class 0). Beyond two
     dimensions a C-contiguous ``a`` is indexed flat: one offset array, ~6x faster than
     NumPy's indexing with an integer array per axis."""
     keep = None                         # (the common case: every target a class, nothing to mask)
-    last = getattr(_CHECKED, "last", None)
-    largest = last[1] if last is not None and last[0] is t else None
-    if 0 <= ignore_index < a.shape[1] or (_largest_unsigned(t) if largest is None else largest) >= a.shape[1]:
+    if 0 <= ignore_index < a.shape[1] or _largest_checked(t) >= a.shape[1]:
         keep = t != ignore_index
         keep = None if keep.all() else keep
     safe = t if keep is None else t * keep

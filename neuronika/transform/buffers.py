@@ -49,26 +49,18 @@ _VIEW_CALLS = frozenset({"reshape", "transpose", "permute_dims", "expand_dims", 
 #: calls of ``xp`` that make a new array (besides ufuncs)
 _FRESH_CALLS = frozenset({"sum", "max", "min", "mean", "prod", "argmax", "argmin", "var", "std", "where",
                           "astype", "matmul", "cumsum", "any", "all", "zeros_like", "ones_like", "empty_like",
-                          "logsumexp", "concatenate", "stack"})
-_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.MatMult, ast.Pow, ast.FloorDiv, ast.Mod,
-               ast.BitAnd, ast.BitOr, ast.BitXor)
-
-
-#: which makers' buffers may be shared (alike in layout): products, elementwise results, kernels
-_KINDS = {"matmul": "matmul", "binary": "elementwise", "ufunc": "elementwise", "negative": "elementwise",
-          "kernel": "kernel"}
+                          "concatenate", "stack"})
 
 
 class _Group:
-    """The values that live in one kept buffer: made at line ``start``, then ``names`` (views of
-    it, values written into it); ``end``: the last line reading any of them; ``kind``: what may
-    share its buffer; ``slot``: the buffer's number."""
+    """The values that live in one kept buffer (the one made at line ``start``, views of it,
+    values written into it): ``end``, the last line reading any of them; ``kind``, what may
+    share its buffer; ``slot``, the buffer's number."""
 
-    __slots__ = ("start", "end", "names", "escaped", "kind", "slot")
+    __slots__ = ("start", "end", "escaped", "kind", "slot")
 
     def __init__(self, start, kind):
         self.start = self.end = start
-        self.names = []
         self.escaped = False
         self.kind = kind
         self.slot = None
@@ -126,7 +118,6 @@ def keep_buffers(lines, keep, known, sizes, params, namespace):
                         group.escaped = True
                 else:
                     (group,) = aliased
-                    group.names.append(target)
                     group_of[target] = group
                 continue
         if not candidate or target in keep:
@@ -142,13 +133,14 @@ def keep_buffers(lines, keep, known, sizes, params, namespace):
         if own is not None and own[1].__class__ is not type:
             if sizes[target] * own[1].itemsize < MIN_BYTES:
                 continue
-            shared = (_KINDS.get(kind[1], kind[0]) if kind[0] == "binary" else _KINDS.get(kind[0]),) + tuple(own)
+            # products, elementwise results and kernels share among themselves (alike in layout)
+            maker = "matmul" if kind[-1] == "matmul" else "kernel" if kind[0] == "kernel" else "elementwise"
+            shared = (maker,) + tuple(own)
         elif sizes[target] * 4 < MIN_BYTES:
             continue
         else:
             shared = (index,)               # a kernel's result of unknown type: its own buffer
         group = _Group(index, shared)
-        group.names.append(target)
         group_of[target] = group
         groups.append(group)
         made[index] = (group, expr, kind)
@@ -247,9 +239,7 @@ def _aliases(expr, group_of, namespace):
     if cls is ast.Subscript:
         return _aliases(expr.value, group_of, namespace)
     if cls in (ast.BinOp, ast.UnaryOp, ast.Compare, ast.Constant):
-        if cls is ast.BinOp and expr.op.__class__ not in (_ARITHMETIC):
-            return None
-        return set()
+        return set()                    # (an operator's result is a new array)
     if cls is ast.Call:
         func = expr.func
         for keyword in expr.keywords:
