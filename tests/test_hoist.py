@@ -124,6 +124,72 @@ def test_a_rolled_python_loop_moves_its_input_product_out(unmoved):
         close(f(Wx, Wh, b, X[:25])[1][0], unmoved(f, Wx, Wh, b, X[:25])[1][0])
 
 
+def test_a_sum_adds_its_carry_free_terms_before_the_loop(unmoved):
+    # x_t @ Wx + h @ Wh + b: (x_t @ Wx + b) for every step before the loop, so a step adds
+    # once, and b's gradient is one sum after the backward loop, not a sum and an addition
+    # per step
+    Wx, Wh, b, X, h0 = data(T=30, seed=7)
+
+    def rnn(Wx, Wh, b, X):
+        h = (X[0] @ Wx + b).tanh()
+        for t in range(1, X.shape[0]):
+            h = (X[t] @ Wx + h @ Wh + b).tanh()
+        return (h * h).mean()
+
+    def scanned(Wx, Wh, b, X):
+        return (nk.scan(lambda h, x: ((x @ Wx + h @ Wh + b).tanh(), None), h0, X)[0] ** 2).mean()
+
+    for fn in (scanned, rnn):
+        f = nk.value_and_grad(fn, argnums=(0, 1, 2))
+        want = unmoved(f, Wx, Wh, b, X)
+        with nk.config(compile="always"):
+            got = f(Wx, Wh, b, X)
+            forward, backward = sections(f.source(Wx, Wh, b, X))["cell_0"].split("def backward")
+        assert forward.count(" + ") == 1 and "xp.sum" not in backward
+        close(got[0], want[0])
+        for g, w in zip(got[1], want[1]):
+            close(g, w)
+    for _ in range(3):                      # imperative: rnn's loop rolled in backward()
+        params = [nk.from_ndarray(a.copy()).requires_grad() for a in (Wx, Wh, b)]
+        loss = rnn(*params, nk.from_ndarray(X))
+        loss.backward()
+        close(loss.data, want[0])
+        for p, w in zip(params, want[1]):
+            close(p.grad, w)
+
+
+@pytest.mark.parametrize("case", ["broadcast", "shared", "mixed dtypes", "subtracted"])
+def test_sums_regrouped_or_left_give_the_loop_s_values(unmoved, case):
+    Wx, Wh, b, X, h0 = data(T=9, B=3, D=4, H=5, seed=8)
+    c = RNG.standard_normal((1, 5))
+
+    def cell(h, x):
+        a = x @ Wx + h @ Wh
+        if case == "broadcast":             # three carry-free terms of three shapes
+            return (a + b + x.sum(axis=1, keepdims=True) + c).tanh(), None
+        if case == "shared":                # a is read twice: it stays one sum
+            return (a + b).tanh() + a * 0.1, None
+        if case == "mixed dtypes":          # a float32 bias: the float64 sum is not regrouped
+            return (a + b.astype(np.float32)).tanh(), None
+        return (x @ Wx - h @ Wh + b).tanh(), None   # a difference: left as it is
+
+    def loss(Wx, Wh, b, X):
+        return (nk.scan(cell, h0, X)[0] ** 2).sum()
+
+    f = nk.value_and_grad(loss, argnums=(0, 1, 2, 3))
+    want = unmoved(f, Wx, Wh, b, X)
+    with nk.config(compile="always"):
+        got = f(Wx, Wh, b, X)
+        forward = sections(f.source(Wx, Wh, b, X))["cell_0"].split("def backward")[0]
+    if case == "broadcast":
+        assert forward.count(" + ") == 1
+    close(got[0], want[0])
+    for g, w in zip(got[1], want[1]):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        close(g, w)
+    check_grads(loss, Wx, Wh, b, X[:3], order=2, rtol=1e-5, atol=1e-7)
+
+
 def test_draws_ops_without_a_batching_rule_and_views_stay_in_the_cell():
     X, A = RNG.standard_normal((6, 3)), RNG.standard_normal((3, 3)) + 3 * np.eye(3)
 

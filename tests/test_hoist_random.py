@@ -21,7 +21,8 @@ UNARY = [lambda v: v.tanh(), lambda v: v.sin(), lambda v: v * 0.5, lambda v: v.s
          lambda v: v * (v * v).sum(axis=1, keepdims=True) * 0.1, lambda v: v.T.T,
          lambda v: v.softmax(1), lambda v: v[:, ::-1]]
 BINARY = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b * 0.5,
-          lambda a, b: (a @ b.T).tanh() @ b * 0.1]
+          lambda a, b: (a @ b.T).tanh() @ b * 0.1,
+          lambda a, b: a + b + (a * 0.3).sin()]      # a sum regrouped where a is carry-free
 
 
 def build_cell(recipe, W):

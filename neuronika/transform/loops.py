@@ -184,13 +184,9 @@ def _stays(node, stepwise):
     return stepwise and op.batch is None and not op.elementwise
 
 
-def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
-    """The cell's graph with the work that depends on no carry moved out of the loop (see
-    above): ``root`` (the pack of its outputs) over ``leaves`` (carries, one step of each x,
-    constants; ``in_specs`` theirs), whose values are ``outer`` (the loop's inputs: initial
-    carries, whole xs of ``steps`` steps, constants). Returns ``(root, leaves, in_specs, n_x,
-    n_const, outer, made)``, ``made`` the new nodes outside the loop in creation order; or
-    None where nothing is worth moving."""
+def _roles(root, leaves, n_carry, n_x):
+    """The cell's nodes in order, those that stay in the loop (they read a carry, or
+    ``_stays``) and those that read one step of an x."""
     order, _, _ = linearize(root)
     staying = set(leaves[:n_carry])
     stepwise = set(leaves[n_carry:n_carry + n_x])
@@ -202,6 +198,76 @@ def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
             stepwise.add(node)
         if any(i in staying for i in node.inputs) or _stays(node, reads_x):
             staying.add(node)
+    return order, staying, stepwise
+
+
+def _regrouped(root, order, staying):
+    """The cell with each sum of terms (a chain of float additions of one dtype whose inner
+    sums nothing else reads) that adds two or more terms independent of the carries apart
+    from each other, regrouped to add those first: ``x_t @ Wx + h @ Wh + b`` becomes
+    ``(x_t @ Wx + b) + h @ Wh``, whose first sum then moves out of the loop with the rest of
+    the carry-free work (one addition per step fewer, and b's gradient one sum after the
+    loop instead of a sum and an addition per step). The terms keep their order within each
+    group; the regrouped sum rounds differently, as hoisting's batched products do.
+    ``root`` itself where no sum gains."""
+    readers = {}
+    for node in order:
+        for i in node.inputs:
+            readers.setdefault(i, []).append(node)
+
+    def inner(node, dtype):         # an addition that dissolves into its reader's sum
+        return (node.op is not None and node.op.name == "add" and node.dtype == dtype
+                and len(readers.get(node, ())) == 1 and readers[node][0].op.name == "add"
+                and readers[node][0].dtype == dtype)
+
+    plans = {}
+    for node in order:
+        if (node.op is None or node.op.name != "add" or node not in staying
+                or node.dtype.kind not in "fc" or inner(node, node.dtype)):
+            continue
+        terms, sums, stack = [], [], [node]
+        while stack:
+            n = stack.pop()
+            if n is node or inner(n, node.dtype):
+                sums.append(n)
+                stack.extend(reversed(n.inputs))
+            else:
+                terms.append(n)
+        free = [t for t in terms if t not in staying]
+        if (len(free) < 2 or any(t.dtype != node.dtype for t in terms)
+                or sum(1 for n in sums if n not in staying) >= len(free) - 1):
+            continue
+        plans[node] = (free, [t for t in terms if t in staying])
+    if not plans:
+        return root
+    new = {}
+    for node in order:
+        if node in plans:
+            free, bound = plans[node]
+            total = new.get(free[0], free[0])
+            for term in free[1:] + bound:
+                total = _made(OPS["add"], (total, new.get(term, term)))
+            if tuple(total.shape) != tuple(node.shape):
+                return root
+            new[node] = total
+        elif node.op is not None and any(i in new for i in node.inputs):
+            inputs = tuple(new.get(i, i) for i in node.inputs)
+            new[node] = _clone(node, inputs) if node is not root else apply(OPS["pack"], inputs, root.attrs)
+    return new[root]
+
+
+def hoisted(root, leaves, in_specs, n_carry, n_x, outer, steps):
+    """The cell's graph with the work that depends on no carry moved out of the loop (see
+    above): ``root`` (the pack of its outputs) over ``leaves`` (carries, one step of each x,
+    constants; ``in_specs`` theirs), whose values are ``outer`` (the loop's inputs: initial
+    carries, whole xs of ``steps`` steps, constants). Returns ``(root, leaves, in_specs, n_x,
+    n_const, outer, made)``, ``made`` the new nodes outside the loop in creation order; or
+    None where nothing is worth moving."""
+    order, staying, stepwise = _roles(root, leaves, n_carry, n_x)
+    regrouped = _regrouped(root, order, staying)
+    if regrouped is not root:
+        root = regrouped
+        order, staying, stepwise = _roles(root, leaves, n_carry, n_x)
     # what the cell keeps reading: values it can compute before the loop, with real work in
     # them (a view of an x alone is already the cheapest read)
     worth = {}
