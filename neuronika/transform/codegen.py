@@ -34,7 +34,7 @@ import gast
 import numpy as np
 
 from ..ops import ZERO, Ctx, Grad
-from . import buffers, fuse, inplace, passes
+from . import buffers, fuse, inplace, passes, products
 from .passes import Line
 from .. import backend
 from ..graph import collector_paused
@@ -412,6 +412,7 @@ class _Build:
         self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
         self.known = None          # name -> (shape, dtype) for ``inplace``, NumPy programs only
         self.sizes = None          # name -> at most how many elements (values and gradients)
+        self.types = None          # name -> (shape, dtype) of values and gradients, for ``products``
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -517,6 +518,9 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
             for i, (node, name) in enumerate(zip(order, values)):
                 sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
         state.sizes = sizes
+        state.types = dict(state.known)
+        for i, node in enumerate(order):
+            state.types[f"g{i}"] = (tuple(node.shape), node.dtype)
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -1107,6 +1111,8 @@ def _compile(name, params, body, returned, top, program, state):
         if count:
             namespace["_take"], namespace["_give"] = buffers.pool(count)
             keep = keep + ["_B"]
+    if state.known is not None:
+        body = products.small_products(body, state.types, state.sizes)
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),
                                     _return_text(returned, top, str))]

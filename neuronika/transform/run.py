@@ -646,7 +646,7 @@ def source(root) -> str:
     >>> w = neuronika.ones((3, 2)).requires_grad()
     >>> print(neuronika.transform.source(x.mm(w).tanh().sum()))
     def forward(x0, p1):
-        v2 = x0 @ p1
+        v2 = xp.dot(x0, p1)
         v3 = xp.tanh(v2)
         del v2
         v4 = xp.sum(v3)
@@ -654,7 +654,7 @@ def source(root) -> str:
     <BLANKLINE>
     def backward(seed, v3, x0):
         g2 = seed * (1 - v3 * v3)
-        g1 = x0.T @ g2
+        g1 = xp.dot(x0.T, g2)
         del g2
         return g1,
     <BLANKLINE>

@@ -19,7 +19,7 @@ def test_tiny_reads_like_the_design_example():
     b = neuronika.rand(8).requires_grad()
     assert (x.mm(w) + b).tanh().sum().source() == (
         "def forward(x0, p1, p2):\n"
-        "    v3 = x0 @ p1\n"
+        "    v3 = xp.dot(x0, p1)\n"
         "    v4 = v3 + p2\n"
         "    del v3\n"
         "    v5 = xp.tanh(v4)\n"
@@ -30,7 +30,7 @@ def test_tiny_reads_like_the_design_example():
         "def backward(seed, v5, x0):\n"
         "    g4 = seed * (1 - v5 * v5)\n"
         "    g2 = xp.sum(g4, axis=0)\n"
-        "    g1 = x0.T @ g4\n"
+        "    g1 = xp.dot(x0.T, g4)\n"
         "    del g4\n"
         "    return g1, g2\n")
 
