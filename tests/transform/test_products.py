@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import neuronika as nk
 from neuronika.testing import check_grads
@@ -122,3 +124,29 @@ def test_a_batch_across_the_threshold_runs_the_family_s_program(monkeypatch):
             np.testing.assert_allclose(value, np.tanh(x @ w).sum(), rtol=1e-13)
             np.testing.assert_allclose(grad, x.T @ (1 - np.tanh(x @ w) ** 2), rtol=1e-12)
     assert len(compiled) == 1
+
+
+@pytest.mark.filterwarnings("ignore:value_and_grad.*has been traced")    # (a shape per example)
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 24), k=st.integers(1, 24), n=st.integers(1, 24),
+       layout=st.sampled_from(["NN", "TN", "NT", "TT"]), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 16))
+def test_random_small_products_give_the_matmul_s_values_and_gradients(m, k, n, layout, dtype, seed):
+    # operands as they come (a transposed array is an F-ordered one): dot and @ agree, forward
+    # and in both gradients, with the pass on and off
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if layout[0] == "T" else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if layout[1] == "T" else (k, n)).astype(dtype)
+    a, b = (a.T if layout[0] == "T" else a), (b.T if layout[1] == "T" else b)
+    f = nk.value_and_grad(lambda a, b: ((a @ b).tanh() @ b.T).sum(), argnums=(0, 1))
+    with nk.config(compile="always"):
+        got = f(a, b)
+        assert "xp.dot(" in f.source(a, b)
+    y = np.tanh(a @ b)
+    d = 1 - y * y
+    want_a = (d * (np.ones((m, k), dtype) @ b)) @ b.T
+    want_b = a.T @ (d * (np.ones((m, k), dtype) @ b)) + np.ones((k, m), dtype) @ y
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype is np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(got[0], (y @ b.T).sum(), **tol)
+    np.testing.assert_allclose(got[1][0], want_a, **tol)
+    np.testing.assert_allclose(got[1][1], want_b, **tol)
