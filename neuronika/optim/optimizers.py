@@ -155,6 +155,22 @@ class SGD(_Base):
     def _adds_into_gradient(self, group):
         return super()._adds_into_gradient(group) or group["nesterov"]
 
+    def step(self) -> None:
+        # plain SGD (no momentum, decay or penalty): w -= lr * g inline, one call fewer per
+        # parameter (a fifth of a small model's update)
+        if all(g["momentum"] == 0 and g["weight_decay"] == 0 and g.get("penalty") is None
+               for g in self.param_groups):
+            refuse_inside_trace(f"{type(self).__name__}.step()")
+            for group in self.param_groups:
+                lr = group["lr"]
+                for p in group["params"]:
+                    grad = grad_or_none(p)
+                    if grad is not None:
+                        data = p.data
+                        data -= lr * grad
+            return
+        super().step()
+
     def _update(self, p, group, grad):
         if group["weight_decay"] != 0:
             grad += group["weight_decay"] * p.data

@@ -183,7 +183,7 @@ def test_trajectory_matches_torch(cls, kw):
     np.testing.assert_allclose(got[1], tb.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-GROUP_CASES = [(SGD, dict(lr=0.05, momentum=0.9)), (Adam, dict()), (RMSprop, dict(centered=True)),
+GROUP_CASES = [(SGD, dict(lr=0.05, momentum=0.9)), (SGD, dict(lr=0.05)), (Adam, dict()), (RMSprop, dict(centered=True)),
                (Adagrad, dict(lr_decay=0.1)), (AdamW, dict()), (Adamax, dict())]
 
 
@@ -210,6 +210,23 @@ def test_group_overrides_other_options():
     assert set(opt.state) == {opt.param_groups[0]["params"][0]}
 
 
+def test_plain_sgd_beside_a_group_with_momentum():
+    # plain SGD runs its own loop (no momentum, decay or penalty in any group); a group with
+    # momentum sends every group through the general update, with the same numbers
+    for momentum in (0.0, 0.9):
+        w, b = make()
+        opt = SGD([{"params": [w], "lr": 0.1}, {"params": [b], "momentum": momentum}], lr=0.05)
+        arrays = [w.data, b.data]
+        for _ in range(2):
+            opt.zero_grad()
+            backward(w, b)
+            opt.step()
+        assert w.data is arrays[0] and b.data is arrays[1]          # in place
+        w1 = W0 - 0.1 * 2 * C * W0
+        np.testing.assert_allclose(w.data, w1 - 0.1 * 2 * C * w1, rtol=1e-6)
+        np.testing.assert_allclose(b.data, B0 - 0.05 * D - 0.05 * (1 + momentum) * D, rtol=1e-6)
+
+
 def test_model_parameters_and_in_place():
     w, b = make()
     loss = (w * w * nk.from_ndarray(C)).sum() + (b * nk.from_ndarray(D)).sum()
@@ -222,7 +239,7 @@ def test_model_parameters_and_in_place():
     assert not np.array_equal(w.data, W0) and not np.array_equal(b.data, B0)
 
 
-@pytest.mark.parametrize("cls,kw", [(SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
+@pytest.mark.parametrize("cls,kw", [(SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1)), (SGD, dict(lr=0.1)),
                                     (Adam, dict(weight_decay=0.1)), (AdamW, dict()),
                                     (RMSprop, dict(weight_decay=0.1)), (Adagrad, dict(weight_decay=0.1)),
                                     (Adamax, dict(weight_decay=0.1))],
