@@ -34,7 +34,7 @@ import gast
 import numpy as np
 
 from ..ops import ZERO, Ctx, Grad
-from . import buffers, fuse, inplace, passes, products
+from . import buffers, fuse, inplace, passes, products, views
 from .passes import Line
 from .. import backend
 from ..graph import collector_paused
@@ -1101,6 +1101,7 @@ def _compile(name, params, body, returned, top, program, state):
     namespace["check_finite"] = check_finite
     namespace["Retrace"] = Retrace
     keep = _returned_names(returned)
+    body = views.merged_views(body, keep)
     if state.fuse is not None:
         body = state.fuse(body, keep, state.label)
     if state.known is not None:
