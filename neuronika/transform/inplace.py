@@ -203,15 +203,10 @@ def reuse_buffers(lines, keep, known, sizes):
     ``known``: name -> (shape, dtype) of the graph's values and the seed; ``sizes``: name -> at
     most how many elements it holds (values and gradients). Only statements that assign
     ``MIN_ELEMENTS`` or more, and assign a value read once or read one, are parsed."""
-    from .passes import Line
+    from .passes import Line, reads_and_writes
     if len(lines) > MAX_LINES:
         return lines
-    uses, stores = dict.fromkeys(keep, 2), {}
-    for line in lines:
-        for name in line.loads:
-            uses[name] = uses.get(name, 0) + 1
-        for name in line.stores:
-            stores[name] = stores.get(name, 0) + 1
+    uses, stores = reads_and_writes(lines, keep)
     once = {name for name, count in uses.items() if count == 1 and stores.get(name) == 1}
     types = _Types(dict(known))
     owned = set()

@@ -146,6 +146,18 @@ class Line:
         return f"Line({self.text!r})"
 
 
+def reads_and_writes(lines, keep):
+    """(uses, stores): how many statements of ``lines`` read each name (a name in ``keep``,
+    read after the last line, counts two more) and how many assign it."""
+    uses, stores = dict.fromkeys(keep, 2), {}
+    for line in lines:
+        for name in line.loads:
+            uses[name] = uses.get(name, 0) + 1
+        for name in line.stores:
+            stores[name] = stores.get(name, 0) + 1
+    return uses, stores
+
+
 def delete(names):
     """``del a, b`` (sorted), as a Line."""
     if len(names) > 1:

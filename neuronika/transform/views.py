@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ast
 
-from .passes import Line
+from .passes import Line, reads_and_writes
 
 _MARKS = (".T", "xp.reshape(", "xp.permute_dims(")
 
@@ -69,12 +69,7 @@ def merged_views(lines, keep):
     source (see the module docstring); ``keep``: the names read after the last line."""
     if not any(mark in line.text for line in lines for mark in _MARKS):
         return lines
-    uses, stores = dict.fromkeys(keep, 2), {}
-    for line in lines:
-        for name in line.loads:
-            uses[name] = uses.get(name, 0) + 1
-        for name in line.stores:
-            stores[name] = stores.get(name, 0) + 1
+    uses, stores = reads_and_writes(lines, keep)
     made = {}           # name -> (its view, the position of the statement that made it)
     out = list(lines)
     dropped = set()
