@@ -412,7 +412,7 @@ class _Build:
         self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
         self.known = None          # name -> (shape, dtype) for ``inplace``, NumPy programs only
         self.sizes = None          # name -> at most how many elements (values and gradients)
-        self.types = None          # name -> (shape, dtype) of values and gradients, for ``products``
+        self.order = None          # the graph's nodes (a gradient g<i>'s rank and dtype, for ``products``)
 
     def label(self, fn):
         found = self.labels.get(id(fn))
@@ -518,9 +518,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
             for i, (node, name) in enumerate(zip(order, values)):
                 sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
         state.sizes = sizes
-        state.types = dict(state.known)
-        for i, node in enumerate(order):
-            state.types[f"g{i}"] = (tuple(node.shape), node.dtype)
+        state.order = order
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
     out_names = [values[i] for i in outputs]
@@ -1113,7 +1111,7 @@ def _compile(name, params, body, returned, top, program, state):
             namespace["_take"], namespace["_give"] = buffers.pool(count)
             keep = keep + ["_B"]
     if state.known is not None:
-        body = products.small_products(body, state.types, state.sizes)
+        body = products.small_products(body, state.known, state.sizes, state.order)
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),
                                     _return_text(returned, top, str))]

@@ -21,43 +21,42 @@ True
 """
 from __future__ import annotations
 
-import ast
+import re
 
 from .passes import Line, reads_and_writes
 
+# the three views as the templates write them (over a name; a shape that is a name or a
+# literal tuple); matched, not parsed: the pass reads every statement of long programs
 _MARKS = (".T", "xp.reshape(", "xp.permute_dims(")
+_TRANSPOSE = re.compile(r"(\w+) = (\w+)\.T")
+_RESHAPE = re.compile(r"(\w+) = xp\.reshape\((\w+), (\w+|\([-\d, ]*\))\)")
+_PERMUTE = re.compile(r"(\w+) = xp\.permute_dims\((\w+), \(([\d, ]*)\)\)")
 
 
-def _view(expr):
-    """(kind, source name, detail) of a view expression over a name: ('T', name, None),
-    ('reshape', name, the shape's node), ('permute', name, the axes); else None."""
-    if expr.__class__ is ast.Attribute and expr.attr == "T" and expr.value.__class__ is ast.Name:
-        return "T", expr.value.id, None
-    if (expr.__class__ is not ast.Call or expr.keywords or len(expr.args) != 2
-            or expr.func.__class__ is not ast.Attribute or expr.func.value.__class__ is not ast.Name
-            or expr.func.value.id != "xp" or expr.args[0].__class__ is not ast.Name):
-        return None
-    name, detail = expr.args[0].id, expr.args[1]
-    if expr.func.attr == "reshape":
-        return "reshape", name, detail
-    if expr.func.attr == "permute_dims":
-        try:
-            axes = ast.literal_eval(detail)
-        except ValueError:
-            return None
-        return "permute", name, tuple(axes)
+def _view(text):
+    """(target, (kind, source name, detail)) of a view statement: ('T', name, None),
+    ('reshape', name, the shape's text), ('permute', name, the axes); else None."""
+    found = _TRANSPOSE.fullmatch(text)
+    if found is not None:
+        return found[1], ("T", found[2], None)
+    found = _RESHAPE.fullmatch(text)
+    if found is not None:
+        return found[1], ("reshape", found[2], found[3])
+    found = _PERMUTE.fullmatch(text)
+    if found is not None:
+        return found[1], ("permute", found[2], tuple(int(a) for a in found[3].split(",") if a.strip()))
     return None
 
 
-def _composed(inner, outer, text):
+def _composed(inner, outer):
     """The text of the view ``outer`` applied to ``inner``'s result, taken from ``inner``'s
-    source directly, or None where the two do not compose. ``text``: ``outer``'s statement."""
+    source directly, or None where the two do not compose."""
     kind, source, detail = inner
     outer_kind, _, outer_detail = outer
     if kind == "T" and outer_kind == "T":
         return source
     if kind == "reshape" and outer_kind == "reshape":
-        return f"xp.reshape({source}, {text[outer_detail.col_offset:outer_detail.end_col_offset]})"
+        return f"xp.reshape({source}, {outer_detail})"
     if kind == "permute" and outer_kind == "permute" and len(detail) == len(outer_detail):
         axes = tuple(detail[a] for a in outer_detail)
         return source if axes == tuple(range(len(axes))) else f"xp.permute_dims({source}, {axes})"
@@ -67,38 +66,33 @@ def _composed(inner, outer, text):
 def merged_views(lines, keep):
     """``lines`` with each view of a view that nothing else reads taken from the first view's
     source (see the module docstring); ``keep``: the names read after the last line."""
-    if not any(mark in line.text for line in lines for mark in _MARKS):
-        return lines
+    found = {}          # position -> the view its statement makes
+    for k, line in enumerate(lines):
+        if line.target is not None and not line.aug and any(mark in line.text for mark in _MARKS):
+            view = _view(line.text)
+            if view is not None and view[0] == line.target:
+                found[k] = view
+    targets = {view[0] for view in found.values()}
+    if not any(view[1][1] in targets for view in found.values()):
+        return lines                    # no view of a view
     uses, stores = reads_and_writes(lines, keep)
     made = {}           # name -> (its view, the position of the statement that made it)
     out = list(lines)
     dropped = set()
-    for k, line in enumerate(lines):
-        target, text = line.target, line.text
-        if target is None or line.aug or "\n" in text or not text.startswith(target + " = ") \
-                or not any(mark in text for mark in _MARKS):
-            continue
-        try:
-            expr = ast.parse(text).body[0].value
-        except SyntaxError:
-            continue
-        view = _view(expr)
-        if view is None:
-            continue
+    for k, (target, view) in found.items():
+        line = lines[k]
         source = view[1]
-        found = made.get(source)
-        if (found is not None and uses.get(source) == 1 and source not in keep
-                and stores.get(found[0][1], 0) <= 1):
-            new = _composed(found[0], view, text)
+        before = made.get(source)
+        if (before is not None and uses.get(source) == 1 and source not in keep
+                and stores.get(before[0][1], 0) <= 1):
+            new = _composed(before[0], view)
             if new is not None:
-                inner = found[0][1]
-                loads = [inner] + [n for n in line.loads if n != source]
+                origin = before[0][1]
+                loads = [origin] + [n for n in line.loads if n != source]
                 out[k] = line = Line(f"{target} = {new}", loads, line.stores, target)
-                dropped.add(found[1])
-                try:
-                    view = _view(ast.parse(new, mode="eval").body) if new != inner else None
-                except SyntaxError:
-                    view = None
+                dropped.add(before[1])
+                again = _view(line.text) if new != origin else None
+                view = None if again is None else again[1]
         if view is not None and stores.get(target) == 1:
             made[target] = (view, k)
     return out if not dropped else [line for k, line in enumerate(out) if k not in dropped]
