@@ -417,8 +417,15 @@ def test_a_loop_of_checkpoints_over_tied_weights():
     def tied(p, x, checkpointed):
         return mlp([p] * 24, x, checkpointed)
     with nk.config(compile="always"):
-        same(nk.value_and_grad(tied, argnums=(0, 1))(params[0], x, False),
-             nk.value_and_grad(tied, argnums=(0, 1))(params[0], x, True))
+        plain = nk.value_and_grad(tied, argnums=(0, 1))(params[0], x, False)
+        remat = nk.value_and_grad(tied, argnums=(0, 1))(params[0], x, True)
+    # the two graphs roll at different phases of their runs (the checkpoints' blocks start
+    # elsewhere), so the tied weights' 24 gradient terms are added in another grouping: the
+    # same to the last bit or two, not bit for bit
+    np.testing.assert_allclose(plain[0], remat[0], rtol=1e-14)
+    for a, b in zip(plain[1], remat[1]):
+        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            np.testing.assert_allclose(u, v, rtol=1e-13, atol=1e-13)
 
 
 def test_the_benchmark_runs_and_prints_its_table(capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import neuronika as nk
-from neuronika.testing import numerical_jacobian
+from neuronika.testing import check_grads, numerical_jacobian
 from neuronika.transform import codegen, loops, run
 from neuronika.transform.cache import CACHE
 
@@ -1167,6 +1167,31 @@ def projected_rnn(Wx, Wh, b, G):
     for t in range(1, G.shape[0]):
         h = (G[t] + h @ Wh * b).tanh()
     return (h * h).sum() + (Wx * Wx).sum()
+
+
+@pytest.mark.parametrize("body", ["bias after the tanh", "scaled after the tanh"])
+def test_a_loop_whose_step_input_is_read_across_the_block_boundary_rolls(body):
+    # h = tanh(G[t] + h @ Wh) + b after a first step of another form: in the graph's order
+    # G[t + 1] comes before step t's last op, so only a block starting at the index reads each
+    # step's values within itself (``roll`` tries the run's other phases)
+    Wx, Wh, b, X, _ = rnn_data(T=40)
+    G = X @ Wx
+
+    def f(Wh, b, G):
+        h = (G[0] + b).tanh()
+        for t in range(1, G.shape[0]):
+            a = (G[t] + h @ Wh).tanh()
+            h = a + b if body == "bias after the tanh" else a * b
+        return (h * h).sum()
+
+    grad = nk.value_and_grad(f, argnums=(0, 1))
+    want = _straight(grad, Wh, b, G)
+    with nk.config(compile="always"):
+        got = grad(Wh, b, G)
+        assert ".program(" in grad.source(Wh, b, G)
+        _same(got, want)
+        _same(grad(Wh, b, G[:25]), _straight(grad, Wh, b, G[:25]))      # another length
+    check_grads(lambda wh, b: f(wh, b, G[:6]), Wh, b, order=2, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("face", ["functional", "imperative"])

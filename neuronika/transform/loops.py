@@ -900,7 +900,11 @@ def roll(order, leaves, outputs, loss, guards, fold=None, make_leaves=True, gath
     if best is None:
         return DEFERRED if deferring else None
     s, R, P, kind = best
-    for start, blocks in ((s - P, R + 1), (s, R)) if s >= P else ((s, R),):
+    # the run as found, one block earlier, then its other phases: where a step's input is
+    # made at the end of the step before (an x_t indexed before the product that reads the
+    # carry), only a block that starts there reads each step's values within itself
+    starts = ((s - P, R + 1), (s, R)) if s >= P else ((s, R),)
+    for start, blocks in starts + tuple((s + d, R - 1) for d in range(1, P)):
         if blocks < MIN_BLOCKS or blocks * P < MIN_RUN:
             continue
         try:
