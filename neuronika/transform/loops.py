@@ -249,6 +249,7 @@ def _regrouped(root, order, staying):
                 total = _made(OPS["add"], (total, new.get(term, term)))
             if tuple(total.shape) != tuple(node.shape):
                 return root
+            total.where = node.where        # (detect_anomaly names the user's line of the sum)
             new[node] = total
         elif node.op is not None and any(i in new for i in node.inputs):
             inputs = tuple(new.get(i, i) for i in node.inputs)
