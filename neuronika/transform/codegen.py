@@ -1099,7 +1099,7 @@ def _compile(name, params, body, returned, top, program, state):
     namespace["check_finite"] = check_finite
     namespace["Retrace"] = Retrace
     keep = _returned_names(returned)
-    body = views.merged_views(body, keep)
+    body = passes.doubled_terms(views.merged_views(body, keep))
     if state.fuse is not None:
         body = state.fuse(body, keep, state.label)
     if state.known is not None:

@@ -1,0 +1,55 @@
+"""A gradient's two equal contributions added as ``t += t`` (``passes.doubled_terms``): the
+adjoint of ``x * x`` is one product and a doubling, the same bits as the two products."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neuronika as nk
+from neuronika.testing import check_grads
+from neuronika.transform import codegen, passes
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    nk.transform.cache_clear()
+    yield
+    nk.transform.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(3,), (64, 64)])      # (64, 64): the in-place pass's size too
+def test_a_square_written_as_a_product(dtype, shape, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    if dtype is np.complex128:
+        x = x + 1j * rng.standard_normal(shape)
+
+    def loss(x):
+        y = (x * x * 0.5).mean()
+        return y.real if dtype is np.complex128 else y
+
+    f = nk.value_and_grad(loss)
+    with nk.config(compile="always"):
+        got = f(x)
+        source = f.source(x)
+    assert source.count("g0 = ") == 1 and "g0 += g0" in source       # one product back, doubled
+    nk.transform.cache_clear()
+    monkeypatch.setattr(passes, "doubled_terms", lambda lines: lines)
+    monkeypatch.setattr(codegen.passes, "doubled_terms", lambda lines: lines)
+    with nk.config(compile="always"):
+        want = f(x)
+    np.testing.assert_array_equal(got[1], want[1])          # bit for bit
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_imperative_jit_and_second_order():
+    x = np.linspace(-2.0, 2.0, 7)
+    check_grads(lambda x: (x * x * x).sum() + (x.sin() * x.sin()).sum(), x, order=2)
+    v = nk.from_ndarray(x.copy()).requires_grad()
+    for _ in range(3):
+        v.zero_grad()
+        (v * v).sum().backward()
+        np.testing.assert_array_equal(v.grad, 2 * x)
+    step = nk.jit(nk.grad(lambda w: (w * w).sum()))
+    np.testing.assert_array_equal(step(x), 2 * x)
