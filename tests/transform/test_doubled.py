@@ -1,5 +1,7 @@
-"""A gradient's two equal contributions added as ``t += t`` (``passes.doubled_terms``): the
-adjoint of ``x * x`` is one product and a doubling, the same bits as the two products."""
+"""Gradients written with less work: two equal contributions added as ``t += t``
+(``passes.doubled_terms``: the adjoint of ``x * x`` is one product and a doubling, the same bits
+as the two products), and, in fused programs, a gradient passed through as it is (``p - y``)
+taking the buffer of the gradient it is (no copy)."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,3 +55,32 @@ def test_imperative_jit_and_second_order():
         np.testing.assert_array_equal(v.grad, 2 * x)
     step = nk.jit(nk.grad(lambda w: (w * w).sum()))
     np.testing.assert_array_equal(step(x), 2 * x)
+
+
+def test_a_gradient_passed_through_as_it_is_takes_the_buffer_in_a_fused_program():
+    # (p - y): p's gradient is the difference's own; value_and_grad returns that array without
+    # a copy, and a second contribution is added into it in place; the numbers are the same
+    rng = np.random.default_rng(1)
+    p, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    cases = {
+        "alone": (lambda p, y: ((p - y) ** 2).mean(), lambda p, y: 2 * (p - y) / p.size),
+        "and more": (lambda p, y: ((p - y) ** 2).mean() + (p * 3.0).sum(), lambda p, y: 2 * (p - y) / p.size + 3.0),
+        "both sides": (lambda p, y: ((p - p * y) ** 2).sum(), lambda p, y: 2 * (p - p * y) * (1 - y)),
+    }
+    for name, (loss, want) in cases.items():
+        f = nk.value_and_grad(loss)
+        with nk.config(compile="always"):
+            value, grad = f(p, y)
+            source = f.source(p, y)
+        np.testing.assert_allclose(grad, want(p, y), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(value, loss(nk.from_ndarray(p), nk.from_ndarray(y)).data, rtol=1e-14)
+        if name == "alone":
+            assert "copy=True" not in source
+        again = f(p, y)[1]                  # a new array each call
+        assert again is not grad
+        np.testing.assert_array_equal(again, grad)
+    w = nk.from_ndarray(p.copy()).requires_grad()       # backward() keeps its copy
+    for _ in range(3):
+        w.zero_grad()
+        ((w - nk.from_ndarray(y)) ** 2).mean().backward()
+        np.testing.assert_allclose(w.grad, 2 * (p - y) / p.size, rtol=1e-13)
