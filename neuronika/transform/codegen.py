@@ -970,9 +970,8 @@ def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, w
             # 1.01 ms; in backward()'s split program the gradient outlives the step in p.grad,
             # and without the kept buffer the copy came from, glibc gave the step's large
             # arrays back and faulted them in again every step (2^18: 0.24 -> 1.56 ms)
-            owned = (state.fused and pattern.alias == "{0}" and dy is g and g.fresh and not node.retain
-                     and sum(1 for k, (has, _) in enumerate(_adjoints(op, len(node_inputs)))
-                             if has and node_inputs[k] in reaches) == 1)
+            owned = (state.fused and pattern.alias == _DY_ALIAS and dy is g and g.fresh
+                     and not node.retain and _sole_slot(op, node_inputs, reaches))
             _accumulate(lines, grads, j, pattern, args, owned)
             if anomaly:
                 append(_line(_check(grads[j].name, i, "backward")))
@@ -996,15 +995,24 @@ def _check_shape(shape, target, where):
         raise TemplateError(f"{where}: an adjoint of shape {shape} does not fit its input of shape {target}")
 
 
+#: a pattern whose value is dy itself
+_DY_ALIAS = "{%d}" % DY
+
+
+def _sole_slot(op, inputs, reaches):
+    """Whether one input slot only of a node takes a gradient (reads its dy)."""
+    return sum(1 for k, (has, _) in enumerate(_adjoints(op, len(inputs))) if has and inputs[k] in reaches) == 1
+
+
 def _accumulate(lines, grads, j, pattern, args, owned=False):
     """The first contribution to node j's gradient is assigned; later ones are
     added, in place only into an array the backward allocated itself (``owned``: the
-    contribution is such an array, though the pattern names another gradient)."""
+    contribution, an alias of another gradient, is such an array)."""
     current = grads.get(j)
-    shape, fresh = pattern.shape, pattern.fresh or owned
+    shape, fresh = pattern.shape, pattern.fresh
     if current is None:
         if pattern.alias is not None:
-            grads[j] = _Grad(pattern.alias.format(*args), shape, fresh)
+            grads[j] = _Grad(pattern.alias.format(*args), shape, fresh or owned)
             return
         lines.append(pattern.assign().fill(args))
         grads[j] = _Grad(args[TARGET], shape, fresh)

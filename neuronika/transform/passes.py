@@ -167,10 +167,12 @@ def doubled_terms(lines):
     for k in range(1, len(lines)):
         line, before = lines[k], lines[k - 1]
         target = line.target
-        if (not line.aug or target is None or before.target != target or before.aug
-                or line.text[len(target) + 4:] != before.text[len(target) + 3:]
-                or not line.text.startswith(target + " += ") or not before.text.startswith(target + " = ")
-                or "\n" in before.text):
+        if not line.aug or target is None or before.target != target or before.aug:
+            continue
+        head = target + " = "
+        # (an expression that read the target would not be the same value twice)
+        if (not before.text.startswith(head) or "\n" in before.text or target in before.loads
+                or line.text != f"{target} += {before.text[len(head):]}"):
             continue
         if out is None:
             out = list(lines)

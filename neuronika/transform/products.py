@@ -30,15 +30,14 @@ import re
 
 import numpy as np
 
+# inplace's limit: a function that long is dominated by its compile, which writing its
+# products again lengthens (an unrolled 10,000-node RNN: 10%)
+from .inplace import MAX_LINES
 from .passes import Line
 
 #: Multiply-adds above which a product stays ``a @ b`` (measured: dot's saving is a fixed
 #: fraction of a microsecond; at 2^21 and above the two are within a few percent either way).
 MAX_WORK = 1 << 20
-#: Statements of a function beyond which the pass is not run (as ``inplace``'s): a program
-#: that long is dominated by its compile, which writing its products again would lengthen
-#: (an unrolled 10,000-node RNN: 10% more).
-MAX_LINES = 1000
 _BLAS = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
 # ``t = a @ b`` over names, either one transposed: matched, not parsed (an unrolled program
 # has thousands of products)

@@ -150,3 +150,11 @@ def test_random_small_products_give_the_matmul_s_values_and_gradients(m, k, n, l
     np.testing.assert_allclose(got[0], (y @ b.T).sum(), **tol)
     np.testing.assert_allclose(got[1][0], want_a, **tol)
     np.testing.assert_allclose(got[1][1], want_b, **tol)
+
+
+def test_functions_longer_than_the_limit_keep_their_products(monkeypatch):
+    monkeypatch.setattr(products, "MAX_LINES", 2)
+    w, x = RNG.standard_normal((3, 4)), RNG.standard_normal((2, 3))
+    f = nk.value_and_grad(lambda w, x: (x @ w).tanh().sum())
+    _, source = _source(f, w, x)
+    assert "xp.dot" not in source and " @ " in source
