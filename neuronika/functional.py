@@ -700,6 +700,65 @@ def _direct_call(found):
     return namespace["call"]
 
 
+_MISS = object()       # what a ``_plain_entry`` returns for a call it does not take
+
+
+def _entry_for(cache, key, found, group):
+    """(entry, group) for a trace that ran from the hot path, kept in ``cache.entries`` (the
+    cache drops it when the signature's traces change), or None while the trace still
+    checks or compiles something per call."""
+    if (found.fused or found.split or found.pending is not None or found.pins
+            or found.precheck is not None):
+        return None
+    made = cache.entries[key] = (_plain_entry(key, found), group)
+    return made
+
+
+def _plain_entry(key, found):
+    """A jit's call of one signature as one generated function of the arguments (a tuple):
+    the arguments checked against the signature and unpacked, the program run, the result
+    rebuilt; ``_MISS`` for arguments of another signature, a rebound outside name, or a
+    program that asks to trace again. What ``flatten_plain``, the cache look-up, ``Trace.run``
+    and the output builder do on the hot path, without the general code in between:
+    tiny's jitted step 9.2 -> 8.4 µs."""
+    constants = []
+    lines, names = _trace.plain_guard(key, constants)
+    floats = set(found.floats or ())
+    names = [f"asarray({n})" if k in floats else n for k, n in enumerate(names)]
+    if found.direct is not None:
+        passed = names + ["*direct"] if found.direct else names
+    else:                             # (``Trace.arguments``)
+        passed = []
+        for p, c in found.plan:
+            if p >= 0:
+                passed.append(names[p])
+            else:
+                constants.append(c)
+                k = len(constants) - 1
+                passed.append(f"K[{k}]" if p == -1 else f"constant_value(K[{k}])")
+    if found.closure:
+        lines.append("if stale(): return MISS")
+    single = found.n_outputs == 1
+    result = _trace.output_expression(found.aux, constants, single)
+    body = "".join(f"    {line}\n" for line in lines)
+    text = ("def entry(args):\n"
+            f"{body}"
+            "    try:\n"
+            f"        o = forward({', '.join(passed)})\n"
+            "    except Retrace:\n"
+            "        return MISS\n"
+            "    except Anomaly as anomaly:\n"
+            "        raise error(anomaly) from None\n"
+            f"    return {result}\n")
+    namespace = {"forward": found.program.forward, "direct": tuple(found.direct or ()), "K": constants,
+                 "constant_value": _trace.constant_value,
+                 "MISS": _MISS, "ndarray": np.ndarray, "asarray": np.asarray, "Retrace": Retrace,
+                 "Anomaly": Anomaly, "error": found.anomaly_error, "stale": found.stale,
+                 "A": _trace._as_array}
+    exec(compile(text, "<jit entry>", "exec"), namespace)
+    return namespace["entry"]
+
+
 def _value_sources(obj, out):
     """``tracing.flatten``'s order of the values in ``obj``, the objects themselves."""
     cls = obj.__class__
@@ -896,6 +955,15 @@ class _Jit(_Traced):
         if modes.tracer is not None:
             return self.fn(*args, **kwargs)        # inside another trace: inline
         if not kwargs and not self.static_nums:
+            cache = self.cache
+            entry = cache.entry
+            if entry is not None:
+                # The hottest path: the last signature's own entry (``_plain_entry``).
+                out = entry[0](args)
+                if out is not _MISS:
+                    entry[1].used = _tick()
+                    CACHE.hits += 1
+                    return out
             # The hot path: arrays and numbers in lists, tuples and dicts, a cached trace.
             values = []
             try:
@@ -903,7 +971,7 @@ class _Jit(_Traced):
             except _trace.NotPlain:
                 pass
             else:
-                traces = self.cache.traces.get(key)
+                traces = cache.traces.get(key)
                 if traces is not None:
                     found = traces[0]
                     if not found.closure or not found.stale():
@@ -914,6 +982,7 @@ class _Jit(_Traced):
                         else:
                             traces.used = _tick()
                             CACHE.hits += 1
+                            cache.entry = cache.entries.get(key) or _entry_for(cache, key, found, traces)
                             return self._output(found, outs)
         if _holds_var(args) or kwargs and _holds_var(kwargs):
             return self.fn(*args, **kwargs)        # on variables: inline

@@ -1268,6 +1268,14 @@ def output_builder(entry):
     (``flatten_outputs``' structure), written once per trace as one Python expression: a 0-dim
     output comes back as an array (NumPy's reductions give scalars), a constant array as a copy."""
     constants = []
+    text = output_expression(entry, constants)
+    return eval(compile(f"lambda o: {text}", "<jit outputs>", "eval"), {"K": constants, "A": _as_array})
+
+
+def output_expression(entry, constants, single=False):
+    """``output_builder``'s expression of the outputs ``o`` (with ``single``: ``o`` is the one
+    output itself, not a tuple); constants are appended to ``constants`` (read as ``K``),
+    and ``A`` is ``_as_array``."""
     position = [0]
 
     def constant(obj):
@@ -1279,7 +1287,8 @@ def output_builder(entry):
         if tag == "v":
             k = position[0]
             position[0] += 1
-            return f"A(o[{k}])" if e[1] else f"o[{k}]"
+            out = "o" if single else f"o[{k}]"
+            return f"A({out})" if e[1] else out
         if tag == "s":
             return constant(e[1])
         if tag == "c":
@@ -1293,8 +1302,72 @@ def output_builder(entry):
             return f"{constant(e[1])}(" + ", ".join(items) + ")"
         return "(" + "".join(f"{i}, " for i in items) + ")"
 
-    text = expression(entry)
-    return eval(compile(f"lambda o: {text}", "<jit outputs>", "eval"), {"K": constants, "A": _as_array})
+    return expression(entry)
+
+
+def plain_guard(key, constants):
+    """Lines (``return MISS`` on a mismatch) that check a call's arguments ``args`` against
+    ``key``, a signature of ``flatten_plain`` entries, and unpack its values; and the names of
+    the values, in ``flatten_plain``'s order. The same acceptance as ``flatten_plain`` with
+    the key compared, less what ``dtype is not`` refuses (a dtype equal to the key's but
+    another object: the caller's general path takes it)."""
+    lines, names = [], []
+    count = [0]
+
+    def constant(obj):
+        constants.append(obj)
+        return f"K[{len(constants) - 1}]"
+
+    def fresh():
+        count[0] += 1
+        return f"a{count[0]}"
+
+    def unpack(parts, source):
+        if not parts:
+            return
+        lines.append(f"{', '.join(parts)}{',' if len(parts) == 1 else ''} = {source}")
+
+    def check(name, entry):
+        if entry.__class__ is str:
+            if entry == WEAK:
+                lines.append(f"if {name}.__class__ is not float: return MISS")
+            elif entry == WEAK_COMPLEX:
+                lines.append(f"if {name}.__class__ is not complex: return MISS")
+            elif entry == WEAK_INT:
+                lines.append(f"if {name}.__class__ is not int or not {-2 ** 63} <= {name} < {2 ** 63}: "
+                             f"return MISS")
+            else:
+                raise ValueError(f"no guard for the entry {entry!r}")
+            names.append(name)
+            return
+        tag = entry[0]
+        if tag.__class__ is not str:                     # an array: (shape, dtype)
+            shape, dtype = entry
+            lines.append(f"if {name}.__class__ is not ndarray or {name}.shape != {shape!r} "
+                         f"or {name}.dtype is not {constant(dtype)}: return MISS")
+            names.append(name)
+            return
+        if tag == "d":
+            keys, items = entry[1], entry[2:]
+            lines.append(f"if {name}.__class__ is not dict or tuple({name}) != {constant(keys)}: return MISS")
+            parts = [fresh() for _ in items]
+            for part, k in zip(parts, range(len(keys))):
+                lines.append(f"{part} = {name}[{constant(keys[k])}]")
+        else:
+            items = entry[1:]
+            kind = "tuple" if tag == "t" else "list"
+            lines.append(f"if {name}.__class__ is not {kind} or len({name}) != {len(items)}: return MISS")
+            parts = [fresh() for _ in items]
+            unpack(parts, name)
+        for part, item in zip(parts, items):
+            check(part, item)
+
+    lines.append(f"if len(args) != {len(key)}: return MISS")
+    top = [fresh() for _ in key]
+    unpack(top, "args")
+    for name, entry in zip(top, key):
+        check(name, entry)
+    return lines, names
 
 
 def _as_array(value):

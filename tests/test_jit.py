@@ -593,3 +593,167 @@ def test_random_numbers_inside_a_trace_are_drawn_on_every_call():
     assert not np.array_equal(g(x), g(x))
     with pytest.raises(TypeError, match="randn: a floating-point dtype"):
         neuronika.jit(lambda x: x + neuronika.randn(x.shape, dtype=np.int64))(x)
+
+
+# ---- the generated entry of the last signature (functional._plain_entry) ----
+
+def _entry_of(f):
+    made = f.cache.entry
+    return None if made is None else made[0]
+
+
+def _tree_step(a, t, n, c, i):
+    return {"s": a[0] * n + t["x"] * i, "c": c * a[1].sum()}, (a[1].T, n)
+
+
+def _tree_args(shape=(2, 3), dtype=np.float64, n=2.0, i=3):
+    rng = np.random.default_rng(0)
+    return ([rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape).astype(dtype)],
+            {"x": rng.standard_normal(shape[1]).astype(dtype)}, n, 1j, i)
+
+
+def _flat_tree(tree):
+    parts = []
+    return parts, neuronika.tracing.tree_of(tree, parts)
+
+
+def _assert_same_tree(got, want):
+    got_parts, got_structure = _flat_tree(got)
+    want_parts, want_structure = _flat_tree(want)
+    assert got_structure == want_structure
+    for g, w in zip(got_parts, want_parts):
+        assert np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_array_equal(g, w)
+
+
+def test_the_entry_takes_a_repeated_call_and_gives_the_general_paths_result():
+    f = neuronika.jit(_tree_step)
+    args = _tree_args()
+    first = f(*args)
+    assert _entry_of(f) is None                 # traced: no entry yet
+    second = f(*args)                           # the hot path ran and made the entry
+    entry = _entry_of(f)
+    assert entry is not None
+    for _ in range(3):
+        _assert_same_tree(f(*args), second)
+    _assert_same_tree(second, first)
+    _assert_same_tree(second, _tree_step(*args))
+    assert _entry_of(f) is entry and f.stats.traced == 1
+
+
+@pytest.mark.parametrize("change", [
+    "shape", "dtype", "tuple for list", "dict order", "dict key", "bool for int", "numpy float",
+    "huge int", "longer list", "fewer arguments", "float for complex"])
+def test_the_entry_refuses_another_signature(change):
+    f = neuronika.jit(_tree_step)
+    args = _tree_args()
+    f(*args)
+    f(*args)
+    entry = _entry_of(f)
+    assert entry is not None
+    a, t, n, c, i = args
+    other = {
+        "shape": lambda: _tree_args(shape=(3, 3)),
+        "dtype": lambda: _tree_args(dtype=np.float32),
+        "tuple for list": lambda: (tuple(a), t, n, c, i),
+        "dict order": lambda: (a, {"y": t["x"], "x": t["x"]}, n, c, i),
+        "dict key": lambda: (a, {"y": t["x"]}, n, c, i),
+        "bool for int": lambda: (a, t, n, c, True),
+        "numpy float": lambda: (a, t, np.float64(n), c, i),
+        "huge int": lambda: (a, t, n, c, 2 ** 64),
+        "longer list": lambda: (a + [a[0]], t, n, c, i),
+        "fewer arguments": lambda: (a, t, n, c),
+        "float for complex": lambda: (a, t, n, 1.0, i),
+    }[change]()
+    from neuronika.functional import _MISS
+    assert entry(other) is _MISS
+    if change == "fewer arguments":
+        with pytest.raises(TypeError):
+            f(*other)
+        return
+    if change == "dict key":
+        with pytest.raises(KeyError):
+            f(*other)
+        return
+    if change == "huge int":
+        _assert_same_tree(f(*other), _tree_step(*other))     # beyond int64: a static value
+        return
+    _assert_same_tree(f(*other), _tree_step(*other))
+    _assert_same_tree(f(*args), _tree_step(*args))           # and back
+
+
+def test_alternating_signatures_keep_an_entry_each():
+    f = neuronika.jit(lambda x: (x * 2).sum())
+    a, b = np.ones(3), np.ones(4)
+    for _ in range(3):
+        assert f(a) == 6.0 and f(b) == 8.0
+    assert len(f.cache.entries) == 2 and f.stats.traced == 2
+
+
+def test_the_entry_goes_with_the_cache():
+    f = neuronika.jit(lambda x: x * 2)
+    for _ in range(3):
+        f(np.ones(3))
+    assert _entry_of(f) is not None
+    transform.cache_clear()
+    assert _entry_of(f) is None and not f.cache.entries
+    np.testing.assert_array_equal(f(np.ones(3)), [2.0, 2.0, 2.0])
+
+
+SHIFT = np.zeros(3)
+
+
+def test_the_entry_sees_a_rebound_global():
+    global SHIFT
+    f = neuronika.jit(lambda x: x + SHIFT)
+    for _ in range(3):
+        np.testing.assert_array_equal(f(np.ones(3)), np.ones(3))
+    assert _entry_of(f) is not None
+    SHIFT = np.full(3, 2.0)
+    try:
+        np.testing.assert_array_equal(f(np.ones(3)), np.full(3, 3.0))
+        np.testing.assert_array_equal(f(np.ones(3)), np.full(3, 3.0))
+    finally:
+        SHIFT = np.zeros(3)
+
+
+def test_no_entry_where_a_python_number_is_read():
+    """A trace that checks a value per call (``range(n)``) runs through ``Trace.run``."""
+    @neuronika.jit
+    def f(x, n):
+        for _ in range(n):
+            x = x * 2
+        return x
+
+    for n in (1, 1, 1, 2, 2, 3):
+        np.testing.assert_array_equal(f(np.ones(2), n), np.full(2, 2.0 ** n))
+    assert _entry_of(f) is None
+
+
+def test_the_entry_raises_the_anomaly_naming_the_line():
+    f = neuronika.jit(lambda x: nnp.log(x) * 2)
+    with neuronika.detect_anomaly(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(3):
+            f(np.ones(2))
+        assert _entry_of(f) is not None
+        with pytest.raises(neuronika.errors.AnomalyError, match=r"op log .* built at .*test_jit.py"):
+            f(-np.ones(2))
+
+
+def test_a_whole_step_through_the_entry_matches_the_pieces():
+    """The hot path's entry runs the same program: 20 Adam steps agree with the pieces."""
+    opt = optim.adam(1e-2)
+    step = make_step(opt)
+    p, x, y = params_tree(), *data()
+    s = opt.init(p)
+    q, r = params_tree(), opt.init(params_tree())
+    for _ in range(20):
+        p, s, value = step(p, s, x, y)
+        v, g = neuronika.value_and_grad(loss_fn)(q, x, y)
+        u, r = opt.update(g, r, q)
+        q = optim.apply_updates(q, u)
+        np.testing.assert_allclose(value, v, rtol=1e-13)
+    assert _entry_of(step) is not None
+    for a, b in zip(leaves(p), leaves(q)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -495,6 +495,8 @@ class TraceCache:
         self.key = key                  # the key in ``functions``, or None
         self.registered = False
         self.evicted = collections.deque(maxlen=32)
+        self.entries = {}               # signature -> (jit's generated entry, group), and
+        self.entry = None               # the one the last hot call took (``functional._Jit``)
         self.held_entries = 0
         self.held_bytes = 0
         BUDGET.register(self)
@@ -521,6 +523,7 @@ class TraceCache:
             else:
                 self.traces.move_to_end(key)
             found.used = tick()
+            self._forget_entry(key)
             found.insert(0, trace)
             found.sizes.insert(0, nbytes)
             if hasattr(trace, "held_by"):
@@ -533,6 +536,7 @@ class TraceCache:
                 del found.sizes[self.per_signature:]
             while self.maxsize is not None and len(self.traces) > self.maxsize:
                 old_key, group = self.traces.popitem(last=False)
+                self._forget_entry(old_key)
                 self.evicted.append(old_key)
                 evicted.append(group)
                 freed_entries += len(group)
@@ -570,6 +574,7 @@ class TraceCache:
             group = self.traces.pop(key, None)
             if group is None:
                 return None
+            self._forget_entry(key)
             self.evicted.append(key)
             self.held_entries -= len(group)
             self.held_bytes -= sum(group.sizes)
@@ -581,10 +586,17 @@ class TraceCache:
     def clear(self):
         with self.lock:
             traces, self.traces = self.traces, OrderedDict()
+            self.entries, self.entry = {}, None
             self.evicted.clear()
             self.held_entries = self.held_bytes = 0
         functions.unregister(self)
         traces.clear()
+
+    def _forget_entry(self, key):
+        """The signature's traces change: its generated entry (a newer trace comes first, or
+        none is left) goes. (Under the lock.)"""
+        if self.entries.pop(key, None) is not None:
+            self.entry = None
 
     def recent(self, n):
         """The ``n`` most recently used signatures, the most recent last."""
