@@ -342,7 +342,11 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
     def vjp_step(state, x):
         ct_carry, acc = state
         x_t, carry_t, ct_y = x
-        outs = replay(cell, list(carry_t) + list(x_t) + consts)
+        # each constant through a node of its own, whose gradient is the partial one: a
+        # constant made from another (U = W * 0.7 beside W) must not pass its part into the
+        # other's, which the chain rule outside the loop adds again
+        own = [_wrap(apply(OPS["reshape"], (k._node,), (tuple(k.shape),))) for k in consts]
+        outs = replay(cell, list(carry_t) + list(x_t) + own)
         seeds = [ct_carry[float_carries.index(k)] if k < c else ct_y[k - c]
                  for k in range(len(outs)) if floating[k]]
         total = None
@@ -350,7 +354,7 @@ def _symbolic_adjoint(cell, ctx, build, bindings):
             term = (out * seed).sum()
             total = term if total is None else total + term
         wrt = [carry_t[i] for i in float_carries] + [x_t[j] for j in wanted_xs] + \
-              [consts[k] for k in wanted_consts]
+              [own[k] for k in wanted_consts]
         if total is None:
             grads = [_zeros(w._node) for w in wrt]
         else:

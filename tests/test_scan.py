@@ -1293,3 +1293,33 @@ def test_a_python_loop_of_scans_over_the_same_weights():
     np.testing.assert_allclose(value, expected, rtol=1e-12)
     for a, b in zip(grads, expected_grads):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("hoist", [True, False])
+@pytest.mark.parametrize("form", ["products", "elementwise", "two carries"])
+def test_second_order_with_a_constant_made_from_another(form, hoist, monkeypatch):
+    """A cell closing over W and over U = W * 0.7: the scan's adjoint as a graph takes each
+    constant's partial gradient (U's part reaches W once, through U = W * 0.7 outside the
+    loop); it used to pass U's part into W's as well, so second derivatives were wrong."""
+    monkeypatch.setattr(loops, "HOIST", hoist)
+    nk.transform.cache_clear()
+    rng = np.random.default_rng(3)
+    W, X = rng.standard_normal((4, 4)) * 0.5, rng.standard_normal((3, 2, 4))
+
+    def f(W, X):
+        U = W * 0.7
+
+        def cell(carry, x):
+            if form == "products":
+                return nk.numpy.tanh(x + carry @ W + carry @ U), None
+            if form == "elementwise":
+                return nk.numpy.tanh(x + carry * U[0] + carry * W[0]), None
+            h, g = carry
+            h = nk.numpy.tanh(x + h @ W)
+            return (h, nk.numpy.tanh(h @ U + g)), None
+        zeros = nk.numpy.zeros((2, 4))
+        h, _ = nk.scan(cell, zeros if form != "two carries" else (zeros, zeros), X)
+        h = h if form != "two carries" else h[1]
+        return (h * h).sum()
+
+    check_grads(f, W, X, order=2, rtol=1e-5, atol=1e-7)
