@@ -205,17 +205,23 @@ def _tuple_text(items):
 
 def _scan_forward(ctx):
     cell, reverse = ctx.cell, ctx.reverse
+    deferral = cell.deferral()
+    runs = cell if deferral is None else deferral.cell        # the cell whose program runs
     names = _names(cell)
     c, n_y = cell.n_carry, len(cell.out_shapes) - cell.n_carry
     lines = [f"{', '.join(names)}, = x" if names else "_ = x"]
     lines.append("n = xs0.shape[0]" if cell.n_x else f"n = {ctx.length}")
-    lines.append("step = cell.program(n)")
+    lines.append("step = cell.program(n)" if deferral is None else "step = cell.deferral().cell.program(n)")
     lines.append("fwd = step.forward")
     for j in range(n_y):
         shape, dtype = cell.out_shapes[c + j], cell.out_dtypes[c + j]
         lines.append(f"ys{j} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
-    outs = [f"c{i}" for i in range(c)] + [f"y{j}" for j in range(n_y)]
-    call = f"fwd({', '.join(_step_args(cell, names))})"
+    n_a = len(runs.out_shapes) - len(cell.out_shapes)        # the deferred products' left operands
+    for j in range(n_a):
+        shape, dtype = runs.out_shapes[c + n_y + j], runs.out_dtypes[c + n_y + j]
+        lines.append(f"as{j} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
+    outs = [f"c{i}" for i in range(c)] + [f"y{j}" for j in range(n_y)] + [f"a{j}" for j in range(n_a)]
+    call = f"fwd({', '.join(_step_args(runs, names))})"
     if cell.differentiable:
         lines.append("res = [None] * n")
         head = f"{_tuple_text(outs)}, res[t] = {call}"
@@ -225,6 +231,8 @@ def _scan_forward(ctx):
     lines.append(f"    {head}")
     for j in range(n_y):
         lines.append(f"    ys{j}[t, ...] = y{j}")
+    for j in range(n_a):
+        lines.append(f"    as{j}[t, ...] = a{j}")
     results = [f"c{i}" for i in range(c)] + [f"ys{j}" for j in range(n_y)]
     lines.append(f"y = {_tuple_text(results)}")
     return "\n".join(lines)
@@ -232,6 +240,8 @@ def _scan_forward(ctx):
 
 def _scan_grad(ctx):
     cell, reverse = ctx.cell, ctx.reverse
+    deferral = cell.deferral()
+    runs = cell if deferral is None else deferral.cell        # the cell whose program runs
     c, n_y = cell.n_carry, len(cell.out_shapes) - cell.n_carry
     n_in = c + cell.n_x + cell.n_const
     lines, resets = [], []
@@ -239,7 +249,7 @@ def _scan_grad(ctx):
     # where each input's gradient is, after the loop; a constant's is a sum over the steps
     for i in range(n_in):
         shape, dtype = cell.in_shapes[i], cell.in_dtypes[i]
-        if i not in cell.grads:
+        if i not in runs.grads:
             if i < c and np.dtype(dtype).kind in "fc":
                 # an input the cell does not read: the carry's gradient is zero before each step
                 lines.append(f"zc{i} = xp.zeros({_shape_text(shape)}, dtype={_dtype_text(dtype)})")
@@ -268,8 +278,9 @@ def _scan_grad(ctx):
     head.append("bwd = step.backward")
     seeds = [f"dc{i}" if np.dtype(cell.out_dtypes[i]).kind in "fc" else "None" for i in range(c)]
     seeds += [f"dys{j}[s, ...]" if np.dtype(cell.out_dtypes[c + j]).kind in "fc" else "None" for j in range(n_y)]
+    seeds += ["None"] * (len(runs.out_shapes) - len(cell.out_shapes))     # (values only)
     targets, after = [], []
-    for i in cell.grads:
+    for i in runs.grads:
         if i < c:
             targets.append(f"dc{i}")
         elif i < c + cell.n_x:
@@ -282,8 +293,13 @@ def _scan_grad(ctx):
     loop = [f"for s in {_steps(cell, reverse, backward=True)}:",
             f"    {', '.join(targets)}, = bwd({_tuple_text(seeds)}, *res[s])"]
     loop += [f"    {a}" for a in after + resets]
+    # a deferred weight's gradient: every step's a.T @ dy as one product (loops.Deferral)
+    products = []
+    for i, j, x, (rows, cols) in (deferral.items if deferral is not None else ()):
+        grads[i] = f"gw{j}"
+        products.append(f"gw{j} = xp.reshape(as{j}, (-1, {rows})).T @ xp.reshape(gxs{x - c}, (-1, {cols}))")
     result = f"dx = {_tuple_text([grads.get(i, 'None') for i in range(n_in)])}"
-    return "\n".join(head + lines + loop + [result])
+    return "\n".join(head + lines + loop + products + [result])
 
 
 def _scan_symbolic(ctx, build, bindings):

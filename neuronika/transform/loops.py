@@ -65,6 +65,7 @@ class Cell:
         self._interpreted = None
         self._lock = threading.Lock()
         self.symbolic_adjoint = None        # set by neuronika.loops: the adjoint as a graph
+        self._deferral = _UNKNOWN
 
     def __call__(self, *args):
         return self.program(1).forward(*args)
@@ -107,7 +108,12 @@ class Cell:
         return program
 
     def source(self) -> str:
-        """The cell's generated forward and backward (compiled now if need be)."""
+        """The cell's generated forward and backward (compiled now if need be); for a cell whose
+        weight gradients a scan defers, the variant it runs."""
+        deferral = self.deferral()
+        if deferral is not None:
+            return ("# (the variant that runs: it also returns each deferred product's left operand, "
+                    "and the weights' gradients are one product after the loop)\n" + deferral.cell.source())
         if self._compiled is None:
             with self._lock:
                 if self._compiled is None:
@@ -153,11 +159,108 @@ class Cell:
             cell.symbolic_adjoint = self.symbolic_adjoint
         return cell, flags, out_flags
 
+    def deferral(self):
+        """The ``Deferral`` of this cell's weight gradients (``deferred_products``), or None."""
+        found = self._deferral
+        if found is _UNKNOWN:
+            found = self._deferral = deferred_products(self) if DEFER else None
+        return found
+
     def symbolic(self, ctx, build, bindings):
         adjoint = self.symbolic_adjoint or SYMBOLIC_ADJOINT
         if adjoint is None:
             raise NotImplementedError("scan: no symbolic adjoint registered (import neuronika.loops)")
         return adjoint(self, ctx, build, bindings)
+
+
+# ---- weight gradients after the backward loop -------------------------------------------------
+#
+# A cell's product ``a @ W`` with a weight W it closes over (an RNN's ``h @ Wh``) has the
+# gradient ``a_t.T @ dy_t`` in W at each step: a small product and an addition per step of
+# the backward loop. Summed over the steps it is one product, ``A.T @ DY`` over every
+# step's rows stacked. Where the product's only reader adds it to one step of an x that
+# nothing else reads (``x_t + h @ Wh``: what hoisting leaves of ``x_t @ Wx + h @ Wh + b``),
+# dy_t is that x's gradient, which the loop stacks anyway; so the scan runs a variant of
+# the cell that treats W as no variable and also returns a_t at each step, stacks the a_t,
+# and after the backward loop makes W's gradient one product.
+
+#: whether scans make such weight gradients one product after the backward loop
+DEFER = True
+_UNKNOWN = object()
+_BLAS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Deferral:
+    """How a scan runs a cell whose weight gradients it defers: ``cell``, the variant it
+    runs (the weights are no variables there; it returns each deferred product's left
+    operand after the cell's own outputs), and ``items``: for each weight, (its input
+    position, its product's left operand's index among the variant's extra outputs, the
+    position of the x whose gradient is the product's, the weight's shape)."""
+
+    __slots__ = ("cell", "items")
+
+    def __init__(self, cell, items):
+        self.cell, self.items = cell, items
+
+
+def deferred_products(cell):
+    """The ``Deferral`` of ``cell``, or None where no weight gradient qualifies. A weight
+    qualifies when: it is a float32 / float64 matrix the cell closes over and
+    differentiates; its one reader is ``a @ W`` (a differentiable, of W's dtype); that
+    product's one reader adds it to one step of an x of the same shape and dtype, which
+    is differentiated and read by nothing else."""
+    if not cell.differentiable:
+        return None
+    order, root = cell.order, cell.order[-1]
+    readers = {}
+    for node in order:
+        for i in node.inputs:
+            readers.setdefault(i, []).append(node)
+    position = dict(zip(cell.leaves, cell.args))
+    first_x, first_const = cell.n_carry, cell.n_carry + cell.n_x
+
+    def one_reader(node):
+        found = readers.get(node, ())
+        return found[0] if len(found) == 1 and found[0] is not root else None
+
+    picked = []
+    for leaf_node, p in zip(cell.leaves, cell.args):
+        if p < first_const or not leaf_node.requires_grad or len(leaf_node.shape) != 2:
+            continue
+        product = one_reader(leaf_node)
+        if (product is None or product.op.name != "matmul" or product.inputs[1] is not leaf_node
+                or product.inputs[0] is leaf_node or leaf_node.dtype not in _BLAS):
+            continue
+        a = product.inputs[0]
+        if not a.requires_grad or a.dtype != leaf_node.dtype or product.dtype != leaf_node.dtype:
+            continue
+        total = one_reader(product)
+        if total is None or total.op.name != "add" or len(total.inputs) != 2:
+            continue
+        x = total.inputs[1] if total.inputs[0] is product else total.inputs[0]
+        x_at = position.get(x)
+        if (x_at is None or not first_x <= x_at < first_const or not x.requires_grad
+                or one_reader(x) is not total or x.shape != product.shape or x.dtype != product.dtype):
+            continue
+        picked.append((leaf_node, p, a, x_at))
+    if not picked:
+        return None
+    with _flags_from_inputs():
+        substitute = {w: like_leaf(w, False) for w, _, _, _ in picked}
+        _rebuilt_over(order, substitute)
+        outs = [substitute.get(i, i) for i in root.inputs]
+        # (returned as values only: no gradient flows back through these outputs)
+        extra = [apply(OPS["stop_gradient"], (substitute.get(a, a),)) for _, _, a, _ in picked]
+        new_root = apply(OPS["pack"], tuple(outs + extra), root.attrs)
+    leaves = [substitute.get(n, n) for n in cell.leaves]
+    in_specs = list(zip(cell.in_shapes, cell.in_dtypes))
+    out_specs = list(zip(cell.out_shapes, cell.out_dtypes)) + [spec(a) for a in extra]
+    variant = cell_for(new_root, leaves, list(cell.args), cell.n_carry, cell.n_x, cell.n_const,
+                       in_specs, out_specs)
+    if variant.symbolic_adjoint is None:
+        variant.symbolic_adjoint = cell.symbolic_adjoint
+    items = tuple((p, j, x_at, tuple(w.shape)) for j, (w, p, _, x_at) in enumerate(picked))
+    return Deferral(variant, items)
 
 
 # ---- work moved out of a loop ------------------------------------------------------------------
