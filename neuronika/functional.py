@@ -85,7 +85,7 @@ import warnings
 import numpy as np
 
 from .errors import ArgnumsError, GradientError, RetraceWarning, ShapeError
-from .graph import USER, apply, format_where, leaf, modes, origin, user_line
+from .graph import ANOMALY, USER, apply, format_where, leaf, modes, origin, user_line
 from .graph import linearize as _graph_order
 from .ops import OPS
 from . import backend, batching as _batching, symbolic, tracing as _trace
@@ -337,7 +337,7 @@ class _Traced:
                 traces = self.cache.traces.get(tuple([(a.shape, a.dtype) for a in args]))
                 if traces is not None:
                     found = traces[0]
-                    if found.fast:
+                    if found.fast and found.anomaly is _anomaly_now():
                         try:
                             outs, grads = found.program.forward(*found.prefix, *args, *found.direct)
                         except Retrace:
@@ -445,6 +445,9 @@ class _Traced:
             if found.closure and found.stale():
                 rejected = rejected or (found, "rebound")
                 continue
+            if found.anomaly is not _anomaly_now():
+                rejected = rejected or (found, "anomaly")
+                continue
             try:
                 outs, grads = found.run(values)
             except Retrace:
@@ -506,6 +509,11 @@ class _Traced:
                 return (f"{old.rebound() or 'a name it reads'} was rebound since it was traced",
                         "a trace keeps the arrays and numbers a function reads from outside as "
                         "constants: pass values that change as arguments")
+            if why == "anomaly":
+                now, then = ("on", "off") if _anomaly_now() else ("off", "on")
+                return (f"detect_anomaly() is {now}, and was {then} when it was traced",
+                        "a program checks for NaN and Inf only if it was traced under "
+                        "detect_anomaly(): each mode has a trace of its own")
             return _Reason(_trace.describe_reads, old.reads, new.reads if new is not None else None)
         if key in self.cache.evicted:
             limits = cache_limits()
@@ -701,6 +709,7 @@ def _direct_call(found):
 
 
 _MISS = object()       # what a ``_plain_entry`` returns for a call it does not take
+_anomaly_now = ANOMALY.get
 
 
 def _entry_for(cache, key, found, group):
@@ -736,6 +745,7 @@ def _plain_entry(key, found):
                 constants.append(c)
                 k = len(constants) - 1
                 passed.append(f"K[{k}]" if p == -1 else f"constant_value(K[{k}])")
+    lines.append("if anomaly_now() is not MODE: return MISS")      # (detect_anomaly: Trace.run)
     if found.closure:
         lines.append("if stale(): return MISS")
     single = found.n_outputs == 1
@@ -754,7 +764,7 @@ def _plain_entry(key, found):
                  "constant_value": _trace.constant_value,
                  "MISS": _MISS, "ndarray": np.ndarray, "asarray": np.asarray, "Retrace": Retrace,
                  "Anomaly": Anomaly, "error": found.anomaly_error, "stale": found.stale,
-                 "A": _trace._as_array}
+                 "A": _trace._as_array, "anomaly_now": _anomaly_now, "MODE": found.anomaly}
     exec(compile(text, "<jit entry>", "exec"), namespace)
     return namespace["entry"]
 

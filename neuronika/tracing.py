@@ -32,12 +32,14 @@ import numpy as np
 
 from . import backend
 from .errors import ArgnumsError, BatchingError, GradientError
-from .graph import (COMPILE, Constant, collector_paused, format_where, leaf, linearize, modes, serial_now, user_line, walk,
-                    weak_leaf)
+from .graph import (ANOMALY, COMPILE, Constant, collector_paused, format_where, leaf, linearize, modes, serial_now,
+                    user_line, walk, weak_leaf)
 from .transform import codegen, families, interpret, loops, run
 from .transform.run import constant_value
 from .transform.cache import TRACED, program_bytes
 from .transform.codegen import Anomaly, Retrace
+
+_anomaly_now = ANOMALY.get
 from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
@@ -315,7 +317,7 @@ class Trace:
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
                  "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
                  "runs", "fast_later", "sites", "program_size", "held_by", "plain_arguments", "binding",
-                 "output_specs", "rebuild", "__weakref__")
+                 "output_specs", "rebuild", "anomaly", "__weakref__")
 
     def anomaly_error(self, anomaly):
         """The ``AnomalyError`` for an ``Anomaly`` the program raised (``detect_anomaly``):
@@ -409,6 +411,8 @@ class Trace:
     def run(self, values):
         """(outputs, gradients): one call of a fused program; for a split program, (its
         forward's outputs, the program: ``program.backward`` takes what it saved)."""
+        if self.anomaly is not _anomaly_now():
+            raise Retrace           # made in the other detect_anomaly mode: each has its own trace
         if self.pins or self.precheck is not None:
             self.check(values)
         if self.pending is not None:
@@ -757,7 +761,8 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     result = Trace()
     result.program = program
     # where each op was built, to name it when the program finds a NaN (detect_anomaly)
-    result.sites = [(n.op.name if n.op is not None else None, n.where) for n in order] if modes.anomaly else None
+    result.anomaly = modes.anomaly
+    result.sites = [(n.op.name if n.op is not None else None, n.where) for n in order] if result.anomaly else None
     result.split = split
     result.fused = not split and differentiable
     result.n_outputs = len(outputs)

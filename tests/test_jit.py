@@ -757,3 +757,28 @@ def test_a_whole_step_through_the_entry_matches_the_pieces():
     assert _entry_of(step) is not None
     for a, b in zip(leaves(p), leaves(q)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("face", ["jit", "grad", "value_and_grad"])
+def test_each_detect_anomaly_mode_has_its_own_trace(face):
+    """A function cached outside detect_anomaly() checks inside it (it used to run its
+    unchecked program there), one traced inside does not raise outside it, and moving between
+    the two modes traces nothing more."""
+    def fn(x):
+        return (nnp.log(x) * 2).sum()
+
+    f = {"jit": neuronika.jit, "grad": neuronika.grad, "value_and_grad": neuronika.value_and_grad}[face](fn)
+    good, bad = np.ones(2), -np.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(3):
+            f(good)
+        for k in range(2):
+            with neuronika.detect_anomaly():
+                f(good)
+                if k == 0:
+                    assert "because detect_anomaly() is on, and was off when it was traced" in transform.explain(f)
+                with pytest.raises(neuronika.errors.AnomalyError, match=r"op log .* built at .*test_jit.py"):
+                    f(bad)
+            f(bad)                                          # NaN, no check
+    assert f.stats.traced == 2
