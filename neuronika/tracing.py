@@ -38,9 +38,9 @@ from .transform import codegen, families, interpret, loops, run
 from .transform.run import constant_value
 from .transform.cache import TRACED, program_bytes
 from .transform.codegen import Anomaly, Retrace
+from .variable import Var, _wrap
 
 _anomaly_now = ANOMALY.get
-from .variable import Var, _wrap
 
 WEAK = "w"          # signature entry of a Python float argument
 WEAK_COMPLEX = "wc"  # signature entry of a Python complex argument
@@ -1356,8 +1356,8 @@ def plain_guard(key, constants):
             keys, items = entry[1], entry[2:]
             lines.append(f"if {name}.__class__ is not dict or tuple({name}) != {constant(keys)}: return MISS")
             parts = [fresh() for _ in items]
-            for part, k in zip(parts, range(len(keys))):
-                lines.append(f"{part} = {name}[{constant(keys[k])}]")
+            for part, k in zip(parts, keys):
+                lines.append(f"{part} = {name}[{constant(k)}]")
         else:
             items = entry[1:]
             kind = "tuple" if tag == "t" else "list"

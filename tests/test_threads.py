@@ -134,3 +134,64 @@ def test_eight_threads_training_match_the_sequential_run(small_cache):
         if k != 7:
             assert kinds == {"VarDiff", "eval Var"}, (k, kinds)
     assert neuronika.graph.modes.grad_enabled and not neuronika.graph.modes.anomaly
+
+
+def test_threads_sharing_one_jitted_step_over_several_signatures():
+    """Four threads call one jitted step with batches of their own size (the last-signature
+    entry changes hands all the time), under a cache too small for every signature (entries
+    are forgotten while others run them): each gets the numbers of calling alone."""
+    import warnings
+    transform.cache_clear()
+    transform.set_cache_size(3)
+    opt = optim.sgd(0.05)
+
+    @neuronika.jit
+    def step(params, state, x):
+        value, grads = neuronika.value_and_grad(
+            lambda p: (neuronika.numpy.tanh(x @ p[0] + p[1]) ** 2).mean())(params)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state, value
+
+    def job(k, start=None):
+        rng = np.random.default_rng(k)
+        params = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
+        state, x, values = opt.init(params), rng.standard_normal((2 + k, 3)), []
+        if start is not None:
+            start.wait()
+        for _ in range(150):
+            params, state, value = step(params, state, x)
+            values.append(float(value))
+        return values, params
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", neuronika.errors.RetraceWarning)
+            sequential = [job(k) for k in range(4)]
+            results, errors = [None] * 4, []
+            start = threading.Barrier(4)
+
+            def run(k):
+                try:
+                    results[k] = job(k, start)
+                except BaseException as error:   # noqa: BLE001 - reported below
+                    errors.append((k, error))
+                    start.abort()
+
+            threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(1e-5)
+            try:
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            finally:
+                sys.setswitchinterval(interval)
+    finally:
+        transform.set_cache_size(512)
+    assert not errors, errors
+    assert step.stats.traced > 4           # (signatures evicted and traced again)
+    for (seq_values, seq_params), (values, params) in zip(sequential, results):
+        assert values == seq_values
+        for a, b in zip(params, seq_params):
+            np.testing.assert_array_equal(a, b)

@@ -15,8 +15,10 @@ read only its structure: ``n_carry``, ``n_x``, ``n_const``, ``in_shapes`` /
 ``out_dtypes`` (new carries, then one step of each y), ``args`` (the inputs its
 program reads, in order), ``grads`` (the inputs its backward returns a gradient
 for, in order), ``differentiable``, ``program(n)`` (what runs: ``forward``,
-``backward``) and ``symbolic(build, bindings)`` (the adjoint as a graph, for
-second derivatives: another scan, over the cell's vector-Jacobian product).
+``backward``), ``deferral()`` (None, or the variant of the cell a scan runs to make
+weight gradients one product after the backward loop: ``loops.deferred_products``) and
+``symbolic(build, bindings)`` (the adjoint as a graph, for second derivatives: another
+scan, over the cell's vector-Jacobian product).
 
 A ``checkpoint`` node (``neuronika.checkpoint``) runs a cell once, keeping only its outputs;
 its adjoint runs the cell's forward again, keeping what the cell's backward reads this time,
