@@ -100,21 +100,20 @@ def small_cache():
     transform.set_cache_size(512)
 
 
-def test_eight_threads_training_match_the_sequential_run(small_cache):
-    sequential = [_job(k)(k, setup) for k, setup in enumerate(_setups())]
-    setups = _setups()
-    start = threading.Barrier(THREADS)
-    results = [None] * THREADS
-    errors = []
+def _in_threads(n, job):
+    """``[job(k, start) for k in range(n)]``, each in a thread of its own, started together
+    (``start``: a barrier), switching often; an exception in any is raised here."""
+    start = threading.Barrier(n)
+    results, errors = [None] * n, []
 
     def run(k):
         try:
-            results[k] = _job(k)(k, setups[k], start)
+            results[k] = job(k, start)
         except BaseException as error:   # noqa: BLE001 - reported below
             errors.append((k, error))
             start.abort()
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(THREADS)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)               # switch threads often: more interleavings
     try:
@@ -125,6 +124,13 @@ def test_eight_threads_training_match_the_sequential_run(small_cache):
     finally:
         sys.setswitchinterval(interval)
     assert not errors, errors
+    return results
+
+
+def test_eight_threads_training_match_the_sequential_run(small_cache):
+    sequential = [_job(k)(k, setup) for k, setup in enumerate(_setups())]
+    setups = _setups()
+    results = _in_threads(THREADS, lambda k, start: _job(k)(k, setups[k], start))
     for k in range(THREADS):
         (seq_losses, seq_params, seq_kinds), (losses, params, kinds) = sequential[k], results[k]
         assert losses == seq_losses, k                        # bitwise
@@ -167,29 +173,9 @@ def test_threads_sharing_one_jitted_step_over_several_signatures():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", neuronika.errors.RetraceWarning)
             sequential = [job(k) for k in range(4)]
-            results, errors = [None] * 4, []
-            start = threading.Barrier(4)
-
-            def run(k):
-                try:
-                    results[k] = job(k, start)
-                except BaseException as error:   # noqa: BLE001 - reported below
-                    errors.append((k, error))
-                    start.abort()
-
-            threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(1e-5)
-            try:
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-            finally:
-                sys.setswitchinterval(interval)
+            results = _in_threads(4, job)
     finally:
         transform.set_cache_size(512)
-    assert not errors, errors
     assert step.stats.traced > 4           # (signatures evicted and traced again)
     for (seq_values, seq_params), (values, params) in zip(sequential, results):
         assert values == seq_values
