@@ -297,9 +297,10 @@ def _scan_grad(ctx):
     loop += [f"    {a}" for a in after + resets]
     # a deferred weight's gradient: every step's a.T @ dy as one product (loops.Deferral)
     products = []
-    for i, j, x, (rows, cols) in (deferral.items if deferral is not None else ()):
+    for i, j, x, (rows, cols), transposed in (deferral.items if deferral is not None else ()):
         grads[i] = f"gw{j}"
-        products.append(f"gw{j} = xp.reshape(as{j}, (-1, {rows})).T @ xp.reshape(gxs{x - c}, (-1, {cols}))")
+        a, dy = f"xp.reshape(as{j}, (-1, {cols if transposed else rows}))", f"xp.reshape(gxs{x - c}, (-1, {rows if transposed else cols}))"
+        products.append(f"gw{j} = {dy}.T @ {a}" if transposed else f"gw{j} = {a}.T @ {dy}")
     result = f"dx = {_tuple_text([grads.get(i, 'None') for i in range(n_in)])}"
     return "\n".join(head + lines + loop + products + [result])
 

@@ -195,7 +195,8 @@ class Deferral:
     runs (the weights are no variables there; it returns each deferred product's left
     operand after the cell's own outputs), and ``items``: for each weight, (its input
     position, its product's left operand's index among the variant's extra outputs, the
-    position of the x whose gradient is the product's, the weight's shape)."""
+    position of the x whose gradient is the product's, the weight's shape, whether the
+    product is ``a @ W.T`` (``mm_t``, as ``nn.RNN`` and ``nn.LSTM`` write it))."""
 
     __slots__ = ("cell", "items")
 
@@ -206,7 +207,8 @@ class Deferral:
 def deferred_products(cell):
     """The ``Deferral`` of ``cell``, or None where no weight gradient qualifies. A weight
     qualifies when: it is a float32 / float64 matrix the cell closes over and
-    differentiates; its one reader is ``a @ W`` (a differentiable, of W's dtype); that
+    differentiates; its one reader is ``a @ W`` or ``a @ W.T`` (``mm_t``; a differentiable,
+    of W's dtype); that
     product's one reader adds it to one step of an x of the same shape and dtype, which
     is differentiated and read by nothing else."""
     if not cell.differentiable:
@@ -228,7 +230,7 @@ def deferred_products(cell):
         if p < first_const or not leaf_node.requires_grad or len(leaf_node.shape) != 2:
             continue
         product = one_reader(leaf_node)
-        if (product is None or product.op.name != "matmul" or product.inputs[1] is not leaf_node
+        if (product is None or product.op.name not in ("matmul", "mm_t") or product.inputs[1] is not leaf_node
                 or product.inputs[0] is leaf_node or leaf_node.dtype not in _BLAS):
             continue
         a = product.inputs[0]
@@ -242,15 +244,15 @@ def deferred_products(cell):
         if (x_at is None or not first_x <= x_at < first_const or not x.requires_grad
                 or one_reader(x) is not total or x.shape != product.shape or x.dtype != product.dtype):
             continue
-        picked.append((leaf_node, p, a, x_at))
+        picked.append((leaf_node, p, a, x_at, product.op.name == "mm_t"))
     if not picked:
         return None
     with _flags_from_inputs():
-        substitute = {w: like_leaf(w, False) for w, _, _, _ in picked}
+        substitute = {w: like_leaf(w, False) for w, _, _, _, _ in picked}
         _rebuilt_over(order, substitute)
         outs = [substitute.get(i, i) for i in root.inputs]
         # (returned as values only: no gradient flows back through these outputs)
-        extra = [apply(OPS["stop_gradient"], (substitute.get(a, a),)) for _, _, a, _ in picked]
+        extra = [apply(OPS["stop_gradient"], (substitute.get(a, a),)) for _, _, a, _, _ in picked]
         new_root = apply(OPS["pack"], tuple(outs + extra), root.attrs)
     leaves = [substitute.get(n, n) for n in cell.leaves]
     in_specs = list(zip(cell.in_shapes, cell.in_dtypes))
@@ -259,7 +261,8 @@ def deferred_products(cell):
                        in_specs, out_specs)
     if variant.symbolic_adjoint is None:
         variant.symbolic_adjoint = cell.symbolic_adjoint
-    items = tuple((p, j, x_at, tuple(w.shape)) for j, (w, p, _, x_at) in enumerate(picked))
+    items = tuple((p, j, x_at, tuple(w.shape), transposed)
+                  for j, (w, p, _, x_at, transposed) in enumerate(picked))
     return Deferral(variant, items)
 
 
