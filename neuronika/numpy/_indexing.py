@@ -38,6 +38,7 @@ import numpy as np
 from .. import backend
 from ..errors import GradientError, IndexingError, ShapeError
 from ..graph import Node, apply, leaf, modes
+from ..ops.shape import basic_shape
 from ..variable import Var, _wrap
 from ._core import OPS, axis_, build, constant_value, function, located, node_of, refuse
 
@@ -86,12 +87,14 @@ def _parse(x, key, name="index", what=None):
                 raise located(f"{name}: a 0-dim boolean index is not supported")
             part = array
         parts.append(part)
-    # Out-of-range indices and masks of the wrong shape are caught here, with the real values.
-    try:
-        np.broadcast_to(np.empty((), np.int8), x.shape)[tuple(parts)]
-    except IndexError as error:
-        what = what or f"a value of shape {x.shape}"
-        raise located(f"{name}: {error} (indexing {what})", IndexingError) from None
+    # Out-of-range indices and masks of the wrong shape are caught here, with the real values
+    # (by NumPy, on a dummy array, unless the key is basic and in range).
+    if basic_shape(tuple(x.shape), [int(p) if isinstance(p, numbers.Integral) else p for p in parts]) is None:
+        try:
+            np.broadcast_to(np.empty((), np.int8), x.shape)[tuple(parts)]
+        except IndexError as error:
+            what = what or f"a value of shape {x.shape}"
+            raise located(f"{name}: {error} (indexing {what})", IndexingError) from None
     layout, data = [], []
     for position, part in enumerate(parts):
         if position in index_nodes:
@@ -122,6 +125,28 @@ def _parse(x, key, name="index", what=None):
                                 for d in data)
 
 
+def _sliced(shape, key):
+    """The layout ``_parse`` makes of a key of slices (int or None bounds, a step other than
+    0), None and ``...`` that fits ``shape`` (``x[:, :64]``, as an LSTM takes its gates), or
+    None for any other key: what ``_parse`` does, without its general checks."""
+    parts = key if key.__class__ is tuple else (key,)
+    layout = []
+    for part in parts:
+        if part.__class__ is slice:
+            start, stop, step = part.start, part.stop, part.step
+            if not ((start is None or start.__class__ is int) and (stop is None or stop.__class__ is int)
+                    and (step is None or step.__class__ is int and step != 0)):
+                return None
+            layout.append(("s", start, stop, step))
+        elif part is None:
+            layout.append(("n",))
+        elif part is Ellipsis:
+            layout.append(("e",))
+        else:
+            return None
+    return tuple(layout) if basic_shape(tuple(shape), parts) is not None else None
+
+
 def getitem(x, key):
     """``x[key]`` with ints, slices, None, ``...``, integer arrays (repeated indices add up in
     the gradient) and boolean masks (as their ``nonzero()`` integer arrays)."""
@@ -130,6 +155,9 @@ def getitem(x, key):
         node = x._node
         if node.shape and -node.shape[0] <= key < node.shape[0]:
             return _wrap(apply(_INDEX, (node, leaf(np.intp(key))), _AN_INT))
+    layout = _sliced(x._node.shape, key)
+    if layout is not None:
+        return _wrap(apply(_INDEX, (x._node,), (layout,)))
     layout, data = _parse(x, key)
     return _wrap(apply(_INDEX, (x._node,) + data, (layout,)))
 

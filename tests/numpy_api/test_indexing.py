@@ -393,3 +393,48 @@ def test_assignment_into_a_variable_points_to_at():
     v = neuronika.from_ndarray(np.zeros(3))
     with pytest.raises(TypeError, match=r"\.at\[idx\]\.set"):
         v[0] = 1.0
+
+
+# ---- basic keys worked out in Python (ops/shape.basic_shape, _indexing._sliced) --------------------------------
+
+_BASIC = [None, Ellipsis, 0, 1, -1, 2, -3, 5, slice(None), slice(1, None), slice(None, -1), slice(None, None, -1),
+          slice(5, 1, -2), slice(-10, 10, 3), slice(2, 2), np.int64(1)]
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3,), (4, 5), (2, 0, 3), (3, 4, 5, 2)])
+def test_basic_shapes_agree_with_numpy_or_defer_to_it(shape):
+    """basic_shape gives NumPy's shape wherever it answers, and answers None wherever NumPy
+    raises (NumPy then says what is wrong); a key of slices, None and ``...`` indexes a
+    variable by the short path (no index inputs) with NumPy's values and gradients."""
+    from neuronika.ops.shape import basic_shape
+    rng = np.random.default_rng(len(shape))
+    answered = 0
+    for _ in range(400):
+        key = tuple(_BASIC[k] for k in rng.integers(0, len(_BASIC), size=rng.integers(0, 5)))
+        dummy = np.broadcast_to(np.empty((), np.int8), shape)
+        try:
+            want = dummy[key].shape
+        except IndexError:
+            want = None
+        got = basic_shape(shape, key)
+        assert got is None or got == want, key
+        assert want is not None or got is None, key
+        answered += got is not None
+        if all(k is None or k is Ellipsis or isinstance(k, slice) for k in key) and want is not None:
+            x = distinct(shape, seed=3) if shape else np.float64(1.5)
+            v = neuronika.from_ndarray(np.asarray(x))
+            got_v = v[key]
+            assert len(got_v._node.inputs) == 1             # the layout alone: no index inputs
+            np.testing.assert_array_equal(got_v.data, np.asarray(x)[key])
+    assert answered > 50
+
+
+def test_a_slice_key_out_of_the_short_path_still_names_the_problem():
+    v = neuronika.from_ndarray(np.zeros((2, 3)))
+    with pytest.raises(IndexError, match="too many indices"):
+        v[:, :, :]
+    with pytest.raises(ValueError, match="slice step cannot be zero"):
+        v[::0]
+    np.testing.assert_array_equal(v[np.int64(0):2, ...].data, np.zeros((2, 3)))
+    neuronika.testing.check_grads(lambda a: (a[:, 1:] * a[:, :-1]).sum() + a[None, ::-1].sum(),
+                                  distinct((2, 3), seed=1))
