@@ -299,7 +299,9 @@ def _scan_grad(ctx):
     products = []
     for i, j, x, (rows, cols), transposed in (deferral.items if deferral is not None else ()):
         grads[i] = f"gw{j}"
-        a, dy = f"xp.reshape(as{j}, (-1, {cols if transposed else rows}))", f"xp.reshape(gxs{x - c}, (-1, {rows if transposed else cols}))"
+        # a @ W: W (rows = a's columns, cols = dy's); a @ W.T (mm_t): W (dy's columns, a's)
+        a_cols, dy_cols = (cols, rows) if transposed else (rows, cols)
+        a, dy = f"xp.reshape(as{j}, (-1, {a_cols}))", f"xp.reshape(gxs{x - c}, (-1, {dy_cols}))"
         products.append(f"gw{j} = {dy}.T @ {a}" if transposed else f"gw{j} = {a}.T @ {dy}")
     result = f"dx = {_tuple_text([grads.get(i, 'None') for i in range(n_in)])}"
     return "\n".join(head + lines + loop + products + [result])

@@ -156,7 +156,7 @@ def _index_shape(x, *rest):
     *index_shapes, layout = rest
     if len(layout) <= len(x) and all(e[0] == "k" and not index_shapes[e[1]] for e in layout):
         return x[len(layout):]          # only ints (x[t] in a loop): no dummy array to index
-    if all(e[0] in "sne" or e[0] == "i" for e in layout):
+    if all(e[0] in "snei" for e in layout):             # no index given at run time
         shape = basic_shape(x, dummy_key(layout, index_shapes))
         if shape is not None:
             return shape
