@@ -719,7 +719,11 @@ def _entry_for(cache, key, found, group):
     if (found.fused or found.split or found.pending is not None or found.pins
             or found.precheck is not None):
         return None
-    made = cache.entries[key] = (_plain_entry(key, found), group)
+    try:
+        entry = _plain_entry(key, found)
+    except _trace.NotPlain:                 # a static value that == does not compare as the key does
+        return None
+    made = cache.entries[key] = (entry, group)
     return made
 
 
@@ -764,7 +768,8 @@ def _plain_entry(key, found):
                  "constant_value": _trace.constant_value,
                  "MISS": _MISS, "ndarray": np.ndarray, "asarray": np.asarray, "Retrace": Retrace,
                  "Anomaly": Anomaly, "error": found.anomaly_error, "stale": found.stale,
-                 "A": _trace._as_array, "anomaly_now": _anomaly_now, "MODE": found.anomaly}
+                 "A": _trace._as_array, "anomaly_now": _anomaly_now, "MODE": found.anomaly,
+                 "typed": _trace._typed}
     exec(compile(text, "<jit entry>", "exec"), namespace)
     return namespace["entry"]
 
@@ -964,16 +969,16 @@ class _Jit(_Traced):
     def __call__(self, *args, **kwargs):
         if modes.tracer is not None:
             return self.fn(*args, **kwargs)        # inside another trace: inline
+        cache = self.cache
+        entry = cache.entry
+        if entry is not None and not kwargs:
+            # The hottest path: the last signature's own entry (``_plain_entry``).
+            out = entry[0](args)
+            if out is not _MISS:
+                entry[1].used = _tick()
+                CACHE.hits += 1
+                return out
         if not kwargs and not self.static_nums:
-            cache = self.cache
-            entry = cache.entry
-            if entry is not None:
-                # The hottest path: the last signature's own entry (``_plain_entry``).
-                out = entry[0](args)
-                if out is not _MISS:
-                    entry[1].used = _tick()
-                    CACHE.hits += 1
-                    return out
             # The hot path: arrays and numbers in lists, tuples and dicts, a cached trace.
             values = []
             try:
@@ -996,7 +1001,11 @@ class _Jit(_Traced):
                             return self._output(found, outs)
         if _holds_var(args) or kwargs and _holds_var(kwargs):
             return self.fn(*args, **kwargs)        # on variables: inline
-        found, _, outs, _ = self._lookup(args, kwargs)
+        found, key, outs, _ = self._lookup(args, kwargs)
+        if not kwargs and self.static_nums:        # (``_lookup``'s entries are the key)
+            group = cache.traces.get(key)
+            if group is not None:
+                cache.entry = cache.entries.get(key) or _entry_for(cache, key, found, group)
         return self._output(found, outs)
 
     def _output(self, found, outs):

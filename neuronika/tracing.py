@@ -1310,12 +1310,25 @@ def output_expression(entry, constants, single=False):
     return expression(entry)
 
 
+_STATIC_TYPES = (bool, int, float, complex, str, type(None))
+
+
+def _plain_static(typed):
+    """Whether a static value of this ``_typed`` compares by ``==`` as the signature does:
+    numbers, strings, None, and tuples of them."""
+    if typed.__class__ is tuple:
+        return all(_plain_static(t) for t in typed[1:])
+    return typed in _STATIC_TYPES
+
+
 def plain_guard(key, constants):
     """Lines (``return MISS`` on a mismatch) that check a call's arguments ``args`` against
-    ``key``, a signature of ``flatten_plain`` entries, and unpack its values; and the names of
-    the values, in ``flatten_plain``'s order. The same acceptance as ``flatten_plain`` with
-    the key compared, less what ``dtype is not`` refuses (a dtype equal to the key's but
-    another object: the caller's general path takes it)."""
+    ``key``, a signature of ``flatten_plain`` entries (and static values: numbers, strings,
+    None and tuples of them, compared by type and ``==``), and unpack its values; and the
+    names of the values, in ``flatten_plain``'s order. The same acceptance as the signature
+    with the key compared, less what ``dtype is not`` refuses (a dtype equal to the key's but
+    another object: the caller's general path takes it). ``NotPlain`` for a key with another
+    kind of static value."""
     lines, names = [], []
     count = [0]
 
@@ -1333,6 +1346,14 @@ def plain_guard(key, constants):
         lines.append(f"{', '.join(parts)}{',' if len(parts) == 1 else ''} = {source}")
 
     def check(name, entry):
+        if entry.__class__ is tuple and entry and entry[0] == "s":     # a static value (static_entry)
+            _, value, typed = entry
+            if not _plain_static(typed):
+                raise NotPlain
+            test = f"{name}.__class__ is not {constant(typed)}" if typed.__class__ is type \
+                else f"typed({name}) != {constant(typed)}"
+            lines.append(f"if {test} or {name} != {constant(value)}: return MISS")
+            return
         if entry.__class__ is str:
             if entry == WEAK:
                 lines.append(f"if {name}.__class__ is not float: return MISS")

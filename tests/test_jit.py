@@ -5,6 +5,7 @@ functional optimizer's update run eagerly on NumPy arrays), in float64 over 20 s
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -782,3 +783,48 @@ def test_each_detect_anomaly_mode_has_its_own_trace(face):
                     f(bad)
             f(bad)                                          # NaN, no check
     assert f.stats.traced == 2
+
+
+def test_the_entry_takes_static_numbers_strings_and_tuples():
+    """Static arguments (static_argnums) of plain kinds are checked by type and value in the
+    entry: 1, 1.0 and True stay three signatures, as in the general path."""
+    x = np.arange(4.0)
+
+    @functools.partial(neuronika.jit, static_argnums=(1, 2))
+    def f(x, scale, cfg):
+        return x * scale + len(cfg[1]) * cfg[0]
+
+    calls = [(2, (1.5, "ab")), (2, (1.5, "ab")), (2.0, (1.5, "ab")), (True, (1.5, "ab")),
+             (2, (1, "ab")), (2, (1.5, "abc")), (3, (1.5, "ab")), (2, (1.5, "ab"))]
+    traced = set()
+    for scale, cfg in calls:
+        got = f(x, scale, cfg)
+        np.testing.assert_array_equal(got, x * scale + len(cfg[1]) * cfg[0])
+        traced.add((type(scale), scale, tuple(type(c) for c in cfg), cfg))
+    assert f.stats.traced == len(traced) == 6
+    assert _entry_of(f) is not None
+    from neuronika.functional import _MISS
+    assert _entry_of(f)((x, 2, (1.5, "ab"))) is not _MISS
+    for other in [(x, 2.0, (1.5, "ab")), (x, True, (1.5, "ab")), (x, 2, (1, "ab")), (x, 2, [1.5, "ab"]),
+                  (x, 2, (1.5, "ab"), 0)]:
+        assert _entry_of(f)(other) is _MISS
+
+
+def test_no_entry_for_a_static_value_of_another_kind():
+    class Config:
+        def __init__(self, n):
+            self.n = n
+
+        def __hash__(self):
+            return hash(self.n)
+
+        def __eq__(self, other):
+            return isinstance(other, Config) and other.n == self.n
+
+    f = neuronika.jit(lambda x, c: x * c.n, static_argnums=(1,))
+    for n in (2, 2, 2, 3, 3):
+        np.testing.assert_array_equal(f(np.ones(2), Config(n)), np.full(2, float(n)))
+    assert _entry_of(f) is None and f.stats.traced == 2
+    g = neuronika.jit(lambda x, s: x * 2 if s != s else x, static_argnums=(1,))     # NaN: never ==
+    for _ in range(3):
+        np.testing.assert_array_equal(g(np.ones(2), float("nan")), np.full(2, 2.0))
