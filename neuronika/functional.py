@@ -713,9 +713,12 @@ _anomaly_now = ANOMALY.get
 
 
 def _entry_for(cache, key, found, group):
-    """(entry, group) for a trace that ran from the hot path, kept in ``cache.entries`` (the
-    cache drops it when the signature's traces change), or None while the trace still
-    checks or compiles something per call."""
+    """(entry, group) for a trace that ran from signature ``key``: the one kept in
+    ``cache.entries`` (the cache drops it when the signature's traces change), or one made
+    now; None while the trace still checks or compiles something per call."""
+    made = cache.entries.get(key)
+    if made is not None:
+        return made
     if (found.fused or found.split or found.pending is not None or found.pins
             or found.precheck is not None):
         return None
@@ -997,7 +1000,7 @@ class _Jit(_Traced):
                         else:
                             traces.used = _tick()
                             CACHE.hits += 1
-                            cache.entry = cache.entries.get(key) or _entry_for(cache, key, found, traces)
+                            cache.entry = _entry_for(cache, key, found, traces)
                             return self._output(found, outs)
         if _holds_var(args) or kwargs and _holds_var(kwargs):
             return self.fn(*args, **kwargs)        # on variables: inline
@@ -1005,7 +1008,7 @@ class _Jit(_Traced):
         if not kwargs and self.static_nums:        # (``_lookup``'s entries are the key)
             group = cache.traces.get(key)
             if group is not None:
-                cache.entry = cache.entries.get(key) or _entry_for(cache, key, found, group)
+                cache.entry = _entry_for(cache, key, found, group)
         return self._output(found, outs)
 
     def _output(self, found, outs):

@@ -291,7 +291,7 @@ def test_which_cells_defer_and_their_numbers(fn, deferred):
     check_grads(fn, Wx, Wh, b, X, order=2, rtol=1e-5, atol=1e-7, wrt=(0, 1, 2), imperative=False)
 
 
-def test_complex_and_integer_weights_do_not_defer():
+def test_complex_weights_do_not_defer():
     Wx, Wh, b, X = rnn_args(T=5)
     f = nk.value_and_grad(scan_rnn, argnums=(0, 1, 2))
     W = Wh + 0.5j * Wh

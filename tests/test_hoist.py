@@ -104,16 +104,18 @@ def test_finite_differences_to_second_order():
                 rtol=1e-5, atol=1e-7)
 
 
+def loop_rnn(Wx, Wh, b, X):
+    """The RNN as a Python loop over X's steps (rolled into a scan when compiled)."""
+    h = (X[0] @ Wx + b).tanh()
+    for t in range(1, X.shape[0]):
+        h = (X[t] @ Wx + h @ Wh + b).tanh()
+    return (h * h).mean()
+
+
 def test_a_rolled_python_loop_moves_its_input_product_out(unmoved):
     Wx, Wh, b, X, _ = data(T=40, seed=2)
 
-    def rnn(Wx, Wh, b, X):
-        h = (X[0] @ Wx + b).tanh()
-        for t in range(1, X.shape[0]):
-            h = (X[t] @ Wx + h @ Wh + b).tanh()
-        return (h * h).mean()
-
-    f = nk.value_and_grad(rnn, argnums=(0, 1, 2))
+    f = nk.value_and_grad(loop_rnn, argnums=(0, 1, 2))
     want = unmoved(f, Wx, Wh, b, X)
     with nk.config(compile="always"):
         got = f(Wx, Wh, b, X)
@@ -136,16 +138,10 @@ def test_a_sum_adds_its_carry_free_terms_before_the_loop(unmoved):
     # per step
     Wx, Wh, b, X, h0 = data(T=30, seed=7)
 
-    def rnn(Wx, Wh, b, X):
-        h = (X[0] @ Wx + b).tanh()
-        for t in range(1, X.shape[0]):
-            h = (X[t] @ Wx + h @ Wh + b).tanh()
-        return (h * h).mean()
-
     def scanned(Wx, Wh, b, X):
         return (nk.scan(lambda h, x: ((x @ Wx + h @ Wh + b).tanh(), None), h0, X)[0] ** 2).mean()
 
-    for fn in (scanned, rnn):
+    for fn in (scanned, loop_rnn):
         f = nk.value_and_grad(fn, argnums=(0, 1, 2))
         want = unmoved(f, Wx, Wh, b, X)
         with nk.config(compile="always"):
@@ -155,9 +151,9 @@ def test_a_sum_adds_its_carry_free_terms_before_the_loop(unmoved):
         close(got[0], want[0])
         for g, w in zip(got[1], want[1]):
             close(g, w)
-    for _ in range(3):                      # imperative: rnn's loop rolled in backward()
+    for _ in range(3):                      # imperative: the loop rolled in backward()
         params = [nk.from_ndarray(a.copy()).requires_grad() for a in (Wx, Wh, b)]
-        loss = rnn(*params, nk.from_ndarray(X))
+        loss = loop_rnn(*params, nk.from_ndarray(X))
         loss.backward()
         close(loss.data, want[0])
         for p, w in zip(params, want[1]):

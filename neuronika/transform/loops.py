@@ -214,10 +214,7 @@ def deferred_products(cell):
     if not cell.differentiable:
         return None
     order, root = cell.order, cell.order[-1]
-    readers = {}
-    for node in order:
-        for i in node.inputs:
-            readers.setdefault(i, []).append(node)
+    readers = _readers(order)
     position = dict(zip(cell.leaves, cell.args))
     first_x, first_const = cell.n_carry, cell.n_carry + cell.n_x
 
@@ -316,10 +313,7 @@ def _regrouped(root, order, staying):
     loop instead of a sum and an addition per step). The terms keep their order within each
     group; the regrouped sum rounds differently, as hoisting's batched products do.
     ``root`` itself where no sum gains."""
-    readers = {}
-    for node in order:
-        for i in node.inputs:
-            readers.setdefault(i, []).append(node)
+    readers = _readers(order)
 
     def inner(node, dtype):         # an addition that dissolves into its reader's sum
         return (node.op is not None and node.op.name == "add" and node.dtype == dtype
@@ -490,10 +484,7 @@ def sunk(root, leaves, in_specs, n_carry, n_x, outer, steps):
     if not GRAD_ENABLED.get():
         return None         # (the moved nodes' flags would say no gradient where the cell's do)
     order, _, _ = linearize(root)
-    readers = {}
-    for node in order:
-        for i in node.inputs:
-            readers.setdefault(i, []).append(node)
+    readers = _readers(order)
     accumulated = _accumulators(root, leaves, n_carry, readers)
     carries = [k for k in range(n_carry) if k not in accumulated]
     carry_outs = [root.inputs[k] for k in carries]
@@ -605,6 +596,15 @@ def _made_after(roots, known):
         stack.append((node, True))
         stack.extend((i, False) for i in reversed(node.inputs) if i not in known and i not in seen)
     return made
+
+
+def _readers(order):
+    """node -> the nodes of ``order`` that read it, in order (once per input slot)."""
+    readers = {}
+    for node in order:
+        for i in node.inputs:
+            readers.setdefault(i, []).append(node)
+    return readers
 
 
 def _rebuilt_over(nodes, substitute):

@@ -12,11 +12,7 @@ from neuronika.testing import check_grads
 from neuronika.transform import passes
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    nk.transform.cache_clear()
-    yield
-    nk.transform.cache_clear()
+pytestmark = pytest.mark.usefixtures("cleared_caches")      # (conftest.py)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])

@@ -15,11 +15,7 @@ from neuronika.transform import products
 RNG = np.random.default_rng(3)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    nk.transform.cache_clear()
-    yield
-    nk.transform.cache_clear()
+pytestmark = pytest.mark.usefixtures("cleared_caches")      # (conftest.py)
 
 
 def _source(fn, *args):

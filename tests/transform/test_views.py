@@ -13,11 +13,7 @@ from neuronika.transform import views
 RNG = np.random.default_rng(11)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    nk.transform.cache_clear()
-    yield
-    nk.transform.cache_clear()
+pytestmark = pytest.mark.usefixtures("cleared_caches")      # (conftest.py)
 
 
 def _unmerged(fn, *args, monkeypatch):
