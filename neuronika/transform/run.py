@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import graph
 from ..errors import AnomalyError, GradientError
-from ..graph import (COMPILE, VOLATILE, Constant, Witness, check_compile_after, check_compile_mode,
+from ..graph import (COMPILE, TRACER, VOLATILE, Constant, Witness, check_compile_after, check_compile_mode,
                      format_where, linearize, modes)
 from . import codegen, interpret, loops
 from .cache import CACHE, _member
@@ -564,7 +564,8 @@ def refuse_inside_trace(what):
 
 def backpropagate(root, seed=1.0):
     """Add d(seed . root)/d(leaf) into the ``grad`` of every differentiable leaf behind ``root``."""
-    refuse_inside_trace("backward()")
+    if TRACER.get() is not None:
+        refuse_inside_trace("backward()")
     if not root.requires_grad:
         if any_differentiable_leaf(root):
             why = "it was built inside no_grad(), which records nothing for a backward"
