@@ -1,10 +1,13 @@
 """Weight gradients after the backward loop (``transform.loops.deferred_products``): a cell's
-``x_t + a @ W``, W a matrix the loop closes over, has W's gradient as one product over every
-step's rows (``A.T @ DX``) after the backward loop instead of a product and an addition per
-step. Checked: which cells defer (the generated source), values and gradients against the
-same loops with deferring off on every face (scan, rolled Python loops, jit, backward()),
-vmap, reversed loops, float32, and central finite differences to second order; cells that
-must not defer give the same numbers as before.
+``a @ W``, W a matrix the loop closes over, has W's gradient as one product over every
+step's rows (``A.T @ DY``) after the backward loop instead of a product and an addition per
+step. DY is the gradient of the x the product is added to (``x_t + a @ W``: the loop stacks
+it anyway), or else the product's own gradient, which the cell's backward returns (a
+retained node) and the loop stacks. Checked: which cells defer and how (the generated
+source), values and gradients against the same loops with deferring off on every face
+(scan interpreted and compiled, rolled Python loops, jit, backward(), modules), vmap,
+reversed loops, float32, and central finite differences to second order; cells that must
+not defer give the same numbers as before.
 """
 from __future__ import annotations
 
@@ -156,13 +159,14 @@ def test_a_jitted_training_step_matches_deferring_off():
     close(train(*args), undeferred(train, *args), rtol=1e-11)
 
 
-def test_vmap_of_a_deferring_scan():
+@pytest.mark.parametrize("fn", [scan_rnn, lambda *a: not_added(*a)])
+def test_vmap_of_a_deferring_scan(fn):
     Wx, Wh, b, X = rnn_args(T=6)
     Xs = np.stack([X, X * 0.5, -X])
-    f = nk.vmap(nk.grad(scan_rnn, argnums=1), in_axes=(None, None, None, 0))
+    f = nk.vmap(nk.grad(fn, argnums=1), in_axes=(None, None, None, 0))
     got = f(Wx, Wh, b, Xs)
     for k in range(3):
-        close(got[k], nk.grad(scan_rnn, argnums=1)(Wx, Wh, b, Xs[k]))
+        close(got[k], nk.grad(fn, argnums=1)(Wx, Wh, b, Xs[k]))
 
 
 def test_finite_differences_to_second_order():
@@ -193,8 +197,8 @@ def two_layers(Wx, Wh, b, X):
 
     def cell(carry, x):
         h1, h2 = carry
-        h1 = nnp.tanh(x @ Wx + h1 @ Wh + b)          # Wh defers
-        h2 = nnp.tanh(h1 @ U + h2 @ V)               # their sum adds no x: nothing defers
+        h1 = nnp.tanh(x @ Wx + h1 @ Wh + b)          # Wh defers (dy: the x's gradient)
+        h2 = nnp.tanh(h1 @ U + h2 @ V)               # their sum adds no x: the cell returns dy
         return (h1, h2), None
     zeros = nnp.zeros((X.shape[1], Wh.shape[0]), dtype=X.dtype)
     (h1, h2), _ = nk.scan(cell, (zeros, zeros), X)
@@ -236,8 +240,9 @@ def transposed_wide_weight(Wx, Wh, b, X):
     return (hT * hT).sum()
 
 
-# (what must not defer: the weight read twice, on the left, the x read twice, the product
-# not added to an x, an x that is data)
+# (the weight read twice or on the left must not defer; the product added to an x read twice,
+# not added to an x, added to an x that is data, or made the new carry itself defers with the
+# product's gradient returned by the cell)
 def weight_read_twice(Wx, Wh, b, X):
     def cell(h, x):
         return nnp.tanh(x @ Wx + h @ Wh + b) + (h @ Wh.T) * 0.1, None
@@ -276,17 +281,27 @@ def x_is_data(Wx, Wh, b, X):
     return (hT * hT).sum()
 
 
-@pytest.mark.parametrize("fn, deferred", [
-    (lstm, 1), (two_layers, 1), (vector_state, 1), (stacked_state, 1), (transposed_weight, 1),
-    (transposed_wide_weight, 1),
-    (weight_read_twice, 0), (weight_on_the_left, 0), (x_read_twice, 0), (not_added, 0), (x_is_data, 0)])
-def test_which_cells_defer_and_their_numbers(fn, deferred):
+def linear_carry(Wx, Wh, b, X):
+    def cell(h, x):
+        return h @ (Wh * 0.5), nnp.tanh(x @ Wx + h)        # the product is the new carry
+    hT, ys = nk.scan(cell, nnp.ones((X.shape[1], Wh.shape[0]), dtype=X.dtype) + b, X)
+    return (hT * hT).sum() + (ys * ys).sum()
+
+
+@pytest.mark.parametrize("fn, from_x, returned", [
+    (lstm, 1, 0), (two_layers, 1, 2), (vector_state, 1, 0), (stacked_state, 1, 0), (transposed_weight, 1, 0),
+    (transposed_wide_weight, 1, 0), (x_read_twice, 0, 1), (not_added, 0, 1), (x_is_data, 0, 1),
+    (linear_carry, 0, 1), (weight_read_twice, 0, 0), (weight_on_the_left, 0, 0)])
+def test_which_cells_defer_and_their_numbers(fn, from_x, returned):
     Wx, Wh, b, X = rnn_args(T=7, H=8)
     f = nk.value_and_grad(fn, argnums=(0, 1, 2))
     products, _ = deferred_source(f, Wx, Wh, b, X)
-    assert len(products) == deferred
-    with nk.config(compile="always"):
-        close(f(Wx, Wh, b, X), undeferred(f, Wx, Wh, b, X))
+    assert sum("_gxs" in p for p in products) == from_x
+    assert sum("_dys_w" in p for p in products) == returned == len(products) - from_x
+    want = undeferred(f, Wx, Wh, b, X)
+    for mode in ("never", "always"):            # interpreted and compiled: the same templates
+        with nk.config(compile=mode):
+            close(f(Wx, Wh, b, X), want)
     Wx, Wh, b, X = rnn_args(T=3, B=2, D=3, H=4)
     check_grads(fn, Wx, Wh, b, X, order=2, rtol=1e-5, atol=1e-7, wrt=(0, 1, 2), imperative=False)
 
@@ -301,8 +316,9 @@ def test_complex_weights_do_not_defer():
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_recurrent_modules_match_deferring_off(kind):
-    """nn.RNN and nn.LSTM add ``h @ W_hh.T`` to the step's input projection: W_hh's gradient
-    is deferred (GRU scales its part by r: nothing to defer), with backward() on the module."""
+    """nn.RNN and nn.LSTM add ``h @ W_hh.T`` to the step's input projection, GRU adds b_hh and
+    scales a part by r: W_hh's gradient is deferred in all three, with backward() on the
+    module."""
     x = RNG.standard_normal((14, 3, 5))
 
     def grads():
@@ -319,5 +335,5 @@ def test_recurrent_modules_match_deferring_off(kind):
 
     got, source = grads()
     want, _ = undeferred(grads)
-    assert ("_gw0 = " in source) == (kind != "GRU")
+    assert "_gw0 = " in source and ("_dys_w0" in source) == (kind == "GRU")
     close(got, want)

@@ -113,4 +113,4 @@ def test_a_random_cells_recurrence_defers_its_weight_gradient():
     with nk.config(compile="always"):
         f(W, X)
         outer = f.source(W, X).split("# cell_0")[0]
-    assert "_as0 = xp.empty(" in outer        # the recurrence's left operands, stacked
+    assert "_as0 = pooled_empty" in outer        # the recurrence's left operands, stacked

@@ -181,3 +181,37 @@ def test_threads_sharing_one_jitted_step_over_several_signatures():
         assert values == seq_values
         for a, b in zip(params, seq_params):
             np.testing.assert_array_equal(a, b)
+
+
+def test_threads_running_one_scan_never_share_a_stack():
+    """Four threads run one jitted loop whose stacks all come from the pool (``ops.pool``):
+    each gets the numbers of running alone."""
+    from neuronika.ops import pool
+    transform.cache_clear()
+    before, pool.MIN_BYTES = pool.MIN_BYTES, 0
+    W = np.random.default_rng(0).standard_normal((6, 6)) * 0.5
+
+    def loss(w, xs):
+        def cell(h, x):
+            h = neuronika.numpy.tanh(x + h @ w)
+            return h, h * 2.0
+        h, ys = neuronika.scan(cell, neuronika.numpy.zeros((xs.shape[1], 6)), xs)
+        return (ys * ys).mean() + (h * h).sum()
+
+    f = neuronika.jit(neuronika.value_and_grad(loss))
+    inputs = [np.random.default_rng(k).standard_normal((20, 4, 6)) for k in range(4)]
+    try:
+        alone = [f(W, x) for x in inputs]
+
+        def job(k, start):
+            start.wait()
+            return [f(W, inputs[k]) for _ in range(30)]
+
+        for k, runs in enumerate(_in_threads(4, job)):
+            for value, grad in runs:
+                assert value == alone[k][0]
+                np.testing.assert_array_equal(grad, alone[k][1])
+    finally:
+        pool.MIN_BYTES = before
+        pool.clear()
+        transform.cache_clear()

@@ -36,7 +36,7 @@ import numpy as np
 from .. import backend
 from .. import random as _random
 from ..errors import GradientError
-from . import Grad, batching, declare
+from . import Grad, batching, declare, pool
 
 _OBJECT = np.dtype(object)
 
@@ -94,7 +94,7 @@ def cotangent_part(d, k, shape, dtype):
     return np.zeros(shape, dtype)
 
 
-_TUPLE_STATICS = {"cotangent": cotangent, "cotangent_part": cotangent_part}
+_TUPLE_STATICS = {"cotangent": cotangent, "cotangent_part": cotangent_part, "pooled_empty": pool.pooled_empty}
 
 
 def _tuple_statics(ctx):
@@ -217,11 +217,11 @@ def _scan_forward(ctx):
     lines.append("fwd = step.forward")
     for j in range(n_y):
         shape, dtype = cell.out_shapes[c + j], cell.out_dtypes[c + j]
-        lines.append(f"ys{j} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
+        lines.append(f"ys{j} = pooled_empty(xp, {_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
     n_a = len(runs.out_shapes) - len(cell.out_shapes)        # the deferred products' left operands
     for j in range(n_a):
         shape, dtype = runs.out_shapes[c + n_y + j], runs.out_dtypes[c + n_y + j]
-        lines.append(f"as{j} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
+        lines.append(f"as{j} = pooled_empty(xp, {_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
     outs = [f"c{i}" for i in range(c)] + [f"y{j}" for j in range(n_y)] + [f"a{j}" for j in range(n_a)]
     call = f"fwd({', '.join(_step_args(runs, names))})"
     if cell.differentiable:
@@ -262,7 +262,7 @@ def _scan_grad(ctx):
             grads[i] = f"dc{i}"
         elif i < c + cell.n_x:
             grads[i] = f"gxs{i - c}"
-            lines.append(f"gxs{i - c} = xp.empty({_shape_text(shape, 'n')}, dtype={_dtype_text(dtype)})")
+            lines.append(f"gxs{i - c} = pooled_empty(xp, {_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
         else:
             grads[i] = f"gk{i - c - cell.n_x}"
             lines.append(f"gk{i - c - cell.n_x} = xp.zeros({_shape_text(shape)}, dtype={_dtype_text(dtype)})")
@@ -292,16 +292,22 @@ def _scan_grad(ctx):
             k = i - c - cell.n_x
             targets.append(f"g{k}")
             after.append(f"gk{k} += g{k}")
+    # the deferred products' gradients the variant returns (retained), stacked over the steps
+    for k, (shape, dtype) in enumerate(deferral.retained if deferral is not None else ()):
+        lines.append(f"dys_w{k} = pooled_empty(xp, {_shape_text(shape, 'n')}, {_dtype_text(dtype)})")
+        targets.append(f"dy_w{k}")
+        after.append(f"dys_w{k}[s, ...] = dy_w{k}")
     loop = [f"for s in {_steps(cell, reverse, backward=True)}:",
             f"    {', '.join(targets)}, = bwd({_tuple_text(seeds)}, *res[s])"]
     loop += [f"    {a}" for a in after + resets]
     # a deferred weight's gradient: every step's a.T @ dy as one product (loops.Deferral)
     products = []
-    for i, j, x, (rows, cols), transposed in (deferral.items if deferral is not None else ()):
+    for i, j, x, k, (rows, cols), transposed in (deferral.items if deferral is not None else ()):
         grads[i] = f"gw{j}"
         # a @ W: W (rows = a's columns, cols = dy's); a @ W.T (mm_t): W (dy's columns, a's)
         a_cols, dy_cols = (cols, rows) if transposed else (rows, cols)
-        a, dy = f"xp.reshape(as{j}, (-1, {a_cols}))", f"xp.reshape(gxs{x - c}, (-1, {dy_cols}))"
+        dys = f"gxs{x - c}" if x is not None else f"dys_w{k}"
+        a, dy = f"xp.reshape(as{j}, (-1, {a_cols}))", f"xp.reshape({dys}, (-1, {dy_cols}))"
         products.append(f"gw{j} = {dy}.T @ {a}" if transposed else f"gw{j} = {a}.T @ {dy}")
     result = f"dx = {_tuple_text([grads.get(i, 'None') for i in range(n_in)])}"
     return "\n".join(head + lines + loop + products + [result])

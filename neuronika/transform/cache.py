@@ -32,6 +32,7 @@ import weakref
 from collections import OrderedDict, namedtuple
 
 from .. import graph
+from ..ops import pool
 from . import codegen, families
 
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
@@ -751,6 +752,7 @@ def cache_clear() -> None:
     from . import loops, run                  # below: they import this module
     run.forget_interpreted()                  # runs counted toward compiling, interpreter kinds
     loops.cells_clear()                       # scan cells (and their programs)
+    pool.clear()                              # loops' kept stacks
 
 
 def explain(f, *args, **kwargs) -> str:

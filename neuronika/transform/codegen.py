@@ -985,7 +985,7 @@ def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, w
             leaf_returns.append(_finish(lines, grads.get(i), node, f"g{i}", state.shared_grads))
         elif node.retain:
             retained.append(i)
-            retained_returns.append(_finish(lines, grads.get(i), node, f"g{i}"))
+            retained_returns.append(_finish(lines, grads.get(i), node, f"g{i}", state.shared_grads))
     returned = leaf_returns + retained_returns
     return lines, list(saved), returned, grad_leaves, retained
 

@@ -193,24 +193,29 @@ _BLAS = (np.dtype(np.float32), np.dtype(np.float64))
 class Deferral:
     """How a scan runs a cell whose weight gradients it defers: ``cell``, the variant it
     runs (the weights are no variables there; it returns each deferred product's left
-    operand after the cell's own outputs), and ``items``: for each weight, (its input
-    position, its product's left operand's index among the variant's extra outputs, the
-    position of the x whose gradient is the product's, the weight's shape, whether the
-    product is ``a @ W.T`` (``mm_t``, as ``nn.RNN`` and ``nn.LSTM`` write it))."""
+    operand after the cell's own outputs, and its backward the retained products' gradients
+    after the leaves'); ``items``: for each weight, (its input position, its product's left
+    operand's index among the variant's extra outputs, the position of the x whose gradient
+    is the product's or None, the index of the product's gradient among the retained ones or
+    None, the weight's shape, whether the product is ``a @ W.T`` (``mm_t``, as ``nn.RNN``,
+    ``nn.LSTM`` and ``nn.GRU`` write it)); ``retained``: (shape, dtype) of each retained
+    product's gradient the variant's backward returns, in order."""
 
-    __slots__ = ("cell", "items")
+    __slots__ = ("cell", "items", "retained")
 
-    def __init__(self, cell, items):
-        self.cell, self.items = cell, items
+    def __init__(self, cell, items, retained):
+        self.cell, self.items, self.retained = cell, items, retained
 
 
 def deferred_products(cell):
     """The ``Deferral`` of ``cell``, or None where no weight gradient qualifies. A weight
-    qualifies when: it is a float32 / float64 matrix the cell closes over and
-    differentiates; its one reader is ``a @ W`` or ``a @ W.T`` (``mm_t``; a differentiable,
-    of W's dtype); that
-    product's one reader adds it to one step of an x of the same shape and dtype, which
-    is differentiated and read by nothing else."""
+    qualifies when it is a float32 / float64 matrix the cell closes over and differentiates,
+    and its one reader is ``a @ W`` or ``a @ W.T`` (``mm_t``; ``a`` differentiable, of W's
+    dtype). The product's gradient at each step (dy_t) is read from the gradient of the x
+    it is added to, where its one reader adds it to one step of an x of its shape and dtype
+    that nothing else reads (the backward loop stacks that gradient anyway); otherwise the
+    variant's backward returns it (the product is a retained node there) and the loop
+    stacks it (a GRU's ``h @ W_hh.T + b_hh``, whose parts r scales)."""
     if not cell.differentiable:
         return None
     order, root = cell.order, cell.order[-1]
@@ -221,6 +226,18 @@ def deferred_products(cell):
     def one_reader(node):
         found = readers.get(node, ())
         return found[0] if len(found) == 1 and found[0] is not root else None
+
+    def summed_x(product):
+        """The position of the x whose gradient is ``product``'s, or None."""
+        total = one_reader(product)
+        if total is None or total.op.name != "add" or len(total.inputs) != 2:
+            return None
+        x = total.inputs[1] if total.inputs[0] is product else total.inputs[0]
+        x_at = position.get(x)
+        if (x_at is None or not first_x <= x_at < first_const or not x.requires_grad
+                or one_reader(x) is not total or x.shape != product.shape or x.dtype != product.dtype):
+            return None
+        return x_at
 
     picked = []
     for leaf_node, p in zip(cell.leaves, cell.args):
@@ -233,23 +250,15 @@ def deferred_products(cell):
         a = product.inputs[0]
         if not a.requires_grad or a.dtype != leaf_node.dtype or product.dtype != leaf_node.dtype:
             continue
-        total = one_reader(product)
-        if total is None or total.op.name != "add" or len(total.inputs) != 2:
-            continue
-        x = total.inputs[1] if total.inputs[0] is product else total.inputs[0]
-        x_at = position.get(x)
-        if (x_at is None or not first_x <= x_at < first_const or not x.requires_grad
-                or one_reader(x) is not total or x.shape != product.shape or x.dtype != product.dtype):
-            continue
-        picked.append((leaf_node, p, a, x_at, product.op.name == "mm_t"))
+        picked.append((leaf_node, p, a, product, summed_x(product), product.op.name == "mm_t"))
     if not picked:
         return None
     with _flags_from_inputs():
-        substitute = {w: like_leaf(w, False) for w, _, _, _, _ in picked}
-        _rebuilt_over(order, substitute)
+        substitute = {w: like_leaf(w, False) for w, _, _, _, _, _ in picked}
+        _rebuilt_over(order, substitute, retain={product for _, _, _, product, x_at, _ in picked if x_at is None})
         outs = [substitute.get(i, i) for i in root.inputs]
         # (returned as values only: no gradient flows back through these outputs)
-        extra = [apply(OPS["stop_gradient"], (substitute.get(a, a),)) for _, _, a, _, _ in picked]
+        extra = [apply(OPS["stop_gradient"], (substitute.get(a, a),)) for _, _, a, _, _, _ in picked]
         new_root = apply(OPS["pack"], tuple(outs + extra), root.attrs)
     leaves = [substitute.get(n, n) for n in cell.leaves]
     in_specs = list(zip(cell.in_shapes, cell.in_dtypes))
@@ -258,9 +267,13 @@ def deferred_products(cell):
                        in_specs, out_specs)
     if variant.symbolic_adjoint is None:
         variant.symbolic_adjoint = cell.symbolic_adjoint
-    items = tuple((p, j, x_at, tuple(w.shape), transposed)
-                  for j, (w, p, _, x_at, transposed) in enumerate(picked))
-    return Deferral(variant, items)
+    # the variant's backward returns the retained products' gradients after the leaves', in
+    # graph order (``cell_for``'s cell, maybe one made before, has this graph's order)
+    returned = [node for node in linearize(new_root)[0] if node.op is not None and node.retain]
+    rank = {node: k for k, node in enumerate(returned)}
+    items = tuple((p, j, x_at, None if x_at is not None else rank[substitute[product]], tuple(w.shape),
+                   transposed) for j, (w, p, _, product, x_at, transposed) in enumerate(picked))
+    return Deferral(variant, items, tuple(spec(node) for node in returned))
 
 
 # ---- work moved out of a loop ------------------------------------------------------------------
@@ -607,12 +620,16 @@ def _readers(order):
     return readers
 
 
-def _rebuilt_over(nodes, substitute):
+def _rebuilt_over(nodes, substitute, retain=()):
     """``substitute`` (cell node -> node outside the loop) extended to each of ``nodes`` (inputs
-    first) that reads a substituted node: rebuilt over the substitutes."""
+    first) that reads a substituted node: rebuilt over the substitutes; those in ``retain``
+    rebuilt as retained nodes (a program returns their gradients)."""
     for node in nodes:
         if node.op is not None and node not in substitute and any(i in substitute for i in node.inputs):
-            substitute[node] = _clone(node, tuple(substitute.get(i, i) for i in node.inputs))
+            new = substitute[node] = _clone(node, tuple(substitute.get(i, i) for i in node.inputs))
+            if node in retain:
+                new.retain = True
+                new.key = (new.op, new.attrs, new.requires_grad, True)
     return substitute
 
 

@@ -1,0 +1,118 @@
+"""The pool of loops' stacked arrays (``neuronika.ops.pool``): an array is handed out again only
+once nothing references it (not its user, not a view of it), results kept across calls stay
+as they were, and every face of a scan gives the same numbers with the pool as with fresh
+arrays (threads: ``tests/test_threads.py``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neuronika as nk
+import neuronika.numpy as nnp
+from neuronika.ops import pool
+
+
+@pytest.fixture
+def small_pool():
+    """Every stack from the pool, whatever its size."""
+    before = pool.MIN_BYTES
+    pool.MIN_BYTES = 0
+    pool.clear()
+    nk.transform.cache_clear()
+    yield
+    pool.MIN_BYTES = before
+    pool.clear()
+    nk.transform.cache_clear()
+
+
+def test_an_array_in_use_is_not_handed_out_again(small_pool):
+    a = pool.pooled_empty(np, (4, 5), np.float64)
+    address = a.ctypes.data
+    view = a[1:]
+    del a
+    b = pool.pooled_empty(np, (4, 5), np.float64)
+    assert not np.shares_memory(b, view)            # the view keeps a busy
+    del view
+    c = pool.pooled_empty(np, (4, 5), np.float64)    # a is free again: handed out
+    assert c.ctypes.data == address
+    assert pool.pooled_empty(np, (4, 5), np.float64).ctypes.data not in (b.ctypes.data, c.ctypes.data)
+
+
+def test_at_most_per_key_arrays_are_kept_and_those_dropped_stay_valid(small_pool):
+    held = [pool.pooled_empty(np, (3,), np.float32) for _ in range(pool.PER_KEY + 2)]
+    for k, a in enumerate(held):
+        a[...] = k
+    assert len({id(a) for a in held}) == len(held)
+    for k, a in enumerate(held):
+        assert (a == k).all()
+
+
+def test_other_libraries_get_their_own_empty():
+    class Space:
+        def empty(self, shape, dtype):
+            return ("empty", shape, dtype)
+    assert pool.pooled_empty(Space(), (2,), np.float32) == ("empty", (2,), np.float32)
+
+
+def rnn(W, X):
+    def cell(h, x):
+        h = nnp.tanh(x + h @ W)
+        return h, h * 2.0
+    hT, ys = nk.scan(cell, nnp.zeros((X.shape[1], W.shape[0]), dtype=X.dtype), X)
+    return ys
+
+
+def test_results_kept_across_calls_stay_as_they_were(small_pool):
+    f = nk.jit(rnn)
+    rng = np.random.default_rng(0)
+    W, X1, X2 = rng.standard_normal((4, 4)) * 0.5, rng.standard_normal((6, 3, 4)), rng.standard_normal((6, 3, 4))
+    first = f(W, X1)
+    kept = first.copy()
+    part = f(W, X2)[2:]                 # a view of the second call's stack
+    kept_part = part.copy()
+    for _ in range(3):
+        f(W, X2 * 0.5)
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(part, kept_part)
+
+
+def test_a_dropped_result_gives_its_memory_to_the_next_call(small_pool):
+    f = nk.jit(rnn)
+    rng = np.random.default_rng(1)
+    W, X = rng.standard_normal((4, 4)) * 0.5, rng.standard_normal((6, 3, 4))
+    address = f(W, X).ctypes.data
+    assert f(W, X).ctypes.data == address
+
+
+def loss(W, X):
+    ys = rnn(W, X)
+    return (ys * ys).mean()
+
+
+def faces(W, X):
+    """value_and_grad (interpreted and compiled), jit of it, and backward() on variables."""
+    out = []
+    f = nk.value_and_grad(loss)
+    for mode in ("never", "always"):
+        with nk.config(compile=mode):
+            out.append(f(W, X))
+    out.append(nk.jit(nk.value_and_grad(loss))(W, X))
+    w = nk.from_ndarray(W.copy()).requires_grad()
+    for _ in range(3):
+        w.zero_grad()
+        value = loss(w, nk.from_ndarray(X))
+        value.backward()
+    out.append((value.data.copy(), w.grad.copy()))
+    return out
+
+
+def test_every_face_matches_fresh_arrays(small_pool):
+    rng = np.random.default_rng(2)
+    W, X = rng.standard_normal((5, 5)) * 0.5, rng.standard_normal((9, 2, 5))
+    got = faces(W, X)
+    pool.MIN_BYTES = 1 << 60
+    nk.transform.cache_clear()
+    want = faces(W, X)
+    for (gv, gg), (wv, wg) in zip(got, want):
+        np.testing.assert_array_equal(gv, wv)
+        np.testing.assert_array_equal(gg, wg)
