@@ -116,3 +116,20 @@ def test_every_face_matches_fresh_arrays(small_pool):
     for (gv, gg), (wv, wg) in zip(got, want):
         np.testing.assert_array_equal(gv, wv)
         np.testing.assert_array_equal(gg, wg)
+
+
+def test_a_scattered_gradient_starts_from_zeros_in_reused_memory(small_pool):
+    """The gradient of a slice is scattered into zeros from the pool (``scratch_zeros``): memory
+    handed out again is zeroed, and a gradient the caller holds is never written."""
+    f = nk.jit(nk.grad(lambda x, k: (x[k:] * x[k:]).sum()), static_argnums=1)
+    x = np.random.default_rng(4).standard_normal((40, 30))
+    held = f(x, 5)
+    kept = held.copy()
+    np.testing.assert_array_equal(held[:5], 0.0)
+    np.testing.assert_array_equal(held[5:], 2 * x[5:])
+    for k in (5, 5, 20):
+        got = f(x * 3.0, k)
+        np.testing.assert_array_equal(got[:k], 0.0)
+        np.testing.assert_array_equal(got[k:], 6 * x[k:])
+        del got
+    np.testing.assert_array_equal(held, kept)

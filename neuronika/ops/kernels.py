@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import backend as _backend
 from .. import random as _random
+from . import pool as _pool
 
 __all__ = ["dropout_mask", "random_draw", "sigmoid", "power_exponent", "pad_array", "pad_fold", "log_where_nonzero", "conv_forward", "conv_input_grad",
            "conv_weight_grad", "max_pool", "max_pool_grad", "max_pool_gather", "avg_pool", "avg_pool_grad"]
@@ -999,6 +1000,17 @@ def gather(x, key):
     return x[key]
 
 
+# ---- scratch zeros (ops/shape.py: a gradient scattered into zeros) --------------------------------
+
+__all__ += ["scratch_zeros"]
+
+
+def scratch_zeros(shape, dtype):
+    """``np.zeros(shape, dtype)``; a large one is an array of ``ops.pool`` filled with zeros, not
+    fresh memory faulted in again at every call."""
+    return _pool.pooled_zeros(np, shape, dtype)
+
+
 # ---- small contractions (ops/linalg.py: einsum) -----------------------------------------------------
 
 __all__ += ["einsum_small"]
@@ -1029,6 +1041,11 @@ def register(name, family):
 def _add_at_cupy(space, target, key, values):
     import cupyx
     cupyx.scatter_add(target, key, values)
+
+
+@register("scratch_zeros", "generic")
+def _scratch_zeros_generic(space, shape, dtype):
+    return space.xp.zeros(shape, dtype=dtype, device=space.device)
 
 
 @register("add_at", "generic")

@@ -1,4 +1,6 @@
-"""Large scratch arrays that outlive the call that made them, for loops' stacked values.
+"""Large arrays that outlive the call that made them: loops' stacked values
+(``pooled_empty``), zeros a gradient is scattered into (``pooled_zeros``), and values that
+escape a generated function (``unused``, for ``transform.buffers``).
 
 A scan stacks every step's outputs, saved values and gradients into arrays made at each
 call (``xp.empty((n, ...))``). Fresh arrays of a few hundred kB cost page faults every
@@ -65,16 +67,21 @@ def _calibrated():
 _ALONE = _calibrated()
 
 
+def _pooled(xp, shape, dtype):
+    """The pool's key for an array of ``shape`` and ``dtype`` of namespace ``xp``, or None where
+    it is made fresh (another library's, smaller than ``MIN_BYTES``, no pool)."""
+    if (xp is not np and xp is not backend.NUMPY_XP) or _ALONE is None:
+        return None
+    dtype = np.dtype(dtype)
+    return (tuple(shape), dtype) if math.prod(shape) * dtype.itemsize >= MIN_BYTES else None
+
+
 def pooled_empty(xp, shape, dtype):
     """``xp.empty(shape, dtype=dtype)``; for NumPy arrays of at least ``MIN_BYTES``, an array of
     the pool that nothing references (its values are left over), kept for later calls."""
-    if xp is not np and xp is not backend.NUMPY_XP:
+    key = _pooled(xp, shape, dtype)
+    if key is None:
         return xp.empty(shape, dtype=dtype)
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < MIN_BYTES or _ALONE is None:
-        return np.empty(shape, dtype)
-    key = (shape, dtype)
     with _lock:
         arrays = _arrays.get(key)
         if arrays is None:
@@ -84,15 +91,42 @@ def pooled_empty(xp, shape, dtype):
             for k in range(len(arrays)):
                 if _references(arrays, k) == _ALONE:
                     return arrays[k]
-        made = np.empty(shape, dtype)
+        made = np.empty(*key)
         if len(arrays) >= PER_KEY:
             _kept[0] -= arrays.pop(0).nbytes       # still valid where it is used
         arrays.append(made)
-        _kept[0] += nbytes
+        _kept[0] += made.nbytes
         while _kept[0] > MAX_BYTES and _arrays:
             _, dropped = _arrays.popitem(last=False)
             _kept[0] -= sum(a.nbytes for a in dropped)
         return made
+
+
+def pooled_zeros(xp, shape, dtype):
+    """``xp.zeros(shape, dtype=dtype)``, from the pool as ``pooled_empty`` (filled with zeros:
+    a memset, where fresh memory costs a page fault per 4 kB)."""
+    if _pooled(xp, shape, dtype) is None:
+        return xp.zeros(shape, dtype=dtype)
+    array = pooled_empty(xp, shape, dtype)
+    array.fill(0)
+    return array
+
+
+def unused(arrays, k):
+    """``arrays[k]`` or ``arrays[k + 1]`` where nothing but ``arrays`` references it (moved to
+    ``k``), else None, ``arrays[k]`` moved to ``k + 1`` (the caller stores its new array at
+    ``k``): the two last arrays a statement made, one handed out again once it is free
+    (``transform.buffers``: values that escape a generated function)."""
+    if arrays[k] is None:
+        return None
+    if _ALONE is not None:
+        if _references(arrays, k) == _ALONE:
+            return arrays[k]
+        if arrays[k + 1] is not None and _references(arrays, k + 1) == _ALONE:
+            arrays[k], arrays[k + 1] = arrays[k + 1], arrays[k]
+            return arrays[k]
+    arrays[k + 1] = arrays[k]
+    return None
 
 
 def clear():

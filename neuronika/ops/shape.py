@@ -287,8 +287,8 @@ def _store(target, sign, value, layout, kshapes, shape, selected):
 
 def _index_grad(ctx):
     if _is_advanced(ctx):
-        return f"dx = xp.zeros(s, dtype=dtype)\nadd_at(dx, {_format_index(ctx.layout, True)}, dy)"
-    return "dx = xp.zeros(s, dtype=dtype)\n" + _store("dx", "=", "dy", ctx.layout, _kshapes(ctx),
+        return f"dx = scratch_zeros(s, dtype)\nadd_at(dx, {_format_index(ctx.layout, True)}, dy)"
+    return "dx = scratch_zeros(s, dtype)\n" + _store("dx", "=", "dy", ctx.layout, _kshapes(ctx),
                                                       ctx.shapes["x"], ctx.shape)
 
 
@@ -300,9 +300,9 @@ def _index_accumulate(ctx):
 
 def _scatter_forward(ctx):
     if any(len(ctx.shapes[name]) > 0 for name in ctx.names[1:]):
-        return f"y = xp.zeros(shape, dtype=dtype)\nadd_at(y, {_format_index(ctx.layout, True)}, g)"
+        return f"y = scratch_zeros(shape, dtype)\nadd_at(y, {_format_index(ctx.layout, True)}, g)"
     selected = _index_shape(ctx.shape, *[ctx.shapes[name] for name in ctx.names[1:]], ctx.layout)
-    return "y = xp.zeros(shape, dtype=dtype)\n" + _store("y", "=", "g", ctx.layout, _kshapes(ctx),
+    return "y = scratch_zeros(shape, dtype)\n" + _store("y", "=", "g", ctx.layout, _kshapes(ctx),
                                                          ctx.shape, selected)
 
 

@@ -21,11 +21,21 @@ fix every temporary's shape; a program serving a family of sizes keeps a set per
 newest ``KEYS``) or makes an empty one, and ``_give(_B)`` hands it back before the return.
 Two threads, or a call inside a call, take two sets; a call that raises drops its set.
 
-What may not live in a kept buffer: a value returned (or a view of one, or a value written
-into its buffer), and one read by a statement this pass does not know to make a new
-array (a call of anything else, a tuple, a loop), since that statement's result might be
-the value itself. Values are followed through names (``a = b``), views (``.T``,
-``xp.reshape``, subscripts) and ``out=``.
+A value that escapes the call (returned, or a view of one, or a value written into its
+buffer; or read by a statement this pass does not know to make a new array: a call of
+anything else, a tuple, a loop, whose result might be the value itself) may still be
+alive when the function runs again: a split forward's saved values until their backward,
+a gradient in ``p.grad`` until ``zero_grad()``, a jitted step's new parameters until the
+next step has read them. Such a value gets two buffers of its own, and is written into
+one of them only if nothing references it any more (``ops.pool``'s reference count)::
+
+    _B[2] = g0 = xp.matmul(v6.T, g9, out=_unused(_B, 2))
+
+``_unused`` hands out ``_B[2]`` or ``_B[3]`` where nothing else holds it (moved to
+``_B[2]``), else None (NumPy allocates; the last call's array moves to ``_B[3]``, the one
+before is dropped): a step's new parameters alternate between two arrays, and a value
+someone still holds is never written. Values are followed through names (``a = b``),
+views (``.T``, ``xp.reshape``, subscripts) and ``out=``.
 
 ``KEEP`` switches the pass off (False); programs compiled before keep their buffers.
 """
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import ast
 
+from ..ops.pool import unused
 from .inplace import _BINARY, _Types, _ufunc, _xp_call
 
 #: Results of at least this many bytes are kept: below it an allocation comes from the C
@@ -155,12 +166,13 @@ def keep_buffers(lines, keep, known, sizes, params, namespace):
     out = []
     for index, line in enumerate(lines):
         found = made.get(index)
-        if found is None or found[0].escaped:
+        if found is None or found[0].slot is None:
             out.append(line)
             continue
         group, expr, kind = found
         buffer = f"_B[{group.slot}]"
-        out.append(Line(f"{buffer} = {line.target} = {_written(expr, line.text, kind, buffer)}",
+        into = f"_unused(_B, {group.slot})" if group.escaped else buffer
+        out.append(Line(f"{buffer} = {line.target} = {_written(expr, line.text, kind, into)}",
                         tuple(line.loads) + ("_B",), line.stores, line.target))
     arrays = [p for p in params if p in known and known[p][0]]
     key = "(" + "".join(f"{p}.shape, " for p in arrays) + ")"
@@ -168,12 +180,15 @@ def keep_buffers(lines, keep, known, sizes, params, namespace):
 
 
 def _assign(groups):
-    """Give each group that did not escape a buffer number, sharing between groups of one kind
-    whose lines do not overlap; the number of buffers."""
+    """Give each group a buffer number: one that escaped two buffers of its own (``_unused``);
+    the others share between groups of one kind whose lines do not overlap. The number of
+    buffers."""
     free = {}                           # kind -> [(end, slot)]
     count = 0
     for group in groups:                # in order of their first line
         if group.escaped:
+            group.slot = count
+            count += 2
             continue
         kind = group.kind
         pool = free.setdefault(kind, [])
@@ -303,4 +318,4 @@ def pool(count):
     return take, give
 
 
-__all__ = ["keep_buffers", "pool", "MIN_BYTES", "KEEP", "KEYS"]
+__all__ = ["keep_buffers", "pool", "unused", "MIN_BYTES", "KEEP", "KEYS"]

@@ -1130,6 +1130,7 @@ def _compile(name, params, body, returned, top, program, state):
         body, count = buffers.keep_buffers(body, keep, state.known, state.sizes, params, namespace)
         if count:
             namespace["_take"], namespace["_give"] = buffers.pool(count)
+            namespace["_unused"] = buffers.unused
             keep = keep + ["_B"]
     if state.known is not None:
         body = products.small_products(body, state.known, state.sizes, state.order)
