@@ -115,9 +115,13 @@ def test_a_gradient_held_in_p_grad_is_not_written_and_its_memory_is_used_after_z
         addresses = set()
         del grads, held
         for _ in range(4):
-            (x.mm(w).tanh() ** 2).sum().backward()
+            loss = (x.mm(w).tanh() ** 2).sum()
+            loss.backward()
             addresses.add(w.grad.ctypes.data)
             w.zero_grad()
+        gradient = next(line for line in loss.source().splitlines() if line.strip().startswith("_B[") and
+                        ".T, " in line)
+    assert "out=_unused(_B, " in gradient         # the returned gradient: kept while unreferenced
     assert len(addresses) <= 2                    # dropped by zero_grad: the same memory again
 
 

@@ -131,7 +131,7 @@ def keep_buffers(lines, keep, known, sizes, params, namespace):
                     (group,) = aliased
                     group_of[target] = group
                 continue
-        if not candidate or target in keep:
+        if not candidate:
             continue
         kind = _maker(expr, namespace)
         if kind is None:
