@@ -60,6 +60,7 @@ import argparse
 import cProfile
 import gc
 import io
+import json
 import os
 import platform
 import pstats
@@ -1393,6 +1394,73 @@ def _path_keys(text):
     return keys
 
 
+def run_workload(name, keys, makers, samples, sample_s, warmup_s):
+    """One workload's results in this process, and its targets: each path checked against the
+    floor (``worst``: its largest relative difference), then timed (``times``: median seconds
+    per step, ``spread``, ``n``), its peak memory per step, the paths that could not run
+    (``failed``: key -> why)."""
+    workload = WORKLOADS[name]()
+    paths, failed = [], {}
+    for k in keys:
+        if not workload.supports(k):
+            continue
+        try:
+            paths.append(workload.path(k, makers))
+        except PathFailed as error:
+            failed[k] = str(error)
+    worst = {p.key: check(workload, p) for p in paths if p.key != "floor"}   # loud, before timing
+    result = measure(paths, samples=samples, sample_s=sample_s, warmup_s=warmup_s)
+    return {"about": workload.about, "times": {k: r["median"] for k, r in result.items()},
+            "spread": {k: r["spread"] for k, r in result.items()}, "n": {k: r["n"] for k, r in result.items()},
+            "memory": {p.key: peak_memory(p) for p in paths if p.key in TRACED_PATHS},
+            "failed": failed, "worst": worst}, workload.targets
+
+
+def _child_arguments(args):
+    """The options a child process of ``--processes`` repeats."""
+    out = ["--quick"] if args.quick else []
+    for option, value in (("--paths", args.paths), ("--threads", args.threads), ("--samples", args.samples),
+                          ("--sample-ms", args.sample_ms)):
+        if value is not None:
+            out += [option, ",".join(value) if isinstance(value, (list, tuple)) else str(value)]
+    return out
+
+
+def in_processes(names, count, arguments, started):
+    """Each workload of ``names`` timed in ``count`` fresh interpreters (``python -m benchmarks
+    --only NAME --json FILE``, round after round): per path, the median of the processes'
+    ratios to the floor times the median floor (``times``), every ratio (``ratios``), the
+    largest half-IQR (``spread``), the median peak memory; the check and what failed from the
+    first process."""
+    import subprocess
+    import tempfile
+    runs = {name: [] for name in names}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as folder:
+        for round_ in range(count):
+            for name in names:
+                print(f"[{time.perf_counter() - started:.0f} s] {name}: process {round_ + 1} of {count}",
+                      file=sys.stderr, flush=True)
+                path = os.path.join(folder, f"{name}-{round_}.json")
+                done = subprocess.run([sys.executable, "-m", "benchmarks", "--only", name, "--json", path]
+                                      + arguments, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True)
+                if done.returncode:
+                    raise RuntimeError(f"the benchmark process for {name} failed:\n{done.stderr[-3000:]}")
+                with open(path) as found:
+                    runs[name].append(json.load(found))
+    combined = {}
+    for name, found in runs.items():
+        first = found[0]
+        floor = statistics.median(r["times"]["floor"] for r in found)
+        ratios = {k: [r["times"][k] / r["times"]["floor"] for r in found if k in r["times"]] for k in first["times"]}
+        memory = {k: statistics.median(r["memory"][k] for r in found if k in r["memory"]) for k in first["memory"]}
+        combined[name] = dict(first, times={k: statistics.median(v) * floor for k, v in ratios.items()},
+                              ratios=ratios, memory=memory,
+                              spread={k: max(r["spread"][k] for r in found if k in r["spread"]) for k in ratios})
+    return combined
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -1423,7 +1491,15 @@ def main(argv=None):
                         help="samples per path per workload (default 31; 5 with --quick)")
     parser.add_argument("--sample-ms", type=float, default=None,
                         help="length of one sample in ms (default 30; 5 with --quick)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="time each workload in N fresh interpreters, one after another, and "
+                             "report per path the median of their ratios to the floor: a process's "
+                             "history (what it allocated and freed before) moves NumPy's memory "
+                             "behaviour, and the ratios by up to 15%%; default 1 (this process)")
+    parser.add_argument("--json", metavar="FILE", help=argparse.SUPPRESS)     # a child's results
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, got {args.processes}")
     started = time.perf_counter()
 
     set_lines = []
@@ -1464,32 +1540,37 @@ def main(argv=None):
     sample_s = (args.sample_ms or (5.0 if args.quick else 30.0)) / 1000
     warmup_s = 0.05 if args.quick else 0.25
     long_rows, summary, notes, noisy, reasons = [], [], [], [], []
-    for name in args.only or list(WORKLOADS):
-        print(f"[{time.perf_counter() - started:.0f} s] {name}: setting up (compiling), checking, timing",
-              file=sys.stderr, flush=True)
-        workload = WORKLOADS[name]()
-        paths, failed = [], {}
-        for k in keys:
-            if not workload.supports(k):
-                continue
-            try:
-                paths.append(workload.path(k, makers))
-            except PathFailed as error:
-                reasons.append(f"{name}, {PATHS[k]}: {error}")
-                failed[k] = f"[{len(reasons)}]"
-        worst = {p.key: check(workload, p) for p in paths if p.key != "floor"}   # loud, before timing
-        result = measure(paths, samples=samples, sample_s=sample_s, warmup_s=warmup_s)
-        times = {k: r["median"] for k, r in result.items()}
-        memory = {p.key: peak_memory(p) for p in paths if p.key in TRACED_PATHS}
-        long_rows += table_rows(name, workload.targets, times, memory, failed)
-        summary.append(summary_row(name, keys, workload.targets, times, memory, failed))
-        notes.append(f"- {name}: {workload.about}. One step matches the floor's (loss, gradients, "
+    names = args.only or list(WORKLOADS)
+    if args.processes > 1:
+        found = in_processes(names, args.processes, _child_arguments(args), started)
+    for name in names:
+        if args.processes > 1:
+            run, targets = found[name], WORKLOADS[name]().targets
+        else:
+            print(f"[{time.perf_counter() - started:.0f} s] {name}: setting up (compiling), checking, timing",
+                  file=sys.stderr, flush=True)
+            run, targets = run_workload(name, keys, makers, samples, sample_s, warmup_s)
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump(run, out)
+        failed = {}
+        for k, reason in run["failed"].items():
+            reasons.append(f"{name}, {PATHS[k]}: {reason}")
+            failed[k] = f"[{len(reasons)}]"
+        times, memory = run["times"], run["memory"]
+        long_rows += table_rows(name, targets, times, memory, failed)
+        summary.append(summary_row(name, keys, targets, times, memory, failed))
+        spread = (f"Ratios to the floor in {args.processes} processes (median in the table): "
+                  + ", ".join(f"{PATHS[k]} {min(r):.2f}-{max(r):.2f}" for k, r in run["ratios"].items()
+                              if k != "floor")
+                  if args.processes > 1 else
+                  "Steps per sample / half-IQR: "
+                  + ", ".join(f"{PATHS[k]} {run['n'][k]:,} / {_percent(run['spread'][k])}" for k in times))
+        notes.append(f"- {name}: {run['about']}. One step matches the floor's (loss, gradients, "
                      "parameters after; max rel. diff: "
-                     + ", ".join(f"{PATHS[k]} {w:.1e}" for k, w in worst.items()) + "). "
-                     "Steps per sample / half-IQR: "
-                     + ", ".join(f"{PATHS[k]} {r['n']:,} / {_percent(r['spread'])}" for k, r in result.items())
-                     + ".")
-        noisy += [(k, f"{name} {PATHS[k]}") for k, r in result.items() if r["spread"] > 0.10]
+                     + ", ".join(f"{PATHS[k]} {w:.1e}" for k, w in run["worst"].items()) + "). "
+                     + spread + ".")
+        noisy += [(k, f"{name} {PATHS[k]}") for k, r in run["spread"].items() if r > 0.10]
     for line in format_summary(keys, summary):
         print(line)
     print()

@@ -173,6 +173,15 @@ def test_main_runs_without_competitors(no_competitors, capsys):
     assert "| tiny     |" in out
 
 
+def test_processes_time_each_workload_in_fresh_interpreters(capsys):
+    assert run.main(["--quick", "--only", "tiny", "--paths", "imperative", "--samples", "1", "--sample-ms",
+                     "0.2", "--processes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| tiny " in out and "Ratios to the floor in 2 processes (median in the table): neuronika imperative " in out
+    with pytest.raises(SystemExit):
+        run.main(["--processes", "0"])
+
+
 def test_profile_targets():
     assert run.parse_profile("tiny") == ("tiny", "imperative")
     assert run.parse_profile("tiny-grad") == ("tiny", "grad")
