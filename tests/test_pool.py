@@ -133,3 +133,32 @@ def test_a_scattered_gradient_starts_from_zeros_in_reused_memory(small_pool):
         np.testing.assert_array_equal(got[k:], 6 * x[k:])
         del got
     np.testing.assert_array_equal(held, kept)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: nk.optim.SGD(ps, lr=0.05), lambda ps: nk.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01),
+    lambda ps: nk.optim.Adam(ps, lr=1e-2), lambda ps: nk.optim.Adam(ps, lr=1e-2, amsgrad=True),
+    lambda ps: nk.optim.AdamW(ps, lr=1e-2, weight_decay=0.1)])
+def test_optimizers_temporaries_from_the_pool_give_the_same_bits(make):
+    """SGD's and Adam's temporaries (``lr * g``, ``sqrt(v)``, ...) written into pool arrays: the
+    parameters bit for bit as with fresh temporaries, and p.grad left as backward gave it."""
+    rng = np.random.default_rng(5)
+    w0, x = rng.standard_normal((40, 30)).astype(np.float32), rng.standard_normal((8, 40)).astype(np.float32)
+
+    def train(min_bytes):
+        before, pool.MIN_BYTES = pool.MIN_BYTES, min_bytes
+        try:
+            w = nk.from_ndarray(w0.copy()).requires_grad()
+            opt = make([w])
+            for _ in range(4):
+                (nk.from_ndarray(x).mm(w).tanh() ** 2).sum().backward()
+                grad = w.grad.copy()
+                opt.step()
+                np.testing.assert_array_equal(w.grad, grad)
+                opt.zero_grad()
+            return w.data.copy()
+        finally:
+            pool.MIN_BYTES = before
+            pool.clear()
+
+    np.testing.assert_array_equal(train(0), train(1 << 60))

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..ops import pool
 from ..transform.run import refuse_inside_trace
 from ..graph import TRACER
 from ..variable import _pending, _settle, grad_or_none
@@ -43,6 +44,25 @@ def _zeros(p):
 def _copy(p, array):
     space = p._node.space
     return array.copy() if space is None else space.xp.asarray(array, copy=True)
+
+
+def _times(factor, array):
+    """``factor * array`` for a Python number ``factor``. A large NumPy result is written into
+    an array of ``ops.pool`` (NumPy's multiply, the same bits): a temporary of a layer's size
+    made fresh at every step is faulted in again once the C library has given its memory
+    back (an MLP's SGD step took 200 µs instead of 40 in such a process); the pool's array is
+    reused once nothing references it."""
+    if (array.__class__ is np.ndarray and array.nbytes >= pool.MIN_BYTES
+            and (factor.__class__ is float or factor.__class__ is int)):
+        return np.multiply(array, factor, out=pool.pooled_empty(np, array.shape, array.dtype))
+    return factor * array
+
+
+def _sqrt(p, array):
+    """``sqrt(array)`` in the parameter's library, a large NumPy one into an array of the pool."""
+    if array.__class__ is np.ndarray and array.nbytes >= pool.MIN_BYTES:
+        return np.sqrt(array, out=pool.pooled_empty(np, array.shape, array.dtype))
+    return _xp(p).sqrt(array)
 
 
 def _maximum_into(p, target, a, b):
@@ -174,7 +194,7 @@ class SGD(_Base):
                 grad = node.grad
                 if grad is not None:
                     data = node.value
-                    data -= lr * grad
+                    data -= _times(lr, grad) if grad.nbytes >= pool.MIN_BYTES else lr * grad
 
     def _update(self, p, group, grad):
         if group["weight_decay"] != 0:
@@ -193,7 +213,7 @@ class SGD(_Base):
             else:
                 grad = buf
         data = p.data
-        data -= group["lr"] * grad
+        data -= _times(group["lr"], grad)
 
 
 # ---- Adagrad -------------------------------------------------------------------------------------
@@ -272,9 +292,12 @@ class Adam(_Base):
                 grad += wd * data
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1
-        m += (1 - beta1) * grad
+        m += _times(1 - beta1, grad)
         v *= beta2
-        v += (1 - beta2) * grad * grad
+        squared = _times(1 - beta2, grad)
+        squared *= grad                 # (each temporary updated in place: NumPy's order, its bits)
+        v += squared
+        del squared
         if group["amsgrad"]:
             vmax = state.get("max_exp_avg_sq")
             if vmax is None:            # amsgrad switched on mid-training
@@ -282,8 +305,12 @@ class Adam(_Base):
             _maximum_into(p, vmax, vmax, v)
             v = vmax
         step_size = lr / (1 - beta1 ** t)
-        denom = _xp(p).sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
-        data -= step_size * m / denom
+        denom = _sqrt(p, v)
+        denom /= math.sqrt(1 - beta2 ** t)
+        denom += group["eps"]
+        step = _times(step_size, m)
+        step /= denom
+        data -= step
 
 
 class AdamW(Adam):
