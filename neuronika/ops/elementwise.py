@@ -130,15 +130,7 @@ def _same_dtype(inputs, attrs):
 
 
 # (a mask as a number: NumPy's dy * mask is ~1.5x faster than xp.where(mask, dy, 0))
-def _relu_symbolic(ctx, build, bindings):
-    """The adjoint ``dy * astype(y > 0, dtype)`` as graph nodes (``times_positive`` is that
-    product with NumPy's boolean mask left as it is)."""
-    y = bindings["y"]
-    return bindings["dy"] * build("cast", (y > 0,), (y.dtype,))
-
-
-RELU = _unary("relu", "xp.maximum(x, 0)", "times_positive(dy, y, dtype)", "max(x, 0)",
-              symbolic={"x": _relu_symbolic}, dtype=real_only("relu", _same_dtype))
+RELU = _unary("relu", "xp.maximum(x, 0)", "dy * xp.astype(y > 0, dtype)", "max(x, 0)", dtype=real_only("relu", _same_dtype))
 LEAKY_RELU = _unary("leaky_relu", "xp.where(x > 0, x, slope * x)", "xp.where(x > 0, dy, slope * dy)",
                     "x for x > 0, slope * x otherwise", attrs=("slope",),
                     dtype=real_only("leaky_relu", _same_dtype))

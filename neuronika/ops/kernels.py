@@ -1000,23 +1000,6 @@ def gather(x, key):
     return x[key]
 
 
-# ---- relu's adjoint (ops/elementwise.py) ------------------------------------------------------------
-
-__all__ += ["times_positive"]
-
-
-@writes_out
-def times_positive(dy, y, dtype, out=None):
-    """``dy * astype(y > 0, dtype)`` with the mask left boolean: NumPy's multiply reads it as 1
-    and 0 (the same bits, -0.0 and NaN included), so no float copy of the mask is made."""
-    mask = np.greater(y, 0)
-    shape = np.broadcast_shapes(np.shape(dy), mask.shape)
-    result = np.result_type(dy, np.dtype(dtype))
-    if not shape:
-        return np.asarray(np.multiply(dy, mask.astype(dtype)))
-    return np.multiply(dy, mask, out=_into(out, shape, result), dtype=result)
-
-
 # ---- scratch zeros (ops/shape.py: a gradient scattered into zeros) --------------------------------
 
 __all__ += ["scratch_zeros"]
@@ -1058,11 +1041,6 @@ def register(name, family):
 def _add_at_cupy(space, target, key, values):
     import cupyx
     cupyx.scatter_add(target, key, values)
-
-
-@register("times_positive", "generic")
-def _times_positive_generic(space, dy, y, dtype, out=None):
-    return dy * space.xp.astype(y > 0, dtype)
 
 
 @register("scratch_zeros", "generic")

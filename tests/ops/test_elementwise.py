@@ -770,20 +770,3 @@ def test_dropout_p_out_of_range():
         with pytest.raises(ValueError) as excinfo:
             x.dropout(p)
         assert_located(excinfo, "dropout", str(p), file=FILE)
-
-
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_relus_adjoint_kernel_gives_the_bits_of_the_float_mask(dtype):
-    """``times_positive(dy, y)`` multiplies by the boolean mask as NumPy reads it: the bits of
-    ``dy * astype(y > 0, dtype)``, -0.0, NaN and infinities included, into a given buffer or not."""
-    from neuronika.ops.kernels import times_positive
-    rng = np.random.default_rng(7)
-    y, dy = rng.standard_normal((2, 30, 20)).astype(dtype)
-    y[0, :5] = [np.nan, 0.0, -0.0, np.inf, -np.inf]
-    dy[1, :4] = [np.nan, -1.0, np.inf, -np.inf]
-    with np.errstate(invalid="ignore"):
-        want = dy * (y > 0).astype(dtype)
-        for got in (times_positive(dy, y, dtype), times_positive(dy, y, dtype, out=np.empty_like(dy))):
-            assert got.dtype == want.dtype
-            np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
-    assert np.signbit(times_positive(np.array(-2.0, dtype), np.array(-1.0, dtype), dtype))
