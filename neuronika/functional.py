@@ -85,7 +85,7 @@ import warnings
 import numpy as np
 
 from .errors import ArgnumsError, GradientError, RetraceWarning, ShapeError
-from .graph import ANOMALY, USER, apply, format_where, leaf, modes, origin, user_line
+from .graph import USER, apply, format_where, leaf, modes, origin, user_line
 from .graph import linearize as _graph_order
 from .ops import OPS
 from . import backend, batching as _batching, symbolic, tracing as _trace
@@ -709,7 +709,7 @@ def _direct_call(found):
 
 
 _MISS = object()       # what a ``_plain_entry`` returns for a call it does not take
-_anomaly_now = ANOMALY.get
+_anomaly_now = _trace._anomaly_now
 
 
 def _entry_for(cache, key, found, group):

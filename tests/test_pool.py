@@ -42,9 +42,14 @@ def test_at_most_per_key_arrays_are_kept_and_those_dropped_stay_valid(small_pool
     held = [pool.pooled_empty(np, (3,), np.float32) for _ in range(pool.PER_KEY + 2)]
     for k, a in enumerate(held):
         a[...] = k
-    assert len({id(a) for a in held}) == len(held)
-    for k, a in enumerate(held):
+    assert len({id(a) for a in held}) == len(held)              # each busy: a new one
+    kept = pool._arrays[((3,), np.dtype(np.float32))]
+    assert len(kept) == pool.PER_KEY and all(a is b for a, b in zip(kept, held[2:]))   # the newest
+    for k, a in enumerate(held):                                # dropped from the pool, still theirs
         assert (a == k).all()
+    del a, held
+    zeros = pool.pooled_zeros(np, (3,), np.float32)             # a kept one, free again: zeroed
+    assert any(zeros is b for b in kept) and (zeros == 0).all()
 
 
 def test_other_libraries_get_their_own_empty():

@@ -94,11 +94,11 @@ def cotangent_part(d, k, shape, dtype):
     return np.zeros(shape, dtype)
 
 
-_TUPLE_STATICS = {"cotangent": cotangent, "cotangent_part": cotangent_part, "pooled_empty": pool.pooled_empty}
+_STATICS = {"cotangent": cotangent, "cotangent_part": cotangent_part, "pooled_empty": pool.pooled_empty}
 
 
 def _tuple_statics(ctx):
-    return _TUPLE_STATICS
+    return _STATICS
 
 
 def _object_dtype(inputs, attrs):
@@ -205,10 +205,15 @@ def _tuple_text(items):
     return "(" + "".join(f"{i}, " for i in items) + ")" if len(items) != 1 else f"({items[0]},)"
 
 
+def _deferred(cell):
+    """(the cell's ``Deferral`` or None, the cell whose program the scan runs)."""
+    deferral = cell.deferral()
+    return deferral, cell if deferral is None else deferral.cell
+
+
 def _scan_forward(ctx):
     cell, reverse = ctx.cell, ctx.reverse
-    deferral = cell.deferral()
-    runs = cell if deferral is None else deferral.cell        # the cell whose program runs
+    deferral, runs = _deferred(cell)
     names = _names(cell)
     c, n_y = cell.n_carry, len(cell.out_shapes) - cell.n_carry
     lines = [f"{', '.join(names)}, = x" if names else "_ = x"]
@@ -242,8 +247,7 @@ def _scan_forward(ctx):
 
 def _scan_grad(ctx):
     cell, reverse = ctx.cell, ctx.reverse
-    deferral = cell.deferral()
-    runs = cell if deferral is None else deferral.cell        # the cell whose program runs
+    deferral, runs = _deferred(cell)
     c, n_y = cell.n_carry, len(cell.out_shapes) - cell.n_carry
     n_in = c + cell.n_x + cell.n_const
     lines, resets = [], []
@@ -382,7 +386,7 @@ def replaying(state, function, *args):
         _random._state["generator"] = previous
 
 
-_CHECKPOINT_STATICS = {**_TUPLE_STATICS, "random_state": random_state, "replaying": replaying}
+_CHECKPOINT_STATICS = {**_STATICS, "random_state": random_state, "replaying": replaying}
 
 
 def _checkpoint_statics(ctx):

@@ -80,8 +80,22 @@ def pooled_empty(xp, shape, dtype):
     """``xp.empty(shape, dtype=dtype)``; for NumPy arrays of at least ``MIN_BYTES``, an array of
     the pool that nothing references (its values are left over), kept for later calls."""
     key = _pooled(xp, shape, dtype)
+    return xp.empty(shape, dtype=dtype) if key is None else _free_array(key)
+
+
+def pooled_zeros(xp, shape, dtype):
+    """``xp.zeros(shape, dtype=dtype)``, from the pool as ``pooled_empty`` (filled with zeros:
+    a memset, where fresh memory costs a page fault per 4 kB)."""
+    key = _pooled(xp, shape, dtype)
     if key is None:
-        return xp.empty(shape, dtype=dtype)
+        return xp.zeros(shape, dtype=dtype)
+    array = _free_array(key)
+    array.fill(0)
+    return array
+
+
+def _free_array(key):
+    """An array of the pool for ``key`` that nothing references, or a new one kept there."""
     with _lock:
         arrays = _arrays.get(key)
         if arrays is None:
@@ -100,16 +114,6 @@ def pooled_empty(xp, shape, dtype):
             _, dropped = _arrays.popitem(last=False)
             _kept[0] -= sum(a.nbytes for a in dropped)
         return made
-
-
-def pooled_zeros(xp, shape, dtype):
-    """``xp.zeros(shape, dtype=dtype)``, from the pool as ``pooled_empty`` (filled with zeros:
-    a memset, where fresh memory costs a page fault per 4 kB)."""
-    if _pooled(xp, shape, dtype) is None:
-        return xp.zeros(shape, dtype=dtype)
-    array = pooled_empty(xp, shape, dtype)
-    array.fill(0)
-    return array
 
 
 def unused(arrays, k):

@@ -194,6 +194,7 @@ class SGD(_Base):
                 grad = node.grad
                 if grad is not None:
                     data = node.value
+                    # (the size is tested here as well: a small model pays no call per parameter)
                     data -= _times(lr, grad) if grad.nbytes >= pool.MIN_BYTES else lr * grad
 
     def _update(self, p, group, grad):

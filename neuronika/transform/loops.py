@@ -178,11 +178,12 @@ class Cell:
 # A cell's product ``a @ W`` with a weight W it closes over (an RNN's ``h @ Wh``) has the
 # gradient ``a_t.T @ dy_t`` in W at each step: a small product and an addition per step of
 # the backward loop. Summed over the steps it is one product, ``A.T @ DY`` over every
-# step's rows stacked. Where the product's only reader adds it to one step of an x that
-# nothing else reads (``x_t + h @ Wh``: what hoisting leaves of ``x_t @ Wx + h @ Wh + b``),
-# dy_t is that x's gradient, which the loop stacks anyway; so the scan runs a variant of
-# the cell that treats W as no variable and also returns a_t at each step, stacks the a_t,
-# and after the backward loop makes W's gradient one product.
+# step's rows stacked. The scan runs a variant of the cell that treats W as no variable and
+# also returns a_t at each step, stacks the a_t, and after the backward loop makes W's
+# gradient one product. dy_t is the gradient of the x the product is added to where its only
+# reader adds it to one step of an x that nothing else reads (``x_t + h @ Wh``: what
+# hoisting leaves of ``x_t @ Wx + h @ Wh + b``; the loop stacks that gradient anyway), else
+# the variant's backward returns it (the product a retained node) and the loop stacks it.
 
 #: whether scans make such weight gradients one product after the backward loop
 DEFER = True

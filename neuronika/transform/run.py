@@ -557,7 +557,7 @@ TRACED_STEP_HINT = ("a traced function (neuronika.jit, grad, value_and_grad, ...
 
 def refuse_inside_trace(what):
     """A ``GradientError`` naming ``what`` and the user's line when a trace is in progress."""
-    if graph.modes.tracer is not None:
+    if TRACER.get() is not None:
         raise GradientError(f"{what} inside a traced function (at {graph.format_where(graph.user_line())}): "
                             f"{TRACED_STEP_HINT}")
 
