@@ -337,3 +337,23 @@ def test_recurrent_modules_match_deferring_off(kind):
     want, _ = undeferred(grads)
     assert "_gw0 = " in source and ("_dys_w0" in source) == (kind == "GRU")
     close(got, want)
+
+
+@pytest.mark.parametrize("fn, op, written", [
+    (scan_rnn, "matmul", r"_gw0 = xp\.reshape\(\w+_as0, \(-1, 5\)\)\.T @ xp\.reshape\(\w+_gxs\d, \(-1, 5\)\)"),
+    (transposed_weight, "mm_t", r"_gw0 = xp\.reshape\(\w+_gxs\d, \(-1, 5\)\)\.T @ xp\.reshape\(\w+_as0, \(-1, 5\)\)")])
+def test_the_catalogue_declares_which_products_defer(fn, op, written, monkeypatch):
+    """An op defers a weight's gradient because it declares the weight's input
+    ``summed_over_rows`` (no op is known by name), and the product written after the loop is
+    its own adjoint of that input (``a.T @ dy``; ``dy.T @ a`` for ``a @ W.T``) over the steps'
+    rows."""
+    Wx, Wh, b, X = rnn_args(T=6)
+    f = nk.value_and_grad(fn, argnums=(0, 1, 2))
+    products, _ = deferred_source(f, Wx, Wh, b, X)
+    assert len(products) == 1 and re.fullmatch(r"\w+" + written, products[0]), products
+    want = f(Wx, Wh, b, X)
+    nk.transform.cache_clear()
+    monkeypatch.setattr(nk.ops.OPS[op], "summed_over_rows", frozenset())
+    products, _ = deferred_source(f, Wx, Wh, b, X)
+    assert products == []
+    close(f(Wx, Wh, b, X), want)

@@ -38,6 +38,12 @@ attributes) returning such source, for ops whose code depends on them.
 one example at a time. ``per_example``: under ``vmap`` a node of the op is batched even when
 none of its inputs is (random draws: one per example).
 
+``summed_over_rows``: the names of 2-D inputs whose adjoint, for 2-D operands, is one
+expression of the other input and ``dy`` that sums over their rows (``a.T @ dy``, the
+adjoint of ``b`` in ``a @ b``), every other axis of the other input folding into rows. Over
+the rows of several steps stacked it is the sum of the steps' adjoints, so a loop forms such
+a weight's gradient once, after its backward loop (``transform.loops.deferred_products``).
+
 Elementwise ops write adjoints in the output's space: the engine reduces
 each one to its input's shape (``unbroadcast``) only where the shapes differ,
 and lets ``dy`` stay a smaller array that broadcasts, as long as that is exact.
@@ -111,8 +117,10 @@ class Op:
     def __init__(self, name, inputs, forward, grads, shape=None, dtype=None, attrs=(),
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
                  n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
-                 shape_attr=None, families=FAMILIES, needs=None, batch=None, per_example=False):
+                 shape_attr=None, families=FAMILIES, needs=None, batch=None, per_example=False,
+                 summed_over_rows=()):
         self.name = name
+        self.summed_over_rows = frozenset(summed_over_rows)   # inputs whose adjoint sums over rows
         self.batch = batch                  # its batching rule (``ops.batching``); None: derived
         self.per_example = per_example      # under vmap, batched even when no input is (a draw)
         self.families = tuple(families)     # the namespace families it runs on (backend)

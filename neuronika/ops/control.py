@@ -306,13 +306,12 @@ def _scan_grad(ctx):
     loop += [f"    {a}" for a in after + resets]
     # a deferred weight's gradient: every step's a.T @ dy as one product (loops.Deferral)
     products = []
-    for i, j, x, k, (rows, cols), transposed in (deferral.items if deferral is not None else ()):
-        grads[i] = f"gw{j}"
-        # a @ W: W (rows = a's columns, cols = dy's); a @ W.T (mm_t): W (dy's columns, a's)
-        a_cols, dy_cols = (cols, rows) if transposed else (rows, cols)
-        dys = f"gxs{x - c}" if x is not None else f"dys_w{k}"
-        a, dy = f"xp.reshape(as{j}, (-1, {a_cols}))", f"xp.reshape({dys}, (-1, {dy_cols}))"
-        products.append(f"gw{j} = {dy}.T @ {a}" if transposed else f"gw{j} = {a}.T @ {dy}")
+    for item in (deferral.items if deferral is not None else ()):
+        j = item.operand
+        grads[item.position] = f"gw{j}"
+        dys = f"gxs{item.x_at - c}" if item.x_at is not None else f"dys_w{item.retained}"
+        products.append(f"gw{j} = " + item.gradient(f"xp.reshape(as{j}, (-1, {item.other_columns}))",
+                                                    f"xp.reshape({dys}, (-1, {item.dy_columns}))"))
     result = f"dx = {_tuple_text([grads.get(i, 'None') for i in range(n_in)])}"
     return "\n".join(head + lines + loop + products + [result])
 

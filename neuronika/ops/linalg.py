@@ -64,7 +64,7 @@ def _matmul_grad_b(ctx):
 
 
 MATMUL = declare("matmul", ("a", "b"), "a @ b", {"a": _matmul_grad_a, "b": _matmul_grad_b},
-                 shape=_matmul_shape,
+                 shape=_matmul_shape, summed_over_rows=("b",),
                  batch=batching.matmul, doc="matrix product with NumPy's rules: 1-D operands and batch dimensions")
 
 
@@ -77,6 +77,7 @@ def _mm_t_shape(a, b):
 
 
 MM_T = declare("mm_t", ("a", "b"), "a @ b.T", {"a": "dy @ b", "b": "dy.T @ a"}, shape=_mm_t_shape,
+               summed_over_rows=("b",),
                batch=batching.mm_t, doc="a @ b.T without copying b")
 
 

@@ -16,11 +16,13 @@ import contextlib
 import threading
 from collections import OrderedDict
 
+import gast
 import numpy as np
 
 from ..graph import COMPILE, GRAD_ENABLED, apply, leaf_key, like_leaf, linearize
-from ..ops import OPS
+from ..ops import OPS, Ctx, Grad
 from . import batching, codegen, interpret
+from .templates import TemplateError, expression, parse
 
 #: the adjoint of a scan as a graph (second derivatives), set by ``neuronika.loops``: a
 #: rolled cell has none of its own
@@ -193,14 +195,10 @@ _BLAS = (np.dtype(np.float32), np.dtype(np.float64))
 
 class Deferral:
     """How a scan runs a cell whose weight gradients it defers: ``cell``, the variant it
-    runs (the weights are no variables there; it returns each deferred product's left
+    runs (the weights are no variables there; it returns each deferred product's other
     operand after the cell's own outputs, and its backward the retained products' gradients
-    after the leaves'); ``items``: for each weight, (its input position, its product's left
-    operand's index among the variant's extra outputs, the position of the x whose gradient
-    is the product's or None, the index of the product's gradient among the retained ones or
-    None, the weight's shape, whether the product is ``a @ W.T`` (``mm_t``, as ``nn.RNN``,
-    ``nn.LSTM`` and ``nn.GRU`` write it)); ``retained``: (shape, dtype) of each retained
-    product's gradient the variant's backward returns, in order."""
+    after the leaves'); ``items``: a ``DeferredWeight`` per weight; ``retained``: (shape,
+    dtype) of each retained product's gradient the variant's backward returns, in order."""
 
     __slots__ = ("cell", "items", "retained")
 
@@ -208,15 +206,72 @@ class Deferral:
         self.cell, self.items, self.retained = cell, items, retained
 
 
+class DeferredWeight:
+    """One weight whose gradient a scan makes after its backward loop. ``position``: its
+    input position in the cell; ``operand``: its product's other operand's index among the
+    variant's extra outputs; ``x_at``: the x whose gradient is the product's, or None;
+    ``retained``: else the index of the product's gradient among the retained ones;
+    ``other_columns`` and ``dy_columns``: the last axis of the other operand and of the
+    product (every axis before it folds into rows)."""
+
+    __slots__ = ("position", "operand", "x_at", "retained", "other_columns", "dy_columns",
+                 "_adjoint", "_other")
+
+    def __init__(self, position, operand, x_at, retained, other_columns, dy_columns, adjoint, other):
+        self.position, self.operand, self.x_at, self.retained = position, operand, x_at, retained
+        self.other_columns, self.dy_columns = other_columns, dy_columns
+        self._adjoint, self._other = adjoint, other
+
+    def gradient(self, other, dy):
+        """Source of the weight's gradient over every step: the op's own adjoint of the
+        weight (``summed_over_rows``) with the source texts ``other`` and ``dy``, the steps'
+        rows stacked, for its other operand and its output's gradient."""
+        bindings = {self._other: gast.parse(other).body[0].value, "dy": gast.parse(dy).body[0].value}
+        value, _ = expression(self._adjoint, bindings, "a deferred weight gradient")
+        return codegen._render(gast.Expr(value))
+
+
+def _row_summed(product, weight):
+    """(the template name of ``product``'s other input, the parsed adjoint of ``weight``) where
+    ``product``'s op declares the weight's input ``summed_over_rows`` and that adjoint, for
+    2-D operands, is one expression of the other input and ``dy``; else None."""
+    op, inputs = product.op, product.inputs
+    if len(inputs) != 2 or (inputs[0] is weight) == (inputs[1] is weight):
+        return None
+    slot = 0 if inputs[0] is weight else 1
+    names = op.input_names(2)
+    if names[slot] not in op.summed_over_rows:
+        return None
+    other = inputs[1 - slot]
+    rows = int(np.prod(other.shape[:-1], dtype=np.int64)) if other.shape else 1
+    gshape = (rows, product.shape[-1])
+    shapes = {names[slot]: weight.shape, names[1 - slot]: (rows, other.shape[-1])}
+    dtypes = {names[slot]: weight.dtype, names[1 - slot]: other.dtype}
+    ctx = Ctx(op, names, shapes, dtypes, gshape, product.dtype, dict(zip(op.attrs, product.attrs)),
+              gshape, slot)
+    grad = codegen._resolve(op.grad_template(slot), ctx)
+    template = parse(grad.src if isinstance(grad, Grad) else grad)
+    if template.expr is None:
+        return None
+    probe = {names[1 - slot]: gast.Name("a", gast.Load(), None, None), "dy": gast.Name("d", gast.Load(), None, None)}
+    try:
+        expression(template, probe, "a deferred weight gradient")
+    except TemplateError:                # it reads the weight, y or a static: not a sum over rows
+        return None
+    return names[1 - slot], template
+
+
 def deferred_products(cell):
     """The ``Deferral`` of ``cell``, or None where no weight gradient qualifies. A weight
     qualifies when it is a float32 / float64 matrix the cell closes over and differentiates,
-    and its one reader is ``a @ W`` or ``a @ W.T`` (``mm_t``; ``a`` differentiable, of W's
-    dtype). The product's gradient at each step (dy_t) is read from the gradient of the x
-    it is added to, where its one reader adds it to one step of an x of its shape and dtype
-    that nothing else reads (the backward loop stacks that gradient anyway); otherwise the
-    variant's backward returns it (the product is a retained node there) and the loop
-    stacks it (a GRU's ``h @ W_hh.T + b_hh``, whose parts r scales)."""
+    and its one reader is an op that declares the weight's input ``summed_over_rows`` (``a @
+    W``, ``a @ W.T``: its adjoint ``a.T @ dy`` sums over rows, so over the steps' rows stacked
+    it is the sum over the steps), with the other operand differentiable and of W's dtype.
+    The product's gradient at each step (dy_t) is read from the gradient of the x it is added
+    to, where its one reader adds it to one step of an x of its shape and dtype that nothing
+    else reads (the backward loop stacks that gradient anyway); otherwise the variant's
+    backward returns it (the product is a retained node there) and the loop stacks it (a
+    GRU's ``h @ W_hh.T + b_hh``, whose parts r scales)."""
     if not cell.differentiable:
         return None
     order, root = cell.order, cell.order[-1]
@@ -242,16 +297,17 @@ def deferred_products(cell):
 
     picked = []
     for leaf_node, p in zip(cell.leaves, cell.args):
-        if p < first_const or not leaf_node.requires_grad or len(leaf_node.shape) != 2:
+        if (p < first_const or not leaf_node.requires_grad or len(leaf_node.shape) != 2
+                or leaf_node.dtype not in _BLAS):
             continue
         product = one_reader(leaf_node)
-        if (product is None or product.op.name not in ("matmul", "mm_t") or product.inputs[1] is not leaf_node
-                or product.inputs[0] is leaf_node or leaf_node.dtype not in _BLAS):
+        found = None if product is None else _row_summed(product, leaf_node)
+        if found is None:
             continue
-        a = product.inputs[0]
+        a = product.inputs[1] if product.inputs[0] is leaf_node else product.inputs[0]
         if not a.requires_grad or a.dtype != leaf_node.dtype or product.dtype != leaf_node.dtype:
             continue
-        picked.append((leaf_node, p, a, product, summed_x(product), product.op.name == "mm_t"))
+        picked.append((leaf_node, p, a, product, summed_x(product), found))
     if not picked:
         return None
     with _flags_from_inputs():
@@ -272,8 +328,9 @@ def deferred_products(cell):
     # graph order (``cell_for``'s cell, maybe one made before, has this graph's order)
     returned = [node for node in linearize(new_root)[0] if node.op is not None and node.retain]
     rank = {node: k for k, node in enumerate(returned)}
-    items = tuple((p, j, x_at, None if x_at is not None else rank[substitute[product]], tuple(w.shape),
-                   transposed) for j, (w, p, _, product, x_at, transposed) in enumerate(picked))
+    items = tuple(DeferredWeight(p, j, x_at, None if x_at is not None else rank[substitute[product]],
+                                 a.shape[-1], product.shape[-1], adjoint, other)
+                  for j, (_, p, a, product, x_at, (other, adjoint)) in enumerate(picked))
     return Deferral(variant, items, tuple(spec(node) for node in returned))
 
 
