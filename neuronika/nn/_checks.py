@@ -18,7 +18,11 @@ def positive_int(layer, label, value, minimum=1):
 
 def number(layer, label, value, lo=None, hi=None, *, open_lo=False):
     """``value`` as a finite float in [lo, hi] (or (lo, hi] with ``open_lo``); ValueError otherwise."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    cls = value.__class__
+    if cls is float or cls is int:            # (the common case, without the ABC's isinstance)
+        ok = math.isfinite(value)
+    else:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and lo is not None:
         ok = value > lo if open_lo else value >= lo
     if ok and hi is not None:
@@ -50,6 +54,8 @@ def float_dtype(layer, dtype):
 
 def integer(layer, label, value):
     """``value`` as an int (any int, negative ones included); ValueError otherwise."""
+    if value.__class__ is int:
+        return value
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise ValueError(f"{layer}: {label} must be an int, got {value!r}")
     return int(value)
