@@ -51,7 +51,8 @@ import numpy as _np
 from .. import backend as _backend
 from ..creation import from_ndarray as _from_ndarray
 from ..graph import apply as _apply, leaf as _leaf, modes as _modes
-from ..ops import OPS as _OPS
+from ..errors import ShapeError as _ShapeError
+from ..ops import OPS as _OPS, broadcast_shapes as _broadcast_shapes
 from ..ops.checks import CHECK_CLASS_INDEX as _CHECK_CLASS_INDEX, CHECK_PROBABILITY as _CHECK_PROBABILITY
 from ..ops.elementwise import BCE_WITH_LOGITS as _BCE_WITH_LOGITS, GELU as _GELU
 from ..ops.reduce import (BATCH_NORM as _BATCH_NORM, NORMALIZE as _NORMALIZE,
@@ -134,11 +135,7 @@ def _probabilities(name, x) -> _Var:
 
 def _broadcast_weight(name, what, weight, x) -> _Var:
     w = _data(weight, x.dtype)
-    try:
-        fits = _np.broadcast_shapes(w.shape, x.shape) == x.shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if not _fits(w.shape, x.shape):
         raise _located(f"{name}: {what} of shape {w.shape} does not broadcast to the input's shape {x.shape}")
     return w
 
@@ -1097,9 +1094,11 @@ def linear(input, weight, bias=None) -> _Var:
 
 
 def _fits(shape, target) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` (the catalogue's rule: np.broadcast_shapes
+    takes ~1 µs)."""
     try:
-        return _np.broadcast_shapes(shape, target) == target
-    except ValueError:
+        return _broadcast_shapes(shape, target) == target
+    except _ShapeError:
         return False
 
 
