@@ -13,6 +13,7 @@ scan node's key does not change with the length and the cell's program is built 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections import OrderedDict
 
@@ -243,7 +244,7 @@ def _row_summed(product, weight):
     if names[slot] not in op.summed_over_rows:
         return None
     other = inputs[1 - slot]
-    rows = int(np.prod(other.shape[:-1], dtype=np.int64)) if other.shape else 1
+    rows = math.prod(other.shape[:-1])           # (the rows of one step: every axis but the last)
     gshape = (rows, product.shape[-1])
     shapes = {names[slot]: weight.shape, names[1 - slot]: (rows, other.shape[-1])}
     dtypes = {names[slot]: weight.dtype, names[1 - slot]: other.dtype}
