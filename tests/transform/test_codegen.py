@@ -604,3 +604,35 @@ def test_the_collector_is_paused_only_through_one_place():
     root = pathlib.Path(neuronika.__file__).parent
     found = [str(p.relative_to(root)) for p in root.rglob("*.py") if "gc.disable()" in p.read_text()]
     assert found == ["graph.py"], found
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min"])
+def test_numpy_programs_reductions_are_the_array_methods_calls(name):
+    """``xp.sum`` / ``prod`` / ``max`` / ``min`` of NumPy programs call the ufuncs' reductions
+    directly (``backend._sum``, ...): the same results as the array methods, bit for bit and
+    type for type, for every dtype, axis, keepdims, a 0-d array and a NumPy scalar, and the
+    same error on an empty maximum."""
+    from neuronika.backend import NUMPY_XP
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal((3, 4, 5)).astype(np.float32), rng.standard_normal((3, 4)),
+              rng.integers(-5, 5, (4, 3)).astype(np.int8), rng.random((2, 3)) > 0.5,
+              (rng.standard_normal((3, 2)) + 1j).astype(np.complex64), np.array(2.5), np.float32(1.5)]
+    fn = getattr(NUMPY_XP, name)
+    for v in values:
+        axes = [None] + list(range(v.ndim)) + ([(0, v.ndim - 1)] if v.ndim > 1 else [])
+        for axis in axes:
+            for keepdims in (False, True):
+                if name in ("max", "min") and v.dtype.kind == "c":
+                    continue
+                got = fn(v, axis=axis, keepdims=keepdims)
+                want = getattr(v, name)(axis=axis, keepdims=keepdims)
+                assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype
+                np.testing.assert_array_equal(got, want)
+                assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
+    if name in ("max", "min"):
+        with pytest.raises(ValueError, match="zero-size array"):
+            fn(np.zeros((0, 3)))
+    else:                                   # an accumulator dtype
+        v = values[2]
+        np.testing.assert_array_equal(fn(v, axis=0, dtype=np.float64), getattr(v, name)(axis=0, dtype=np.float64))
+        assert fn(v, axis=0, dtype=np.float64).dtype == np.float64
