@@ -143,9 +143,13 @@ def test_a_scattered_gradient_starts_from_zeros_in_reused_memory(small_pool):
 @pytest.mark.parametrize("make", [
     lambda ps: nk.optim.SGD(ps, lr=0.05), lambda ps: nk.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01),
     lambda ps: nk.optim.Adam(ps, lr=1e-2), lambda ps: nk.optim.Adam(ps, lr=1e-2, amsgrad=True),
-    lambda ps: nk.optim.AdamW(ps, lr=1e-2, weight_decay=0.1)])
+    lambda ps: nk.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+    lambda ps: nk.optim.Adagrad(ps, lr=1e-2, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+    lambda ps: nk.optim.RMSprop(ps, lr=1e-2, weight_decay=0.01),
+    lambda ps: nk.optim.RMSprop(ps, lr=1e-2, centered=True, momentum=0.9),
+    lambda ps: nk.optim.Adamax(ps, lr=1e-2, weight_decay=0.01)])
 def test_optimizers_temporaries_from_the_pool_give_the_same_bits(make):
-    """SGD's and Adam's temporaries (``lr * g``, ``sqrt(v)``, ...) written into pool arrays: the
+    """The optimizers' temporaries (``lr * g``, ``sqrt(v)``, ...) written into pool arrays: the
     parameters bit for bit as with fresh temporaries, and p.grad left as backward gave it."""
     rng = np.random.default_rng(5)
     w0, x = rng.standard_normal((40, 30)).astype(np.float32), rng.standard_normal((8, 40)).astype(np.float32)
@@ -167,3 +171,64 @@ def test_optimizers_temporaries_from_the_pool_give_the_same_bits(make):
             pool.clear()
 
     np.testing.assert_array_equal(train(0), train(1 << 60))
+
+
+def _adagrad(w, g, st, t, lr=1e-2, lr_decay=0.01, wd=0.01, init=0.1, eps=1e-10):
+    s = st.setdefault("sum", np.full_like(w, init))
+    g = g + wd * w
+    s += g * g
+    w -= lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
+
+
+def _rmsprop(w, g, st, t, lr=1e-2, alpha=0.99, eps=1e-8, wd=0.01, momentum=0.0, centered=False):
+    s = st.setdefault("s", np.zeros_like(w))
+    g = g + wd * w
+    s *= alpha
+    s += (1 - alpha) * g * g
+    if centered:
+        a = st.setdefault("a", np.zeros_like(w))
+        a *= alpha
+        a += (1 - alpha) * g
+        avg = np.sqrt(s - a * a) + eps
+    else:
+        avg = np.sqrt(s) + eps
+    if momentum:
+        b = st.setdefault("b", np.zeros_like(w))
+        b *= momentum
+        b += g / avg
+        w -= lr * b
+    else:
+        w -= lr * g / avg
+
+
+def _adamax(w, g, st, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8, wd=0.01):
+    m, u = st.setdefault("m", np.zeros_like(w)), st.setdefault("u", np.zeros_like(w))
+    g = g + wd * w
+    m *= b1
+    m += (1 - b1) * g
+    np.maximum(b2 * u, np.abs(g) + eps, out=u)
+    w -= lr / (1 - b1 ** t) * m / u
+
+
+@pytest.mark.parametrize("make, reference", [
+    (lambda ps: nk.optim.Adagrad(ps, lr=1e-2, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+     _adagrad),
+    (lambda ps: nk.optim.RMSprop(ps, lr=1e-2, weight_decay=0.01), _rmsprop),
+    (lambda ps: nk.optim.RMSprop(ps, lr=1e-2, weight_decay=0.01, centered=True, momentum=0.9),
+     lambda *a: _rmsprop(*a, centered=True, momentum=0.9)),
+    (lambda ps: nk.optim.Adamax(ps, lr=1e-2, weight_decay=0.01), _adamax)])
+def test_pooled_optimizers_give_their_formulas_bits(make, reference):
+    """Adagrad, RMSprop and Adamax with pooled temporaries give, bit for bit, their update
+    written as one NumPy expression per line in torch's order (fresh temporaries)."""
+    rng = np.random.default_rng(6)
+    w0 = rng.standard_normal((64, 300)).astype(np.float32)          # 75 kB: pooled
+    grads = [rng.standard_normal(w0.shape).astype(np.float32) for _ in range(4)]
+    w = nk.from_ndarray(w0.copy()).requires_grad()
+    opt = make([w])
+    want, state = w0.copy(), {}
+    for t, g in enumerate(grads, start=1):
+        w.grad = g.copy()
+        opt.step()
+        reference(want, g, state, t)
+        np.testing.assert_array_equal(w.data, want)
+    pool.clear()

@@ -46,23 +46,36 @@ def _copy(p, array):
     return array.copy() if space is None else space.xp.asarray(array, copy=True)
 
 
+def _large(array):
+    return array.__class__ is np.ndarray and array.nbytes >= pool.MIN_BYTES
+
+
+def _into_pool(ufunc, array, *operands):
+    return ufunc(array, *operands, out=pool.pooled_empty(np, array.shape, array.dtype))
+
+
 def _times(factor, array):
     """``factor * array`` for a Python number ``factor``. A large NumPy result is written into
     an array of ``ops.pool`` (NumPy's multiply, the same bits): a temporary of a layer's size
     made fresh at every step is faulted in again once the C library has given its memory
     back (an MLP's SGD step took 200 µs instead of 40 in such a process); the pool's array is
-    reused once nothing references it."""
-    if (array.__class__ is np.ndarray and array.nbytes >= pool.MIN_BYTES
-            and (factor.__class__ is float or factor.__class__ is int)):
-        return np.multiply(array, factor, out=pool.pooled_empty(np, array.shape, array.dtype))
+    reused once nothing references it. ``_squared``, ``_sqrt`` and ``_abs`` alike."""
+    if _large(array) and (factor.__class__ is float or factor.__class__ is int):
+        return _into_pool(np.multiply, array, factor)
     return factor * array
 
 
+def _squared(array):
+    return _into_pool(np.multiply, array, array) if _large(array) else array * array
+
+
 def _sqrt(p, array):
-    """``sqrt(array)`` in the parameter's library, a large NumPy one into an array of the pool."""
-    if array.__class__ is np.ndarray and array.nbytes >= pool.MIN_BYTES:
-        return np.sqrt(array, out=pool.pooled_empty(np, array.shape, array.dtype))
-    return _xp(p).sqrt(array)
+    """``sqrt(array)`` in the parameter's library (a large NumPy one into the pool)."""
+    return _into_pool(np.sqrt, array) if _large(array) else _xp(p).sqrt(array)
+
+
+def _abs(p, array):
+    return _into_pool(np.absolute, array) if _large(array) else _xp(p).abs(array)
 
 
 def _maximum_into(p, target, a, b):
@@ -247,11 +260,15 @@ class Adagrad(_Base):
             state["sum"] += group["initial_accumulator_value"]
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad += group["weight_decay"] * p.data
+            grad += _times(group["weight_decay"], p.data)
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        state["sum"] += grad * grad
+        state["sum"] += _squared(grad)
         data = p.data
-        data -= clr * grad / (_xp(p).sqrt(state["sum"]) + group["eps"])
+        step = _times(clr, grad)        # (each temporary updated in place: NumPy's order, its bits)
+        denom = _sqrt(p, state["sum"])
+        denom += group["eps"]
+        step /= denom
+        data -= step
 
 
 # ---- Adam family ---------------------------------------------------------------------------------
@@ -367,28 +384,34 @@ class RMSprop(_Base):
         data = p.data
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad += group["weight_decay"] * data
+            grad += _times(group["weight_decay"], data)
         s = state["square_avg"]
         s *= alpha
-        s += (1 - alpha) * grad * grad
+        squared = _times(1 - alpha, grad)
+        squared *= grad                 # (each temporary updated in place: NumPy's order, its bits)
+        s += squared
+        del squared
         if group["centered"]:
             a = state.get("grad_avg")
             if a is None:
                 a = state["grad_avg"] = _zeros(p)
             a *= alpha
-            a += (1 - alpha) * grad
-            avg = _xp(p).sqrt(s - a * a) + group["eps"]
+            a += _times(1 - alpha, grad)
+            avg = _sqrt(p, s - _squared(a))
         else:
-            avg = _xp(p).sqrt(s) + group["eps"]
+            avg = _sqrt(p, s)
+        avg += group["eps"]
         if momentum > 0:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = _zeros(p)
             buf *= momentum
             buf += grad / avg
-            data -= group["lr"] * buf
+            data -= _times(group["lr"], buf)
         else:
-            data -= group["lr"] * grad / avg
+            step = _times(group["lr"], grad)
+            step /= avg
+            data -= step
 
 
 # ---- Adamax --------------------------------------------------------------------------------------
@@ -416,9 +439,13 @@ class Adamax(_Base):
         data = p.data
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad += group["weight_decay"] * data
+            grad += _times(group["weight_decay"], data)
         m, u = state["exp_avg"], state["exp_inf"]
         m *= beta1
-        m += (1 - beta1) * grad
-        _maximum_into(p, u, beta2 * u, _xp(p).abs(grad) + group["eps"])
-        data -= group["lr"] / (1 - beta1 ** state["step"]) * m / u
+        m += _times(1 - beta1, grad)
+        bound = _abs(p, grad)           # (each temporary updated in place: NumPy's order, its bits)
+        bound += group["eps"]
+        _maximum_into(p, u, _times(beta2, u), bound)
+        step = _times(group["lr"] / (1 - beta1 ** state["step"]), m)
+        step /= u
+        data -= step
