@@ -4,6 +4,8 @@ as they were, and every face of a scan gives the same numbers with the pool as w
 arrays (threads: ``tests/test_threads.py``)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -173,6 +175,35 @@ def test_optimizers_temporaries_from_the_pool_give_the_same_bits(make):
     np.testing.assert_array_equal(train(0), train(1 << 60))
 
 
+def _sgd(w, g, st, t, lr=1e-2, momentum=0.9, dampening=0.1, wd=0.01, nesterov=False):
+    g = g + wd * w
+    if "b" not in st:
+        st["b"] = g.copy()
+    else:
+        st["b"] *= momentum
+        st["b"] += (1 - dampening) * g
+    g = g + momentum * st["b"] if nesterov else st["b"]
+    w -= lr * g
+
+
+def _adam(w, g, st, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8, wd=0.01, amsgrad=False, decoupled=False):
+    m, v = st.setdefault("m", np.zeros_like(w)), st.setdefault("v", np.zeros_like(w))
+    if decoupled:
+        w *= 1 - lr * wd
+    else:
+        g = g + wd * w
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * g * g
+    if amsgrad:
+        vmax = st.setdefault("vmax", np.zeros_like(w))
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps
+    w -= lr / (1 - b1 ** t) * m / denom
+
+
 def _adagrad(w, g, st, t, lr=1e-2, lr_decay=0.01, wd=0.01, init=0.1, eps=1e-10):
     s = st.setdefault("sum", np.full_like(w, init))
     g = g + wd * w
@@ -211,6 +242,13 @@ def _adamax(w, g, st, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8, wd=0.01):
 
 
 @pytest.mark.parametrize("make, reference", [
+    (lambda ps: nk.optim.SGD(ps, lr=1e-2), lambda w, g, st, t: w.__isub__(1e-2 * g)),
+    (lambda ps: nk.optim.SGD(ps, lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=0.01), _sgd),
+    (lambda ps: nk.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=0.01, nesterov=True),
+     lambda *a: _sgd(*a, dampening=0.0, nesterov=True)),
+    (lambda ps: nk.optim.Adam(ps, lr=1e-2, weight_decay=0.01), _adam),
+    (lambda ps: nk.optim.Adam(ps, lr=1e-2, weight_decay=0.01, amsgrad=True), lambda *a: _adam(*a, amsgrad=True)),
+    (lambda ps: nk.optim.AdamW(ps, lr=1e-2, weight_decay=0.01), lambda *a: _adam(*a, decoupled=True)),
     (lambda ps: nk.optim.Adagrad(ps, lr=1e-2, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
      _adagrad),
     (lambda ps: nk.optim.RMSprop(ps, lr=1e-2, weight_decay=0.01), _rmsprop),
@@ -218,7 +256,7 @@ def _adamax(w, g, st, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8, wd=0.01):
      lambda *a: _rmsprop(*a, centered=True, momentum=0.9)),
     (lambda ps: nk.optim.Adamax(ps, lr=1e-2, weight_decay=0.01), _adamax)])
 def test_pooled_optimizers_give_their_formulas_bits(make, reference):
-    """Adagrad, RMSprop and Adamax with pooled temporaries give, bit for bit, their update
+    """Every optimizer whose temporaries come from the pool gives, bit for bit, its update
     written as one NumPy expression per line in torch's order (fresh temporaries)."""
     rng = np.random.default_rng(6)
     w0 = rng.standard_normal((64, 300)).astype(np.float32)          # 75 kB: pooled

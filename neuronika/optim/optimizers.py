@@ -65,6 +65,14 @@ def _times(factor, array):
     return factor * array
 
 
+def _scaled_square(factor, array):
+    """``factor * array * array`` in NumPy's order (``(factor * array) * array``), from the pool
+    as ``_times``."""
+    squared = _times(factor, array)
+    squared *= array
+    return squared
+
+
 def _squared(array):
     return _into_pool(np.multiply, array, array) if _large(array) else array * array
 
@@ -212,7 +220,7 @@ class SGD(_Base):
 
     def _update(self, p, group, grad):
         if group["weight_decay"] != 0:
-            grad += group["weight_decay"] * p.data
+            grad += _times(group["weight_decay"], p.data)
         momentum = group["momentum"]
         if momentum != 0:
             state = self.state.setdefault(p, {})
@@ -221,9 +229,9 @@ class SGD(_Base):
                 buf = state["momentum_buffer"] = _copy(p, grad)
             else:
                 buf *= momentum
-                buf += (1 - group["dampening"]) * grad
+                buf += _times(1 - group["dampening"], grad)
             if group["nesterov"]:
-                grad += momentum * buf
+                grad += _times(momentum, buf)
             else:
                 grad = buf
         data = p.data
@@ -307,15 +315,12 @@ class Adam(_Base):
             if self._decoupled:
                 data *= 1 - lr * wd
             else:
-                grad += wd * data
+                grad += _times(wd, data)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1
         m += _times(1 - beta1, grad)
         v *= beta2
-        squared = _times(1 - beta2, grad)
-        squared *= grad                 # (each temporary updated in place: NumPy's order, its bits)
-        v += squared
-        del squared
+        v += _scaled_square(1 - beta2, grad)
         if group["amsgrad"]:
             vmax = state.get("max_exp_avg_sq")
             if vmax is None:            # amsgrad switched on mid-training
@@ -387,10 +392,7 @@ class RMSprop(_Base):
             grad += _times(group["weight_decay"], data)
         s = state["square_avg"]
         s *= alpha
-        squared = _times(1 - alpha, grad)
-        squared *= grad                 # (each temporary updated in place: NumPy's order, its bits)
-        s += squared
-        del squared
+        s += _scaled_square(1 - alpha, grad)
         if group["centered"]:
             a = state.get("grad_avg")
             if a is None:

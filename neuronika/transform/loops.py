@@ -233,7 +233,7 @@ class DeferredWeight:
 
 
 def _row_summed(product, weight):
-    """(the template name of ``product``'s other input, the parsed adjoint of ``weight``) where
+    """(``product``'s other input, its template name, the parsed adjoint of ``weight``) where
     ``product``'s op declares the weight's input ``summed_over_rows`` and that adjoint, for
     2-D operands, is one expression of the other input and ``dy``; else None."""
     op, inputs = product.op, product.inputs
@@ -259,7 +259,7 @@ def _row_summed(product, weight):
         expression(template, probe, "a deferred weight gradient")
     except TemplateError:                # it reads the weight, y or a static: not a sum over rows
         return None
-    return names[1 - slot], template
+    return other, names[1 - slot], template
 
 
 def deferred_products(cell):
@@ -305,7 +305,7 @@ def deferred_products(cell):
         found = None if product is None else _row_summed(product, leaf_node)
         if found is None:
             continue
-        a = product.inputs[1] if product.inputs[0] is leaf_node else product.inputs[0]
+        a = found[0]
         if not a.requires_grad or a.dtype != leaf_node.dtype or product.dtype != leaf_node.dtype:
             continue
         picked.append((leaf_node, p, a, product, summed_x(product), found))
@@ -331,7 +331,7 @@ def deferred_products(cell):
     rank = {node: k for k, node in enumerate(returned)}
     items = tuple(DeferredWeight(p, j, x_at, None if x_at is not None else rank[substitute[product]],
                                  a.shape[-1], product.shape[-1], adjoint, other)
-                  for j, (_, p, a, product, x_at, (other, adjoint)) in enumerate(picked))
+                  for j, (_, p, a, product, x_at, (_, other, adjoint)) in enumerate(picked))
     return Deferral(variant, items, tuple(spec(node) for node in returned))
 
 
