@@ -125,10 +125,15 @@ def _logabsdet_grad(ctx):
     return f"{dy} * {_mt('xp.linalg.inv(x)', len(ctx.shapes['x']))}"
 
 
+def _real_inexact(inputs, attrs):
+    """A real result of a possibly complex matrix: float64 for complex128, float32 for complex64."""
+    return np.dtype(_inexact(inputs, attrs).char.lower())
+
+
 LOGABSDET = declare("logabsdet", ("x",), "xp.linalg.slogdet(x)[1]",
                     {"x": _logabsdet_grad},
                     shape=lambda s: _square(s)[:-2],
-                    dtype=lambda inputs, attrs: np.dtype(_inexact(inputs, attrs).char.lower()),
+                    dtype=_real_inexact,
                     batch=batching.stacked, doc="log |det A| (slogdet's second result); gradient A^-T")
 
 SLOGDET_SIGN = declare("slogdet_sign", ("x",), "xp.linalg.slogdet(x)[0]", {}, n_differentiable=0,
@@ -314,7 +319,8 @@ def _eigvalsh_grad(ctx):
 
 EIGVALSH = declare("eigvalsh", ("x",), lambda ctx: f"xp.linalg.eigvalsh({_uplo(ctx)})",
                    {"x": _eigvalsh_grad}, attrs=("UPLO",), shape=lambda s, *_: _square(s)[:-1],
-                   dtype=_inexact, batch=batching.stacked, doc="eigenvalues of a symmetric matrix, ascending")
+                   dtype=_real_inexact, batch=batching.stacked,
+                   doc="eigenvalues of a symmetric (Hermitian) matrix, ascending: real")
 
 
 # ---- general eigendecomposition ----------------------------------------------------------------

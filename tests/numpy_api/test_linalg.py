@@ -627,6 +627,27 @@ def test_linalg_keeps_float32(name, call):
     assert x.grad.dtype == np.float32
 
 
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("name, call", [
+    ("eigvalsh", lambda np_, a: np_.linalg.eigvalsh(a)),
+    ("eigh values", lambda np_, a: np_.linalg.eigh(a)[0]),
+    ("eigh vectors", lambda np_, a: np_.linalg.eigh(a)[1]),
+    ("svd values", lambda np_, a: np_.linalg.svd(a)[1]),
+    ("svdvals", lambda np_, a: np_.linalg.svdvals(a)),
+    ("det", lambda np_, a: np_.linalg.det(a)),
+    ("norm", lambda np_, a: np_.linalg.norm(a)),
+    ("inv", lambda np_, a: np_.linalg.inv(a)),
+])
+def test_complex_linalg_results_have_numpys_dtype(name, call, dtype):
+    # a variable's dtype is what its values are: eigvalsh of a Hermitian matrix is real
+    # (it said complex while its data was real: generated code that trusts the dtype could
+    # write a real result into a complex buffer)
+    a = hermitian_separated(3, seed=2).astype(dtype)
+    y = call(nnp, neuronika.from_ndarray(a).requires_grad())
+    assert y.dtype == y.data.dtype == call(np, a).dtype, name
+
+
 # ---- errors ----------------------------------------------------------------------------------
 
 def test_singular_matrices_raise_numpys_error_on_values():
