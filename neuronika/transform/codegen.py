@@ -411,6 +411,7 @@ class _Build:
         self.space = None          # the arrays' library (backend): what ``xp`` and the kernels are
         self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
         self.known = None          # name -> (shape, dtype) for ``inplace``, NumPy programs only
+        self.gradients = {}        # the same for gradients (``inplace`` only; ``_backward``)
         self.sizes = None          # name -> at most how many elements (values and gradients)
         self.order = None          # the graph's nodes (a gradient g<i>'s rank and dtype, for ``products``)
         self.fused = False         # one function for values and gradients (value_and_grad, jit)
@@ -976,6 +977,17 @@ def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, w
             if anomaly:
                 append(_line(_check(grads[j].name, i, "backward")))
 
+    if state.known is not None:
+        # each gradient's type for ``inplace``: the shape its adjoints gave (it may be smaller
+        # than the node's and broadcast to it) and the node's dtype. Without them the pass
+        # typed a gradient only through the statements that made it, and does not parse those
+        # below its size threshold, so the chain from the seed broke at the first small one
+        # and no gradient's buffer took a later result (a ReLU's mask product went into a
+        # buffer of its own: 4% of mlp512's backward). Float and complex only: the pass
+        # rewrites nothing else. (``buffers`` and ``products`` keep reading node types.)
+        for j, grad in grads.items():
+            if grad.name == f"g{j}" and order[j].dtype.kind in "fc":
+                state.gradients[grad.name] = (grad.shape, order[j].dtype)
     leaf_returns, retained_returns, grad_leaves, retained = [], [], [], []
     for i, node in enumerate(order):
         if node not in reaches:
@@ -1124,7 +1136,8 @@ def _compile(name, params, body, returned, top, program, state):
     if state.fuse is not None:
         body = state.fuse(body, keep, state.label)
     if state.known is not None:
-        body = inplace.reuse_buffers(body, keep, state.known, state.sizes)
+        known = {**state.known, **state.gradients} if state.gradients else state.known
+        body = inplace.reuse_buffers(body, keep, known, state.sizes)
     namespace.update(state.extra)
     if state.known is not None and len(body) <= LONG:
         body, count = buffers.keep_buffers(body, keep, state.known, state.sizes, params, namespace)
