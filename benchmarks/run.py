@@ -36,7 +36,10 @@ Timing: warm up (the first call compiles and caches; torch.compile compiles befo
 then take many short samples (~30 ms each), round-robin over the paths (the order rotates
 and reverses from round to round), and report the median time per step of each. Peak
 memory per step is tracemalloc's peak during one step after warm-up, above what was live
-before it: NumPy reports its buffers to tracemalloc, torch and JAX do not (n/a).
+before it: NumPy reports its buffers to tracemalloc, torch and JAX do not (n/a). Each
+process first allocates and frees one 16 MiB block (``settle_allocator``), so that glibc
+keeps the heap it has instead of trimming and faulting it in again every step, whatever
+the process allocated at import.
 
 The competitors are the ``bench`` extra::
 
@@ -1461,6 +1464,23 @@ def in_processes(names, count, arguments, started):
     return combined
 
 
+#: The block ``settle_allocator`` allocates and frees: at most glibc's largest dynamic mmap
+#: threshold (32 MiB on 64-bit), which a larger block would not move.
+SETTLE_BYTES = 16 << 20
+
+
+def settle_allocator():
+    """Allocate and free one ``SETTLE_BYTES`` block, as a process that has loaded a dataset
+    has: glibc's dynamic thresholds then serve every smaller block from the heap (mmap
+    threshold 16 MiB) and stop giving the heap's top back after each step (trim threshold
+    32 MiB). Without it, whether a process trimmed (and faulted the step's temporaries in again
+    on every step) depended on the layout of the allocations made at import: an unrelated
+    edit flipped the chain's floor between 245 and 489 µs (0 and 144 faults a step), and the
+    rows of small arrays with it. Every path of a run shares the process, so all are timed in
+    the same state. Elsewhere than glibc the block is only allocated and freed."""
+    np.empty(SETTLE_BYTES, np.uint8)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -1498,6 +1518,7 @@ def main(argv=None):
                              "behaviour, and the ratios by up to 15%%; default 1 (this process)")
     parser.add_argument("--json", metavar="FILE", help=argparse.SUPPRESS)     # a child's results
     args = parser.parse_args(argv)
+    settle_allocator()
     if args.processes < 1:
         parser.error(f"--processes must be at least 1, got {args.processes}")
     started = time.perf_counter()

@@ -507,3 +507,39 @@ def test_per_example_a_failing_path_is_a_footnote(no_competitors, monkeypatch, c
     assert rows[1:] == [["4", "hand-batched NumPy", rows[1][2], "-", "1.00"],
                         ["4", "torch.compile of torch.func vmap(grad)", "failed [1]", "-", "-"]]
     assert "[1] B=4, torch.compile of torch.func vmap(grad): torch.compile(fullgraph=True) raised Unsupported" in out
+
+
+_FAULTS_PER_STEP = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "settled":
+    from benchmarks.run import settle_allocator
+    settle_allocator()
+
+def step():                                 # 100 temporaries of 80 kB, freed at the end
+    kept = [np.ones(10_000) for _ in range(100)]
+    return sum(float(k[0]) for k in kept)
+
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc's dynamic malloc thresholds")
+def test_a_settled_process_keeps_its_heap_between_steps():
+    # a fresh interpreter gives its heap's top back after each step (glibc trims above 128 kB
+    # free) and faults it in again on the next; after settle_allocator it keeps it, whatever
+    # the process allocated at import (which decided it for the benchmark processes before)
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def faults(state):
+        done = subprocess.run([sys.executable, "-c", _FAULTS_PER_STEP, state], cwd=root,
+                              capture_output=True, text=True, check=True)
+        return float(done.stdout)
+    assert faults("fresh") > 100            # the trimming the harness removes (about 1,900 here)
+    assert faults("settled") < 1
