@@ -2,7 +2,8 @@
 generated NumPy function, just before it is compiled (after the numexpr pass).
 
 A value is *owned* when the statement that assigns it made a new array (NumPy arithmetic,
-``@``, a ufunc call, ``-x``) or wrote into an owned value's buffer. A statement
+``@``, a ufunc call, ``-x``), wrote into an owned value's buffer, or is a view (``xp.reshape``,
+``.T``) of an owned value that nothing else reads (a flattened layer's gradient reshaped). A statement
 ``name = a op b`` (``+ - * /``), ``name = xp.ufunc(...)`` or ``name = -a`` that reads an owned
 value ``t`` for the last time (no other statement reads it, the function does not return it),
 where ``t`` and the result have the same shape and dtype, becomes ``xp.op(..., out=t)``: the
@@ -233,10 +234,28 @@ def reuse_buffers(lines, keep, known, sizes):
             out.append(Line(f"{target} = {written}", line.loads, line.stores, target))
             owned.add(target)
             continue
-        if target in once and own is not None and own[0] and own[1].__class__ is not type and _fresh(expr):
+        if (target in once and own is not None and own[0] and own[1].__class__ is not type
+                and (_fresh(expr) or _view_of_dead(expr, owned, once))):
             owned.add(target)
         out.append(line)
     return out
+
+
+#: The views whose result may take a later result in place when their source is owned and
+#: read by nothing else: writing into the view writes into a buffer no one reads (where NumPy
+#: copies instead, into an array no one else has)
+_VIEWS = frozenset({"reshape", "permute_dims", "matrix_transpose"})
+
+
+def _view_of_dead(expr, owned, once):
+    """Whether ``expr`` is a view (``xp.reshape``, ``.T``, ...) of an owned value it alone reads."""
+    if expr.__class__ is ast.Attribute and expr.attr in ("T", "mT"):
+        source = expr.value
+    elif expr.__class__ is ast.Call and expr.args and _xp_call(expr) in _VIEWS:
+        source = expr.args[0]
+    else:
+        return False
+    return source.__class__ is ast.Name and source.id in owned and source.id in once
 
 
 def _ufunc_call(expr):

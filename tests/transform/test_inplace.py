@@ -278,3 +278,19 @@ def test_a_relu_s_gradient_takes_the_mask_product_into_its_buffer(dtype):
     assert re.search(r"(g\d+) = xp\.multiply\((g\d+), xp\.astype\(v\d+ > 0, xp\.float\d+\), out=\2\)", split), split
     for v, g in zip(w, compiled[1]):
         np.testing.assert_array_equal(v.grad, g)
+
+
+def test_a_reshaped_gradient_takes_the_next_result_into_its_buffer():
+    # a flattened layer's gradient (dy @ W.T, reshaped back to the feature maps) is a view of
+    # a product nothing else reads: the ReLU's mask product goes into it, not a buffer of its own
+    x, w1, w2 = arrays((4, 2, 3, 3), (2, 3, 3), (18, 5))
+    compiled, interpreted, source = both(
+        lambda w1, w2: (nnp.reshape(F.relu(x * w1), (4, 18)) @ w2).sum(), w1, w2)
+    assert_equal_bits(compiled, interpreted)
+    reshaped = re.search(r"(g\d+) = xp\.reshape\(g\d+, \(-?\d+, 2, 3, 3\)\)", source)
+    assert reshaped, source
+    assert re.search(rf"= xp\.multiply\({reshaped[1]}, .*, out={reshaped[1]}\)", source), source
+    # a view of a value read twice (returned as well) is not written into
+    compiled, interpreted, source = both(
+        lambda w1, w2: (nnp.reshape(F.relu(x * w1), (4, 18)) @ w2).sum() + (nnp.reshape(x * w1, (4, 18)) * 0.5).sum(), w1, w2)
+    assert_equal_bits(compiled, interpreted)
