@@ -412,6 +412,7 @@ class _Build:
         self.fuse = None           # the numexpr pass (``fuse.plan``), where it applies
         self.known = None          # name -> (shape, dtype) for ``inplace``, NumPy programs only
         self.gradients = {}        # the same for gradients (``inplace`` only; ``_backward``)
+        self.unsure = frozenset()  # nodes whose value may not have their dtype (``_numbers_and_readers``)
         self.sizes = None          # name -> at most how many elements (values and gradients)
         self.order = None          # the graph's nodes (a gradient g<i>'s rank and dtype, for ``products``)
         self.fused = False         # one function for values and gradients (value_and_grad, jit)
@@ -511,8 +512,9 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     state.space = space
     state.fuse = fuse.plan(order, values, space, order[loss] if loss is not None else None)
     if space is None:                   # shapes and dtypes for ``inplace``: NumPy programs only
-        state.known = {name: (tuple(node.shape), node.dtype)
-                       for node, name in zip(order, values) if node.key[0] != "weak"}
+        state.unsure = _numbers_and_readers(order)
+        state.known = {name: (tuple(node.shape), node.dtype) for node, name in zip(order, values)
+                       if node.key[0] != "weak" and node not in state.unsure}
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
         if sizes is None:
@@ -898,6 +900,27 @@ def _adjoints(op, count):
     return found
 
 
+def _numbers_and_readers(order):
+    """The nodes whose value may not have the node's dtype, which the passes must not take as
+    known: ops over Python-number arguments alone (weakly typed leaves) and whatever reads
+    one. Such an op computes a Python number (``x1 * x2``), which NumPy types weakly, where
+    the dtype rules promote it as a float64 (int64, complex128) array: ``(s * c) * x32`` is a
+    float32 array declared float64, and the in-place pass wrote ``... + y64``'s float64 result
+    into its buffer, rounding it to float32."""
+    numbers, unsure = set(), set()
+    for node in order:
+        inputs = node.inputs
+        if not inputs:
+            if node.key[0] == "weak":
+                numbers.add(node)
+        elif all(i in numbers for i in inputs):
+            numbers.add(node)
+            unsure.add(node)
+        elif unsure and any(i in unsure for i in inputs):
+            unsure.add(node)
+    return unsure
+
+
 def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, wrt, unit_seed):
     root_node = order[root]
     reaches = _reaching(order, wrt)
@@ -986,7 +1009,7 @@ def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, w
         # buffer of its own: 4% of mlp512's backward). Float and complex only: the pass
         # rewrites nothing else. (``buffers`` and ``products`` keep reading node types.)
         for j, grad in grads.items():
-            if grad.name == f"g{j}" and order[j].dtype.kind in "fc":
+            if grad.name == f"g{j}" and order[j].dtype.kind in "fc" and order[j] not in state.unsure:
                 state.gradients[grad.name] = (grad.shape, order[j].dtype)
     leaf_returns, retained_returns, grad_leaves, retained = [], [], [], []
     for i, node in enumerate(order):

@@ -219,7 +219,7 @@ def test_the_types_the_pass_is_told_are_the_values_types(monkeypatch):
     broadcasts: a sum's, a broadcast operand's) and its node's dtype; a wrong one would write
     a result into a buffer of another shape or dtype. Every case of the NumPy face, imperative
     (split programs) and value_and_grad (fused, unit seed)."""
-    from tests.transform.test_interpret import _graph, _run_case
+    from tests.transform.test_interpret import _graph, _run_case, case_loss
     wrong = []
     _checking_types(monkeypatch, wrong)
     for case in _numpy_cases():
@@ -233,7 +233,7 @@ def test_the_types_the_pass_is_told_are_the_values_types(monkeypatch):
                 arrays_ = [np.array(x.data) for x in xs]
 
                 def loss(*args):
-                    return _graph_of(case, args)
+                    return case_loss(case, args)[1]
                 try:
                     nk.value_and_grad(loss, argnums=wanted)(*arrays_)
                 except Exception:       # noqa: BLE001 - a case that refuses; its types were checked
@@ -241,13 +241,6 @@ def test_the_types_the_pass_is_told_are_the_values_types(monkeypatch):
         assert not wrong, f"{case}: {wrong[:3]}"
     assert len(_numpy_cases()) > 1000
 
-
-def _graph_of(case, args):
-    from tests.numpy_api import cases
-    parts = [r for r in cases._flat(case.call(nnp, *args)) if isinstance(r, nk.Var) and r.dtype.kind in "fc"]
-    out = parts[0] if len(parts) == 1 else nnp.concatenate([nnp.ravel(p) for p in parts])
-    loss = nnp.sum(out * out)
-    return nnp.real(loss) if loss.dtype.kind == "c" else loss
 
 
 def test_every_case_with_gradients_buffers_reused_gives_the_interpreter_s_bits():
@@ -294,3 +287,30 @@ def test_a_reshaped_gradient_takes_the_next_result_into_its_buffer():
     compiled, interpreted, source = both(
         lambda w1, w2: (nnp.reshape(F.relu(x * w1), (4, 18)) @ w2).sum() + (nnp.reshape(x * w1, (4, 18)) * 0.5).sum(), w1, w2)
     assert_equal_bits(compiled, interpreted)
+
+
+@pytest.mark.parametrize("s, c", [(0.5, 3.0), (2, 3), (0.5 + 1j, 2.0)])
+def test_arithmetic_on_python_number_arguments_is_not_taken_for_its_declared_dtype(monkeypatch, s, c):
+    # s * c computes a Python number at run time, which NumPy types weakly: (s * c) * x32 is a
+    # float32 array where the dtype rules declare float64. The pass took the declaration and
+    # wrote (...) + y64's float64 result into that buffer: rounded to float32, and returned
+    # as float32, from the first compiled call on
+    x = np.random.default_rng(0).standard_normal(64).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal(64)
+    want = (s * c) * x + y
+
+    @nk.jit
+    def f(x, y, s, c):
+        return (s * c) * x + y
+    for _ in range(3):                              # interpreted, then compiled
+        got = f(x, y, s, c)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    value, grad = nk.value_and_grad(lambda y: nnp.real(nnp.sum((s * c) * x + y)))(y)
+    np.testing.assert_array_equal(grad, np.ones_like(y))
+    wrong = []
+    _checking_types(monkeypatch, wrong)
+    transform.cache_clear()
+    with nk.config(compile="always"):
+        f(x, y, s, c)
+    assert not wrong
