@@ -913,7 +913,7 @@ def _numbers_and_readers(order):
         if not inputs:
             if node.key[0] == "weak":
                 numbers.add(node)
-        elif all(i in numbers for i in inputs):
+        elif numbers and all(i in numbers for i in inputs):
             numbers.add(node)
             unsure.add(node)
         elif unsure and any(i in unsure for i in inputs):
