@@ -77,6 +77,10 @@ def _squared(array):
     return _into_pool(np.multiply, array, array) if _large(array) else array * array
 
 
+def _minus(array, other):
+    return _into_pool(np.subtract, array, other) if _large(array) else array - other
+
+
 def _sqrt(p, array):
     """``sqrt(array)`` in the parameter's library (a large NumPy one into the pool)."""
     return _into_pool(np.sqrt, array) if _large(array) else _xp(p).sqrt(array)
@@ -399,7 +403,7 @@ class RMSprop(_Base):
                 a = state["grad_avg"] = _zeros(p)
             a *= alpha
             a += _times(1 - alpha, grad)
-            avg = _sqrt(p, s - _squared(a))
+            avg = _sqrt(p, _minus(s, _squared(a)))
         else:
             avg = _sqrt(p, s)
         avg += group["eps"]
