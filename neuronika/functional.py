@@ -8,8 +8,9 @@ afterwards only calls it. Conventions follow JAX.
 What is dynamic and what is static. NumPy arrays, Python ints, floats and complex
 numbers, NumPy scalars, Vars, and dicts / lists / tuples of them are the function's
 data: their values may change from call to call without a new trace (a Python number
-is a weakly typed scalar of the program: ``x32 * n`` stays float32, as in NumPy;
-arithmetic on it gives NumPy's scalar types, so ``x32 * (n + 1)`` is float64).
+is a weakly typed scalar of the program: ``x32 * n`` stays float32, as in NumPy; so
+does arithmetic on such numbers alone and a number written beside one: ``x32 * (n + 1)``
+and ``x32 * (s / 2)`` are float32).
 Bools, strings, None and other hashable objects are static: part of the signature, so
 a new value traces again. ``static_argnums`` / ``static_argnames`` (JAX's ``jit``
 options) make any argument static: the function gets the Python object itself, and

@@ -159,6 +159,24 @@ class Node:
         flags_changed += 1
 
 
+class WeakNode(Node):
+    """A Python number when the program runs, typed weakly (NumPy 2, NEP 50): a Python-number
+    argument of a traced function (key ``("weak", ...)``), a number written beside one
+    (``n * 2``), or an op whose forward is a Python operator (``Op.weak``) over such values
+    alone (``s * c``). Its dtype is what NumPy makes of the number on its own (float64,
+    int64, complex128); beside an array it takes the array's (``(s * c) * x32`` is float32,
+    ``(n + 1) + i8`` int8), as in NumPy."""
+
+    __slots__ = ()
+
+
+#: a weakly typed number of each kind, for ``np.result_type`` (only the kind counts)
+_WEAK_OPERANDS = {"b": False, "i": 0, "f": 0.0, "c": 0j}
+_WEAK_KEYS = {"b": ("weak", "bool"), "i": ("weak", "int"), "f": ("weak",), "c": ("weak", "complex")}
+#: the dtype NumPy gives a Python number of each class on its own
+_WEAK_TYPES = {bool: np.bool_, int: np.int64, float: np.float64, complex: np.complex128}
+
+
 def _sig(key, inputs):
     """A node's ``sig``: its key and its inputs' ``sig`` hashed (0 where the key cannot be)."""
     try:
@@ -207,8 +225,9 @@ def like_leaf(node, requires_grad):
     dtype and space; a weak number's key stays weak (and needs no gradient)."""
     new = Node(None, (), (), node.shape, node.dtype, requires_grad, None)
     new.space = node.space
-    if node.op is None and node.key[0] == "weak":
-        new.key = node.key
+    if node.__class__ is WeakNode:       # a weak argument or result: a weak leaf in the cell
+        new.__class__ = WeakNode
+        new.key = node.key if node.op is None else _WEAK_KEYS[node.dtype.kind]
         new.requires_grad = False
     else:
         new.key = leaf_key(node.shape, node.dtype, node.space, requires_grad)
@@ -217,18 +236,21 @@ def like_leaf(node, requires_grad):
 
 
 def weak_leaf(value):
-    """A leaf for a Python float argument of a traced function: passed to generated
-    code as a Python float, so NumPy types it weakly (``x32 * lr`` stays float32),
-    and typed weakly by the dtype rules too."""
-    node = leaf(np.float64(value))
-    node.value = float(value)
-    node.key = ("weak",)
+    """A leaf for a Python number (float, int or complex): an argument of a traced function,
+    or a number written beside one (``n * 2``, ``s - 0.5``). Generated code reads it as the
+    Python number, so NumPy types it weakly (``x32 * lr`` stays float32, ``(n * 2) * x32``
+    too), and so do the dtype rules (``WeakNode``)."""
+    node = leaf(_WEAK_TYPES[value.__class__](value))
+    node.__class__ = WeakNode
+    node.value = value
+    node.key = _WEAK_KEYS[node.dtype.kind]
     node.sig = hash(node.key)
     return node
 
 
 def _dtype_operand(node):
-    return node.value if node.key[0] == "weak" else node.dtype
+    # (NumPy 2 types a Python number by its kind alone, whatever its value)
+    return _WEAK_OPERANDS[node.dtype.kind] if node.__class__ is WeakNode else node.dtype
 
 
 def _directory(path):
@@ -278,6 +300,12 @@ def result_dtype(nodes):
         if node.dtype is not first:
             return np.result_type(*[_dtype_operand(n) for n in nodes])
     return first
+
+
+def converted_result_dtype(nodes):
+    """The promoted dtype where a Python number is made an array first (NumPy's ``stack``,
+    ``concatenate``): typed by itself, not weakly (``stack([x32, 1.5])`` is float64)."""
+    return np.result_type(*[n.dtype for n in nodes])
 
 
 def apply(op, inputs, attrs=()):
@@ -330,7 +358,10 @@ def apply(op, inputs, attrs=()):
                 if node.requires_grad:
                     requires_grad = True
                     break
-    node = Node(op, inputs, attrs, shape, dtype, requires_grad, user_line() if _anomaly() else None)
+    # over weakly typed numbers alone, a Python operator gives one (``s * c``)
+    weak = first.__class__ is WeakNode and op.weak and (n == 1 or all(i.__class__ is WeakNode for i in inputs))
+    node = (WeakNode if weak else Node)(op, inputs, attrs, shape, dtype, requires_grad,
+                                        user_line() if _anomaly() else None)
     if space is not None:
         node.space = space
     return node

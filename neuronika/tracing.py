@@ -525,12 +525,8 @@ def _leaves_for(values, entries, differentiate, where):
                                        f"dtype {dtype}; only floating-point arrays can be "
                                        f"differentiated (leave integer arrays out of argnums)")
                 nodes.append(leaf(array, requires_grad=True))
-            elif value.__class__ is float:
+            elif value.__class__ is float or value.__class__ is complex or value.__class__ is int:
                 nodes.append(weak_leaf(value))
-            elif value.__class__ is complex:
-                nodes.append(_weak_complex_leaf(value))
-            elif value.__class__ is int:
-                nodes.append(_weak_int_leaf(value))
             else:
                 nodes.append(leaf(value))
     return nodes
@@ -546,24 +542,6 @@ def to_space(value, space):
     """``value`` (a cotangent the user passed: an array of any library, a list, a number) as
     an array of ``space``."""
     return backend.move(value if backend.foreign(value) else np.asarray(value), space)
-
-
-def _weak_complex_leaf(value):
-    """A Python complex argument, typed weakly like a Python float (``weak_leaf``):
-    ``x32 * 1j`` is complex64."""
-    node = leaf(np.complex128(value))
-    node.value = value
-    node.key = ("weak", "complex")
-    return node
-
-
-def _weak_int_leaf(value):
-    """A Python int argument: passed to generated code as a Python int, so NumPy types it
-    weakly (``x32 * n`` is float32, ``i8 + n`` int8), as the dtype rules do."""
-    node = leaf(np.int64(value))
-    node.value = value
-    node.key = _INT_KEY
-    return node
 
 
 _INT_KEY = ("weak", "int")

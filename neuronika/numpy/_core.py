@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..errors import GradientError, ShapeError
-from ..graph import apply, format_where, leaf, modes, user_line
+from ..graph import WeakNode, apply, format_where, leaf, modes, user_line, weak_leaf
 from ..ops import OPS, normalize_axes, normalize_axis
 from ..variable import Var, _wrap
 
@@ -106,13 +106,16 @@ def node_of(value, like=None, name="operand"):
 
     A variable gives its own node; anything else becomes a constant leaf. A
     Python number next to a node ``like`` takes NumPy 2's weak type (the other
-    operand's dtype, unless the number needs a wider kind).
+    operand's dtype, unless the number needs a wider kind); next to a Python number (a
+    weakly typed argument of a traced function) it stays one.
     """
     if isinstance(value, Var):
         return value._node
     cls = value.__class__
     if cls in _SCALARS:
         if like is not None:
+            if like.__class__ is WeakNode:      # beside a Python number, one too (``n * 2``)
+                return weak_leaf(value)
             return leaf(np.result_type(like.dtype, value).type(value))
         return leaf(np.asarray(value)[()])
     if cls is np.ndarray:

@@ -31,7 +31,7 @@ import operator
 
 import numpy as np
 
-from ..graph import apply, leaf
+from ..graph import WeakNode, apply, leaf, weak_leaf
 from ..variable import Var, _wrap
 from ._core import NON_DIFFERENTIABLE, OPS, UFUNC_OPS, build, function, in_space_of, located, node_of, nodes_of, refuse
 
@@ -80,7 +80,10 @@ def unary(ufunc, op_name, name=None, doc=None):
 
 def _number_like(value, node):
     """A Python float or int beside a float or complex variable: a leaf of the variable's dtype
-    (what ``nodes_of`` gives, NumPy 2's weak typing, without asking NumPy for the dtype)."""
+    (what ``nodes_of`` gives, NumPy 2's weak typing, without asking NumPy for the dtype);
+    beside a Python number (a weakly typed argument of a traced function), a Python number."""
+    if node.__class__ is WeakNode:
+        return weak_leaf(value)
     return leaf(node.dtype.type(value))
 
 

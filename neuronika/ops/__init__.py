@@ -93,8 +93,10 @@ class Ctx:
     smaller than ``shape`` where it broadcasts); ``slot`` the input's position.
     """
 
-    def __init__(self, op, names, shapes, dtypes, shape, dtype, attrs, gshape=None, slot=None):
+    def __init__(self, op, names, shapes, dtypes, shape, dtype, attrs, gshape=None, slot=None,
+                 weak=frozenset()):
         self.op = op
+        self.weak = weak            # the inputs that are Python numbers when the program runs
         self.names = names
         self.shapes = shapes
         self.dtypes = dtypes
@@ -118,8 +120,11 @@ class Op:
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
                  n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
                  shape_attr=None, families=FAMILIES, needs=None, batch=None, per_example=False,
-                 summed_over_rows=()):
+                 summed_over_rows=(), weak=False, takes_numbers=None):
         self.name = name
+        # its forward is a Python operator: over Python numbers alone (weak inputs) it gives a
+        # Python number, which NumPy types weakly, and so does the graph (``graph.WeakNode``)
+        self.weak = weak
         self.summed_over_rows = frozenset(summed_over_rows)   # inputs whose adjoint sums over rows
         self.batch = batch                  # its batching rule (``ops.batching``); None: derived
         self.per_example = per_example      # under vmap, batched even when no input is (a draw)
@@ -139,6 +144,9 @@ class Op:
         self.dtype = dtype or _default_dtype
         self.default_dtype = self.dtype is _default_dtype   # apply() inlines the common case
         self.elementwise = elementwise
+        # its template reads a Python-number input as the number (an elementwise op's does;
+        # others may call array methods on it, and read it as a 0-d array)
+        self.takes_numbers = elementwise if takes_numbers is None else takes_numbers
         self.implicit_dy = elementwise if implicit_dy is None else implicit_dy
         self.statics = statics
         self.n_differentiable = n_differentiable

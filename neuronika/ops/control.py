@@ -129,7 +129,8 @@ def _pack_symbolic(ctx, build, bindings):
 PACK = declare("pack", (), _pack_forward, {"x": _pack_grad}, variadic="x", attrs=("whole",),
                shape=lambda *rest: (), dtype=_object_dtype, statics=_tuple_statics,
                symbolic={"x": _pack_symbolic},
-               batch=batching.stacked, doc="its inputs as one tuple (a scan's inputs; whole: a cell's outputs, whose "
+               batch=batching.stacked, takes_numbers=True,
+               doc="its inputs as one tuple (a scan's inputs; whole: a cell's outputs, whose "
                    "gradient has every part)")
 
 

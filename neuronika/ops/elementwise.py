@@ -42,23 +42,27 @@ def float_dtype(ufunc):
     return ufunc_dtype(ufunc, keep_float=True)
 
 
-def _inexact_inputs(forward, names):
+def _inexact_inputs(forward, names, operator=False):
     """``forward`` with integer and boolean inputs converted to the result's float dtype first,
     where the result is inexact: NumPy's float functions convert inside, the standard's take
-    floats only."""
+    floats only. An ``operator`` takes Python numbers as they are (``n / 3`` of a Python int
+    argument is a Python float, weakly typed, as in NumPy)."""
     pattern = re.compile(r"\b(" + "|".join(names) + r")\b")
 
+    def kept(ctx, name):
+        return ctx.dtypes[name].kind in "fc" or operator and name in ctx.weak
+
     def template(ctx):
-        if ctx.dtype.kind not in "fc" or all(ctx.dtypes[n].kind in "fc" for n in names):
+        if ctx.dtype.kind not in "fc" or all(kept(ctx, n) for n in names):
             return forward
-        return pattern.sub(lambda m: m.group(1) if ctx.dtypes[m.group(1)].kind in "fc"
-                           else f"xp.astype({m.group(1)}, dtype)", forward)
+        return pattern.sub(lambda m: m.group(1) if kept(ctx, m.group(1)) else f"xp.astype({m.group(1)}, dtype)",
+                           forward)
     return template
 
 
 def _binary(name, forward, da, db, doc, dtype=None, **kwargs):
     if dtype is not None and isinstance(forward, str) and (forward.startswith("xp.") or forward == "a / b"):
-        forward = _inexact_inputs(forward, ("a", "b"))
+        forward = _inexact_inputs(forward, ("a", "b"), operator=not forward.startswith("xp."))
     return declare(name, ("a", "b"), forward, {"a": da, "b": db},
                    shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype, **kwargs)
 
@@ -76,21 +80,21 @@ def _unary(name, forward, dx, doc, ufunc=None, dtype=None, **kwargs):
     return declare(name, ("x",), forward, {"x": dx}, elementwise=True, dtype=dtype, doc=doc, **kwargs)
 
 
-ADD = _binary("add", "a + b", "dy", "dy", "a + b with broadcasting")
-SUB = _binary("sub", "a - b", "dy", "-dy", "a - b with broadcasting")
-MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting")
-DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting", inexact_dtype)
+ADD = _binary("add", "a + b", "dy", "dy", "a + b with broadcasting", weak=True)
+SUB = _binary("sub", "a - b", "dy", "-dy", "a - b with broadcasting", weak=True)
+MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting", weak=True)
+DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting", inexact_dtype, weak=True)
 # Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
 # taken as 1 so that a ** (b - 1) never divides by zero.
 POWER = _binary("power", "a ** b", "dy * b * a ** power_exponent(b)",
-                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent")
+                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent", weak=True)
 # b - 1, and 0 where b == 0 (then the base gradient b * a ** (b - 1) is 0 even at a == 0): a
 # kernel, as NumPy's b - 1 + (b == 0) keeps a Python float b weak and the standard has no
 # arithmetic on booleans. Its derivative is 1 (almost everywhere).
 POWER_EXPONENT = _unary("power_exponent", "power_exponent(x)", "dy",
-                        "b - 1, 0 where b == 0: the exponent of power's base gradient")
+                        "b - 1, 0 where b == 0: the exponent of power's base gradient", weak=True)
 
-NEG = _unary("neg", "-x", "-dy", "-x")
+NEG = _unary("neg", "-x", "-dy", "-x", weak=True)
 def _pow_grad(ctx):
     if ctx.p == 0:
         return "xp.zeros_like(x)"
@@ -98,7 +102,8 @@ def _pow_grad(ctx):
 
 
 POW = _unary("pow", "x ** p", _pow_grad,
-             "x ** p for a constant exponent p", attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1})
+             "x ** p for a constant exponent p", attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1},
+             weak=True)
 SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)
 EXP = _unary("exp", "xp.exp(x)", "dy * y", "e ** x", np.exp)
 LOG = _unary("log", "xp.log(x)", "dy / x", "natural logarithm", np.log)
@@ -315,11 +320,17 @@ RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to eve
 ROUND = _unary("round", "round_decimals(x, decimals)", ZERO,
                "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",))
 
-FLOOR_DIVIDE = _binary("floor_divide", "xp.floor_divide(a, b)", ZERO, ZERO,
-                       "floor(a / b) (zero gradient)")
+def _on_numbers(operator, function):
+    """A forward that is Python's ``operator`` over two Python numbers (what NumPy code
+    computes for ``n // 2``: a Python number, weakly typed), ``function`` otherwise."""
+    return lambda ctx: operator if len(ctx.weak) == 2 else function
+
+
+FLOOR_DIVIDE = _binary("floor_divide", _on_numbers("a // b", "xp.floor_divide(a, b)"), ZERO, ZERO,
+                       "floor(a / b) (zero gradient)", weak=True)
 # a = b * floor_divide(a, b) + remainder(a, b): the quotient is piecewise constant.
-REMAINDER = _binary("remainder", "xp.remainder(a, b)", "dy", "-dy * xp.floor_divide(a, b)",
-                    "a - b * floor(a / b), with the sign of b")
+REMAINDER = _binary("remainder", _on_numbers("a % b", "xp.remainder(a, b)"), "dy",
+                    "-dy * xp.floor_divide(a, b)", "a - b * floor(a / b), with the sign of b", weak=True)
 FMOD = _binary("fmod", "fmod(a, b)", "dy", "-dy * xp.trunc(a / b)",
                "a - b * trunc(a / b), with the sign of a (C's fmod)")
 ARCTAN2 = _binary("arctan2", "xp.atan2(a, b)", "dy * b / (a * a + b * b)", "-dy * a / (a * a + b * b)",

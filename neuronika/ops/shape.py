@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backend import move
 from ..errors import ShapeError
-from ..graph import leaf, result_dtype
+from ..graph import converted_result_dtype, leaf
 from . import Grad, batching, declare
 
 def _reshape_shape(x, shape):
@@ -424,7 +424,7 @@ def _concatenate_grad(ctx):
 
 CONCATENATE = declare("concatenate", (), lambda ctx: f"xp.concat({_operands(ctx)}, axis={ctx.axis})",
                       {"x": _concatenate_grad}, attrs=("axis",), shape=_concatenate_shape,
-                      variadic="x", dtype=lambda inputs, attrs: result_dtype(inputs),
+                      variadic="x", dtype=lambda inputs, attrs: converted_result_dtype(inputs),
                       batch=batching.over_axis(), doc="joins values along an existing axis")
 
 
@@ -442,7 +442,7 @@ def _stack_grad(ctx):
 
 STACK = declare("stack", (), lambda ctx: f"xp.stack({_operands(ctx)}, axis={ctx.axis})",
                 {"x": _stack_grad}, attrs=("axis",), shape=_stack_shape, variadic="x",
-                dtype=lambda inputs, attrs: result_dtype(inputs),
+                dtype=lambda inputs, attrs: converted_result_dtype(inputs),
                 batch=batching.over_axis(), doc="joins values along a new axis")
 
 

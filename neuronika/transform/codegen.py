@@ -37,7 +37,7 @@ from ..ops import ZERO, Ctx, Grad
 from . import buffers, fuse, inplace, passes, products, views
 from .passes import Line
 from .. import backend
-from ..graph import collector_paused
+from ..graph import WeakNode, collector_paused
 from .templates import (GLOBALS, TemplateError, constant, expression, globals_for, instantiate, names, parse,
                         to_ast)
 
@@ -138,7 +138,8 @@ def _context(node, names, gshape=None, slot=None):
     shapes = {name: inp.shape for name, inp in zip(names, node.inputs)}
     dtypes = {name: inp.dtype for name, inp in zip(names, node.inputs)}
     attrs = dict(zip(op.attrs, node.attrs))
-    return Ctx(op, names, shapes, dtypes, node.shape, node.dtype, attrs, gshape, slot)
+    weak = frozenset(name for name, inp in zip(names, node.inputs) if inp.__class__ is WeakNode)
+    return Ctx(op, names, shapes, dtypes, node.shape, node.dtype, attrs, gshape, slot, weak)
 
 
 def _statics(ctx):
@@ -369,7 +370,7 @@ def _kind(node):
         attrs = _freeze(attrs)
     key = [node.op, attrs, node.shape, node.dtype]
     for i in node.inputs:
-        key += (i.shape, i.dtype, i.key[0] == "weak")
+        key += (i.shape, i.dtype, i.__class__ is WeakNode)
     key = tuple(key)
     try:
         hash(key)
@@ -695,10 +696,11 @@ def _forward(order, index_of, values, anomaly, state, guards):
 
 
 def _input(name, node, op):
-    """How a template reads an input. A Python float argument of a traced function is
-    passed as a float (NumPy types it weakly in arithmetic); a template that is not
-    elementwise may call array methods on it, so it reads it as a 0-d array."""
-    if node.key[0] == "weak" and not op.elementwise:
+    """How a template reads an input. A Python number (an argument of a traced function, or
+    arithmetic on such numbers alone: ``graph.WeakNode``) is passed as the number (NumPy
+    types it weakly); a template that may call array methods on it (``Op.takes_numbers``
+    false) reads it as a 0-d array."""
+    if node.__class__ is WeakNode and not op.takes_numbers:
         return gast.Call(gast.Attribute(_name("xp"), "asarray", gast.Load()), [_name(name)], [])
     return _name(name)
 
@@ -903,10 +905,12 @@ def _adjoints(op, count):
 def _numbers_and_readers(order):
     """The nodes whose value may not have the node's dtype, which the passes must not take as
     known: ops over Python-number arguments alone (weakly typed leaves) and whatever reads
-    one. Such an op computes a Python number (``x1 * x2``), which NumPy types weakly, where
-    the dtype rules promote it as a float64 (int64, complex128) array: ``(s * c) * x32`` is a
+    one. Such an op computes a Python number (``x1 * x2``) or a NumPy scalar (``xp.sin(x1)``).
+    Until the dtype rules typed weak results (``graph.WeakNode``), ``(s * c) * x32`` was a
     float32 array declared float64, and the in-place pass wrote ``... + y64``'s float64 result
-    into its buffer, rounding it to float32."""
+    into its buffer, rounding it to float32. The declarations are NumPy's now; the guard
+    stays, as a template that reads a number as a 0-d array (``Op.takes_numbers``) types it
+    strongly where the rule may not."""
     numbers, unsure = set(), set()
     for node in order:
         inputs = node.inputs

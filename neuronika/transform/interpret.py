@@ -35,6 +35,7 @@ import weakref
 import gast
 import numpy as np
 
+from ..graph import WeakNode
 from ..ops import ZERO, Grad
 from . import codegen, passes
 from .codegen import Retrace, _freeze, check_finite
@@ -727,12 +728,12 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
             a = inputs[0]
             k = index_of[a]
             idx = (k,)
-            key = (op, attrs, node.shape, node.dtype, a.shape, a.dtype, a.op is None and a.key[0] == "weak")
+            key = (op, attrs, node.shape, node.dtype, a.shape, a.dtype, a.__class__ is WeakNode)
         else:
             idx = tuple([index_of[x] for x in inputs])
             key = [op, attrs, node.shape, node.dtype]
             for a in inputs:
-                key += (a.shape, a.dtype, a.op is None and a.key[0] == "weak")
+                key += (a.shape, a.dtype, a.__class__ is WeakNode)
             key = tuple(key)
         idxs[i] = idx
         try:

@@ -931,7 +931,9 @@ def _classify(order, position, s, P, R, fold=None):
             raise _NoRoll
         if node.op is None:
             # a weak Python number stacked would be a NumPy scalar in the loop: typed otherwise
-            if node.key[0] == "weak" or any(i.op is not None or i.key != node.key for i in instances):
+            # (one written at each step, ``h * 0.5`` beside a number argument, is one constant)
+            if (node.key[0] == "weak" and not _equal_numbers(instances)
+                    or any(i.op is not None or i.key != node.key for i in instances)):
                 raise _NoRoll
             steps.add(q)
             continue
@@ -1193,6 +1195,8 @@ def _rewrite(order, leaves, outputs, loss, guards, position, s, P, R, fold=None,
                 how[q] = "gather" if gathered else "stack"
         else:
             how[q] = "gather" if gathered else "stack"
+        if order[s + q].key[0] == "weak" and how[q] not in ("same", "drop"):
+            raise _NoRoll
     for q in [q for q in leaf_slots if how[q] in ("same", "drop")]:
         if how[q] == "same":
             consts.append(order[s + q])
