@@ -33,6 +33,8 @@ EXPRESSIONS = {
     "(n // 2) * x": lambda x, s, c, n: (n // 2) * x,
     "x + (n % 2)": lambda x, s, c, n: x + (n % 2),
     "(s // 1.0 + c % 1.5) * x": lambda x, s, c, n: (s // 1.0 + c % 1.5) * x,
+    "abs(s - c) * x + abs(2 - n)": lambda x, s, c, n: abs(s - c) * x + abs(2 - n),
+    "x * abs(s * 1j)": lambda x, s, c, n: x * abs(s * 1j),
 }
 
 ARRAYS = {

@@ -67,6 +67,13 @@ def _binary(name, forward, da, db, doc, dtype=None, **kwargs):
                    shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype, **kwargs)
 
 
+def _on_numbers(operator, function):
+    """A forward that is Python's ``operator`` where every input is a Python number (what
+    NumPy code computes for ``n // 2`` or ``abs(s)``: a Python number, weakly typed; NumPy's
+    functions would give a NumPy scalar), ``function`` otherwise."""
+    return lambda ctx: operator if len(ctx.weak) == len(ctx.names) else function
+
+
 def inexact_dtype(inputs, attrs):
     """The promoted dtype, float64 where that would be an integer or boolean (true division)."""
     dtype = result_dtype(inputs)
@@ -117,8 +124,9 @@ def _abs_grad(ctx):
     return "dy * xp.sign(x)"
 
 
-ABS = _unary("abs", "xp.abs(x)", _abs_grad, "|x| (a real value for complex x)",
-             dtype=ufunc_dtype(np.abs))
+_PYTHON_ABS = {"abs": abs}
+ABS = _unary("abs", _on_numbers("abs(x)", "xp.abs(x)"), _abs_grad, "|x| (a real value for complex x)",
+             dtype=ufunc_dtype(np.abs), weak=True, statics=lambda ctx: _PYTHON_ABS)
 
 
 def real_only(name, rule):
@@ -319,12 +327,6 @@ TRUNC = _rounding("trunc", np.trunc, "x rounded towards zero")
 RINT = _rounding("rint", np.rint, "x rounded to the nearest integer, ties to even", forward="xp.round(x)")
 ROUND = _unary("round", "round_decimals(x, decimals)", ZERO,
                "x rounded to ``decimals`` decimals, ties to even (zero gradient)", attrs=("decimals",))
-
-def _on_numbers(operator, function):
-    """A forward that is Python's ``operator`` over two Python numbers (what NumPy code
-    computes for ``n // 2``: a Python number, weakly typed), ``function`` otherwise."""
-    return lambda ctx: operator if len(ctx.weak) == 2 else function
-
 
 FLOOR_DIVIDE = _binary("floor_divide", _on_numbers("a // b", "xp.floor_divide(a, b)"), ZERO, ZERO,
                        "floor(a / b) (zero gradient)", weak=True)
