@@ -180,3 +180,24 @@ def test_numbers_beside_arrays_outside_traces_are_unchanged():
     assert (x * 2).dtype == np.float32 and ((x * 2.5) - 1).dtype == np.float32
     i = nk.from_ndarray(np.ones(3, np.int8))
     assert (i + 1).dtype == np.int8 and (i / 2).dtype == np.float64
+
+
+def test_fused_elementwise_runs_stop_at_numbers_the_program_makes(monkeypatch):
+    # numexpr typed s * c as a float64 array and computed the whole run in float64
+    pytest.importorskip("numexpr")
+    from neuronika.transform import fuse
+    monkeypatch.setattr(fuse, "MIN_ELEMENTS", 4)
+    x = np.linspace(-1, 1, 64, dtype=np.float32)
+
+    def fn(x, s, c):
+        return ((x * (s * c) - 1.0) * x + x) * (s * c)
+    want = fn(x, 1.5, 2.0)
+    transform.cache_clear()
+    f = nk.jit(fn)
+    with nk.config(compile="always"):
+        assert "numexpr" in f.source(x, 1.5, 2.0)
+        for _ in range(2):
+            got = f(x, 1.5, 2.0)
+            assert got.dtype == want.dtype == np.float32
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    transform.cache_clear()

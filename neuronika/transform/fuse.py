@@ -36,6 +36,8 @@ import threading
 
 import numpy as np
 
+from ..graph import WeakNode
+
 #: "auto": fuse above the threshold when numexpr is installed; "never": NumPy only.
 FUSE = contextvars.ContextVar("neuronika.fuse", default="auto")
 FUSE_MODES = ("auto", "never")
@@ -118,7 +120,7 @@ def plan(order, values, space, root=None):
     types = {}
     for i, (node, name) in enumerate(zip(order, values)):
         if node.dtype in _KINDS:
-            if node.key[0] != "weak":
+            if node.__class__ is not WeakNode:      # (a Python number: no array type)
                 types[name] = (tuple(node.shape), node.dtype)
             # a node's gradient, where no statement read here says more: its dtype, and at most
             # its shape (it may be a smaller array that broadcasts; numexpr broadcasts as NumPy)
