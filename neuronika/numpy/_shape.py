@@ -206,7 +206,8 @@ def _joined(name, arrays):
     arrays = list(arrays) if not isinstance(arrays, Var) else [arrays[i] for i in range(len(arrays))]
     if not arrays:
         raise located(f"{name}: need at least one array to join", ValueError)
-    nodes = nodes_of(arrays, name)
+    # each made an array on its own, as NumPy's joins do: stack([x32, 1.5]) is float64
+    nodes = tuple(node_of(a, None, name) for a in arrays)
     like = next((n for n in nodes if n.space is not None), None)
     return nodes if like is None else tuple(in_space_of(n, like) for n in nodes)
 

@@ -263,3 +263,20 @@ def test_assignment_into_a_variable_points_to_at():
     v = neuronika.from_ndarray(np.zeros(3))
     with pytest.raises(TypeError, match=r"\.at\[idx\]\.set"):
         v[0] = 1.0
+
+
+@pytest.mark.parametrize("join", [
+    lambda np_, a: np_.stack([a, 1.5]),
+    lambda np_, a: np_.stack([a, 2], axis=-1),
+    lambda np_, a: np_.stack([1.5j, a]),
+    lambda np_, a: np_.concatenate([np_.reshape(a, (1,)), [2.5]]),
+], ids=["stack-float", "stack-int", "stack-complex", "concatenate-list"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+def test_joins_make_python_numbers_arrays_as_numpy_does(join, dtype):
+    # NumPy's joins convert each element on its own: a Python float is float64 there, not
+    # typed weakly by its neighbour (stack([x32, 1.5]) was float32)
+    a = np.ones((), dtype)
+    want = join(np, a)
+    got = join(neuronika.numpy, neuronika.from_ndarray(a))
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.data, want)
