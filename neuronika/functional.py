@@ -668,7 +668,7 @@ class _ProgramCall:
         found = self.trace
         if found.closure and found.stale():
             raise Retrace
-        if found.pending is None and found.direct is not None and not found.floats:
+        if found.pending is None and found.direct is not None:
             if not found.closure:               # compiled, and nothing to check per call
                 self.direct = direct = _direct_call(found)
                 return direct(values)
@@ -740,8 +740,6 @@ def _plain_entry(key, found):
     tiny's jitted step 9.2 -> 8.2 µs."""
     constants = []
     lines, names = _trace.plain_guard(key, constants)
-    floats = set(found.floats or ())
-    names = [f"asarray({n})" if k in floats else n for k, n in enumerate(names)]
     if found.direct is not None:
         passed = names + ["*direct"] if found.direct else names
     else:                             # (``Trace.arguments``)
@@ -770,7 +768,7 @@ def _plain_entry(key, found):
             f"    return {result}\n")
     namespace = {"forward": found.program.forward, "direct": tuple(found.direct or ()), "K": constants,
                  "constant_value": _trace.constant_value,
-                 "MISS": _MISS, "ndarray": np.ndarray, "asarray": np.asarray, "Retrace": Retrace,
+                 "MISS": _MISS, "ndarray": np.ndarray, "Retrace": Retrace,
                  "Anomaly": Anomaly, "error": found.anomaly_error, "stale": found.stale,
                  "A": _trace._as_array, "anomaly_now": _anomaly_now, "MODE": found.anomaly,
                  "typed": _trace._typed}

@@ -222,28 +222,31 @@ def leaf_key(shape, dtype, space, requires_grad):
 
 def like_leaf(node, requires_grad):
     """A leaf without a value that stands for ``node`` (an input of a loop's cell): its shape,
-    dtype and space; a weak number's key stays weak (and needs no gradient)."""
+    dtype and space; a weak number stays weak."""
     new = Node(None, (), (), node.shape, node.dtype, requires_grad, None)
     new.space = node.space
     if node.__class__ is WeakNode:       # a weak argument or result: a weak leaf in the cell
         new.__class__ = WeakNode
-        new.key = node.key if node.op is None else _WEAK_KEYS[node.dtype.kind]
-        new.requires_grad = False
+        new.key = _weak_key(node.dtype.kind, requires_grad)
     else:
         new.key = leaf_key(node.shape, node.dtype, node.space, requires_grad)
     new.sig = hash(new.key)
     return new
 
 
-def weak_leaf(value):
+def _weak_key(kind, requires_grad):
+    return _WEAK_KEYS[kind] + ("grad",) if requires_grad else _WEAK_KEYS[kind]
+
+
+def weak_leaf(value, requires_grad=False):
     """A leaf for a Python number (float, int or complex): an argument of a traced function,
     or a number written beside one (``n * 2``, ``s - 0.5``). Generated code reads it as the
     Python number, so NumPy types it weakly (``x32 * lr`` stays float32, ``(n * 2) * x32``
     too), and so do the dtype rules (``WeakNode``)."""
-    node = leaf(_WEAK_TYPES[value.__class__](value))
+    node = leaf(_WEAK_TYPES[value.__class__](value), requires_grad)
     node.__class__ = WeakNode
     node.value = value
-    node.key = _WEAK_KEYS[node.dtype.kind]
+    node.key = _weak_key(node.dtype.kind, requires_grad)
     node.sig = hash(node.key)
     return node
 

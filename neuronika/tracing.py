@@ -315,7 +315,7 @@ class Trace:
 
     __slots__ = ("program", "plan", "direct", "grad_slots", "n_outputs", "aux", "closure",
                  "split", "fused", "out_shape", "out_dtype", "zeros", "prefix", "plain", "want_value",
-                 "floats", "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
+                 "out_tree", "pins", "precheck", "reads", "fast", "nbytes", "pending",
                  "runs", "fast_later", "sites", "program_size", "held_by", "plain_arguments", "binding",
                  "output_specs", "rebuild", "anomaly", "__weakref__")
 
@@ -417,10 +417,6 @@ class Trace:
             self.check(values)
         if self.pending is not None:
             self.promote()
-        if self.floats:
-            values = list(values)
-            for k in self.floats:
-                values[k] = np.asarray(values[k])     # float64 (complex128 for a complex)
         try:
             if self.fused:
                 if self.direct is not None:
@@ -488,19 +484,6 @@ def check_differentiable(entry, obj, position, where):
             check_differentiable(e, o, position, where)
 
 
-def float_positions(entries, differentiate):
-    """Positions, among the flattened values, of the Python floats (and complex numbers) being
-    differentiated (passed to the program as 0-d float64 / complex128 arrays)."""
-    positions = []
-    k = 0
-    for i, entry in enumerate(entries):
-        for kind in _dynamic_kinds(entry):
-            if (kind == WEAK or kind == WEAK_COMPLEX) and i in differentiate:
-                positions.append(k)
-            k += 1
-    return positions
-
-
 def _dynamic_kinds(entry):
     if is_dynamic(entry):
         yield entry
@@ -524,7 +507,12 @@ def _leaves_for(values, entries, differentiate, where):
                     raise ArgnumsError(f"{where}: argnums selects argument {i}, which holds an array of "
                                        f"dtype {dtype}; only floating-point arrays can be "
                                        f"differentiated (leave integer arrays out of argnums)")
-                nodes.append(leaf(array, requires_grad=True))
+                if value.__class__ is float or value.__class__ is complex:
+                    # a Python number stays one, weakly typed (``s * x32`` is float32, as in
+                    # NumPy and JAX); its gradient comes back as a Python number
+                    nodes.append(weak_leaf(value, requires_grad=True))
+                else:
+                    nodes.append(leaf(array, requires_grad=True))
             elif value.__class__ is float or value.__class__ is complex or value.__class__ is int:
                 nodes.append(weak_leaf(value))
             else:
@@ -749,7 +737,6 @@ def _trace(fn, values, entries, kw_items, differentiate, has_aux, split, where, 
     result.want_value = want_value
     result.aux = aux_entry
     result.closure = _closure_snapshot(fn)
-    result.floats = float_positions(all_entries, differentiate)
     result.out_shape, result.out_dtype = (None, None) if out is None else (out.shape, out.dtype)
     result.out_tree = out_tree
     result.pins = pins

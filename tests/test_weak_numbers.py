@@ -201,3 +201,40 @@ def test_fused_elementwise_runs_stop_at_numbers_the_program_makes(monkeypatch):
             assert got.dtype == want.dtype == np.float32
             np.testing.assert_allclose(got, want, rtol=1e-6)
     transform.cache_clear()
+
+
+def _loop(s, x):
+    h = x
+    for _ in range(15):
+        h = nnp.tanh(h * s + x)
+    return h
+
+
+DIFFERENTIATED = {
+    "s * x": lambda s, x: nnp.sum(s * x),
+    "x ** 2 * s ** 3 + s / 2": lambda s, x: nnp.sum(x ** 2 * s ** 3 + s / 2),
+    "sin(x * (s * s)) + abs(s - 3)": lambda s, x: nnp.sum(nnp.sin(x * (s * s)) + abs(s - 3.0)),
+    "a rolled loop": lambda s, x: nnp.sum(_loop(s, x)),
+    "scan": lambda s, x: nnp.sum(nk.scan(lambda c, xi: (nnp.tanh(c * s + xi), c * s), x[:2],
+                                         nnp.reshape(x, (3, 2)))[0]),
+    "checkpoint": lambda s, x: nnp.sum(nk.checkpoint(lambda a, b: nnp.tanh(a * b))(x, s)),
+}
+
+
+@pytest.mark.parametrize("fn", DIFFERENTIATED.values(), ids=DIFFERENTIATED.keys())
+def test_a_differentiated_python_number_stays_weakly_typed(fn):
+    # argnums on a Python float: a float32 computation stays float32 (it was float64: the
+    # number became a float64 0-d array), and the gradient is a Python float, first and second
+    # order against central differences (in float64)
+    x = np.linspace(-1.0, 2.0, 6)
+    value, (gs, gx) = nk.value_and_grad(fn, argnums=(0, 1))(0.7, x.astype(np.float32))
+    assert np.asarray(value).dtype == np.float32 and gx.dtype == np.float32
+    for s in (0.7, 1.3):
+        g = nk.grad(fn)(s, x)
+        assert type(g) is float
+        eps = 1e-6
+        fd = (float(nk.jit(fn)(s + eps, x)) - float(nk.jit(fn)(s - eps, x))) / (2 * eps)
+        assert g == pytest.approx(fd, rel=1e-6, abs=1e-8)
+        second = nk.grad(lambda s, x: nk.grad(fn)(s, x))(s, x)
+        fd2 = (nk.grad(fn)(s + 1e-5, x) - nk.grad(fn)(s - 1e-5, x)) / 2e-5
+        assert float(second) == pytest.approx(fd2, rel=1e-5, abs=1e-7)

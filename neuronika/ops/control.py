@@ -110,8 +110,9 @@ def _pack_forward(ctx):
     if ctx.whole:
         return value
     # the inputs' shapes, read at run time for a missing gradient's zeros: the program does
-    # not name the sizes of a loop's sequences
-    return f"y = {value}\n" + "\n".join(f"s{i} = {name}.shape" for i, name in enumerate(ctx.names))
+    # not name the sizes of a loop's sequences (a Python number's is ())
+    return f"y = {value}\n" + "\n".join(f"s{i} = {'()' if name in ctx.weak else name + '.shape'}"
+                                         for i, name in enumerate(ctx.names))
 
 
 def _pack_grad(ctx):

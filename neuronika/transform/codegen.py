@@ -1013,7 +1013,8 @@ def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, w
         # buffer of its own: 4% of mlp512's backward). Float and complex only: the pass
         # rewrites nothing else. (``buffers`` and ``products`` keep reading node types.)
         for j, grad in grads.items():
-            if grad.name == f"g{j}" and order[j].dtype.kind in "fc" and order[j] not in state.unsure:
+            if (grad.name == f"g{j}" and order[j].dtype.kind in "fc" and order[j] not in state.unsure
+                    and order[j].__class__ is not WeakNode):      # (a number's: its adjoints' dtype)
                 state.gradients[grad.name] = (grad.shape, order[j].dtype)
     leaf_returns, retained_returns, grad_leaves, retained = [], [], [], []
     for i, node in enumerate(order):
