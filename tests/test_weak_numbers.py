@@ -238,3 +238,45 @@ def test_a_differentiated_python_number_stays_weakly_typed(fn):
         second = nk.grad(lambda s, x: nk.grad(fn)(s, x))(s, x)
         fd2 = (nk.grad(fn)(s + 1e-5, x) - nk.grad(fn)(s - 1e-5, x)) / 2e-5
         assert float(second) == pytest.approx(fd2, rel=1e-5, abs=1e-7)
+
+
+def _binary_ufuncs():
+    from neuronika.numpy._core import UFUNC_OPS
+    found = sorted((u for u in UFUNC_OPS if u.nin == 2 and u.nout == 1 and u.signature is None
+                    and hasattr(nnp, u.__name__)), key=lambda u: u.__name__)
+    assert len(found) >= 29
+    return found
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["argument", "arithmetic-on-it"])
+@pytest.mark.parametrize("ufunc", _binary_ufuncs(), ids=lambda u: u.__name__)
+def test_every_binary_ufunc_types_python_numbers_as_numpy_does(ufunc, made):
+    # each of NumPy's two-input ufuncs, a float32 / int8 array beside a Python float, int or
+    # complex argument (or a number made from one: s + 0), either side: NumPy's dtype, the
+    # declared one and the computed one (interpreted and compiled calls) agree, and so do values
+    fn = getattr(nnp, ufunc.__name__)
+    x32, i8 = np.linspace(0.5, 1.5, 6, dtype=np.float32), np.arange(1, 7, dtype=np.int8)
+    checked = 0
+    for array, number in ((x32, 0.75), (x32, 2), (i8, 3), (i8, 0.5), (x32, 0.5j)):
+        for first in (True, False):
+            args = (array, number) if first else (number, array)
+            try:
+                with np.errstate(all="ignore"):
+                    want = np.asarray(ufunc(*args))
+            except TypeError:                   # no loop for these dtypes in NumPy either
+                continue
+            declared = []
+
+            def traced(a, s, first=first):
+                s = s + 0 if made else s
+                y = fn(a, s) if first else fn(s, a)
+                declared.append(y.dtype)
+                return y
+            f = nk.jit(traced)
+            for _ in range(3):
+                with np.errstate(all="ignore"):
+                    got = np.asarray(f(array, number))
+                assert got.dtype == want.dtype == declared[0], (args, got.dtype, declared[0])
+                np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+            checked += 1
+    assert checked
