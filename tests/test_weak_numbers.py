@@ -280,3 +280,14 @@ def test_every_binary_ufunc_types_python_numbers_as_numpy_does(ufunc, made):
                 np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
             checked += 1
     assert checked
+
+
+def test_a_negative_float_to_a_fractional_power_is_nan_as_in_arrays():
+    # Python gives a complex number; the trace declares a float, as NumPy's float arrays and
+    # JAX type it, and the program gives nan (ops.elementwise.real_power)
+    x = np.ones(3, np.float32)
+    f = nk.jit(lambda x, s, c: x * s ** 0.5 + x * s ** c)
+    for _ in range(3):
+        got = f(x, -8.0, 1.5)
+        assert got.dtype == np.float32 and np.isnan(got).all()
+    np.testing.assert_allclose(f(x, 4.0, 1.5), x * 2.0 + x * 8.0)

@@ -120,11 +120,15 @@ class Op:
                  elementwise=False, implicit_dy=None, statics=None, accumulate=None,
                  n_differentiable=None, variadic=None, symbolic=None, doc="", random=False,
                  shape_attr=None, families=FAMILIES, needs=None, batch=None, per_example=False,
-                 summed_over_rows=(), weak=False, takes_numbers=None):
+                 summed_over_rows=(), weak=False, takes_numbers=None, typed_by_value=None):
         self.name = name
         # its forward is a Python operator: over Python numbers alone (weak inputs) it gives a
         # Python number, which NumPy types weakly, and so does the graph (``graph.WeakNode``)
         self.weak = weak
+        # (inputs, attrs) -> whether, over Python numbers, the kind of its result depends on
+        # their values (``n ** -1`` is a float where the rule says int): what reads such a
+        # number is not typed by its rule
+        self.typed_by_value = typed_by_value
         self.summed_over_rows = frozenset(summed_over_rows)   # inputs whose adjoint sums over rows
         self.batch = batch                  # its batching rule (``ops.batching``); None: derived
         self.per_example = per_example      # under vmap, batched even when no input is (a draw)

@@ -93,8 +93,26 @@ MUL = _binary("mul", "a * b", "dy * b", "dy * a", "a * b with broadcasting", wea
 DIV = _binary("div", "a / b", "dy / b", "-dy * y / b", "a / b with broadcasting", inexact_dtype, weak=True)
 # Where b == 0 the base gradient is 0, even at a == 0: the exponent there is
 # taken as 1 so that a ** (b - 1) never divides by zero.
-POWER = _binary("power", "a ** b", "dy * b * a ** power_exponent(b)",
-                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent", weak=True)
+def real_power(a, b):
+    """``a ** b`` of Python numbers whose result the trace declares real: a negative float to a
+    fractional power is nan, as in NumPy's float arrays and JAX, not Python's complex number."""
+    y = a ** b
+    return float("nan") if y.__class__ is complex else y
+
+
+_REAL_POWER = {"real_power": real_power}
+
+
+def _ints(inputs, attrs):
+    """An int to an int power, over Python numbers: an int, or a float where the exponent is
+    negative (Python's rule; the trace declares an int)."""
+    return all(i.dtype.kind in "iub" for i in inputs)
+
+
+POWER = _binary("power", lambda ctx: "real_power(a, b)" if len(ctx.weak) == 2 and ctx.dtype.kind == "f"
+                else "a ** b", "dy * b * a ** power_exponent(b)",
+                "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent", weak=True,
+                typed_by_value=_ints, statics=lambda ctx: _REAL_POWER)
 # b - 1, and 0 where b == 0 (then the base gradient b * a ** (b - 1) is 0 even at a == 0): a
 # kernel, as NumPy's b - 1 + (b == 0) keeps a Python float b weak and the standard has no
 # arithmetic on booleans. Its derivative is 1 (almost everywhere).
@@ -108,9 +126,10 @@ def _pow_grad(ctx):
     return "dy * p * x" if ctx.p == 2 else "dy * p * x ** pm1"
 
 
-POW = _unary("pow", "x ** p", _pow_grad,
-             "x ** p for a constant exponent p", attrs=("p",), statics=lambda ctx: {"pm1": ctx.p - 1},
-             weak=True)
+POW = _unary("pow", lambda ctx: "real_power(x, p)" if ctx.weak and ctx.dtype.kind == "f" else "x ** p",
+             _pow_grad, "x ** p for a constant exponent p", attrs=("p",),
+             statics=lambda ctx: {"pm1": ctx.p - 1, **_REAL_POWER}, weak=True,
+             typed_by_value=lambda inputs, attrs: inputs[0].dtype.kind in "iub" and attrs[0] < 0)
 SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)
 EXP = _unary("exp", "xp.exp(x)", "dy * y", "e ** x", np.exp)
 LOG = _unary("log", "xp.log(x)", "dy / x", "natural logarithm", np.log)
