@@ -907,12 +907,12 @@ def _numbers_and_readers(order):
     known: ops over Python-number arguments alone (Python numbers or NumPy scalars, never
     arrays), and whatever reads a number whose kind Python decides by its values
     (``Op.typed_by_value``: ``n ** -1`` is a float where the trace declares int64; a float
-    power is ``ops.elementwise.real_power``, nan rather than complex). Until the dtype rules typed weak results as NumPy does
-    (``graph.WeakNode``, session 15), ``(s * c) * x32`` was a float32 array declared float64,
-    the in-place pass wrote ``... + y64``'s float64 result into its buffer, rounding it to
-    float32, and every reader of such a number was withheld from the passes: a jitted Adam
-    update over a million float32 parameters with Python-number hyperparameters took 5.0 ms
-    instead of 1.5."""
+    power is ``ops.elementwise.real_power``, nan rather than complex). Until the dtype rules
+    typed weak results as NumPy does (``graph.WeakNode``, session 15), ``(s * c) * x32`` was a
+    float32 array declared float64, the in-place pass wrote ``... + y64``'s float64 result
+    into its buffer, rounding it to float32, and every reader of such a number was withheld
+    from the passes: a jitted Adam update over a million float32 parameters with
+    Python-number hyperparameters took 5.0 ms instead of 1.5."""
     numbers, unsure, by_value = set(), set(), set()
     for node in order:
         inputs = node.inputs
@@ -923,7 +923,8 @@ def _numbers_and_readers(order):
             numbers.add(node)
             unsure.add(node)
             by_rule = node.op.typed_by_value
-            if by_rule is not None and by_rule(inputs, node.attrs) or by_value and any(i in by_value for i in inputs):
+            if (by_rule is not None and by_rule(inputs, node.attrs)
+                    or by_value and any(i in by_value for i in inputs)):
                 by_value.add(node)
         elif by_value and any(i in by_value for i in inputs):
             unsure.add(node)
