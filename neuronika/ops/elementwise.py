@@ -55,23 +55,25 @@ def _inexact_inputs(forward, names, operator=False):
     def template(ctx):
         if ctx.dtype.kind not in "fc" or all(kept(ctx, n) for n in names):
             return forward
-        return pattern.sub(lambda m: m.group(1) if kept(ctx, m.group(1)) else f"xp.astype({m.group(1)}, dtype)",
-                           forward)
+        return pattern.sub(lambda m: m.group(1) if kept(ctx, m.group(1))
+                           else f"xp.astype({m.group(1)}, dtype)", forward)
     return template
 
 
 def _binary(name, forward, da, db, doc, dtype=None, **kwargs):
     if dtype is not None and isinstance(forward, str) and (forward.startswith("xp.") or forward == "a / b"):
-        forward = _inexact_inputs(forward, ("a", "b"), operator=not forward.startswith("xp."))
+        forward = _inexact_inputs(forward, ("a", "b"), operator=forward == "a / b")
     return declare(name, ("a", "b"), forward, {"a": da, "b": db},
                    shape=broadcast_shapes, elementwise=True, doc=doc, dtype=dtype, **kwargs)
 
 
-def _on_numbers(operator, function):
-    """A forward that is Python's ``operator`` where every input is a Python number (what
-    NumPy code computes for ``n // 2`` or ``abs(s)``: a Python number, weakly typed; NumPy's
-    functions would give a NumPy scalar), ``function`` otherwise."""
-    return lambda ctx: operator if len(ctx.weak) == len(ctx.names) else function
+def _on_numbers(operator, function, kinds="biufc"):
+    """A forward that is Python's ``operator`` where every input is a Python number and the
+    result is of one of ``kinds`` (what NumPy code computes for ``n // 2`` or ``abs(s)``: a
+    Python number, weakly typed; NumPy's functions would give a NumPy scalar), ``function``
+    otherwise."""
+    return lambda ctx: (operator if len(ctx.weak) == len(ctx.names) and ctx.dtype.kind in kinds
+                        else function)
 
 
 def inexact_dtype(inputs, attrs):
@@ -109,8 +111,7 @@ def _ints(inputs, attrs):
     return all(i.dtype.kind in "iub" for i in inputs)
 
 
-POWER = _binary("power", lambda ctx: "real_power(a, b)" if len(ctx.weak) == 2 and ctx.dtype.kind == "f"
-                else "a ** b", "dy * b * a ** power_exponent(b)",
+POWER = _binary("power", _on_numbers("real_power(a, b)", "a ** b", "f"), "dy * b * a ** power_exponent(b)",
                 "dy * y * log_where_nonzero(a)", "a ** b with a variable exponent", weak=True,
                 typed_by_value=_ints, statics=lambda ctx: _REAL_POWER)
 # b - 1, and 0 where b == 0 (then the base gradient b * a ** (b - 1) is 0 even at a == 0): a
@@ -126,8 +127,8 @@ def _pow_grad(ctx):
     return "dy * p * x" if ctx.p == 2 else "dy * p * x ** pm1"
 
 
-POW = _unary("pow", lambda ctx: "real_power(x, p)" if ctx.weak and ctx.dtype.kind == "f" else "x ** p",
-             _pow_grad, "x ** p for a constant exponent p", attrs=("p",),
+POW = _unary("pow", _on_numbers("real_power(x, p)", "x ** p", "f"), _pow_grad,
+             "x ** p for a constant exponent p", attrs=("p",),
              statics=lambda ctx: {"pm1": ctx.p - 1, **_REAL_POWER}, weak=True,
              typed_by_value=lambda inputs, attrs: inputs[0].dtype.kind in "iub" and attrs[0] < 0)
 SQRT = _unary("sqrt", "xp.sqrt(x)", "0.5 * dy / y", "square root", np.sqrt)

@@ -515,7 +515,7 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     if space is None:                   # shapes and dtypes for ``inplace``: NumPy programs only
         state.unsure = _numbers_and_readers(order)
         state.known = {name: (tuple(node.shape), node.dtype) for node, name in zip(order, values)
-                       if node.key[0] != "weak" and node not in state.unsure}
+                       if node.__class__ is not WeakNode and node not in state.unsure}
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
         if sizes is None:
