@@ -19,6 +19,7 @@ that ``compile()``, superlinear in the size of one function, stays linear.
 """
 from __future__ import annotations
 
+import bisect
 import builtins
 import functools
 import itertools
@@ -51,6 +52,32 @@ LONG = 1500
 #: smaller than TINY bytes when their helper returns (at most CHUNK of them live at once).
 SMALL = 1 << 16
 TINY = 1 << 12
+
+
+def sizes_of(order, values=None):
+    """Name -> elements of each value and gradient of the graph ``order`` (the sizes the
+    passes' thresholds read; ``values``: the values' names, made here when not given)."""
+    if values is None:
+        values = [_value_name(node, i) for i, node in enumerate(order)]
+    sizes = {}
+    for i, (node, name) in enumerate(zip(order, values)):
+        sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
+    return sizes
+
+
+def size_limits():
+    """The element counts at which a pass decides differently for a value: ``inplace``'s
+    least size, ``buffers``' 64 kB at each item size, ``fuse``'s least size."""
+    return sorted({inplace.MIN_ELEMENTS, fuse.MIN_ELEMENTS,
+                   *[buffers.MIN_BYTES // itemsize for itemsize in (1, 2, 4, 8, 16)]})
+
+
+def size_classes(sizes):
+    """Per name of ``sizes`` (``Program.sizes``), how many of ``size_limits()`` its size has
+    reached: two graphs whose classes are equal are written alike by every size-reading pass
+    but ``products`` (whose limit is a product's work, not a value's size)."""
+    limits = size_limits()
+    return tuple([bisect.bisect_right(limits, n) for n in sizes.values()])
 
 
 class Anomaly(Exception):
@@ -415,6 +442,7 @@ class _Build:
         self.gradients = {}        # the same for gradients (``inplace`` only; ``_backward``)
         self.unsure = frozenset()  # nodes whose value may not have their dtype (``_numbers_and_readers``)
         self.sizes = None          # name -> at most how many elements (values and gradients)
+        self.product_sizes = None  # the same, for ``products`` (``build``'s ``product_sizes``)
         self.order = None          # the graph's nodes (a gradient g<i>'s rank and dtype, for ``products``)
         self.fused = False         # one function for values and gradients (value_and_grad, jit)
 
@@ -433,7 +461,7 @@ class _Build:
 # ---- building --------------------------------------------------------------------------------
 
 def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, unit_seed=False,
-          guards=(), wrt=None, dry=False, shared_grads=False, sizes=None):
+          guards=(), wrt=None, dry=False, shared_grads=False, sizes=None, product_sizes=None):
     """Compile the graph in ``order`` (leaves ``leaves``, each an argument).
 
     By default (``backward()`` on a root) the last node is the output and, if it
@@ -450,7 +478,8 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
     loop's cell: its caller never adds into them in place), not copied. ``sizes``: the
     element counts the size thresholds of the ``inplace`` and ``buffers`` passes read (a
     family program's ``Program.sizes``, so that a member of other sizes is written as that
-    program was); by default the graph's own.
+    program was); by default the graph's own. ``product_sizes``: those the ``products`` pass
+    reads, where they are not ``sizes`` (a family member larger than its program: ``families``).
     """
     # Code generation makes many small objects and no garbage cycles: the collector, which
     # would walk the whole graph again and again, waits until it is done.
@@ -462,12 +491,12 @@ def build(order, leaves, anomaly=False, outputs=None, loss=None, fused=False, un
         rolled = loops.rolled(order, leaves, anomaly, outputs, loss, guards)
         if rolled is None:
             result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                            shared_grads, space, sizes)
+                            shared_grads, space, sizes, product_sizes)
         else:
             # an unrolled recurrence, built as a loop (the caller's positions kept)
             order, outputs, loss, guards, old = rolled
             result = _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry,
-                            space=space, sizes=sizes)
+                            space=space, sizes=sizes, product_sizes=product_sizes)
             program = result[0] if dry else result
             program.retained = tuple(old[order[i]] for i in program.retained)
         if space is not None and not dry:
@@ -501,7 +530,7 @@ def _seeded_on(program, space):
 
 
 def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt, dry=False,
-           shared_grads=False, space=None, sizes=None):
+           shared_grads=False, space=None, sizes=None, product_sizes=None):
     index_of = {node: i for i, node in enumerate(order)}
     values = [_value_name(node, i) for i, node in enumerate(order)]
     outputs, loss = passes.outputs_and_loss(order, outputs, loss)
@@ -518,11 +547,8 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
                        if node.__class__ is not WeakNode and node not in state.unsure}
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
-        if sizes is None:
-            sizes = {}
-            for i, (node, name) in enumerate(zip(order, values)):
-                sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
-        state.sizes = sizes
+        state.sizes = sizes_of(order, values) if sizes is None else sizes
+        state.product_sizes = state.sizes if product_sizes is None else product_sizes
         state.order = order
 
     forward, kinds, inputs_of = _forward(order, index_of, values, anomaly, state, guards)
@@ -1181,7 +1207,7 @@ def _compile(name, params, body, returned, top, program, state):
             namespace["_unused"] = buffers.unused
             keep = keep + ["_B"]
     if state.known is not None:
-        body = products.small_products(body, state.known, state.sizes, state.order)
+        body = products.small_products(body, state.known, state.product_sizes, state.order)
     if len(body) <= LONG:
         functions = [_function_text(name, params, passes.free_lines(body, keep),
                                     _return_text(returned, top, str))]

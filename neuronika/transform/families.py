@@ -18,6 +18,14 @@ batch happened to equal a feature count, say) is compared once. A graph seen onc
 only its family key (one pass over its nodes); a family whose comparisons keep failing
 is not compared again (``GIVE_UP``).
 
+The passes that read sizes (in-place results, kept buffers, small products) decide by limits.
+A member is written with the program's sizes, so a short last batch takes the long batches'
+program. A member with a value past a limit (``codegen.size_classes``) that the program's
+sizes stayed below is written with its own sizes instead (the products pass still reads the
+program's: its choice is worth a few percent, not a compile): a small first batch's program,
+which keeps no buffers, would otherwise run every later large batch without them. Where its
+code differs, it gets a program of its own (not counted as a failed comparison).
+
 ``find`` and ``register`` serve any cache of programs (``cache.ProgramCache``,
 ``cache.SharedPrograms``); the registry holds programs weakly, so an entry lives as long
 as a cache (or a trace) keeps its program.
@@ -75,14 +83,17 @@ class Member:
 
 class Entry:
     """A program (held weakly) and, per pattern it is known to serve, the sizes it needs
-    (``(label, size), ...``; the other labels are free)."""
+    (``(label, size), ...``; the other labels are free); ``classes``: per value and gradient,
+    the highest size class (``codegen.size_classes``) its code is known to be written for
+    (None: no pass of its program reads sizes)."""
 
-    __slots__ = ("program", "patterns", "first", "__weakref__")
+    __slots__ = ("program", "patterns", "first", "classes", "__weakref__")
 
-    def __init__(self, pattern, sizes):
+    def __init__(self, pattern, sizes, classes=None):
         self.program = None
         self.patterns = {pattern: tuple(enumerate(sizes))}
         self.first = (pattern, tuple(sizes))
+        self.classes = classes
 
 
 def _abstract(shape, labels, sizes):
@@ -170,6 +181,8 @@ def find(member):
     key, pattern, sizes = member.key()
     if key is None:
         return None
+    from . import codegen
+    classes = _Classes(member.order)
     with _lock:
         entries = _REGISTRY.get(key)
         if not entries:
@@ -180,24 +193,29 @@ def find(member):
             if program is None:
                 continue
             fixed = entry.patterns.get(pattern)
-            if fixed is not None and all(sizes[c] == v for c, v in fixed):
+            if fixed is not None and all(sizes[c] == v for c, v in fixed) and not classes.above(entry):
                 STATS["hits"] += 1
                 return program
             candidates.append((entry, program))
         if not candidates or _FAILED.get(hash(key), 0) >= GIVE_UP:
             return None
         STATS["compared"] += 1
-    from . import codegen
     made_for = {}
+    failed = False
     for entry, program in candidates:
-        # written with the program's sizes where its passes read sizes (thresholds): a
-        # member below a threshold the program's sizes crossed still gets that program
+        # Written with the program's sizes where its passes read sizes (thresholds): a member
+        # below a threshold the program's sizes crossed still gets that program (a short last
+        # batch). A member above one the program's did not cross is written with its own
+        # sizes: it gets the program only where that changes nothing (a small first batch's
+        # program would run larger ones without their buffers).
+        above = classes.above(entry)
         counts = getattr(program, "sizes", None)
-        found = made_for.get(id(counts))
+        found = made_for.get((above, id(counts)))
         if found is None:
+            sizes_read = dict(sizes=None, product_sizes=counts) if above else dict(sizes=counts)
             try:
-                found = made_for[id(counts)] = codegen.build(member.order, member.leaves, dry=True, sizes=counts,
-                                                             **member.options)
+                found = made_for[above, id(counts)] = codegen.build(member.order, member.leaves, dry=True,
+                                                                    **sizes_read, **member.options)
             except Exception:    # noqa: BLE001 - compiled the usual way, which raises it again
                 return None
         made, extra = found
@@ -208,15 +226,42 @@ def find(member):
                     entry.patterns[pattern] = tuple((c, v) for c, v in fixed if sizes[c] == v)
                 elif len(entry.patterns) < _PATTERNS:
                     entry.patterns[pattern] = _fixed_against(entry.first, pattern, sizes)
+                if above:
+                    entry.classes = tuple(map(max, entry.classes, classes.get()))
                 STATS["hits"] += 1
                 STATS["widened"] += 1
             return program
-    with _lock:
-        h = hash(key)
-        _FAILED[h] = _FAILED.pop(h, 0) + 1
-        if len(_FAILED) > _FAILED_MAX:
-            _FAILED.popitem(last=False)
+        failed = failed or not above
+    if failed:                  # (a member that outgrew a program is no sign the family fails)
+        with _lock:
+            h = hash(key)
+            _FAILED[h] = _FAILED.pop(h, 0) + 1
+            if len(_FAILED) > _FAILED_MAX:
+                _FAILED.popitem(last=False)
     return None
+
+
+class _Classes:
+    """A member's size classes (``codegen.size_classes``), made when first asked for."""
+
+    __slots__ = ("order", "made")
+
+    def __init__(self, order):
+        self.order = order
+        self.made = None
+
+    def get(self):
+        if self.made is None:
+            from . import codegen
+            self.made = codegen.size_classes(codegen.sizes_of(self.order))
+        return self.made
+
+    def above(self, entry):
+        """Whether some value or gradient of the member is of a higher size class than
+        ``entry``'s program is written for."""
+        if entry.classes is None:
+            return False
+        return any(a > b for a, b in zip(self.get(), entry.classes))
 
 
 def _fixed_against(first, pattern, sizes):
@@ -239,7 +284,7 @@ def register(member, program):
     key, pattern, sizes = member.key()
     if key is None or not sizes:
         return False
-    entry = Entry(pattern, sizes)
+    entry = Entry(pattern, sizes, _Classes(member.order).get() if getattr(program, "sizes", None) else None)
     try:
         entry.program = weakref.ref(program, _dropper(key, entry))
     except TypeError:

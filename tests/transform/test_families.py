@@ -398,3 +398,71 @@ def test_a_batch_equal_to_a_feature_count_is_compared_once(builds):
         assert len(builds) == 1 and families.STATS["compared"] == 1
     for n, result in got.items():
         assert_same(result, fresh(_imperative, graph, normal(n, (n, 8)), [w]))
+
+
+# ---- members larger than their program --------------------------------------------------------
+# The size-reading passes (in-place results, kept buffers) decide by a program's sizes. A short
+# batch after a long one takes the long one's program (above); a long batch after a short one
+# must not take a program written for sizes below those passes' limits.
+
+WIDE = [RNG.standard_normal((32, 256)).astype(np.float32) * 0.2,
+        RNG.standard_normal(256).astype(np.float32) * 0.1,
+        RNG.standard_normal((256, 10)).astype(np.float32) * 0.1]
+
+
+def wide(x, w1, b1, w2):
+    h = (x @ w1 + b1).tanh()                      # (n, 256) float32: 128 kB at n = 128, kept
+    return ((h @ w2) ** 2).sum()
+
+
+def _wide_batch(n):
+    return normal(n, (n, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("path", ["imperative", "value_and_grad"])
+def test_a_batch_past_a_size_limit_after_a_small_one_gets_a_program_of_its_size(builds, path):
+    f = nk.value_and_grad(wide, argnums=(1, 2, 3))
+
+    def call(n):
+        if path == "imperative":
+            return _imperative(wide, _wide_batch(n), WIDE)
+        value, grads = f(_wide_batch(n), *WIDE)
+        return [value, *grads]
+
+    def source(n):
+        if path == "imperative":
+            ps = [nk.from_ndarray(p.copy()).requires_grad() for p in WIDE]
+            return wide(nk.from_ndarray(_wide_batch(n)), *ps).source()
+        return f.source(_wide_batch(n), *WIDE)
+
+    got = {}
+    with nk.config(compile="always"):
+        got[3] = call(3)
+        assert len(builds) == 1
+        got[128] = call(128)
+        assert len(builds) == 2, "the large batch ran the small batch's program"
+        assert "_B[" in source(128) and "_B[" not in source(3)
+        assert not families._FAILED, "a member that outgrew its program counted as a failed comparison"
+        for n in (3, 5, 256, 640, 128, 100):      # every later size shares one of the two
+            got[n] = call(n)
+        assert len(builds) == 2
+        assert "_B[" in source(640)
+    for n, result in got.items():
+        assert_same(result, fresh(call, n))
+
+
+def test_a_larger_batch_below_every_size_limit_shares_without_a_comparison_of_its_own(builds):
+    with nk.config(compile="always"):
+        imperative_mlp(2)
+        imperative_mlp(3)                          # compared once: the batch's size is free
+        compared = families.STATS["compared"]
+        for n in (9, 30, 64):
+            imperative_mlp(n)
+        assert len(builds) == 1 and families.STATS["compared"] == compared
+
+
+def test_size_classes_count_the_limits_reached():
+    limits = codegen.size_limits()
+    assert limits == sorted(limits) and 2048 in limits and 16384 in limits
+    assert codegen.size_classes({"a": 1, "b": limits[0] - 1, "c": limits[0], "d": 10 ** 9}) == \
+        (0, 0, 1, len(limits))
