@@ -542,9 +542,16 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
     state.space = space
     state.fuse = fuse.plan(order, values, space, order[loss] if loss is not None else None)
     if space is None:                   # shapes and dtypes for ``inplace``: NumPy programs only
-        state.unsure = _numbers_and_readers(order)
-        state.known = {name: (tuple(node.shape), node.dtype) for node, name in zip(order, values)
-                       if node.__class__ is not WeakNode and node not in state.unsure}
+        state.unsure, by_value = _numbers_and_readers(order)
+        known = state.known = {}
+        for node, name in zip(order, values):
+            if node.__class__ is WeakNode:
+                # a Python number (an argument, a literal, a Python operator over such numbers):
+                # weak for the passes' type rules, as for NumPy (``x2 * v4`` takes v4's buffer)
+                if node not in by_value:
+                    known[name] = ((), _PYTHON_NUMBERS[node.dtype.kind])
+            elif node not in state.unsure:
+                known[name] = (tuple(node.shape), node.dtype)
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
         state.sizes = sizes_of(order, values) if sizes is None else sizes
@@ -938,7 +945,8 @@ def _numbers_and_readers(order):
     float32 array declared float64, the in-place pass wrote ``... + y64``'s float64 result
     into its buffer, rounding it to float32, and every reader of such a number was withheld
     from the passes: a jitted Adam update over a million float32 parameters with
-    Python-number hyperparameters took 5.0 ms instead of 1.5."""
+    Python-number hyperparameters took 5.0 ms instead of 1.5. Returns (those nodes, the ones
+    among them whose kind Python decides by value)."""
     numbers, unsure, by_value = set(), set(), set()
     for node in order:
         inputs = node.inputs
@@ -955,7 +963,11 @@ def _numbers_and_readers(order):
         elif by_value and any(i in by_value for i in inputs):
             unsure.add(node)
             by_value.add(node)
-    return unsure
+    return unsure, by_value
+
+
+#: The Python class of a weakly typed number of each dtype kind.
+_PYTHON_NUMBERS = {"b": bool, "i": int, "f": float, "c": complex}
 
 
 def _backward(order, index_of, values, kinds, inputs_of, anomaly, root, state, wrt, unit_seed):

@@ -193,7 +193,10 @@ def _checking_types(monkeypatch, wrong):
     real = inplace.reuse_buffers
 
     def check(value, shape, dtype, name):
-        if np.shape(value) != shape or np.result_type(value) != dtype:
+        if dtype.__class__ is type:          # a weakly typed number: that Python class
+            if value.__class__ is not dtype:
+                wrong.append((name, type(value), dtype))
+        elif np.shape(value) != shape or np.result_type(value) != dtype:
             wrong.append((name, np.shape(value), np.result_type(value), shape, dtype))
 
     def with_checks(lines, keep, known, sizes):
@@ -201,6 +204,8 @@ def _checking_types(monkeypatch, wrong):
 
         def check_of(n):
             shape, dtype = known[n]
+            if dtype.__class__ is type:
+                return Line(f"_check_type({n}, (), {dtype.__name__}, {n!r})", [n], [])
             return Line(f"_check_type({n}, {tuple(shape)!r}, _dtype({str(dtype)!r}), {n!r})", [n], [])
         out = []
         for line in lines:
@@ -382,3 +387,42 @@ def test_what_reads_arithmetic_on_python_numbers_takes_buffers():
     expected = p - (1e-3 * (1 - 0.999 ** 10) ** 0.5 / (1 - 0.9 ** 10)) * mm / (np.sqrt(vv) + 1e-8)
     assert got[0].dtype == np.float32
     np.testing.assert_allclose(got[0], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("number", [2.0, 3, True, 0.5j])
+def test_a_statement_reading_a_python_number_argument_takes_a_buffer(number):
+    # a Python number is weakly typed for the pass, as for NumPy: g * s is g's type, so it is
+    # written into g's buffer (before session 16 the number had no type and g * s made a new
+    # array); a complex number makes a complex result, which no float buffer takes
+    n = 4 * inplace.MIN_ELEMENTS
+    x = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+
+    def f(x, s):
+        return nnp.sum(nnp.tanh(s * nnp.exp(x)).real)
+    fn = nk.value_and_grad(f)
+    with nk.config(compile="always"):
+        source = fn.source(x, number)
+        value, grad = fn(x, number)
+    transform.cache_clear()
+    taken = re.search(r"xp\.multiply\((g\d+), x\d+, out=\1\)", source)
+    assert (taken is None) == isinstance(number, complex), source
+    t = np.tanh(number * np.exp(x))
+    assert value.dtype == grad.dtype == np.float32
+    np.testing.assert_allclose(value, np.sum(t.real), rtol=1e-5)
+    np.testing.assert_allclose(grad, ((1 - t * t) * number).real * np.exp(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_python_float_beside_an_int_array_gets_no_int_buffer():
+    n = 4 * inplace.MIN_ELEMENTS
+    i = np.arange(n, dtype=np.int32) % 7
+
+    def f(i, s):
+        return (i * 3) * s + 1                  # int32 product, then float64 beside the float
+    with nk.config(compile="always"):
+        source = nk.jit(f).source(i, 0.5)
+        got = nk.jit(f)(i, 0.5)
+    transform.cache_clear()
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, (i * 3) * 0.5 + 1)
+    product = re.search(r"(v\d+) = x0 \* x\d+", source).group(1)      # the int32 product
+    assert f"out={product})" not in source, source
