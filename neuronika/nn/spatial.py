@@ -1,6 +1,6 @@
 """Spatial functions of ``nn.functional``, as PyTorch's: ``pad``, ``pixel_shuffle`` /
-``pixel_unshuffle``, ``interpolate`` (nearest, nearest-exact, linear, bilinear, trilinear),
-``unfold`` / ``fold`` (im2col and its inverse), and the modules that call them
+``pixel_unshuffle``, ``interpolate`` (nearest, nearest-exact, area, linear, bilinear,
+bicubic, trilinear), ``unfold`` / ``fold`` (im2col and its inverse), and the modules that call them
 (``PixelShuffle``, ``PixelUnshuffle``, ``Upsample``, ``Unfold``, ``Fold``). Each is built from
 catalogue ops (pad, reshape, transpose, gathers and scatter-adds), so first and second
 derivatives come from the engine.
