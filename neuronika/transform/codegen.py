@@ -72,12 +72,21 @@ def size_limits():
                    *[buffers.MIN_BYTES // itemsize for itemsize in (1, 2, 4, 8, 16)]})
 
 
-def size_classes(sizes):
-    """Per name of ``sizes`` (``Program.sizes``), how many of ``size_limits()`` its size has
-    reached: two graphs whose classes are equal are written alike by every size-reading pass
-    but ``products`` (whose limit is a product's work, not a value's size)."""
+def size_classes(order):
+    """Per node of ``order``, how many of ``size_limits()`` its value's size has reached (its
+    gradient's is the same): two graphs whose classes are equal are written alike by every
+    size-reading pass but ``products`` (whose limit is a product's work, not a value's size).
+    One look-up per node: a graph has few shapes."""
     limits = size_limits()
-    return tuple([bisect.bisect_right(limits, n) for n in sizes.values()])
+    classes = {}
+    out = []
+    for node in order:
+        shape = node.shape
+        found = classes.get(shape)
+        if found is None:
+            found = classes[shape] = bisect.bisect_right(limits, math.prod(shape))
+        out.append(found)
+    return tuple(out)
 
 
 class Anomaly(Exception):

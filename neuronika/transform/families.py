@@ -32,6 +32,7 @@ as a cache (or a trace) keeps its program.
 """
 from __future__ import annotations
 
+import operator
 import threading
 import weakref
 from collections import OrderedDict
@@ -253,7 +254,7 @@ class _Classes:
     def get(self):
         if self.made is None:
             from . import codegen
-            self.made = codegen.size_classes(codegen.sizes_of(self.order))
+            self.made = codegen.size_classes(self.order)
         return self.made
 
     def above(self, entry):
@@ -261,7 +262,7 @@ class _Classes:
         ``entry``'s program is written for."""
         if entry.classes is None:
             return False
-        return any(a > b for a, b in zip(self.get(), entry.classes))
+        return any(map(operator.gt, self.get(), entry.classes))
 
 
 def _fixed_against(first, pattern, sizes):

@@ -465,5 +465,9 @@ def test_a_larger_batch_below_every_size_limit_shares_without_a_comparison_of_it
 def test_size_classes_count_the_limits_reached():
     limits = codegen.size_limits()
     assert limits == sorted(limits) and 2048 in limits and 16384 in limits
-    assert codegen.size_classes({"a": 1, "b": limits[0] - 1, "c": limits[0], "d": 10 ** 9}) == \
-        (0, 0, 1, len(limits))
+
+    class Node:
+        def __init__(self, *shape):
+            self.shape = shape
+    order = [Node(), Node(limits[0] - 1), Node(limits[0]), Node(limits[0], 1), Node(10 ** 5, 10 ** 4)]
+    assert codegen.size_classes(order) == (0, 0, 1, 1, len(limits))
