@@ -227,14 +227,15 @@ def like_leaf(node, requires_grad):
     new.space = node.space
     if node.__class__ is WeakNode:       # a weak argument or result: a weak leaf in the cell
         new.__class__ = WeakNode
-        new.key = _weak_key(node.dtype.kind, requires_grad)
+        new.key = weak_key(node.dtype.kind, requires_grad)
     else:
         new.key = leaf_key(node.shape, node.dtype, node.space, requires_grad)
     new.sig = hash(new.key)
     return new
 
 
-def _weak_key(kind, requires_grad):
+def weak_key(kind, requires_grad):
+    """The key of a weak leaf of dtype kind ``kind`` ("b", "i", "f", "c")."""
     return _WEAK_KEYS[kind] + ("grad",) if requires_grad else _WEAK_KEYS[kind]
 
 
@@ -246,7 +247,7 @@ def weak_leaf(value, requires_grad=False):
     node = leaf(_WEAK_TYPES[value.__class__](value), requires_grad)
     node.__class__ = WeakNode
     node.value = value
-    node.key = _weak_key(node.dtype.kind, requires_grad)
+    node.key = weak_key(node.dtype.kind, requires_grad)
     node.sig = hash(node.key)
     return node
 

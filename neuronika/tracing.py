@@ -33,7 +33,7 @@ import numpy as np
 from . import backend
 from .errors import ArgnumsError, BatchingError, GradientError
 from .graph import (ANOMALY, COMPILE, Constant, collector_paused, format_where, leaf, linearize, modes, serial_now,
-                    user_line, walk, weak_leaf)
+                    user_line, walk, weak_key, weak_leaf)
 from .transform import codegen, families, interpret, loops, run
 from .transform.run import constant_value
 from .transform.cache import TRACED, program_bytes
@@ -532,7 +532,7 @@ def to_space(value, space):
     return backend.move(value if backend.foreign(value) else np.asarray(value), space)
 
 
-_INT_KEY = ("weak", "int")
+_INT_KEY = weak_key("i", False)
 
 
 class IntArgument(Var):

@@ -54,17 +54,6 @@ SMALL = 1 << 16
 TINY = 1 << 12
 
 
-def sizes_of(order, values=None):
-    """Name -> elements of each value and gradient of the graph ``order`` (the sizes the
-    passes' thresholds read; ``values``: the values' names, made here when not given)."""
-    if values is None:
-        values = [_value_name(node, i) for i, node in enumerate(order)]
-    sizes = {}
-    for i, (node, name) in enumerate(zip(order, values)):
-        sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
-    return sizes
-
-
 def size_limits():
     """The element counts at which a pass decides differently for a value: ``inplace``'s
     least size, ``buffers``' 64 kB at each item size, ``fuse``'s least size."""
@@ -563,7 +552,11 @@ def _build(order, leaves, anomaly, outputs, loss, fused, unit_seed, guards, wrt,
                 known[name] = (tuple(node.shape), node.dtype)
         if loss is not None:
             state.known["seed"] = (tuple(order[loss].shape), order[loss].dtype)
-        state.sizes = sizes_of(order, values) if sizes is None else sizes
+        if sizes is None:
+            sizes = {}
+            for i, (node, name) in enumerate(zip(order, values)):
+                sizes[name] = sizes[f"g{i}"] = math.prod(node.shape)
+        state.sizes = sizes
         state.product_sizes = state.sizes if product_sizes is None else product_sizes
         state.order = order
 
@@ -955,7 +948,8 @@ def _numbers_and_readers(order):
     into its buffer, rounding it to float32, and every reader of such a number was withheld
     from the passes: a jitted Adam update over a million float32 parameters with
     Python-number hyperparameters took 5.0 ms instead of 1.5. Returns (those nodes, the ones
-    among them whose kind Python decides by value)."""
+    among them whose kind Python decides by value); ``_build`` types a ``WeakNode`` among the
+    first that is not among the second by its Python class, as the passes type a literal."""
     numbers, unsure, by_value = set(), set(), set()
     for node in order:
         inputs = node.inputs

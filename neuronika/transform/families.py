@@ -285,7 +285,8 @@ def register(member, program):
     key, pattern, sizes = member.key()
     if key is None or not sizes:
         return False
-    entry = Entry(pattern, sizes, _Classes(member.order).get() if getattr(program, "sizes", None) else None)
+    from . import codegen
+    entry = Entry(pattern, sizes, codegen.size_classes(member.order) if getattr(program, "sizes", None) else None)
     try:
         entry.program = weakref.ref(program, _dropper(key, entry))
     except TypeError:
